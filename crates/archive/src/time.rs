@@ -1,0 +1,34 @@
+//! Calendar arithmetic for the zip format, which stores local civil time, not seconds.
+
+/// `(year, month, day, hour, minute, second)` in UTC for a Unix timestamp.
+pub(crate) fn civil_from_unix(seconds: u64) -> (u16, u8, u8, u8, u8, u8) {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_dates() {
+        assert_eq!(super::civil_from_unix(315_532_800), (1980, 1, 1, 0, 0, 0));
+        assert_eq!(super::civil_from_unix(1_700_000_000), (2023, 11, 14, 22, 13, 20));
+    }
+}

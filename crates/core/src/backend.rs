@@ -1,0 +1,156 @@
+//! The one trait every tier implements, and what flows in and out of it.
+//!
+//! The driver builds the shared inputs a plan needs ([`Inputs`]) once, hands each backend a
+//! [`BuildContext`], publishes the [`Artifact`]s it returns into the output folder, then asks
+//! the same backend to smoke-test them as its target would run them.
+
+use crate::{InterpreterFacts, Project, SourceDate, TargetNeeds, Tier};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Errors cross the trait boxed: each backend crate keeps its own `thiserror` enum.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An intermediate product that several tiers share, built once per run by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Input {
+    /// The normalised, validated sdist built from the source tree.
+    Sdist,
+    /// The normalised, validated wheel built from the unpacked sdist.
+    Wheel,
+}
+
+impl Input {
+    pub fn name(self) -> &'static str {
+        match self {
+            Input::Sdist => "sdist",
+            Input::Wheel => "wheel",
+        }
+    }
+}
+
+/// The shared inputs built so far in this run: a typed registry that later steps read.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    pub sdist: Option<PathBuf>,
+    pub wheel: Option<PathBuf>,
+}
+
+/// What a backend's preflight may look at.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// The build interpreter, when one was found.
+    pub interpreter: Option<Arc<InterpreterFacts>>,
+}
+
+/// Why a tier cannot be built on this host: a value, not an error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unavailable {
+    pub reason: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a backend needs to build its artifacts.
+#[derive(Clone, Debug)]
+pub struct BuildContext {
+    pub project: Arc<Project>,
+    pub python: Arc<InterpreterFacts>,
+    pub inputs: Arc<Inputs>,
+    /// A scratch folder of this tier's own; artifacts are written here and the driver
+    /// publishes them into the output folder atomically.
+    pub work_dir: PathBuf,
+    pub source_date: SourceDate,
+}
+
+/// Everything a backend needs to smoke-test an artifact.
+#[derive(Clone, Debug)]
+pub struct SmokeContext {
+    pub project: Arc<Project>,
+    pub python: Arc<InterpreterFacts>,
+    pub inputs: Arc<Inputs>,
+    /// A fresh, empty folder for this smoke test: HOME, caches and environments go here.
+    pub scratch: PathBuf,
+    /// Install dependencies only from this folder of wheels, never from an index.
+    pub find_links: Option<PathBuf>,
+}
+
+/// One file a backend produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub tier: Tier,
+    /// Where the file is: the backend's work folder, then the output folder once published.
+    pub path: PathBuf,
+    /// What the target must provide to run it.
+    pub needs: TargetNeeds,
+}
+
+impl Artifact {
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// One command a smoke test ran, and what came of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmokeCheck {
+    /// What was checked, as a user could type it (`sampleapp greet X`).
+    pub command: String,
+    pub passed: bool,
+    pub exit_code: Option<i32>,
+    pub seconds: f64,
+    /// On failure: what was expected and the output's tail. On success: a short note.
+    pub detail: String,
+}
+
+/// The result of smoke-testing one artifact.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SmokeReport {
+    pub checks: Vec<SmokeCheck>,
+}
+
+impl SmokeReport {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// A tier. One implementation per tier crate; the driver holds them in gradient order.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    /// The tier this backend builds.
+    fn tier(&self) -> Tier;
+
+    /// What the target machine must provide, refined with the project's facts.
+    fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds;
+
+    /// The shared inputs the driver must build before calling [`Backend::build`].
+    fn inputs(&self) -> &'static [Input];
+
+    /// Whether this host can build the tier, and if not, why.
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable>;
+
+    /// Write the tier's artifacts into `cx.work_dir`.
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError>;
+
+    /// Run the artifact the way its target would, and check what it does.
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError>;
+}

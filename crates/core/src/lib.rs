@@ -1,0 +1,31 @@
+//! gradient-core: the types every other gradient crate speaks.
+//!
+//! ```text
+//!   pyproject.toml ──► Project ──┐
+//!   interpreter probe ─► InterpreterFacts ─┤
+//!                                ▼
+//!            driver ──► BuildContext ──► dyn Backend (one per Tier) ──► Artifact
+//!                                                  └──► SmokeReport
+//! ```
+//!
+//! This crate holds data and the [`Backend`] trait only; it runs nothing. Probing
+//! interpreters lives in `gradient-python`, building in the tier crates, planning in
+//! `gradient-driver`. Keeping the shared types here breaks what would otherwise be a
+//! dependency cycle between the driver and the backends.
+
+mod backend;
+mod epoch;
+mod interpreter;
+mod project;
+mod tier;
+
+pub use backend::{
+    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, SmokeCheck, SmokeContext,
+    SmokeReport, Unavailable,
+};
+pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
+pub use interpreter::InterpreterFacts;
+pub use project::{
+    normalize_name, BuildSystem, Config, Project, ProjectError, SmokeConfig, PYPROJECT,
+};
+pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -1,0 +1,424 @@
+//! The project model: `pyproject.toml`'s `[build-system]`, `[project]` (PEP 621) and our own
+//! `[tool.gradient]` table, read once with positions so that every error names
+//! `file:line:column`.
+//!
+//! A folder with only a `setup.py` is a legacy setuptools project: it gets the PEP 517
+//! fallback backend, and its name and version come from the metadata the backend writes.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The file every modern Python project has.
+pub const PYPROJECT: &str = "pyproject.toml";
+
+/// What PEP 517 says a frontend uses when a project names no backend.
+const LEGACY_BACKEND: &str = "setuptools.build_meta:__legacy__";
+const LEGACY_REQUIRES: &str = "setuptools>=40.8.0";
+
+/// A Python project as gradient sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    /// The project folder (absolute).
+    pub root: PathBuf,
+    /// `root/pyproject.toml`, when the project has one.
+    pub pyproject: Option<PathBuf>,
+    /// The name as written; `None` when the backend decides it (legacy `setup.py`).
+    pub name: Option<String>,
+    /// The version as written; `None` when dynamic.
+    pub version: Option<String>,
+    pub dynamic: Vec<String>,
+    pub description: Option<String>,
+    pub requires_python: Option<String>,
+    pub dependencies: Vec<String>,
+    pub optional_dependencies: BTreeMap<String, Vec<String>>,
+    pub scripts: BTreeMap<String, String>,
+    pub gui_scripts: BTreeMap<String, String>,
+    pub build_system: BuildSystem,
+    pub config: Config,
+}
+
+/// The PEP 517/518 `[build-system]` table, with the legacy fallback filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSystem {
+    pub requires: Vec<String>,
+    /// `module` or `module:object`.
+    pub backend: String,
+    /// In-tree backend folders, relative to the project root.
+    pub backend_path: Vec<String>,
+    /// True when the project named no backend and gets setuptools' legacy one.
+    pub implicit: bool,
+}
+
+/// `[tool.gradient]`: gradient's own settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The build interpreter: a version (`3.11`) or a path.
+    pub python: Option<String>,
+    /// The console script an artifact runs by default, when the project has several.
+    pub entry: Option<String>,
+    /// The smoke test every tier runs.
+    pub smoke: Option<SmokeConfig>,
+}
+
+/// `[tool.gradient.smoke]`: a command to run against every artifact and what it must print.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeConfig {
+    /// The command, its first word a console script of the project (`["app", "--version"]`).
+    pub command: Vec<String>,
+    /// A substring its standard output must contain.
+    pub expect: Option<String>,
+}
+
+/// Why a project could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("no pyproject.toml or setup.py in `{}`\n  hint: point gradient at a Python project folder (one with a pyproject.toml)", dir.display())]
+    NotFound { dir: PathBuf },
+    #[error("failed to read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}{}", path.display(), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawPyproject {
+    #[serde(rename = "build-system")]
+    build_system: Option<RawBuildSystem>,
+    project: Option<Spanned<RawProject>>,
+    tool: Option<RawTools>,
+}
+
+#[derive(Deserialize)]
+struct RawBuildSystem {
+    requires: Option<Vec<String>>,
+    #[serde(rename = "build-backend")]
+    build_backend: Option<String>,
+    #[serde(rename = "backend-path")]
+    backend_path: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawProject {
+    name: Option<Spanned<String>>,
+    version: Option<String>,
+    #[serde(default)]
+    dynamic: Vec<String>,
+    description: Option<String>,
+    #[serde(rename = "requires-python")]
+    requires_python: Option<String>,
+    #[serde(default)]
+    dependencies: Vec<String>,
+    #[serde(default, rename = "optional-dependencies")]
+    optional_dependencies: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    scripts: BTreeMap<String, String>,
+    #[serde(default, rename = "gui-scripts")]
+    gui_scripts: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawTools {
+    gradient: Option<Config>,
+}
+
+impl Project {
+    /// Read the project in `dir`.
+    pub fn load(dir: &Path) -> Result<Project, ProjectError> {
+        let root = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let pyproject = root.join(PYPROJECT);
+        match std::fs::read_to_string(&pyproject) {
+            Ok(text) => Project::parse(&root, &pyproject, &text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if root.join("setup.py").is_file() {
+                    Ok(Project::legacy(root))
+                } else {
+                    Err(ProjectError::NotFound { dir: root })
+                }
+            }
+            Err(source) => Err(ProjectError::Read {
+                path: pyproject,
+                source,
+            }),
+        }
+    }
+
+    /// A `setup.py`-only project.
+    fn legacy(root: PathBuf) -> Project {
+        Project {
+            root,
+            pyproject: None,
+            name: None,
+            version: None,
+            dynamic: vec!["name".into(), "version".into()],
+            description: None,
+            requires_python: None,
+            dependencies: Vec::new(),
+            optional_dependencies: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+            gui_scripts: BTreeMap::new(),
+            build_system: BuildSystem::legacy(),
+            config: Config::default(),
+        }
+    }
+
+    /// Parse the text of `path` (a `pyproject.toml` in `root`).
+    pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Project, ProjectError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, message: String, hint: Option<&str>| {
+            let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+            ProjectError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+                hint: hint.map(str::to_string),
+            }
+        };
+        let raw: RawPyproject = toml::from_str(text).map_err(|err| {
+            invalid(
+                err.span(),
+                err.message().trim().to_string(),
+                Some("fix the TOML syntax at that position"),
+            )
+        })?;
+
+        let build_system = match raw.build_system {
+            None => BuildSystem::legacy(),
+            Some(table) => BuildSystem {
+                requires: table
+                    .requires
+                    .unwrap_or_else(|| vec![LEGACY_REQUIRES.to_string()]),
+                implicit: table.build_backend.is_none(),
+                backend: table
+                    .build_backend
+                    .unwrap_or_else(|| LEGACY_BACKEND.to_string()),
+                backend_path: table.backend_path.unwrap_or_default(),
+            },
+        };
+        let config = raw.tool.and_then(|t| t.gradient).unwrap_or_default();
+        if let Some(smoke) = &config.smoke {
+            if smoke.command.is_empty() {
+                return Err(invalid(
+                    find(text, "[tool.gradient.smoke]"),
+                    "`command` in [tool.gradient.smoke] is empty".into(),
+                    Some("give the command as a list, e.g. command = [\"myapp\", \"--version\"]"),
+                ));
+            }
+        }
+
+        let mut project = Project::legacy(root.to_path_buf());
+        project.pyproject = Some(path.to_path_buf());
+        project.build_system = build_system;
+        project.config = config;
+        let Some(table) = raw.project else {
+            // A project without [project] (poetry 1, legacy setuptools with setup.cfg):
+            // the backend decides name and version.
+            return Ok(project);
+        };
+        let table_span = table.span();
+        let table = table.into_inner();
+        let dynamic = |field: &str| table.dynamic.iter().any(|d| d == field);
+
+        let name = match table.name {
+            Some(name) => {
+                if !is_valid_name(name.get_ref()) {
+                    return Err(invalid(
+                        Some(name.span()),
+                        format!("`{}` is not a valid project name", name.get_ref()),
+                        Some("names are letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit (PEP 508)"),
+                    ));
+                }
+                Some(name.into_inner())
+            }
+            None => {
+                return Err(invalid(
+                    header_span(text, "project", table_span),
+                    "[project] has no `name`".into(),
+                    Some("add `name = \"...\"` to [project]; PEP 621 does not allow the name to be dynamic"),
+                ))
+            }
+        };
+        if table.version.is_none() && !dynamic("version") {
+            return Err(invalid(
+                header_span(text, "project", table_span),
+                "[project] has no `version` and does not list it in `dynamic`".into(),
+                Some("add `version = \"0.1.0\"`, or `dynamic = [\"version\"]` if the build backend computes it"),
+            ));
+        }
+
+        project.name = name;
+        project.version = table.version;
+        project.dynamic = table.dynamic;
+        project.description = table.description;
+        project.requires_python = table.requires_python;
+        project.dependencies = table.dependencies;
+        project.optional_dependencies = table.optional_dependencies;
+        project.scripts = table.scripts;
+        project.gui_scripts = table.gui_scripts;
+        Ok(project)
+    }
+
+    /// The name for messages before the backend has spoken: the declared name, or the folder's.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "project".into())
+        })
+    }
+}
+
+impl BuildSystem {
+    fn legacy() -> BuildSystem {
+        BuildSystem {
+            requires: vec![LEGACY_REQUIRES.to_string()],
+            backend: LEGACY_BACKEND.to_string(),
+            backend_path: Vec::new(),
+            implicit: true,
+        }
+    }
+}
+
+/// PEP 503 normalisation: lower case, runs of `-_.` become `-`.
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut last_sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !last_sep {
+                out.push('-');
+            }
+            last_sep = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            last_sep = false;
+        }
+    }
+    out
+}
+
+fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: &u8| b.is_ascii_alphanumeric();
+    !bytes.is_empty()
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The span of a `[table]` header line, so errors about a missing key point at the table.
+fn header_span(text: &str, table: &str, fallback: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    find(text, &format!("[{table}]")).or(Some(fallback))
+}
+
+fn find(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
+    text.find(needle).map(|start| start..start + needle.len())
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Project, ProjectError> {
+        Project::parse(Path::new("/p"), Path::new("/p/pyproject.toml"), text)
+    }
+
+    #[test]
+    fn reads_pep621_and_tool_gradient() {
+        let project = parse(
+            r#"
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "demo"
+version = "1.0"
+dependencies = ["click>=8"]
+[project.scripts]
+demo = "demo:main"
+
+[tool.gradient]
+python = "3.11"
+[tool.gradient.smoke]
+command = ["demo", "--version"]
+expect = "1.0"
+"#,
+        )
+        .unwrap();
+        assert_eq!(project.name.as_deref(), Some("demo"));
+        assert_eq!(project.build_system.backend, "hatchling.build");
+        assert!(!project.build_system.implicit);
+        assert_eq!(project.scripts["demo"], "demo:main");
+        assert_eq!(project.config.python.as_deref(), Some("3.11"));
+        assert_eq!(project.config.smoke.unwrap().command, ["demo", "--version"]);
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = parse("[project]\nname = \"x\"\nversion = \"1\nother = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/p/pyproject.toml:3:"), "{text}");
+    }
+
+    #[test]
+    fn missing_name_points_at_the_project_table() {
+        let err = parse("[build-system]\nrequires = []\n\n[project]\nversion = \"1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/p/pyproject.toml:4:1: [project] has no `name`"), "{err}");
+    }
+
+    #[test]
+    fn version_may_be_dynamic_but_not_missing() {
+        assert!(parse("[project]\nname = \"x\"\ndynamic = [\"version\"]\n").is_ok());
+        let err = parse("[project]\nname = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("no `version`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_gradient_settings_are_rejected_with_position() {
+        let err = parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npyhton = \"3.11\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/p/pyproject.toml:5:1"), "{err}");
+        assert!(err.contains("pyhton"), "{err}");
+    }
+
+    #[test]
+    fn no_build_system_means_legacy_setuptools() {
+        let project = parse("[project]\nname = \"x\"\nversion = \"1\"\n").unwrap();
+        assert!(project.build_system.implicit);
+        assert_eq!(project.build_system.backend, LEGACY_BACKEND);
+    }
+
+    #[test]
+    fn names_normalise_like_pep503() {
+        assert_eq!(normalize_name("Foo.Bar__baz"), "foo-bar-baz");
+    }
+}
