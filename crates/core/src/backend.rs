@@ -36,6 +36,8 @@ impl Input {
 pub struct Inputs {
     pub sdist: Option<PathBuf>,
     pub wheel: Option<PathBuf>,
+    /// True when the wheel was built from the unpacked sdist, which proves the sdist builds.
+    pub wheel_built_from_sdist: bool,
 }
 
 /// What a backend's preflight may look at.

@@ -1,0 +1,51 @@
+//! gradient-wheel: the bottom rung of the gradient, sdist and wheel.
+//!
+//! ```text
+//!  source tree ──build_sdist──► sdist ──normalise──► NAME-VER.tar.gz ─┐
+//!                                 │ unpack                            ├─► validate
+//!                                 └──build_wheel──► wheel ─normalise─► NAME-VER-TAGS.whl ─┘
+//! ```
+//! [`build_distributions`] drives the PEP 517 hooks (through `gradient-python`'s runner) and
+//! returns both files, byte-reproducible and checked ([`metadata`]). The driver builds them
+//! once per run as shared inputs; [`SdistTier`] and [`WheelTier`] publish and smoke-test them.
+
+mod build;
+pub mod metadata;
+mod tiers;
+
+pub use build::{build_distributions, BuildRequest, Distributions, WheelRoute};
+pub use tiers::{SdistTier, WheelTier};
+
+use std::path::PathBuf;
+
+/// Why an sdist or wheel could not be built or does not pass its checks.
+#[derive(Debug, thiserror::Error)]
+pub enum WheelError {
+    #[error(transparent)]
+    Python(#[from] gradient_python::PythonError),
+    #[error(transparent)]
+    Hook(#[from] gradient_python::HookError),
+    #[error(transparent)]
+    Archive(#[from] gradient_archive::ArchiveError),
+    #[error("the build backend's `{hook}` hook returned {value}, not a {expected}")]
+    BadHookResult {
+        hook: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{file}` is invalid: {problem}")]
+    Invalid { file: String, problem: String },
+    #[error("`{file}` does not match pyproject.toml: {problem}\n  hint: {hint}")]
+    Mismatch {
+        file: String,
+        problem: String,
+        hint: String,
+    },
+}

@@ -1,0 +1,71 @@
+//! Running an artifact the way a target would, and judging what it did.
+
+use gradient_core::SmokeCheck;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// How long one smoke command may run.
+pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Run `command` (shown to users as `shown`) and check that it exits 0 and, when `expect` is
+/// given, that its standard output contains it.
+pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>) -> SmokeCheck {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let result = tokio::time::timeout(SMOKE_TIMEOUT, command.output()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let failed = |exit_code, detail: String| SmokeCheck {
+        command: shown.clone(),
+        passed: false,
+        exit_code,
+        seconds,
+        detail,
+    };
+    let output = match result {
+        Err(_) => return failed(None, format!("did not finish within {}s", SMOKE_TIMEOUT.as_secs())),
+        Ok(Err(err)) => return failed(None, format!("could not be started: {err}")),
+        Ok(Ok(output)) => output,
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let code = output.status.code();
+    let excerpt = || crate::process::tail(&format!("{stdout}{stderr}"), 12);
+    if !output.status.success() {
+        return failed(code, format!("exited with {}\n{}", output.status, excerpt()));
+    }
+    if let Some(expected) = expect {
+        if !stdout.contains(expected) {
+            return failed(code, format!("expected `{expected}` in its output, got:\n{}", excerpt()));
+        }
+    }
+    SmokeCheck {
+        command: shown,
+        passed: true,
+        exit_code: code,
+        seconds,
+        detail: match expect {
+            Some(expected) => format!("printed `{expected}`"),
+            None => "exited 0".to_string(),
+        },
+    }
+}
+
+/// The commands a smoke test runs: `[tool.gradient.smoke]` when the project has it, else
+/// every console script with `--help`. Each is `(argv, expected output)`.
+pub fn smoke_commands<'a>(
+    project: &gradient_core::Project,
+    scripts: impl IntoIterator<Item = &'a String>,
+) -> Vec<(Vec<String>, Option<String>)> {
+    match &project.config.smoke {
+        Some(smoke) => vec![(smoke.command.clone(), smoke.expect.clone())],
+        None => scripts
+            .into_iter()
+            .map(|script| (vec![script.clone(), "--help".to_string()], None))
+            .collect(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Building the sdist and the wheel through the project's PEP 517 backend.
+
+use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel, CoreMetadata, WheelInfo};
+use crate::WheelError;
+use gradient_archive::{extract_tar_gz, normalise_tar_gz, normalise_zip, ZipOrder};
+use gradient_core::{InterpreterFacts, Project, SourceDate};
+use gradient_python::{BuildEnv, HookRunner, Installer};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the wheel is built from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WheelRoute {
+    /// From the unpacked sdist, as `python -m build` does: proves the sdist is complete.
+    #[default]
+    ViaSdist,
+    /// Straight from the source tree.
+    Direct,
+}
+
+/// What to build, and with what.
+pub struct BuildRequest<'a> {
+    pub project: &'a Project,
+    pub python: &'a InterpreterFacts,
+    pub installer: &'a Installer,
+    pub cache_root: &'a Path,
+    /// A scratch folder; the finished files land in `work_dir/dists`.
+    pub work_dir: &'a Path,
+    pub source_date: SourceDate,
+    pub route: WheelRoute,
+    pub want_sdist: bool,
+    pub want_wheel: bool,
+}
+
+/// The built, normalised and checked distributions.
+#[derive(Clone, Debug)]
+pub struct Distributions {
+    pub sdist: Option<PathBuf>,
+    pub sdist_metadata: Option<CoreMetadata>,
+    pub wheel: Option<(PathBuf, WheelInfo)>,
+    /// Seconds spent on each (the build environment counts towards the first).
+    pub sdist_seconds: f64,
+    pub wheel_seconds: f64,
+    /// Whether the build environment came from the cache.
+    pub env_reused: bool,
+}
+
+/// Build what `request` asks for. The sdist comes first; with [`WheelRoute::ViaSdist`] the
+/// wheel is then built from its unpacked copy, in the same backend process.
+pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributions, WheelError> {
+    let started = Instant::now();
+    let project = request.project;
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WheelError::Io { action, path, source }
+    };
+    let out = request.work_dir.join("dists");
+    let raw = request.work_dir.join("backend-output");
+    for dir in [&out, &raw] {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    let mut env = BuildEnv::ensure(
+        request.python,
+        &project.build_system.requires,
+        request.installer,
+        request.cache_root,
+    )
+    .await?;
+    let epoch = request.source_date.zip_seconds();
+    let backend_env: Vec<(OsString, OsString)> = vec![
+        ("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()),
+        ("PYTHONHASHSEED".into(), "0".into()),
+    ];
+    let mut runner = HookRunner::start(&env.python, &project.root, &project.build_system, &backend_env).await?;
+
+    let need_sdist = request.want_sdist || (request.want_wheel && request.route == WheelRoute::ViaSdist);
+    let mut result = Distributions {
+        sdist: None,
+        sdist_metadata: None,
+        wheel: None,
+        sdist_seconds: 0.0,
+        wheel_seconds: 0.0,
+        env_reused: env.reused,
+    };
+    if need_sdist {
+        let requires = string_list(runner.call("get_requires_for_build_sdist", vec![Value::Null]).await?, "get_requires_for_build_sdist")?;
+        env.ensure_extra(&requires, request.installer).await?;
+        let name = string(runner.call("build_sdist", vec![path_value(&raw), Value::Null]).await?, "build_sdist")?;
+        let sdist = out.join(&name);
+        normalise_tar_gz(&raw.join(&name), &sdist, request.source_date.seconds)?;
+        let metadata = inspect_sdist(&sdist)?;
+        check_against_project(&name, &metadata, project)?;
+        result.sdist = Some(sdist);
+        result.sdist_metadata = Some(metadata);
+        result.sdist_seconds = started.elapsed().as_secs_f64();
+    }
+    if request.want_wheel {
+        let wheel_started = Instant::now();
+        if let (WheelRoute::ViaSdist, Some(sdist)) = (request.route, &result.sdist) {
+            let unpacked = request.work_dir.join("unpacked");
+            extract_tar_gz(sdist, &unpacked)?;
+            let top = sdist
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".tar.gz"))
+                .map(|n| unpacked.join(n))
+                .expect("sdist names were checked");
+            runner.chdir(&top).await?;
+        }
+        let requires = string_list(runner.call("get_requires_for_build_wheel", vec![Value::Null]).await?, "get_requires_for_build_wheel")?;
+        env.ensure_extra(&requires, request.installer).await?;
+        let wheel_raw = raw.join("wheel");
+        std::fs::create_dir_all(&wheel_raw).map_err(io("create", &wheel_raw))?;
+        let name = string(
+            runner
+                .call("build_wheel", vec![path_value(&wheel_raw), Value::Null, Value::Null])
+                .await?,
+            "build_wheel",
+        )?;
+        let wheel = out.join(&name);
+        normalise_zip(&wheel_raw.join(&name), &wheel, epoch, ZipOrder::Wheel)?;
+        let info = inspect_wheel(&wheel)?;
+        check_against_project(&name, &info.metadata, project)?;
+        if let Some(sdist_metadata) = &result.sdist_metadata {
+            if (sdist_metadata.name.as_str(), sdist_metadata.version.as_str())
+                != (info.metadata.name.as_str(), info.metadata.version.as_str())
+            {
+                return Err(WheelError::Invalid {
+                    file: name,
+                    problem: format!(
+                        "the wheel is {} {} but the sdist is {} {}",
+                        info.metadata.name, info.metadata.version, sdist_metadata.name, sdist_metadata.version
+                    ),
+                });
+            }
+        }
+        result.wheel = Some((wheel, info));
+        result.wheel_seconds = if need_sdist {
+            wheel_started.elapsed().as_secs_f64()
+        } else {
+            started.elapsed().as_secs_f64()
+        };
+    }
+    runner.finish().await;
+    Ok(result)
+}
+
+fn path_value(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
+}
+
+fn string(value: Value, hook: &'static str) -> Result<String, WheelError> {
+    match value {
+        Value::String(s) if !s.contains('/') && !s.is_empty() => Ok(s),
+        other => Err(WheelError::BadHookResult {
+            hook,
+            value: other.to_string(),
+            expected: "file name",
+        }),
+    }
+}
+
+fn string_list(value: Value, hook: &'static str) -> Result<Vec<String>, WheelError> {
+    match value {
+        Value::Array(items) if items.iter().all(Value::is_string) => Ok(items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()),
+        other => Err(WheelError::BadHookResult {
+            hook,
+            value: other.to_string(),
+            expected: "list of requirements",
+        }),
+    }
+}

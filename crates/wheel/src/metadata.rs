@@ -1,0 +1,413 @@
+//! Reading and checking what a backend wrote: core metadata (METADATA, PKG-INFO), the wheel's
+//! WHEEL and RECORD files, its file name's tags, and its console scripts.
+
+use crate::WheelError;
+use base64::Engine;
+use gradient_archive::{read_tar_gz_entries, read_zip_entries, EntryKind};
+use gradient_core::{normalize_name, Project};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The core metadata fields gradient uses (METADATA in a wheel, PKG-INFO in an sdist).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreMetadata {
+    pub name: String,
+    pub version: String,
+    pub summary: Option<String>,
+    pub requires_python: Option<String>,
+    pub requires_dist: Vec<String>,
+    pub license: Option<String>,
+}
+
+/// Parse RFC 822-style core metadata; only the header block is read.
+pub fn parse_core_metadata(text: &str) -> CoreMetadata {
+    let mut metadata = CoreMetadata::default();
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the body (long description) follows
+        }
+        if line.starts_with([' ', '\t']) {
+            continue; // continuation of a multi-line header we do not use
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match key.to_ascii_lowercase().as_str() {
+            "name" => metadata.name = value,
+            "version" => metadata.version = value,
+            "summary" => metadata.summary = Some(value),
+            "requires-python" => metadata.requires_python = Some(value),
+            "requires-dist" => metadata.requires_dist.push(value),
+            "license-expression" => metadata.license = Some(value),
+            "license" if metadata.license.is_none() => metadata.license = Some(value),
+            _ => {}
+        }
+    }
+    metadata
+}
+
+/// A wheel's compatibility tag.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tag {
+    pub python: String,
+    pub abi: String,
+    pub platform: String,
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.python, self.abi, self.platform)
+    }
+}
+
+/// What a wheel holds, once checked.
+#[derive(Clone, Debug)]
+pub struct WheelInfo {
+    pub metadata: CoreMetadata,
+    pub tags: Vec<Tag>,
+    pub root_is_purelib: bool,
+    /// `[console_scripts]` of entry_points.txt: name → `module:function`.
+    pub console_scripts: BTreeMap<String, String>,
+    /// Whether it holds compiled code (`.so` files).
+    pub has_native_code: bool,
+}
+
+impl WheelInfo {
+    /// Pure Python for any platform (`py3-none-any`).
+    pub fn is_universal(&self) -> bool {
+        self.tags.iter().all(|t| t.platform == "any")
+    }
+}
+
+/// Expand a compressed tag set (`py2.py3-none-any`) into every tag it stands for.
+pub fn expand_tags(python: &str, abi: &str, platform: &str) -> Vec<Tag> {
+    let mut tags = Vec::new();
+    for p in python.split('.') {
+        for a in abi.split('.') {
+            for pl in platform.split('.') {
+                tags.push(Tag {
+                    python: p.into(),
+                    abi: a.into(),
+                    platform: pl.into(),
+                });
+            }
+        }
+    }
+    tags.sort();
+    tags
+}
+
+/// Open a wheel and check it: file name, WHEEL tags, RECORD hashes and sizes.
+pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
+    let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let invalid = |problem: String| WheelError::Invalid {
+        file: file.clone(),
+        problem,
+    };
+    let stem = file
+        .strip_suffix(".whl")
+        .ok_or_else(|| invalid("a wheel's name must end in `.whl`".into()))?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    if !(parts.len() == 5 || parts.len() == 6) {
+        return Err(invalid(
+            "the name is not NAME-VERSION(-BUILD)-PYTHON-ABI-PLATFORM.whl".into(),
+        ));
+    }
+    let (name, version) = (parts[0], parts[1]);
+    let n = parts.len();
+    let name_tags = expand_tags(parts[n - 3], parts[n - 2], parts[n - 1]);
+
+    let entries = read_zip_entries(path)?;
+    let files: BTreeMap<&str, &[u8]> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::File(data) => Some((e.path.as_str(), data.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let dist_info = format!("{name}-{version}.dist-info");
+    let read = |leaf: &str| -> Result<String, WheelError> {
+        let key = format!("{dist_info}/{leaf}");
+        files
+            .get(key.as_str())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .ok_or_else(|| invalid(format!("it has no `{key}`")))
+    };
+
+    // WHEEL: version and tags.
+    let wheel_file = read("WHEEL")?;
+    let mut wheel_tags = Vec::new();
+    let mut root_is_purelib = false;
+    for line in wheel_file.lines() {
+        if let Some((key, value)) = line.split_once(':') {
+            match key.trim() {
+                "Tag" => {
+                    let parts: Vec<&str> = value.trim().splitn(3, '-').collect();
+                    if parts.len() != 3 {
+                        return Err(invalid(format!("WHEEL has a malformed tag `{}`", value.trim())));
+                    }
+                    wheel_tags.extend(expand_tags(parts[0], parts[1], parts[2]));
+                }
+                "Root-Is-Purelib" => root_is_purelib = value.trim().eq_ignore_ascii_case("true"),
+                "Wheel-Version" if !value.trim().starts_with("1.") => {
+                    return Err(invalid(format!("unsupported Wheel-Version {}", value.trim())));
+                }
+                _ => {}
+            }
+        }
+    }
+    wheel_tags.sort();
+    wheel_tags.dedup();
+    if wheel_tags != name_tags {
+        let show = |tags: &[Tag]| tags.iter().map(Tag::to_string).collect::<Vec<_>>().join(", ");
+        return Err(invalid(format!(
+            "its file name says {} but its WHEEL file says {}",
+            show(&name_tags),
+            show(&wheel_tags)
+        )));
+    }
+
+    // RECORD: every file listed with the right hash and size, and every file listed.
+    let record = read("RECORD")?;
+    let record_path = format!("{dist_info}/RECORD");
+    let mut listed = BTreeSet::new();
+    for line in record.lines().filter(|l| !l.trim().is_empty()) {
+        let fields = split_csv(line);
+        let [entry, hash, size] = fields.as_slice() else {
+            return Err(invalid(format!("RECORD has a malformed line `{line}`")));
+        };
+        listed.insert(entry.clone());
+        if *entry == record_path || entry.ends_with(".jws") || entry.ends_with(".p7s") {
+            continue;
+        }
+        let data = files
+            .get(entry.as_str())
+            .ok_or_else(|| invalid(format!("RECORD lists `{entry}`, which is not in the wheel")))?;
+        let expected = hash
+            .strip_prefix("sha256=")
+            .ok_or_else(|| invalid(format!("RECORD's hash for `{entry}` is not sha256")))?;
+        let actual = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(data));
+        if expected != actual {
+            return Err(invalid(format!("`{entry}` does not match its RECORD hash")));
+        }
+        if size.parse::<usize>().ok() != Some(data.len()) {
+            return Err(invalid(format!("`{entry}` does not match its RECORD size")));
+        }
+    }
+    if let Some(unlisted) = files.keys().find(|f| !listed.contains(**f)) {
+        return Err(invalid(format!("`{unlisted}` is in the wheel but not in RECORD")));
+    }
+
+    let metadata = parse_core_metadata(&read("METADATA")?);
+    if normalize_name(&metadata.name).replace('-', "_") != normalize_name(name).replace('-', "_") {
+        return Err(invalid(format!(
+            "its file name says `{name}` but METADATA says `{}`",
+            metadata.name
+        )));
+    }
+    let console_scripts = read("entry_points.txt")
+        .map(|text| parse_entry_points(&text, "console_scripts"))
+        .unwrap_or_default();
+    Ok(WheelInfo {
+        metadata,
+        tags: name_tags,
+        root_is_purelib,
+        console_scripts,
+        has_native_code: files.keys().any(|f| f.ends_with(".so") || f.contains(".so.")),
+    })
+}
+
+/// Read an sdist's PKG-INFO, checking the layout the sdist spec asks for.
+pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
+    let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let invalid = |problem: String| WheelError::Invalid {
+        file: file.clone(),
+        problem,
+    };
+    let top = file
+        .strip_suffix(".tar.gz")
+        .ok_or_else(|| invalid("an sdist's name must end in `.tar.gz`".into()))?;
+    let entries = read_tar_gz_entries(path)?;
+    if let Some(stray) = entries.iter().find(|e| e.path.split('/').next() != Some(top)) {
+        return Err(invalid(format!("`{}` is outside the top-level folder `{top}/`", stray.path)));
+    }
+    let pkg_info = entries
+        .iter()
+        .find(|e| e.path == format!("{top}/PKG-INFO"))
+        .and_then(|e| match &e.kind {
+            EntryKind::File(data) => Some(String::from_utf8_lossy(data).into_owned()),
+            _ => None,
+        })
+        .ok_or_else(|| invalid(format!("it has no `{top}/PKG-INFO`")))?;
+    let has_build_file = entries
+        .iter()
+        .any(|e| e.path == format!("{top}/pyproject.toml") || e.path == format!("{top}/setup.py"));
+    if !has_build_file {
+        return Err(invalid("it has neither pyproject.toml nor setup.py at its top".into()));
+    }
+    Ok(parse_core_metadata(&pkg_info))
+}
+
+/// Check built metadata against what pyproject.toml declares (fields that are not dynamic).
+pub fn check_against_project(
+    file: &str,
+    metadata: &CoreMetadata,
+    project: &Project,
+) -> Result<(), WheelError> {
+    let mismatch = |problem: String, hint: &str| WheelError::Mismatch {
+        file: file.to_string(),
+        problem,
+        hint: hint.to_string(),
+    };
+    if let Some(name) = &project.name {
+        if normalize_name(name) != normalize_name(&metadata.name) {
+            return Err(mismatch(
+                format!("[project] name is `{name}`, the built metadata says `{}`", metadata.name),
+                "check the build backend's own name settings",
+            ));
+        }
+    }
+    if let Some(version) = &project.version {
+        if canonical_version(version) != canonical_version(&metadata.version) {
+            return Err(mismatch(
+                format!("[project] version is `{version}`, the built metadata says `{}`", metadata.version),
+                "check the build backend's own version settings",
+            ));
+        }
+    }
+    if !project.dynamic.iter().any(|d| d == "dependencies") {
+        let declared: BTreeSet<String> = project.dependencies.iter().map(|r| canonical_requirement(r)).collect();
+        let built: BTreeSet<String> = metadata
+            .requires_dist
+            .iter()
+            .filter(|r| !r.contains("extra =="))
+            .map(|r| canonical_requirement(r))
+            .collect();
+        if declared != built {
+            let show = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+            return Err(mismatch(
+                format!(
+                    "[project] dependencies are [{}], the built Requires-Dist are [{}]",
+                    show(&declared),
+                    show(&built)
+                ),
+                "the backend must write [project] dependencies unchanged; check its configuration",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// PEP 440 versions compared loosely: case, a leading `v` and leading zeros do not matter.
+fn canonical_version(version: &str) -> String {
+    let lower = version.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix('v').unwrap_or(&lower);
+    lower
+        .split('.')
+        .map(|part| part.parse::<u64>().map(|n| n.to_string()).unwrap_or_else(|_| part.to_string()))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A requirement reduced to what matters: normalised name, sorted extras and specifiers,
+/// marker without spaces and with one kind of quote.
+fn canonical_requirement(requirement: &str) -> String {
+    let (spec, marker) = match requirement.split_once(';') {
+        Some((spec, marker)) => (spec, marker.replace(char::is_whitespace, "").replace('\'', "\"")),
+        None => (requirement, String::new()),
+    };
+    let spec: String = spec.chars().filter(|c| !c.is_whitespace()).collect();
+    let name_end = spec.find(|c: char| "[(<>=!~@".contains(c)).unwrap_or(spec.len());
+    let (name, rest) = spec.split_at(name_end);
+    let (extras, specifiers) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((extras, specifiers)) => {
+            let mut extras: Vec<String> = extras.split(',').map(normalize_name).collect();
+            extras.sort();
+            (extras.join(","), specifiers)
+        }
+        None => (String::new(), rest),
+    };
+    let specifiers = specifiers.trim_start_matches('(').trim_end_matches(')');
+    let mut specifiers: Vec<&str> = specifiers.split(',').filter(|s| !s.is_empty()).collect();
+    specifiers.sort();
+    format!("{}[{extras}]{};{marker}", normalize_name(name), specifiers.join(","))
+}
+
+/// The entries of one section of an entry_points.txt file.
+pub fn parse_entry_points(text: &str, section: &str) -> BTreeMap<String, String> {
+    let mut in_section = false;
+    let mut entries = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_section = line == format!("[{section}]");
+        } else if in_section {
+            if let Some((name, value)) = line.split_once('=') {
+                entries.insert(name.trim().to_string(), value.trim().to_string());
+            }
+        }
+    }
+    entries
+}
+
+/// Split one line of RECORD's CSV (paths may be quoted and hold commas).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_compare_by_meaning_not_spelling() {
+        assert_eq!(canonical_requirement("msgpack >= 1.0, <2"), canonical_requirement("msgpack<2,>=1.0"));
+        assert_eq!(
+            canonical_requirement("Foo_Bar[b,a]>=1; python_version < '3.11'"),
+            canonical_requirement("foo-bar[a,b]>=1 ; python_version<\"3.11\"")
+        );
+        assert_ne!(canonical_requirement("click>=8"), canonical_requirement("click>=7"));
+    }
+
+    #[test]
+    fn versions_compare_loosely() {
+        assert_eq!(canonical_version("1.02.0"), canonical_version("v1.2.0"));
+        assert_ne!(canonical_version("1.2"), canonical_version("1.3"));
+    }
+
+    #[test]
+    fn csv_handles_quoted_commas() {
+        assert_eq!(split_csv("\"a,b.py\",sha256=x,3"), ["a,b.py", "sha256=x", "3"]);
+    }
+
+    #[test]
+    fn compressed_tags_expand() {
+        let tags = expand_tags("py2.py3", "none", "any");
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags[0].to_string(), "py2-none-any");
+    }
+
+    #[test]
+    fn metadata_headers_parse_and_body_is_ignored() {
+        let m = parse_core_metadata(
+            "Metadata-Version: 2.4\nName: demo\nVersion: 1.0\nRequires-Dist: click>=8\n\nName: not-this\n",
+        );
+        assert_eq!(m.name, "demo");
+        assert_eq!(m.requires_dist, ["click>=8"]);
+    }
+}

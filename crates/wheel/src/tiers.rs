@@ -1,0 +1,197 @@
+//! The sdist and wheel tiers: they publish the shared distributions and smoke-test them.
+
+use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel};
+use async_trait::async_trait;
+use gradient_core::{
+    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
+    PythonNeed, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+};
+use gradient_python::installer::Source;
+use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::Installer;
+use std::ffi::OsString;
+use std::path::Path;
+use tokio::process::Command;
+
+/// Source distributions. Smoke test: its metadata is checked, and the wheel tier's wheel is
+/// built from its unpacked copy, which is what a target installing it would do.
+pub struct SdistTier;
+
+/// Wheels. Smoke test: installed into a fresh virtual environment (never the host's
+/// site-packages), then its console scripts are run.
+pub struct WheelTier {
+    pub installer: Installer,
+}
+
+fn needs_python(project: &Project, build_backend: bool) -> TargetNeeds {
+    TargetNeeds {
+        python: Some(PythonNeed {
+            version: project.requires_python.clone(),
+            implementation: None,
+        }),
+        installer: true,
+        build_backend,
+        ..TargetNeeds::default()
+    }
+}
+
+fn need_interpreter(host: &Host) -> Result<(), Unavailable> {
+    match host.interpreter {
+        Some(_) => Ok(()),
+        None => Err(Unavailable {
+            reason: "no build interpreter was found".into(),
+            hint: Some("install Python 3.8 or newer, or pass --python".into()),
+        }),
+    }
+}
+
+#[async_trait]
+impl Backend for SdistTier {
+    fn tier(&self) -> Tier {
+        Tier::Sdist
+    }
+
+    fn target_needs(&self, project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
+        needs_python(project, true)
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &[Input::Sdist, Input::Wheel]
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        need_interpreter(host)
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        let path = cx.inputs.sdist.clone().ok_or("the sdist input was not built")?;
+        Ok(vec![Artifact {
+            tier: Tier::Sdist,
+            path,
+            needs: self.target_needs(&cx.project, &cx.python),
+        }])
+    }
+
+    async fn smoke(&self, artifact: &Artifact, cx: &SmokeContext) -> Result<SmokeReport, BackendError> {
+        let name = artifact.file_name();
+        let metadata_check = match inspect_sdist(&artifact.path)
+            .and_then(|m| check_against_project(&name, &m, &cx.project).map(|_| m))
+        {
+            Ok(m) => SmokeCheck {
+                command: format!("read PKG-INFO of {name}"),
+                passed: true,
+                exit_code: None,
+                seconds: 0.0,
+                detail: format!("{} {} matches pyproject.toml", m.name, m.version),
+            },
+            Err(err) => SmokeCheck {
+                command: format!("read PKG-INFO of {name}"),
+                passed: false,
+                exit_code: None,
+                seconds: 0.0,
+                detail: err.to_string(),
+            },
+        };
+        let mut checks = vec![metadata_check];
+        if cx.inputs.wheel_built_from_sdist {
+            checks.push(SmokeCheck {
+                command: format!("build a wheel from the unpacked {name}"),
+                passed: cx.inputs.wheel.is_some(),
+                exit_code: None,
+                seconds: 0.0,
+                detail: "the wheel tier's wheel was built from it".into(),
+            });
+        }
+        Ok(SmokeReport { checks })
+    }
+}
+
+#[async_trait]
+impl Backend for WheelTier {
+    fn tier(&self) -> Tier {
+        Tier::Wheel
+    }
+
+    fn target_needs(&self, project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
+        needs_python(project, false)
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &[Input::Wheel]
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        need_interpreter(host)
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        let path = cx.inputs.wheel.clone().ok_or("the wheel input was not built")?;
+        let info = inspect_wheel(&path)?;
+        let mut needs = self.target_needs(&cx.project, &cx.python);
+        if let Some(requires_python) = info.metadata.requires_python.clone() {
+            needs.python = Some(PythonNeed {
+                version: Some(requires_python),
+                implementation: None,
+            });
+        }
+        if !info.is_universal() {
+            let platforms: Vec<String> = info.tags.iter().map(|t| t.platform.clone()).collect();
+            needs.platform = Some(platforms.join("|"));
+        }
+        Ok(vec![Artifact {
+            tier: Tier::Wheel,
+            path,
+            needs,
+        }])
+    }
+
+    async fn smoke(&self, artifact: &Artifact, cx: &SmokeContext) -> Result<SmokeReport, BackendError> {
+        let info = inspect_wheel(&artifact.path)?;
+        let venv = cx.scratch.join("venv");
+        let home = cx.scratch.join("home");
+        std::fs::create_dir_all(&home)?;
+        let venv_python = self.installer.create_venv(&cx.python.executable, &venv).await?;
+        let source = match &cx.find_links {
+            Some(folder) => Source::Offline(folder),
+            None => Source::Index,
+        };
+        let started = std::time::Instant::now();
+        let install = self
+            .installer
+            .install(&venv_python, &[OsString::from(&artifact.path)], source)
+            .await;
+        let mut checks = vec![SmokeCheck {
+            command: format!("{} install {}", self.installer.name(), artifact.file_name()),
+            passed: install.is_ok(),
+            exit_code: None,
+            seconds: started.elapsed().as_secs_f64(),
+            detail: match &install {
+                Ok(()) => "installed into a fresh virtual environment".into(),
+                Err(err) => err.to_string(),
+            },
+        }];
+        if install.is_err() {
+            return Ok(SmokeReport { checks });
+        }
+        let bin = venv.join("bin");
+        for (argv, expect) in smoke_commands(&cx.project, info.console_scripts.keys()) {
+            let mut command = Command::new(bin.join(&argv[0]));
+            command.args(&argv[1..]);
+            isolate(&mut command, &bin, &home, &cx.scratch);
+            checks.push(run_check(argv.join(" "), command, expect.as_deref()).await);
+        }
+        Ok(SmokeReport { checks })
+    }
+}
+
+/// Run as a target would: only the environment's own bin and the system's on PATH, a fresh
+/// HOME, nothing of the host's Python settings.
+fn isolate(command: &mut Command, bin: &Path, home: &Path, cwd: &Path) {
+    command
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONNOUSERSITE", "1")
+        .current_dir(cwd);
+}
