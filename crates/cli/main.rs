@@ -1,1 +1,256 @@
-fn main(){}
+//! The `gradient` command line: parses arguments, renders what the driver reports, and
+//! decides exit codes. No logic of its own lives here.
+//!
+//! Exit codes: 0 success; 1 a requested tier failed to build or smoke-test; 2 the run could
+//! not start (bad project, bad arguments, no interpreter, unwritable output); 130 interrupted.
+
+use clap::{Args, Parser, Subcommand};
+use gradient_core::Tier;
+use gradient_driver::doctor::TierStatus;
+use gradient_driver::{error_chain, report, BuildOptions, Reporter};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Build one Python application into every tier of the packaging gradient, smoke-test each
+/// artifact the way its target would run it, and compare them.
+///
+/// Tiers, from "the target has Python and pip" to "the target has a package manager":
+/// sdist, wheel, zipapp, frozen, oci, docker, deb, rpm. `gradient tiers` shows what each one
+/// asks of the target machine.
+#[derive(Parser)]
+#[command(name = "gradient", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Show more: -v for progress details and the build backend's output, -vv for debugging.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Show only errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a project into one or more tiers, smoke-test each artifact, and write
+    /// `gradient-manifest.json` and `SHA256SUMS` beside them.
+    ///
+    /// Example: `gradient build --to sdist,wheel fixtures/sampleapp`
+    Build(BuildArgs),
+    /// List every tier along the gradient with what its target machine must provide.
+    Tiers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say which tiers this host can build, and why not.
+    Doctor {
+        /// The build interpreter to check: a version (`3.11`) or a path.
+        #[arg(long, value_name = "PATH|X.Y")]
+        python: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The project folder (holding pyproject.toml or setup.py).
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// Tiers to build, comma separated (e.g. `sdist,wheel`); see `gradient tiers`.
+    #[arg(long, value_delimiter = ',', value_name = "TIER,...", required_unless_present = "all", value_parser = parse_tier)]
+    to: Vec<Tier>,
+    /// Build every tier this version of gradient can build.
+    #[arg(long, conflicts_with = "to")]
+    all: bool,
+    /// Where artifacts go [default: PROJECT/dist].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build interpreter: a version (`3.11`, found on PATH or in pyenv) or a path.
+    /// Default: `[tool.gradient] python`, else `python3` on PATH.
+    #[arg(long, value_name = "PATH|X.Y")]
+    python: Option<String>,
+    /// Build the wheel straight from the source tree instead of from the unpacked sdist.
+    #[arg(long)]
+    direct: bool,
+    /// Skip the smoke tests.
+    #[arg(long)]
+    no_smoke: bool,
+    /// Smoke tests install dependencies only from this folder of wheels (no index).
+    #[arg(long, value_name = "DIR")]
+    find_links: Option<PathBuf>,
+    /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_tier(text: &str) -> Result<Tier, String> {
+    Tier::parse(text).map_err(|e| e.to_string())
+}
+
+/// Progress on stderr, one plain line per event.
+struct StderrReporter {
+    quiet: bool,
+}
+
+impl Reporter for StderrReporter {
+    fn step(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message} ...");
+        }
+    }
+    fn done(&self, message: &str, seconds: f64) {
+        if !self.quiet {
+            eprintln!("  {message} ({seconds:.2}s)");
+        }
+    }
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,gradient=info,gradient_driver=info,gradient_python=info,gradient_wheel=info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRADIENT_LOG").unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    runtime.block_on(async {
+        tokio::select! {
+            code = run(cli) => code,
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping the run above killed the backend's process group and removed the
+                // work folder; the output folder only ever receives finished files by rename.
+                eprintln!("interrupted: the output folder holds no partial file");
+                ExitCode::from(130)
+            }
+        }
+    })
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Build(args) => build(args, cli.quiet).await,
+        Command::Tiers { json } => tiers(json),
+        Command::Doctor { python } => doctor(python).await,
+    }
+}
+
+async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
+    let tiers = if args.all {
+        Tier::ALL.into_iter().filter(|t| gradient_driver::registry::is_available(*t)).collect()
+    } else {
+        args.to
+    };
+    let options = BuildOptions {
+        project_dir: args.project,
+        out_dir: args.out,
+        tiers,
+        python: args.python,
+        route: if args.direct {
+            gradient_wheel::WheelRoute::Direct
+        } else {
+            gradient_wheel::WheelRoute::ViaSdist
+        },
+        smoke: !args.no_smoke,
+        find_links: args.find_links,
+    };
+    let reporter = StderrReporter { quiet };
+    let outcome = match gradient_driver::build(options, &reporter).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default());
+    } else {
+        let _ = write!(stdout, "{}", report::table(&outcome.manifest));
+        let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
+    }
+    let failures: Vec<_> = outcome.tiers.iter().filter_map(|t| t.error.as_ref().map(|e| (t.tier, e))).collect();
+    for (tier, error) in &failures {
+        eprintln!("error: {tier} failed: {error}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn tiers(json: bool) -> ExitCode {
+    if json {
+        let list: Vec<serde_json::Value> = Tier::ALL
+            .iter()
+            .map(|tier| {
+                serde_json::json!({
+                    "tier": tier,
+                    "rung": tier.rung(),
+                    "describe": tier.describe(),
+                    "target_needs": tier.generic_needs(),
+                    "available": gradient_driver::registry::is_available(*tier),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let mut rows = vec![[
+        "TIER".to_string(),
+        "TARGET MUST PROVIDE".to_string(),
+        "STATUS".to_string(),
+        "ARTIFACT".to_string(),
+    ]];
+    for tier in Tier::ALL {
+        rows.push([
+            tier.to_string(),
+            tier.generic_needs().to_string(),
+            if gradient_driver::registry::is_available(tier) { "available" } else { "planned" }.to_string(),
+            tier.describe().to_string(),
+        ]);
+    }
+    print!("{}", report::render(&rows));
+    println!("\nTiers are listed along the gradient: each asks less of the target machine and carries more inside.");
+    ExitCode::SUCCESS
+}
+
+async fn doctor(python: Option<String>) -> ExitCode {
+    let diagnosis = gradient_driver::doctor::diagnose(python.as_deref()).await;
+    match &diagnosis.interpreter {
+        Ok(found) => println!("build interpreter: {found}"),
+        Err(why) => println!("build interpreter: none\n  {}", why.replace('\n', "\n  ")),
+    }
+    println!("installer:         {}", diagnosis.installer);
+    println!("cache:             {}", diagnosis.cache_root);
+    println!();
+    let mut rows = vec![["TIER".to_string(), "STATUS".to_string()]];
+    for (tier, status) in &diagnosis.tiers {
+        let status = match status {
+            TierStatus::Ready => "ready".to_string(),
+            TierStatus::Unavailable(why) => format!("unavailable: {}", why.replace('\n', " ")),
+            TierStatus::Planned => "planned (not in this version)".to_string(),
+        };
+        rows.push([tier.to_string(), status]);
+    }
+    print!("{}", report::render(&rows));
+    if diagnosis.interpreter.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

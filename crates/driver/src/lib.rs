@@ -1,0 +1,68 @@
+//! gradient-driver: from a request (`build --to sdist,wheel`) to published, smoke-tested
+//! artifacts and a manifest.
+//!
+//! ```text
+//!  BuildOptions ─► Project ─► interpreter ─► source date ─► plan (tiers + shared inputs)
+//!        ─► shared inputs, once ─► each Backend: build ─► publish (atomic) ─► smoke
+//!        ─► gradient-manifest.json + SHA256SUMS ─► RunOutcome (the CLI renders it)
+//! ```
+//! [`registry`] is the ordered list of tiers this build of gradient can make. The driver never
+//! prints: it reports progress through the [`Reporter`] the caller gives it.
+
+pub mod doctor;
+pub mod manifest;
+mod publish;
+pub mod registry;
+pub mod report;
+mod run;
+mod source_date;
+
+pub use run::{build, error_chain, BuildOptions, RunOutcome, TierOutcome};
+pub use source_date::resolve_source_date;
+
+use std::path::PathBuf;
+
+/// Where progress goes. The CLI implements it; tests can record it.
+pub trait Reporter: Send + Sync {
+    /// Something long starts.
+    fn step(&self, message: &str);
+    /// Something finished, in `seconds`.
+    fn done(&self, message: &str, seconds: f64);
+    /// Something the user should know but that does not stop the run.
+    fn warn(&self, message: &str);
+}
+
+/// Why a run could not start or could not finish its shared work.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Project(#[from] gradient_core::ProjectError),
+    #[error(transparent)]
+    Python(#[from] gradient_python::PythonError),
+    #[error(transparent)]
+    Tier(#[from] gradient_core::UnknownTier),
+    #[error("failed to build the {input}: {source}")]
+    Input {
+        input: &'static str,
+        #[source]
+        source: gradient_wheel::WheelError,
+    },
+    #[error("tier `{tier}` is planned but not built yet in this version of gradient\n  hint: available tiers are {available}; `gradient tiers` shows the whole gradient")]
+    Planned {
+        tier: gradient_core::Tier,
+        available: String,
+    },
+    #[error("no tiers requested\n  hint: pass --to sdist,wheel or --all")]
+    NothingRequested,
+    #[error("cannot write to the output folder `{}`: {reason}\n  hint: choose another one with --out DIR", path.display())]
+    Output { path: PathBuf, reason: String },
+    #[error("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds since 1970\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
+    SourceDate { value: String },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,113 @@
+//! `gradient-manifest.json` and `SHA256SUMS`: what a run produced, for machines.
+//!
+//! The schema is versioned by [`SCHEMA_VERSION`] and documented in `docs/manifest.md`. A run
+//! that builds some tiers keeps the records of other tiers from the previous manifest when
+//! their files are still there unchanged, so `--to sdist` then `--to wheel` lists both.
+
+use gradient_core::{InterpreterFacts, SmokeCheck, SourceDate, TargetNeeds, Tier};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Bumped on any change that is not a pure addition.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The file name in the output folder.
+pub const MANIFEST_FILE: &str = "gradient-manifest.json";
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub gradient_version: String,
+    pub project: ProjectRecord,
+    pub source_date: SourceDate,
+    pub python: PythonRecord,
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Tiers requested but not built on this host, with the reason.
+    pub skipped: Vec<SkippedRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PythonRecord {
+    pub implementation: String,
+    pub version: String,
+    pub python_tag: String,
+    pub abi_tag: String,
+    pub platform_tag: String,
+}
+
+impl From<&InterpreterFacts> for PythonRecord {
+    fn from(facts: &InterpreterFacts) -> Self {
+        PythonRecord {
+            implementation: facts.implementation.clone(),
+            version: facts.full_version(),
+            python_tag: facts.python_tag.clone(),
+            abi_tag: facts.abi_tag.clone(),
+            platform_tag: facts.platform_tag.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub tier: Tier,
+    /// The file name, relative to the output folder.
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub build_seconds: f64,
+    pub target_needs: TargetNeeds,
+    /// `None` when the run was told not to smoke-test.
+    pub smoke: Option<SmokeRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmokeRecord {
+    pub passed: bool,
+    pub seconds: f64,
+    pub checks: Vec<SmokeCheck>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRecord {
+    pub tier: Tier,
+    pub reason: String,
+}
+
+impl Manifest {
+    /// Keep the previous manifest's records for tiers this run did not build, when their
+    /// files are still in `out_dir` with the recorded size.
+    pub fn merge_previous(&mut self, out_dir: &Path) {
+        let Ok(bytes) = std::fs::read(out_dir.join(MANIFEST_FILE)) else {
+            return;
+        };
+        let Ok(previous) = serde_json::from_slice::<Manifest>(&bytes) else {
+            return;
+        };
+        if previous.schema_version != SCHEMA_VERSION || previous.project != self.project {
+            return;
+        }
+        for record in previous.artifacts {
+            let built_now = self.artifacts.iter().any(|a| a.tier == record.tier);
+            let intact = std::fs::metadata(out_dir.join(&record.file)).is_ok_and(|m| m.len() == record.size);
+            if !built_now && intact {
+                self.artifacts.push(record);
+            }
+        }
+        self.artifacts.sort_by(|a, b| a.tier.cmp(&b.tier).then(a.file.cmp(&b.file)));
+    }
+
+    /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.
+    pub fn sha256sums(&self) -> String {
+        self.artifacts
+            .iter()
+            .map(|a| format!("{}  {}\n", a.sha256, a.file))
+            .collect()
+    }
+}

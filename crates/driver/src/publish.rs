@@ -1,0 +1,76 @@
+//! Writing into the output folder: always a temporary file beside the target, then a rename,
+//! so the folder never holds a half-written file under a real name.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A file as published.
+pub struct Published {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Copy `src` into `out_dir` under its own name, atomically, hashing as it goes.
+pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
+    let name = src.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+    let mut input = std::fs::File::open(src)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    let mut size = 0u64;
+    let mut tmp = temp_beside(out_dir)?;
+    loop {
+        let n = input.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        tmp.write_all(&buffer[..n])?;
+        size += n as u64;
+    }
+    let path = out_dir.join(name);
+    persist(tmp, &path)?;
+    Ok(Published {
+        path,
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    })
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;
+    tmp.write_all(bytes)?;
+    persist(tmp, path)
+}
+
+fn temp_beside(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new().prefix(".gradient-").tempfile_in(dir)
+}
+
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Fail early, before any work, when `out` cannot be written: it is a file, or the nearest
+/// existing folder on its path refuses a new file.
+pub fn check_writable(out: &Path) -> Result<(), String> {
+    if out.exists() && !out.is_dir() {
+        return Err("it exists and is not a folder".into());
+    }
+    let mut probe = out;
+    while !probe.exists() {
+        probe = match probe.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+    }
+    if !probe.is_dir() {
+        return Err(format!("`{}` is not a folder", probe.display()));
+    }
+    temp_beside(probe).map(drop).map_err(|e| e.to_string())
+}

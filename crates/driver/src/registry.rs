@@ -1,0 +1,33 @@
+//! The tiers this build of gradient can make, in gradient order. Read it top to bottom to
+//! learn what `build --all` does; tiers of [`gradient_core::Tier::ALL`] missing here are
+//! planned.
+
+use gradient_core::{Backend, Tier};
+use gradient_python::Installer;
+use std::sync::Arc;
+
+/// Every implemented backend, along the gradient.
+pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
+    vec![
+        // Target has Python and pip: built through the project's own PEP 517 backend.
+        Arc::new(gradient_wheel::SdistTier),
+        Arc::new(gradient_wheel::WheelTier {
+            installer: installer.clone(),
+        }),
+    ]
+}
+
+/// Whether `tier` has a backend in this build.
+pub fn is_available(tier: Tier) -> bool {
+    backends(&Installer::Pip).iter().any(|b| b.tier() == tier)
+}
+
+/// The available tiers' names, for messages.
+pub fn available_names() -> String {
+    Tier::ALL
+        .into_iter()
+        .filter(|t| is_available(*t))
+        .map(Tier::name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

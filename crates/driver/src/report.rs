@@ -1,0 +1,92 @@
+//! The comparison table people read at the end of a run.
+
+use crate::manifest::Manifest;
+
+/// Render the artifacts of `manifest` along the gradient, one row each.
+pub fn table(manifest: &Manifest) -> String {
+    let mut rows = vec![[
+        "TIER".to_string(),
+        "FILE".to_string(),
+        "SIZE".to_string(),
+        "BUILD".to_string(),
+        "SMOKE".to_string(),
+        "TARGET NEEDS".to_string(),
+    ]];
+    for artifact in &manifest.artifacts {
+        let smoke = match &artifact.smoke {
+            None => "not run".to_string(),
+            Some(s) if s.passed => format!("ok ({}/{})", s.checks.len(), s.checks.len()),
+            Some(s) => format!(
+                "FAILED ({}/{})",
+                s.checks.iter().filter(|c| c.passed).count(),
+                s.checks.len()
+            ),
+        };
+        rows.push([
+            artifact.tier.to_string(),
+            artifact.file.clone(),
+            human_size(artifact.size),
+            format!("{:.2}s", artifact.build_seconds),
+            smoke,
+            artifact.target_needs.to_string(),
+        ]);
+    }
+    for skipped in &manifest.skipped {
+        rows.push([
+            skipped.tier.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "skipped".into(),
+            skipped.reason.lines().next().unwrap_or("").to_string(),
+        ]);
+    }
+    render(&rows)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn render<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `12.3 KiB`, `4.5 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::human_size(512), "512 B");
+        assert_eq!(super::human_size(1536), "1.5 KiB");
+        assert_eq!(super::human_size(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

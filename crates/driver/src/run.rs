@@ -1,0 +1,366 @@
+//! One `gradient build`: resolve everything, build shared inputs once, run the tiers
+//! concurrently, publish, smoke-test, write the manifest.
+
+use crate::manifest::{
+    ArtifactRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord, MANIFEST_FILE,
+    SCHEMA_VERSION, SUMS_FILE,
+};
+use crate::publish::{check_writable, publish_file, write_atomically};
+use crate::{registry, resolve_source_date, DriverError, Reporter};
+use gradient_core::{
+    Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts, Project, SmokeContext,
+    SourceDate, Tier,
+};
+use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
+use gradient_wheel::{build_distributions, BuildRequest, WheelRoute};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    pub project_dir: PathBuf,
+    /// Default: `PROJECT/dist`.
+    pub out_dir: Option<PathBuf>,
+    pub tiers: Vec<Tier>,
+    /// `--python`: a version or a path; else `[tool.gradient] python`, else `python3`.
+    pub python: Option<String>,
+    pub route: WheelRoute,
+    /// Run each artifact's smoke test (the default).
+    pub smoke: bool,
+    /// Smoke tests install dependencies only from this folder of wheels.
+    pub find_links: Option<PathBuf>,
+}
+
+/// How one tier went.
+#[derive(Clone, Debug)]
+pub struct TierOutcome {
+    pub tier: Tier,
+    /// The error, when building, publishing or smoke-testing failed.
+    pub error: Option<String>,
+}
+
+/// Everything a finished run knows; the CLI renders it.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub manifest: Manifest,
+    pub out_dir: PathBuf,
+    pub tiers: Vec<TierOutcome>,
+    pub interpreter: Arc<InterpreterFacts>,
+    pub installer: String,
+}
+
+impl RunOutcome {
+    /// Every requested tier built and passed its smoke test.
+    pub fn succeeded(&self) -> bool {
+        self.tiers.iter().all(|t| t.error.is_none())
+    }
+}
+
+/// Run a build.
+pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<RunOutcome, DriverError> {
+    let project = Arc::new(Project::load(&options.project_dir)?);
+    if options.tiers.is_empty() {
+        return Err(DriverError::NothingRequested);
+    }
+    if let Some(tier) = options.tiers.iter().find(|t| !registry::is_available(**t)) {
+        return Err(DriverError::Planned {
+            tier: *tier,
+            available: registry::available_names(),
+        });
+    }
+    let out_dir = std::path::absolute(options.out_dir.clone().unwrap_or_else(|| project.root.join("dist")))
+        .map_err(|source| DriverError::Io {
+            action: "resolve",
+            path: project.root.join("dist"),
+            source,
+        })?;
+    check_writable(&out_dir).map_err(|reason| DriverError::Output {
+        path: out_dir.clone(),
+        reason,
+    })?;
+
+    let cache = cache_root();
+    let request = options
+        .python
+        .as_deref()
+        .or(project.config.python.as_deref())
+        .map(PythonRequest::parse)
+        .unwrap_or(PythonRequest::Default);
+    let python = Arc::new(find_interpreter(&request, &cache).await?);
+    let source_date = resolve_source_date(&project.root).await?;
+    tracing::info!("build interpreter: {python}");
+    tracing::info!("source date: {source_date}");
+    let installer = Installer::detect();
+    tracing::info!("installer: {}", installer.name());
+
+    // Plan: the requested backends this host can build, and the inputs they share.
+    let host = Host {
+        interpreter: Some(python.clone()),
+    };
+    let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
+    let mut skipped = Vec::new();
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    for backend in registry::backends(&installer) {
+        if !requested.contains(&backend.tier()) {
+            continue;
+        }
+        match backend.preflight(&host) {
+            Ok(()) => backends.push(backend),
+            Err(unavailable) => {
+                reporter.warn(&format!("skipping {}: {unavailable}", backend.tier()));
+                skipped.push(SkippedRecord {
+                    tier: backend.tier(),
+                    reason: unavailable.to_string(),
+                });
+            }
+        }
+    }
+    let needed: BTreeSet<Input> = backends.iter().flat_map(|b| b.inputs().iter().copied()).collect();
+
+    let work = tempfile::Builder::new()
+        .prefix("gradient-build-")
+        .tempdir()
+        .map_err(|source| DriverError::Io {
+            action: "create a work folder in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+
+    // Shared inputs, each built once.
+    let mut inputs = Inputs::default();
+    let mut input_seconds: BTreeMap<Input, f64> = BTreeMap::new();
+    let mut built_name = None;
+    if needed.contains(&Input::Sdist) || needed.contains(&Input::Wheel) {
+        let what = match (needed.contains(&Input::Sdist), needed.contains(&Input::Wheel)) {
+            (true, true) => "sdist and wheel",
+            (true, false) => "sdist",
+            _ => "wheel",
+        };
+        reporter.step(&format!(
+            "building {what} of {} with {}",
+            project.display_name(),
+            project.build_system.backend
+        ));
+        let started = Instant::now();
+        let dists = build_distributions(BuildRequest {
+            project: &project,
+            python: &python,
+            installer: &installer,
+            cache_root: &cache,
+            work_dir: &work.path().join("distributions"),
+            source_date,
+            route: options.route,
+            want_sdist: needed.contains(&Input::Sdist),
+            want_wheel: needed.contains(&Input::Wheel),
+        })
+        .await
+        .map_err(|source| DriverError::Input { input: what, source })?;
+        reporter.done(
+            &format!(
+                "built {what}{}",
+                if dists.env_reused { "" } else { " (new build environment)" }
+            ),
+            started.elapsed().as_secs_f64(),
+        );
+        input_seconds.insert(Input::Sdist, dists.sdist_seconds);
+        input_seconds.insert(Input::Wheel, dists.wheel_seconds);
+        if let Some((_, info)) = &dists.wheel {
+            built_name = Some((info.metadata.name.clone(), info.metadata.version.clone()));
+        } else if let Some(metadata) = &dists.sdist_metadata {
+            built_name = Some((metadata.name.clone(), metadata.version.clone()));
+        }
+        inputs.wheel_built_from_sdist =
+            options.route == WheelRoute::ViaSdist && dists.sdist.is_some() && dists.wheel.is_some();
+        inputs.sdist = dists.sdist;
+        inputs.wheel = dists.wheel.map(|(path, _)| path);
+    }
+    let inputs = Arc::new(inputs);
+
+    // The tiers, concurrently.
+    let runs = backends.iter().map(|backend| {
+        run_tier(
+            backend.as_ref(),
+            TierRun {
+                project: &project,
+                python: &python,
+                inputs: &inputs,
+                work: work.path(),
+                out_dir: &out_dir,
+                source_date,
+                options: &options,
+                input_seconds: &input_seconds,
+                reporter,
+            },
+        )
+    });
+    let results = futures::future::join_all(runs).await;
+
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    for (backend, result) in backends.iter().zip(results) {
+        match result {
+            Ok(mut tier_records) => {
+                let failed_smoke = tier_records
+                    .iter()
+                    .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
+                    .map(|r| format!("smoke test of {} failed", r.file));
+                records.append(&mut tier_records);
+                outcomes.push(TierOutcome {
+                    tier: backend.tier(),
+                    error: failed_smoke,
+                });
+            }
+            Err(error) => outcomes.push(TierOutcome {
+                tier: backend.tier(),
+                error: Some(error),
+            }),
+        }
+    }
+    for skip in &skipped {
+        outcomes.push(TierOutcome {
+            tier: skip.tier,
+            error: None,
+        });
+    }
+
+    let (name, version) = built_name.unwrap_or_else(|| {
+        (project.display_name(), project.version.clone().unwrap_or_default())
+    });
+    let mut manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        gradient_version: env!("CARGO_PKG_VERSION").to_string(),
+        project: ProjectRecord { name, version },
+        source_date,
+        python: PythonRecord::from(python.as_ref()),
+        artifacts: records,
+        skipped,
+    };
+    if !manifest.artifacts.is_empty() {
+        manifest.merge_previous(&out_dir);
+        let io = |path: PathBuf| move |source| DriverError::Io { action: "write", path, source };
+        let manifest_path = out_dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+        write_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
+        let sums_path = out_dir.join(SUMS_FILE);
+        write_atomically(&sums_path, manifest.sha256sums().as_bytes()).map_err(io(sums_path.clone()))?;
+    }
+    Ok(RunOutcome {
+        manifest,
+        out_dir,
+        tiers: outcomes,
+        interpreter: python,
+        installer: installer.name().to_string(),
+    })
+}
+
+struct TierRun<'a> {
+    project: &'a Arc<Project>,
+    python: &'a Arc<InterpreterFacts>,
+    inputs: &'a Arc<Inputs>,
+    work: &'a Path,
+    out_dir: &'a Path,
+    source_date: SourceDate,
+    options: &'a BuildOptions,
+    input_seconds: &'a BTreeMap<Input, f64>,
+    reporter: &'a dyn Reporter,
+}
+
+/// Build, publish and smoke-test one tier. Errors come back as text for the summary.
+async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<ArtifactRecord>, String> {
+    let tier = backend.tier();
+    let work_dir = run.work.join(tier.name());
+    std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let cx = BuildContext {
+        project: run.project.clone(),
+        python: run.python.clone(),
+        inputs: run.inputs.clone(),
+        work_dir,
+        source_date: run.source_date,
+    };
+    let artifacts = backend.build(&cx).await.map_err(|e| error_chain(e.as_ref()))?;
+    // A tier's build time includes the shared input it stands on.
+    let input_time = backend
+        .inputs()
+        .first()
+        .and_then(|input| run.input_seconds.get(input))
+        .copied()
+        .unwrap_or(0.0);
+    let build_seconds = started.elapsed().as_secs_f64() + input_time;
+
+    std::fs::create_dir_all(run.out_dir).map_err(|e| format!("failed to create `{}`: {e}", run.out_dir.display()))?;
+    let mut records = Vec::new();
+    for artifact in artifacts {
+        let published = publish_file(&artifact.path, run.out_dir)
+            .map_err(|e| format!("failed to write `{}` into `{}`: {e}", artifact.file_name(), run.out_dir.display()))?;
+        let artifact = Artifact {
+            path: published.path.clone(),
+            ..artifact
+        };
+        run.reporter.done(&format!("{tier}: wrote {}", artifact.file_name()), build_seconds);
+        let smoke = if run.options.smoke {
+            Some(smoke_tier(backend, &artifact, &run).await?)
+        } else {
+            None
+        };
+        records.push(ArtifactRecord {
+            tier,
+            file: artifact.file_name(),
+            sha256: published.sha256,
+            size: published.size,
+            build_seconds,
+            target_needs: artifact.needs,
+            smoke,
+        });
+    }
+    Ok(records)
+}
+
+async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_>) -> Result<SmokeRecord, String> {
+    let tier = backend.tier();
+    let scratch = run.work.join(format!("smoke-{tier}"));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let cx = SmokeContext {
+        project: run.project.clone(),
+        python: run.python.clone(),
+        inputs: run.inputs.clone(),
+        scratch,
+        find_links: run.options.find_links.clone(),
+    };
+    let started = Instant::now();
+    let report = backend
+        .smoke(artifact, &cx)
+        .await
+        .map_err(|e| format!("smoke test of {} could not run: {}", artifact.file_name(), error_chain(e.as_ref())))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let passed = report.passed();
+    for check in &report.checks {
+        if check.passed {
+            run.reporter.done(&format!("{tier}: smoke `{}` ok", check.command), check.seconds);
+        } else {
+            run.reporter.warn(&format!("{tier}: smoke `{}` failed: {}", check.command, check.detail));
+        }
+    }
+    Ok(SmokeRecord {
+        passed,
+        seconds,
+        checks: report.checks,
+    })
+}
+
+/// An error and its causes on one line each, as users read them.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!("\n  caused by: {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
