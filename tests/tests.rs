@@ -1,1 +1,8 @@
+//! End-to-end tests: the real `gradient` binary, real interpreters, real PEP 517 backends,
+//! run on the projects in `fixtures/`.
 
+mod util;
+
+mod bad_input;
+mod build;
+mod commands;

@@ -1,7 +1,8 @@
 //! The `gradient` command line: parses arguments, renders what the driver reports, and
 //! decides exit codes. No logic of its own lives here.
 //!
-//! Exit codes: 0 success; 1 a requested tier failed to build or smoke-test; 2 the run could
+//! Exit codes: 0 success; 1 a requested tier (or an input it needs) failed to build or
+//! smoke-test; 2 the run could
 //! not start (bad project, bad arguments, no interpreter, unwritable output); 130 interrupted.
 
 use clap::{Args, Parser, Subcommand};
@@ -172,7 +173,10 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("error: {}", error_chain(&err));
-            return ExitCode::from(2);
+            // A failed shared input is a failed build (1); anything else stopped the run
+            // before it could start (2).
+            let code = if matches!(err, gradient_driver::DriverError::Input { .. }) { 1 } else { 2 };
+            return ExitCode::from(code);
         }
     };
     let mut stdout = std::io::stdout().lock();

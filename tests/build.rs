@@ -1,0 +1,198 @@
+//! Building real projects: the sample app and one fixture per PEP 517 backend.
+
+use crate::util::*;
+use std::process::Command;
+
+fn build_into(project: &str, tiers: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    run(gradient()
+        .args(["build", "--to", tiers])
+        .arg(fixture(project))
+        .arg("--out")
+        .arg(out)
+        .args(extra))
+}
+
+#[test]
+fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for out in [&first, &second] {
+        let output = build_into("sampleapp", "sdist,wheel", out, &[]);
+        assert!(output.status.success());
+        assert!(stdout(&output).contains("ok (2/2)"), "both smoke tests pass");
+    }
+    for suffix in [".tar.gz", ".whl"] {
+        let (a, b) = (only_file(&first, suffix), only_file(&second, suffix));
+        assert_eq!(sha256_file(&a), sha256_file(&b), "{suffix} differs between two builds");
+    }
+
+    // The manifest and SHA256SUMS describe exactly the files written.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("gradient-manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["project"]["name"], "sampleapp");
+    assert_eq!(manifest["project"]["version"], "1.2.3");
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 2);
+    for artifact in artifacts {
+        let file = first.join(artifact["file"].as_str().unwrap());
+        assert_eq!(artifact["sha256"].as_str().unwrap(), sha256_file(&file));
+        assert_eq!(artifact["size"].as_u64().unwrap(), std::fs::metadata(&file).unwrap().len());
+        assert_eq!(artifact["smoke"]["passed"], true);
+    }
+    let sums = run(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&first));
+    assert!(sums.status.success());
+    assert_eq!(stdout(&sums).matches(": OK").count(), 2);
+
+    // Real pip installs the wheel into a fresh environment and the console script runs.
+    let venv = dir.path().join("venv");
+    assert!(run(Command::new(host_python()).args(["-m", "venv", "--without-pip"]).arg(&venv)).status.success());
+    let pip = run(Command::new(host_python())
+        .args(["-m", "pip", "--python"])
+        .arg(venv.join("bin/python"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .arg(only_file(&first, ".whl")));
+    assert!(pip.status.success());
+    let greet = run(Command::new(venv.join("bin/sampleapp"))
+        .args(["greet", "X"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin"));
+    assert_eq!(stdout(&greet).trim(), "Hello, X!");
+    let roundtrip = run(Command::new(venv.join("bin/sampleapp")).args(["roundtrip", "{\"a\": 1}"]));
+    assert!(stdout(&roundtrip).contains("{\"a\": 1}"), "msgpack round-trips");
+
+    if require_python_module("twine") {
+        let twine = run(Command::new(host_python())
+            .args(["-m", "twine", "check", "--strict"])
+            .arg(only_file(&first, ".tar.gz"))
+            .arg(only_file(&first, ".whl")));
+        assert!(twine.status.success());
+        assert_eq!(stdout(&twine).matches("PASSED").count(), 2);
+    }
+}
+
+#[test]
+fn the_wheel_is_identical_built_directly_or_via_the_sdist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (via, direct) = (dir.path().join("via"), dir.path().join("direct"));
+    assert!(build_into("sampleapp", "wheel", &via, &["--no-smoke"]).status.success());
+    assert!(build_into("sampleapp", "wheel", &direct, &["--no-smoke", "--direct"]).status.success());
+    assert_eq!(sha256_file(&only_file(&via, ".whl")), sha256_file(&only_file(&direct, ".whl")));
+    assert_eq!(listing(&direct), ["SHA256SUMS", "gradient-manifest.json", "sampleapp-1.2.3-py3-none-any.whl"]);
+}
+
+#[test]
+fn source_date_epoch_sets_every_timestamp_and_verbose_output_says_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "-v", "--no-smoke", "--to", "sdist"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(dir.path())
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert!(output.status.success());
+    assert!(stderr(&output).contains("source date: 1700000000 (from SOURCE_DATE_EPOCH)"));
+    let sdist = only_file(dir.path(), ".tar.gz");
+    let listing = run(Command::new("tar").args(["--utc", "-tvzf"]).arg(&sdist));
+    let lines = stdout(&listing);
+    assert!(!lines.is_empty());
+    for line in lines.lines() {
+        assert!(line.contains("2023-11-14 22:13"), "entry not at SOURCE_DATE_EPOCH: {line}");
+        assert!(line.contains("0/0"), "entry not owned by 0/0: {line}");
+    }
+    // A bad value is refused, not ignored.
+    let bad = run(gradient()
+        .args(["build", "--to", "sdist"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .env("SOURCE_DATE_EPOCH", "yesterday"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("SOURCE_DATE_EPOCH=`yesterday` is not a whole number"));
+}
+
+/// Every PEP 517 backend the foundation covers builds both files and passes its smoke test.
+macro_rules! backend_fixture {
+    ($test:ident, $fixture:literal, $wheel_prefix:literal) => {
+        #[test]
+        fn $test() {
+            let dir = tempfile::tempdir().unwrap();
+            let output = build_into($fixture, "sdist,wheel", dir.path(), &[]);
+            assert!(output.status.success());
+            let wheel = only_file(dir.path(), ".whl");
+            assert!(wheel.file_name().unwrap().to_string_lossy().starts_with($wheel_prefix));
+            only_file(dir.path(), ".tar.gz");
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(dir.path().join("gradient-manifest.json")).unwrap(),
+            )
+            .unwrap();
+            for artifact in manifest["artifacts"].as_array().unwrap() {
+                assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+                // The smoke test ran the project's own command, not only an install.
+                let checks = artifact["smoke"]["checks"].as_array().unwrap();
+                assert!(checks.len() >= 2, "{artifact}");
+            }
+        }
+    };
+}
+
+backend_fixture!(hatchling_builds, "hatch-app", "hatch_app-0.1.0-py3-none-any");
+backend_fixture!(flit_core_builds, "flit-app", "flit_app-0.1.0-py3-none-any");
+backend_fixture!(poetry_core_builds, "poetry-app", "poetry_app-0.1.0-py3-none-any");
+backend_fixture!(pdm_backend_builds, "pdm-app", "pdm_app-0.1.0-py3-none-any");
+backend_fixture!(setuptools_pyproject_builds, "setuptools-app", "setuptools_app-0.1.0-py3-none-any");
+backend_fixture!(legacy_setup_py_builds, "legacy-setuppy", "legacy_setuppy-0.3.0-py3-none-any");
+
+#[test]
+fn a_warm_build_reuses_the_build_environment_and_a_broken_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let build = |out: &str| {
+        run(gradient()
+            .env("GRADIENT_CACHE_DIR", &cache)
+            .args(["build", "--no-smoke", "--to", "wheel"])
+            .arg(fixture("flit-app"))
+            .arg("--out")
+            .arg(dir.path().join(out)))
+    };
+    assert!(stderr(&build("a")).contains("(new build environment)"));
+    assert!(!stderr(&build("b")).contains("(new build environment)"));
+    // Remove the completion marker: the environment must not be trusted again.
+    let envs = cache.join("build-envs");
+    let env = std::fs::read_dir(&envs).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    std::fs::remove_file(env.join("gradient-build-env.json")).unwrap();
+    let rebuilt = build("c");
+    assert!(rebuilt.status.success());
+    assert!(stderr(&rebuilt).contains("(new build environment)"));
+}
+
+#[test]
+fn smoke_tests_fail_for_a_broken_artifact() {
+    // A copy of the sample whose expected output is wrong: the smoke test must catch it.
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("sampleapp");
+    copy_tree(&fixture("sampleapp"), &project);
+    let pyproject = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap().replace("expect = \"Hello, X!\"", "expect = \"Goodbye\"");
+    std::fs::write(&pyproject, text).unwrap();
+    let output = run(gradient().args(["build", "--to", "wheel"]).arg(&project));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("FAILED"));
+    assert!(stderr(&output).contains("expected `Goodbye`"));
+}
+
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let relative = entry.path().strip_prefix(from).unwrap();
+        if relative.components().any(|c| matches!(c.as_os_str().to_str(), Some("dist" | "build")) || c.as_os_str().to_string_lossy().ends_with(".egg-info")) {
+            continue;
+        }
+        let target = to.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! A small harness around the built binary.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's `fixtures/NAME`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A `gradient` command sharing one cache between tests (so build environments are made
+/// once per test run), never the user's own cache.
+pub fn gradient() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gradient"));
+    command
+        .env("GRADIENT_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("GRADIENT_LOG");
+    command
+}
+
+/// Run and return the output, printing it so a failing test shows what happened.
+pub fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("gradient runs");
+    eprintln!(
+        "--- {:?} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+        command,
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("file reads")))
+}
+
+/// The one file in `dir` whose name ends with `suffix`.
+pub fn only_file(dir: &Path, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir reads")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "expected one *{suffix} in {}: {found:?}", dir.display());
+    found.into_iter().next().unwrap()
+}
+
+/// The names in `dir`, sorted; empty when it does not exist.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The machine's Python (the one `gradient` finds by default).
+pub fn host_python() -> String {
+    "python3".to_string()
+}
+
+/// A tool the tests need that CI installs: missing is a failure in CI, a skip elsewhere.
+pub fn require_python_module(module: &str) -> bool {
+    let present = Command::new(host_python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide the Python module `{module}` (see .ci/run)"
+        );
+        eprintln!("skipping: Python module `{module}` is not installed (`pip install {module}`)");
+    }
+    present
+}
