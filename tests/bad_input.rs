@@ -19,29 +19,57 @@ fn fails(project: &Path, extra: &[&str], code: i32, message: &str) -> String {
     assert_eq!(output.status.code(), Some(code));
     let text = stderr(&output);
     assert!(text.contains(message), "expected {message:?} in:\n{text}");
-    assert!(!out.exists(), "the output folder was created: {:?}", listing(&out));
-    assert_eq!(listing(&project.join("dist")), before, "the project's dist/ changed");
+    assert!(
+        !out.exists(),
+        "the output folder was created: {:?}",
+        listing(&out)
+    );
+    assert_eq!(
+        listing(&project.join("dist")),
+        before,
+        "the project's dist/ changed"
+    );
     text
 }
 
 #[test]
 fn no_pyproject() {
-    fails(&fixture("broken/no-pyproject"), &[], 2, "no pyproject.toml or setup.py in `");
+    fails(
+        &fixture("broken/no-pyproject"),
+        &[],
+        2,
+        "no pyproject.toml or setup.py in `",
+    );
 }
 
 #[test]
 fn malformed_toml_names_file_line_and_column() {
-    fails(&fixture("broken/malformed-toml"), &[], 2, "broken/malformed-toml/pyproject.toml:4:20: ");
+    fails(
+        &fixture("broken/malformed-toml"),
+        &[],
+        2,
+        "broken/malformed-toml/pyproject.toml:4:20: ",
+    );
 }
 
 #[test]
 fn project_without_name() {
-    fails(&fixture("broken/missing-name"), &[], 2, "pyproject.toml:5:1: [project] has no `name`");
+    fails(
+        &fixture("broken/missing-name"),
+        &[],
+        2,
+        "pyproject.toml:5:1: [project] has no `name`",
+    );
 }
 
 #[test]
 fn project_without_version_and_not_dynamic() {
-    let text = fails(&fixture("broken/missing-version"), &[], 2, "[project] has no `version` and does not list it in `dynamic`");
+    let text = fails(
+        &fixture("broken/missing-version"),
+        &[],
+        2,
+        "[project] has no `version` and does not list it in `dynamic`",
+    );
     assert!(text.contains("hint: add `version"));
 }
 
@@ -56,13 +84,21 @@ fn unknown_tier_lists_the_valid_ones() {
     assert_eq!(output.status.code(), Some(2));
     let text = stderr(&output);
     assert!(text.contains("unknown tier `flatpak`"), "{text}");
-    assert!(text.contains("valid tiers are sdist, wheel, zipapp, frozen, oci, docker, deb, rpm"), "{text}");
+    assert!(
+        text.contains("valid tiers are sdist, wheel, zipapp, frozen, oci, docker, deb, rpm"),
+        "{text}"
+    );
     assert!(!dir.path().join("dist").exists());
 }
 
 #[test]
 fn build_backend_that_fails_to_import() {
-    let text = fails(&fixture("broken/backend-missing"), &[], 1, "failed to import the build backend `no_such_backend_module`");
+    let text = fails(
+        &fixture("broken/backend-missing"),
+        &[],
+        1,
+        "failed to import the build backend `no_such_backend_module`",
+    );
     assert!(text.contains("ModuleNotFoundError"), "{text}");
     assert!(text.contains("hint: check `build-backend`"), "{text}");
 }
@@ -70,14 +106,30 @@ fn build_backend_that_fails_to_import() {
 #[test]
 fn build_backend_hook_that_raises_shows_its_output_tail() {
     let text = fails(&fixture("broken/hook-raises"), &[], 1, "the build backend's `build_sdist` hook failed: RuntimeError: the sample backend failed on purpose");
-    assert!(text.contains("step 30 of 30"), "the tail of the backend's output is shown:\n{text}");
-    assert!(!text.contains("step 1 of 30\n"), "only the tail, not all of it:\n{text}");
+    assert!(
+        text.contains("step 30 of 30"),
+        "the tail of the backend's output is shown:\n{text}"
+    );
+    assert!(
+        !text.contains("step 1 of 30\n"),
+        "only the tail, not all of it:\n{text}"
+    );
 }
 
 #[test]
 fn no_usable_python_interpreter() {
-    fails(&fixture("sampleapp"), &["--python", "/nonexistent/python3"], 2, "`/nonexistent/python3` is not a usable Python interpreter");
-    fails(&fixture("sampleapp"), &["--python", "3.99"], 2, "no Python interpreter found for Python 3.99");
+    fails(
+        &fixture("sampleapp"),
+        &["--python", "/nonexistent/python3"],
+        2,
+        "`/nonexistent/python3` is not a usable Python interpreter",
+    );
+    fails(
+        &fixture("sampleapp"),
+        &["--python", "3.99"],
+        2,
+        "no Python interpreter found for Python 3.99",
+    );
     // Nothing on PATH and no pyenv: the default search finds nothing and says what to do.
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +142,11 @@ fn no_usable_python_interpreter() {
         .env("HOME", home.path())
         .env_remove("PYENV_ROOT"));
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("is not a usable Python interpreter"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not a usable Python interpreter"),
+        "{}",
+        stderr(&output)
+    );
     let output = run(gradient()
         .args(["build", "--to", "wheel"])
         .arg(fixture("hatch-app"))
@@ -101,7 +157,10 @@ fn no_usable_python_interpreter() {
         .env_remove("PYENV_ROOT"));
     assert_eq!(output.status.code(), Some(2));
     let text = stderr(&output);
-    assert!(text.contains("no Python interpreter found for `python3` on PATH"), "{text}");
+    assert!(
+        text.contains("no Python interpreter found for `python3` on PATH"),
+        "{text}"
+    );
     assert!(text.contains("hint:"), "{text}");
 }
 
@@ -119,7 +178,10 @@ fn output_folder_not_writable() {
         assert_eq!(output.status.code(), Some(2));
         let text = stderr(&output);
         assert!(text.contains("cannot write to the output folder"), "{text}");
-        assert!(text.contains("hint: choose another one with --out DIR"), "{text}");
+        assert!(
+            text.contains("hint: choose another one with --out DIR"),
+            "{text}"
+        );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
 }
@@ -144,20 +206,40 @@ fn sigint_mid_build_leaves_nothing_behind() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !started.exists() {
-        assert!(std::time::Instant::now() < deadline, "the slow backend never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow backend never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300)); // the backend writes its partial file
-    assert!(!listing(&work_root).is_empty(), "the build was under way in its work folder");
-    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(
+        !listing(&work_root).is_empty(),
+        "the build was under way in its work folder"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
     eprintln!("{}", stderr(&output));
     assert_eq!(output.status.code(), Some(130));
     assert!(stderr(&output).contains("interrupted"));
     assert!(!out.exists(), "output folder: {:?}", listing(&out));
-    assert_eq!(listing(&work_root), Vec::<String>::new(), "the work folder was removed");
+    assert_eq!(
+        listing(&work_root),
+        Vec::<String>::new(),
+        "the work folder was removed"
+    );
     // The backend's process group was killed with the build.
-    let ps = std::process::Command::new("pgrep").args(["-f", "slow_backend"]).output().unwrap();
-    assert!(ps.stdout.is_empty(), "a backend process survived: {}", stdout(&ps));
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "slow_backend"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "a backend process survived: {}",
+        stdout(&ps)
+    );
 }

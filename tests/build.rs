@@ -3,7 +3,12 @@
 use crate::util::*;
 use std::process::Command;
 
-fn build_into(project: &str, tiers: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+fn build_into(
+    project: &str,
+    tiers: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
     run(gradient()
         .args(["build", "--to", tiers])
         .arg(fixture(project))
@@ -19,16 +24,24 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
     for out in [&first, &second] {
         let output = build_into("sampleapp", "sdist,wheel", out, &[]);
         assert!(output.status.success());
-        assert!(stdout(&output).contains("ok (2/2)"), "both smoke tests pass");
+        assert!(
+            stdout(&output).contains("ok (2/2)"),
+            "both smoke tests pass"
+        );
     }
     for suffix in [".tar.gz", ".whl"] {
         let (a, b) = (only_file(&first, suffix), only_file(&second, suffix));
-        assert_eq!(sha256_file(&a), sha256_file(&b), "{suffix} differs between two builds");
+        assert_eq!(
+            sha256_file(&a),
+            sha256_file(&b),
+            "{suffix} differs between two builds"
+        );
     }
 
     // The manifest and SHA256SUMS describe exactly the files written.
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(first.join("gradient-manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(first.join("gradient-manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["schema_version"], 1);
     assert_eq!(manifest["project"]["name"], "sampleapp");
     assert_eq!(manifest["project"]["version"], "1.2.3");
@@ -37,16 +50,26 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
     for artifact in artifacts {
         let file = first.join(artifact["file"].as_str().unwrap());
         assert_eq!(artifact["sha256"].as_str().unwrap(), sha256_file(&file));
-        assert_eq!(artifact["size"].as_u64().unwrap(), std::fs::metadata(&file).unwrap().len());
+        assert_eq!(
+            artifact["size"].as_u64().unwrap(),
+            std::fs::metadata(&file).unwrap().len()
+        );
         assert_eq!(artifact["smoke"]["passed"], true);
     }
-    let sums = run(Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&first));
+    let sums = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&first));
     assert!(sums.status.success());
     assert_eq!(stdout(&sums).matches(": OK").count(), 2);
 
     // Real pip installs the wheel into a fresh environment and the console script runs.
     let venv = dir.path().join("venv");
-    assert!(run(Command::new(host_python()).args(["-m", "venv", "--without-pip"]).arg(&venv)).status.success());
+    assert!(run(Command::new(host_python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv))
+    .status
+    .success());
     let pip = run(Command::new(host_python())
         .args(["-m", "pip", "--python"])
         .arg(venv.join("bin/python"))
@@ -59,7 +82,10 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
         .env("PATH", "/usr/bin:/bin"));
     assert_eq!(stdout(&greet).trim(), "Hello, X!");
     let roundtrip = run(Command::new(venv.join("bin/sampleapp")).args(["roundtrip", "{\"a\": 1}"]));
-    assert!(stdout(&roundtrip).contains("{\"a\": 1}"), "msgpack round-trips");
+    assert!(
+        stdout(&roundtrip).contains("{\"a\": 1}"),
+        "msgpack round-trips"
+    );
 
     if require_python_module("twine") {
         let twine = run(Command::new(host_python())
@@ -75,10 +101,26 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
 fn the_wheel_is_identical_built_directly_or_via_the_sdist() {
     let dir = tempfile::tempdir().unwrap();
     let (via, direct) = (dir.path().join("via"), dir.path().join("direct"));
-    assert!(build_into("sampleapp", "wheel", &via, &["--no-smoke"]).status.success());
-    assert!(build_into("sampleapp", "wheel", &direct, &["--no-smoke", "--direct"]).status.success());
-    assert_eq!(sha256_file(&only_file(&via, ".whl")), sha256_file(&only_file(&direct, ".whl")));
-    assert_eq!(listing(&direct), ["SHA256SUMS", "gradient-manifest.json", "sampleapp-1.2.3-py3-none-any.whl"]);
+    assert!(build_into("sampleapp", "wheel", &via, &["--no-smoke"])
+        .status
+        .success());
+    assert!(
+        build_into("sampleapp", "wheel", &direct, &["--no-smoke", "--direct"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        sha256_file(&only_file(&via, ".whl")),
+        sha256_file(&only_file(&direct, ".whl"))
+    );
+    assert_eq!(
+        listing(&direct),
+        [
+            "SHA256SUMS",
+            "gradient-manifest.json",
+            "sampleapp-1.2.3-py3-none-any.whl"
+        ]
+    );
 }
 
 #[test]
@@ -97,7 +139,10 @@ fn source_date_epoch_sets_every_timestamp_and_verbose_output_says_where_it_came_
     let lines = stdout(&listing);
     assert!(!lines.is_empty());
     for line in lines.lines() {
-        assert!(line.contains("2023-11-14 22:13"), "entry not at SOURCE_DATE_EPOCH: {line}");
+        assert!(
+            line.contains("2023-11-14 22:13"),
+            "entry not at SOURCE_DATE_EPOCH: {line}"
+        );
         assert!(line.contains("0/0"), "entry not owned by 0/0: {line}");
     }
     // A bad value is refused, not ignored.
@@ -120,7 +165,11 @@ macro_rules! backend_fixture {
             let output = build_into($fixture, "sdist,wheel", dir.path(), &[]);
             assert!(output.status.success());
             let wheel = only_file(dir.path(), ".whl");
-            assert!(wheel.file_name().unwrap().to_string_lossy().starts_with($wheel_prefix));
+            assert!(wheel
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with($wheel_prefix));
             only_file(dir.path(), ".tar.gz");
             let manifest: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(dir.path().join("gradient-manifest.json")).unwrap(),
@@ -136,12 +185,28 @@ macro_rules! backend_fixture {
     };
 }
 
-backend_fixture!(hatchling_builds, "hatch-app", "hatch_app-0.1.0-py3-none-any");
+backend_fixture!(
+    hatchling_builds,
+    "hatch-app",
+    "hatch_app-0.1.0-py3-none-any"
+);
 backend_fixture!(flit_core_builds, "flit-app", "flit_app-0.1.0-py3-none-any");
-backend_fixture!(poetry_core_builds, "poetry-app", "poetry_app-0.1.0-py3-none-any");
+backend_fixture!(
+    poetry_core_builds,
+    "poetry-app",
+    "poetry_app-0.1.0-py3-none-any"
+);
 backend_fixture!(pdm_backend_builds, "pdm-app", "pdm_app-0.1.0-py3-none-any");
-backend_fixture!(setuptools_pyproject_builds, "setuptools-app", "setuptools_app-0.1.0-py3-none-any");
-backend_fixture!(legacy_setup_py_builds, "legacy-setuppy", "legacy_setuppy-0.3.0-py3-none-any");
+backend_fixture!(
+    setuptools_pyproject_builds,
+    "setuptools-app",
+    "setuptools_app-0.1.0-py3-none-any"
+);
+backend_fixture!(
+    legacy_setup_py_builds,
+    "legacy-setuppy",
+    "legacy_setuppy-0.3.0-py3-none-any"
+);
 
 #[test]
 fn a_warm_build_reuses_the_build_environment_and_a_broken_one_is_rebuilt() {
@@ -159,7 +224,11 @@ fn a_warm_build_reuses_the_build_environment_and_a_broken_one_is_rebuilt() {
     assert!(!stderr(&build("b")).contains("(new build environment)"));
     // Remove the completion marker: the environment must not be trusted again.
     let envs = cache.join("build-envs");
-    let env = std::fs::read_dir(&envs).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    let env = std::fs::read_dir(&envs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
     std::fs::remove_file(env.join("gradient-build-env.json")).unwrap();
     let rebuilt = build("c");
     assert!(rebuilt.status.success());
@@ -173,7 +242,9 @@ fn smoke_tests_fail_for_a_broken_artifact() {
     let project = dir.path().join("sampleapp");
     copy_tree(&fixture("sampleapp"), &project);
     let pyproject = project.join("pyproject.toml");
-    let text = std::fs::read_to_string(&pyproject).unwrap().replace("expect = \"Hello, X!\"", "expect = \"Goodbye\"");
+    let text = std::fs::read_to_string(&pyproject)
+        .unwrap()
+        .replace("expect = \"Hello, X!\"", "expect = \"Goodbye\"");
     std::fs::write(&pyproject, text).unwrap();
     let output = run(gradient().args(["build", "--to", "wheel"]).arg(&project));
     assert_eq!(output.status.code(), Some(1));
@@ -185,7 +256,10 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
         let relative = entry.path().strip_prefix(from).unwrap();
-        if relative.components().any(|c| matches!(c.as_os_str().to_str(), Some("dist" | "build")) || c.as_os_str().to_string_lossy().ends_with(".egg-info")) {
+        if relative.components().any(|c| {
+            matches!(c.as_os_str().to_str(), Some("dist" | "build"))
+                || c.as_os_str().to_string_lossy().ends_with(".egg-info")
+        }) {
             continue;
         }
         let target = to.join(relative);

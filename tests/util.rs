@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 /// The repository's `fixtures/NAME`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// A `gradient` command sharing one cache between tests (so build environments are made
@@ -14,7 +16,10 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn gradient() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gradient"));
     command
-        .env("GRADIENT_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache"))
+        .env(
+            "GRADIENT_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache"),
+        )
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("GRADIENT_LOG");
     command
@@ -52,14 +57,22 @@ pub fn only_file(dir: &Path, suffix: &str) -> PathBuf {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(suffix))
         .collect();
-    assert_eq!(found.len(), 1, "expected one *{suffix} in {}: {found:?}", dir.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one *{suffix} in {}: {found:?}",
+        dir.display()
+    );
     found.into_iter().next().unwrap()
 }
 
 /// The names in `dir`, sorted; empty when it does not exist.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names

@@ -20,7 +20,12 @@ use std::process::ExitCode;
 /// sdist, wheel, zipapp, frozen, oci, docker, deb, rpm. `gradient tiers` shows what each one
 /// asks of the target machine.
 #[derive(Parser)]
-#[command(name = "gradient", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "gradient",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -115,11 +120,16 @@ fn main() -> ExitCode {
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "warn,gradient=info,gradient_driver=info,gradient_python=info,gradient_wheel=info",
+        (false, 1) => {
+            "warn,gradient=info,gradient_driver=info,gradient_python=info,gradient_wheel=info"
+        }
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRADIENT_LOG").unwrap_or_else(|_| level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRADIENT_LOG")
+                .unwrap_or_else(|_| level.into()),
+        )
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
@@ -151,7 +161,10 @@ async fn run(cli: Cli) -> ExitCode {
 
 async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
     let tiers = if args.all {
-        Tier::ALL.into_iter().filter(|t| gradient_driver::registry::is_available(*t)).collect()
+        Tier::ALL
+            .into_iter()
+            .filter(|t| gradient_driver::registry::is_available(*t))
+            .collect()
     } else {
         args.to
     };
@@ -175,18 +188,30 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
             eprintln!("error: {}", error_chain(&err));
             // A failed shared input is a failed build (1); anything else stopped the run
             // before it could start (2).
-            let code = if matches!(err, gradient_driver::DriverError::Input { .. }) { 1 } else { 2 };
+            let code = if matches!(err, gradient_driver::DriverError::Input { .. }) {
+                1
+            } else {
+                2
+            };
             return ExitCode::from(code);
         }
     };
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default());
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default()
+        );
     } else {
         let _ = write!(stdout, "{}", report::table(&outcome.manifest));
         let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
     }
-    let failures: Vec<_> = outcome.tiers.iter().filter_map(|t| t.error.as_ref().map(|e| (t.tier, e))).collect();
+    let failures: Vec<_> = outcome
+        .tiers
+        .iter()
+        .filter_map(|t| t.error.as_ref().map(|e| (t.tier, e)))
+        .collect();
     for (tier, error) in &failures {
         eprintln!("error: {tier} failed: {error}");
     }
@@ -211,7 +236,10 @@ fn tiers(json: bool) -> ExitCode {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     let mut rows = vec![[
@@ -224,7 +252,12 @@ fn tiers(json: bool) -> ExitCode {
         rows.push([
             tier.to_string(),
             tier.generic_needs().to_string(),
-            if gradient_driver::registry::is_available(tier) { "available" } else { "planned" }.to_string(),
+            if gradient_driver::registry::is_available(tier) {
+                "available"
+            } else {
+                "planned"
+            }
+            .to_string(),
             tier.describe().to_string(),
         ]);
     }

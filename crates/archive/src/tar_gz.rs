@@ -19,7 +19,11 @@ pub fn read_tar_gz_entries(path: &Path) -> Result<Vec<Entry>, ArchiveError> {
     let mut entries = Vec::new();
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
-        let raw_path = entry.path().map_err(read_err)?.to_string_lossy().into_owned();
+        let raw_path = entry
+            .path()
+            .map_err(read_err)?
+            .to_string_lossy()
+            .into_owned();
         let entry_path = clean_path(&raw_path);
         if entry_path.is_empty() {
             continue; // the archive's own `./`
@@ -96,8 +100,17 @@ pub fn write_tar_gz(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Arc
             builder
                 .append_pax_extensions([("path", name.as_bytes())])
                 .map_err(write_err)?;
-            let short: String = name.chars().rev().take(99).collect::<Vec<_>>().into_iter().rev().collect();
-            header.set_path(short.trim_start_matches('/')).map_err(write_err)?;
+            let short: String = name
+                .chars()
+                .rev()
+                .take(99)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            header
+                .set_path(short.trim_start_matches('/'))
+                .map_err(write_err)?;
         }
         if let EntryKind::Symlink(target) = &entry.kind {
             header.set_link_name(target).map_err(write_err)?;
@@ -126,7 +139,10 @@ pub fn extract_tar_gz(src: &Path, dst: &Path) -> Result<(), ArchiveError> {
             why,
         };
         let relative = Path::new(&entry.path);
-        if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(unsafe_entry("is absolute or climbs out with `..`"));
         }
         let target = dst.join(relative);
@@ -178,7 +194,9 @@ fn climbs_out(link: &str, mut depth: isize) -> bool {
 }
 
 fn clean_path(path: &str) -> String {
-    path.trim_start_matches("./").trim_end_matches('/').to_string()
+    path.trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -198,8 +216,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.tar.gz");
         let b = dir.path().join("b.tar.gz");
-        write_tar_gz(&a, &[file("p/z.txt", b"z", 0o600), file("p/a.py", b"a", 0o775)], 99).unwrap();
-        write_tar_gz(&b, &[file("p/a.py", b"a", 0o755), file("p/z.txt", b"z", 0o644)], 12345).unwrap();
+        write_tar_gz(
+            &a,
+            &[file("p/z.txt", b"z", 0o600), file("p/a.py", b"a", 0o775)],
+            99,
+        )
+        .unwrap();
+        write_tar_gz(
+            &b,
+            &[file("p/a.py", b"a", 0o755), file("p/z.txt", b"z", 0o644)],
+            12345,
+        )
+        .unwrap();
         let (na, nb) = (dir.path().join("na"), dir.path().join("nb"));
         normalise_tar_gz(&a, &na, 1000).unwrap();
         normalise_tar_gz(&b, &nb, 1000).unwrap();

@@ -29,6 +29,9 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(super::civil_from_unix(315_532_800), (1980, 1, 1, 0, 0, 0));
-        assert_eq!(super::civil_from_unix(1_700_000_000), (2023, 11, 14, 22, 13, 20));
+        assert_eq!(
+            super::civil_from_unix(1_700_000_000),
+            (2023, 11, 14, 22, 13, 20)
+        );
     }
 }

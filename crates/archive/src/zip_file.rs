@@ -18,7 +18,7 @@ pub enum ZipOrder {
 }
 
 impl ZipOrder {
-    fn key<'a>(self, path: &'a str) -> (u8, &'a str) {
+    fn key(self, path: &str) -> (u8, &str) {
         match self {
             ZipOrder::Path => (0, path),
             ZipOrder::Wheel => {
@@ -70,7 +70,12 @@ pub fn read_zip_entries(path: &Path) -> Result<Vec<Entry>, ArchiveError> {
 }
 
 /// Rewrite a zip so that it depends only on its contents, `order` and `mtime`.
-pub fn normalise_zip(src: &Path, dst: &Path, mtime: u64, order: ZipOrder) -> Result<(), ArchiveError> {
+pub fn normalise_zip(
+    src: &Path,
+    dst: &Path,
+    mtime: u64,
+    order: ZipOrder,
+) -> Result<(), ArchiveError> {
     let mut entries = read_zip_entries(src)?;
     entries.sort_by(|a, b| order.key(&a.path).cmp(&order.key(&b.path)));
     entries.dedup_by(|a, b| a.path == b.path);
@@ -101,7 +106,9 @@ pub fn write_zip(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Archiv
             .compression_level(Some(9))
             .last_modified_time(time)
             .unix_permissions(normal_mode(entry.mode, false));
-        writer.start_file(entry.path.as_str(), options).map_err(zip_err)?;
+        writer
+            .start_file(entry.path.as_str(), options)
+            .map_err(zip_err)?;
         writer.write_all(data).map_err(write_err)?;
     }
     let mut out = writer.finish().map_err(zip_err)?;
@@ -140,10 +147,19 @@ mod tests {
         normalise_zip(&src, &a, 1_700_000_000, ZipOrder::Wheel).unwrap();
         normalise_zip(&a, &b, 1_700_000_000, ZipOrder::Wheel).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-        let names: Vec<String> = read_zip_entries(&a).unwrap().into_iter().map(|e| e.path).collect();
+        let names: Vec<String> = read_zip_entries(&a)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
         assert_eq!(
             names,
-            ["pkg/__init__.py", "zzz/x.py", "pkg-1.dist-info/METADATA", "pkg-1.dist-info/RECORD"]
+            [
+                "pkg/__init__.py",
+                "zzz/x.py",
+                "pkg-1.dist-info/METADATA",
+                "pkg-1.dist-info/RECORD"
+            ]
         );
     }
 }

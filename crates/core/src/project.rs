@@ -177,16 +177,17 @@ impl Project {
 
     /// Parse the text of `path` (a `pyproject.toml` in `root`).
     pub fn parse(root: &Path, path: &Path, text: &str) -> Result<Project, ProjectError> {
-        let invalid = |span: Option<std::ops::Range<usize>>, message: String, hint: Option<&str>| {
-            let (line, column) = line_column(text, span.map_or(0, |s| s.start));
-            ProjectError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-                hint: hint.map(str::to_string),
-            }
-        };
+        let invalid =
+            |span: Option<std::ops::Range<usize>>, message: String, hint: Option<&str>| {
+                let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+                ProjectError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                    hint: hint.map(str::to_string),
+                }
+            };
         let raw: RawPyproject = toml::from_str(text).map_err(|err| {
             invalid(
                 err.span(),
@@ -323,7 +324,11 @@ fn is_valid_name(name: &str) -> bool {
 }
 
 /// The span of a `[table]` header line, so errors about a missing key point at the table.
-fn header_span(text: &str, table: &str, fallback: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+fn header_span(
+    text: &str,
+    table: &str,
+    fallback: std::ops::Range<usize>,
+) -> Option<std::ops::Range<usize>> {
     find(text, &format!("[{table}]")).or(Some(fallback))
 }
 
@@ -391,7 +396,10 @@ expect = "1.0"
         let err = parse("[build-system]\nrequires = []\n\n[project]\nversion = \"1\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/p/pyproject.toml:4:1: [project] has no `name`"), "{err}");
+        assert!(
+            err.starts_with("/p/pyproject.toml:4:1: [project] has no `name`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -403,9 +411,10 @@ expect = "1.0"
 
     #[test]
     fn unknown_gradient_settings_are_rejected_with_position() {
-        let err = parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npyhton = \"3.11\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npyhton = \"3.11\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("/p/pyproject.toml:5:1"), "{err}");
         assert!(err.contains("pyhton"), "{err}");
     }

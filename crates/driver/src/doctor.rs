@@ -25,7 +25,9 @@ pub struct Diagnosis {
 /// Look at the host.
 pub async fn diagnose(python: Option<&str>) -> Diagnosis {
     let cache = cache_root();
-    let request = python.map(PythonRequest::parse).unwrap_or(PythonRequest::Default);
+    let request = python
+        .map(PythonRequest::parse)
+        .unwrap_or(PythonRequest::Default);
     let found = find_interpreter(&request, &cache).await;
     let installer = Installer::detect();
     let host = Host {

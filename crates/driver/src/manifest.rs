@@ -95,12 +95,14 @@ impl Manifest {
         }
         for record in previous.artifacts {
             let built_now = self.artifacts.iter().any(|a| a.tier == record.tier);
-            let intact = std::fs::metadata(out_dir.join(&record.file)).is_ok_and(|m| m.len() == record.size);
+            let intact =
+                std::fs::metadata(out_dir.join(&record.file)).is_ok_and(|m| m.len() == record.size);
             if !built_now && intact {
                 self.artifacts.push(record);
             }
         }
-        self.artifacts.sort_by(|a, b| a.tier.cmp(&b.tier).then(a.file.cmp(&b.file)));
+        self.artifacts
+            .sort_by(|a, b| a.tier.cmp(&b.tier).then(a.file.cmp(&b.file)));
     }
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.

@@ -14,7 +14,9 @@ pub struct Published {
 
 /// Copy `src` into `out_dir` under its own name, atomically, hashing as it goes.
 pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
-    let name = src.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+    let name = src
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
     let mut input = std::fs::File::open(src)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 1 << 16];
@@ -46,12 +48,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn temp_beside(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new().prefix(".gradient-").tempfile_in(dir)
+    tempfile::Builder::new()
+        .prefix(".gradient-")
+        .tempfile_in(dir)
 }
 
 fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! concurrently, publish, smoke-test, write the manifest.
 
 use crate::manifest::{
-    ArtifactRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord, MANIFEST_FILE,
-    SCHEMA_VERSION, SUMS_FILE,
+    ArtifactRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
+    MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
 use crate::publish::{check_writable, publish_file, write_atomically};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
@@ -60,7 +60,10 @@ impl RunOutcome {
 }
 
 /// Run a build.
-pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<RunOutcome, DriverError> {
+pub async fn build(
+    options: BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<RunOutcome, DriverError> {
     let project = Arc::new(Project::load(&options.project_dir)?);
     if options.tiers.is_empty() {
         return Err(DriverError::NothingRequested);
@@ -71,12 +74,17 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
             available: registry::available_names(),
         });
     }
-    let out_dir = std::path::absolute(options.out_dir.clone().unwrap_or_else(|| project.root.join("dist")))
-        .map_err(|source| DriverError::Io {
-            action: "resolve",
-            path: project.root.join("dist"),
-            source,
-        })?;
+    let out_dir = std::path::absolute(
+        options
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| project.root.join("dist")),
+    )
+    .map_err(|source| DriverError::Io {
+        action: "resolve",
+        path: project.root.join("dist"),
+        source,
+    })?;
     check_writable(&out_dir).map_err(|reason| DriverError::Output {
         path: out_dir.clone(),
         reason,
@@ -118,7 +126,10 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
             }
         }
     }
-    let needed: BTreeSet<Input> = backends.iter().flat_map(|b| b.inputs().iter().copied()).collect();
+    let needed: BTreeSet<Input> = backends
+        .iter()
+        .flat_map(|b| b.inputs().iter().copied())
+        .collect();
 
     let work = tempfile::Builder::new()
         .prefix("gradient-build-")
@@ -134,7 +145,10 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
     let mut input_seconds: BTreeMap<Input, f64> = BTreeMap::new();
     let mut built_name = None;
     if needed.contains(&Input::Sdist) || needed.contains(&Input::Wheel) {
-        let what = match (needed.contains(&Input::Sdist), needed.contains(&Input::Wheel)) {
+        let what = match (
+            needed.contains(&Input::Sdist),
+            needed.contains(&Input::Wheel),
+        ) {
             (true, true) => "sdist and wheel",
             (true, false) => "sdist",
             _ => "wheel",
@@ -157,11 +171,18 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
             want_wheel: needed.contains(&Input::Wheel),
         })
         .await
-        .map_err(|source| DriverError::Input { input: what, source })?;
+        .map_err(|source| DriverError::Input {
+            input: what,
+            source,
+        })?;
         reporter.done(
             &format!(
                 "built {what}{}",
-                if dists.env_reused { "" } else { " (new build environment)" }
+                if dists.env_reused {
+                    ""
+                } else {
+                    " (new build environment)"
+                }
             ),
             started.elapsed().as_secs_f64(),
         );
@@ -227,7 +248,10 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
     }
 
     let (name, version) = built_name.unwrap_or_else(|| {
-        (project.display_name(), project.version.clone().unwrap_or_default())
+        (
+            project.display_name(),
+            project.version.clone().unwrap_or_default(),
+        )
     });
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -240,12 +264,19 @@ pub async fn build(options: BuildOptions, reporter: &dyn Reporter) -> Result<Run
     };
     if !manifest.artifacts.is_empty() {
         manifest.merge_previous(&out_dir);
-        let io = |path: PathBuf| move |source| DriverError::Io { action: "write", path, source };
+        let io = |path: PathBuf| {
+            move |source| DriverError::Io {
+                action: "write",
+                path,
+                source,
+            }
+        };
         let manifest_path = out_dir.join(MANIFEST_FILE);
         let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
         write_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
         let sums_path = out_dir.join(SUMS_FILE);
-        write_atomically(&sums_path, manifest.sha256sums().as_bytes()).map_err(io(sums_path.clone()))?;
+        write_atomically(&sums_path, manifest.sha256sums().as_bytes())
+            .map_err(io(sums_path.clone()))?;
     }
     Ok(RunOutcome {
         manifest,
@@ -281,7 +312,10 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
         work_dir,
         source_date: run.source_date,
     };
-    let artifacts = backend.build(&cx).await.map_err(|e| error_chain(e.as_ref()))?;
+    let artifacts = backend
+        .build(&cx)
+        .await
+        .map_err(|e| error_chain(e.as_ref()))?;
     // A tier's build time includes the shared input it stands on.
     let input_time = backend
         .inputs()
@@ -291,16 +325,25 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
         .unwrap_or(0.0);
     let build_seconds = started.elapsed().as_secs_f64() + input_time;
 
-    std::fs::create_dir_all(run.out_dir).map_err(|e| format!("failed to create `{}`: {e}", run.out_dir.display()))?;
+    std::fs::create_dir_all(run.out_dir)
+        .map_err(|e| format!("failed to create `{}`: {e}", run.out_dir.display()))?;
     let mut records = Vec::new();
     for artifact in artifacts {
-        let published = publish_file(&artifact.path, run.out_dir)
-            .map_err(|e| format!("failed to write `{}` into `{}`: {e}", artifact.file_name(), run.out_dir.display()))?;
+        let published = publish_file(&artifact.path, run.out_dir).map_err(|e| {
+            format!(
+                "failed to write `{}` into `{}`: {e}",
+                artifact.file_name(),
+                run.out_dir.display()
+            )
+        })?;
         let artifact = Artifact {
             path: published.path.clone(),
             ..artifact
         };
-        run.reporter.done(&format!("{tier}: wrote {}", artifact.file_name()), build_seconds);
+        run.reporter.done(
+            &format!("{tier}: wrote {}", artifact.file_name()),
+            build_seconds,
+        );
         let smoke = if run.options.smoke {
             Some(smoke_tier(backend, &artifact, &run).await?)
         } else {
@@ -319,7 +362,11 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
     Ok(records)
 }
 
-async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_>) -> Result<SmokeRecord, String> {
+async fn smoke_tier(
+    backend: &dyn Backend,
+    artifact: &Artifact,
+    run: &TierRun<'_>,
+) -> Result<SmokeRecord, String> {
     let tier = backend.tier();
     let scratch = run.work.join(format!("smoke-{tier}"));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
@@ -331,17 +378,26 @@ async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_
         find_links: run.options.find_links.clone(),
     };
     let started = Instant::now();
-    let report = backend
-        .smoke(artifact, &cx)
-        .await
-        .map_err(|e| format!("smoke test of {} could not run: {}", artifact.file_name(), error_chain(e.as_ref())))?;
+    let report = backend.smoke(artifact, &cx).await.map_err(|e| {
+        format!(
+            "smoke test of {} could not run: {}",
+            artifact.file_name(),
+            error_chain(e.as_ref())
+        )
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let passed = report.passed();
     for check in &report.checks {
         if check.passed {
-            run.reporter.done(&format!("{tier}: smoke `{}` ok", check.command), check.seconds);
+            run.reporter.done(
+                &format!("{tier}: smoke `{}` ok", check.command),
+                check.seconds,
+            );
         } else {
-            run.reporter.warn(&format!("{tier}: smoke `{}` failed: {}", check.command, check.detail));
+            run.reporter.warn(&format!(
+                "{tier}: smoke `{}` failed: {}",
+                check.command, check.detail
+            ));
         }
     }
     Ok(SmokeRecord {

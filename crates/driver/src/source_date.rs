@@ -26,7 +26,10 @@ pub async fn resolve_source_date(root: &Path) -> Result<SourceDate, DriverError>
         .output()
         .await;
     if let Ok(output) = git {
-        if let Ok(seconds) = String::from_utf8_lossy(&output.stdout).trim().parse::<u64>() {
+        if let Ok(seconds) = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<u64>()
+        {
             if output.status.success() {
                 return Ok(SourceDate {
                     seconds,

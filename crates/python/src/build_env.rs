@@ -65,7 +65,11 @@ impl BuildEnv {
         }
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| PythonError::Io { action, path, source }
+            move |source| PythonError::Io {
+                action,
+                path,
+                source,
+            }
         };
         std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
         if dir.exists() {
@@ -77,10 +81,17 @@ impl BuildEnv {
             .prefix(&format!(".{key}-"))
             .tempdir_in(&parent)
             .map_err(io("create", &parent))?;
-        tracing::info!("creating build environment with {}", requires.iter().cloned().collect::<Vec<_>>().join(", "));
-        let venv_python = installer.create_venv(&python.executable, staging.path()).await?;
+        tracing::info!(
+            "creating build environment with {}",
+            requires.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let venv_python = installer
+            .create_venv(&python.executable, staging.path())
+            .await?;
         let args: Vec<OsString> = requires.iter().map(OsString::from).collect();
-        installer.install(&venv_python, &args, Source::Index).await?;
+        installer
+            .install(&venv_python, &args, Source::Index)
+            .await?;
         let marker = Marker {
             requires,
             extra: BTreeSet::new(),
@@ -116,7 +127,9 @@ impl BuildEnv {
         }
         tracing::info!("adding {} to the build environment", missing.join(", "));
         let args: Vec<OsString> = missing.iter().map(OsString::from).collect();
-        installer.install(&self.python, &args, Source::Index).await?;
+        installer
+            .install(&self.python, &args, Source::Index)
+            .await?;
         self.marker.extra.extend(missing);
         write_marker(&self.dir, &self.marker).map_err(|source| PythonError::Io {
             action: "write",

@@ -49,7 +49,9 @@ impl Installer {
         let mut command = match self {
             Installer::Uv(uv) => {
                 let mut c = Command::new(uv);
-                c.args(["venv", "--quiet", "--no-config", "--python"]).arg(python).arg(dir);
+                c.args(["venv", "--quiet", "--no-config", "--python"])
+                    .arg(python)
+                    .arg(dir);
                 c
             }
             Installer::Pip => {
@@ -77,20 +79,33 @@ impl Installer {
         let mut command = match self {
             Installer::Uv(uv) => {
                 let mut c = Command::new(uv);
-                c.args(["pip", "install", "--quiet", "--no-config", "--python"]).arg(venv_python);
+                c.args(["pip", "install", "--quiet", "--no-config", "--python"])
+                    .arg(venv_python);
                 c
             }
             Installer::Pip => {
                 let mut c = Command::new(venv_python);
-                c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
+                c.args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ]);
                 c
             }
         };
         if let Source::Offline(folder) = source {
             command.arg("--no-index").arg("--find-links").arg(folder);
         }
-        command.args(requirements).env_clear().envs(crate::isolated_env());
-        let shown: Vec<String> = requirements.iter().map(|r| r.to_string_lossy().into_owned()).collect();
+        command
+            .args(requirements)
+            .env_clear()
+            .envs(crate::isolated_env());
+        let shown: Vec<String> = requirements
+            .iter()
+            .map(|r| r.to_string_lossy().into_owned())
+            .collect();
         run_checked(&mut command, &format!("install {}", shown.join(" "))).await?;
         Ok(())
     }

@@ -90,7 +90,10 @@ pub async fn find_interpreter(
 fn candidates(request: &PythonRequest) -> Vec<PathBuf> {
     match request {
         PythonRequest::Path(path) => vec![path.clone()],
-        PythonRequest::Default => ["python3", "python"].iter().filter_map(|n| which(n)).collect(),
+        PythonRequest::Default => ["python3", "python"]
+            .iter()
+            .filter_map(|n| which(n))
+            .collect(),
         PythonRequest::Version(major, minor) => {
             let name = format!("python{major}.{minor}");
             let mut found: Vec<PathBuf> = path_dirs()
@@ -124,7 +127,7 @@ fn pyenv_versions(major: u32, minor: u32, exe: &str) -> Vec<PathBuf> {
             exe.is_file().then_some((patch, exe))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(patch, _)| std::cmp::Reverse(*patch));
     found.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -170,9 +173,10 @@ fn stamp(path: &Path) -> Option<(u64, u64)> {
 async fn probe_cached(path: &Path, cache_root: &Path) -> Result<InterpreterFacts, PythonError> {
     let cacheable = !path.parent().is_some_and(is_shim_dir);
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let cache_file = cache_root
-        .join("interpreters")
-        .join(format!("{}.json", &hex::encode(Sha256::digest(real.as_os_str().as_encoded_bytes()))[..16]));
+    let cache_file = cache_root.join("interpreters").join(format!(
+        "{}.json",
+        &hex::encode(Sha256::digest(real.as_os_str().as_encoded_bytes()))[..16]
+    ));
     let current = stamp(&real);
     if cacheable {
         if let Some(entry) = std::fs::read(&cache_file)
@@ -188,14 +192,19 @@ async fn probe_cached(path: &Path, cache_root: &Path) -> Result<InterpreterFacts
     if let Some(stamp) = stamp(&facts.executable) {
         let real_cache = cache_root.join("interpreters").join(format!(
             "{}.json",
-            &hex::encode(Sha256::digest(facts.executable.as_os_str().as_encoded_bytes()))[..16]
+            &hex::encode(Sha256::digest(
+                facts.executable.as_os_str().as_encoded_bytes()
+            ))[..16]
         ));
         let entry = CacheEntry {
             stamp,
             facts: facts.clone(),
         };
         // A cache that cannot be written only costs a probe next time.
-        let _ = write_atomically(&real_cache, &serde_json::to_vec_pretty(&entry).unwrap_or_default());
+        let _ = write_atomically(
+            &real_cache,
+            &serde_json::to_vec_pretty(&entry).unwrap_or_default(),
+        );
     }
     Ok(facts)
 }
@@ -281,24 +290,40 @@ mod tests {
     #[tokio::test]
     async fn probing_the_default_python_reports_consistent_tags() {
         let cache = tempfile::tempdir().unwrap();
-        let facts = find_interpreter(&PythonRequest::Default, cache.path()).await.unwrap();
+        let facts = find_interpreter(&PythonRequest::Default, cache.path())
+            .await
+            .unwrap();
         assert!(facts.executable.is_absolute());
-        assert_eq!(facts.python_tag, format!("cp{}{}", facts.version.0, facts.version.1));
+        assert_eq!(
+            facts.python_tag,
+            format!("cp{}{}", facts.version.0, facts.version.1)
+        );
         // A second lookup is answered from the cache with the same facts.
         let again = find_interpreter(&PythonRequest::Path(facts.executable.clone()), cache.path())
             .await
             .unwrap();
         assert_eq!(facts, again);
-        assert!(cache.path().join("interpreters").read_dir().unwrap().count() >= 1);
+        assert!(
+            cache
+                .path()
+                .join("interpreters")
+                .read_dir()
+                .unwrap()
+                .count()
+                >= 1
+        );
     }
 
     #[tokio::test]
     async fn a_missing_path_is_reported_as_unusable() {
         let cache = tempfile::tempdir().unwrap();
-        let err = find_interpreter(&PythonRequest::Path("/nonexistent/python9".into()), cache.path())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = find_interpreter(
+            &PythonRequest::Path("/nonexistent/python9".into()),
+            cache.path(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/nonexistent/python9"), "{err}");
     }
 }

@@ -141,12 +141,18 @@ impl HookRunner {
     /// Move the runner to another source tree (the unpacked sdist).
     pub async fn chdir(&mut self, dir: &Path) -> Result<(), HookError> {
         let request = serde_json::json!({ "hook": "chdir", "path": dir });
-        let _ = self.stdin.write_all(format!("{request}\n").as_bytes()).await;
-        self.read_reply("chdir").await?.map(|_| ()).map_err(|(_, message)| HookError::Failed {
-            hook: "chdir".into(),
-            message,
-            tail: String::new(),
-        })
+        let _ = self
+            .stdin
+            .write_all(format!("{request}\n").as_bytes())
+            .await;
+        self.read_reply("chdir")
+            .await?
+            .map(|_| ())
+            .map_err(|(_, message)| HookError::Failed {
+                hook: "chdir".into(),
+                message,
+                tail: String::new(),
+            })
     }
 
     /// Everything the backend printed so far.
@@ -160,7 +166,10 @@ impl HookRunner {
         let _ = self.group.child.wait().await;
     }
 
-    async fn read_reply(&mut self, hook: &str) -> Result<Result<Value, (String, String)>, HookError> {
+    async fn read_reply(
+        &mut self,
+        hook: &str,
+    ) -> Result<Result<Value, (String, String)>, HookError> {
         let line = match self.replies.next_line().await {
             Ok(Some(line)) => line,
             _ => {
@@ -172,7 +181,13 @@ impl HookRunner {
         };
         let reply: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if let Some(error) = reply.get("error") {
-            let field = |name: &str| error.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+            let field = |name: &str| {
+                error
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             return Ok(Err((field("kind"), field("message"))));
         }
         Ok(Ok(reply.get("ok").cloned().unwrap_or(Value::Null)))

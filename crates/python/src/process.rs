@@ -81,8 +81,7 @@ pub(crate) async fn run_checked(
     command: &mut Command,
     action: &str,
 ) -> Result<std::process::Output, crate::PythonError> {
-    let shown = format!("{:?}", command.as_std())
-        .replace('"', "");
+    let shown = format!("{:?}", command.as_std()).replace('"', "");
     command.kill_on_drop(true).stdin(Stdio::null());
     let output = command
         .output()

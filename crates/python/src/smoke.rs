@@ -27,7 +27,12 @@ pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>
         detail,
     };
     let output = match result {
-        Err(_) => return failed(None, format!("did not finish within {}s", SMOKE_TIMEOUT.as_secs())),
+        Err(_) => {
+            return failed(
+                None,
+                format!("did not finish within {}s", SMOKE_TIMEOUT.as_secs()),
+            )
+        }
         Ok(Err(err)) => return failed(None, format!("could not be started: {err}")),
         Ok(Ok(output)) => output,
     };
@@ -36,11 +41,17 @@ pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>
     let code = output.status.code();
     let excerpt = || crate::process::tail(&format!("{stdout}{stderr}"), 12);
     if !output.status.success() {
-        return failed(code, format!("exited with {}\n{}", output.status, excerpt()));
+        return failed(
+            code,
+            format!("exited with {}\n{}", output.status, excerpt()),
+        );
     }
     if let Some(expected) = expect {
         if !stdout.contains(expected) {
-            return failed(code, format!("expected `{expected}` in its output, got:\n{}", excerpt()));
+            return failed(
+                code,
+                format!("expected `{expected}` in its output, got:\n{}", excerpt()),
+            );
         }
     }
     SmokeCheck {

@@ -1,6 +1,8 @@
 //! Building the sdist and the wheel through the project's PEP 517 backend.
 
-use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel, CoreMetadata, WheelInfo};
+use crate::metadata::{
+    check_against_project, inspect_sdist, inspect_wheel, CoreMetadata, WheelInfo,
+};
 use crate::WheelError;
 use gradient_archive::{extract_tar_gz, normalise_tar_gz, normalise_zip, ZipOrder};
 use gradient_core::{InterpreterFacts, Project, SourceDate};
@@ -54,7 +56,11 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
     let project = request.project;
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| WheelError::Io { action, path, source }
+        move |source| WheelError::Io {
+            action,
+            path,
+            source,
+        }
     };
     let out = request.work_dir.join("dists");
     let raw = request.work_dir.join("backend-output");
@@ -73,9 +79,16 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
         ("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()),
         ("PYTHONHASHSEED".into(), "0".into()),
     ];
-    let mut runner = HookRunner::start(&env.python, &project.root, &project.build_system, &backend_env).await?;
+    let mut runner = HookRunner::start(
+        &env.python,
+        &project.root,
+        &project.build_system,
+        &backend_env,
+    )
+    .await?;
 
-    let need_sdist = request.want_sdist || (request.want_wheel && request.route == WheelRoute::ViaSdist);
+    let need_sdist =
+        request.want_sdist || (request.want_wheel && request.route == WheelRoute::ViaSdist);
     let mut result = Distributions {
         sdist: None,
         sdist_metadata: None,
@@ -85,9 +98,19 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
         env_reused: env.reused,
     };
     if need_sdist {
-        let requires = string_list(runner.call("get_requires_for_build_sdist", vec![Value::Null]).await?, "get_requires_for_build_sdist")?;
+        let requires = string_list(
+            runner
+                .call("get_requires_for_build_sdist", vec![Value::Null])
+                .await?,
+            "get_requires_for_build_sdist",
+        )?;
         env.ensure_extra(&requires, request.installer).await?;
-        let name = string(runner.call("build_sdist", vec![path_value(&raw), Value::Null]).await?, "build_sdist")?;
+        let name = string(
+            runner
+                .call("build_sdist", vec![path_value(&raw), Value::Null])
+                .await?,
+            "build_sdist",
+        )?;
         let sdist = out.join(&name);
         normalise_tar_gz(&raw.join(&name), &sdist, request.source_date.seconds)?;
         let metadata = inspect_sdist(&sdist)?;
@@ -109,13 +132,21 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
                 .expect("sdist names were checked");
             runner.chdir(&top).await?;
         }
-        let requires = string_list(runner.call("get_requires_for_build_wheel", vec![Value::Null]).await?, "get_requires_for_build_wheel")?;
+        let requires = string_list(
+            runner
+                .call("get_requires_for_build_wheel", vec![Value::Null])
+                .await?,
+            "get_requires_for_build_wheel",
+        )?;
         env.ensure_extra(&requires, request.installer).await?;
         let wheel_raw = raw.join("wheel");
         std::fs::create_dir_all(&wheel_raw).map_err(io("create", &wheel_raw))?;
         let name = string(
             runner
-                .call("build_wheel", vec![path_value(&wheel_raw), Value::Null, Value::Null])
+                .call(
+                    "build_wheel",
+                    vec![path_value(&wheel_raw), Value::Null, Value::Null],
+                )
                 .await?,
             "build_wheel",
         )?;
@@ -124,14 +155,19 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
         let info = inspect_wheel(&wheel)?;
         check_against_project(&name, &info.metadata, project)?;
         if let Some(sdist_metadata) = &result.sdist_metadata {
-            if (sdist_metadata.name.as_str(), sdist_metadata.version.as_str())
-                != (info.metadata.name.as_str(), info.metadata.version.as_str())
+            if (
+                sdist_metadata.name.as_str(),
+                sdist_metadata.version.as_str(),
+            ) != (info.metadata.name.as_str(), info.metadata.version.as_str())
             {
                 return Err(WheelError::Invalid {
                     file: name,
                     problem: format!(
                         "the wheel is {} {} but the sdist is {} {}",
-                        info.metadata.name, info.metadata.version, sdist_metadata.name, sdist_metadata.version
+                        info.metadata.name,
+                        info.metadata.version,
+                        sdist_metadata.name,
+                        sdist_metadata.version
                     ),
                 });
             }

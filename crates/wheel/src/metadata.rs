@@ -101,7 +101,11 @@ pub fn expand_tags(python: &str, abi: &str, platform: &str) -> Vec<Tag> {
 
 /// Open a wheel and check it: file name, WHEEL tags, RECORD hashes and sizes.
 pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
-    let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let file = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let invalid = |problem: String| WheelError::Invalid {
         file: file.clone(),
         problem,
@@ -146,13 +150,19 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
                 "Tag" => {
                     let parts: Vec<&str> = value.trim().splitn(3, '-').collect();
                     if parts.len() != 3 {
-                        return Err(invalid(format!("WHEEL has a malformed tag `{}`", value.trim())));
+                        return Err(invalid(format!(
+                            "WHEEL has a malformed tag `{}`",
+                            value.trim()
+                        )));
                     }
                     wheel_tags.extend(expand_tags(parts[0], parts[1], parts[2]));
                 }
                 "Root-Is-Purelib" => root_is_purelib = value.trim().eq_ignore_ascii_case("true"),
                 "Wheel-Version" if !value.trim().starts_with("1.") => {
-                    return Err(invalid(format!("unsupported Wheel-Version {}", value.trim())));
+                    return Err(invalid(format!(
+                        "unsupported Wheel-Version {}",
+                        value.trim()
+                    )));
                 }
                 _ => {}
             }
@@ -161,7 +171,12 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     wheel_tags.sort();
     wheel_tags.dedup();
     if wheel_tags != name_tags {
-        let show = |tags: &[Tag]| tags.iter().map(Tag::to_string).collect::<Vec<_>>().join(", ");
+        let show = |tags: &[Tag]| {
+            tags.iter()
+                .map(Tag::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         return Err(invalid(format!(
             "its file name says {} but its WHEEL file says {}",
             show(&name_tags),
@@ -197,7 +212,9 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
         }
     }
     if let Some(unlisted) = files.keys().find(|f| !listed.contains(**f)) {
-        return Err(invalid(format!("`{unlisted}` is in the wheel but not in RECORD")));
+        return Err(invalid(format!(
+            "`{unlisted}` is in the wheel but not in RECORD"
+        )));
     }
 
     let metadata = parse_core_metadata(&read("METADATA")?);
@@ -215,13 +232,19 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
         tags: name_tags,
         root_is_purelib,
         console_scripts,
-        has_native_code: files.keys().any(|f| f.ends_with(".so") || f.contains(".so.")),
+        has_native_code: files
+            .keys()
+            .any(|f| f.ends_with(".so") || f.contains(".so.")),
     })
 }
 
 /// Read an sdist's PKG-INFO, checking the layout the sdist spec asks for.
 pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
-    let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let file = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let invalid = |problem: String| WheelError::Invalid {
         file: file.clone(),
         problem,
@@ -230,8 +253,14 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
         .strip_suffix(".tar.gz")
         .ok_or_else(|| invalid("an sdist's name must end in `.tar.gz`".into()))?;
     let entries = read_tar_gz_entries(path)?;
-    if let Some(stray) = entries.iter().find(|e| e.path.split('/').next() != Some(top)) {
-        return Err(invalid(format!("`{}` is outside the top-level folder `{top}/`", stray.path)));
+    if let Some(stray) = entries
+        .iter()
+        .find(|e| e.path.split('/').next() != Some(top))
+    {
+        return Err(invalid(format!(
+            "`{}` is outside the top-level folder `{top}/`",
+            stray.path
+        )));
     }
     let pkg_info = entries
         .iter()
@@ -245,7 +274,9 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
         .iter()
         .any(|e| e.path == format!("{top}/pyproject.toml") || e.path == format!("{top}/setup.py"));
     if !has_build_file {
-        return Err(invalid("it has neither pyproject.toml nor setup.py at its top".into()));
+        return Err(invalid(
+            "it has neither pyproject.toml nor setup.py at its top".into(),
+        ));
     }
     Ok(parse_core_metadata(&pkg_info))
 }
@@ -264,7 +295,10 @@ pub fn check_against_project(
     if let Some(name) = &project.name {
         if normalize_name(name) != normalize_name(&metadata.name) {
             return Err(mismatch(
-                format!("[project] name is `{name}`, the built metadata says `{}`", metadata.name),
+                format!(
+                    "[project] name is `{name}`, the built metadata says `{}`",
+                    metadata.name
+                ),
                 "check the build backend's own name settings",
             ));
         }
@@ -272,13 +306,20 @@ pub fn check_against_project(
     if let Some(version) = &project.version {
         if canonical_version(version) != canonical_version(&metadata.version) {
             return Err(mismatch(
-                format!("[project] version is `{version}`, the built metadata says `{}`", metadata.version),
+                format!(
+                    "[project] version is `{version}`, the built metadata says `{}`",
+                    metadata.version
+                ),
                 "check the build backend's own version settings",
             ));
         }
     }
     if !project.dynamic.iter().any(|d| d == "dependencies") {
-        let declared: BTreeSet<String> = project.dependencies.iter().map(|r| canonical_requirement(r)).collect();
+        let declared: BTreeSet<String> = project
+            .dependencies
+            .iter()
+            .map(|r| canonical_requirement(r))
+            .collect();
         let built: BTreeSet<String> = metadata
             .requires_dist
             .iter()
@@ -306,7 +347,11 @@ fn canonical_version(version: &str) -> String {
     let lower = lower.strip_prefix('v').unwrap_or(&lower);
     lower
         .split('.')
-        .map(|part| part.parse::<u64>().map(|n| n.to_string()).unwrap_or_else(|_| part.to_string()))
+        .map(|part| {
+            part.parse::<u64>()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| part.to_string())
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -315,11 +360,16 @@ fn canonical_version(version: &str) -> String {
 /// marker without spaces and with one kind of quote.
 fn canonical_requirement(requirement: &str) -> String {
     let (spec, marker) = match requirement.split_once(';') {
-        Some((spec, marker)) => (spec, marker.replace(char::is_whitespace, "").replace('\'', "\"")),
+        Some((spec, marker)) => (
+            spec,
+            marker.replace(char::is_whitespace, "").replace('\'', "\""),
+        ),
         None => (requirement, String::new()),
     };
     let spec: String = spec.chars().filter(|c| !c.is_whitespace()).collect();
-    let name_end = spec.find(|c: char| "[(<>=!~@".contains(c)).unwrap_or(spec.len());
+    let name_end = spec
+        .find(|c: char| "[(<>=!~@".contains(c))
+        .unwrap_or(spec.len());
     let (name, rest) = spec.split_at(name_end);
     let (extras, specifiers) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
         Some((extras, specifiers)) => {
@@ -332,7 +382,11 @@ fn canonical_requirement(requirement: &str) -> String {
     let specifiers = specifiers.trim_start_matches('(').trim_end_matches(')');
     let mut specifiers: Vec<&str> = specifiers.split(',').filter(|s| !s.is_empty()).collect();
     specifiers.sort();
-    format!("{}[{extras}]{};{marker}", normalize_name(name), specifiers.join(","))
+    format!(
+        "{}[{extras}]{};{marker}",
+        normalize_name(name),
+        specifiers.join(",")
+    )
 }
 
 /// The entries of one section of an entry_points.txt file.
@@ -376,12 +430,18 @@ mod tests {
 
     #[test]
     fn requirements_compare_by_meaning_not_spelling() {
-        assert_eq!(canonical_requirement("msgpack >= 1.0, <2"), canonical_requirement("msgpack<2,>=1.0"));
+        assert_eq!(
+            canonical_requirement("msgpack >= 1.0, <2"),
+            canonical_requirement("msgpack<2,>=1.0")
+        );
         assert_eq!(
             canonical_requirement("Foo_Bar[b,a]>=1; python_version < '3.11'"),
             canonical_requirement("foo-bar[a,b]>=1 ; python_version<\"3.11\"")
         );
-        assert_ne!(canonical_requirement("click>=8"), canonical_requirement("click>=7"));
+        assert_ne!(
+            canonical_requirement("click>=8"),
+            canonical_requirement("click>=7")
+        );
     }
 
     #[test]
@@ -392,7 +452,10 @@ mod tests {
 
     #[test]
     fn csv_handles_quoted_commas() {
-        assert_eq!(split_csv("\"a,b.py\",sha256=x,3"), ["a,b.py", "sha256=x", "3"]);
+        assert_eq!(
+            split_csv("\"a,b.py\",sha256=x,3"),
+            ["a,b.py", "sha256=x", "3"]
+        );
     }
 
     #[test]

@@ -64,7 +64,11 @@ impl Backend for SdistTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let path = cx.inputs.sdist.clone().ok_or("the sdist input was not built")?;
+        let path = cx
+            .inputs
+            .sdist
+            .clone()
+            .ok_or("the sdist input was not built")?;
         Ok(vec![Artifact {
             tier: Tier::Sdist,
             path,
@@ -72,7 +76,11 @@ impl Backend for SdistTier {
         }])
     }
 
-    async fn smoke(&self, artifact: &Artifact, cx: &SmokeContext) -> Result<SmokeReport, BackendError> {
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
         let name = artifact.file_name();
         let metadata_check = match inspect_sdist(&artifact.path)
             .and_then(|m| check_against_project(&name, &m, &cx.project).map(|_| m))
@@ -125,7 +133,11 @@ impl Backend for WheelTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let path = cx.inputs.wheel.clone().ok_or("the wheel input was not built")?;
+        let path = cx
+            .inputs
+            .wheel
+            .clone()
+            .ok_or("the wheel input was not built")?;
         let info = inspect_wheel(&path)?;
         let mut needs = self.target_needs(&cx.project, &cx.python);
         if let Some(requires_python) = info.metadata.requires_python.clone() {
@@ -145,12 +157,19 @@ impl Backend for WheelTier {
         }])
     }
 
-    async fn smoke(&self, artifact: &Artifact, cx: &SmokeContext) -> Result<SmokeReport, BackendError> {
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
         let info = inspect_wheel(&artifact.path)?;
         let venv = cx.scratch.join("venv");
         let home = cx.scratch.join("home");
         std::fs::create_dir_all(&home)?;
-        let venv_python = self.installer.create_venv(&cx.python.executable, &venv).await?;
+        let venv_python = self
+            .installer
+            .create_venv(&cx.python.executable, &venv)
+            .await?;
         let source = match &cx.find_links {
             Some(folder) => Source::Offline(folder),
             None => Source::Index,

@@ -1,0 +1,27 @@
+# gradient's everyday commands. Each is plain cargo or a script underneath: `just` is a
+# convenience, never a requirement.
+
+# Build the release binary.
+build:
+    cargo build --release
+
+# Run every test (the same command the README and CI use).
+test:
+    cargo test --workspace
+
+# Benchmark against the reference tools and write docs/benchmarks.md.
+bench:
+    bash scripts/bench.sh
+
+# Build the sample project into every available tier and print the comparison.
+demo:
+    cargo run --release -- build --all fixtures/sampleapp
+
+# Formatting and lints, warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# What CI runs: install what a fresh machine lacks, then the tests.
+ci:
+    bash .ci/run

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmarks gradient against the reference tools, side by side in one run, with hyperfine,
+# and writes docs/benchmarks.md (medians and ratios). Usage: scripts/bench.sh
+# Needs: hyperfine (Debian package), uv and build (pip install uv build).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+for tool in hyperfine uv; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install hyperfine; pip install uv build)" >&2; exit 2; }
+done
+python3 -c 'import build' 2>/dev/null || { echo "bench: the build module is missing (pip install build)" >&2; exit 2; }
+
+cargo build --release --quiet
+gradient="$root/target/release/gradient"
+work=$(mktemp -d /tmp/gradient-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+project="$work/sampleapp"
+cp -r fixtures/sampleapp "$project"
+rm -rf "$project/dist" "$project/build" "$project"/src/*.egg-info
+results="$work/results"
+mkdir -p "$results"
+
+# Every tool gets its own caches, so "cold" means cold for all of them alike.
+export GRADIENT_CACHE_DIR="$work/cache/gradient" UV_CACHE_DIR="$work/cache/uv" PIP_CACHE_DIR="$work/cache/pip"
+runs=${BENCH_RUNS:-10}
+cold_runs=${BENCH_COLD_RUNS:-5}
+
+echo "== sdist + wheel, warm (build environments cached)" >&2
+hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/wheel-warm.json" \
+  -n "gradient build --to sdist,wheel" "$gradient build -q --to sdist,wheel $project --out $work/o1" \
+  -n "gradient build --to sdist,wheel --no-smoke" "$gradient build -q --no-smoke --to sdist,wheel $project --out $work/o2" \
+  -n "uv build" "uv build -q $project -o $work/o3" \
+  -n "python -m build" "python3 -m build -q $project -o $work/o4"
+
+echo "== sdist + wheel, cold (every cache emptied before each run)" >&2
+hyperfine --style basic --runs "$cold_runs" --export-json "$results/wheel-cold.json" \
+  --prepare "rm -rf $work/cache" \
+  -n "gradient build --to sdist,wheel" "$gradient build -q --to sdist,wheel $project --out $work/o1" \
+  -n "uv build" "uv build -q $project -o $work/o3" \
+  -n "python -m build" "python3 -m build -q $project -o $work/o4"
+
+python3 scripts/bench_report.py "$results" > docs/benchmarks.md
+cat docs/benchmarks.md
