@@ -252,6 +252,28 @@ fn smoke_tests_fail_for_a_broken_artifact() {
     assert!(stderr(&output).contains("expected `Goodbye`"));
 }
 
+#[test]
+fn an_incomplete_sdist_fails_its_smoke_test_and_names_what_is_missing() {
+    // The sdist leaves out __main__.py, so the wheel built from it lacks the file too.
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("hatch-app");
+    copy_tree(&fixture("hatch-app"), &project);
+    let pyproject = project.join("pyproject.toml");
+    let mut text = std::fs::read_to_string(&pyproject).unwrap();
+    text.push_str(
+        "\n[tool.hatch.build.targets.sdist]\nexclude = [\"src/hatch_app/__main__.py\"]\n",
+    );
+    std::fs::write(&pyproject, text).unwrap();
+    let output = run(gradient().args(["build", "--to", "sdist"]).arg(&project));
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("the sdist is incomplete"), "{text}");
+    assert!(
+        text.contains("`hatch_app/__main__.py` is only in the wheel built from the source tree"),
+        "{text}"
+    );
+}
+
 pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();

@@ -36,8 +36,10 @@ impl Input {
 pub struct Inputs {
     pub sdist: Option<PathBuf>,
     pub wheel: Option<PathBuf>,
-    /// True when the wheel was built from the unpacked sdist, which proves the sdist builds.
-    pub wheel_built_from_sdist: bool,
+    /// Whether the wheel built from the unpacked sdist is byte-identical to one built
+    /// straight from the source tree (`Err` says what differs); `None` when not compared.
+    /// A difference means the sdist is missing something the source tree has.
+    pub sdist_matches_source: Option<Result<(), String>>,
 }
 
 /// What a backend's preflight may look at.

@@ -193,8 +193,7 @@ pub async fn build(
         } else if let Some(metadata) = &dists.sdist_metadata {
             built_name = Some((metadata.name.clone(), metadata.version.clone()));
         }
-        inputs.wheel_built_from_sdist =
-            options.route == WheelRoute::ViaSdist && dists.sdist.is_some() && dists.wheel.is_some();
+        inputs.sdist_matches_source = dists.sdist_matches_source;
         inputs.sdist = dists.sdist;
         inputs.wheel = dists.wheel.map(|(path, _)| path);
     }

@@ -47,6 +47,9 @@ pub struct Distributions {
     pub wheel_seconds: f64,
     /// Whether the build environment came from the cache.
     pub env_reused: bool,
+    /// With [`WheelRoute::ViaSdist`]: whether a wheel built straight from the source tree is
+    /// byte-identical to the one built from the sdist (`Err` lists the differences).
+    pub sdist_matches_source: Option<Result<(), String>>,
 }
 
 /// Build what `request` asks for. The sdist comes first; with [`WheelRoute::ViaSdist`] the
@@ -96,6 +99,7 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
         sdist_seconds: 0.0,
         wheel_seconds: 0.0,
         env_reused: env.reused,
+        sdist_matches_source: None,
     };
     if need_sdist {
         let requires = string_list(
@@ -172,6 +176,33 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
                 });
             }
         }
+        if request.route == WheelRoute::ViaSdist {
+            // The same backend process builds the wheel again from the source tree: if the
+            // two differ, the sdist lacks something (a MANIFEST.in omission, typically).
+            runner.chdir(&project.root).await?;
+            let direct_raw = raw.join("direct");
+            let direct_out = request.work_dir.join("direct");
+            for dir in [&direct_raw, &direct_out] {
+                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            }
+            let direct_name = string(
+                runner
+                    .call(
+                        "build_wheel",
+                        vec![path_value(&direct_raw), Value::Null, Value::Null],
+                    )
+                    .await?,
+                "build_wheel",
+            )?;
+            let direct = direct_out.join(&direct_name);
+            normalise_zip(
+                &direct_raw.join(&direct_name),
+                &direct,
+                epoch,
+                ZipOrder::Wheel,
+            )?;
+            result.sdist_matches_source = Some(compare_wheels(&wheel, &direct)?);
+        }
         result.wheel = Some((wheel, info));
         result.wheel_seconds = if need_sdist {
             wheel_started.elapsed().as_secs_f64()
@@ -181,6 +212,57 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
     }
     runner.finish().await;
     Ok(result)
+}
+
+/// `Ok` when the two wheels are byte-identical, else the entries that differ.
+fn compare_wheels(from_sdist: &Path, from_source: &Path) -> Result<Result<(), String>, WheelError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| WheelError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    if from_sdist.file_name() == from_source.file_name() && read(from_sdist)? == read(from_source)?
+    {
+        return Ok(Ok(()));
+    }
+    let entries = |path: &Path| -> Result<
+        std::collections::BTreeMap<String, gradient_archive::EntryKind>,
+        WheelError,
+    > {
+        Ok(gradient_archive::read_zip_entries(path)?
+            .into_iter()
+            .map(|e| (e.path, e.kind))
+            .collect())
+    };
+    let (a, b) = (entries(from_sdist)?, entries(from_source)?);
+    let mut differences: Vec<String> = Vec::new();
+    for (path, kind) in &b {
+        match a.get(path) {
+            None => differences.push(format!(
+                "`{path}` is only in the wheel built from the source tree"
+            )),
+            Some(other) if other != kind => differences.push(format!("`{path}` differs")),
+            _ => {}
+        }
+    }
+    differences.extend(
+        a.keys()
+            .filter(|p| !b.contains_key(*p))
+            .map(|p| format!("`{p}` is only in the wheel built from the sdist")),
+    );
+    if differences.is_empty() {
+        differences.push(format!(
+            "the file names differ: {} from the sdist, {} from the source tree",
+            from_sdist.file_name().unwrap_or_default().to_string_lossy(),
+            from_source
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ));
+    }
+    Ok(Err(differences.join("; ")))
 }
 
 fn path_value(path: &Path) -> Value {

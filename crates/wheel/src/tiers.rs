@@ -13,8 +13,9 @@ use std::ffi::OsString;
 use std::path::Path;
 use tokio::process::Command;
 
-/// Source distributions. Smoke test: its metadata is checked, and the wheel tier's wheel is
-/// built from its unpacked copy, which is what a target installing it would do.
+/// Source distributions. Smoke test: its metadata is checked, and the wheel built from its
+/// unpacked copy (what a target installing it does) must be byte-identical to a wheel built
+/// straight from the source tree, which proves the sdist carries everything it needs.
 pub struct SdistTier;
 
 /// Wheels. Smoke test: installed into a fresh virtual environment (never the host's
@@ -101,13 +102,16 @@ impl Backend for SdistTier {
             },
         };
         let mut checks = vec![metadata_check];
-        if cx.inputs.wheel_built_from_sdist {
+        if let Some(comparison) = &cx.inputs.sdist_matches_source {
             checks.push(SmokeCheck {
-                command: format!("build a wheel from the unpacked {name}"),
-                passed: cx.inputs.wheel.is_some(),
+                command: format!("build a wheel from the unpacked {name} and from the source tree"),
+                passed: comparison.is_ok(),
                 exit_code: None,
                 seconds: 0.0,
-                detail: "the wheel tier's wheel was built from it".into(),
+                detail: match comparison {
+                    Ok(()) => "the two wheels are byte-identical".into(),
+                    Err(differences) => format!("the sdist is incomplete: {differences}"),
+                },
             });
         }
         Ok(SmokeReport { checks })
