@@ -84,6 +84,18 @@ pub fn normalise_zip(
 
 /// Write file entries, in the order given, as a deterministic zip.
 pub fn write_zip(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), ArchiveError> {
+    write_zip_with(dst, entries, mtime, b"", "")
+}
+
+/// [`write_zip`] with `prefix` bytes before the archive (a `#!` line, a launcher) and an
+/// archive `comment`. Offsets inside the zip count from the start of the file.
+pub fn write_zip_with(
+    dst: &Path,
+    entries: &[Entry],
+    mtime: u64,
+    prefix: &[u8],
+    comment: &str,
+) -> Result<(), ArchiveError> {
     let write_err = |source| ArchiveError::Write {
         path: dst.to_path_buf(),
         source,
@@ -95,8 +107,10 @@ pub fn write_zip(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Archiv
     let (year, month, day, hour, minute, second) = civil_from_unix(mtime.max(crate::ZIP_EPOCH_MIN));
     let time = zip::DateTime::from_date_and_time(year, month, day, hour, minute, second)
         .map_err(|_| write_err(std::io::Error::other("timestamp out of zip's range")))?;
-    let file = File::create(dst).map_err(write_err)?;
+    let mut file = File::create(dst).map_err(write_err)?;
+    file.write_all(prefix).map_err(write_err)?;
     let mut writer = zip::ZipWriter::new(BufWriter::new(file));
+    writer.set_comment(comment);
     for entry in entries {
         let EntryKind::File(data) = &entry.kind else {
             continue;

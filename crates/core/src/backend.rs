@@ -20,6 +20,8 @@ pub enum Input {
     Sdist,
     /// The normalised, validated wheel built from the unpacked sdist.
     Wheel,
+    /// The runtime dependencies, locked with hashes and installed once.
+    Wheelhouse,
 }
 
 impl Input {
@@ -27,6 +29,7 @@ impl Input {
         match self {
             Input::Sdist => "sdist",
             Input::Wheel => "wheel",
+            Input::Wheelhouse => "wheelhouse",
         }
     }
 }
@@ -40,6 +43,18 @@ pub struct Inputs {
     /// straight from the source tree (`Err` says what differs); `None` when not compared.
     /// A difference means the sdist is missing something the source tree has.
     pub sdist_matches_source: Option<Result<(), String>>,
+    pub wheelhouse: Option<WheelhouseFiles>,
+}
+
+/// The wheelhouse as the tiers see it.
+#[derive(Clone, Debug)]
+pub struct WheelhouseFiles {
+    /// The installed dependencies (without the app), byte-compiled. Read-only: it is shared.
+    pub site: PathBuf,
+    /// The lock file (pip requirements with hashes).
+    pub lock: PathBuf,
+    /// `(name, version)` of every locked dependency.
+    pub packages: Vec<(String, String)>,
 }
 
 /// What a backend's preflight may look at.

@@ -17,15 +17,18 @@ mod backend;
 mod epoch;
 mod interpreter;
 mod project;
+mod specifier;
 mod tier;
 
 pub use backend::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, SmokeCheck, SmokeContext,
-    SmokeReport, Unavailable,
+    SmokeReport, Unavailable, WheelhouseFiles,
 };
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
 pub use interpreter::InterpreterFacts;
 pub use project::{
-    normalize_name, BuildSystem, Config, Project, ProjectError, SmokeConfig, PYPROJECT,
+    normalize_name, BuildSystem, Config, Project, ProjectError, SmokeConfig, ZipappConfig,
+    PYPROJECT,
 };
+pub use specifier::python_satisfies;
 pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

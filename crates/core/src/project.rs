@@ -61,6 +61,24 @@ pub struct Config {
     pub entry: Option<String>,
     /// The smoke test every tier runs.
     pub smoke: Option<SmokeConfig>,
+    /// Optional dependency groups (`[project.optional-dependencies]`) to bundle.
+    #[serde(default)]
+    pub extras: Vec<String>,
+    /// `[tool.gradient.zipapp]`.
+    #[serde(default)]
+    pub zipapp: ZipappConfig,
+}
+
+/// `[tool.gradient.zipapp]`: settings of the single-file `.pyz`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZipappConfig {
+    /// The first line, without `#!` (default: `/usr/bin/env python3.X` of the build).
+    pub shebang: Option<String>,
+    /// Top-level packages to extract on first run even without native code (for packages
+    /// that open their own files by path and so cannot run from inside an archive).
+    #[serde(default)]
+    pub extract: Vec<String>,
 }
 
 /// `[tool.gradient.smoke]`: a command to run against every artifact and what it must print.

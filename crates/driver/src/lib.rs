@@ -47,6 +47,16 @@ pub enum DriverError {
         #[source]
         source: gradient_wheel::WheelError,
     },
+    #[error("failed to build the wheelhouse: {0}")]
+    Wheelhouse(#[from] gradient_python::wheelhouse::WheelhouseError),
+    #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}\n  hint: pass --python with a version that fits, e.g. --python {suggestion}", pyproject.display())]
+    PythonExcluded {
+        project: String,
+        spec: String,
+        pyproject: PathBuf,
+        found: String,
+        suggestion: String,
+    },
     #[error("tier `{tier}` is planned but not built yet in this version of gradient\n  hint: available tiers are {available}; `gradient tiers` shows the whole gradient")]
     Planned {
         tier: gradient_core::Tier,

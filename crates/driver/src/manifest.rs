@@ -25,6 +25,17 @@ pub struct Manifest {
     pub artifacts: Vec<ArtifactRecord>,
     /// Tiers requested but not built on this host, with the reason.
     pub skipped: Vec<SkippedRecord>,
+    /// Shared inputs published beside the artifacts (the wheelhouse's lock file).
+    #[serde(default)]
+    pub inputs: Vec<InputRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub input: gradient_core::Input,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,9 +118,11 @@ impl Manifest {
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.
     pub fn sha256sums(&self) -> String {
-        self.artifacts
-            .iter()
-            .map(|a| format!("{}  {}\n", a.sha256, a.file))
+        let artifacts = self.artifacts.iter().map(|a| (&a.sha256, &a.file));
+        let inputs = self.inputs.iter().map(|i| (&i.sha256, &i.file));
+        artifacts
+            .chain(inputs)
+            .map(|(sha256, file)| format!("{sha256}  {file}\n"))
             .collect()
     }
 }

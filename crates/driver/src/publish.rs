@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A file as published.
@@ -32,7 +33,8 @@ pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
         size += n as u64;
     }
     let path = out_dir.join(name);
-    persist(tmp, &path)?;
+    let executable = input.metadata()?.permissions().mode() & 0o111 != 0;
+    persist(tmp, &path, if executable { 0o755 } else { 0o644 })?;
     Ok(Published {
         path,
         sha256: hex::encode(hasher.finalize()),
@@ -44,7 +46,7 @@ pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;
     tmp.write_all(bytes)?;
-    persist(tmp, path)
+    persist(tmp, path, 0o644)
 }
 
 fn temp_beside(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
@@ -53,10 +55,9 @@ fn temp_beside(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile_in(dir)
 }
 
-fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+fn persist(tmp: tempfile::NamedTempFile, path: &Path, mode: u32) -> std::io::Result<()> {
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

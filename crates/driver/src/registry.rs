@@ -14,6 +14,10 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
         Arc::new(gradient_wheel::WheelTier {
             installer: installer.clone(),
         }),
+        // Target has a Python: one .pyz with the app and its locked dependencies.
+        Arc::new(gradient_zipapp::ZipappTier {
+            installer: installer.clone(),
+        }),
     ]
 }
 

@@ -2,15 +2,16 @@
 //! concurrently, publish, smoke-test, write the manifest.
 
 use crate::manifest::{
-    ArtifactRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
+    ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
 use crate::publish::{check_writable, publish_file, write_atomically};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
-    Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts, Project, SmokeContext,
-    SourceDate, Tier,
+    python_satisfies, Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts,
+    Project, SmokeContext, SourceDate, Tier, WheelhouseFiles,
 };
+use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
 use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
 use gradient_wheel::{build_distributions, BuildRequest, WheelRoute};
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,7 +91,7 @@ pub async fn build(
         reason,
     })?;
 
-    let cache = cache_root();
+    let cache = usable_cache(cache_root(), reporter);
     let request = options
         .python
         .as_deref()
@@ -98,6 +99,7 @@ pub async fn build(
         .map(PythonRequest::parse)
         .unwrap_or(PythonRequest::Default);
     let python = Arc::new(find_interpreter(&request, &cache).await?);
+    check_requires_python(&project, &python)?;
     let source_date = resolve_source_date(&project.root).await?;
     tracing::info!("build interpreter: {python}");
     tracing::info!("source date: {source_date}");
@@ -139,65 +141,24 @@ pub async fn build(
             path: std::env::temp_dir(),
             source,
         })?;
-
-    // Shared inputs, each built once.
-    let mut inputs = Inputs::default();
-    let mut input_seconds: BTreeMap<Input, f64> = BTreeMap::new();
-    let mut built_name = None;
-    if needed.contains(&Input::Sdist) || needed.contains(&Input::Wheel) {
-        let what = match (
-            needed.contains(&Input::Sdist),
-            needed.contains(&Input::Wheel),
-        ) {
-            (true, true) => "sdist and wheel",
-            (true, false) => "sdist",
-            _ => "wheel",
-        };
-        reporter.step(&format!(
-            "building {what} of {} with {}",
-            project.display_name(),
-            project.build_system.backend
-        ));
-        let started = Instant::now();
-        let dists = build_distributions(BuildRequest {
+    let shared = build_inputs(
+        &needed,
+        InputRun {
             project: &project,
             python: &python,
             installer: &installer,
-            cache_root: &cache,
-            work_dir: &work.path().join("distributions"),
+            cache: &cache,
+            work: work.path(),
+            out_dir: &out_dir,
             source_date,
-            route: options.route,
-            want_sdist: needed.contains(&Input::Sdist),
-            want_wheel: needed.contains(&Input::Wheel),
-        })
-        .await
-        .map_err(|source| DriverError::Input {
-            input: what,
-            source,
-        })?;
-        reporter.done(
-            &format!(
-                "built {what}{}",
-                if dists.env_reused {
-                    ""
-                } else {
-                    " (new build environment)"
-                }
-            ),
-            started.elapsed().as_secs_f64(),
-        );
-        input_seconds.insert(Input::Sdist, dists.sdist_seconds);
-        input_seconds.insert(Input::Wheel, dists.wheel_seconds);
-        if let Some((_, info)) = &dists.wheel {
-            built_name = Some((info.metadata.name.clone(), info.metadata.version.clone()));
-        } else if let Some(metadata) = &dists.sdist_metadata {
-            built_name = Some((metadata.name.clone(), metadata.version.clone()));
-        }
-        inputs.sdist_matches_source = dists.sdist_matches_source;
-        inputs.sdist = dists.sdist;
-        inputs.wheel = dists.wheel.map(|(path, _)| path);
-    }
-    let inputs = Arc::new(inputs);
+            options: &options,
+            reporter,
+        },
+    )
+    .await?;
+    let input_seconds = shared.seconds.clone();
+    let built_name = shared.built_name.clone();
+    let inputs = Arc::new(shared.inputs.clone());
 
     // The tiers, concurrently.
     let runs = backends.iter().map(|backend| {
@@ -260,6 +221,7 @@ pub async fn build(
         python: PythonRecord::from(python.as_ref()),
         artifacts: records,
         skipped,
+        inputs: shared.records,
     };
     if !manifest.artifacts.is_empty() {
         manifest.merge_previous(&out_dir);
@@ -284,6 +246,211 @@ pub async fn build(
         interpreter: python,
         installer: installer.name().to_string(),
     })
+}
+
+/// The shared inputs of a run, built once.
+struct SharedInputs {
+    inputs: Inputs,
+    seconds: BTreeMap<Input, f64>,
+    /// `(name, version)` as the backend wrote them.
+    built_name: Option<(String, String)>,
+    /// Inputs published into the output folder (the lock file).
+    records: Vec<InputRecord>,
+}
+
+struct InputRun<'a> {
+    project: &'a Project,
+    python: &'a InterpreterFacts,
+    installer: &'a Installer,
+    cache: &'a Path,
+    work: &'a Path,
+    out_dir: &'a Path,
+    source_date: SourceDate,
+    options: &'a BuildOptions,
+    reporter: &'a dyn Reporter,
+}
+
+/// Build each input in `needed` once, in dependency order: sdist and wheel, then the
+/// wheelhouse (which resolves the wheel's requirements).
+async fn build_inputs(
+    needed: &BTreeSet<Input>,
+    run: InputRun<'_>,
+) -> Result<SharedInputs, DriverError> {
+    let InputRun {
+        project,
+        python,
+        reporter,
+        ..
+    } = run;
+    let mut shared = SharedInputs {
+        inputs: Inputs::default(),
+        seconds: BTreeMap::new(),
+        built_name: None,
+        records: Vec::new(),
+    };
+    let want_wheel = needed.contains(&Input::Wheel) || needed.contains(&Input::Wheelhouse);
+    if !(needed.contains(&Input::Sdist) || want_wheel) {
+        return Ok(shared);
+    }
+    let what = match (needed.contains(&Input::Sdist), want_wheel) {
+        (true, true) => "sdist and wheel",
+        (true, false) => "sdist",
+        _ => "wheel",
+    };
+    reporter.step(&format!(
+        "building {what} of {} with {}",
+        project.display_name(),
+        project.build_system.backend
+    ));
+    let started = Instant::now();
+    let dists = build_distributions(BuildRequest {
+        project,
+        python,
+        installer: run.installer,
+        cache_root: run.cache,
+        work_dir: &run.work.join("distributions"),
+        source_date: run.source_date,
+        route: run.options.route,
+        want_sdist: needed.contains(&Input::Sdist),
+        want_wheel,
+    })
+    .await
+    .map_err(|source| DriverError::Input {
+        input: what,
+        source,
+    })?;
+    reporter.done(
+        &format!(
+            "built {what}{}",
+            if dists.env_reused {
+                ""
+            } else {
+                " (new build environment)"
+            }
+        ),
+        started.elapsed().as_secs_f64(),
+    );
+    shared.seconds.insert(Input::Sdist, dists.sdist_seconds);
+    shared.seconds.insert(Input::Wheel, dists.wheel_seconds);
+    if let Some((_, info)) = &dists.wheel {
+        shared.built_name = Some((info.metadata.name.clone(), info.metadata.version.clone()));
+    } else if let Some(metadata) = &dists.sdist_metadata {
+        shared.built_name = Some((metadata.name.clone(), metadata.version.clone()));
+    }
+    shared.inputs.sdist_matches_source = dists.sdist_matches_source;
+    shared.inputs.sdist = dists.sdist;
+
+    if let (true, Some((wheel, info))) = (needed.contains(&Input::Wheelhouse), &dists.wheel) {
+        let name = gradient_core::normalize_name(&info.metadata.name);
+        let lock_name = format!("{name}-{}.lock.txt", info.metadata.version);
+        reporter.step(&format!(
+            "locking and installing the dependencies of {name}"
+        ));
+        let started = Instant::now();
+        let wheelhouse = build_wheelhouse(WheelhouseRequest {
+            python,
+            installer: run.installer,
+            cache_root: run.cache,
+            app_wheel: wheel,
+            app_name: &name,
+            app_version: &info.metadata.version,
+            extras: &project.config.extras,
+            requires_dist: &info.metadata.requires_dist,
+            previous_lock: std::fs::read_to_string(run.out_dir.join(&lock_name)).ok(),
+            find_links: run.options.find_links.as_deref(),
+            work_dir: &run.work.join("wheelhouse"),
+        })
+        .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        reporter.done(
+            &format!(
+                "wheelhouse: {} packages ({}, {})",
+                wheelhouse.packages.len(),
+                if wheelhouse.lock_reused {
+                    "lock reused"
+                } else {
+                    "resolved"
+                },
+                if wheelhouse.site_reused {
+                    "installed tree cached"
+                } else {
+                    "installed"
+                }
+            ),
+            seconds,
+        );
+        shared.seconds.insert(Input::Wheelhouse, seconds);
+        let lock_path = run.work.join(&lock_name);
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DriverError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::write(&lock_path, &wheelhouse.lock).map_err(io("write", &lock_path))?;
+        std::fs::create_dir_all(run.out_dir).map_err(io("create", run.out_dir))?;
+        let published =
+            publish_file(&lock_path, run.out_dir).map_err(io("write into", run.out_dir))?;
+        shared.records.push(InputRecord {
+            input: Input::Wheelhouse,
+            file: lock_name,
+            sha256: published.sha256,
+            size: published.size,
+        });
+        shared.inputs.wheelhouse = Some(WheelhouseFiles {
+            site: wheelhouse.site,
+            lock: published.path,
+            packages: wheelhouse.packages,
+        });
+    }
+    shared.inputs.wheel = dists.wheel.map(|(path, _)| path);
+    Ok(shared)
+}
+
+/// Refuse an interpreter that the project's `requires-python` excludes.
+fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result<(), DriverError> {
+    let Some(spec) = &project.requires_python else {
+        return Ok(());
+    };
+    if python_satisfies(spec, python.version) != Some(false) {
+        return Ok(());
+    }
+    let suggestion = (8..=14)
+        .map(|minor| (3, minor, 0))
+        .find(|v| python_satisfies(spec, *v) == Some(true))
+        .map(|(major, minor, _)| format!("{major}.{minor}"))
+        .unwrap_or_else(|| "X.Y".into());
+    Err(DriverError::PythonExcluded {
+        project: project.display_name(),
+        spec: spec.clone(),
+        pyproject: project
+            .pyproject
+            .clone()
+            .unwrap_or_else(|| project.root.join("pyproject.toml")),
+        found: python.to_string(),
+        suggestion,
+    })
+}
+
+/// gradient's cache, or a folder in the temp dir when it cannot be written (said on stderr).
+fn usable_cache(root: PathBuf, reporter: &dyn Reporter) -> PathBuf {
+    let writable = std::fs::create_dir_all(&root).is_ok() && tempfile::tempfile_in(&root).is_ok();
+    if writable {
+        return root;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let fallback = std::env::temp_dir().join(format!("gradient-cache-{uid}"));
+    reporter.warn(&format!(
+        "cannot write to the cache `{}`; using `{}` for this run (set GRADIENT_CACHE_DIR to choose)",
+        root.display(),
+        fallback.display()
+    ));
+    fallback
 }
 
 struct TierRun<'a> {

@@ -17,6 +17,7 @@ pub mod interpreter;
 pub mod pep517;
 mod process;
 pub mod smoke;
+pub mod wheelhouse;
 
 pub use build_env::BuildEnv;
 pub use installer::Installer;

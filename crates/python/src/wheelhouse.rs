@@ -1,0 +1,422 @@
+//! The wheelhouse: the project's runtime dependencies, resolved once into a lock with exact
+//! versions and hashes, then installed once into a tree that every upper tier reuses.
+//!
+//! ```text
+//!  app wheel (+ extras) ──resolve (uv pip compile | pip --dry-run --report)──► lock text
+//!  lock text + interpreter ──key──► cache_root()/wheelhouses/KEY/site   (installed, compiled)
+//! ```
+//! A lock from an earlier run whose inputs (the app's requirements, extras, interpreter) are
+//! unchanged is reused as it is: builds stay reproducible until the user asks to re-resolve.
+//! The tree is made in a staging folder and renamed into place with a marker written last.
+
+use crate::installer::Installer;
+use crate::process::run_checked;
+use crate::PythonError;
+use gradient_core::InterpreterFacts;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+const MARKER: &str = "gradient-wheelhouse.json";
+const INPUTS_PREFIX: &str = "# inputs: ";
+
+/// What to resolve.
+pub struct WheelhouseRequest<'a> {
+    pub python: &'a InterpreterFacts,
+    pub installer: &'a Installer,
+    pub cache_root: &'a Path,
+    /// The app's own wheel: its Requires-Dist are what gets resolved.
+    pub app_wheel: &'a Path,
+    /// The app's normalised name, left out of the lock.
+    pub app_name: &'a str,
+    pub app_version: &'a str,
+    pub extras: &'a [String],
+    /// The app's Requires-Dist, part of the lock's inputs.
+    pub requires_dist: &'a [String],
+    /// A lock written by an earlier run (its text), reused when its inputs match.
+    pub previous_lock: Option<String>,
+    /// Resolve and install only from this folder (no index).
+    pub find_links: Option<&'a Path>,
+    /// A scratch folder.
+    pub work_dir: &'a Path,
+}
+
+/// A locked, installed set of dependencies.
+#[derive(Clone, Debug)]
+pub struct Wheelhouse {
+    /// The lock file's text (pip requirements format, every line with `--hash`).
+    pub lock: String,
+    /// The installed dependencies (without the app), with `__pycache__` compiled.
+    pub site: PathBuf,
+    /// `(name, version)` of every locked package.
+    pub packages: Vec<(String, String)>,
+    /// Whether the lock came from an earlier run, and the tree from the cache.
+    pub lock_reused: bool,
+    pub site_reused: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    lock_sha256: String,
+}
+
+/// Why the dependencies could not be resolved or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum WheelhouseError {
+    #[error("failed to resolve the dependencies of {app} ({requirements})\n{message}\n  hint: check [project] dependencies in pyproject.toml; the resolver's last words are above")]
+    Unresolvable {
+        app: String,
+        requirements: String,
+        message: String,
+    },
+    #[error("failed to install the locked dependencies for {python}\n{message}\n  hint: a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels")]
+    Install { python: String, message: String },
+    #[error(transparent)]
+    Python(#[from] PythonError),
+}
+
+impl WheelhouseRequest<'_> {
+    /// The hash of everything the lock depends on.
+    fn inputs_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            self.app_name,
+            &self.python.implementation,
+            &self.python.short_version(),
+            &self.python.abi_tag,
+            &self.python.platform_tag,
+        ] {
+            hasher.update(part);
+            hasher.update([0]);
+        }
+        let mut requirements: Vec<&String> = self.requires_dist.iter().collect();
+        requirements.sort();
+        for r in requirements {
+            hasher.update(r);
+            hasher.update([1]);
+        }
+        let mut extras: Vec<&String> = self.extras.iter().collect();
+        extras.sort();
+        for e in extras {
+            hasher.update(e);
+            hasher.update([2]);
+        }
+        if let Some(folder) = self.find_links {
+            hasher.update(folder.as_os_str().as_encoded_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// Resolve (or reuse the lock) and materialise the dependencies.
+pub async fn build_wheelhouse(
+    request: WheelhouseRequest<'_>,
+) -> Result<Wheelhouse, WheelhouseError> {
+    let inputs = request.inputs_hash();
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PythonError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
+    let (lock, lock_reused) = match request.previous_lock.as_ref().filter(|text| {
+        text.lines()
+            .any(|l| l.strip_prefix(INPUTS_PREFIX) == Some(inputs.as_str()))
+    }) {
+        Some(text) => (text.clone(), true),
+        None => (resolve(&request, &inputs).await?, false),
+    };
+    let packages = locked_packages(&lock);
+
+    let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
+    let mut key = Sha256::new();
+    key.update(&lock_sha256);
+    key.update(request.python.executable.as_os_str().as_encoded_bytes());
+    key.update(request.python.full_version());
+    let key = &hex::encode(key.finalize())[..20];
+    let parent = request.cache_root.join("wheelhouses");
+    let dir = parent.join(key);
+    let site = dir.join("site");
+    if std::fs::read(dir.join(MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+        .is_some_and(|m| m.lock_sha256 == lock_sha256)
+    {
+        return Ok(Wheelhouse {
+            lock,
+            site,
+            packages,
+            lock_reused,
+            site_reused: true,
+        });
+    }
+    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+    if dir.exists() {
+        tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display());
+        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{key}-"))
+        .tempdir_in(&parent)
+        .map_err(io("create", &parent))?;
+    let staged_site = staging.path().join("site");
+    let lock_path = request.work_dir.join("requirements.lock.txt");
+    std::fs::write(&lock_path, &lock).map_err(io("write", &lock_path))?;
+    install_locked(&request, &lock_path, &staged_site).await?;
+    // Console scripts installed with --target carry this machine's paths: tiers make their own.
+    let _ = std::fs::remove_dir_all(staged_site.join("bin"));
+    compile(&request.python.executable, &staged_site).await?;
+    let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
+    std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
+    let staged = staging.keep();
+    if std::fs::rename(&staged, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staged); // another run made the same one first
+    }
+    Ok(Wheelhouse {
+        lock,
+        site,
+        packages,
+        lock_reused,
+        site_reused: false,
+    })
+}
+
+/// Resolve the app's dependencies for the target interpreter into lock text.
+async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String, WheelhouseError> {
+    let extras = if request.extras.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", request.extras.join(","))
+    };
+    let app = format!(
+        "{}{extras} @ file://{}",
+        request.app_name,
+        request.app_wheel.display()
+    );
+    let requirements = if request.requires_dist.is_empty() {
+        "no dependencies".to_string()
+    } else {
+        request.requires_dist.join(", ")
+    };
+    let unresolvable = |err: PythonError| match err {
+        PythonError::Command { tail, .. } => WheelhouseError::Unresolvable {
+            app: format!("{} {}", request.app_name, request.app_version),
+            requirements: requirements.clone(),
+            message: tail,
+        },
+        other => WheelhouseError::Python(other),
+    };
+    let body = match request.installer {
+        Installer::Uv(uv) => {
+            let input = request.work_dir.join("requirements.in");
+            std::fs::write(&input, format!("{app}\n")).map_err(|source| PythonError::Io {
+                action: "write",
+                path: input.clone(),
+                source,
+            })?;
+            let mut command = Command::new(uv);
+            command
+                .args([
+                    "pip",
+                    "compile",
+                    "--quiet",
+                    "--no-config",
+                    "--generate-hashes",
+                    "--no-header",
+                    "--no-annotate",
+                ])
+                .arg("--python")
+                .arg(&request.python.executable)
+                .args(["--no-emit-package", request.app_name])
+                .arg(&input)
+                .env_clear()
+                .envs(crate::isolated_env());
+            if let Some(folder) = request.find_links {
+                command.arg("--no-index").arg("--find-links").arg(folder);
+            }
+            let output = run_checked(&mut command, "resolve dependencies")
+                .await
+                .map_err(unresolvable)?;
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+        Installer::Pip => {
+            let report = request.work_dir.join("pip-report.json");
+            let mut command = Command::new(&request.python.executable);
+            command
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--dry-run",
+                    "--ignore-installed",
+                    "--report",
+                ])
+                .arg(&report)
+                .arg(&app)
+                .env_clear()
+                .envs(crate::isolated_env());
+            if let Some(folder) = request.find_links {
+                command.arg("--no-index").arg("--find-links").arg(folder);
+            }
+            run_checked(&mut command, "resolve dependencies")
+                .await
+                .map_err(unresolvable)?;
+            lock_from_pip_report(&report, request.app_name)?
+        }
+    };
+    Ok(format!(
+        "# Locked dependencies of {} {} for {} {} ({}, {}), written by gradient.\n\
+         # Install with: pip install --require-hashes --no-deps -r THIS_FILE\n\
+         {INPUTS_PREFIX}{inputs}\n{}",
+        request.app_name,
+        request.app_version,
+        request.python.implementation,
+        request.python.short_version(),
+        request.python.abi_tag,
+        request.python.platform_tag,
+        body.trim_start()
+    ))
+}
+
+/// pip's installation report as lock text.
+fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<String, WheelhouseError> {
+    let text = std::fs::read_to_string(report).map_err(|source| PythonError::Io {
+        action: "read",
+        path: report.to_path_buf(),
+        source,
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut lines = Vec::new();
+    for item in json["install"].as_array().into_iter().flatten() {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        if gradient_core::normalize_name(name) == gradient_core::normalize_name(app_name) {
+            continue;
+        }
+        let version = item["metadata"]["version"].as_str().unwrap_or_default();
+        let info = &item["download_info"]["archive_info"];
+        let hash = info["hashes"]["sha256"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| {
+                info["hash"]
+                    .as_str()
+                    .and_then(|h| h.strip_prefix("sha256="))
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        lines.push(format!(
+            "{}=={version} \\\n    --hash=sha256:{hash}\n",
+            gradient_core::normalize_name(name)
+        ));
+    }
+    lines.sort();
+    Ok(lines.concat())
+}
+
+/// `(name, version)` of each `name==version` line of lock text.
+pub fn locked_packages(lock: &str) -> Vec<(String, String)> {
+    lock.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with(' '))
+        .filter_map(|l| {
+            let spec = l.split_whitespace().next()?;
+            let (name, version) = spec.split_once("==")?;
+            Some((name.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+async fn install_locked(
+    request: &WheelhouseRequest<'_>,
+    lock: &Path,
+    target: &Path,
+) -> Result<(), WheelhouseError> {
+    let mut command = match request.installer {
+        Installer::Uv(uv) => {
+            let mut c = Command::new(uv);
+            c.args(["pip", "install", "--quiet", "--no-config", "--python"])
+                .arg(&request.python.executable);
+            c
+        }
+        Installer::Pip => {
+            let mut c = Command::new(&request.python.executable);
+            c.args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ]);
+            c
+        }
+    };
+    command
+        .args(["--no-deps", "--require-hashes", "--target"])
+        .arg(target)
+        .arg("-r")
+        .arg(lock)
+        .env_clear()
+        .envs(crate::isolated_env());
+    if let Some(folder) = request.find_links {
+        command.arg("--no-index").arg("--find-links").arg(folder);
+    }
+    run_checked(&mut command, "install the locked dependencies")
+        .await
+        .map(drop)
+        .map_err(|err| match err {
+            PythonError::Command { tail, .. } => WheelhouseError::Install {
+                python: request.python.to_string(),
+                message: tail,
+            },
+            other => WheelhouseError::Python(other),
+        })
+}
+
+/// Byte-compile a tree deterministically (unchecked-hash .pyc, paths relative to the tree).
+pub async fn compile(python: &Path, tree: &Path) -> Result<(), PythonError> {
+    if !tree.exists() {
+        return Ok(());
+    }
+    let mut command = Command::new(python);
+    command
+        .args([
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+        ])
+        .arg(tree)
+        .args(["-p", "/"])
+        .arg(tree)
+        .env_clear()
+        .envs(crate::isolated_env())
+        .env("SOURCE_DATE_EPOCH", "315532800");
+    run_checked(&mut command, "byte-compile the dependencies")
+        .await
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn locked_packages_reads_name_and_version_lines() {
+        let lock = "# header\nclick==8.1.7 \\\n    --hash=sha256:aa\nmsgpack==1.1.0 \\\n    --hash=sha256:bb\n";
+        assert_eq!(
+            super::locked_packages(lock),
+            [
+                ("click".to_string(), "8.1.7".to_string()),
+                ("msgpack".to_string(), "1.1.0".to_string())
+            ]
+        );
+    }
+}

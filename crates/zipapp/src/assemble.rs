@@ -1,0 +1,337 @@
+//! Putting the archive together: the file list, the bootstrap's constants, the digest.
+
+use crate::ZipappError;
+use gradient_archive::{read_zip_entries, write_zip_with, Entry, EntryKind};
+use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
+use gradient_wheel::metadata::inspect_wheel;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const BOOTSTRAP: &str = include_str!("bootstrap.py");
+/// The archive comment holds the sha256 (hex) of every byte before it.
+const DIGEST_LEN: usize = 64;
+
+/// A built zipapp.
+#[derive(Clone, Debug)]
+pub struct Zipapp {
+    pub path: PathBuf,
+    /// Top-level names extracted on first run.
+    pub native: Vec<String>,
+    pub scripts: BTreeMap<String, String>,
+    pub default_script: String,
+    /// Whether the app or a dependency carries compiled code (binds it to one ABI/platform).
+    pub has_native_code: bool,
+}
+
+/// Build `NAME-VERSION.pyz` in `work_dir` from the app's wheel and the wheelhouse's `site`.
+pub async fn assemble(
+    project: &Project,
+    python: &InterpreterFacts,
+    wheel: &Path,
+    site: &Path,
+    work_dir: &Path,
+    source_date: SourceDate,
+) -> Result<Zipapp, ZipappError> {
+    let info = inspect_wheel(wheel)?;
+    let name = normalize_name(&info.metadata.name);
+    let version = info.metadata.version.clone();
+    let (scripts, default_script) = choose_entry(project, &name, &info.console_scripts)?;
+
+    // The app, installed from its wheel by hand (root, purelib and platlib), then compiled.
+    let app_dir = work_dir.join("app");
+    install_wheel_files(wheel, &app_dir)?;
+    gradient_python::wheelhouse::compile(&python.executable, &app_dir).await?;
+
+    let cache_tag = format!(
+        "{}-{}{}",
+        python.implementation, python.version.0, python.version.1
+    );
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for tree in [site, app_dir.as_path()] {
+        collect(tree, &cache_tag, &mut files)?;
+    }
+    let mut native: Vec<String> = files
+        .keys()
+        .filter(|path| is_native(path))
+        .filter_map(|path| path.split('/').next().map(str::to_string))
+        .collect();
+    native.extend(project.config.zipapp.extract.iter().cloned());
+    native.sort();
+    native.dedup();
+
+    let mut hasher = Sha256::new();
+    for (path, data) in &files {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update((data.len() as u64).to_le_bytes());
+        hasher.update(data);
+    }
+    let content_digest = hex::encode(hasher.finalize());
+
+    let bootstrap = bootstrap_source(BootstrapConstants {
+        name: &name,
+        version: &version,
+        python,
+        native: &native,
+        scripts: &scripts,
+        default_script: &default_script,
+        digest: &content_digest,
+    });
+    let mut entries = vec![Entry {
+        path: "__main__.py".into(),
+        kind: EntryKind::File(bootstrap.into_bytes()),
+        mode: 0o644,
+    }];
+    entries.extend(files.into_iter().map(|(path, data)| Entry {
+        mode: if path.ends_with(".so") { 0o755 } else { 0o644 },
+        path: format!("site/{path}"),
+        kind: EntryKind::File(data),
+    }));
+
+    let shebang = project
+        .config
+        .zipapp
+        .shebang
+        .clone()
+        .unwrap_or_else(|| format!("/usr/bin/env python{}", python.short_version()));
+    let path = work_dir.join(format!("{name}-{version}.pyz"));
+    write_zip_with(
+        &path,
+        &entries,
+        source_date.zip_seconds(),
+        format!("#!{shebang}\n").as_bytes(),
+        &"0".repeat(DIGEST_LEN),
+    )?;
+    seal(&path)?;
+    Ok(Zipapp {
+        path,
+        has_native_code: !native.is_empty() || !info.is_universal(),
+        native,
+        scripts,
+        default_script,
+    })
+}
+
+/// The console script a zipapp of `wheel` runs by default.
+pub fn default_script(project: &Project, wheel: &Path) -> Result<String, ZipappError> {
+    let info = inspect_wheel(wheel)?;
+    Ok(choose_entry(
+        project,
+        &normalize_name(&info.metadata.name),
+        &info.console_scripts,
+    )?
+    .1)
+}
+
+/// The scripts the archive can run, and which one runs by default.
+fn choose_entry(
+    project: &Project,
+    name: &str,
+    console_scripts: &BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, String), ZipappError> {
+    let mut scripts = console_scripts.clone();
+    let listed = || scripts_list(console_scripts);
+    if let Some(entry) = &project.config.entry {
+        if scripts.contains_key(entry) {
+            return Ok((scripts, entry.clone()));
+        }
+        if entry.contains(':') {
+            scripts.insert(name.to_string(), entry.clone());
+            return Ok((scripts, name.to_string()));
+        }
+        return Err(ZipappError::UnknownEntry {
+            entry: entry.clone(),
+            project: name.to_string(),
+            scripts: listed(),
+        });
+    }
+    if let Some(script) = scripts.keys().find(|s| normalize_name(s) == name).cloned() {
+        return Ok((scripts, script));
+    }
+    match scripts.len() {
+        0 => Err(ZipappError::NoEntry {
+            project: name.to_string(),
+        }),
+        1 => {
+            let only = scripts.keys().next().cloned().expect("one script");
+            Ok((scripts, only))
+        }
+        _ => Err(ZipappError::AmbiguousEntry {
+            project: name.to_string(),
+            scripts: listed(),
+        }),
+    }
+}
+
+fn scripts_list(scripts: &BTreeMap<String, String>) -> String {
+    if scripts.is_empty() {
+        "none".into()
+    } else {
+        scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Unpack the parts of a wheel that belong on `sys.path`.
+fn install_wheel_files(wheel: &Path, dir: &Path) -> Result<(), ZipappError> {
+    for entry in read_zip_entries(wheel)? {
+        let EntryKind::File(data) = entry.kind else {
+            continue;
+        };
+        let mut parts = entry.path.splitn(3, '/');
+        let first = parts.next().unwrap_or("");
+        let relative = if first.ends_with(".data") {
+            match (parts.next(), parts.next()) {
+                (Some("purelib" | "platlib"), Some(rest)) => rest.to_string(),
+                _ => continue, // scripts, headers, data: not importable
+            }
+        } else {
+            entry.path.clone()
+        };
+        if relative.split('/').any(|p| p == ".." || p.is_empty()) {
+            continue;
+        }
+        let target = dir.join(&relative);
+        let io = |action| {
+            let path = target.clone();
+            move |source| ZipappError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(target.parent().expect("a file has a parent"))
+            .map_err(io("create"))?;
+        std::fs::write(&target, data).map_err(io("write"))?;
+    }
+    Ok(())
+}
+
+/// Every file of `tree` as it goes into the archive: `.pyc` moved out of `__pycache__`
+/// beside its source (where zipimport looks), optimised and foreign `.pyc` and
+/// console-script folders left out.
+fn collect(
+    tree: &Path,
+    cache_tag: &str,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), ZipappError> {
+    if !tree.exists() {
+        return Ok(());
+    }
+    let suffix = format!(".{cache_tag}.pyc");
+    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
+        let entry = entry.map_err(|e| ZipappError::Io {
+            action: "read",
+            path: tree.to_path_buf(),
+            source: e.into(),
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry
+            .path()
+            .strip_prefix(tree)
+            .expect("walk stays in its tree")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if relative.starts_with("bin/") {
+            continue;
+        }
+        let archived = if let Some((folder, leaf)) = relative.rsplit_once("__pycache__/") {
+            match leaf.strip_suffix(&suffix) {
+                Some(module) if !module.contains('.') => format!("{folder}{module}.pyc"),
+                _ => continue,
+            }
+        } else if relative.ends_with(".pyc") {
+            continue;
+        } else {
+            relative
+        };
+        let data = std::fs::read(entry.path()).map_err(|source| ZipappError::Io {
+            action: "read",
+            path: entry.path().to_path_buf(),
+            source,
+        })?;
+        files.insert(archived, data);
+    }
+    Ok(())
+}
+
+/// Compiled code the interpreter can only load from a real file.
+fn is_native(path: &str) -> bool {
+    let leaf = path.rsplit('/').next().unwrap_or(path);
+    leaf.ends_with(".so") || leaf.contains(".so.")
+}
+
+struct BootstrapConstants<'a> {
+    name: &'a str,
+    version: &'a str,
+    python: &'a InterpreterFacts,
+    native: &'a [String],
+    scripts: &'a BTreeMap<String, String>,
+    default_script: &'a str,
+    digest: &'a str,
+}
+
+/// The bootstrap with its constants filled in. JSON strings, lists and objects of strings
+/// are valid Python literals.
+fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
+    let replacements = [
+        (
+            "APP = None",
+            format!("APP = ({}, {})", json(c.name), json(c.version)),
+        ),
+        (
+            "BUILT_FOR = None",
+            format!(
+                "BUILT_FOR = ({}, ({}, {}), {}, {})",
+                json(&c.python.implementation),
+                c.python.version.0,
+                c.python.version.1,
+                json(&c.python.abi_tag),
+                json(&c.python.platform_tag)
+            ),
+        ),
+        ("NATIVE = None", format!("NATIVE = {}", json(c.native))),
+        ("SCRIPTS = None", format!("SCRIPTS = {}", json(c.scripts))),
+        (
+            "DEFAULT = None",
+            format!("DEFAULT = {}", json(c.default_script)),
+        ),
+        ("DIGEST = None", format!("DIGEST = {}", json(c.digest))),
+    ];
+    let mut source = BOOTSTRAP.to_string();
+    for (placeholder, value) in replacements {
+        assert!(
+            source.contains(placeholder),
+            "bootstrap lost `{placeholder}`"
+        );
+        source = source.replacen(placeholder, &value, 1);
+    }
+    source
+}
+
+/// A Python literal for plain data.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+/// Write the sha256 of everything before the comment into the comment.
+fn seal(path: &Path) -> Result<(), ZipappError> {
+    let io = |action| {
+        let path = path.to_path_buf();
+        move |source| ZipappError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut bytes = std::fs::read(path).map_err(io("read"))?;
+    let body = bytes.len() - DIGEST_LEN;
+    let digest = hex::encode(Sha256::digest(&bytes[..body]));
+    bytes[body..].copy_from_slice(digest.as_bytes());
+    std::fs::write(path, &bytes).map_err(io("write"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("set permissions on"))
+}
