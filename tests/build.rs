@@ -273,22 +273,3 @@ fn an_incomplete_sdist_fails_its_smoke_test_and_names_what_is_missing() {
         "{text}"
     );
 }
-
-pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let relative = entry.path().strip_prefix(from).unwrap();
-        if relative.components().any(|c| {
-            matches!(c.as_os_str().to_str(), Some("dist" | "build"))
-                || c.as_os_str().to_string_lossy().ends_with(".egg-info")
-        }) {
-            continue;
-        }
-        let target = to.join(relative);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}

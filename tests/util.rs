@@ -98,3 +98,23 @@ pub fn require_python_module(module: &str) -> bool {
     }
     present
 }
+
+/// Copy a fixture to `to`, leaving out build products.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let relative = entry.path().strip_prefix(from).unwrap();
+        if relative.components().any(|c| {
+            matches!(c.as_os_str().to_str(), Some("dist" | "build"))
+                || c.as_os_str().to_string_lossy().ends_with(".egg-info")
+        }) {
+            continue;
+        }
+        let target = to.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use clap::{Args, Parser, Subcommand};
 use gradient_core::Tier;
 use gradient_driver::doctor::TierStatus;
-use gradient_driver::{error_chain, report, BuildOptions, Reporter};
+use gradient_driver::{error_chain, report, BuildOptions, DriverError, Reporter};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -188,10 +188,9 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
             eprintln!("error: {}", error_chain(&err));
             // A failed shared input is a failed build (1); anything else stopped the run
             // before it could start (2).
-            let code = if matches!(err, gradient_driver::DriverError::Input { .. }) {
-                1
-            } else {
-                2
+            let code = match err {
+                DriverError::Input { .. } | DriverError::Wheelhouse(_) => 1,
+                _ => 2,
             };
             return ExitCode::from(code);
         }
