@@ -215,7 +215,7 @@ fn a_warm_build_reuses_the_build_environment_and_a_broken_one_is_rebuilt() {
     let build = |out: &str| {
         run(gradient()
             .env("GRADIENT_CACHE_DIR", &cache)
-            .args(["build", "--no-smoke", "--to", "wheel"])
+            .args(["build", "--no-smoke", "--rebuild", "--to", "wheel"])
             .arg(fixture("flit-app"))
             .arg("--out")
             .arg(dir.path().join(out)))
@@ -233,6 +233,69 @@ fn a_warm_build_reuses_the_build_environment_and_a_broken_one_is_rebuilt() {
     let rebuilt = build("c");
     assert!(rebuilt.status.success());
     assert!(stderr(&rebuilt).contains("(new build environment)"));
+}
+
+#[test]
+fn an_unchanged_project_reuses_its_cached_build_and_a_change_or_corruption_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let project = dir.path().join("hatch-app");
+    copy_tree(&fixture("hatch-app"), &project);
+    let build = |out: &str| {
+        run(gradient()
+            .env("GRADIENT_CACHE_DIR", &cache)
+            .args(["build", "--no-smoke", "--to", "sdist,wheel"])
+            .arg(&project)
+            .arg("--out")
+            .arg(dir.path().join(out)))
+    };
+    let first = build("a");
+    assert!(
+        stderr(&first).contains("  built sdist and wheel"),
+        "{}",
+        stderr(&first)
+    );
+    let second = build("b");
+    assert!(
+        stderr(&second).contains("reused the cached sdist and wheel"),
+        "{}",
+        stderr(&second)
+    );
+    for suffix in [".whl", ".tar.gz"] {
+        assert_eq!(
+            sha256_file(&only_file(&dir.path().join("a"), suffix)),
+            sha256_file(&only_file(&dir.path().join("b"), suffix))
+        );
+    }
+
+    // A changed source file is a new build.
+    let module = project.join("src/hatch_app/__init__.py");
+    let text = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, format!("{text}\n# changed\n")).unwrap();
+    assert!(stderr(&build("c")).contains("  built sdist and wheel"));
+
+    // A cached file whose bytes no longer match its digest is detected and rebuilt.
+    let entries = cache.join("dists");
+    for entry in std::fs::read_dir(&entries).unwrap() {
+        let entry = entry.unwrap().path();
+        for file in std::fs::read_dir(&entry).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "whl") {
+                let mut bytes = std::fs::read(&file).unwrap();
+                bytes[10] ^= 0xff;
+                std::fs::write(&file, bytes).unwrap();
+            }
+        }
+    }
+    let repaired = build("d");
+    assert!(repaired.status.success());
+    let text = stderr(&repaired);
+    assert!(
+        text.contains("is corrupt") && text.contains("does not match its recorded digest"),
+        "{text}"
+    );
+    assert!(text.contains("  built sdist and wheel"), "{text}");
+    assert!(stderr(&build("e")).contains("reused the cached sdist and wheel"));
 }
 
 #[test]

@@ -82,6 +82,9 @@ struct BuildArgs {
     /// Skip the smoke tests.
     #[arg(long)]
     no_smoke: bool,
+    /// Run the build backend even when an identical earlier build is cached.
+    #[arg(long)]
+    rebuild: bool,
     /// Smoke tests install dependencies only from this folder of wheels (no index).
     #[arg(long, value_name = "DIR")]
     find_links: Option<PathBuf>,
@@ -180,6 +183,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         },
         smoke: !args.no_smoke,
         find_links: args.find_links,
+        rebuild: args.rebuild,
     };
     let reporter = StderrReporter { quiet };
     let outcome = match gradient_driver::build(options, &reporter).await {

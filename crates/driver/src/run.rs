@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub smoke: bool,
     /// Smoke tests install dependencies only from this folder of wheels.
     pub find_links: Option<PathBuf>,
+    /// Ignore cached distributions and build them again.
+    pub rebuild: bool,
 }
 
 /// How one tier went.
@@ -313,23 +315,21 @@ async fn build_inputs(
         route: run.options.route,
         want_sdist: needed.contains(&Input::Sdist),
         want_wheel,
+        use_cache: !run.options.rebuild,
+        out_dir: Some(run.out_dir),
     })
     .await
     .map_err(|source| DriverError::Input {
         input: what,
         source,
     })?;
-    reporter.done(
-        &format!(
-            "built {what}{}",
-            if dists.env_reused {
-                ""
-            } else {
-                " (new build environment)"
-            }
-        ),
-        started.elapsed().as_secs_f64(),
-    );
+    let message = match (dists.cached, dists.env_reused) {
+        (true, _) => format!("reused the cached {what}"),
+        (false, true) => format!("built {what}"),
+        (false, false) => format!("built {what} (new build environment)"),
+    };
+    reporter.done(&message, started.elapsed().as_secs_f64());
+
     shared.seconds.insert(Input::Sdist, dists.sdist_seconds);
     shared.seconds.insert(Input::Wheel, dists.wheel_seconds);
     if let Some((_, info)) = &dists.wheel {

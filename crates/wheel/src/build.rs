@@ -3,7 +3,7 @@
 use crate::metadata::{
     check_against_project, inspect_sdist, inspect_wheel, CoreMetadata, WheelInfo,
 };
-use crate::WheelError;
+use crate::{cache, WheelError};
 use gradient_archive::{extract_tar_gz, normalise_tar_gz, normalise_zip, ZipOrder};
 use gradient_core::{InterpreterFacts, Project, SourceDate};
 use gradient_python::{BuildEnv, HookRunner, Installer};
@@ -34,6 +34,10 @@ pub struct BuildRequest<'a> {
     pub route: WheelRoute,
     pub want_sdist: bool,
     pub want_wheel: bool,
+    /// Reuse (and fill) the cache of built distributions.
+    pub use_cache: bool,
+    /// The output folder, left out of the source tree's digest when it lies inside it.
+    pub out_dir: Option<&'a Path>,
 }
 
 /// The built, normalised and checked distributions.
@@ -47,15 +51,80 @@ pub struct Distributions {
     pub wheel_seconds: f64,
     /// Whether the build environment came from the cache.
     pub env_reused: bool,
+    /// Whether the files themselves came from the cache (no hook ran).
+    pub cached: bool,
     /// With [`WheelRoute::ViaSdist`]: whether a wheel built straight from the source tree is
     /// byte-identical to the one built from the sdist (`Err` lists the differences).
     pub sdist_matches_source: Option<Result<(), String>>,
 }
 
-/// Build what `request` asks for. The sdist comes first; with [`WheelRoute::ViaSdist`] the
-/// wheel is then built from its unpacked copy, in the same backend process.
+/// Build what `request` asks for, or reuse the cached files of an identical earlier build.
 pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributions, WheelError> {
     let started = Instant::now();
+    let key = match request.use_cache {
+        true => cache::key(&request, request.out_dir).await,
+        false => None,
+    };
+    let out = request.work_dir.join("dists");
+    std::fs::create_dir_all(&out).map_err(|source| WheelError::Io {
+        action: "create",
+        path: out.clone(),
+        source,
+    })?;
+    if let Some(key) = &key {
+        match cache::lookup(request.cache_root, key, &out) {
+            cache::Lookup::Hit(record, sdist, wheel) => {
+                let sdist_metadata = match &sdist {
+                    Some(path) => Some(inspect_sdist(path)?),
+                    None => None,
+                };
+                let wheel = match wheel {
+                    Some(path) => {
+                        let info = inspect_wheel(&path)?;
+                        Some((path, info))
+                    }
+                    None => None,
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                return Ok(Distributions {
+                    sdist,
+                    sdist_metadata,
+                    wheel,
+                    sdist_seconds: seconds,
+                    wheel_seconds: seconds,
+                    env_reused: true,
+                    cached: true,
+                    sdist_matches_source: record.sdist_matches_source,
+                });
+            }
+            cache::Lookup::Corrupt(why) => {
+                tracing::warn!(
+                    "the cached build of {} is corrupt ({why}); rebuilding it",
+                    request.project.display_name()
+                );
+            }
+            cache::Lookup::Miss => {}
+        }
+    }
+    let built = build_with_hooks(&request, started).await?;
+    if let Some(key) = &key {
+        cache::store(
+            request.cache_root,
+            key,
+            built.sdist.as_deref(),
+            built.wheel.as_ref().map(|(path, _)| path.as_path()),
+            &built.sdist_matches_source,
+        );
+    }
+    Ok(built)
+}
+
+/// Run the hooks. The sdist comes first; with [`WheelRoute::ViaSdist`] the wheel is then
+/// built from its unpacked copy, in the same backend process.
+async fn build_with_hooks(
+    request: &BuildRequest<'_>,
+    started: Instant,
+) -> Result<Distributions, WheelError> {
     let project = request.project;
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -99,6 +168,7 @@ pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributi
         sdist_seconds: 0.0,
         wheel_seconds: 0.0,
         env_reused: env.reused,
+        cached: false,
         sdist_matches_source: None,
     };
     if need_sdist {

@@ -10,6 +10,7 @@
 //! once per run as shared inputs; [`SdistTier`] and [`WheelTier`] publish and smoke-test them.
 
 mod build;
+mod cache;
 pub mod metadata;
 mod tiers;
 

@@ -38,18 +38,13 @@ pub async fn assemble(
     let version = info.metadata.version.clone();
     let (scripts, default_script) = choose_entry(project, &name, &info.console_scripts)?;
 
-    // The app, installed from its wheel by hand (root, purelib and platlib), then compiled.
+    // The app, installed from its wheel by hand (root, purelib and platlib).
     let app_dir = work_dir.join("app");
     install_wheel_files(wheel, &app_dir)?;
-    gradient_python::wheelhouse::compile(&python.executable, &app_dir).await?;
 
-    let cache_tag = format!(
-        "{}-{}{}",
-        python.implementation, python.version.0, python.version.1
-    );
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for tree in [site, app_dir.as_path()] {
-        collect(tree, &cache_tag, &mut files)?;
+        collect(tree, &mut files)?;
     }
     let mut native: Vec<String> = files
         .keys()
@@ -207,18 +202,13 @@ fn install_wheel_files(wheel: &Path, dir: &Path) -> Result<(), ZipappError> {
     Ok(())
 }
 
-/// Every file of `tree` as it goes into the archive: `.pyc` moved out of `__pycache__`
-/// beside its source (where zipimport looks), optimised and foreign `.pyc` and
-/// console-script folders left out.
-fn collect(
-    tree: &Path,
-    cache_tag: &str,
-    files: &mut BTreeMap<String, Vec<u8>>,
-) -> Result<(), ZipappError> {
+/// Every file of `tree` as it goes into the archive. Compiled `.pyc` files stay out: the
+/// bootstrap caches code compiled from the sources on the target, which keeps the archive
+/// small. Console-script folders stay out too.
+fn collect(tree: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), ZipappError> {
     if !tree.exists() {
         return Ok(());
     }
-    let suffix = format!(".{cache_tag}.pyc");
     for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
         let entry = entry.map_err(|e| ZipappError::Io {
             action: "read",
@@ -234,25 +224,18 @@ fn collect(
             .expect("walk stays in its tree")
             .to_string_lossy()
             .replace('\\', "/");
-        if relative.starts_with("bin/") {
+        if relative.starts_with("bin/")
+            || relative.contains("__pycache__/")
+            || relative.ends_with(".pyc")
+        {
             continue;
         }
-        let archived = if let Some((folder, leaf)) = relative.rsplit_once("__pycache__/") {
-            match leaf.strip_suffix(&suffix) {
-                Some(module) if !module.contains('.') => format!("{folder}{module}.pyc"),
-                _ => continue,
-            }
-        } else if relative.ends_with(".pyc") {
-            continue;
-        } else {
-            relative
-        };
         let data = std::fs::read(entry.path()).map_err(|source| ZipappError::Io {
             action: "read",
             path: entry.path().to_path_buf(),
             source,
         })?;
-        files.insert(archived, data);
+        files.insert(relative, data);
     }
     Ok(())
 }

@@ -1,9 +1,14 @@
 # The bootstrap of a gradient zipapp. gradient writes the constants below when it builds
 # the archive. On start it checks the interpreter against what the archive was built for,
 # makes sure the archive is intact, puts what cannot run from inside a zip (compiled
-# modules) in a cache folder on first run, and calls the console script.
+# modules) in a cache folder on first run, and calls the console script. Python sources
+# are imported straight from the archive; the code compiled from them is kept in the same
+# cache folder, so only the first run of each module pays for compiling it.
+import marshal
 import os
 import sys
+import zipimport
+from importlib.machinery import ModuleSpec
 
 APP = None  # (name, version)
 BUILT_FOR = None  # (implementation, (major, minor), abi tag, platform tag)
@@ -151,6 +156,86 @@ def prepare(archive):
     return folder
 
 
+class CachingImporter:
+    """zipimport for one folder of the archive, with compiled code cached on disk."""
+
+    def __init__(self, path, archive, cache):
+        self.zip = zipimport.zipimporter(path)
+        self.archive = archive
+        self.cache = cache
+
+    def locate(self, fullname):
+        """(file name, is package) of the module's source in this folder, or None."""
+        files = getattr(self.zip, "_files", None)
+        if files is None:  # zipimport without its listing: ask it (slower: it compiles)
+            try:
+                return self.zip.get_filename(fullname), self.zip.is_package(fullname)
+            except ImportError:
+                return None
+        base = self.zip.prefix + fullname.rpartition(".")[2]
+        for relative, package in ((base + os.sep + "__init__.py", True), (base + ".py", False)):
+            if relative in files:
+                return os.path.join(self.zip.archive, relative), package
+        return None
+
+    def find_spec(self, fullname, target=None):
+        found = self.locate(fullname)
+        if found is None:
+            # Not a source module here; perhaps a namespace package portion (3.10+).
+            finder = getattr(self.zip, "find_spec", None)
+            return finder(fullname, target) if finder else None
+        filename, package = found
+        spec = ModuleSpec(fullname, self, origin=filename, is_package=package)
+        spec.has_location = True
+        if package:
+            spec.submodule_search_locations = [os.path.dirname(filename)]
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        exec(self.get_code(module.__name__), module.__dict__)
+
+    def get_code(self, fullname):
+        found = self.locate(fullname)
+        if found is None:
+            return self.zip.get_code(fullname)
+        filename = found[0]
+        cached = os.path.join(self.cache, "code", filename[len(self.archive) + 1:] + "c")
+        try:
+            with open(cached, "rb") as handle:
+                return marshal.loads(handle.read())
+        except (OSError, ValueError, EOFError):
+            pass
+        code = compile(self.zip.get_source(fullname), filename, "exec", dont_inherit=True)
+        try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            temporary = "%s.%d" % (cached, os.getpid())
+            with open(temporary, "wb") as handle:
+                handle.write(marshal.dumps(code))
+            os.replace(temporary, cached)
+        except OSError:
+            pass  # a read-only cache only costs compiling again next time
+        return code
+
+    def __getattr__(self, name):
+        # get_source, get_filename, is_package, get_data, get_resource_reader, ...
+        return getattr(self.zip, name)
+
+
+def install_importer(archive, cache):
+    prefix = archive + os.sep
+
+    def hook(path):
+        if path.startswith(prefix):
+            return CachingImporter(path, archive, cache)
+        raise ImportError("not inside %s" % archive)
+
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
+
+
 def main():
     archive = os.path.dirname(os.path.abspath(__file__))
     check_interpreter()
@@ -159,6 +244,7 @@ def main():
     if sys.path and os.path.abspath(sys.path[0]) == archive:
         sys.path[0:1] = []
     sys.path[0:0] = [folder, site] if NATIVE else [site]
+    install_importer(archive, folder)
 
     invoked = os.path.basename(sys.argv[0])
     if invoked.endswith(".pyz"):
