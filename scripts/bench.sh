@@ -39,5 +39,38 @@ hyperfine --style basic --runs "$cold_runs" --export-json "$results/wheel-cold.j
   -n "uv build" "uv build -q $project -o $work/o3" \
   -n "python -m build" "python3 -m build -q $project -o $work/o4"
 
+# The reference tools that are not ours to ship live in a venv of the bench's own.
+tools="$work/tools"
+uv venv --quiet --python python3 "$tools"
+uv pip install --quiet --python "$tools/bin/python" shiv
+# The target of the zipapp: a clean interpreter with none of the app's dependencies.
+target="$work/target"
+uv venv --quiet --python python3 "$target"
+py="$target/bin/python"
+
+echo "== zipapp: build from a warm wheelhouse" >&2
+"$gradient" build -q --to zipapp,wheel "$project" --out "$work/z" >/dev/null
+wheel=$(ls "$work"/z/*.whl)
+hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/zipapp-build.json" \
+  -n "gradient build --to zipapp --no-smoke" "$gradient build -q --no-smoke --to zipapp $project --out $work/z" \
+  -n "gradient build --to zipapp" "$gradient build -q --to zipapp $project --out $work/z2" \
+  -n "shiv" "$tools/bin/shiv -q -c sampleapp -o $work/shiv.pyz --reproducible $wheel"
+pyz=$(ls "$work"/z/*.pyz)
+
+echo "== zipapp: start-up of --version" >&2
+export SHIV_ROOT="$work/shiv-root" XDG_CACHE_HOME="$work/xdg"
+hyperfine --style basic -N --warmup 3 --runs $((runs * 3)) --export-json "$results/zipapp-warm.json" \
+  -n "gradient .pyz --version (warm)" "$py -I $pyz --version" \
+  -n "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version"
+hyperfine --style basic --runs "$runs" --export-json "$results/zipapp-cold.json" \
+  --prepare "rm -rf $work/shiv-root $work/xdg" \
+  -n "gradient .pyz --version (first run)" "$py -I $pyz --version" \
+  -n "shiv .pyz --version (first run)" "$py -I $work/shiv.pyz --version"
+python3 - "$pyz" "$work/shiv.pyz" > "$results/sizes.json" <<'PY'
+import json, os, sys
+print(json.dumps({"gradient .pyz": os.path.getsize(sys.argv[1]), "shiv .pyz": os.path.getsize(sys.argv[2])}))
+PY
+
 python3 scripts/bench_report.py "$results" > docs/benchmarks.md
+
 cat docs/benchmarks.md

@@ -14,12 +14,20 @@ SCENARIOS = [
      ["uv build", "python -m build"]),
     ("wheel-cold", "sdist + wheel of fixtures/sampleapp, cold (every tool's caches emptied before each run)",
      ["uv build", "python -m build"]),
+    ("zipapp-build", "zipapp of fixtures/sampleapp from a warm wheelhouse (shiv gets the same wheel and a warm pip cache)",
+     ["shiv"]),
+    ("zipapp-warm", "zipapp start-up, `--version`, warm, on a clean interpreter (a fresh venv's python -I)",
+     ["shiv .pyz --version (warm)"]),
+    ("zipapp-cold", "zipapp start-up, `--version`, first run (extraction caches emptied before each run)",
+     ["shiv .pyz --version (first run)"]),
 ]
 
 
 def version(command):
     try:
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+        line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+        return line.split(" (")[0]
+
     except Exception:
         return "unknown"
 
@@ -53,12 +61,29 @@ def main(results_dir):
             out.append(f"| `{name}` | {result['median']:.3f} s | {result['mean']:.3f} ± {result['stddev'] or 0:.3f} s "
                        f"| {len(result['times'])} | " + " | ".join(ratios) + " |")
         out.append("")
+    sizes = results_dir / "sizes.json"
+    if sizes.exists():
+        data = json.loads(sizes.read_text())
+        ours, theirs = data["gradient .pyz"], data["shiv .pyz"]
+        out += ["## zipapp size", "",
+                "| file | bytes | ratio to shiv |", "|---|---|---|",
+                f"| gradient `sampleapp-1.2.3.pyz` | {ours} | {ours / theirs:.2f}× |",
+                f"| shiv `sampleapp.pyz` | {theirs} | |", ""]
     out += ["## What the commands do", "",
             "- `gradient build --to sdist,wheel` builds the sdist, then the wheel from the unpacked sdist, normalises",
             "  both, validates them and smoke-tests them (the wheel is installed into a fresh virtual environment and",
             "  its console script run). `--no-smoke` leaves out the smoke tests, for a like-for-like build comparison.",
             "- `uv build` and `python -m build` build the sdist, then the wheel from it, and do nothing more.",
+            "- `gradient build --to zipapp` with warm caches reuses the cached wheel (the source is unchanged), the",
+            "  lock and the installed wheelhouse, and assembles the .pyz; without `--no-smoke` it also runs the smoke",
+            "  tests (through the #! line, with `python -I`, and two concurrent first runs).",
+            "- `shiv -c sampleapp --reproducible WHEEL` installs the wheel and its dependencies with pip (warm cache)",
+            "  into a temporary site-packages and zips it.",
+            "- Start-up runs `python -I APP.pyz --version` with a fresh venv's interpreter. Warm: the extraction cache",
+            "  is filled. First run: `SHIV_ROOT` and `XDG_CACHE_HOME` are emptied before each run, so shiv extracts",
+            "  everything and gradient extracts msgpack's compiled module and caches compiled code.",
             ""]
+
     print("\n".join(out))
 
 

@@ -43,6 +43,9 @@ pub struct Inputs {
     /// straight from the source tree (`Err` says what differs); `None` when not compared.
     /// A difference means the sdist is missing something the source tree has.
     pub sdist_matches_source: Option<Result<(), String>>,
+    /// True when sdist and wheel were reused from the cache of an identical earlier build
+    /// (whose checks, like `sdist_matches_source`, are reused with them).
+    pub distributions_cached: bool,
     pub wheelhouse: Option<WheelhouseFiles>,
 }
 

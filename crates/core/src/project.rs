@@ -22,6 +22,9 @@ const LEGACY_REQUIRES: &str = "setuptools>=40.8.0";
 pub struct Project {
     /// The project folder (absolute).
     pub root: PathBuf,
+    /// Whether pyproject.toml has a `[project]` table. Without one (a `setup.py` project,
+    /// poetry 1) the backend alone decides the metadata, and there is nothing to check it by.
+    pub declares_metadata: bool,
     /// `root/pyproject.toml`, when the project has one.
     pub pyproject: Option<PathBuf>,
     /// The name as written; `None` when the backend decides it (legacy `setup.py`).
@@ -178,6 +181,7 @@ impl Project {
     fn legacy(root: PathBuf) -> Project {
         Project {
             root,
+            declares_metadata: false,
             pyproject: None,
             name: None,
             version: None,
@@ -278,7 +282,9 @@ impl Project {
             ));
         }
 
+        project.declares_metadata = true;
         project.name = name;
+
         project.version = table.version;
         project.dynamic = table.dynamic;
         project.description = table.description;

@@ -51,6 +51,9 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
         interpreter: found.map(|f| f.to_string()).map_err(|e| e.to_string()),
         installer: match &installer {
             Installer::Uv(path) => format!("uv ({})", path.display()),
+            Installer::Pip if std::env::var("GRADIENT_INSTALLER").is_ok_and(|v| v == "pip") => {
+                "pip (forced by GRADIENT_INSTALLER=pip)".to_string()
+            }
             Installer::Pip => "pip (uv not found on PATH: builds work, but slower)".to_string(),
         },
         cache_root: cache.display().to_string(),

@@ -106,14 +106,18 @@ impl Manifest {
         }
         for record in previous.artifacts {
             let built_now = self.artifacts.iter().any(|a| a.tier == record.tier);
-            let intact =
-                std::fs::metadata(out_dir.join(&record.file)).is_ok_and(|m| m.len() == record.size);
-            if !built_now && intact {
+            if !built_now && unchanged(out_dir, &record.file, &record.sha256) {
                 self.artifacts.push(record);
             }
         }
         self.artifacts
             .sort_by(|a, b| a.tier.cmp(&b.tier).then(a.file.cmp(&b.file)));
+        for record in previous.inputs {
+            let built_now = self.inputs.iter().any(|i| i.file == record.file);
+            if !built_now && unchanged(out_dir, &record.file, &record.sha256) {
+                self.inputs.push(record);
+            }
+        }
     }
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.
@@ -125,4 +129,11 @@ impl Manifest {
             .map(|(sha256, file)| format!("{sha256}  {file}\n"))
             .collect()
     }
+}
+
+/// Whether `file` in `dir` still has the recorded digest.
+fn unchanged(dir: &Path, file: &str, sha256: &str) -> bool {
+    use sha2::Digest;
+    std::fs::read(dir.join(file))
+        .is_ok_and(|data| hex::encode(sha2::Sha256::digest(data)) == sha256)
 }

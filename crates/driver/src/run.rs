@@ -9,7 +9,7 @@ use crate::publish::{check_writable, publish_file, write_atomically};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
     python_satisfies, Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts,
-    Project, SmokeContext, SourceDate, Tier, WheelhouseFiles,
+    Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
 use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
@@ -338,6 +338,8 @@ async fn build_inputs(
         shared.built_name = Some((metadata.name.clone(), metadata.version.clone()));
     }
     shared.inputs.sdist_matches_source = dists.sdist_matches_source;
+    shared.inputs.distributions_cached = dists.cached;
+
     shared.inputs.sdist = dists.sdist;
 
     if let (true, Some((wheel, info))) = (needed.contains(&Input::Wheelhouse), &dists.wheel) {
@@ -511,7 +513,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
             build_seconds,
         );
         let smoke = if run.options.smoke {
-            Some(smoke_tier(backend, &artifact, &run).await?)
+            Some(smoke_tier(backend, &artifact, &run).await)
         } else {
             None
         };
@@ -528,30 +530,37 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
     Ok(records)
 }
 
-async fn smoke_tier(
-    backend: &dyn Backend,
-    artifact: &Artifact,
-    run: &TierRun<'_>,
-) -> Result<SmokeRecord, String> {
+async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_>) -> SmokeRecord {
     let tier = backend.tier();
     let scratch = run.work.join(format!("smoke-{tier}"));
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let cx = SmokeContext {
         project: run.project.clone(),
         python: run.python.clone(),
         inputs: run.inputs.clone(),
-        scratch,
+        scratch: scratch.clone(),
         find_links: run.options.find_links.clone(),
     };
     let started = Instant::now();
-    let report = backend.smoke(artifact, &cx).await.map_err(|e| {
-        format!(
-            "smoke test of {} could not run: {}",
-            artifact.file_name(),
-            error_chain(e.as_ref())
-        )
-    })?;
+    let outcome = match std::fs::create_dir_all(&scratch) {
+        Ok(()) => backend.smoke(artifact, &cx).await,
+        Err(err) => Err(err.into()),
+    };
+    // A smoke test that cannot even run is a failed smoke test of a published artifact:
+    // recorded as such, so the manifest still lists the file.
+    let report = outcome.unwrap_or_else(|err| SmokeReport {
+        checks: vec![SmokeCheck {
+            command: format!("smoke-test {}", artifact.file_name()),
+            passed: false,
+            exit_code: None,
+            seconds: started.elapsed().as_secs_f64(),
+            detail: format!(
+                "the smoke test could not run: {}",
+                error_chain(err.as_ref())
+            ),
+        }],
+    });
     let seconds = started.elapsed().as_secs_f64();
+
     let passed = report.passed();
     for check in &report.checks {
         if check.passed {
@@ -566,11 +575,11 @@ async fn smoke_tier(
             ));
         }
     }
-    Ok(SmokeRecord {
+    SmokeRecord {
         passed,
         seconds,
         checks: report.checks,
-    })
+    }
 }
 
 /// An error and its causes on one line each, as users read them.

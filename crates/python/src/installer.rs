@@ -1,6 +1,6 @@
 //! Virtual environments and installs, through `uv` when it is on PATH, else `pip`.
 //!
-//! `GRADIENT_INSTALLER=pip` (or `uv`) forces one.
+//! `GRADIENT_INSTALLER=pip` forces pip even when uv is on PATH.
 
 use crate::interpreter::which;
 use crate::process::run_checked;
@@ -27,7 +27,7 @@ pub enum Source<'a> {
 }
 
 impl Installer {
-    /// `uv` on PATH, else pip; `GRADIENT_INSTALLER` overrides.
+    /// `uv` on PATH, else pip; `GRADIENT_INSTALLER=pip` forces pip.
     pub fn detect() -> Installer {
         let forced = std::env::var("GRADIENT_INSTALLER").unwrap_or_default();
         match (forced.as_str(), which("uv")) {

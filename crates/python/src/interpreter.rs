@@ -18,20 +18,24 @@ pub enum PythonRequest {
     /// Whatever `python3` is on PATH.
     Default,
     /// A `major.minor` version.
-    Version(u32, u32),
+    Version(u32, u32, Option<u32>),
     /// An executable.
     Path(PathBuf),
 }
 
 impl PythonRequest {
-    /// `3.11` is a version; anything with a `/` or that names an existing file is a path;
-    /// other words (`python3.12`, `pypy3`) are looked up on PATH.
+    /// `3.11` (any patch) and `3.11.7` (exactly) are versions; anything with a `/` or that
+    /// names an existing file is a path; other words (`python3.12`, `pypy3`) are looked up on
+    /// PATH.
     pub fn parse(text: &str) -> PythonRequest {
         let text = text.trim();
-        if let Some((major, minor)) = text.split_once('.') {
-            if let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) {
-                return PythonRequest::Version(major, minor);
+        let numbers: Option<Vec<u32>> = text.split('.').map(|p| p.parse().ok()).collect();
+        match numbers.as_deref() {
+            Some(&[major, minor]) => return PythonRequest::Version(major, minor, None),
+            Some(&[major, minor, patch]) => {
+                return PythonRequest::Version(major, minor, Some(patch))
             }
+            _ => {}
         }
         if text.contains('/') || Path::new(text).is_file() {
             return PythonRequest::Path(PathBuf::from(text));
@@ -47,7 +51,10 @@ impl std::fmt::Display for PythonRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PythonRequest::Default => f.write_str("`python3` on PATH"),
-            PythonRequest::Version(major, minor) => write!(f, "Python {major}.{minor}"),
+            PythonRequest::Version(major, minor, None) => write!(f, "Python {major}.{minor}"),
+            PythonRequest::Version(major, minor, Some(patch)) => {
+                write!(f, "Python {major}.{minor}.{patch}")
+            }
             PythonRequest::Path(path) => write!(f, "`{}`", path.display()),
         }
     }
@@ -60,15 +67,17 @@ pub async fn find_interpreter(
 ) -> Result<InterpreterFacts, PythonError> {
     let candidates = candidates(request);
     let hint_version = match request {
-        PythonRequest::Version(major, minor) => format!("{major}.{minor}"),
+        PythonRequest::Version(major, minor, None) => format!("{major}.{minor}"),
+        PythonRequest::Version(major, minor, Some(patch)) => format!("{major}.{minor}.{patch}"),
         _ => "3.11".to_string(),
     };
     let mut last_error = None;
     for candidate in &candidates {
         match probe_cached(candidate, cache_root).await {
             Ok(facts) => {
-                if let PythonRequest::Version(major, minor) = request {
-                    if (facts.version.0, facts.version.1) != (*major, *minor) {
+                if let PythonRequest::Version(major, minor, patch) = request {
+                    let wrong_patch = patch.is_some_and(|p| p != facts.version.2);
+                    if (facts.version.0, facts.version.1) != (*major, *minor) || wrong_patch {
                         continue;
                     }
                 }
@@ -94,7 +103,7 @@ fn candidates(request: &PythonRequest) -> Vec<PathBuf> {
             .iter()
             .filter_map(|n| which(n))
             .collect(),
-        PythonRequest::Version(major, minor) => {
+        PythonRequest::Version(major, minor, _) => {
             let name = format!("python{major}.{minor}");
             let mut found: Vec<PathBuf> = path_dirs()
                 .filter(|dir| !is_shim_dir(dir))
@@ -280,7 +289,15 @@ mod tests {
 
     #[test]
     fn requests_parse() {
-        assert_eq!(PythonRequest::parse("3.11"), PythonRequest::Version(3, 11));
+        assert_eq!(
+            PythonRequest::parse("3.11"),
+            PythonRequest::Version(3, 11, None)
+        );
+        assert_eq!(
+            PythonRequest::parse("3.11.7"),
+            PythonRequest::Version(3, 11, Some(7))
+        );
+
         assert_eq!(
             PythonRequest::parse("/opt/py/bin/python3"),
             PythonRequest::Path("/opt/py/bin/python3".into())

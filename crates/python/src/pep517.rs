@@ -1,7 +1,9 @@
-//! The PEP 517 frontend's hook runner: one Python process per source tree that imports the
-//! backend once and serves every hook call (`get_requires_for_build_*`, `build_sdist`,
-//! `build_wheel`), instead of one process per hook. That is most of why gradient's builds are
-//! faster than other frontends'.
+//! The PEP 517 frontend's hook runner: one Python process that imports the backend once and
+//! serves every hook call (`get_requires_for_build_*`, `build_sdist`, `build_wheel`) of a
+//! build, instead of one process per hook; that is most of why gradient's builds are faster
+//! than other frontends'. It can move to another source tree (the unpacked sdist) with
+//! [`HookRunner::chdir`]; callers start a new runner instead when the backend lives in the
+//! tree (`backend-path`), so that each tree is built by its own copy of the backend.
 
 use crate::process::{tail, ProcessGroup};
 use gradient_core::BuildSystem;

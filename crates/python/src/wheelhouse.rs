@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  app wheel (+ extras) ──resolve (uv pip compile | pip --dry-run --report)──► lock text
-//!  lock text + interpreter ──key──► cache_root()/wheelhouses/KEY/site   (installed, compiled)
+//!  lock text + interpreter ──key──► cache_root()/wheelhouses/KEY/site   (installed)
 //! ```
 //! A lock from an earlier run whose inputs (the app's requirements, extras, interpreter) are
 //! unchanged is reused as it is: builds stay reproducible until the user asks to re-resolve.
@@ -47,7 +47,7 @@ pub struct WheelhouseRequest<'a> {
 pub struct Wheelhouse {
     /// The lock file's text (pip requirements format, every line with `--hash`).
     pub lock: String,
-    /// The installed dependencies (without the app), with `__pycache__` compiled.
+    /// The installed dependencies (without the app), as the installer left them.
     pub site: PathBuf,
     /// `(name, version)` of every locked package.
     pub packages: Vec<(String, String)>,
@@ -169,7 +169,6 @@ pub async fn build_wheelhouse(
     install_locked(&request, &lock_path, &staged_site).await?;
     // Console scripts installed with --target carry this machine's paths: tiers make their own.
     let _ = std::fs::remove_dir_all(staged_site.join("bin"));
-    compile(&request.python.executable, &staged_site).await?;
     let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
     std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
     let staged = staging.keep();
@@ -375,35 +374,6 @@ async fn install_locked(
             },
             other => WheelhouseError::Python(other),
         })
-}
-
-/// Byte-compile a tree deterministically (unchecked-hash .pyc, paths relative to the tree).
-pub async fn compile(python: &Path, tree: &Path) -> Result<(), PythonError> {
-    if !tree.exists() {
-        return Ok(());
-    }
-    let mut command = Command::new(python);
-    command
-        .args([
-            "-I",
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-        ])
-        .arg(tree)
-        .args(["-p", "/"])
-        .arg(tree)
-        .env_clear()
-        .envs(crate::isolated_env())
-        .env("SOURCE_DATE_EPOCH", "315532800");
-    run_checked(&mut command, "byte-compile the dependencies")
-        .await
-        .map(drop)
 }
 
 #[cfg(test)]

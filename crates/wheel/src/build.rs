@@ -204,7 +204,7 @@ async fn build_with_hooks(
                 .and_then(|n| n.strip_suffix(".tar.gz"))
                 .map(|n| unpacked.join(n))
                 .expect("sdist names were checked");
-            runner.chdir(&top).await?;
+            runner = move_runner(runner, &top, &env.python, project, &backend_env).await?;
         }
         let requires = string_list(
             runner
@@ -246,10 +246,10 @@ async fn build_with_hooks(
                 });
             }
         }
-        if request.route == WheelRoute::ViaSdist {
-            // The same backend process builds the wheel again from the source tree: if the
-            // two differ, the sdist lacks something (a MANIFEST.in omission, typically).
-            runner.chdir(&project.root).await?;
+        if request.route == WheelRoute::ViaSdist && request.want_sdist {
+            // For the sdist's smoke test, the wheel is built again from the source tree: if
+            // the two differ, the sdist lacks something (a MANIFEST.in omission, typically).
+            runner = move_runner(runner, &project.root, &env.python, project, &backend_env).await?;
             let direct_raw = raw.join("direct");
             let direct_out = request.work_dir.join("direct");
             for dir in [&direct_raw, &direct_out] {
@@ -333,6 +333,24 @@ fn compare_wheels(from_sdist: &Path, from_source: &Path) -> Result<Result<(), St
         ));
     }
     Ok(Err(differences.join("; ")))
+}
+
+/// Point the runner at another source tree. The backend stays imported, which saves most
+/// of a build's time; an in-tree backend (`backend-path`) must come from the tree being
+/// built, so for those a new runner starts there.
+async fn move_runner(
+    mut runner: HookRunner,
+    dir: &Path,
+    python: &Path,
+    project: &Project,
+    backend_env: &[(OsString, OsString)],
+) -> Result<HookRunner, WheelError> {
+    if project.build_system.backend_path.is_empty() {
+        runner.chdir(dir).await?;
+        return Ok(runner);
+    }
+    runner.finish().await;
+    Ok(HookRunner::start(python, dir, &project.build_system, backend_env).await?)
 }
 
 fn path_value(path: &Path) -> Value {

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 
 const RECORD: &str = "gradient-dists.json";
 
-/// Folders whose contents never go into an sdist or wheel, or that builds write.
-const IGNORED_DIRS: &[&str] = &[
-    ".git",
-    ".hg",
-    ".svn",
+/// Folders anywhere in the tree that never hold sources.
+const IGNORED_ANYWHERE: &[&str] = &[".git", ".hg", ".svn", "__pycache__"];
+
+/// Top-level folders that builds, tools and environments write (a package folder deeper in
+/// the tree may well be called `build` or `target`, and counts).
+const IGNORED_AT_TOP: &[&str] = &[
     "dist",
     "build",
-    "__pycache__",
     ".venv",
     "venv",
     ".tox",
@@ -50,6 +50,7 @@ pub(crate) async fn key(request: &BuildRequest<'_>, out_dir: Option<&Path>) -> O
         hasher.update(value);
     };
     field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(own_identity().as_bytes());
     field(request.python.executable.as_os_str().as_encoded_bytes());
     field(request.python.full_version().as_bytes());
     field(request.installer.name().as_bytes());
@@ -102,10 +103,13 @@ fn tree_digest(root: &Path, out_dir: Option<&Path>) -> Option<String> {
         .into_iter()
         .filter_entry(|entry| {
             let name = entry.file_name().to_string_lossy();
-            let is_dir = entry.file_type().is_dir();
-            !(is_dir && (IGNORED_DIRS.contains(&name.as_ref()) || name.ends_with(".egg-info")))
-                && out_dir != Some(entry.path())
+            let ignored = entry.file_type().is_dir()
+                && (IGNORED_ANYWHERE.contains(&name.as_ref())
+                    || name.ends_with(".egg-info")
+                    || (entry.depth() == 1 && IGNORED_AT_TOP.contains(&name.as_ref())));
+            !ignored && out_dir != Some(entry.path())
         });
+
     for entry in walk {
         let entry = entry.ok()?;
         let relative = entry
@@ -217,4 +221,20 @@ pub(crate) fn store(
     if let Err(err) = result {
         tracing::debug!("not caching the distributions: {err}");
     }
+}
+
+/// This gradient binary's size and modification time: a new build of gradient (which may
+/// normalise differently) must not reuse what an older one cached under the same version.
+fn own_identity() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|meta| {
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} {modified}", meta.len())
+        })
+        .unwrap_or_default()
 }

@@ -287,6 +287,9 @@ pub fn check_against_project(
     metadata: &CoreMetadata,
     project: &Project,
 ) -> Result<(), WheelError> {
+    if !project.declares_metadata {
+        return Ok(());
+    }
     let mismatch = |problem: String, hint: &str| WheelError::Mismatch {
         file: file.to_string(),
         problem,
@@ -323,7 +326,7 @@ pub fn check_against_project(
         let built: BTreeSet<String> = metadata
             .requires_dist
             .iter()
-            .filter(|r| !r.contains("extra =="))
+            .filter(|r| !is_optional(r))
             .map(|r| canonical_requirement(r))
             .collect();
         if declared != built {
@@ -341,19 +344,32 @@ pub fn check_against_project(
     Ok(())
 }
 
-/// PEP 440 versions compared loosely: case, a leading `v` and leading zeros do not matter.
+/// Whether a Requires-Dist entry belongs to an extra (`...; extra == "cli"`).
+fn is_optional(requirement: &str) -> bool {
+    requirement
+        .split_once(';')
+        .is_some_and(|(_, marker)| marker.replace(char::is_whitespace, "").contains("extra=="))
+}
+
+/// PEP 440 versions compared loosely: case, a leading `v`, leading zeros and trailing zero
+/// release segments (`1.0` is `1.0.0`) do not matter.
 fn canonical_version(version: &str) -> String {
     let lower = version.trim().to_ascii_lowercase();
     let lower = lower.strip_prefix('v').unwrap_or(&lower);
-    lower
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (release, rest) = lower.split_at(split);
+    let mut parts: Vec<u64> = release
         .split('.')
-        .map(|part| {
-            part.parse::<u64>()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| part.to_string())
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    while parts.len() > 1 && parts.last() == Some(&0) {
+        parts.pop();
+    }
+    let release: Vec<String> = parts.iter().map(u64::to_string).collect();
+    format!("{}{rest}", release.join("."))
 }
 
 /// A requirement reduced to what matters: normalised name, sorted extras and specifiers,
@@ -447,7 +463,36 @@ mod tests {
     #[test]
     fn versions_compare_loosely() {
         assert_eq!(canonical_version("1.02.0"), canonical_version("v1.2.0"));
+        assert_eq!(canonical_version("1.0"), canonical_version("1.0.0"));
+        assert_eq!(canonical_version("2.0rc1"), canonical_version("2.0.0rc1"));
+        assert_ne!(canonical_version("2.0rc1"), canonical_version("2.0rc2"));
+
         assert_ne!(canonical_version("1.2"), canonical_version("1.3"));
+    }
+
+    #[test]
+    fn projects_without_a_project_table_are_not_checked_against_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("setup.py"),
+            "from setuptools import setup\nsetup()\n",
+        )
+        .unwrap();
+        let project = Project::load(dir.path()).unwrap();
+        let built = parse_core_metadata("Name: legacy\nVersion: 1.0\nRequires-Dist: click>=8\n");
+        assert!(check_against_project("legacy-1.0.tar.gz", &built, &project).is_ok());
+
+        let declared = Project::parse(
+            dir.path(),
+            &dir.path().join("pyproject.toml"),
+            "[project]\nname = \"legacy\"\nversion = \"1.0.0\"\ndependencies = []\n",
+        )
+        .unwrap();
+        let err = check_against_project("legacy-1.0.tar.gz", &built, &declared).unwrap_err();
+        assert!(
+            err.to_string().contains("[project] dependencies are []"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,10 +70,17 @@ impl Backend for SdistTier {
             .sdist
             .clone()
             .ok_or("the sdist input was not built")?;
+        let mut needs = self.target_needs(&cx.project, &cx.python);
+        if let Some(requires_python) = inspect_sdist(&path)?.requires_python {
+            needs.python = Some(PythonNeed {
+                version: Some(requires_python),
+                implementation: None,
+            });
+        }
         Ok(vec![Artifact {
             tier: Tier::Sdist,
             path,
-            needs: self.target_needs(&cx.project, &cx.python),
+            needs,
         }])
     }
 
@@ -109,7 +116,11 @@ impl Backend for SdistTier {
                 exit_code: None,
                 seconds: 0.0,
                 detail: match comparison {
+                    Ok(()) if cx.inputs.distributions_cached => {
+                        "the two wheels were byte-identical when this cached build was made".into()
+                    }
                     Ok(()) => "the two wheels are byte-identical".into(),
+
                     Err(differences) => format!("the sdist is incomplete: {differences}"),
                 },
             });
@@ -184,7 +195,11 @@ impl Backend for WheelTier {
             .install(&venv_python, &[OsString::from(&artifact.path)], source)
             .await;
         let mut checks = vec![SmokeCheck {
-            command: format!("{} install {}", self.installer.name(), artifact.file_name()),
+            command: match self.installer {
+                Installer::Uv(_) => format!("uv pip install {}", artifact.file_name()),
+                Installer::Pip => format!("pip install {}", artifact.file_name()),
+            },
+
             passed: install.is_ok(),
             exit_code: None,
             seconds: started.elapsed().as_secs_f64(),

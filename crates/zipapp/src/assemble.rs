@@ -46,6 +46,7 @@ pub async fn assemble(
     for tree in [site, app_dir.as_path()] {
         collect(tree, &mut files)?;
     }
+    let compiled = files.keys().any(|path| is_native(path));
     let mut native: Vec<String> = files
         .keys()
         .filter(|path| is_native(path))
@@ -69,6 +70,7 @@ pub async fn assemble(
         version: &version,
         python,
         native: &native,
+        compiled,
         scripts: &scripts,
         default_script: &default_script,
         digest: &content_digest,
@@ -101,7 +103,7 @@ pub async fn assemble(
     seal(&path)?;
     Ok(Zipapp {
         path,
-        has_native_code: !native.is_empty() || !info.is_universal(),
+        has_native_code: compiled || !info.is_universal(),
         native,
         scripts,
         default_script,
@@ -224,7 +226,10 @@ fn collect(tree: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), Zip
             .expect("walk stays in its tree")
             .to_string_lossy()
             .replace('\\', "/");
+        // Console scripts carry build-machine paths; dot files at the top are installer
+        // bookkeeping (uv's `.lock`).
         if relative.starts_with("bin/")
+            || relative.starts_with('.')
             || relative.contains("__pycache__/")
             || relative.ends_with(".pyc")
         {
@@ -251,6 +256,7 @@ struct BootstrapConstants<'a> {
     version: &'a str,
     python: &'a InterpreterFacts,
     native: &'a [String],
+    compiled: bool,
     scripts: &'a BTreeMap<String, String>,
     default_script: &'a str,
     digest: &'a str,
@@ -276,6 +282,10 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
             ),
         ),
         ("NATIVE = None", format!("NATIVE = {}", json(c.native))),
+        (
+            "COMPILED = None",
+            format!("COMPILED = {}", if c.compiled { "True" } else { "False" }),
+        ),
         ("SCRIPTS = None", format!("SCRIPTS = {}", json(c.scripts))),
         (
             "DEFAULT = None",

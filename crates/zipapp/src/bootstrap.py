@@ -13,6 +13,7 @@ from importlib.machinery import ModuleSpec
 APP = None  # (name, version)
 BUILT_FOR = None  # (implementation, (major, minor), abi tag, platform tag)
 NATIVE = None  # top-level names under site/ to extract
+COMPILED = None  # whether any of them holds compiled code (binding the archive to an ABI)
 SCRIPTS = None  # console script name -> "module:function"
 DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS
 DIGEST = None  # content digest, names the extraction folder
@@ -31,7 +32,8 @@ def check_interpreter():
     this_platform = "%s_%s" % (sys.platform, os.uname().machine)
     wanted = "%s %d.%d (%s, %s)" % (implementation, version[0], version[1], abi, platform)
     found = "%s %d.%d (%s, %s) at %s" % (here[0], here[1][0], here[1][1], this_abi, this_platform, sys.executable)
-    if here != (implementation, version) or (NATIVE and (this_abi, this_platform) != (abi, platform)):
+    if here != (implementation, version) or (COMPILED and (this_abi, this_platform) != (abi, platform)):
+
         fail(
             "this archive was built for %s and cannot run on %s" % (wanted, found),
             "run it with python%d.%d, or rebuild it for this interpreter with "
