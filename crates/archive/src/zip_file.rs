@@ -117,7 +117,7 @@ pub fn write_zip_with(
         };
         let options = SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(9))
+            .compression_level(Some(6))
             .last_modified_time(time)
             .unix_permissions(normal_mode(entry.mode, false));
         writer

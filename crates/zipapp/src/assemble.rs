@@ -64,12 +64,22 @@ pub async fn assemble(
         hasher.update(data);
     }
     let content_digest = hex::encode(hasher.finalize());
+    let extract: Vec<&str> = files
+        .keys()
+        .filter(|path| {
+            path.split('/')
+                .next()
+                .is_some_and(|top| native.iter().any(|n| n == top))
+        })
+        .map(String::as_str)
+        .collect();
 
     let bootstrap = bootstrap_source(BootstrapConstants {
         name: &name,
         version: &version,
         python,
         native: &native,
+        extract: &extract,
         compiled,
         scripts: &scripts,
         default_script: &default_script,
@@ -256,6 +266,7 @@ struct BootstrapConstants<'a> {
     version: &'a str,
     python: &'a InterpreterFacts,
     native: &'a [String],
+    extract: &'a [&'a str],
     compiled: bool,
     scripts: &'a BTreeMap<String, String>,
     default_script: &'a str,
@@ -282,6 +293,7 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
             ),
         ),
         ("NATIVE = None", format!("NATIVE = {}", json(c.native))),
+        ("EXTRACT = None", format!("EXTRACT = {}", json(c.extract))),
         (
             "COMPILED = None",
             format!("COMPILED = {}", if c.compiled { "True" } else { "False" }),
@@ -327,4 +339,94 @@ fn seal(path: &Path) -> Result<(), ZipappError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(io("set permissions on"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(config: &str) -> Project {
+        let text = format!("[project]\nname = \"demo\"\nversion = \"1\"\n{config}");
+        Project::parse(Path::new("/p"), Path::new("/p/pyproject.toml"), &text).unwrap()
+    }
+
+    fn scripts(names: &[&str]) -> BTreeMap<String, String> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), format!("{n}:main")))
+            .collect()
+    }
+
+    #[test]
+    fn the_script_named_like_the_project_runs_by_default() {
+        let (_, default) =
+            choose_entry(&project(""), "demo", &scripts(&["demo-tool", "demo"])).unwrap();
+        assert_eq!(default, "demo");
+        let (_, only) = choose_entry(&project(""), "demo", &scripts(&["tool"])).unwrap();
+        assert_eq!(only, "tool");
+    }
+
+    #[test]
+    fn several_scripts_and_none_named_like_the_project_need_a_choice() {
+        let err = choose_entry(&project(""), "demo", &scripts(&["a", "b"])).unwrap_err();
+        assert!(err.to_string().contains("entry = \"NAME\""), "{err}");
+        let chosen = project("[tool.gradient]\nentry = \"b\"\n");
+        assert_eq!(
+            choose_entry(&chosen, "demo", &scripts(&["a", "b"]))
+                .unwrap()
+                .1,
+            "b"
+        );
+        let function = project("[tool.gradient]\nentry = \"demo.cli:run\"\n");
+        let (all, default) = choose_entry(&function, "demo", &scripts(&[])).unwrap();
+        assert_eq!(all[&default], "demo.cli:run");
+        let wrong = project("[tool.gradient]\nentry = \"c\"\n");
+        assert!(matches!(
+            choose_entry(&wrong, "demo", &scripts(&["a"])),
+            Err(ZipappError::UnknownEntry { .. })
+        ));
+        assert!(matches!(
+            choose_entry(&project(""), "demo", &scripts(&[])),
+            Err(ZipappError::NoEntry { .. })
+        ));
+    }
+
+    #[test]
+    fn compiled_modules_are_recognised() {
+        assert!(is_native(
+            "msgpack/_cmsgpack.cpython-311-x86_64-linux-gnu.so"
+        ));
+        assert!(is_native("numpy.libs/libopenblas64_p-r0-15028c96.3.21.so"));
+        assert!(is_native("pkg/libfoo.so.1"));
+        assert!(!is_native("pkg/solver.py"));
+    }
+
+    #[test]
+    fn the_bootstrap_gets_every_constant() {
+        let python = InterpreterFacts {
+            executable: "/usr/bin/python3.11".into(),
+            implementation: "cpython".into(),
+            version: (3, 11, 7),
+            python_tag: "cp311".into(),
+            abi_tag: "cp311".into(),
+            platform_tag: "linux_x86_64".into(),
+            base_prefix: "/usr".into(),
+            libc: None,
+        };
+        let source = bootstrap_source(BootstrapConstants {
+            name: "demo",
+            version: "1",
+            python: &python,
+            native: &["msgpack".to_string()],
+            extract: &["msgpack/_c.so"],
+            compiled: true,
+            scripts: &scripts(&["demo"]),
+            default_script: "demo",
+            digest: "ab",
+        });
+        assert!(source.contains("BUILT_FOR = (\"cpython\", (3, 11), \"cp311\", \"linux_x86_64\")"));
+        assert!(source.contains("EXTRACT = [\"msgpack/_c.so\"]"));
+        assert!(source.contains("COMPILED = True"));
+        assert!(!source.contains("= None  #"), "a constant was left unset");
+    }
 }

@@ -13,6 +13,7 @@ from importlib.machinery import ModuleSpec
 APP = None  # (name, version)
 BUILT_FOR = None  # (implementation, (major, minor), abi tag, platform tag)
 NATIVE = None  # top-level names under site/ to extract
+EXTRACT = None  # the files under site/ that belong to them
 COMPILED = None  # whether any of them holds compiled code (binding the archive to an ABI)
 SCRIPTS = None  # console script name -> "module:function"
 DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS
@@ -75,42 +76,53 @@ def write_marker(folder, text):
     os.replace(temporary, os.path.join(folder, ".complete"))
 
 
-def extract(archive, root, folder):
-    """Unpack the native packages into `folder` atomically; return the folder used."""
-    import shutil
-    import tempfile
-    import zipfile
-
-    os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".%s-" % os.path.basename(folder), dir=root)
+def remove_tree(path):
+    """shutil.rmtree without importing shutil (start-up time matters here)."""
+    for parent, folders, files in os.walk(path, topdown=False):
+        for name in files:
+            try:
+                os.unlink(os.path.join(parent, name))
+            except OSError:
+                pass
+        for name in folders:
+            target = os.path.join(parent, name)
+            try:
+                os.unlink(target) if os.path.islink(target) else os.rmdir(target)
+            except OSError:
+                pass
     try:
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                if not member.startswith("site/") or member.endswith("/"):
-                    continue
-                relative = member[len("site/"):]
-                if relative.split("/", 1)[0] not in NATIVE:
-                    continue
-                if relative.startswith("/") or ".." in relative.split("/"):
-                    fail("the archive holds an unsafe path %r" % member, "build it again")
-                target = os.path.join(staging, relative)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with bundle.open(member) as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def extract(archive, root, folder):
+    """Unpack EXTRACT into `folder` through a staging folder and a rename, so that a folder
+    under its final name is always complete, however many processes race to make it."""
+    os.makedirs(root, exist_ok=True)
+    staging = os.path.join(root, ".%s.%d" % (os.path.basename(folder), os.getpid()))
+    reader = zipimport.zipimporter(archive)
+    try:
+        os.makedirs(staging, exist_ok=True)
+        for relative in EXTRACT:
+            if relative.startswith("/") or ".." in relative.split("/"):
+                fail("the archive holds an unsafe path %r" % relative, "build it again")
+            target = os.path.join(staging, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as sink:
+                sink.write(reader.get_data(os.path.join(archive, "site", relative)))
         write_marker(staging, stamp(archive))
         try:
             os.rename(staging, folder)
         except OSError:
             pass  # another process finished the same extraction first: use theirs
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
     prune(root, folder)
 
 
 def prune(root, current):
     """Keep the newest KEEP extractions of this app, so the cache never grows without bound."""
-    import shutil
-
     found = []
     for entry in os.listdir(root):
         path = os.path.join(root, entry)
@@ -120,7 +132,7 @@ def prune(root, current):
             except OSError:
                 continue
     for _, path in sorted(found, reverse=True)[KEEP - 1:]:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
 def prepare(archive):
@@ -154,7 +166,13 @@ def prepare(archive):
         )
         folder = os.path.join(fallback, os.path.basename(folder))
         if not os.path.isfile(os.path.join(folder, ".complete")):
-            extract(archive, fallback, folder)
+            try:
+                extract(archive, fallback, folder)
+            except OSError as error:
+                fail(
+                    "cannot write to %s either (%s)" % (fallback, error.strerror or error),
+                    "set GRADIENT_PYZ_CACHE to a writable folder",
+                )
     return folder
 
 
@@ -245,7 +263,9 @@ def main():
     site = os.path.join(archive, "site")
     if sys.path and os.path.abspath(sys.path[0]) == archive:
         sys.path[0:1] = []
-    sys.path[0:0] = [folder, site] if NATIVE else [site]
+    # After the standard library, where site-packages would be: standard modules are found
+    # first and never pass through the archive's importer.
+    sys.path.extend([folder, site] if NATIVE else [site])
     install_importer(archive, folder)
 
     invoked = os.path.basename(sys.argv[0])
