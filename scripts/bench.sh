@@ -27,8 +27,9 @@ cold_runs=${BENCH_COLD_RUNS:-5}
 
 echo "== sdist + wheel, warm (build environments cached)" >&2
 hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/wheel-warm.json" \
-  -n "gradient build --to sdist,wheel" "$gradient build -q --to sdist,wheel $project --out $work/o1" \
-  -n "gradient build --to sdist,wheel --no-smoke" "$gradient build -q --no-smoke --to sdist,wheel $project --out $work/o2" \
+  -n "gradient build --to sdist,wheel --rebuild --no-smoke" "$gradient build -q --rebuild --no-smoke --to sdist,wheel $project --out $work/o2" \
+  -n "gradient build --to sdist,wheel --rebuild" "$gradient build -q --rebuild --to sdist,wheel $project --out $work/o1" \
+  -n "gradient build --to sdist,wheel --no-smoke (unchanged source: cached)" "$gradient build -q --no-smoke --to sdist,wheel $project --out $work/o2" \
   -n "uv build" "uv build -q $project -o $work/o3" \
   -n "python -m build" "python3 -m build -q $project -o $work/o4"
 
@@ -59,9 +60,15 @@ pyz=$(ls "$work"/z/*.pyz)
 
 echo "== zipapp: start-up of --version" >&2
 export SHIV_ROOT="$work/shiv-root" XDG_CACHE_HOME="$work/xdg"
+# For scale: the bare interpreter, and the same app installed in a venv (its console script).
+installed="$work/installed"
+uv venv --quiet --python python3 "$installed"
+uv pip install --quiet --python "$installed/bin/python" --compile-bytecode "$wheel"
 hyperfine --style basic -N --warmup 3 --runs $((runs * 3)) --export-json "$results/zipapp-warm.json" \
   -n "gradient .pyz --version (warm)" "$py -I $pyz --version" \
-  -n "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version"
+  -n "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version" \
+  -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version" \
+  -n "bare interpreter: python -I -c pass" "$py -I -c pass"
 hyperfine --style basic --runs "$runs" --export-json "$results/zipapp-cold.json" \
   --prepare "rm -rf $work/shiv-root $work/xdg" \
   -n "gradient .pyz --version (first run)" "$py -I $pyz --version" \

@@ -17,7 +17,7 @@ SCENARIOS = [
     ("zipapp-build", "zipapp of fixtures/sampleapp from a warm wheelhouse (shiv gets the same wheel and a warm pip cache)",
      ["shiv"]),
     ("zipapp-warm", "zipapp start-up, `--version`, warm, on a clean interpreter (a fresh venv's python -I)",
-     ["shiv .pyz --version (warm)"]),
+     ["shiv .pyz --version (warm)", "venv console script: sampleapp --version"]),
     ("zipapp-cold", "zipapp start-up, `--version`, first run (extraction caches emptied before each run)",
      ["shiv .pyz --version (first run)"]),
 ]
@@ -70,9 +70,11 @@ def main(results_dir):
                 f"| gradient `sampleapp-1.2.3.pyz` | {ours} | {ours / theirs:.2f}× |",
                 f"| shiv `sampleapp.pyz` | {theirs} | |", ""]
     out += ["## What the commands do", "",
-            "- `gradient build --to sdist,wheel` builds the sdist, then the wheel from the unpacked sdist, normalises",
-            "  both, validates them and smoke-tests them (the wheel is installed into a fresh virtual environment and",
-            "  its console script run). `--no-smoke` leaves out the smoke tests, for a like-for-like build comparison.",
+            "- `gradient build --to sdist,wheel --rebuild` runs the backend's hooks every time, like the reference",
+            "  tools: the sdist, then the wheel from the unpacked sdist, then (for the sdist's smoke test) the wheel from",
+            "  the source tree; it normalises and validates both files. Without `--no-smoke` it also smoke-tests them",
+            "  (the wheel installed into a fresh virtual environment and its console script run).",
+            "- Without `--rebuild`, an unchanged source tree reuses the cached sdist and wheel: no hook runs.",
             "- `uv build` and `python -m build` build the sdist, then the wheel from it, and do nothing more.",
             "- `gradient build --to zipapp` with warm caches reuses the cached wheel (the source is unchanged), the",
             "  lock and the installed wheelhouse, and assembles the .pyz; without `--no-smoke` it also runs the smoke",

@@ -78,7 +78,12 @@ impl fmt::Display for TargetNeeds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(python) = &self.python {
-            let mut s = String::from("Python");
+            let mut s = match python.implementation.as_deref() {
+                Some("cpython") => "CPython".to_string(),
+                Some("pypy") => "PyPy".to_string(),
+                Some(other) => other.to_string(),
+                None => "Python".to_string(),
+            };
             if let Some(version) = &python.version {
                 s.push(' ');
                 s.push_str(version);
@@ -192,7 +197,11 @@ impl Tier {
                 ..TargetNeeds::default()
             },
             Tier::Zipapp => TargetNeeds {
-                python: python(Some("X.Y of the build")),
+                python: Some(PythonNeed {
+                    version: Some("X.Y of the build".to_string()),
+                    implementation: Some("cpython".to_string()),
+                }),
+                platform: Some("the build's platform, if compiled code is inside".to_string()),
                 ..TargetNeeds::default()
             },
             Tier::Frozen => TargetNeeds {

@@ -158,9 +158,13 @@ pub async fn build(
         },
     )
     .await?;
-    let input_seconds = shared.seconds.clone();
-    let built_name = shared.built_name.clone();
-    let inputs = Arc::new(shared.inputs.clone());
+    let SharedInputs {
+        inputs,
+        seconds: input_seconds,
+        built_name,
+        records: input_records,
+    } = shared;
+    let inputs = Arc::new(inputs);
 
     // The tiers, concurrently.
     let runs = backends.iter().map(|backend| {
@@ -223,7 +227,7 @@ pub async fn build(
         python: PythonRecord::from(python.as_ref()),
         artifacts: records,
         skipped,
-        inputs: shared.records,
+        inputs: input_records,
     };
     if !manifest.artifacts.is_empty() {
         manifest.merge_previous(&out_dir);
