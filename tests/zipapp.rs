@@ -471,3 +471,32 @@ fn a_python_excluded_by_requires_python_is_refused_before_building() {
     assert!(text.contains("--python 3.12"), "{text}");
     assert!(!out.exists());
 }
+
+#[test]
+fn without_uv_pip_does_the_same_job() {
+    // GRADIENT_INSTALLER=pip: build environment, lock (pip's --report), wheelhouse and smoke
+    // environments all go through pip instead of uv.
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .env("GRADIENT_INSTALLER", "pip")
+        .env("GRADIENT_CACHE_DIR", dir.path().join("cache"))
+        .args(["build", "--to", "wheel,zipapp"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(dir.path().join("dist")));
+    assert!(output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("smoke `pip install sampleapp-1.2.3-py3-none-any.whl` ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("zipapp: smoke `sampleapp greet X` ok"),
+        "{text}"
+    );
+    let lock = std::fs::read_to_string(dir.path().join("dist/sampleapp-1.2.3.lock.txt")).unwrap();
+    assert!(
+        lock.contains("click==") && lock.contains("msgpack==") && lock.contains("--hash=sha256:"),
+        "{lock}"
+    );
+}
