@@ -190,10 +190,12 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         Ok(outcome) => outcome,
         Err(err) => {
             eprintln!("error: {}", error_chain(&err));
-            // A failed shared input is a failed build (1); anything else stopped the run
-            // before it could start (2).
+            // A failed shared input or a failure writing results is a failed build (1);
+            // anything else stopped the run before it could start (2).
             let code = match err {
-                DriverError::Input { .. } | DriverError::Wheelhouse(_) => 1,
+                DriverError::Input { .. }
+                | DriverError::Wheelhouse(_)
+                | DriverError::Publish { .. } => 1,
                 _ => 2,
             };
             return ExitCode::from(code);

@@ -67,6 +67,19 @@ pub struct Host {
     pub interpreter: Option<Arc<InterpreterFacts>>,
 }
 
+impl Host {
+    /// Every tier builds with the build interpreter: unavailable without one.
+    pub fn require_interpreter(&self) -> Result<(), Unavailable> {
+        match self.interpreter {
+            Some(_) => Ok(()),
+            None => Err(Unavailable {
+                reason: "no build interpreter was found".into(),
+                hint: Some("install Python 3.8 or newer, or pass --python".into()),
+            }),
+        }
+    }
+}
+
 /// Why a tier cannot be built on this host: a value, not an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unavailable {

@@ -68,6 +68,14 @@ pub enum DriverError {
     Output { path: PathBuf, reason: String },
     #[error("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds since 1970\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
     SourceDate { value: String },
+    /// Writing results failed after the build (the output folder may already hold some).
+    #[error("failed to {action} `{}`", path.display())]
+    Publish {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,

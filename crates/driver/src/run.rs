@@ -232,7 +232,7 @@ pub async fn build(
     if !manifest.artifacts.is_empty() {
         manifest.merge_previous(&out_dir);
         let io = |path: PathBuf| {
-            move |source| DriverError::Io {
+            move |source| DriverError::Publish {
                 action: "write",
                 path,
                 source,
@@ -389,7 +389,7 @@ async fn build_inputs(
         let lock_path = run.work.join(&lock_name);
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| DriverError::Io {
+            move |source| DriverError::Publish {
                 action,
                 path,
                 source,

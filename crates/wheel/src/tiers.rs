@@ -36,16 +36,6 @@ fn needs_python(project: &Project, build_backend: bool) -> TargetNeeds {
     }
 }
 
-fn need_interpreter(host: &Host) -> Result<(), Unavailable> {
-    match host.interpreter {
-        Some(_) => Ok(()),
-        None => Err(Unavailable {
-            reason: "no build interpreter was found".into(),
-            hint: Some("install Python 3.8 or newer, or pass --python".into()),
-        }),
-    }
-}
-
 #[async_trait]
 impl Backend for SdistTier {
     fn tier(&self) -> Tier {
@@ -61,7 +51,7 @@ impl Backend for SdistTier {
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        need_interpreter(host)
+        host.require_interpreter()
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
@@ -144,7 +134,7 @@ impl Backend for WheelTier {
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        need_interpreter(host)
+        host.require_interpreter()
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {

@@ -41,13 +41,7 @@ impl Backend for ZipappTier {
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        match host.interpreter {
-            Some(_) => Ok(()),
-            None => Err(Unavailable {
-                reason: "no build interpreter was found".into(),
-                hint: Some("install Python 3.8 or newer, or pass --python".into()),
-            }),
-        }
+        host.require_interpreter()
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
