@@ -1,14 +1,15 @@
 //! gradient-zipapp: the "target has a Python" rung.
 //!
 //! ```text
-//!  wheelhouse site (deps, compiled) ─┐
-//!  app wheel (installed, compiled) ──┼─► site/…  +  __main__.py (bootstrap)  ──► NAME-VERSION.pyz
-//!  shebang line ─────────────────────┘                 digest in the zip comment
+//!  wheelhouse site (locked dependencies) ─┐
+//!  app wheel (unpacked) ──────────────────┼─► site/…  +  __main__.py (bootstrap) ──► NAME-VERSION.pyz
+//!  #! line ───────────────────────────────┘          sha256 of the file in the zip comment
 //! ```
-//! Pure-Python code imports straight from the archive, from `.pyc` files compiled at build
-//! time (unchecked-hash, so the archive stays reproducible). Top-level packages with
-//! compiled modules are extracted on first run into a cache folder named by the archive's
-//! content digest; see `bootstrap.py` for the run-time half.
+//! Pure-Python code imports straight from the archive, from its `.py` sources; the bootstrap
+//! keeps the code compiled from them in the app's cache folder, so each module is compiled
+//! once per target instead of shipping bytecode beside every source. Top-level packages
+//! with compiled modules are extracted on first run into that folder, named by the
+//! archive's content digest. `bootstrap.py` is the run-time half.
 
 mod assemble;
 mod tier;
