@@ -85,6 +85,9 @@ struct BuildArgs {
     /// Run the build backend even when an identical earlier build is cached.
     #[arg(long)]
     rebuild: bool,
+    /// Fail when the runtime needs a shared library this host lacks (default: warn).
+    #[arg(long)]
+    strict: bool,
     /// Smoke tests install dependencies only from this folder of wheels (no index).
     #[arg(long, value_name = "DIR")]
     find_links: Option<PathBuf>,
@@ -184,6 +187,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         smoke: !args.no_smoke,
         find_links: args.find_links,
         rebuild: args.rebuild,
+        strict: args.strict,
     };
     let reporter = StderrReporter { quiet };
     let outcome = match gradient_driver::build(options, &reporter).await {
@@ -195,7 +199,8 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
             let code = match err {
                 DriverError::Input { .. }
                 | DriverError::Wheelhouse(_)
-                | DriverError::Publish { .. } => 1,
+                | DriverError::Publish { .. }
+                | DriverError::Runtime(_) => 1,
                 _ => 2,
             };
             return ExitCode::from(code);

@@ -22,6 +22,8 @@ pub enum Input {
     Wheel,
     /// The runtime dependencies, locked with hashes and installed once.
     Wheelhouse,
+    /// The build interpreter's CPython, made relocatable with its library closure.
+    Runtime,
 }
 
 impl Input {
@@ -30,6 +32,7 @@ impl Input {
             Input::Sdist => "sdist",
             Input::Wheel => "wheel",
             Input::Wheelhouse => "wheelhouse",
+            Input::Runtime => "runtime",
         }
     }
 }
@@ -47,6 +50,19 @@ pub struct Inputs {
     /// (whose checks, like `sdist_matches_source`, are reused with them).
     pub distributions_cached: bool,
     pub wheelhouse: Option<WheelhouseFiles>,
+    pub runtime: Option<RuntimeFiles>,
+}
+
+/// The runtime bundle as the tiers see it.
+#[derive(Clone, Debug)]
+pub struct RuntimeFiles {
+    /// The bundle's root (`bin/`, `lib/`). Read-only: it is shared.
+    pub dir: PathBuf,
+    /// The interpreter and site-packages, relative to `dir`.
+    pub python: String,
+    pub site_packages: String,
+    /// The oldest glibc that runs it.
+    pub glibc: Option<String>,
 }
 
 /// The wheelhouse as the tiers see it.

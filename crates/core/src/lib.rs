@@ -21,8 +21,8 @@ mod specifier;
 mod tier;
 
 pub use backend::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, SmokeCheck, SmokeContext,
-    SmokeReport, Unavailable, WheelhouseFiles,
+    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, RuntimeFiles, SmokeCheck,
+    SmokeContext, SmokeReport, Unavailable, WheelhouseFiles,
 };
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
 pub use interpreter::InterpreterFacts;

@@ -70,6 +70,17 @@ pub struct Config {
     /// `[tool.gradient.zipapp]`.
     #[serde(default)]
     pub zipapp: ZipappConfig,
+    /// `[tool.gradient.runtime]`.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// `[tool.gradient.runtime]`: the CPython bundled by the frozen, container and OS tiers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Standard-library modules and packages to leave out; replaces the default list.
+    pub exclude: Option<Vec<String>>,
 }
 
 /// `[tool.gradient.zipapp]`: settings of the single-file `.pyz`.

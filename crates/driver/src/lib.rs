@@ -47,6 +47,8 @@ pub enum DriverError {
         #[source]
         source: gradient_wheel::WheelError,
     },
+    #[error("failed to bundle the runtime: {0}")]
+    Runtime(gradient_python::runtime::RuntimeError),
     #[error("failed to build the wheelhouse: {0}")]
     Wheelhouse(#[from] gradient_python::wheelhouse::WheelhouseError),
     #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}\n  hint: pass --python with a version that fits, e.g. --python {suggestion}", pyproject.display())]

@@ -18,6 +18,8 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
         Arc::new(gradient_zipapp::ZipappTier {
             installer: installer.clone(),
         }),
+        // Target has a libc: one executable that carries its own CPython.
+        Arc::new(gradient_frozen::FrozenTier),
     ]
 }
 

@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub find_links: Option<PathBuf>,
     /// Ignore cached distributions and build them again.
     pub rebuild: bool,
+    /// A shared library the runtime needs but this host lacks is an error, not a warning.
+    pub strict: bool,
 }
 
 /// How one tier went.
@@ -412,6 +414,48 @@ async fn build_inputs(
         });
     }
     shared.inputs.wheel = dists.wheel.map(|(path, _)| path);
+
+    if needed.contains(&Input::Runtime) {
+        reporter.step(&format!("bundling the runtime from {python}"));
+        let started = Instant::now();
+        let exclude = project.config.runtime.exclude.clone().unwrap_or_else(|| {
+            gradient_python::runtime::EXCLUDED_STDLIB
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        let runtime = gradient_python::runtime::build_runtime(
+            python,
+            &exclude,
+            run.options.strict,
+            run.cache,
+        )
+        .await
+        .map_err(DriverError::Runtime)?;
+        for (library, module) in &runtime.missing {
+            reporter.warn(&format!(
+                "{module} needs {library}, which is not on this machine: that module will fail to import (--strict makes this an error)"
+            ));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        reporter.done(
+            &format!(
+                "runtime: CPython {}, {} shared libraries, glibc >= {}{}",
+                python.full_version(),
+                runtime.libraries.len(),
+                runtime.glibc.as_deref().unwrap_or("?"),
+                if runtime.reused { " (cached)" } else { "" }
+            ),
+            seconds,
+        );
+        shared.seconds.insert(Input::Runtime, seconds);
+        shared.inputs.runtime = Some(gradient_core::RuntimeFiles {
+            dir: runtime.dir,
+            python: runtime.python,
+            site_packages: runtime.site_packages,
+            glibc: runtime.glibc,
+        });
+    }
     Ok(shared)
 }
 

@@ -1,8 +1,8 @@
 //! Finding the build interpreter and probing its facts, once per interpreter.
 //!
-//! Search order: an explicit path; else for a version `X.Y`, `pythonX.Y` on PATH (pyenv shims
-//! skipped, they answer for whichever version is selected) then pyenv's versions folder; else
-//! `python3` on PATH. Facts are cached under `cache_root()/interpreters`, keyed by the real
+//! Search order: an explicit path; else for a version `X.Y`, pyenv's versions folder (newest
+//! patch first) then `pythonX.Y` on PATH (pyenv shims skipped: they answer for whichever
+//! version is selected); else `python3` on PATH. Facts are cached under `cache_root()/interpreters`, keyed by the real
 //! executable and invalidated when its size or modification time changes.
 
 use crate::PythonError;
@@ -104,13 +104,16 @@ fn candidates(request: &PythonRequest) -> Vec<PathBuf> {
             .filter_map(|n| which(n))
             .collect(),
         PythonRequest::Version(major, minor, _) => {
+            // pyenv's builds first: they are what the user installed on purpose, and they
+            // link libpython as a shared library, which the runtime bundle can relocate.
             let name = format!("python{major}.{minor}");
-            let mut found: Vec<PathBuf> = path_dirs()
-                .filter(|dir| !is_shim_dir(dir))
-                .map(|dir| dir.join(&name))
-                .filter(|p| p.is_file())
-                .collect();
-            found.extend(pyenv_versions(*major, *minor, &name));
+            let mut found = pyenv_versions(*major, *minor, &name);
+            found.extend(
+                path_dirs()
+                    .filter(|dir| !is_shim_dir(dir))
+                    .map(|dir| dir.join(&name))
+                    .filter(|p| p.is_file()),
+            );
             found
         }
     }

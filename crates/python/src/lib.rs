@@ -12,10 +12,12 @@
 //! Nothing here prints: progress and backend output go to `tracing`.
 
 pub mod build_env;
+pub mod elf;
 pub mod installer;
 pub mod interpreter;
 pub mod pep517;
 mod process;
+pub mod runtime;
 pub mod smoke;
 pub mod wheelhouse;
 

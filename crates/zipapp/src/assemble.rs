@@ -122,13 +122,21 @@ pub async fn assemble(
 
 /// The console script a zipapp of `wheel` runs by default.
 pub fn default_script(project: &Project, wheel: &Path) -> Result<String, ZipappError> {
+    Ok(scripts_and_default(project, wheel)?.1)
+}
+
+/// Every script a single-file app of `wheel` can run (name → `module:function`), and the
+/// one it runs by default. Shared by the zipapp and frozen tiers.
+pub fn scripts_and_default(
+    project: &Project,
+    wheel: &Path,
+) -> Result<(BTreeMap<String, String>, String), ZipappError> {
     let info = inspect_wheel(wheel)?;
-    Ok(choose_entry(
+    choose_entry(
         project,
         &normalize_name(&info.metadata.name),
         &info.console_scripts,
-    )?
-    .1)
+    )
 }
 
 /// The scripts the archive can run, and which one runs by default.
@@ -179,8 +187,8 @@ fn scripts_list(scripts: &BTreeMap<String, String>) -> String {
     }
 }
 
-/// Unpack the parts of a wheel that belong on `sys.path`.
-fn install_wheel_files(wheel: &Path, dir: &Path) -> Result<(), ZipappError> {
+/// Unpack the parts of a wheel that belong on `sys.path` (root, purelib, platlib) into `dir`.
+pub fn install_wheel_files(wheel: &Path, dir: &Path) -> Result<(), ZipappError> {
     for entry in read_zip_entries(wheel)? {
         let EntryKind::File(data) = entry.kind else {
             continue;

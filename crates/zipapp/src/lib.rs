@@ -14,7 +14,7 @@
 mod assemble;
 mod tier;
 
-pub use assemble::{assemble, default_script, Zipapp};
+pub use assemble::{assemble, default_script, install_wheel_files, scripts_and_default, Zipapp};
 pub use tier::ZipappTier;
 
 use std::path::PathBuf;

@@ -1,0 +1,225 @@
+//! Writing the executable: launcher, runtime part (cached), app part, trailer.
+
+use crate::{FrozenError, LAUNCHER};
+use gradient_archive::{write_tar_gz, Entry, EntryKind};
+use gradient_core::{
+    normalize_name, InterpreterFacts, Project, RuntimeFiles, SourceDate, FALLBACK_EPOCH,
+};
+use gradient_launcher::{write_trailer, Launch, Trailer};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// Where the bundle sits inside the extraction folder.
+const PYTHON_DIR: &str = "python";
+
+/// A built frozen executable.
+#[derive(Clone, Debug)]
+pub struct Frozen {
+    pub path: PathBuf,
+    pub default_script: String,
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FrozenError {
+    let path = path.to_path_buf();
+    move |source| FrozenError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Build `NAME-VERSION-PLATFORM` in `work_dir`.
+pub async fn assemble(
+    project: &Project,
+    python: &InterpreterFacts,
+    wheel: &Path,
+    dependencies: &Path,
+    runtime: &RuntimeFiles,
+    work_dir: &Path,
+    source_date: SourceDate,
+) -> Result<Frozen, FrozenError> {
+    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+    let name = normalize_name(&info.metadata.name);
+    let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
+
+    // The app part: site-packages (dependencies and the app, compiled) and launch.txt.
+    let app_root = work_dir.join("app");
+    let site = app_root.join(PYTHON_DIR).join(&runtime.site_packages);
+    copy_tree(dependencies, &site)?;
+    gradient_zipapp::install_wheel_files(wheel, &site)?;
+    compile(&python.executable, &site, &app_root).await?;
+    let launch = Launch {
+        python: format!("{PYTHON_DIR}/{}", runtime.python),
+        default: default_script.clone(),
+        scripts: scripts.into_iter().collect(),
+    };
+    let mut app_entries = tree_entries(&app_root, "")?;
+    app_entries.push(Entry {
+        path: "launch.txt".into(),
+        kind: EntryKind::File(launch.render().into_bytes()),
+        mode: 0o644,
+    });
+    app_entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let app_part = work_dir.join("app.tar.gz");
+    write_tar_gz(&app_part, &app_entries, source_date.seconds)?;
+
+    let runtime_part = runtime_part(runtime)?;
+    // linux_x86_64 → linux-x86_64: the architecture keeps its own underscore.
+    let platform = python.platform_tag.replacen('_', "-", 1);
+    let path = work_dir.join(format!("{name}-{}-{platform}", info.metadata.version));
+    write_executable(&path, &name, &[&runtime_part, &app_part])?;
+    Ok(Frozen {
+        path,
+        default_script,
+    })
+}
+
+/// The runtime bundle as a gzipped tar under `python/`, made once per bundle and kept
+/// beside it. Its times are fixed (not the project's source date) so that reusing it gives
+/// the same bytes as making it afresh.
+fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
+    let cached = runtime.dir.with_extension("tar.gz");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    let mut entries = tree_entries(&runtime.dir, PYTHON_DIR)?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let parent = cached.parent().unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".runtime-")
+        .tempfile_in(parent)
+        .map_err(io("create", parent))?;
+    write_tar_gz(staging.path(), &entries, FALLBACK_EPOCH)?;
+    staging.persist(&cached).map_err(|e| FrozenError::Io {
+        action: "write",
+        path: cached.clone(),
+        source: e.error,
+    })?;
+    Ok(cached)
+}
+
+/// launcher ‖ parts ‖ trailer, executable.
+fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), FrozenError> {
+    let mut file = std::fs::File::create(path).map_err(io("create", path))?;
+    file.write_all(LAUNCHER).map_err(io("write", path))?;
+    let mut hasher = Sha256::new();
+    let mut length = 0u64;
+    for part in parts {
+        let bytes = std::fs::read(part).map_err(io("read", part))?;
+        hasher.update(&bytes);
+        length += bytes.len() as u64;
+        file.write_all(&bytes).map_err(io("write", path))?;
+    }
+    let trailer = Trailer {
+        offset: LAUNCHER.len() as u64,
+        length,
+        sha256: hasher.finalize().into(),
+        name: name.chars().take(64).collect(),
+    };
+    file.write_all(&write_trailer(&trailer))
+        .map_err(io("write", path))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("set permissions on", path))
+}
+
+/// Every file, folder and link under `root` as archive entries, paths prefixed by `prefix`.
+fn tree_entries(root: &Path, prefix: &str) -> Result<Vec<Entry>, FrozenError> {
+    let mut entries = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
+        let entry = entry.map_err(|e| FrozenError::Io {
+            action: "read",
+            path: root.to_path_buf(),
+            source: e.into(),
+        })?;
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .expect("inside the walk")
+            .to_string_lossy()
+            .into_owned();
+        let path = if prefix.is_empty() {
+            relative
+        } else {
+            format!("{prefix}/{relative}")
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry
+            .metadata()
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o644);
+        let kind = if entry.file_type().is_symlink() {
+            let target = std::fs::read_link(entry.path()).map_err(io("read", entry.path()))?;
+            EntryKind::Symlink(target.to_string_lossy().into_owned())
+        } else if entry.file_type().is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File(std::fs::read(entry.path()).map_err(io("read", entry.path()))?)
+        };
+        entries.push(Entry { path, kind, mode });
+    }
+    Ok(entries)
+}
+
+/// Copy the dependency tree, leaving out console scripts (they carry build paths), the
+/// installer's dot files and compiled caches.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), FrozenError> {
+    std::fs::create_dir_all(to).map_err(io("create", to))?;
+    for entry in walkdir::WalkDir::new(from)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            let top = e.depth() == 1;
+            let name = e.file_name().to_string_lossy();
+            !(top && (name == "bin" || name.starts_with('.'))) && name != "__pycache__"
+        })
+    {
+        let entry = entry.map_err(|e| FrozenError::Io {
+            action: "read",
+            path: from.to_path_buf(),
+            source: e.into(),
+        })?;
+        let target = to.join(entry.path().strip_prefix(from).expect("inside the walk"));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).map_err(io("copy", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Byte-compile site-packages deterministically (unchecked-hash), file names relative to
+/// the bundle.
+async fn compile(python: &Path, site: &Path, root: &Path) -> Result<(), FrozenError> {
+    let output = Command::new(python)
+        .args([
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+        ])
+        .arg(root)
+        .args(["-p", "/"])
+        .arg(site)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .await
+        .map_err(io("run", python))?;
+    if !output.status.success() {
+        return Err(FrozenError::Io {
+            action: "byte-compile",
+            path: site.to_path_buf(),
+            source: std::io::Error::other(String::from_utf8_lossy(&output.stdout).into_owned()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! gradient-frozen: the "target has a libc" rung: one executable that carries its own
+//! CPython and needs no Python on the target.
+//!
+//! ```text
+//!  launcher (crates/launcher, embedded) ─┐
+//!  runtime.tar.gz (the bundle, cached) ──┼─► NAME-VERSION-linux-x86_64
+//!  app.tar.gz (site-packages, launch.txt)┤
+//!  trailer (offset, length, sha256, name)┘
+//! ```
+//! The runtime part is compressed once per runtime bundle and reused; each build writes only
+//! the app part. Both parts are tar streams in gzip members, read back to back.
+
+mod assemble;
+mod tier;
+
+pub use assemble::{assemble, Frozen};
+pub use tier::FrozenTier;
+
+use std::path::PathBuf;
+
+/// The launcher binary every frozen executable starts with.
+pub const LAUNCHER: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER"));
+
+/// Why a frozen executable could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FrozenError {
+    #[error("the {what} input was not built")]
+    MissingInput { what: &'static str },
+    #[error(transparent)]
+    Zipapp(#[from] gradient_zipapp::ZipappError),
+    #[error(transparent)]
+    Wheel(#[from] gradient_wheel::WheelError),
+    #[error(transparent)]
+    Archive(#[from] gradient_archive::ArchiveError),
+    #[error(transparent)]
+    Python(#[from] gradient_python::PythonError),
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,268 @@
+//! The frozen tier: build the executable, and smoke-test it where no Python exists.
+
+use crate::{assemble, FrozenError};
+use async_trait::async_trait;
+use gradient_core::{
+    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
+    SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+};
+use gradient_python::smoke::{run_check, smoke_commands};
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// Single-file executables with their own CPython. Smoke test: in a mount namespace where
+/// every Python installation of the host is hidden (empty tmpfs over their folders,
+/// /dev/null over their executables) and PATH has no Python, with an empty HOME: first the
+/// hiding itself is checked, then a first run, a warm run, and two concurrent first runs on
+/// an empty cache, which must leave one extraction.
+pub struct FrozenTier;
+
+#[async_trait]
+impl Backend for FrozenTier {
+    fn tier(&self) -> Tier {
+        Tier::Frozen
+    }
+
+    fn target_needs(&self, _project: &Project, python: &InterpreterFacts) -> TargetNeeds {
+        TargetNeeds {
+            platform: Some(python.platform_tag.clone()),
+            glibc: python.libc.as_ref().map(|(_, version)| version.clone()),
+            ..TargetNeeds::default()
+        }
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        host.require_interpreter()?;
+        let python = host.interpreter.as_ref().expect("checked above");
+        if !python.platform_tag.starts_with("linux") {
+            return Err(Unavailable {
+                reason: format!(
+                    "frozen executables are built for Linux only, and this interpreter is for {}",
+                    python.platform_tag
+                ),
+                hint: None,
+            });
+        }
+        match gradient_python::runtime::unsupported_reason(python) {
+            None => Ok(()),
+            Some(reason) => Err(Unavailable {
+                reason,
+                hint: Some("build with a CPython that links libpython as a shared library, e.g. pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
+            }),
+        }
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        let missing = |what| FrozenError::MissingInput { what };
+        let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;
+        let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
+        let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+        let frozen = assemble(
+            &cx.project,
+            &cx.python,
+            wheel,
+            &wheelhouse.site,
+            runtime,
+            &cx.work_dir,
+            cx.source_date,
+        )
+        .await?;
+        let mut needs = self.target_needs(&cx.project, &cx.python);
+        needs.glibc = runtime.glibc.clone();
+        Ok(vec![Artifact {
+            tier: Tier::Frozen,
+            path: frozen.path,
+            needs,
+        }])
+    }
+
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_ref()
+            .ok_or(FrozenError::MissingInput { what: "wheel" })?;
+        let (scripts, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let hidden = HiddenPython::for_host(&cx.python);
+        let links = cx.scratch.join("links");
+        std::fs::create_dir_all(&links)?;
+        let mut checks = vec![hidden.check(&cx.python, &cx.scratch).await];
+        if !checks[0].passed {
+            return Ok(SmokeReport { checks });
+        }
+        let names: Vec<&String> = scripts.keys().collect();
+        for (index, (argv, expect)) in smoke_commands(&cx.project, names).into_iter().enumerate() {
+            let link = links.join(&argv[0]);
+            if !link.exists() {
+                std::os::unix::fs::symlink(&artifact.path, &link)?;
+            }
+            let cache = format!("cache-{index}");
+            let shown = argv.join(" ");
+            let first = hidden.command(&link, &argv[1..], &cx.scratch, &cache);
+            checks.push(
+                run_check(
+                    format!("{shown} (first run, no Python on the host)"),
+                    first,
+                    expect.as_deref(),
+                )
+                .await,
+            );
+            let warm = hidden.command(&link, &argv[1..], &cx.scratch, &cache);
+            checks.push(run_check(format!("{shown} (warm)"), warm, expect.as_deref()).await);
+            if argv[0] == default {
+                let started = std::time::Instant::now();
+                let (a, b) = tokio::join!(
+                    run_check(
+                        String::new(),
+                        hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent"),
+                        expect.as_deref()
+                    ),
+                    run_check(
+                        String::new(),
+                        hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent"),
+                        expect.as_deref()
+                    ),
+                );
+                let extractions =
+                    count_extractions(&cx.scratch.join("cache-concurrent/gradient/frozen"));
+                let failed = [&a, &b].into_iter().find(|c| !c.passed);
+                checks.push(SmokeCheck {
+                    command: format!("2 concurrent first runs of {shown}"),
+                    passed: failed.is_none() && extractions == 1,
+                    exit_code: None,
+                    seconds: started.elapsed().as_secs_f64(),
+                    detail: match failed {
+                        Some(check) => check.detail.clone(),
+                        None if extractions != 1 => {
+                            format!("{extractions} extractions, expected 1")
+                        }
+                        None => "both passed and left one extraction".into(),
+                    },
+                });
+            }
+        }
+        Ok(SmokeReport { checks })
+    }
+}
+
+fn count_extractions(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The host's Python installations, and how to hide them.
+struct HiddenPython {
+    folders: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl HiddenPython {
+    fn for_host(python: &InterpreterFacts) -> HiddenPython {
+        let mut folders: Vec<PathBuf> = Vec::new();
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let pyenv = std::env::var_os("PYENV_ROOT")
+            .map(PathBuf::from)
+            .or(home.map(|h| h.join(".pyenv")));
+        folders.extend(pyenv.filter(|p| p.is_dir()));
+        for parent in ["/usr/lib", "/usr/local/lib", "/opt"] {
+            for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("python") && entry.path().is_dir() {
+                    folders.push(entry.path());
+                }
+            }
+        }
+        // A prefix of its own (not /usr or /usr/local) is hidden whole.
+        let base = &python.base_prefix;
+        if !["/usr", "/usr/local", "/"].contains(&base.to_str().unwrap_or(""))
+            && !folders.iter().any(|f| base.starts_with(f))
+        {
+            folders.push(base.clone());
+        }
+        let mut files = Vec::new();
+        for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("python") && !files.contains(&entry.path()) {
+                    files.push(entry.path());
+                }
+            }
+        }
+        HiddenPython { folders, files }
+    }
+
+    /// `program args` run in a private mount namespace with every Python hidden.
+    fn command(&self, program: &Path, args: &[String], scratch: &Path, cache: &str) -> Command {
+        let mut script = String::from("set -e\n");
+        for folder in &self.folders {
+            script.push_str(&format!(
+                "mount -t tmpfs gradient-hidden '{}'\n",
+                folder.display()
+            ));
+        }
+        for file in &self.files {
+            script.push_str(&format!("mount --bind /dev/null '{}'\n", file.display()));
+        }
+        script.push_str("exec \"$@\"\n");
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                "sh",
+            ])
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", scratch.join("home"))
+            .env("XDG_CACHE_HOME", scratch.join(cache))
+            .env("LANG", "C.UTF-8")
+            .current_dir(scratch);
+        command
+    }
+
+    /// The hiding works: no python on PATH, and the build interpreter cannot be run.
+    async fn check(&self, python: &InterpreterFacts, scratch: &Path) -> SmokeCheck {
+        let probe = format!(
+            "! command -v python3 >/dev/null && ! command -v python >/dev/null && ! '{}' -c pass 2>/dev/null",
+            python.executable.display()
+        );
+        let command = self.command(
+            Path::new("sh"),
+            &["-c".into(), probe],
+            scratch,
+            "cache-probe",
+        );
+        let mut check = run_check(
+            "hide every Python of the host (unshare --mount)".into(),
+            command,
+            None,
+        )
+        .await;
+        if !check.passed {
+            check.detail = format!(
+                "could not make a target without Python (needs `unshare` and the right to mount): {}",
+                check.detail
+            );
+        }
+        check
+    }
+}

@@ -1,0 +1,54 @@
+//! The frozen executable's entry point: find the payload, extract it once, exec Python.
+
+use gradient_launcher::{prepare, read_trailer, Launch, LaunchError};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+fn main() {
+    let error = match run() {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let exe = std::env::args().next().unwrap_or_else(|| "app".into());
+    eprintln!("{exe}: {error}");
+    std::process::exit(1);
+}
+
+fn run() -> Result<std::convert::Infallible, LaunchError> {
+    let exe = std::env::current_exe()?;
+    let mut file = std::fs::File::open(&exe)?;
+    let trailer = read_trailer(&mut file)?;
+    let prepared = prepare(&mut file, &trailer)?;
+    drop(file);
+    let launch_file = prepared.folder.join("launch.txt");
+    let text = std::fs::read_to_string(&launch_file).map_err(|e| {
+        LaunchError::Launch(format!("cannot read `{}`: {e}", launch_file.display()))
+    })?;
+    let launch = Launch::parse(&text)?;
+
+    let mut args = std::env::args_os();
+    let invoked = args
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let script = if launch.script(&invoked).is_some() {
+        invoked
+    } else {
+        launch.default.clone()
+    };
+    let target = launch.script(&script).expect("launch.txt was checked");
+    // -I: no PYTHONPATH, PYTHONHOME or user site-packages from the host. exec, not spawn:
+    // arguments, standard streams, exit status and signals belong to the app.
+    let error = Command::new(prepared.folder.join(&launch.python))
+        .arg("-I")
+        .arg("-c")
+        .arg(Launch::code(target))
+        .arg(&script)
+        .args(args)
+        .exec();
+    Err(LaunchError::Io(error))
+}

@@ -1,0 +1,113 @@
+//! Just enough ELF for a relocatable runtime: what an object needs (DT_NEEDED), where it
+//! looks (DT_RUNPATH / DT_RPATH), which glibc symbol versions it asks for, and an in-place
+//! rewrite of its search path to an `$ORIGIN`-relative one.
+
+use goblin::elf::dynamic::{DT_RPATH, DT_RUNPATH, DT_STRTAB};
+use goblin::elf::program_header::{PT_DYNAMIC, PT_LOAD};
+use std::path::Path;
+
+/// The dynamic-linking facts of one ELF object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElfFacts {
+    pub needed: Vec<String>,
+    /// DT_RUNPATH, or DT_RPATH when there is no RUNPATH, split on `:`.
+    pub search_path: Vec<String>,
+    /// The highest `GLIBC_x.y` version it references.
+    pub glibc: Option<(u32, u32)>,
+}
+
+/// Read `path`; `None` when it is not an ELF file.
+pub fn read(path: &Path) -> std::io::Result<Option<ElfFacts>> {
+    let bytes = std::fs::read(path)?;
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(None);
+    }
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(std::io::Error::other)?;
+    let mut facts = ElfFacts {
+        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        ..ElfFacts::default()
+    };
+    let paths = if elf.runpaths.is_empty() {
+        &elf.rpaths
+    } else {
+        &elf.runpaths
+    };
+    facts.search_path = paths
+        .iter()
+        .flat_map(|p| p.split(':'))
+        .map(str::to_string)
+        .collect();
+    if let Some(verneed) = &elf.verneed {
+        for need in verneed.iter() {
+            for aux in need.iter() {
+                let name = elf.dynstrtab.get_at(aux.vna_name).unwrap_or("");
+                if let Some(version) = name.strip_prefix("GLIBC_") {
+                    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+                    if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
+                        facts.glibc = facts.glibc.max(Some((major, minor)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(facts))
+}
+
+/// Replace the object's DT_RUNPATH or DT_RPATH string with `new` in place (it must not be
+/// longer than the old one), and make it a DT_RPATH when `as_rpath`: an executable's
+/// DT_RPATH also serves the libraries it loads that have no search path of their own.
+/// Returns false when the object has neither entry, so there is nothing to rewrite.
+pub fn rewrite_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::Result<bool> {
+    let mut bytes = std::fs::read(path)?;
+    let elf = goblin::elf::Elf::parse(&bytes).map_err(std::io::Error::other)?;
+    if !elf.is_64 || !elf.little_endian {
+        return Err(std::io::Error::other(
+            "only 64-bit little-endian ELF is supported",
+        ));
+    }
+    let Some(dynamic) = elf.program_headers.iter().find(|p| p.p_type == PT_DYNAMIC) else {
+        return Ok(false);
+    };
+    let dyns = elf
+        .dynamic
+        .as_ref()
+        .map(|d| d.dyns.clone())
+        .unwrap_or_default();
+    let Some(index) = dyns
+        .iter()
+        .position(|d| d.d_tag == DT_RUNPATH || d.d_tag == DT_RPATH)
+    else {
+        return Ok(false);
+    };
+    let strtab_vaddr = dyns
+        .iter()
+        .find(|d| d.d_tag == DT_STRTAB)
+        .map(|d| d.d_val)
+        .ok_or_else(|| std::io::Error::other("no DT_STRTAB"))?;
+    let strtab_offset = elf
+        .program_headers
+        .iter()
+        .find(|p| {
+            p.p_type == PT_LOAD
+                && p.p_vaddr <= strtab_vaddr
+                && strtab_vaddr < p.p_vaddr + p.p_filesz
+        })
+        .map(|p| strtab_vaddr - p.p_vaddr + p.p_offset)
+        .ok_or_else(|| std::io::Error::other("DT_STRTAB is outside every loaded segment"))?;
+    let string_at = (strtab_offset + dyns[index].d_val) as usize;
+    let old_len = bytes[string_at..].iter().position(|b| *b == 0).unwrap_or(0);
+    if new.len() > old_len {
+        return Err(std::io::Error::other(format!(
+            "the new search path `{new}` is longer than the old one ({old_len} bytes)"
+        )));
+    }
+    let entry_at = dynamic.p_offset as usize + index * 16;
+    drop(elf);
+    bytes[string_at..string_at + old_len].fill(0);
+    bytes[string_at..string_at + new.len()].copy_from_slice(new.as_bytes());
+    if as_rpath {
+        bytes[entry_at..entry_at + 8].copy_from_slice(&(DT_RPATH as i64).to_le_bytes());
+    }
+    std::fs::write(path, bytes)?;
+    Ok(true)
+}

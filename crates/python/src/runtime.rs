@@ -1,0 +1,542 @@
+//! The runtime bundle: the build interpreter's CPython made relocatable, shared by the
+//! frozen, container and OS-package tiers.
+//!
+//! ```text
+//!  sys.base_prefix ─► bin/pythonX.Y, lib/libpythonX.Y.so.*, lib/pythonX.Y (stdlib minus
+//!                     EXCLUDED_STDLIB, lib-dynload), lib/<closure of DT_NEEDED>, empty
+//!                     site-packages ─► search paths rewritten to $ORIGIN ─► byte-compiled
+//! ```
+//! Libraries are resolved as the dynamic loader would (the object's own search path, the
+//! loader cache, the default folders). The glibc family stays out: the target's glibc must
+//! be at least the highest `GLIBC_x.y` any bundled object references. The interpreter's
+//! search path becomes a DT_RPATH of `$ORIGIN/../lib`, which also serves bundled libraries
+//! that have none of their own, so nothing is loaded from a host path and no
+//! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
+//! settings, made in a staging folder and renamed into place.
+
+use crate::elf;
+use crate::process::run_checked;
+use crate::PythonError;
+use gradient_core::InterpreterFacts;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// Parts of the standard library an application never needs. `[tool.gradient.runtime]
+/// exclude` replaces this list.
+pub const EXCLUDED_STDLIB: &[&str] = &[
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "turtle.py",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "site-packages",
+    "__phello__",
+    "_tkinter",
+    "_test",
+    "_xxtestfuzz",
+    "xxlimited",
+    "_ctypes_test",
+];
+
+/// The C library family: never bundled, the target's own is used.
+const GLIBC_FAMILY: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "ld-linux-x86-64.so.2",
+    "libresolv.so.2",
+    "libnsl.so.1",
+    "libanl.so.1",
+];
+
+/// Bumped whenever what goes into a bundle changes.
+const FORMAT: &str = "runtime-2";
+const MARKER: &str = "gradient-runtime.json";
+
+/// A ready runtime bundle.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Runtime {
+    /// The bundle's root: `bin/`, `lib/`.
+    pub dir: PathBuf,
+    /// The interpreter, relative to `dir` (`bin/python3.11`).
+    pub python: String,
+    /// `lib/pythonX.Y/site-packages`, relative to `dir`.
+    pub site_packages: String,
+    /// The oldest glibc that runs it (`2.34`).
+    pub glibc: Option<String>,
+    /// Shared libraries bundled from the host, by soname.
+    pub libraries: Vec<String>,
+    /// Libraries an object needs that were found nowhere: `(library, needed by)`.
+    pub missing: Vec<(String, String)>,
+    #[serde(skip)]
+    pub reused: bool,
+}
+
+/// Why a runtime could not be bundled.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("`{}` cannot be bundled: {reason}\n  hint: use a CPython built with a shared libpython and a RUNPATH (pyenv's, or a relocatable build)", python.display())]
+    Unsupported { python: PathBuf, reason: String },
+    #[error("{module} needs {library}, which is not on this machine\n  hint: install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude")]
+    MissingLibrary { library: String, module: String },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Python(#[from] PythonError),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.to_path_buf();
+    move |source| RuntimeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The bundle for `python`, made first if needed. With `strict`, a library found nowhere
+/// is an error; otherwise it is listed in [`Runtime::missing`].
+pub async fn build_runtime(
+    python: &InterpreterFacts,
+    exclude: &[String],
+    strict: bool,
+    cache_root: &Path,
+) -> Result<Runtime, RuntimeError> {
+    let mut hasher = Sha256::new();
+    for part in [
+        FORMAT,
+        &python.executable.to_string_lossy(),
+        &python.full_version(),
+    ] {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    for name in exclude {
+        hasher.update(name);
+        hasher.update([1]);
+    }
+    if let Ok(meta) = std::fs::metadata(&python.executable) {
+        hasher.update(format!("{:?}{}", meta.modified().ok(), meta.len()));
+    }
+    let key = &hex::encode(hasher.finalize())[..20];
+    let parent = cache_root.join("runtimes");
+    let dir = parent.join(key);
+    if let Some(mut runtime) = std::fs::read(dir.join(MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
+    {
+        if !strict || runtime.missing.is_empty() {
+            runtime.dir = dir.join("bundle");
+            runtime.reused = true;
+            return Ok(runtime);
+        }
+    }
+    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{key}-"))
+        .tempdir_in(&parent)
+        .map_err(io("create", &parent))?;
+    let bundle = staging.path().join("bundle");
+    let mut runtime = assemble(python, exclude, &bundle)?;
+    if strict {
+        if let Some((library, module)) = runtime.missing.first() {
+            return Err(RuntimeError::MissingLibrary {
+                library: library.clone(),
+                module: module.clone(),
+            });
+        }
+    }
+    compile_stdlib(&bundle.join(&runtime.python), &bundle, python).await?;
+    std::fs::write(
+        staging.path().join(MARKER),
+        serde_json::to_vec_pretty(&runtime).expect("runtime serialises"),
+    )
+    .map_err(io("write", staging.path()))?;
+    let staged = staging.keep();
+    if std::fs::rename(&staged, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    runtime.dir = dir.join("bundle");
+    Ok(runtime)
+}
+
+/// Copy the interpreter, its standard library and its library closure into `bundle`.
+fn assemble(
+    python: &InterpreterFacts,
+    exclude: &[String],
+    bundle: &Path,
+) -> Result<Runtime, RuntimeError> {
+    let version = python.short_version();
+    let base = &python.base_prefix;
+    let stdlib = base.join("lib").join(format!("python{version}"));
+    if !stdlib.join("os.py").is_file() {
+        return Err(RuntimeError::Unsupported {
+            python: python.executable.clone(),
+            reason: format!("its standard library is not at `{}`", stdlib.display()),
+        });
+    }
+    let exe_name = format!("python{version}");
+    let bin = bundle.join("bin");
+    let lib = bundle.join("lib");
+    let bundled_stdlib = lib.join(format!("python{version}"));
+    for dir in [&bin, &lib] {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    copy_file(&python.executable, &bin.join(&exe_name))?;
+    std::os::unix::fs::symlink(&exe_name, bin.join("python3")).map_err(io("link", &bin))?;
+
+    // The standard library, minus what an app never needs.
+    let excluded: BTreeSet<&str> = exclude.iter().map(String::as_str).collect();
+    let is_excluded = |relative: &Path| {
+        let mut parts = relative.iter().map(|p| p.to_string_lossy());
+        let first = parts.next().unwrap_or_default();
+        let top = if first == "lib-dynload" {
+            parts.next().unwrap_or_default()
+        } else {
+            first
+        };
+        let module = top.split('.').next().unwrap_or_default();
+        excluded.contains(top.as_ref())
+            || excluded
+                .iter()
+                .any(|e| module == *e || (e.starts_with('_') && module.starts_with(e)))
+            || top.starts_with("config-")
+    };
+    for entry in walkdir::WalkDir::new(&stdlib)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let relative = e.path().strip_prefix(&stdlib).unwrap_or(e.path());
+            e.file_name() != "__pycache__"
+                && (relative.as_os_str().is_empty() || !is_excluded(relative))
+        })
+    {
+        let entry = entry.map_err(|e| RuntimeError::Io {
+            action: "read",
+            path: stdlib.clone(),
+            source: e.into(),
+        })?;
+        let relative = entry.path().strip_prefix(&stdlib).expect("inside the walk");
+        let target = bundled_stdlib.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+        } else if entry.file_type().is_file() && !relative.to_string_lossy().ends_with(".pyc") {
+            copy_file(entry.path(), &target)?;
+        }
+    }
+    let site_packages = bundled_stdlib.join("site-packages");
+    std::fs::create_dir_all(&site_packages).map_err(io("create", &site_packages))?;
+
+    // The closure of shared libraries, resolved as the loader would from the originals.
+    let cache = loader_cache();
+    let mut queue: VecDeque<(PathBuf, PathBuf)> = VecDeque::new(); // (original, bundled)
+    queue.push_back((python.executable.clone(), bin.join(&exe_name)));
+    let dynload = bundled_stdlib.join("lib-dynload");
+    for entry in std::fs::read_dir(&dynload).into_iter().flatten().flatten() {
+        let original = stdlib.join("lib-dynload").join(entry.file_name());
+        queue.push_back((original, entry.path()));
+    }
+    let mut bundled: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut missing = Vec::new();
+    let mut glibc: Option<(u32, u32)> = None;
+    let mut search_paths_fixed = Vec::new();
+    while let Some((original, copy)) = queue.pop_front() {
+        let Some(facts) = elf::read(&copy).map_err(io("read", &copy))? else {
+            continue;
+        };
+        glibc = glibc.max(facts.glibc);
+        let origin = original.parent().unwrap_or(Path::new("/")).to_path_buf();
+        for needed in &facts.needed {
+            if GLIBC_FAMILY.contains(&needed.as_str()) || bundled.contains_key(needed) {
+                continue;
+            }
+            match resolve(needed, &facts.search_path, &origin, &cache) {
+                Some(found) => {
+                    let target = lib.join(needed);
+                    copy_file(&found, &target)?;
+                    bundled.insert(needed.clone(), target.clone());
+                    queue.push_back((found, target));
+                }
+                None => missing.push((
+                    needed.clone(),
+                    copy.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                )),
+            }
+        }
+        search_paths_fixed.push((copy, !facts.search_path.is_empty()));
+    }
+
+    // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/.
+    for (object, has_search_path) in search_paths_fixed {
+        if !has_search_path {
+            continue;
+        }
+        let (new, as_rpath) = if object.parent() == Some(bin.as_path()) {
+            ("$ORIGIN/../lib", true)
+        } else if object.parent() == Some(dynload.as_path()) {
+            ("$ORIGIN/../..", false)
+        } else {
+            ("$ORIGIN", false)
+        };
+        elf::rewrite_search_path(&object, new, as_rpath)
+            .map_err(io("rewrite the search path of", &object))?;
+    }
+    strip_debug_info(&elf_objects(bundle));
+    let points_at_bundle = elf::read(&bin.join(&exe_name))
+        .map_err(io("read", &bin))?
+        .is_some_and(|f| f.search_path == ["$ORIGIN/../lib"]);
+    if !points_at_bundle && !bundled.is_empty() {
+        return Err(RuntimeError::Unsupported {
+            python: python.executable.clone(),
+            reason: "the interpreter has no RUNPATH or RPATH to point at the bundled libraries"
+                .into(),
+        });
+    }
+    Ok(Runtime {
+        dir: bundle.to_path_buf(),
+        python: format!("bin/{exe_name}"),
+        site_packages: format!("lib/python{version}/site-packages"),
+        glibc: glibc.map(|(major, minor)| format!("{major}.{minor}")),
+        libraries: bundled.into_keys().collect(),
+        missing,
+        reused: false,
+    })
+}
+
+/// Why `python` cannot be made relocatable, if it cannot: it needs libraries beyond glibc
+/// but has no search path to point at the bundled copies.
+pub fn unsupported_reason(python: &InterpreterFacts) -> Option<String> {
+    let facts = elf::read(&python.executable).ok()??;
+    let outside: Vec<&str> = facts
+        .needed
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !GLIBC_FAMILY.contains(n))
+        .collect();
+    if outside.is_empty() || !facts.search_path.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "`{}` needs {} but has no RUNPATH that could point at bundled copies",
+        python.executable.display(),
+        outside.join(", ")
+    ))
+}
+
+/// Every ELF file in the bundle.
+fn elf_objects(bundle: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(bundle)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let mut magic = [0u8; 4];
+            std::fs::File::open(e.path())
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok_and(|()| &magic == b"\x7fELF")
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// Build interpreters often keep their debug info (pyenv's libpython is 23 MB with it, 6 MB
+/// without). binutils' `strip --strip-debug` removes it and nothing a program runs with;
+/// where `strip` is missing the bundle is only larger, and that is said.
+fn strip_debug_info(objects: &[PathBuf]) {
+    if objects.is_empty() {
+        return;
+    }
+    match std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .args(objects)
+        .output()
+    {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => tracing::warn!(
+            "strip --strip-debug failed, the runtime keeps its debug info: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(_) => tracing::warn!(
+            "`strip` (binutils) is not installed: the runtime keeps its debug info and is larger"
+        ),
+    }
+}
+
+/// Where the loader would find `name` for an object in `origin` with `search_path`.
+fn resolve(
+    name: &str,
+    search_path: &[String],
+    origin: &Path,
+    cache: &BTreeMap<String, PathBuf>,
+) -> Option<PathBuf> {
+    let from_search_path = search_path.iter().map(|dir| {
+        PathBuf::from(
+            dir.replace("$ORIGIN", &origin.to_string_lossy())
+                .replace("${ORIGIN}", &origin.to_string_lossy()),
+        )
+    });
+    let defaults = [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib64",
+        "/usr/lib64",
+        "/lib",
+        "/usr/lib",
+    ]
+    .into_iter()
+    .map(PathBuf::from);
+    from_search_path
+        .map(|dir| dir.join(name))
+        .chain(cache.get(name).cloned())
+        .chain(defaults.map(|dir| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// The loader's cache (`ldconfig -p`): soname → path, for this machine's word size.
+fn loader_cache() -> BTreeMap<String, PathBuf> {
+    let output = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .or_else(|_| {
+            std::process::Command::new("/sbin/ldconfig")
+                .arg("-p")
+                .output()
+        });
+    let Ok(output) = output else {
+        return BTreeMap::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains("x86-64") || !l.contains('('))
+        .filter_map(|line| {
+            let (name, rest) = line.trim().split_once(' ')?;
+            let (_, path) = rest.split_once("=> ")?;
+            Some((name.to_string(), PathBuf::from(path.trim())))
+        })
+        .rev() // the first entry wins, as it does for the loader
+        .collect()
+}
+
+/// Copy a file (following links), keeping its permission bits.
+fn copy_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    std::fs::copy(from, to).map_err(io("copy", from))?;
+    Ok(())
+}
+
+/// Compile the bundled standard library with the bundled interpreter itself (which proves
+/// it starts from its new place): unchecked-hash `.pyc`, so the bytes do not depend on
+/// file times.
+async fn compile_stdlib(
+    interpreter: &Path,
+    bundle: &Path,
+    python: &InterpreterFacts,
+) -> Result<(), PythonError> {
+    let stdlib = bundle
+        .join("lib")
+        .join(format!("python{}", python.short_version()));
+    let mut command = Command::new(interpreter);
+    command
+        .args([
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-x",
+            "site-packages",
+        ])
+        .arg(&stdlib)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    run_checked(&mut command, "byte-compile the bundled standard library").await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bundle_runs_from_anywhere_and_loads_only_its_own_libraries() {
+        let cache = tempfile::tempdir().unwrap();
+        let python = crate::find_interpreter(&crate::PythonRequest::Default, cache.path())
+            .await
+            .unwrap();
+        let excluded: Vec<String> = EXCLUDED_STDLIB.iter().map(|s| s.to_string()).collect();
+        let runtime = build_runtime(&python, &excluded, false, cache.path())
+            .await
+            .unwrap();
+        assert!(runtime.missing.is_empty(), "{:?}", runtime.missing);
+        assert!(runtime.glibc.is_some());
+        assert!(
+            !runtime.dir.join("lib/python3.11/test").exists() || python.short_version() != "3.11"
+        );
+        assert!(
+            std::fs::read_dir(runtime.dir.join(&runtime.site_packages))
+                .unwrap()
+                .next()
+                .is_none(),
+            "site-packages starts empty"
+        );
+
+        // Moved somewhere else entirely, with a bare environment.
+        let moved = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&runtime.dir)
+            .arg(moved.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let root = moved.path().join("bundle");
+        let probe = "import sys, ssl, sqlite3, ctypes, zlib, json\n\
+                     maps = open('/proc/self/maps').read().split()\n\
+                     libs = sorted({p for p in maps if '.so' in p and '/libc.so' not in p and '/ld-linux' not in p and '/libm.so' not in p})\n\
+                     print(sys.prefix)\n\
+                     print('\\n'.join(libs))";
+        let output = std::process::Command::new(root.join(&runtime.python))
+            .args(["-I", "-c", probe])
+            .env_clear()
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), root.to_str().unwrap());
+        for library in lines {
+            assert!(
+                library.starts_with(root.to_str().unwrap()),
+                "loaded from outside the bundle: {library}"
+            );
+        }
+    }
+}
