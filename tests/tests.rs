@@ -6,4 +6,5 @@ mod util;
 mod bad_input;
 mod build;
 mod commands;
+mod frozen;
 mod zipapp;

@@ -43,7 +43,16 @@ impl std::fmt::Display for LaunchError {
             LaunchError::NoPayload(why) => write!(f, "this executable carries no app payload: {why}\n  hint: it is damaged (truncated?); download or build it again"),
             LaunchError::Damaged(why) => write!(f, "this executable is damaged: {why}\n  hint: download or build it again; nothing was extracted"),
             LaunchError::Unsafe(entry) => write!(f, "the payload holds an unsafe entry `{entry}` (absolute, `..`, or a link leaving the bundle); refusing to extract it"),
-            LaunchError::Extract { folder, error } => write!(f, "failed to extract into `{}`: {error}\n  hint: free some space, or point GRADIENT_FROZEN_CACHE at a writable folder with room", folder.display()),
+            LaunchError::Extract { folder, error } => {
+                write!(f, "failed to extract into `{}`: {error}", folder.display())?;
+                // The tar reader wraps the cause (a full disk, say) without showing it.
+                let mut cause = std::error::Error::source(error);
+                while let Some(inner) = cause {
+                    write!(f, ": {inner}")?;
+                    cause = inner.source();
+                }
+                write!(f, "\n  hint: free some space, or point GRADIENT_FROZEN_CACHE at a writable folder with room")
+            }
             LaunchError::Launch(why) => write!(f, "the extracted app is incomplete: {why}"),
             LaunchError::Io(error) => write!(f, "{error}"),
         }

@@ -1,0 +1,242 @@
+//! The frozen tier: one executable that runs where no Python exists.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Build the sample's frozen executable into `out` and return its path.
+fn frozen_sample(out: &Path, smoke: bool) -> PathBuf {
+    let mut command = gradient();
+    command
+        .args(["build", "--to", "frozen"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out);
+    if !smoke {
+        command.arg("--no-smoke");
+    }
+    let output = run(&mut command);
+    assert!(output.status.success());
+    only_file(out, "-linux-x86_64")
+}
+
+/// `program args` in a mount namespace where every Python of this host is hidden, with a
+/// bare environment: the target the frozen tier promises to serve.
+fn without_python(program: &Path, args: &[&str], home: &Path) -> Command {
+    let mut script = String::from("set -e\n");
+    let pyenv = std::env::var("PYENV_ROOT")
+        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap()));
+    let mut folders = vec![pyenv];
+    for parent in ["/usr/lib", "/usr/local/lib"] {
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("python") {
+                folders.push(entry.path().display().to_string());
+            }
+        }
+    }
+    for folder in folders.iter().filter(|f| Path::new(f).is_dir()) {
+        script.push_str(&format!("mount -t tmpfs hidden '{folder}'\n"));
+    }
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("python") {
+                script.push_str(&format!(
+                    "mount --bind /dev/null '{}'\n",
+                    entry.path().display()
+                ));
+            }
+        }
+    }
+    script.push_str("! command -v python3 >/dev/null || { echo 'a python is still visible' >&2; exit 99; }\nexec \"$@\"\n");
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"));
+    command
+}
+
+fn extractions(home: &Path) -> Vec<String> {
+    listing(&home.join("cache/gradient/frozen"))
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(&dir.path().join("first"), true);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("first/gradient-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let record = &manifest["artifacts"][0];
+    assert_eq!(record["tier"], "frozen");
+    assert_eq!(record["smoke"]["passed"], true, "{record}");
+    assert!(record["target_needs"]["glibc"]
+        .as_str()
+        .unwrap()
+        .starts_with("2."));
+    assert!(
+        record["target_needs"]["python"].is_null(),
+        "the target needs no Python"
+    );
+
+    let home = dir.path().join("home");
+    let greet = run(&mut without_python(&exe, &["greet", "X"], &home));
+    assert_eq!(stdout(&greet), "Hello, X!\n");
+    let roundtrip = run(&mut without_python(
+        &exe,
+        &["roundtrip", "{\"a\": [1, 2]}"],
+        &home,
+    ));
+    assert_eq!(stdout(&roundtrip), "{\"a\": [1, 2]} (6 bytes, compiled)\n");
+    // The host's Python settings do not reach the bundled interpreter.
+    let isolated = run(without_python(&exe, &["greet", "Y"], &home)
+        .env("PYTHONPATH", "/nonexistent")
+        .env("PYTHONHOME", "/nonexistent"));
+    assert_eq!(stdout(&isolated), "Hello, Y!\n");
+    // Exit status passes through (click's usage error is 2).
+    let usage = run(&mut without_python(&exe, &["greet"], &home));
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(extractions(&home).len(), 1);
+
+    let again = frozen_sample(&dir.path().join("second"), false);
+    assert_eq!(
+        sha256_file(&exe),
+        sha256_file(&again),
+        "two builds, same bytes"
+    );
+}
+
+#[test]
+fn twenty_concurrent_first_runs_leave_one_extraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(dir.path(), false);
+    let home = dir.path().join("home");
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            without_python(&exe, &["greet", &i.to_string()], &home)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "run {i}: {}", stderr(&output));
+        assert_eq!(stdout(&output), format!("Hello, {i}!\n"));
+    }
+    assert_eq!(extractions(&home).len(), 1, "{:?}", extractions(&home));
+}
+
+#[test]
+fn a_flipped_byte_or_a_truncated_file_is_named_and_nothing_is_extracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(dir.path(), false);
+    let bytes = std::fs::read(&exe).unwrap();
+    let home = dir.path().join("home");
+
+    let flipped = dir.path().join("flipped");
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    write_executable(&flipped, &damaged);
+    let output = run(&mut without_python(&flipped, &["greet", "X"], &home));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("this executable is damaged"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(extractions(&home).is_empty());
+
+    let truncated = dir.path().join("truncated");
+    write_executable(&truncated, &bytes[..bytes.len() - 1000]);
+    let output = run(&mut without_python(&truncated, &["greet", "X"], &home));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("carries no app payload"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(extractions(&home).is_empty());
+}
+
+fn write_executable(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn an_unwritable_cache_falls_back_to_the_temp_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(dir.path(), false);
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let output = run(
+        without_python(&exe, &["greet", "X"], &dir.path().join("home"))
+            .env("GRADIENT_FROZEN_CACHE", blocker.join("cache"))
+            .env("TMPDIR", &tmp),
+    );
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "Hello, X!\n");
+    assert!(
+        stderr(&output).contains("cannot write to the cache"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        listing(&tmp)
+            .iter()
+            .filter(|n| n.starts_with("gradient-frozen-"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_disk_that_fills_during_extraction_leaves_no_tree_that_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(dir.path(), false);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // A 4 MiB filesystem for the cache: the extraction (tens of MiB) cannot fit.
+    let script = format!(
+        "mount -t tmpfs -o size=4m small '{}' && exec \"$0\" \"$@\"",
+        small.display()
+    );
+    let output = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(&exe)
+        .args(["greet", "X"])
+        .env("GRADIENT_FROZEN_CACHE", &small));
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("failed to extract into"), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    // The tmpfs is gone with its namespace; what matters is that the run failed cleanly and
+    // a later run with room succeeds.
+    let home = dir.path().join("home");
+    assert_eq!(
+        stdout(&run(&mut without_python(&exe, &["greet", "X"], &home))),
+        "Hello, X!\n"
+    );
+}
