@@ -58,7 +58,7 @@ const GLIBC_FAMILY: &[&str] = &[
 ];
 
 /// Bumped whenever what goes into a bundle changes.
-const FORMAT: &str = "runtime-2";
+const FORMAT: &str = "runtime-3";
 const MARKER: &str = "gradient-runtime.json";
 
 /// A ready runtime bundle.
@@ -161,6 +161,7 @@ pub async fn build_runtime(
         }
     }
     compile_stdlib(&bundle.join(&runtime.python), &bundle, python).await?;
+    zip_stdlib(&bundle, python)?;
     std::fs::write(
         staging.path().join(MARKER),
         serde_json::to_vec_pretty(&runtime).expect("runtime serialises"),
@@ -338,6 +339,88 @@ pub fn unsupported_reason(python: &InterpreterFacts) -> Option<String> {
         python.executable.display(),
         outside.join(", ")
     ))
+}
+
+/// Move the compiled pure-Python standard library into `lib/pythonXY.zip`, which CPython
+/// puts on `sys.path` by itself: a first run then extracts one file instead of thousands,
+/// which is most of its time. Bytecode only (as PyInstaller ships it), so standard-library
+/// tracebacks show no source lines. `lib-dynload`, `site-packages` and non-Python data
+/// files stay real files, and so does `os.py`, the landmark by which the interpreter finds
+/// its prefix.
+fn zip_stdlib(bundle: &Path, python: &InterpreterFacts) -> Result<(), RuntimeError> {
+    let (major, minor, _) = python.version;
+    let stdlib = bundle.join("lib").join(format!("python{major}.{minor}"));
+    let suffix = format!(".{}-{major}{minor}.pyc", python.implementation);
+    let mut entries = Vec::new();
+    let mut zipped_sources = Vec::new();
+    for entry in walkdir::WalkDir::new(&stdlib)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            !(e.depth() == 1
+                && (e.file_name() == "lib-dynload" || e.file_name() == "site-packages"))
+        })
+    {
+        let entry = entry.map_err(|e| RuntimeError::Io {
+            action: "read",
+            path: stdlib.clone(),
+            source: e.into(),
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry
+            .path()
+            .strip_prefix(&stdlib)
+            .expect("inside the walk")
+            .to_string_lossy()
+            .into_owned();
+        let Some((folder, leaf)) = relative.rsplit_once("__pycache__/") else {
+            if relative.ends_with(".py") && relative != "os.py" {
+                zipped_sources.push(entry.path().to_path_buf());
+            }
+            continue;
+        };
+        let Some(module) = leaf.strip_suffix(&suffix).filter(|m| !m.contains('.')) else {
+            continue;
+        };
+        let data = std::fs::read(entry.path()).map_err(io("read", entry.path()))?;
+        entries.push(gradient_archive::Entry {
+            path: format!("{folder}{module}.pyc"),
+            kind: gradient_archive::EntryKind::File(data),
+            mode: 0o644,
+        });
+    }
+    let zip = bundle.join("lib").join(format!("python{major}{minor}.zip"));
+    gradient_archive::write_zip(&zip, &entries, gradient_core::FALLBACK_EPOCH).map_err(|e| {
+        RuntimeError::Io {
+            action: "write",
+            path: zip.clone(),
+            source: std::io::Error::other(e),
+        }
+    })?;
+    for source in zipped_sources {
+        std::fs::remove_file(&source).map_err(io("remove", &source))?;
+    }
+    for entry in walkdir::WalkDir::new(&stdlib).contents_first(true) {
+        let Ok(entry) = entry else { continue };
+        let is_cache = entry
+            .path()
+            .components()
+            .any(|c| c.as_os_str() == "__pycache__");
+        let keep = entry.path().starts_with(stdlib.join("lib-dynload"))
+            || entry.path().starts_with(stdlib.join("site-packages"));
+        if is_cache && !keep {
+            if entry.file_type().is_dir() {
+                let _ = std::fs::remove_dir(entry.path());
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        } else if entry.file_type().is_dir() && entry.path() != stdlib && !keep {
+            let _ = std::fs::remove_dir(entry.path()); // only succeeds when now empty
+        }
+    }
+    Ok(())
 }
 
 /// Every ELF file in the bundle.
