@@ -73,9 +73,33 @@ hyperfine --style basic --runs "$runs" --export-json "$results/zipapp-cold.json"
   --prepare "rm -rf $work/shiv-root $work/xdg" \
   -n "gradient .pyz --version (first run)" "$py -I $pyz --version" \
   -n "shiv .pyz --version (first run)" "$py -I $work/shiv.pyz --version"
-python3 - "$pyz" "$work/shiv.pyz" > "$results/sizes.json" <<'PY'
+echo "== frozen: build from a warm wheelhouse and runtime, against PyInstaller --onefile" >&2
+pyi="$work/pyi"
+uv venv --quiet --python python3 "$pyi"
+uv pip install --quiet --python "$pyi/bin/python" pyinstaller "$wheel"
+printf 'from sampleapp.cli import main\nmain()\n' > "$work/pyi_entry.py"
+export PYINSTALLER_CONFIG_DIR="$work/pyi-config"
+pyinstaller_cmd="$pyi/bin/pyinstaller -F -n sampleapp-pyi --log-level ERROR --distpath $work/pyi-dist --workpath $work/pyi-work --specpath $work/pyi-spec $work/pyi_entry.py"
+"$gradient" build -q --no-smoke --to frozen "$project" --out "$work/f" >/dev/null
+hyperfine --style basic --warmup 1 --runs 5 --export-json "$results/frozen-build.json" \
+  -n "gradient build --to frozen --no-smoke" "$gradient build -q --no-smoke --to frozen $project --out $work/f" \
+  -n "gradient build --to frozen" "$gradient build -q --to frozen $project --out $work/f2" \
+  -n "pyinstaller --onefile" "$pyinstaller_cmd"
+frozen=$(ls "$work"/f/*-linux-x86_64)
+pyinstaller_exe="$work/pyi-dist/sampleapp-pyi"
+hyperfine --style basic -N --warmup 3 --runs $((runs * 2)) --export-json "$results/frozen-warm.json" \
+  -n "gradient frozen --version (warm)" "$frozen --version" \
+  -n "pyinstaller onefile --version" "$pyinstaller_exe --version" \
+  -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version"
+hyperfine --style basic --runs "$runs" --export-json "$results/frozen-cold.json" \
+  --prepare "rm -rf $work/xdg/gradient/frozen" \
+  -n "gradient frozen --version (first run)" "$frozen --version" \
+  -n "pyinstaller onefile --version (every run unpacks)" "$pyinstaller_exe --version"
+
+python3 - "$pyz" "$work/shiv.pyz" "$frozen" "$pyinstaller_exe" > "$results/sizes.json" <<'PY'
 import json, os, sys
-print(json.dumps({"gradient .pyz": os.path.getsize(sys.argv[1]), "shiv .pyz": os.path.getsize(sys.argv[2])}))
+names = ["gradient .pyz", "shiv .pyz", "gradient frozen", "pyinstaller onefile"]
+print(json.dumps({name: os.path.getsize(path) for name, path in zip(names, sys.argv[1:])}))
 PY
 
 python3 scripts/bench_report.py "$results" > docs/benchmarks.md

@@ -20,6 +20,12 @@ SCENARIOS = [
      ["shiv .pyz --version (warm)", "venv console script: sampleapp --version"]),
     ("zipapp-cold", "zipapp start-up, `--version`, first run (extraction caches emptied before each run)",
      ["shiv .pyz --version (first run)"]),
+    ("frozen-build", "frozen executable of fixtures/sampleapp from a warm wheelhouse and runtime (PyInstaller gets the same wheel installed and its own warm cache)",
+     ["pyinstaller --onefile"]),
+    ("frozen-warm", "frozen start-up, `--version`, warm",
+     ["pyinstaller onefile --version", "venv console script: sampleapp --version"]),
+    ("frozen-cold", "frozen start-up, `--version`, first run (gradient's extraction cache emptied before each run; PyInstaller unpacks on every run)",
+     ["pyinstaller onefile --version (every run unpacks)"]),
 ]
 
 
@@ -64,11 +70,13 @@ def main(results_dir):
     sizes = results_dir / "sizes.json"
     if sizes.exists():
         data = json.loads(sizes.read_text())
-        ours, theirs = data["gradient .pyz"], data["shiv .pyz"]
-        out += ["## zipapp size", "",
-                "| file | bytes | ratio to shiv |", "|---|---|---|",
-                f"| gradient `sampleapp-1.2.3.pyz` | {ours} | {ours / theirs:.2f}× |",
-                f"| shiv `sampleapp.pyz` | {theirs} | |", ""]
+        out += ["## Sizes", "",
+                "| file | bytes | ratio to the reference |", "|---|---|---|"]
+        for ours, theirs in [("gradient .pyz", "shiv .pyz"), ("gradient frozen", "pyinstaller onefile")]:
+            if ours in data and theirs in data:
+                out.append(f"| {ours} | {data[ours]} | {data[ours] / data[theirs]:.2f}× {theirs} |")
+                out.append(f"| {theirs} | {data[theirs]} | |")
+        out.append("")
     out += ["## What the commands do", "",
             "- `gradient build --to sdist,wheel --rebuild` runs the backend's hooks every time, like the reference",
             "  tools: the sdist, then the wheel from the unpacked sdist, then (for the sdist's smoke test) the wheel from",
@@ -81,6 +89,11 @@ def main(results_dir):
             "  tests (through the #! line, with `python -I`, and two concurrent first runs).",
             "- `shiv -c sampleapp --reproducible WHEEL` installs the wheel and its dependencies with pip (warm cache)",
             "  into a temporary site-packages and zips it.",
+            "- `gradient build --to frozen` with warm caches reuses the wheel, the wheelhouse and the runtime bundle (whose",
+            "  compressed part is kept), compiles site-packages and writes the executable; `pyinstaller -F` analyses and",
+            "  packs the same app, installed from the same wheel into a venv, with its own cache warm.",
+            "- The frozen executable's first run extracts its payload once (later runs exec straight away); PyInstaller's",
+            "  onefile unpacks into a temporary folder on every run.",
             "- Start-up runs `python -I APP.pyz --version` with a fresh venv's interpreter. Warm: the extraction cache",
             "  is filled. First run: `SHIV_ROOT` and `XDG_CACHE_HOME` are emptied before each run, so shiv extracts",
             "  everything and gradient extracts msgpack's compiled module and caches compiled code.",
