@@ -13,6 +13,10 @@ fn main() {
         "cargo:rerun-if-changed={}",
         launcher.join("Cargo.toml").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../../Cargo.lock").display()
+    );
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let target_dir = out.join("launcher-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -16,7 +16,9 @@ mod zip_file;
 
 pub use tar_gz::write_tar_gz;
 pub use tar_gz::{extract_tar_gz, normalise_tar_gz, read_tar_gz_entries};
-pub use zip_file::{normalise_zip, read_zip_entries, write_zip, write_zip_with, ZipOrder};
+pub use zip_file::{
+    normalise_zip, read_zip_entries, write_zip, write_zip_stored, write_zip_with, ZipOrder,
+};
 
 /// Zip cannot hold times before 1980-01-01; earlier source dates are clamped to it.
 pub const ZIP_EPOCH_MIN: u64 = 315_532_800;

@@ -96,6 +96,30 @@ pub fn write_zip_with(
     prefix: &[u8],
     comment: &str,
 ) -> Result<(), ArchiveError> {
+    write(
+        dst,
+        entries,
+        mtime,
+        prefix,
+        comment,
+        zip::CompressionMethod::Deflated,
+    )
+}
+
+/// [`write_zip`] without compression: for archives read member by member at run time
+/// (an interpreter's standard library) that travel inside a compressed payload anyway.
+pub fn write_zip_stored(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), ArchiveError> {
+    write(dst, entries, mtime, b"", "", zip::CompressionMethod::Stored)
+}
+
+fn write(
+    dst: &Path,
+    entries: &[Entry],
+    mtime: u64,
+    prefix: &[u8],
+    comment: &str,
+    method: zip::CompressionMethod,
+) -> Result<(), ArchiveError> {
     let write_err = |source| ArchiveError::Write {
         path: dst.to_path_buf(),
         source,
@@ -116,8 +140,8 @@ pub fn write_zip_with(
             continue;
         };
         let options = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(6))
+            .compression_method(method)
+            .compression_level((method == zip::CompressionMethod::Deflated).then_some(6))
             .last_modified_time(time)
             .unix_permissions(normal_mode(entry.mode, false));
         writer

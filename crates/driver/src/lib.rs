@@ -48,7 +48,7 @@ pub enum DriverError {
         source: gradient_wheel::WheelError,
     },
     #[error("failed to bundle the runtime: {0}")]
-    Runtime(gradient_python::runtime::RuntimeError),
+    Runtime(#[source] gradient_python::runtime::RuntimeError),
     #[error("failed to build the wheelhouse: {0}")]
     Wheelhouse(#[from] gradient_python::wheelhouse::WheelhouseError),
     #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}\n  hint: pass --python with a version that fits, e.g. --python {suggestion}", pyproject.display())]

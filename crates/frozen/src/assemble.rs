@@ -197,11 +197,15 @@ async fn compile(python: &Path, site: &Path, root: &Path) -> Result<(), FrozenEr
     let output = Command::new(python)
         .args([
             "-I",
+            // -B: starting the interpreter imports modules, and it must not write
+            // timestamp-based .pyc for them, which compileall would then keep as up to date.
+            "-B",
             "-m",
             "compileall",
             "-q",
+            "-f",
             "-j",
-            "0",
+            "1",
             "--invalidation-mode",
             "unchecked-hash",
             "-s",
@@ -211,6 +215,7 @@ async fn compile(python: &Path, site: &Path, root: &Path) -> Result<(), FrozenEr
         .arg(site)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .env("PYTHONHASHSEED", "0")
         .output()
         .await
         .map_err(io("run", python))?;

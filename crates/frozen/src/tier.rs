@@ -26,7 +26,8 @@ impl Backend for FrozenTier {
     fn target_needs(&self, _project: &Project, python: &InterpreterFacts) -> TargetNeeds {
         TargetNeeds {
             platform: Some(python.platform_tag.clone()),
-            glibc: python.libc.as_ref().map(|(_, version)| version.clone()),
+            // Known once the runtime is bundled: the highest GLIBC_x.y it references.
+            glibc: Some("the bundle's minimum".into()),
             ..TargetNeeds::default()
         }
     }
@@ -38,10 +39,10 @@ impl Backend for FrozenTier {
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         host.require_interpreter()?;
         let python = host.interpreter.as_ref().expect("checked above");
-        if !python.platform_tag.starts_with("linux") {
+        if python.platform_tag != "linux_x86_64" {
             return Err(Unavailable {
                 reason: format!(
-                    "frozen executables are built for Linux only, and this interpreter is for {}",
+                    "frozen executables are built for linux_x86_64 only, and this interpreter is for {}",
                     python.platform_tag
                 ),
                 hint: None,
@@ -153,6 +154,11 @@ impl Backend for FrozenTier {
     }
 }
 
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 fn count_extractions(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -218,6 +224,10 @@ impl HiddenPython {
         }
         script.push_str("exec \"$@\"\n");
         let mut command = Command::new("unshare");
+        if !is_root() {
+            // Without root, a user namespace grants the right to mount inside it.
+            command.args(["--user", "--map-root-user"]);
+        }
         command
             .args([
                 "--mount",

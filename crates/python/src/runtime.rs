@@ -58,7 +58,7 @@ const GLIBC_FAMILY: &[&str] = &[
 ];
 
 /// Bumped whenever what goes into a bundle changes.
-const FORMAT: &str = "runtime-3";
+const FORMAT: &str = "runtime-6";
 const MARKER: &str = "gradient-runtime.json";
 
 /// A ready runtime bundle.
@@ -124,7 +124,9 @@ pub async fn build_runtime(
         hasher.update(part);
         hasher.update([0]);
     }
-    for name in exclude {
+    let mut sorted: Vec<&String> = exclude.iter().collect();
+    sorted.sort();
+    for name in sorted {
         hasher.update(name);
         hasher.update([1]);
     }
@@ -211,10 +213,13 @@ fn assemble(
             first
         };
         let module = top.split('.').next().unwrap_or_default();
-        excluded.contains(top.as_ref())
-            || excluded
-                .iter()
-                .any(|e| module == *e || (e.starts_with('_') && module.starts_with(e)))
+        // The host's own packages never belong in a bundle, whatever the exclude list says.
+        top == "site-packages"
+            || excluded.contains(top.as_ref())
+            || excluded.iter().any(|e| {
+                module == *e
+                    || ((e.starts_with('_') || e.starts_with("xx")) && module.starts_with(e))
+            })
             || top.starts_with("config-")
     };
     for entry in walkdir::WalkDir::new(&stdlib)
@@ -392,13 +397,13 @@ fn zip_stdlib(bundle: &Path, python: &InterpreterFacts) -> Result<(), RuntimeErr
         });
     }
     let zip = bundle.join("lib").join(format!("python{major}{minor}.zip"));
-    gradient_archive::write_zip(&zip, &entries, gradient_core::FALLBACK_EPOCH).map_err(|e| {
-        RuntimeError::Io {
+    gradient_archive::write_zip_stored(&zip, &entries, gradient_core::FALLBACK_EPOCH).map_err(
+        |e| RuntimeError::Io {
             action: "write",
             path: zip.clone(),
             source: std::io::Error::other(e),
-        }
-    })?;
+        },
+    )?;
     for source in zipped_sources {
         std::fs::remove_file(&source).map_err(io("remove", &source))?;
     }
@@ -542,19 +547,31 @@ async fn compile_stdlib(
     command
         .args([
             "-I",
+            // -B: starting the interpreter imports modules, and it must not write
+            // timestamp-based .pyc for them, which compileall would then keep as up to date.
+            "-B",
             "-m",
             "compileall",
             "-q",
+            "-f",
             "-j",
-            "0",
+            "1",
             "--invalidation-mode",
             "unchecked-hash",
             "-x",
             "site-packages",
+            // File names relative to the bundle: no build-machine path in the bytecode,
+            // and the same bytes wherever the bundle was made.
+            "-s",
         ])
+        .arg(bundle)
+        .args(["-p", "/"])
         .arg(&stdlib)
         .env_clear()
-        .env("PATH", "/usr/bin:/bin");
+        .env("PATH", "/usr/bin:/bin")
+        // One process, one order, fixed hashing: marshal output depends on interpreter
+        // state (what is interned and shared), so parallel workers give varying bytes.
+        .env("PYTHONHASHSEED", "0");
     run_checked(&mut command, "byte-compile the bundled standard library").await?;
     Ok(())
 }
@@ -562,6 +579,74 @@ async fn compile_stdlib(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rename one DT_NEEDED string of an ELF file in place (same length).
+    fn rename_needed(path: &Path, from: &str, to: &str) {
+        assert_eq!(from.len(), to.len());
+        let mut bytes = std::fs::read(path).unwrap();
+        let needle = format!("{from}\0");
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .expect("the name is in the string table");
+        bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_library_found_nowhere_is_named_with_its_module_and_strict_refuses_it() {
+        let cache = tempfile::tempdir().unwrap();
+        let real = crate::find_interpreter(&crate::PythonRequest::Default, cache.path())
+            .await
+            .unwrap();
+        // A fake prefix: the real interpreter, an os.py, and one extension module that needs
+        // a library no machine has.
+        let prefix = tempfile::tempdir().unwrap();
+        let version = real.short_version();
+        let dynload = prefix
+            .path()
+            .join(format!("lib/python{version}/lib-dynload"));
+        std::fs::create_dir_all(&dynload).unwrap();
+        std::fs::create_dir_all(prefix.path().join("bin")).unwrap();
+        std::fs::write(prefix.path().join(format!("lib/python{version}/os.py")), "").unwrap();
+        let exe = prefix.path().join(format!("bin/python{version}"));
+        std::fs::copy(&real.executable, &exe).unwrap();
+        let zlib = std::fs::read_dir(
+            real.base_prefix
+                .join(format!("lib/python{version}/lib-dynload")),
+        )
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("zlib."))
+        .expect("the build interpreter has a zlib module")
+        .path();
+        let module = dynload.join(zlib.file_name().unwrap());
+        std::fs::copy(&zlib, &module).unwrap();
+        rename_needed(&module, "libz.so.1", "libq.so.1");
+        let fake = InterpreterFacts {
+            executable: exe,
+            base_prefix: prefix.path().to_path_buf(),
+            ..real.clone()
+        };
+
+        let bundle = tempfile::tempdir().unwrap();
+        let runtime = assemble(&fake, &[], &bundle.path().join("bundle")).unwrap();
+        let module_name = module.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            runtime.missing,
+            [("libq.so.1".to_string(), module_name.clone())]
+        );
+
+        let err = build_runtime(&fake, &[], true, cache.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&module_name) && err.contains("libq.so.1"),
+            "{err}"
+        );
+        assert!(err.contains("hint:"), "{err}");
+    }
 
     #[tokio::test]
     async fn the_bundle_runs_from_anywhere_and_loads_only_its_own_libraries() {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 /// Why a zipapp could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipappError {
-    #[error("{project} has no console script, so the zipapp has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
+    #[error("{project} has no console script, so a single-file app of it has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
     NoEntry { project: String },
     #[error("{project} has several console scripts ({scripts}) and none is named like the project\n  hint: choose the default one with `entry = \"NAME\"` in [tool.gradient]")]
     AmbiguousEntry { project: String, scripts: String },
