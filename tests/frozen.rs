@@ -250,3 +250,114 @@ fn a_disk_that_fills_during_extraction_leaves_no_tree_that_is_used() {
         "Hello, X!\n"
     );
 }
+
+/// A project copy whose `[tool.gradient] runtime` names `archive`.
+fn sample_with_runtime(dir: &Path, archive: &str) -> PathBuf {
+    let project = dir.join("sampleapp");
+    copy_tree(&fixture("sampleapp"), &project);
+    let pyproject = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap().replace(
+        "python = \"3.11\"\n",
+        &format!("python = \"3.11\"\nruntime = \"{archive}\"\n"),
+    );
+    std::fs::write(&pyproject, text).unwrap();
+    project
+}
+
+#[test]
+fn a_named_runtime_archive_is_bundled_and_its_problems_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A relocatable CPython archive, made here from the build interpreter's prefix (no
+    // registry serves python-build-standalone on this machine).
+    let probe = run(Command::new("python3.11")
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .env(
+            "PATH",
+            format!(
+                "{}/.pyenv/versions/3.11.7/bin:/usr/bin:/bin",
+                std::env::var("HOME").unwrap()
+            ),
+        ));
+    let prefix = PathBuf::from(stdout(&probe).trim());
+    let archive = dir.path().join("cpython-3.11-linux-x86_64.tar.gz");
+    let packed = run(Command::new("tar")
+        .args([
+            "-I",
+            "gzip -1",
+            "--exclude=site-packages",
+            "--exclude=test",
+            "--exclude=__pycache__",
+            "--exclude=*.a",
+            "--exclude=idlelib",
+            "--exclude=tkinter",
+        ])
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(prefix.parent().unwrap())
+        .arg(prefix.file_name().unwrap()));
+    assert!(packed.status.success());
+
+    let project = sample_with_runtime(dir.path(), archive.to_str().unwrap());
+    let output = run(gradient()
+        .args(["build", "--to", "frozen"])
+        .arg(&project)
+        .arg("--out")
+        .arg(dir.path().join("ok")));
+    assert!(output.status.success());
+    assert!(
+        stderr(&output).contains("bundling the runtime from"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("ok (4/4)"),
+        "the smoke test passed with every host Python hidden"
+    );
+
+    let fails = |name: &str, archive: &Path, message: &str| {
+        let project = sample_with_runtime(&dir.path().join(name), archive.to_str().unwrap());
+        let out = dir.path().join(name).join("dist");
+        let output = run(gradient()
+            .args(["build", "--to", "frozen"])
+            .arg(&project)
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(output.status.code(), Some(1));
+        let text = stderr(&output);
+        assert!(text.contains(message), "expected {message:?} in:\n{text}");
+        assert!(text.contains("hint:"), "{text}");
+        assert!(!out.join("sampleapp-1.2.3-linux-x86_64").exists());
+    };
+    fails(
+        "missing",
+        &dir.path().join("no-such-cpython.tar.gz"),
+        "does not exist",
+    );
+
+    let corrupt = dir.path().join("corrupt.tar.gz");
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
+    fails("corrupt", &corrupt, "cannot be read");
+
+    // Another machine's interpreter: the real one with its ELF machine set to AArch64.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(foreign.join("python/bin")).unwrap();
+    let mut binary = std::fs::read(prefix.join("bin/python3.11")).unwrap();
+    binary[18..20].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(foreign.join("python/bin/python3.11"), binary).unwrap();
+    let foreign_archive = dir.path().join("cpython-aarch64.tar.gz");
+    assert!(run(Command::new("tar")
+        .arg("-czf")
+        .arg(&foreign_archive)
+        .arg("-C")
+        .arg(&foreign)
+        .arg("python"))
+    .status
+    .success());
+    fails(
+        "foreign",
+        &foreign_archive,
+        "holds a CPython for linux aarch64",
+    );
+}

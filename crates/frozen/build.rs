@@ -21,15 +21,23 @@ fn main() {
     let target_dir = out.join("launcher-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--features",
+            "fast-inflate",
+            "--manifest-path",
+        ])
         .arg(launcher.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
-        // Its own profile: small and stripped, whatever the workspace's release profile says.
+        // Its own profile: stripped and fast (it inflates and hashes the whole payload on a
+        // first run), whatever the workspace's release profile says.
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env_remove("CARGO_TARGET_DIR")

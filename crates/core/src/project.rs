@@ -70,17 +70,39 @@ pub struct Config {
     /// `[tool.gradient.zipapp]`.
     #[serde(default)]
     pub zipapp: ZipappConfig,
-    /// `[tool.gradient.runtime]`.
-    #[serde(default)]
+    /// `runtime = "cpython-….tar.gz"`, or the `[tool.gradient.runtime]` table.
+    #[serde(default, deserialize_with = "runtime_setting")]
     pub runtime: RuntimeConfig,
 }
 
-/// `[tool.gradient.runtime]`: the CPython bundled by the frozen, container and OS tiers.
+/// The CPython bundled by the frozen, container and OS tiers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
+    /// A relocatable CPython archive (`.tar.gz`) to bundle instead of the build
+    /// interpreter, relative to the project folder.
+    pub archive: Option<String>,
     /// Standard-library modules and packages to leave out; replaces the default list.
     pub exclude: Option<Vec<String>>,
+}
+
+/// `runtime` is either the archive's path or a table.
+fn runtime_setting<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RuntimeConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Setting {
+        Archive(String),
+        Table(RuntimeConfig),
+    }
+    Ok(match Setting::deserialize(deserializer)? {
+        Setting::Archive(archive) => RuntimeConfig {
+            archive: Some(archive),
+            exclude: None,
+        },
+        Setting::Table(table) => table,
+    })
 }
 
 /// `[tool.gradient.zipapp]`: settings of the single-file `.pyz`.

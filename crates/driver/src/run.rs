@@ -416,8 +416,27 @@ async fn build_inputs(
     shared.inputs.wheel = dists.wheel.map(|(path, _)| path);
 
     if needed.contains(&Input::Runtime) {
-        reporter.step(&format!("bundling the runtime from {python}"));
+        let archive = project
+            .config
+            .runtime
+            .archive
+            .as_ref()
+            .map(|a| project.root.join(a));
+        match &archive {
+            Some(archive) => {
+                reporter.step(&format!("bundling the runtime from {}", archive.display()))
+            }
+            None => reporter.step(&format!("bundling the runtime from {python}")),
+        }
         let started = Instant::now();
+        let source = match &archive {
+            Some(archive) => {
+                gradient_python::runtime::unpack_runtime_archive(archive, python, run.cache)
+                    .await
+                    .map_err(DriverError::Runtime)?
+            }
+            None => python.clone(),
+        };
         let exclude = project.config.runtime.exclude.clone().unwrap_or_else(|| {
             gradient_python::runtime::EXCLUDED_STDLIB
                 .iter()
@@ -425,7 +444,7 @@ async fn build_inputs(
                 .collect()
         });
         let runtime = gradient_python::runtime::build_runtime(
-            python,
+            &source,
             &exclude,
             run.options.strict,
             run.cache,
@@ -441,7 +460,7 @@ async fn build_inputs(
         reporter.done(
             &format!(
                 "runtime: CPython {}, {} shared libraries, glibc >= {}{}",
-                python.full_version(),
+                source.full_version(),
                 runtime.libraries.len(),
                 runtime.glibc.as_deref().unwrap_or("?"),
                 if runtime.reused { " (cached)" } else { "" }

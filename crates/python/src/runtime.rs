@@ -83,6 +83,22 @@ pub struct Runtime {
 /// Why a runtime could not be bundled.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("the runtime archive `{}` does not exist\n  hint: fix `runtime` in [tool.gradient] (relative to the project folder), or remove it to bundle the build interpreter", path.display())]
+    ArchiveMissing { path: PathBuf },
+    #[error("the runtime archive `{}` cannot be read: {reason}\n  hint: it must be a .tar.gz of a relocatable CPython (with bin/pythonX.Y inside); download it again", path.display())]
+    ArchiveCorrupt { path: PathBuf, reason: String },
+    #[error("the runtime archive `{}` holds a CPython for {found}, and this build is for {wanted}\n  hint: use an archive built for {wanted}", path.display())]
+    ArchiveOtherPlatform {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
+    #[error("the runtime archive `{}` holds CPython {found}, but the build interpreter is {wanted}: the dependencies and bytecode are made for the latter\n  hint: build with --python {found}, or use an archive of CPython {wanted}", path.display())]
+    ArchiveOtherVersion {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
     #[error("`{}` cannot be bundled: {reason}\n  hint: use a CPython built with a shared libpython and a RUNPATH (pyenv's, or a relocatable build)", python.display())]
     Unsupported { python: PathBuf, reason: String },
     #[error("{module} needs {library}, which is not on this machine\n  hint: install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude")]
@@ -175,6 +191,122 @@ pub async fn build_runtime(
     }
     runtime.dir = dir.join("bundle");
     Ok(runtime)
+}
+
+/// Unpack a user-named relocatable CPython archive (`.tar.gz`, holding `bin/pythonX.Y`
+/// at its top or one folder down) into the cache, check it is for this machine and the
+/// build interpreter's version, and return its facts: the bundle is then made from it.
+pub async fn unpack_runtime_archive(
+    archive: &Path,
+    build_python: &InterpreterFacts,
+    cache_root: &Path,
+) -> Result<InterpreterFacts, RuntimeError> {
+    if !archive.is_file() {
+        return Err(RuntimeError::ArchiveMissing {
+            path: archive.to_path_buf(),
+        });
+    }
+    let corrupt = |reason: String| RuntimeError::ArchiveCorrupt {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(archive).map_err(io("read", archive))?;
+    let key = &hex::encode(Sha256::digest(&bytes))[..20];
+    let parent = cache_root.join("runtime-archives");
+    let dir = parent.join(key);
+    if !dir.join(".complete").is_file() {
+        std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".{key}-"))
+            .tempdir_in(&parent)
+            .map_err(io("create", &parent))?;
+        gradient_archive::extract_tar_gz(archive, staging.path())
+            .map_err(|e| corrupt(error_chain(&e)))?;
+        std::fs::write(staging.path().join(".complete"), b"")
+            .map_err(io("write", staging.path()))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let staged = staging.keep();
+        if std::fs::rename(&staged, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+    }
+    let interpreter = find_archive_interpreter(&dir)
+        .ok_or_else(|| corrupt("it holds no bin/pythonX.Y".into()))?;
+    let machine = elf_machine(&interpreter)
+        .map_err(|e| corrupt(format!("its interpreter is not a program ({e})")))?;
+    if machine != "x86_64" || build_python.platform_tag != "linux_x86_64" {
+        return Err(RuntimeError::ArchiveOtherPlatform {
+            path: archive.to_path_buf(),
+            found: format!("linux {machine}"),
+            wanted: build_python.platform_tag.replacen('_', " ", 1),
+        });
+    }
+    let facts = crate::interpreter::find_interpreter(
+        &crate::PythonRequest::Path(interpreter.clone()),
+        cache_root,
+    )
+    .await
+    .map_err(|e| corrupt(format!("its interpreter does not start ({e})")))?;
+    if facts.short_version() != build_python.short_version()
+        || facts.implementation != build_python.implementation
+    {
+        return Err(RuntimeError::ArchiveOtherVersion {
+            path: archive.to_path_buf(),
+            found: facts.short_version(),
+            wanted: build_python.short_version(),
+        });
+    }
+    Ok(facts)
+}
+
+fn find_archive_interpreter(dir: &Path) -> Option<PathBuf> {
+    let mut tops = vec![dir.to_path_buf()];
+    tops.extend(
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir()),
+    );
+    tops.iter().find_map(|top| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(top.join("bin"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.strip_prefix("python3.").is_some_and(|minor| {
+                    !minor.is_empty() && minor.chars().all(|c| c.is_ascii_digit())
+                })
+            })
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+/// The machine an ELF program is built for, in the wheel platform's words.
+fn elf_machine(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    let header = goblin::elf::Elf::parse_header(&bytes).map_err(std::io::Error::other)?;
+    Ok(match header.e_machine {
+        goblin::elf::header::EM_X86_64 => "x86_64".into(),
+        goblin::elf::header::EM_AARCH64 => "aarch64".into(),
+        goblin::elf::header::EM_386 => "i686".into(),
+        goblin::elf::header::EM_PPC64 => "ppc64".into(),
+        goblin::elf::header::EM_S390 => "s390x".into(),
+        other => format!("machine {other}"),
+    })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Copy the interpreter, its standard library and its library closure into `bundle`.
