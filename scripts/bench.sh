@@ -88,7 +88,6 @@ hyperfine --style basic --warmup 1 --runs 5 --export-json "$results/frozen-build
   -n "gradient build --to frozen --no-smoke" "$gradient build -q --no-smoke --to frozen $project --out $work/f" \
   -n "gradient build --to frozen" "$gradient build -q --to frozen $project --out $work/f2" \
   -n "pyinstaller --onefile" "$pyinstaller_cmd"
-"$pyinstaller_cmd" >/dev/null 2>&1 || $pyinstaller_cmd >/dev/null
 frozen=$(ls "$work"/f/*-linux-x86_64)
 pyinstaller_exe="$work/pyi-dist/sampleapp-pyi"
 hyperfine --style basic -N --warmup 3 --runs $((runs * 2)) --export-json "$results/frozen-warm.json" \
