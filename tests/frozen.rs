@@ -269,16 +269,27 @@ fn a_named_runtime_archive_is_bundled_and_its_problems_are_named() {
     let dir = tempfile::tempdir().unwrap();
     // A relocatable CPython archive, made here from the build interpreter's prefix (no
     // registry serves python-build-standalone on this machine).
-    let probe = run(Command::new("python3.11")
-        .args(["-c", "import sys; print(sys.base_prefix)"])
-        .env(
-            "PATH",
-            format!(
-                "{}/.pyenv/versions/3.11.7/bin:/usr/bin:/bin",
-                std::env::var("HOME").unwrap()
-            ),
-        ));
-    let prefix = PathBuf::from(stdout(&probe).trim());
+    // The newest pyenv 3.11: what gradient picks for the sample's `python = "3.11"`.
+    let pyenv = std::env::var("PYENV_ROOT")
+        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap()));
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(Path::new(&pyenv).join("versions"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let patch = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix("3.11.")?
+                .parse()
+                .ok()?;
+            Some((patch, e.path()))
+        })
+        .collect();
+    versions.sort();
+    let prefix = versions
+        .pop()
+        .expect("a pyenv 3.11 (the machine's build interpreter)")
+        .1;
     let archive = dir.path().join("cpython-3.11-linux-x86_64.tar.gz");
     let packed = run(Command::new("tar")
         .args([
