@@ -9,7 +9,6 @@ use gradient_launcher::{write_trailer, Launch, Trailer};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokio::process::Command;
 
 /// Where the bundle sits inside the extraction folder.
 const PYTHON_DIR: &str = "python";
@@ -49,7 +48,7 @@ pub async fn assemble(
     let site = app_root.join(PYTHON_DIR).join(&runtime.site_packages);
     copy_tree(dependencies, &site)?;
     gradient_zipapp::install_wheel_files(wheel, &site)?;
-    compile(&python.executable, &site, &app_root).await?;
+    gradient_python::runtime::compile_tree(&python.executable, &site, &app_root, &[]).await?;
     let launch = Launch {
         python: format!("{PYTHON_DIR}/{}", runtime.python),
         default: default_script.clone(),
@@ -187,44 +186,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), FrozenError> {
         } else if entry.file_type().is_file() {
             std::fs::copy(entry.path(), &target).map_err(io("copy", entry.path()))?;
         }
-    }
-    Ok(())
-}
-
-/// Byte-compile site-packages deterministically (unchecked-hash), file names relative to
-/// the bundle.
-async fn compile(python: &Path, site: &Path, root: &Path) -> Result<(), FrozenError> {
-    let output = Command::new(python)
-        .args([
-            "-I",
-            // -B: starting the interpreter imports modules, and it must not write
-            // timestamp-based .pyc for them, which compileall would then keep as up to date.
-            "-B",
-            "-m",
-            "compileall",
-            "-q",
-            "-f",
-            "-j",
-            "1",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-        ])
-        .arg(root)
-        .args(["-p", "/"])
-        .arg(site)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("PYTHONHASHSEED", "0")
-        .output()
-        .await
-        .map_err(io("run", python))?;
-    if !output.status.success() {
-        return Err(FrozenError::Io {
-            action: "byte-compile",
-            path: site.to_path_buf(),
-            source: std::io::Error::other(String::from_utf8_lossy(&output.stdout).into_owned()),
-        });
     }
     Ok(())
 }

@@ -675,36 +675,46 @@ async fn compile_stdlib(
     let stdlib = bundle
         .join("lib")
         .join(format!("python{}", python.short_version()));
+    compile_tree(interpreter, &stdlib, bundle, &["site-packages"]).await
+}
+
+/// Byte-compile `tree` so that the bytes depend on the sources alone: unchecked-hash
+/// `.pyc` (no file times), file names relative to `root` (no build-machine path), one
+/// process in one order with fixed hashing (marshal's output depends on what the process
+/// has interned and shared), `-B` so that the modules the interpreter imports to run
+/// compileall get no timestamp-based `.pyc` that `-f` would then have to overwrite.
+/// Folders named in `skip` are left alone.
+pub async fn compile_tree(
+    interpreter: &Path,
+    tree: &Path,
+    root: &Path,
+    skip: &[&str],
+) -> Result<(), PythonError> {
     let mut command = Command::new(interpreter);
+    command.args([
+        "-I",
+        "-B",
+        "-m",
+        "compileall",
+        "-q",
+        "-f",
+        "-j",
+        "1",
+        "--invalidation-mode",
+        "unchecked-hash",
+    ]);
+    for folder in skip {
+        command.args(["-x", folder]);
+    }
     command
-        .args([
-            "-I",
-            // -B: starting the interpreter imports modules, and it must not write
-            // timestamp-based .pyc for them, which compileall would then keep as up to date.
-            "-B",
-            "-m",
-            "compileall",
-            "-q",
-            "-f",
-            "-j",
-            "1",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-x",
-            "site-packages",
-            // File names relative to the bundle: no build-machine path in the bytecode,
-            // and the same bytes wherever the bundle was made.
-            "-s",
-        ])
-        .arg(bundle)
+        .arg("-s")
+        .arg(root)
         .args(["-p", "/"])
-        .arg(&stdlib)
+        .arg(tree)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        // One process, one order, fixed hashing: marshal output depends on interpreter
-        // state (what is interned and shared), so parallel workers give varying bytes.
         .env("PYTHONHASHSEED", "0");
-    run_checked(&mut command, "byte-compile the bundled standard library").await?;
+    run_checked(&mut command, "byte-compile").await?;
     Ok(())
 }
 
