@@ -52,10 +52,31 @@ pub fn prepare(exe: &mut File, trailer: &Trailer) -> Result<Prepared, LaunchErro
                 root.display(),
                 fallback.display()
             );
+            private_folder(&fallback)?;
             extract_into(exe, trailer, &fallback, &name)
         }
         other => other,
     }
+}
+
+/// A folder in a place everyone can write to (the temp dir) is only trusted when it is a
+/// real folder of ours that nobody else can write into: otherwise another user could lay
+/// out a "finished extraction" there and have us run their interpreter.
+fn private_folder(path: &Path) -> Result<(), LaunchError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() || meta.uid() != uid() || meta.mode() & 0o022 != 0 {
+        return Err(LaunchError::Unsafe(format!(
+            "{} (the fallback cache is not a private folder of this user)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn uid() -> u32 {
@@ -81,8 +102,19 @@ fn extract_into(
         return Ok(Prepared { folder });
     }
     verify(exe, trailer)?;
+    // Only the lock holder stages, so any staging folder found now was left by a run that
+    // was killed: remove them all.
+    let stale_prefix = format!(".{name}.");
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(&stale_prefix)
+            && !file_name.ends_with(".lock")
+            && entry.path().is_dir()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let staging = root.join(format!(".{name}.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
     let result = unpack(exe, trailer, &staging).and_then(|()| {
         std::fs::write(staging.join(MARKER), b"")?;
         if folder.exists() {

@@ -58,7 +58,7 @@ const GLIBC_FAMILY: &[&str] = &[
 ];
 
 /// Bumped whenever what goes into a bundle changes.
-const FORMAT: &str = "runtime-6";
+const FORMAT: &str = "runtime-7";
 const MARKER: &str = "gradient-runtime.json";
 
 /// A ready runtime bundle.
@@ -156,14 +156,14 @@ pub async fn build_runtime(
         .ok()
         .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
     {
-        if !strict || runtime.missing.is_empty() {
+        // A bundle that missed libraries is made again: they may have been installed since.
+        if runtime.missing.is_empty() {
             runtime.dir = dir.join("bundle");
             runtime.reused = true;
             return Ok(runtime);
         }
     }
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-    let _ = std::fs::remove_dir_all(&dir);
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{key}-"))
         .tempdir_in(&parent)
@@ -185,10 +185,7 @@ pub async fn build_runtime(
         serde_json::to_vec_pretty(&runtime).expect("runtime serialises"),
     )
     .map_err(io("write", staging.path()))?;
-    let staged = staging.keep();
-    if std::fs::rename(&staged, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staged);
-    }
+    settle(staging.keep(), &dir, MARKER)?;
     runtime.dir = dir.join("bundle");
     Ok(runtime)
 }
@@ -224,11 +221,7 @@ pub async fn unpack_runtime_archive(
             .map_err(|e| corrupt(error_chain(&e)))?;
         std::fs::write(staging.path().join(".complete"), b"")
             .map_err(io("write", staging.path()))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        let staged = staging.keep();
-        if std::fs::rename(&staged, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staged);
-        }
+        settle(staging.keep(), &dir, ".complete")?;
     }
     let interpreter = find_archive_interpreter(&dir)
         .ok_or_else(|| corrupt("it holds no bin/pythonX.Y".into()))?;
@@ -247,8 +240,24 @@ pub async fn unpack_runtime_archive(
     )
     .await
     .map_err(|e| corrupt(format!("its interpreter does not start ({e})")))?;
+    let libc = |f: &InterpreterFacts| f.libc.as_ref().map(|(name, _)| name.clone());
+    if libc(&facts) != libc(build_python) {
+        return Err(RuntimeError::ArchiveOtherPlatform {
+            path: archive.to_path_buf(),
+            found: format!(
+                "linux {machine} with {}",
+                libc(&facts).unwrap_or_else(|| "another C library".into())
+            ),
+            wanted: format!(
+                "{} with {}",
+                build_python.platform_tag.replacen('_', " ", 1),
+                libc(build_python).unwrap_or_default()
+            ),
+        });
+    }
     if facts.short_version() != build_python.short_version()
         || facts.implementation != build_python.implementation
+        || facts.abi_tag != build_python.abi_tag
     {
         return Err(RuntimeError::ArchiveOtherVersion {
             path: archive.to_path_buf(),
@@ -307,6 +316,21 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Move a finished staging folder to `dir`. When another process got there first with a
+/// complete folder (it has `marker`), theirs is kept and in use: ours goes. A folder
+/// without the marker is a leftover of an interrupted run and is replaced.
+fn settle(staged: PathBuf, dir: &Path, marker: &str) -> Result<(), RuntimeError> {
+    if std::fs::rename(&staged, dir).is_ok() {
+        return Ok(());
+    }
+    if dir.join(marker).is_file() {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&staged, dir).map_err(io("move into place", dir))
 }
 
 /// Copy the interpreter, its standard library and its library closure into `bundle`.
@@ -384,9 +408,18 @@ fn assemble(
     let mut queue: VecDeque<(PathBuf, PathBuf)> = VecDeque::new(); // (original, bundled)
     queue.push_back((python.executable.clone(), bin.join(&exe_name)));
     let dynload = bundled_stdlib.join("lib-dynload");
-    for entry in std::fs::read_dir(&dynload).into_iter().flatten().flatten() {
-        let original = stdlib.join("lib-dynload").join(entry.file_name());
-        queue.push_back((original, entry.path()));
+    let mut modules: Vec<_> = std::fs::read_dir(&dynload)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    modules.sort();
+    for module in modules {
+        queue.push_back((
+            stdlib.join("lib-dynload").join(&module),
+            dynload.join(&module),
+        ));
     }
     let mut bundled: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut missing = Vec::new();
@@ -400,6 +433,18 @@ fn assemble(
         let origin = original.parent().unwrap_or(Path::new("/")).to_path_buf();
         for needed in &facts.needed {
             if GLIBC_FAMILY.contains(&needed.as_str()) || bundled.contains_key(needed) {
+                continue;
+            }
+            if needed.contains('/') {
+                // A path, not a soname (linked against a library without one): it cannot be
+                // placed in lib/ and is never copied over itself.
+                missing.push((
+                    needed.clone(),
+                    copy.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                ));
                 continue;
             }
             match resolve(needed, &facts.search_path, &origin, &cache) {
@@ -513,15 +558,16 @@ fn zip_stdlib(bundle: &Path, python: &InterpreterFacts) -> Result<(), RuntimeErr
             .to_string_lossy()
             .into_owned();
         let Some((folder, leaf)) = relative.rsplit_once("__pycache__/") else {
-            if relative.ends_with(".py") && relative != "os.py" {
-                zipped_sources.push(entry.path().to_path_buf());
-            }
             continue;
         };
         let Some(module) = leaf.strip_suffix(&suffix).filter(|m| !m.contains('.')) else {
             continue;
         };
         let data = std::fs::read(entry.path()).map_err(io("read", entry.path()))?;
+        // Its source goes once its bytecode is in the zip (os.py stays: the landmark).
+        if !(folder.is_empty() && module == "os") {
+            zipped_sources.push(stdlib.join(format!("{folder}{module}.py")));
+        }
         entries.push(gradient_archive::Entry {
             path: format!("{folder}{module}.pyc"),
             kind: gradient_archive::EntryKind::File(data),
@@ -537,7 +583,12 @@ fn zip_stdlib(bundle: &Path, python: &InterpreterFacts) -> Result<(), RuntimeErr
         },
     )?;
     for source in zipped_sources {
-        std::fs::remove_file(&source).map_err(io("remove", &source))?;
+        match std::fs::remove_file(&source) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &source)(e))
+            }
+            _ => {}
+        }
     }
     for entry in walkdir::WalkDir::new(&stdlib).contents_first(true) {
         let Ok(entry) = entry else { continue };
@@ -675,7 +726,14 @@ async fn compile_stdlib(
     let stdlib = bundle
         .join("lib")
         .join(format!("python{}", python.short_version()));
-    compile_tree(interpreter, &stdlib, bundle, &["site-packages"]).await
+    // What CPython's own install leaves out: files that must not compile, and site-packages.
+    let skip = [
+        "bad_coding",
+        "badsyntax",
+        "lib2to3/tests/data",
+        "site-packages",
+    ];
+    compile_tree(interpreter, &stdlib, bundle, &skip).await
 }
 
 /// Byte-compile `tree` so that the bytes depend on the sources alone: unchecked-hash
@@ -683,7 +741,7 @@ async fn compile_stdlib(
 /// process in one order with fixed hashing (marshal's output depends on what the process
 /// has interned and shared), `-B` so that the modules the interpreter imports to run
 /// compileall get no timestamp-based `.pyc` that `-f` would then have to overwrite.
-/// Folders named in `skip` are left alone.
+/// Paths matching any pattern of `skip` (regular expressions) are left alone.
 pub async fn compile_tree(
     interpreter: &Path,
     tree: &Path,
@@ -703,8 +761,9 @@ pub async fn compile_tree(
         "--invalidation-mode",
         "unchecked-hash",
     ]);
-    for folder in skip {
-        command.args(["-x", folder]);
+    if !skip.is_empty() {
+        // compileall takes one -x (the last wins): a regular expression searched in each path.
+        command.arg("-x").arg(skip.join("|"));
     }
     command
         .arg("-s")

@@ -76,6 +76,18 @@ def write_marker(folder, text):
     os.replace(temporary, os.path.join(folder, ".complete"))
 
 
+def private_folder(path):
+    """Trust a folder in the shared temp dir only if it is ours and nobody else can write
+    into it: otherwise another user could lay out an extraction that we would run."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not (os.path.isdir(path) and not os.path.islink(path) and info.st_uid == os.getuid() and not info.st_mode & 0o022):
+        fail("the fallback cache %s is not a private folder of this user" % path, "set GRADIENT_PYZ_CACHE to a folder of your own")
+
+
 def remove_tree(path):
     """shutil.rmtree without importing shutil (start-up time matters here)."""
     for parent, folders, files in os.walk(path, topdown=False):
@@ -160,6 +172,7 @@ def prepare(archive):
         import tempfile
 
         fallback = os.path.join(tempfile.gettempdir(), "gradient-pyz-%d" % os.getuid())
+        private_folder(fallback)
         sys.stderr.write(
             "%s-%s.pyz: cannot write to the cache %s (%s); using %s\n"
             % (APP[0], APP[1], root, error.strerror or error, fallback)
