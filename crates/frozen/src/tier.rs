@@ -6,7 +6,7 @@ use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
     SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
 };
-use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::smoke::{concurrent_first_runs, run_check, smoke_commands};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -119,35 +119,12 @@ impl Backend for FrozenTier {
             let warm = hidden.command(&link, &argv[1..], &cx.scratch, &cache);
             checks.push(run_check(format!("{shown} (warm)"), warm, expect.as_deref()).await);
             if argv[0] == default {
-                let started = std::time::Instant::now();
-                let (a, b) = tokio::join!(
-                    run_check(
-                        String::new(),
-                        hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent"),
-                        expect.as_deref()
-                    ),
-                    run_check(
-                        String::new(),
-                        hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent"),
-                        expect.as_deref()
-                    ),
+                let make = || hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent");
+                let extractions = cx.scratch.join("cache-concurrent/gradient/frozen");
+                let shown = format!("2 concurrent first runs of {shown}");
+                checks.push(
+                    concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await,
                 );
-                let extractions =
-                    count_extractions(&cx.scratch.join("cache-concurrent/gradient/frozen"));
-                let failed = [&a, &b].into_iter().find(|c| !c.passed);
-                checks.push(SmokeCheck {
-                    command: format!("2 concurrent first runs of {shown}"),
-                    passed: failed.is_none() && extractions == 1,
-                    exit_code: None,
-                    seconds: started.elapsed().as_secs_f64(),
-                    detail: match failed {
-                        Some(check) => check.detail.clone(),
-                        None if extractions != 1 => {
-                            format!("{extractions} extractions, expected 1")
-                        }
-                        None => "both passed and left one extraction".into(),
-                    },
-                });
             }
         }
         Ok(SmokeReport { checks })
@@ -157,16 +134,6 @@ impl Backend for FrozenTier {
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn count_extractions(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// The host's Python installations, and how to hide them.

@@ -80,3 +80,38 @@ pub fn smoke_commands<'a>(
             .collect(),
     }
 }
+
+/// Two first runs at once on an empty cache: both must pass, and the cache folder
+/// `extractions` must then hold exactly one extraction (dot-named staging and lock files
+/// aside). `make` builds each run's command; the pair is reported as one check.
+pub async fn concurrent_first_runs(
+    shown: String,
+    make: impl Fn() -> Command,
+    expect: Option<&str>,
+    extractions: &std::path::Path,
+) -> SmokeCheck {
+    let started = Instant::now();
+    let (first, second) = tokio::join!(
+        run_check(String::new(), make(), expect),
+        run_check(String::new(), make(), expect)
+    );
+    let count = std::fs::read_dir(extractions)
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
+    let failed = [&first, &second].into_iter().find(|c| !c.passed);
+    SmokeCheck {
+        command: shown,
+        passed: failed.is_none() && count == 1,
+        exit_code: None,
+        seconds: started.elapsed().as_secs_f64(),
+        detail: match failed {
+            Some(check) => check.detail.clone(),
+            None if count != 1 => format!("{count} extraction folders in the cache, expected 1"),
+            None => "both passed and left one extraction".into(),
+        },
+    }
+}

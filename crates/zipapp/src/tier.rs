@@ -5,9 +5,9 @@ use crate::{assemble, default_script, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    PythonNeed, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+    PythonNeed, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
 };
-use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::smoke::{concurrent_first_runs, run_check, smoke_commands};
 use gradient_python::Installer;
 use std::path::Path;
 use tokio::process::Command;
@@ -127,65 +127,24 @@ impl Backend for ZipappTier {
                 );
                 checks.push(run_check(shown, command, expect.as_deref()).await);
 
+                let make = || {
+                    let mut command = Command::new(&python);
+                    command.arg("-I").arg(&artifact.path).args(&argv[1..]);
+                    isolate(&mut command, &bin, &cx.scratch, "cache-concurrent");
+                    command
+                };
+                let extractions = cx.scratch.join("cache-concurrent/gradient/pyz");
+                let shown = format!(
+                    "2 concurrent first runs of {} {}",
+                    artifact.file_name(),
+                    argv[1..].join(" ")
+                );
                 checks.push(
-                    concurrent_first_runs(
-                        &python,
-                        artifact,
-                        &argv,
-                        expect.as_deref(),
-                        &bin,
-                        &cx.scratch,
-                    )
-                    .await,
+                    concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await,
                 );
             }
         }
         Ok(SmokeReport { checks })
-    }
-}
-
-/// Two first runs at once on an empty cache: both must pass and leave one extraction.
-async fn concurrent_first_runs(
-    python: &Path,
-    artifact: &Artifact,
-    argv: &[String],
-    expect: Option<&str>,
-    bin: &Path,
-    scratch: &Path,
-) -> SmokeCheck {
-    let started = std::time::Instant::now();
-    let cache = "cache-concurrent";
-    let run = || {
-        let mut command = Command::new(python);
-        command.arg("-I").arg(&artifact.path).args(&argv[1..]);
-        isolate(&mut command, bin, scratch, cache);
-        run_check(String::new(), command, expect)
-    };
-    let (first, second) = tokio::join!(run(), run());
-    let extractions = std::fs::read_dir(scratch.join(cache).join("gradient/pyz"))
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
-        .unwrap_or(0);
-    let failed = [&first, &second].into_iter().find(|c| !c.passed);
-    SmokeCheck {
-        command: format!(
-            "2 concurrent first runs of {} {}",
-            artifact.file_name(),
-            argv[1..].join(" ")
-        ),
-        passed: failed.is_none() && extractions == 1,
-        exit_code: None,
-        seconds: started.elapsed().as_secs_f64(),
-        detail: match failed {
-            Some(check) => check.detail.clone(),
-            None if extractions != 1 => {
-                format!("{extractions} extraction folders in the cache, expected 1")
-            }
-            None => "both passed and left one extraction".into(),
-        },
     }
 }
 
