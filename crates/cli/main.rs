@@ -91,9 +91,17 @@ struct BuildArgs {
     /// Smoke tests install dependencies only from this folder of wheels (no index).
     #[arg(long, value_name = "DIR")]
     find_links: Option<PathBuf>,
+    /// Image references for the oci and docker tiers, comma separated or repeated
+    /// [default: NAME:VERSION,NAME:latest].
+    #[arg(long, value_delimiter = ',', value_name = "NAME[:TAG]", value_parser = parse_tag)]
+    tag: Vec<String>,
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
     #[arg(long)]
     json: bool,
+}
+
+fn parse_tag(text: &str) -> Result<String, String> {
+    gradient_driver::check_image_reference(text).map_err(|e| e.to_string())
 }
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
@@ -188,6 +196,8 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         find_links: args.find_links,
         rebuild: args.rebuild,
         strict: args.strict,
+        all: args.all,
+        tags: args.tag,
     };
     let reporter = StderrReporter { quiet };
     let outcome = match gradient_driver::build(options, &reporter).await {

@@ -12,10 +12,13 @@
 
 mod tar_gz;
 mod time;
+mod tree;
 mod zip_file;
 
-pub use tar_gz::write_tar_gz;
 pub use tar_gz::{extract_tar_gz, normalise_tar_gz, read_tar_gz_entries};
+pub use tar_gz::{write_tar, write_tar_gz, Owner};
+pub use time::rfc3339;
+pub use tree::tree_entries;
 pub use zip_file::{
     normalise_zip, read_zip_entries, write_zip, write_zip_stored, write_zip_with, ZipOrder,
 };
@@ -25,9 +28,12 @@ pub const ZIP_EPOCH_MIN: u64 = 315_532_800;
 
 use std::path::PathBuf;
 
-/// A file's permission bits after normalisation: executable or not, nothing else.
+/// A file's permission bits after normalisation: executable or not, nothing else, but for
+/// the sticky bit of a folder anyone may write to (`/tmp` in an image).
 pub fn normal_mode(mode: u32, is_dir: bool) -> u32 {
-    if is_dir || mode & 0o111 != 0 {
+    if is_dir && mode & 0o1000 != 0 {
+        0o1777
+    } else if is_dir || mode & 0o111 != 0 {
         0o755
     } else {
         0o644

@@ -81,7 +81,24 @@ pub fn write_tar_gz(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Arc
     let gz = GzBuilder::new()
         .mtime(0)
         .write(BufWriter::new(file), Compression::best());
-    let mut builder = tar::Builder::new(gz);
+    let gz = write_tar(gz, entries, mtime, &|_| (0, 0)).map_err(write_err)?;
+    let mut out = gz.finish().map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    Ok(())
+}
+
+/// Who owns an entry: `(uid, gid)`.
+pub type Owner<'a> = &'a dyn Fn(&Entry) -> (u64, u64);
+
+/// Write entries, in the order given, as a deterministic POSIX (ustar/pax) tar stream into
+/// `out`, and hand `out` back. Owners come from `owner` (names stay empty); times are `mtime`.
+pub fn write_tar<W: Write>(
+    out: W,
+    entries: &[Entry],
+    mtime: u64,
+    owner: Owner<'_>,
+) -> std::io::Result<W> {
+    let mut builder = tar::Builder::new(out);
     for entry in entries {
         let mut header = tar::Header::new_ustar();
         let (entry_type, data, size): (_, &[u8], usize) = match &entry.kind {
@@ -97,9 +114,7 @@ pub fn write_tar_gz(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Arc
         };
         if header.set_path(&name).is_err() {
             // Too long for ustar's name and prefix fields: a pax record carries it.
-            builder
-                .append_pax_extensions([("path", name.as_bytes())])
-                .map_err(write_err)?;
+            builder.append_pax_extensions([("path", name.as_bytes())])?;
             let short: String = name
                 .chars()
                 .rev()
@@ -108,26 +123,25 @@ pub fn write_tar_gz(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Arc
                 .into_iter()
                 .rev()
                 .collect();
-            header
-                .set_path(short.trim_start_matches('/'))
-                .map_err(write_err)?;
+            header.set_path(short.trim_start_matches('/'))?;
         }
         if let EntryKind::Symlink(target) = &entry.kind {
-            header.set_link_name(target).map_err(write_err)?;
+            if header.set_link_name(target).is_err() {
+                builder.append_pax_extensions([("linkpath", target.as_bytes())])?;
+                header.set_link_name("")?;
+            }
         }
+        let (uid, gid) = owner(entry);
         header.set_entry_type(entry_type);
         header.set_size(size as u64);
         header.set_mode(normal_mode(entry.mode, is_dir));
-        header.set_uid(0);
-        header.set_gid(0);
+        header.set_uid(uid);
+        header.set_gid(gid);
         header.set_mtime(mtime);
         header.set_cksum();
-        builder.append(&header, data).map_err(write_err)?;
+        builder.append(&header, data)?;
     }
-    let gz = builder.into_inner().map_err(write_err)?;
-    let mut out = gz.finish().map_err(write_err)?;
-    out.flush().map_err(write_err)?;
-    Ok(())
+    builder.into_inner()
 }
 
 /// Unpack a `.tar.gz` into `dst`, refusing absolute paths, `..` and symlinks that leave `dst`.

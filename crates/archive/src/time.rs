@@ -1,4 +1,4 @@
-//! Calendar arithmetic for the zip format, which stores local civil time, not seconds.
+//! Calendar arithmetic: the zip format stores civil time, image configs RFC 3339 text.
 
 /// `(year, month, day, hour, minute, second)` in UTC for a Unix timestamp.
 pub(crate) fn civil_from_unix(seconds: u64) -> (u16, u8, u8, u8, u8, u8) {
@@ -24,6 +24,12 @@ pub(crate) fn civil_from_unix(seconds: u64) -> (u16, u8, u8, u8, u8, u8) {
     )
 }
 
+/// A Unix timestamp as RFC 3339 in UTC (`2023-11-14T22:13:20Z`), as image configs write it.
+pub fn rfc3339(seconds: u64) -> String {
+    let (year, month, day, hour, minute, second) = civil_from_unix(seconds);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -33,5 +39,6 @@ mod tests {
             super::civil_from_unix(1_700_000_000),
             (2023, 11, 14, 22, 13, 20)
         );
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

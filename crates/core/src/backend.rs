@@ -81,6 +81,8 @@ pub struct WheelhouseFiles {
 pub struct Host {
     /// The build interpreter, when one was found.
     pub interpreter: Option<Arc<InterpreterFacts>>,
+    /// The container engine: its version, or why none answers; `None` when not asked.
+    pub container_engine: Option<Result<String, String>>,
 }
 
 impl Host {
@@ -123,6 +125,10 @@ pub struct BuildContext {
     /// publishes them into the output folder atomically.
     pub work_dir: PathBuf,
     pub source_date: SourceDate,
+    /// gradient's cache folder, for what a tier keeps between runs (image layers).
+    pub cache_dir: PathBuf,
+    /// `--tag`: the image references the user asked for; empty means the tier's default.
+    pub image_tags: Vec<String>,
 }
 
 /// Everything a backend needs to smoke-test an artifact.
@@ -135,6 +141,8 @@ pub struct SmokeContext {
     pub scratch: PathBuf,
     /// Install dependencies only from this folder of wheels, never from an index.
     pub find_links: Option<PathBuf>,
+    /// As in [`BuildContext::image_tags`].
+    pub image_tags: Vec<String>,
 }
 
 /// One file a backend produced.
@@ -197,6 +205,18 @@ pub trait Backend: Send + Sync {
 
     /// Write the tier's artifacts into `cx.work_dir`.
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError>;
+
+    /// Hand a published artifact to what its target takes it from (the docker tier loads
+    /// its image into the engine) and say what was done. Runs after the artifact is in the
+    /// output folder and before its smoke test: a failure fails the tier and leaves the
+    /// file where it is. Most tiers have nothing to do here.
+    async fn deliver(
+        &self,
+        _artifact: &Artifact,
+        _cx: &BuildContext,
+    ) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
 
     /// Run the artifact the way its target would, and check what it does.
     async fn smoke(

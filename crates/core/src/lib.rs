@@ -14,6 +14,7 @@
 //! dependency cycle between the driver and the backends.
 
 mod backend;
+mod container;
 mod epoch;
 mod interpreter;
 mod project;
@@ -24,6 +25,7 @@ pub use backend::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, RuntimeFiles, SmokeCheck,
     SmokeContext, SmokeReport, Unavailable, WheelhouseFiles,
 };
+pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
 pub use interpreter::InterpreterFacts;
 pub use project::{

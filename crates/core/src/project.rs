@@ -5,6 +5,7 @@
 //! A folder with only a `setup.py` is a legacy setuptools project: it gets the PEP 517
 //! fallback backend, and its name and version come from the metadata the backend writes.
 
+use crate::container::ContainerConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct Project {
     pub optional_dependencies: BTreeMap<String, Vec<String>>,
     pub scripts: BTreeMap<String, String>,
     pub gui_scripts: BTreeMap<String, String>,
+    /// `[project.urls]`: label → URL.
+    pub urls: BTreeMap<String, String>,
     pub build_system: BuildSystem,
     pub config: Config,
 }
@@ -73,6 +76,9 @@ pub struct Config {
     /// `runtime = "cpython-….tar.gz"`, or the `[tool.gradient.runtime]` table.
     #[serde(default, deserialize_with = "runtime_setting")]
     pub runtime: RuntimeConfig,
+    /// `[tool.gradient.container]`.
+    #[serde(default)]
+    pub container: ContainerConfig,
 }
 
 /// The CPython bundled by the frozen, container and OS tiers.
@@ -182,6 +188,8 @@ struct RawProject {
     scripts: BTreeMap<String, String>,
     #[serde(default, rename = "gui-scripts")]
     gui_scripts: BTreeMap<String, String>,
+    #[serde(default)]
+    urls: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +233,7 @@ impl Project {
             optional_dependencies: BTreeMap::new(),
             scripts: BTreeMap::new(),
             gui_scripts: BTreeMap::new(),
+            urls: BTreeMap::new(),
             build_system: BuildSystem::legacy(),
             config: Config::default(),
         }
@@ -273,6 +282,14 @@ impl Project {
                     Some("give the command as a list, e.g. command = [\"myapp\", \"--version\"]"),
                 ));
             }
+        }
+
+        if let Err(bad) = config.container.check() {
+            return Err(invalid(
+                bad.span.or_else(|| find(text, "[tool.gradient.container")),
+                format!("[tool.gradient.container]: {}", bad.message),
+                Some(bad.hint),
+            ));
         }
 
         let mut project = Project::legacy(root.to_path_buf());
@@ -326,6 +343,7 @@ impl Project {
         project.optional_dependencies = table.optional_dependencies;
         project.scripts = table.scripts;
         project.gui_scripts = table.gui_scripts;
+        project.urls = table.urls;
         Ok(project)
     }
 

@@ -32,6 +32,7 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
     let installer = Installer::detect();
     let host = Host {
         interpreter: found.as_ref().ok().cloned().map(std::sync::Arc::new),
+        container_engine: Some(gradient_oci::Engine::probe().await),
     };
     let backends = registry::backends(&installer);
     let tiers = Tier::ALL

@@ -17,6 +17,8 @@ pub mod report;
 mod run;
 mod source_date;
 
+/// Check an image reference given with `--tag` (and give it `:latest` when it has no tag).
+pub use gradient_oci::check_reference as check_image_reference;
 pub use run::{build, error_chain, BuildOptions, RunOutcome, TierOutcome};
 pub use source_date::resolve_source_date;
 

@@ -76,6 +76,9 @@ pub struct ArtifactRecord {
     pub target_needs: TargetNeeds,
     /// `None` when the run was told not to smoke-test.
     pub smoke: Option<SmokeRecord>,
+    /// Where the artifact was handed on beyond the output folder (`loaded into Docker …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,8 +127,11 @@ impl Manifest {
     pub fn sha256sums(&self) -> String {
         let artifacts = self.artifacts.iter().map(|a| (&a.sha256, &a.file));
         let inputs = self.inputs.iter().map(|i| (&i.sha256, &i.file));
+        // Two tiers may publish the same file (oci and docker): listed once.
+        let mut seen = std::collections::BTreeSet::new();
         artifacts
             .chain(inputs)
+            .filter(|(_, file)| seen.insert(file.as_str()))
             .map(|(sha256, file)| format!("{sha256}  {file}\n"))
             .collect()
     }

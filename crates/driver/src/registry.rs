@@ -20,6 +20,9 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
         }),
         // Target has a libc: one executable that carries its own CPython.
         Arc::new(gradient_frozen::FrozenTier),
+        // Target has a container engine: a reproducible image, as a tarball and loaded.
+        Arc::new(gradient_oci::OciTier),
+        Arc::new(gradient_oci::DockerTier),
     ]
 }
 

@@ -37,6 +37,11 @@ pub struct BuildOptions {
     pub rebuild: bool,
     /// A shared library the runtime needs but this host lacks is an error, not a warning.
     pub strict: bool,
+    /// `--all`: tiers this host cannot build are skipped with their reason (a container
+    /// engine is probed for the docker tier); named tiers are attempted.
+    pub all: bool,
+    /// `--tag`: references for the container image (default `NAME:VERSION`, `NAME:latest`).
+    pub tags: Vec<String>,
 }
 
 /// How one tier went.
@@ -111,8 +116,14 @@ pub async fn build(
     tracing::info!("installer: {}", installer.name());
 
     // Plan: the requested backends this host can build, and the inputs they share.
+    let container_engine = if options.all && options.tiers.contains(&Tier::Docker) {
+        Some(gradient_oci::Engine::probe().await)
+    } else {
+        None
+    };
     let host = Host {
         interpreter: Some(python.clone()),
+        container_engine,
     };
     let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
     let mut skipped = Vec::new();
@@ -176,6 +187,7 @@ pub async fn build(
                 project: &project,
                 python: &python,
                 inputs: &inputs,
+                cache: &cache,
                 work: work.path(),
                 out_dir: &out_dir,
                 source_date,
@@ -202,10 +214,13 @@ pub async fn build(
                     error: failed_smoke,
                 });
             }
-            Err(error) => outcomes.push(TierOutcome {
-                tier: backend.tier(),
-                error: Some(error),
-            }),
+            Err(mut failure) => {
+                records.append(&mut failure.records);
+                outcomes.push(TierOutcome {
+                    tier: backend.tier(),
+                    error: Some(failure.error),
+                })
+            }
         }
     }
     for skip in &skipped {
@@ -523,6 +538,7 @@ fn usable_cache(root: PathBuf, reporter: &dyn Reporter) -> PathBuf {
 }
 
 struct TierRun<'a> {
+    cache: &'a Path,
     project: &'a Arc<Project>,
     python: &'a Arc<InterpreterFacts>,
     inputs: &'a Arc<Inputs>,
@@ -534,8 +550,26 @@ struct TierRun<'a> {
     reporter: &'a dyn Reporter,
 }
 
-/// Build, publish and smoke-test one tier. Errors come back as text for the summary.
-async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<ArtifactRecord>, String> {
+/// A tier that failed: why, and what it had published before it failed.
+struct TierFailure {
+    records: Vec<ArtifactRecord>,
+    error: String,
+}
+
+impl From<String> for TierFailure {
+    fn from(error: String) -> Self {
+        TierFailure {
+            records: Vec::new(),
+            error,
+        }
+    }
+}
+
+/// Build, publish, deliver and smoke-test one tier. Errors come back as text for the summary.
+async fn run_tier(
+    backend: &dyn Backend,
+    run: TierRun<'_>,
+) -> Result<Vec<ArtifactRecord>, TierFailure> {
     let tier = backend.tier();
     let work_dir = run.work.join(tier.name());
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
@@ -546,6 +580,8 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
         inputs: run.inputs.clone(),
         work_dir,
         source_date: run.source_date,
+        cache_dir: run.cache.to_path_buf(),
+        image_tags: run.options.tags.clone(),
     };
     let artifacts = backend
         .build(&cx)
@@ -579,20 +615,43 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<Vec<Artifac
             &format!("{tier}: wrote {}", artifact.file_name()),
             build_seconds,
         );
-        let smoke = if run.options.smoke {
-            Some(smoke_tier(backend, &artifact, &run).await)
-        } else {
-            None
-        };
-        records.push(ArtifactRecord {
+        let mut record = ArtifactRecord {
             tier,
             file: artifact.file_name(),
             sha256: published.sha256,
             size: published.size,
             build_seconds,
-            target_needs: artifact.needs,
-            smoke,
-        });
+            target_needs: artifact.needs.clone(),
+            smoke: None,
+            delivered: None,
+        };
+        let delivering = Instant::now();
+        match backend.deliver(&artifact, &cx).await {
+            Ok(delivered) => {
+                if let Some(what) = &delivered {
+                    let seconds = delivering.elapsed().as_secs_f64();
+                    run.reporter.done(&format!("{tier}: {what}"), seconds);
+                }
+                record.delivered = delivered;
+            }
+            Err(error) => {
+                // The file stays published and listed; the tier fails.
+                run.reporter
+                    .warn(&format!("{tier}: {}", error_chain(error.as_ref())));
+                records.push(record);
+                return Err(TierFailure {
+                    records,
+                    error: error_chain(error.as_ref()),
+                });
+            }
+        }
+        let smoke = if run.options.smoke {
+            Some(smoke_tier(backend, &artifact, &run).await)
+        } else {
+            None
+        };
+        record.smoke = smoke;
+        records.push(record);
     }
     Ok(records)
 }
@@ -606,6 +665,7 @@ async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_
         inputs: run.inputs.clone(),
         scratch: scratch.clone(),
         find_links: run.options.find_links.clone(),
+        image_tags: run.options.tags.clone(),
     };
     let started = Instant::now();
     let outcome = match std::fs::create_dir_all(&scratch) {

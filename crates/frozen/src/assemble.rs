@@ -46,7 +46,7 @@ pub async fn assemble(
     // The app part: site-packages (dependencies and the app, compiled) and launch.txt.
     let app_root = work_dir.join("app");
     let site = app_root.join(PYTHON_DIR).join(&runtime.site_packages);
-    copy_tree(dependencies, &site)?;
+    gradient_python::wheelhouse::copy_site(dependencies, &site)?;
     gradient_zipapp::install_wheel_files(wheel, &site)?;
     gradient_python::runtime::compile_tree(&python.executable, &site, &app_root, &[]).await?;
     let launch = Launch {
@@ -54,7 +54,7 @@ pub async fn assemble(
         default: default_script.clone(),
         scripts: scripts.into_iter().collect(),
     };
-    let mut app_entries = tree_entries(&app_root, "")?;
+    let mut app_entries = gradient_archive::tree_entries(&app_root, "")?;
     app_entries.push(Entry {
         path: "launch.txt".into(),
         kind: EntryKind::File(launch.render().into_bytes()),
@@ -83,7 +83,7 @@ fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
     if cached.is_file() {
         return Ok(cached);
     }
-    let mut entries = tree_entries(&runtime.dir, PYTHON_DIR)?;
+    let mut entries = gradient_archive::tree_entries(&runtime.dir, PYTHON_DIR)?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let parent = cached.parent().unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new()
@@ -122,70 +122,4 @@ fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), Froz
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(io("set permissions on", path))
-}
-
-/// Every file, folder and link under `root` as archive entries, paths prefixed by `prefix`.
-fn tree_entries(root: &Path, prefix: &str) -> Result<Vec<Entry>, FrozenError> {
-    let mut entries = Vec::new();
-    for entry in walkdir::WalkDir::new(root).sort_by_file_name().min_depth(1) {
-        let entry = entry.map_err(|e| FrozenError::Io {
-            action: "read",
-            path: root.to_path_buf(),
-            source: e.into(),
-        })?;
-        let relative = entry
-            .path()
-            .strip_prefix(root)
-            .expect("inside the walk")
-            .to_string_lossy()
-            .into_owned();
-        let path = if prefix.is_empty() {
-            relative
-        } else {
-            format!("{prefix}/{relative}")
-        };
-        use std::os::unix::fs::PermissionsExt;
-        let mode = entry
-            .metadata()
-            .map(|m| m.permissions().mode())
-            .unwrap_or(0o644);
-        let kind = if entry.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).map_err(io("read", entry.path()))?;
-            EntryKind::Symlink(target.to_string_lossy().into_owned())
-        } else if entry.file_type().is_dir() {
-            EntryKind::Dir
-        } else {
-            EntryKind::File(std::fs::read(entry.path()).map_err(io("read", entry.path()))?)
-        };
-        entries.push(Entry { path, kind, mode });
-    }
-    Ok(entries)
-}
-
-/// Copy the dependency tree, leaving out console scripts (they carry build paths), the
-/// installer's dot files and compiled caches.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), FrozenError> {
-    std::fs::create_dir_all(to).map_err(io("create", to))?;
-    for entry in walkdir::WalkDir::new(from)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| {
-            let top = e.depth() == 1;
-            let name = e.file_name().to_string_lossy();
-            !(top && (name == "bin" || name.starts_with('.'))) && name != "__pycache__"
-        })
-    {
-        let entry = entry.map_err(|e| FrozenError::Io {
-            action: "read",
-            path: from.to_path_buf(),
-            source: e.into(),
-        })?;
-        let target = to.join(entry.path().strip_prefix(from).expect("inside the walk"));
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).map_err(io("create", &target))?;
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &target).map_err(io("copy", entry.path()))?;
-        }
-    }
-    Ok(())
 }

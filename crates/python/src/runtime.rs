@@ -682,6 +682,22 @@ fn resolve(
 }
 
 /// The loader's cache (`ldconfig -p`): soname → path, for this machine's word size.
+/// The host's C library family, resolved as its loader would (`soname` → real file): what
+/// a bundle leaves out and an image without a base must bring. The loader itself is
+/// listed under its soname too (`ld-linux-x86-64.so.2`), with the name-service modules.
+pub fn glibc_files() -> Vec<(String, PathBuf)> {
+    let cache = loader_cache();
+    let mut names: Vec<&str> = GLIBC_FAMILY.to_vec();
+    names.extend(["libnss_files.so.2", "libnss_dns.so.2"]);
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let found = resolve(name, &[], Path::new("/"), &cache)?;
+            Some((name.to_string(), std::fs::canonicalize(found).ok()?))
+        })
+        .collect()
+}
+
 fn loader_cache() -> BTreeMap<String, PathBuf> {
     let output = std::process::Command::new("ldconfig")
         .arg("-p")

@@ -390,3 +390,41 @@ mod tests {
         );
     }
 }
+
+/// Copy an installed dependency tree (the wheelhouse's site-packages) to `to`, leaving out
+/// console scripts (they name the build's interpreter), the installer's dot files and
+/// compiled caches: each tier compiles its copy for the paths it will have on the target.
+pub fn copy_site(from: &Path, to: &Path) -> Result<(), PythonError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PythonError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(to).map_err(io("create", to))?;
+    for entry in walkdir::WalkDir::new(from)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            let top = e.depth() == 1;
+            let name = e.file_name().to_string_lossy();
+            !(top && (name == "bin" || name.starts_with('.'))) && name != "__pycache__"
+        })
+    {
+        let entry = entry.map_err(|e| PythonError::Io {
+            action: "read",
+            path: from.to_path_buf(),
+            source: e.into(),
+        })?;
+        let target = to.join(entry.path().strip_prefix(from).expect("inside the walk"));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).map_err(io("copy", entry.path()))?;
+        }
+    }
+    Ok(())
+}

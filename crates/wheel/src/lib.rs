@@ -12,9 +12,11 @@
 mod build;
 mod cache;
 pub mod metadata;
+mod scripts;
 mod tiers;
 
 pub use build::{build_distributions, BuildRequest, Distributions, WheelRoute};
+pub use scripts::console_script;
 pub use tiers::{SdistTier, WheelTier};
 
 use std::path::PathBuf;

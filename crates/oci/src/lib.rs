@@ -1,0 +1,83 @@
+//! gradient-oci: the container tiers. `oci` writes a reproducible image tarball without a
+//! daemon; `docker` writes the same tarball and loads it into a Docker engine.
+//!
+//! ```text
+//!  runtime bundle ─┐                     ┌─ base: scratch (glibc from the host) | docker:NAME | oci:PATH
+//!  wheelhouse ─────┼─► layers (cached by ─┼─ runtime  (unless the base has its CPython)
+//!  wheel ──────────┘   content digest)    ├─ dependencies
+//!                                         └─ app + console scripts
+//!        ─► config + manifest + index ─► NAME-VERSION.oci.tar (OCI layout + docker manifest.json)
+//!        ─► docker tier: bollard images/load ─► smoke: a container without network
+//! ```
+
+mod base;
+mod content;
+mod engine;
+mod image;
+mod layer;
+mod reference;
+mod rootfs;
+mod tier;
+
+pub use base::{find_python, BasePython};
+pub use engine::{engine_address, Engine};
+pub use image::{ImageDigests, ImageSpec};
+pub use layer::{make_layer, Layer};
+pub use reference::{check_reference, default_tags};
+pub use tier::{DockerTier, OciTier};
+
+use std::path::PathBuf;
+
+/// Why an image could not be built, loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("the {what} was not built before the container tier ran")]
+    MissingInput { what: &'static str },
+    #[error("no Docker engine answers at {address}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens")]
+    NoEngine { address: String, reason: String },
+    #[error("permission denied on the Docker engine at {address}\n  hint: add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use")]
+    EnginePermission { address: String },
+    #[error("the Docker engine refused to {action}: {message}")]
+    EngineRejected {
+        action: &'static str,
+        message: String,
+    },
+    #[error("the base image `{image}` is not in the local engine\n  hint: no registry is contacted: make it first (`docker pull`, `docker build`, or `docker load -i FILE`), or use base = \"oci:PATH\" for an image on disk")]
+    BaseNotFound { image: String },
+    #[error("the base image `{}` does not exist\n  hint: `base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder", path.display())]
+    BaseMissing { path: PathBuf },
+    #[error("the base image {base} cannot be used: {reason}")]
+    BadBase { base: String, reason: String },
+    #[error("the base image {base} has CPython {found} at {python}, but the dependencies were resolved for CPython {wanted}\n  hint: build with --python {found}, or choose a base with CPython {wanted}")]
+    BasePythonMismatch {
+        base: String,
+        python: String,
+        found: String,
+        wanted: String,
+    },
+    #[error("`{reference}` is not a valid image reference: {reason}\n  hint: use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)")]
+    BadReference { reference: String, reason: String },
+    #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `root`, or a number UID[:GID] in [tool.gradient.container] user")]
+    UnknownUser { user: String },
+    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)\n  hint: a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"")]
+    NoGlibc,
+    #[error(
+        "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
+    )]
+    BadEntryPoint { script: String, entry: String },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Archive(#[from] gradient_archive::ArchiveError),
+    #[error(transparent)]
+    Python(#[from] gradient_python::PythonError),
+    #[error(transparent)]
+    Wheel(#[from] gradient_wheel::WheelError),
+    #[error(transparent)]
+    Zipapp(#[from] gradient_zipapp::ZipappError),
+}

@@ -1,0 +1,151 @@
+//! Running an image without an engine: its layers unpacked in order into a folder (with
+//! whiteouts applied), then a command run there through `chroot`, inside new network, mount
+//! and PID namespaces with a fresh /proc, with the image's environment and user. What the oci tier's smoke
+//! test uses, so the tarball itself is checked whether or not an engine is present.
+
+use crate::base::{read_image, unpack};
+use crate::OciError;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// An image unpacked into a root folder, with what its config says about running it.
+pub struct Rootfs {
+    pub root: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub user: String,
+}
+
+/// Unpack the image tarball into `scratch/rootfs`.
+pub fn unpack_image(tarball: &Path, scratch: &Path) -> Result<Rootfs, OciError> {
+    let layout = scratch.join("layout");
+    unpack(tarball, &layout)?;
+    let image = read_image(&layout, &tarball.display().to_string())?;
+    let root = scratch.join("rootfs");
+    std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+    for layer in &image.layers {
+        apply_layer(&layer.path, &root)?;
+    }
+    let proc = root.join("proc");
+    std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
+    let run = &image.config["config"];
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let env = strings(&run["Env"])
+        .into_iter()
+        .filter_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect();
+    Ok(Rootfs {
+        root,
+        env,
+        user: run["User"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+impl Rootfs {
+    /// `program args` inside the root, as the image's user when this process may change
+    /// user (as root), with the image's environment and no network.
+    pub fn command(&self, program: &str, args: &[String]) -> Command {
+        let mut command = Command::new("unshare");
+        let root = is_root();
+        if !root {
+            command.args(["--user", "--map-root-user"]);
+        }
+        // The loader finds `$ORIGIN` through /proc/self/exe: a fresh /proc, as an engine mounts.
+        command
+            .args(["--net", "--mount", "--pid", "--fork"])
+            .arg(format!("--mount-proc={}", self.root.join("proc").display()))
+            .arg("chroot");
+        if root && !self.user.is_empty() {
+            command.arg(format!("--userspec={}", numeric_user(&self.user)));
+        }
+        command
+            .arg(&self.root)
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+}
+
+/// `app` → `1000:1000` through the image's own /etc/passwd is not read here: gradient's
+/// images name their user by number already; a name is passed on as it is.
+fn numeric_user(user: &str) -> String {
+    if user.contains(':') {
+        user.to_string()
+    } else if user.parse::<u32>().is_ok() {
+        format!("{user}:{user}")
+    } else {
+        user.to_string()
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Unpack one layer blob over `root`: `.wh.NAME` removes NAME, `.wh..wh..opq` empties its
+/// folder, everything else is written (the tar reader refuses paths that leave `root`).
+fn apply_layer(blob: &Path, root: &Path) -> Result<(), OciError> {
+    let file = std::fs::File::open(blob).map_err(io("open", blob))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut magic = [0u8; 2];
+    reader.read_exact(&mut magic).map_err(io("read", blob))?;
+    let file = std::fs::File::open(blob).map_err(io("open", blob))?;
+    let stream: Box<dyn Read> = if magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut archive = tar::Archive::new(stream);
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    for entry in archive.entries().map_err(io("read", blob))? {
+        let mut entry = entry.map_err(io("read", blob))?;
+        let path = entry.path().map_err(io("read", blob))?.into_owned();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.as_deref().filter(|n| n.starts_with(".wh.")) {
+            let parent = root.join(path.parent().unwrap_or(Path::new("")));
+            if name == ".wh..wh..opq" {
+                for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                    remove(&child.path());
+                }
+            } else {
+                remove(&parent.join(&name[4..]));
+            }
+            continue;
+        }
+        entry
+            .unpack_in(root)
+            .map_err(io("unpack a layer into", root))?;
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) {
+    if path.is_dir() && !path.is_symlink() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
+    let path = path.to_path_buf();
+    move |source| OciError::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -1,0 +1,538 @@
+//! The `oci` and `docker` tiers: one image, written as a tarball by both; the docker tier
+//! then loads it into the engine. Smoke tests: the oci tier runs the image's files in a
+//! chroot without an engine, the docker tier runs containers through the engine.
+
+use crate::base::{read_image, unpack, Base};
+use crate::content::{self, Placement};
+use crate::image::{write_image, ImageLayer, ImageSpec, RunConfig};
+use crate::layer::make_layer;
+use crate::reference::{check_reference, default_tags};
+use crate::rootfs::unpack_image;
+use crate::{Engine, OciError};
+use async_trait::async_trait;
+use gradient_core::{
+    normalize_name, Artifact, Backend, BackendError, BaseImage, BuildContext, Host, Input,
+    InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier,
+    Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
+};
+use gradient_python::smoke::{run_check, smoke_commands};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The PATH of every image gradient makes.
+const PATH: &str = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A daemonless, reproducible OCI image tarball.
+pub struct OciTier;
+
+/// The same image, loaded into a Docker engine.
+pub struct DockerTier;
+
+/// What a container tier asks of its target: an engine on linux/amd64, nothing else.
+fn container_needs() -> TargetNeeds {
+    TargetNeeds {
+        platform: Some("linux/amd64".into()),
+        container_engine: true,
+        ..TargetNeeds::default()
+    }
+}
+
+fn preflight(host: &Host) -> Result<(), Unavailable> {
+    host.require_interpreter()?;
+    let python = host.interpreter.as_ref().expect("checked above");
+    if python.platform_tag != "linux_x86_64" {
+        return Err(Unavailable {
+            reason: format!(
+                "images are built for linux/amd64 only, and this interpreter is for {}",
+                python.platform_tag
+            ),
+            hint: None,
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for OciTier {
+    fn tier(&self) -> Tier {
+        Tier::Oci
+    }
+
+    fn target_needs(&self, _project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
+        container_needs()
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        preflight(host)
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        let built = build_image(cx).await?;
+        Ok(vec![Artifact {
+            tier: Tier::Oci,
+            path: built.path,
+            needs: container_needs(),
+        }])
+    }
+
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
+        let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
+        let mut checks = Vec::new();
+        for (argv, expect) in image_smoke_commands(cx)? {
+            let program = format!("/usr/local/bin/{}", argv[0]);
+            let command = rootfs.command(&program, &argv[1..]);
+            checks.push(
+                run_check(
+                    format!(
+                        "{} (in the image's files, chroot, no network)",
+                        argv.join(" ")
+                    ),
+                    command,
+                    expect.as_deref(),
+                )
+                .await,
+            );
+        }
+        Ok(SmokeReport { checks })
+    }
+}
+
+#[async_trait]
+impl Backend for DockerTier {
+    fn tier(&self) -> Tier {
+        Tier::Docker
+    }
+
+    fn target_needs(&self, _project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
+        container_needs()
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        preflight(host)?;
+        match &host.container_engine {
+            Some(Err(reason)) => Err(Unavailable {
+                reason: format!("no Docker engine: {reason}"),
+                hint: Some("start one, or set DOCKER_HOST; the oci tier writes the same image as a tarball".into()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        let built = build_image(cx).await?;
+        Ok(vec![Artifact {
+            tier: Tier::Docker,
+            path: built.path,
+            needs: container_needs(),
+        }])
+    }
+
+    async fn deliver(
+        &self,
+        artifact: &Artifact,
+        cx: &BuildContext,
+    ) -> Result<Option<String>, BackendError> {
+        let tags = tags(cx)?;
+        let engine = Engine::connect()
+            .await
+            .map_err(|e| not_loaded(e, artifact))?;
+        engine
+            .load(&artifact.path)
+            .await
+            .map_err(|e| not_loaded(e, artifact))?;
+        Ok(Some(format!(
+            "loaded into Docker {} as {}",
+            engine.version,
+            tags.join(", ")
+        )))
+    }
+
+    async fn smoke(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
+        let tags = match cx.image_tags.first() {
+            Some(tag) => vec![check_reference(tag)?],
+            None => Vec::new(),
+        };
+        let engine = Engine::connect().await?;
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_ref()
+            .ok_or(OciError::MissingInput { what: "wheel" })?;
+        let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+        let image = tags.into_iter().next().unwrap_or_else(|| {
+            default_tags(&normalize_name(&info.metadata.name), &info.metadata.version)[0].clone()
+        });
+        let (_, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let mut checks = Vec::new();
+        for (argv, expect) in image_smoke_commands(cx)? {
+            // The main script through the image's own entrypoint, as `docker run IMAGE ARGS`
+            // would; other scripts by name.
+            let (entrypoint, shown) =
+                if argv[0] == default && cx.project.config.container.entrypoint.is_none() {
+                    (
+                        None,
+                        format!("docker run --network none {image} {}", argv[1..].join(" ")),
+                    )
+                } else {
+                    (
+                        Some(vec![format!("/usr/local/bin/{}", argv[0])]),
+                        format!(
+                            "docker run --network none --entrypoint {} {image} {}",
+                            argv[0],
+                            argv[1..].join(" ")
+                        ),
+                    )
+                };
+            let check = match engine.run(&image, entrypoint.as_deref(), &argv[1..]).await {
+                Err(error) => SmokeCheck {
+                    command: shown,
+                    passed: false,
+                    exit_code: None,
+                    seconds: 0.0,
+                    detail: error.to_string(),
+                },
+                Ok(run) => {
+                    let printed = expect.as_deref().is_none_or(|e| run.output.contains(e));
+                    SmokeCheck {
+                        command: shown,
+                        passed: run.exit_code == 0 && printed,
+                        exit_code: Some(run.exit_code as i32),
+                        seconds: run.seconds,
+                        detail: if run.exit_code != 0 {
+                            format!("exited with {}\n{}", run.exit_code, tail(&run.output))
+                        } else if !printed {
+                            format!(
+                                "expected `{}` in its output, got:\n{}",
+                                expect.as_deref().unwrap_or_default(),
+                                tail(&run.output)
+                            )
+                        } else {
+                            format!("container started and exited in {:.2}s", run.seconds)
+                        },
+                    }
+                }
+            };
+            checks.push(check);
+        }
+        Ok(SmokeReport { checks })
+    }
+}
+
+/// The image is in the output folder but not in the engine: say how to load it by hand.
+fn not_loaded(error: OciError, artifact: &Artifact) -> OciError {
+    match error {
+        OciError::NoEngine { address, reason } => OciError::NoEngine {
+            address,
+            reason: format!(
+                "{reason}\n  the image is written: load it later with `docker load -i {}`",
+                artifact.path.display()
+            ),
+        },
+        other => other,
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+/// The smoke commands, each starting with a console script.
+fn image_smoke_commands(cx: &SmokeContext) -> Result<Vec<(Vec<String>, Option<String>)>, OciError> {
+    let wheel = cx
+        .inputs
+        .wheel
+        .as_ref()
+        .ok_or(OciError::MissingInput { what: "wheel" })?;
+    let (scripts, _) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+    Ok(smoke_commands(&cx.project, scripts.keys()))
+}
+
+/// The references the image is tagged with.
+fn tags(cx: &BuildContext) -> Result<Vec<String>, OciError> {
+    if !cx.image_tags.is_empty() {
+        return cx.image_tags.iter().map(|t| check_reference(t)).collect();
+    }
+    let wheel = cx
+        .inputs
+        .wheel
+        .as_ref()
+        .ok_or(OciError::MissingInput { what: "wheel" })?;
+    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+    Ok(default_tags(
+        &normalize_name(&info.metadata.name),
+        &info.metadata.version,
+    ))
+}
+
+/// A written image.
+struct BuiltImage {
+    path: PathBuf,
+}
+
+/// Build the image tarball in `cx.work_dir`.
+async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
+    let missing = |what| OciError::MissingInput { what };
+    let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;
+    let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
+    let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+    let name = normalize_name(&info.metadata.name);
+    let version = info.metadata.version.clone();
+    let tags = tags(cx)?;
+    let (scripts, default_script) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+    let settings = &cx.project.config.container;
+    let mtime = cx.source_date.seconds;
+
+    // The base, and where Python things go on it.
+    let base_setting = settings.base();
+    let (base, shown_base) = match &base_setting {
+        BaseImage::Scratch => (None, "scratch".to_string()),
+        BaseImage::Docker(image) => {
+            let tarball = cx.work_dir.join("base.tar");
+            Engine::connect().await?.export(image, &tarball).await?;
+            let dir = cx.work_dir.join("base");
+            let shown = format!("docker:{image}");
+            let base = tokio::task::block_in_place(|| {
+                unpack(&tarball, &dir)?;
+                read_image(&dir, &shown)
+            })?;
+            (Some(base), shown)
+        }
+        BaseImage::Oci(path) => {
+            let path = cx.project.root.join(path);
+            let shown = format!("oci:{}", path.display());
+            if !path.exists() {
+                return Err(OciError::BaseMissing { path });
+            }
+            let base = tokio::task::block_in_place(|| {
+                if path.is_dir() {
+                    read_image(&path, &shown)
+                } else {
+                    let dir = cx.work_dir.join("base");
+                    unpack(&path, &dir)?;
+                    read_image(&dir, &shown)
+                }
+            })?;
+            (Some(base), shown)
+        }
+    };
+    let base_python = base.as_ref().and_then(|b: &Base| b.python.clone());
+    if let Some(found) = &base_python {
+        let (major, minor, _) = cx.python.version;
+        if found.version != (major, minor) {
+            return Err(OciError::BasePythonMismatch {
+                base: shown_base,
+                python: found.placement.python.clone(),
+                found: format!("{}.{}", found.version.0, found.version.1),
+                wanted: format!("{major}.{minor}"),
+            });
+        }
+    }
+    let placement = match &base_python {
+        Some(found) => found.placement.clone(),
+        None => Placement::bundled(&runtime.python, &runtime.site_packages),
+    };
+
+    let user = match settings.user() {
+        user if user == DEFAULT_USER => format!("{0}:{0}", content::APP_UID),
+        user if base.is_none()
+            && user != "root"
+            && !user.split(':').all(|p| p.parse::<u32>().is_ok()) =>
+        {
+            return Err(OciError::UnknownUser { user })
+        }
+        user => user,
+    };
+
+    let cache = &cx.cache_dir;
+    let root = |_: &gradient_archive::Entry| (0, 0);
+    let mut layers: Vec<ImageLayer> = Vec::new();
+    let base_layers = base.as_ref().map_or(0, |b| b.layers.len());
+    if let Some(base) = &base {
+        layers.extend(base.layers.iter().map(|layer| ImageLayer {
+            layer: layer.clone(),
+            created_by: String::new(),
+        }));
+    } else {
+        let glibc = gradient_python::runtime::glibc_files();
+        let entries = content::scratch_base(&glibc)?;
+        let layer = tokio::task::block_in_place(|| {
+            make_layer(&entries, FALLBACK_EPOCH, &content::scratch_owner, cache)
+        })?;
+        layers.push(ImageLayer {
+            layer,
+            created_by: format!(
+                "gradient: C library from the build host, /etc, user {DEFAULT_USER} ({})",
+                content::APP_UID
+            ),
+        });
+    }
+    if base_python.is_none() {
+        let entries = tokio::task::block_in_place(|| content::runtime(&runtime.dir))?;
+        // Fixed times, as the runtime bundle is shared by every app: the same layer for all.
+        let layer =
+            tokio::task::block_in_place(|| make_layer(&entries, FALLBACK_EPOCH, &root, cache))?;
+        layers.push(ImageLayer {
+            layer,
+            created_by: format!("gradient: CPython {} runtime", cx.python.full_version()),
+        });
+    }
+
+    let staging = cx.work_dir.join("layers");
+    let deps = content::site_layer(
+        &staging.join("dependencies"),
+        &placement,
+        &cx.python.executable,
+        |site| {
+            Ok(gradient_python::wheelhouse::copy_site(
+                &wheelhouse.site,
+                site,
+            )?)
+        },
+        &BTreeMap::new(),
+    )
+    .await?;
+    let layer = tokio::task::block_in_place(|| make_layer(&deps, mtime, &root, cache))?;
+    layers.push(ImageLayer {
+        layer,
+        created_by: format!(
+            "gradient: {} locked dependencies",
+            wheelhouse.packages.len()
+        ),
+    });
+
+    let mut script_files = BTreeMap::new();
+    for (script, entry) in &scripts {
+        let text = gradient_wheel::console_script(&placement.python, entry).ok_or_else(|| {
+            OciError::BadEntryPoint {
+                script: script.clone(),
+                entry: entry.clone(),
+            }
+        })?;
+        script_files.insert(script.clone(), text);
+    }
+    let app = content::site_layer(
+        &staging.join("app"),
+        &placement,
+        &cx.python.executable,
+        |site| Ok(gradient_zipapp::install_wheel_files(wheel, site)?),
+        &script_files,
+    )
+    .await?;
+    let layer = tokio::task::block_in_place(|| make_layer(&app, mtime, &root, cache))?;
+    layers.push(ImageLayer {
+        layer,
+        created_by: format!("gradient: {name} {version}"),
+    });
+
+    let mut env = vec![
+        format!("PATH={PATH}"),
+        "LANG=C.UTF-8".to_string(),
+        "PYTHONUNBUFFERED=1".to_string(),
+    ];
+    env.extend(settings.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let workdir = match (&settings.workdir, &base) {
+        (Some(dir), _) => dir.get_ref().clone(),
+        (None, None) => format!("/home/{DEFAULT_USER}"),
+        (None, Some(base)) => base.config["config"]["WorkingDir"]
+            .as_str()
+            .filter(|d| !d.is_empty())
+            .unwrap_or("/")
+            .to_string(),
+    };
+    let spec = ImageSpec {
+        base_config: base.as_ref().map(|b| b.config.clone()),
+        layers,
+        run: RunConfig {
+            entrypoint: settings
+                .entrypoint
+                .clone()
+                .unwrap_or_else(|| vec![format!("/{}/{default_script}", placement.bin)]),
+            cmd: settings.cmd.clone().unwrap_or_default(),
+            env,
+            user,
+            workdir,
+            ports: settings.ports(),
+            labels: labels(&cx.project, &info.metadata, &version),
+        },
+        created: gradient_archive::rfc3339(mtime),
+        tags,
+    };
+    let own_layers = spec.layers.len() - base_layers;
+    let path = cx.work_dir.join(format!("{name}-{version}.oci.tar"));
+    tokio::task::block_in_place(|| write_image(&spec, own_layers, mtime, &path))?;
+    Ok(BuiltImage { path })
+}
+
+/// `org.opencontainers.image.*` labels from the project's metadata.
+fn labels(
+    project: &Project,
+    metadata: &gradient_wheel::metadata::CoreMetadata,
+    version: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut put = |key: &str, value: &str| {
+        labels.insert(format!("org.opencontainers.image.{key}"), value.to_string());
+    };
+    put("title", &metadata.name);
+    put("version", version);
+    if let Some(summary) = metadata.summary.as_deref().filter(|s| !s.is_empty()) {
+        put("description", summary);
+    }
+    // A license expression, not a license's whole text.
+    if let Some(license) = metadata
+        .license
+        .as_deref()
+        .filter(|l| !l.is_empty() && l.len() <= 100 && !l.contains('\n'))
+    {
+        put("licenses", license);
+    }
+    let source = [
+        "Source",
+        "Repository",
+        "Source Code",
+        "Homepage",
+        "homepage",
+    ]
+    .iter()
+    .find_map(|key| project.urls.get(*key))
+    .or_else(|| project.urls.values().next());
+    if let Some(url) = source {
+        put("source", url);
+    }
+    if let Some(revision) = git_revision(&project.root) {
+        put("revision", &revision);
+    }
+    labels
+}
+
+/// The commit the project folder is at, when it is in a git work tree.
+fn git_revision(root: &Path) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let revision = text.trim();
+    (output.status.success() && revision.len() == 40).then(|| revision.to_string())
+}
