@@ -6,5 +6,6 @@ mod util;
 mod bad_input;
 mod build;
 mod commands;
+mod container;
 mod frozen;
 mod zipapp;

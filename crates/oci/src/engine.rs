@@ -37,12 +37,7 @@ impl Engine {
     pub async fn probe() -> Result<String, String> {
         match Engine::connect().await {
             Ok(engine) => Ok(engine.version),
-            Err(error) => Err(error
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string()),
+            Err(error) => Err(error.to_string()),
         }
     }
 

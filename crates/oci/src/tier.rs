@@ -122,10 +122,16 @@ impl Backend for DockerTier {
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         preflight(host)?;
         match &host.container_engine {
-            Some(Err(reason)) => Err(Unavailable {
-                reason: format!("no Docker engine: {reason}"),
-                hint: Some("start one, or set DOCKER_HOST; the oci tier writes the same image as a tarball".into()),
-            }),
+            Some(Err(error)) => {
+                let (reason, hint) = error.split_once("\n  hint: ").unwrap_or((error, ""));
+                let also = if hint.is_empty() { "" } else { "; " };
+                Err(Unavailable {
+                    reason: format!("no Docker engine: {reason}"),
+                    hint: Some(format!(
+                        "{hint}{also}the oci tier writes the same image as a tarball"
+                    )),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -409,7 +415,9 @@ async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
         &BTreeMap::new(),
     )
     .await?;
-    let layer = tokio::task::block_in_place(|| make_layer(&deps, mtime, &root, cache))?;
+    // Fixed times here too: the dependencies do not change with the app's source date, and
+    // their layer must not either.
+    let layer = tokio::task::block_in_place(|| make_layer(&deps, FALLBACK_EPOCH, &root, cache))?;
     layers.push(ImageLayer {
         layer,
         created_by: format!(

@@ -1,0 +1,591 @@
+//! The container tiers: the image tarball (no engine needed) and the docker tier against a
+//! real Docker engine. Engine tests skip when no engine answers, and fail instead when
+//! GRADIENT_REQUIRE_DOCKER=1 (CI sets it).
+
+use crate::util::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether a Docker engine answers; panics when one is required and none does.
+fn engine() -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers && std::env::var("GRADIENT_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+        panic!("GRADIENT_REQUIRE_DOCKER=1 but no Docker engine answers (`docker version` fails)");
+    }
+    if !answers {
+        eprintln!(
+            "skipped: no Docker engine answers (set GRADIENT_REQUIRE_DOCKER=1 to fail instead)"
+        );
+    }
+    answers
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    run(Command::new("docker").args(args))
+}
+
+/// A copy of the sample with `extra` appended to its pyproject.toml.
+fn sample_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("sampleapp"), dir.path());
+    let _ = std::fs::remove_dir_all(dir.path().join("dist"));
+    let pyproject = dir.path().join("pyproject.toml");
+    let mut text = std::fs::read_to_string(&pyproject).unwrap();
+    text.push_str(extra);
+    std::fs::write(&pyproject, text).unwrap();
+    dir
+}
+
+fn build(project: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    run(gradient()
+        .args(["build"])
+        .arg(project)
+        .arg("--out")
+        .arg(out)
+        .args(extra))
+}
+
+/// The image's layout unpacked: (manifest.json, index.json, the OCI manifest, the config).
+struct Layout {
+    dir: tempfile::TempDir,
+    docker: Value,
+    manifest: Value,
+    config: Value,
+}
+
+impl Layout {
+    fn read(tarball: &Path) -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let json =
+            |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+        let blob = |digest: &str| {
+            dir.path()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        // Every blob is named by its own digest.
+        for entry in std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(
+                sha256_file(&path),
+                path.file_name().unwrap().to_string_lossy()
+            );
+        }
+        let index = json(dir.path().join("index.json"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
+            r#"{"imageLayoutVersion":"1.0.0"}"#
+        );
+        let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+        let config = json(blob(manifest["config"]["digest"].as_str().unwrap()));
+        let docker = json(dir.path().join("manifest.json"));
+        Layout {
+            dir,
+            docker,
+            manifest,
+            config,
+        }
+    }
+
+    fn layer_digests(&self) -> Vec<String> {
+        self.manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn the_image_is_reproducible_well_formed_and_an_app_change_rewrites_only_the_app_layer() {
+    let out = tempfile::tempdir().unwrap();
+    let first = build(
+        &fixture("sampleapp"),
+        &out.path().join("a"),
+        &["--to", "oci"],
+    );
+    assert!(
+        first.status.success(),
+        "the oci build and its chroot smoke test pass"
+    );
+    let second = build(
+        &fixture("sampleapp"),
+        &out.path().join("b"),
+        &["--to", "oci", "--no-smoke"],
+    );
+    assert!(second.status.success());
+    let a = only_file(&out.path().join("a"), ".oci.tar");
+    let b = only_file(&out.path().join("b"), ".oci.tar");
+    assert_eq!(
+        sha256_file(&a),
+        sha256_file(&b),
+        "two builds, the same bytes"
+    );
+
+    let layout = Layout::read(&a);
+    let layers = layout.layer_digests();
+    assert_eq!(layers.len(), 4, "base, runtime, dependencies, app");
+    // The docker-archive manifest names the same blobs and the default tags.
+    assert_eq!(
+        layout.docker[0]["RepoTags"],
+        serde_json::json!(["sampleapp:1.2.3", "sampleapp:latest"])
+    );
+    let docker_layers: Vec<String> = layout.docker[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "sha256:{}",
+                l.as_str().unwrap().trim_start_matches("blobs/sha256/")
+            )
+        })
+        .collect();
+    assert_eq!(docker_layers, layers);
+    let config = &layout.config;
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/sampleapp"])
+    );
+    assert_eq!(config["config"]["User"], "1000:1000", "not root by default");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 4);
+    assert_eq!(config["history"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.title"],
+        "sampleapp"
+    );
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.version"],
+        "1.2.3"
+    );
+    assert!(config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().unwrap().starts_with("PATH=/usr/local/bin:")));
+    // The base layer carries the loader every x86-64 executable names, and /tmp is sticky.
+    let base = layout
+        .dir
+        .path()
+        .join("blobs/sha256")
+        .join(layers[0].trim_start_matches("sha256:"));
+    let listing = run(Command::new("tar").arg("-tvzf").arg(&base));
+    let listing = stdout(&listing);
+    assert!(listing.contains("lib64 -> usr/lib64"), "{listing}");
+    assert!(
+        listing.contains("usr/lib64/ld-linux-x86-64.so.2"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("drwxrwxrwt") && l.ends_with(" tmp/")),
+        "{listing}"
+    );
+
+    // One line of app code changed: the app layer alone differs.
+    let changed = sample_with("");
+    let greeting = changed.path().join("src/sampleapp/data/greeting.txt");
+    std::fs::write(&greeting, "Hi, {name}!\n").unwrap();
+    let pyproject = changed.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject)
+        .unwrap()
+        .replace("Hello, X!", "Hi, X!");
+    std::fs::write(&pyproject, text).unwrap();
+    let third = build(changed.path(), &out.path().join("c"), &["--to", "oci"]);
+    assert!(third.status.success());
+    let other = Layout::read(&only_file(&out.path().join("c"), ".oci.tar"));
+    let other_layers = other.layer_digests();
+    assert_eq!(
+        other_layers[..3],
+        layers[..3],
+        "base, runtime and dependencies are reused"
+    );
+    assert_ne!(other_layers[3], layers[3], "the app layer changed");
+}
+
+#[test]
+fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_the_tarball() {
+    if !engine() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = build(&fixture("sampleapp"), out.path(), &["--to", "docker"]);
+    assert!(output.status.success());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
+            .unwrap();
+    let record = &manifest["artifacts"][0];
+    assert_eq!(record["tier"], "docker");
+    assert!(record["delivered"]
+        .as_str()
+        .unwrap()
+        .contains("sampleapp:1.2.3"));
+    assert_eq!(record["smoke"]["passed"], true);
+
+    let hello = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sampleapp:1.2.3",
+        "greet",
+        "X",
+    ]);
+    assert!(hello.status.success());
+    assert_eq!(stdout(&hello).trim(), "Hello, X!");
+    let whoami = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/usr/local/bin/python3",
+        "sampleapp:1.2.3",
+        "-c",
+        "import os; print(os.getuid())",
+    ]);
+    assert_eq!(
+        stdout(&whoami).trim(),
+        "1000",
+        "the image runs as a non-root user"
+    );
+
+    // A fresh engine has none of it: remove what the build loaded, then `docker load`.
+    let tarball = only_file(out.path(), ".oci.tar");
+    let tag = "gradient-test-fresh:1";
+    let load_tag = docker(&["load", "-i", tarball.to_str().unwrap()]);
+    assert!(load_tag.status.success());
+    docker(&["tag", "sampleapp:1.2.3", tag]);
+    let again = docker(&["run", "--rm", "--network", "none", tag, "greet", "Y"]);
+    assert_eq!(stdout(&again).trim(), "Hello, Y!");
+    docker(&["rmi", tag]);
+}
+
+#[test]
+fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the_engine() {
+    // The sample's own image is a base with CPython 3.11 at /usr/local/bin/python3.11.
+    let out = tempfile::tempdir().unwrap();
+    let base_out = out.path().join("base");
+    let built = build(
+        &fixture("sampleapp"),
+        &base_out,
+        &["--to", "oci", "--no-smoke", "--tag", "gradient-test-base:1"],
+    );
+    assert!(built.status.success());
+    let base_tar = only_file(&base_out, ".oci.tar");
+
+    let project = sample_with(&format!(
+        "\n[tool.gradient.container]\nbase = \"oci:{}\"\nports = [8080]\n",
+        base_tar.display()
+    ));
+    let output = build(project.path(), &out.path().join("on-oci"), &["--to", "oci"]);
+    assert!(
+        output.status.success(),
+        "built on the base and smoke-tested"
+    );
+    let layout = Layout::read(&only_file(&out.path().join("on-oci"), ".oci.tar"));
+    let base_layout = Layout::read(&base_tar);
+    let layers = layout.layer_digests();
+    assert_eq!(
+        layers.len(),
+        6,
+        "the base's four layers, then dependencies and app: no second runtime"
+    );
+    assert_eq!(layers[..4], base_layout.layer_digests()[..]);
+    assert_eq!(
+        layout.config["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+
+    if !engine() {
+        return;
+    }
+    let load = docker(&["load", "-i", base_tar.to_str().unwrap()]);
+    assert!(load.status.success());
+    let project =
+        sample_with("\n[tool.gradient.container]\nbase = \"docker:gradient-test-base:1\"\n");
+    let output = build(
+        project.path(),
+        &out.path().join("on-docker"),
+        &["--to", "docker", "--tag", "gradient-test-on-base:1"],
+    );
+    assert!(output.status.success());
+    let hello = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "gradient-test-on-base:1",
+        "greet",
+        "Z",
+    ]);
+    assert_eq!(stdout(&hello).trim(), "Hello, Z!");
+    docker(&["rmi", "gradient-test-on-base:1", "gradient-test-base:1"]);
+}
+
+/// Fail with `code` and a message containing every part of `says`.
+fn fails_with(output: &std::process::Output, code: i32, says: &[&str]) {
+    assert_eq!(output.status.code(), Some(code));
+    let text = stderr(output);
+    for part in says {
+        assert!(text.contains(part), "expected `{part}` in:\n{text}");
+    }
+}
+
+#[test]
+fn without_an_engine_docker_fails_keeps_the_tarball_and_says_how_to_load_it() {
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["build", "--to", "docker"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out.path()));
+    fails_with(
+        &output,
+        1,
+        &[
+            "no Docker engine answers at unix:///nonexistent/docker.sock",
+            "docker load -i",
+        ],
+    );
+    let tarball = only_file(out.path(), ".oci.tar");
+    assert!(std::fs::metadata(&tarball).unwrap().len() > 1_000_000);
+    assert!(std::fs::read_to_string(out.path().join("SHA256SUMS"))
+        .unwrap()
+        .contains(".oci.tar"));
+    // `--all` skips the docker tier with its reason instead of failing.
+    let all = run(gradient()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["build", "--all", "--no-smoke"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out.path().join("all")));
+    assert!(all.status.success());
+    assert!(stderr(&all).contains("skipping docker: no Docker engine"));
+}
+
+#[test]
+fn permission_denied_on_the_socket_says_how_to_get_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let is_root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    // Root may open any socket: drop to nobody for the probe.
+    let mut command = if is_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_gradient"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_gradient"))
+    };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = run(command
+        .arg("doctor")
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("HOME", home.path())
+        .env("GRADIENT_CACHE_DIR", home.path().join("cache")));
+    let text = stdout(&output) + &stderr(&output);
+    assert!(
+        text.contains("permission denied on the Docker engine"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_container_settings_are_refused_with_file_line_and_what_to_do() {
+    for (setting, says) in [
+        (
+            "ports = [70000]",
+            "port 70000 is not a number from 1 to 65535",
+        ),
+        ("ports = [\"80/xyz\"]", "has the protocol `xyz`"),
+        ("user = \"Bad User\"", "`Bad User` is not a valid user"),
+        (
+            "base = \"ubuntu\"",
+            "`ubuntu` is not a base image gradient understands",
+        ),
+    ] {
+        let project = sample_with(&format!("\n[tool.gradient.container]\n{setting}\n"));
+        let output = build(
+            project.path(),
+            &project.path().join("dist"),
+            &["--to", "oci"],
+        );
+        let line = std::fs::read_to_string(project.path().join("pyproject.toml"))
+            .unwrap()
+            .lines()
+            .count();
+        fails_with(
+            &output,
+            2,
+            &[says, &format!("pyproject.toml:{line}:"), "hint:"],
+        );
+        assert!(!project.path().join("dist").exists(), "nothing written");
+    }
+    // A user name a scratch image does not have.
+    let project = sample_with("\n[tool.gradient.container]\nuser = \"www\"\n");
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "oci"],
+    );
+    fails_with(
+        &output,
+        1,
+        &["user `www` does not exist in a scratch image", "hint:"],
+    );
+    assert!(listing(&project.path().join("dist"))
+        .iter()
+        .all(|f| !f.ends_with(".oci.tar")));
+}
+
+#[test]
+fn an_invalid_tag_is_refused_before_building() {
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--to", "oci", "--tag", "Sample App:1"],
+    );
+    fails_with(
+        &output,
+        2,
+        &["`Sample App:1` is not a valid image reference", "hint:"],
+    );
+    assert!(listing(out.path()).is_empty());
+}
+
+/// An OCI layout on disk with one empty layer and the given config fields.
+fn fake_base(dir: &Path, os: &str, files: &[&str]) -> PathBuf {
+    let layout = dir.join("fake-base");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut layer = tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(file).unwrap();
+        header.set_size(0);
+        header.set_mode(0o755);
+        header.set_cksum();
+        layer.append(&header, &[][..]).unwrap();
+    }
+    let layer = layer.into_inner().unwrap();
+    let put = |bytes: &[u8]| -> String {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        std::fs::write(blobs.join(&digest), bytes).unwrap();
+        format!("sha256:{digest}")
+    };
+    let layer_digest = put(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": os,
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "config": {}
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}]
+    })).unwrap();
+    let manifest_digest = put(&manifest);
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len()}]
+    })).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    layout
+}
+
+#[test]
+fn base_images_that_cannot_be_used_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not there.
+    let project = sample_with("\n[tool.gradient.container]\nbase = \"oci:no-such-base.tar\"\n");
+    let output = build(project.path(), &dir.path().join("o1"), &["--to", "oci"]);
+    fails_with(&output, 1, &["no-such-base.tar` does not exist", "hint:"]);
+    // A CPython other than the build's.
+    let other = fake_base(
+        dir.path(),
+        "linux",
+        &["usr/local/bin/python3.99", "usr/local/lib/python3.99/os.py"],
+    );
+    let project = sample_with(&format!(
+        "\n[tool.gradient.container]\nbase = \"oci:{}\"\n",
+        other.display()
+    ));
+    let output = build(project.path(), &dir.path().join("o2"), &["--to", "oci"]);
+    fails_with(
+        &output,
+        1,
+        &[
+            "has CPython 3.99 at /usr/local/bin/python3.99",
+            "--python 3.99",
+        ],
+    );
+
+    if !engine() {
+        return;
+    }
+    // Not in the engine.
+    let project =
+        sample_with("\n[tool.gradient.container]\nbase = \"docker:gradient-test-missing:0\"\n");
+    let output = build(project.path(), &dir.path().join("o3"), &["--to", "docker"]);
+    fails_with(
+        &output,
+        1,
+        &[
+            "`gradient-test-missing:0` is not in the local engine",
+            "docker load -i",
+        ],
+    );
+    // An engine that rejects the load: a Windows base on a Linux engine. Its message is shown.
+    let windows = fake_base(&dir.path().join("w"), "windows", &[]);
+    let project = sample_with(&format!(
+        "\n[tool.gradient.container]\nbase = \"oci:{}\"\n",
+        windows.display()
+    ));
+    let output = build(
+        project.path(),
+        &dir.path().join("o4"),
+        &[
+            "--to",
+            "docker",
+            "--no-smoke",
+            "--tag",
+            "gradient-test-windows:1",
+        ],
+    );
+    fails_with(&output, 1, &["the Docker engine refused to load the image"]);
+    assert!(
+        stderr(&output).to_lowercase().contains("windows"),
+        "the engine's own words"
+    );
+    only_file(&dir.path().join("o4"), ".oci.tar");
+}
