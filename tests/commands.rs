@@ -27,9 +27,11 @@ fn tiers_lists_the_whole_gradient_in_order_with_what_targets_need() {
     );
     let docker_line = text.lines().find(|l| l.starts_with("docker ")).unwrap();
     assert!(
-        docker_line.contains("container engine") && docker_line.contains("planned"),
+        docker_line.contains("container engine") && docker_line.contains("available"),
         "{docker_line}"
     );
+    let rpm_line = text.lines().find(|l| l.starts_with("rpm ")).unwrap();
+    assert!(rpm_line.contains("planned"), "{rpm_line}");
 
     let json = run(gradient().args(["tiers", "--json"]));
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
