@@ -99,6 +99,55 @@ hyperfine --style basic --runs "$runs" --export-json "$results/frozen-cold.json"
   -n "gradient frozen --version (first run)" "$frozen --version" \
   -n "pyinstaller onefile --version (every run unpacks)" "$pyinstaller_exe --version"
 
+echo "== container: against docker build (BuildKit) on a locally made Debian python base" >&2
+image_sizes="{}"
+if docker_cli=/usr/bin/docker && "$docker_cli" version >/dev/null 2>&1; then
+  base=gradient-bench-debian-python:12
+  if ! "$docker_cli" image inspect "$base" >/dev/null 2>&1; then
+    # Made once from Debian's packages and kept: no registry is reachable.
+    cached="${XDG_CACHE_HOME_OUTER:-$HOME/.cache}/gradient-bench/debian-python.tar"
+    if [ ! -f "$cached" ]; then
+      command -v mmdebstrap >/dev/null || { echo "bench: mmdebstrap is missing (apt-get install mmdebstrap)" >&2; exit 2; }
+      mkdir -p "$(dirname "$cached")"
+      mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python3-pip bookworm "$cached.tmp" - \
+        < /etc/apt/sources.list.d/debian.sources
+      mv "$cached.tmp" "$cached"
+    fi
+    "$docker_cli" import "$cached" "$base" >/dev/null
+  fi
+  # The reference flow: the same locked dependencies as wheels, then the app's wheel, each
+  # in its own Dockerfile step so an app change rebuilds only the last one.
+  ctx="$work/docker-ctx"
+  mkdir -p "$ctx/deps"
+  lock=$(ls "$work"/z/*.lock.txt)
+  python3 -m pip download --quiet --no-deps --only-binary :all: -r "$lock" -d "$ctx/deps"
+  cat > "$ctx/Dockerfile" <<DOCKERFILE
+FROM $base
+COPY deps/ /tmp/deps/
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --quiet --no-index --no-deps /tmp/deps/*.whl && rm -rf /tmp/deps
+COPY app/ /tmp/app/
+RUN /opt/venv/bin/pip install --quiet --no-index --no-deps /tmp/app/*.whl && rm -rf /tmp/app
+ENTRYPOINT ["/opt/venv/bin/sampleapp"]
+DOCKERFILE
+  reference="rm -rf $ctx/app && uv build -q --wheel $project -o $ctx/app && DOCKER_BUILDKIT=1 $docker_cli build -q -t gradient-bench-reference $ctx"
+  # Each app-change run writes a new greeting, so both flows rebuild the app.
+  printf 'printf "Hello %%s, {name}!\\n" "$(date +%%s%%N)" > %s/src/sampleapp/data/greeting.txt\n' "$project" > "$work/change-app.sh"
+  hyperfine --style basic --runs "$cold_runs" --export-json "$results/docker-cold.json" \
+    --prepare "rm -rf $GRADIENT_CACHE_DIR/oci $GRADIENT_CACHE_DIR/dists; $docker_cli builder prune -af >/dev/null" \
+    -n "gradient build --to docker --no-smoke (layer cache emptied)" "$gradient build -q --no-smoke --to docker $project --out $work/d" \
+    -n "uv build --wheel + docker build --no-cache" "$reference --no-cache"
+  hyperfine --style basic --runs "$runs" --export-json "$results/docker-change.json" \
+    --prepare "bash $work/change-app.sh" \
+    -n "gradient build --to docker --no-smoke (one app file changed)" "$gradient build -q --no-smoke --to docker $project --out $work/d" \
+    -n "uv build --wheel + docker build (one app file changed)" "$reference"
+  image_sizes=$(printf '{"gradient image": %s, "docker build image": %s}' \
+    "$("$docker_cli" image inspect -f '{{.Size}}' sampleapp:1.2.3)" \
+    "$("$docker_cli" image inspect -f '{{.Size}}' gradient-bench-reference)")
+else
+  echo "bench: no Docker engine answers; the container comparison is left out" >&2
+fi
+echo "$image_sizes" > "$results/image-sizes.json"
+
 python3 - "$pyz" "$work/shiv.pyz" "$frozen" "$pyinstaller_exe" > "$results/sizes.json" <<'PY'
 import json, os, sys
 names = ["gradient .pyz", "shiv .pyz", "gradient frozen", "pyinstaller onefile"]

@@ -26,6 +26,10 @@ SCENARIOS = [
      ["pyinstaller onefile --version", "venv console script: sampleapp --version"]),
     ("frozen-cold", "frozen start-up, `--version`, first run (gradient's extraction cache emptied before each run; PyInstaller unpacks on every run)",
      ["pyinstaller onefile --version (every run unpacks)"]),
+    ("docker-cold", "container image, cold: gradient's layer and distribution caches emptied, BuildKit's cache pruned (`--no-cache`); both start from a local base (gradient: the runtime bundle; docker: a Debian python image made with mmdebstrap) and the same locked wheels",
+     ["uv build --wheel + docker build --no-cache"]),
+    ("docker-change", "container image, rebuild after one app file changed (wheel rebuilt by both; docker reuses its dependency step, gradient its cached layers)",
+     ["uv build --wheel + docker build (one app file changed)"]),
 ]
 
 
@@ -77,6 +81,14 @@ def main(results_dir):
                 out.append(f"| {ours} | {data[ours]} | {data[ours] / data[theirs]:.2f}× {theirs} |")
                 out.append(f"| {theirs} | {data[theirs]} | |")
         out.append("")
+    images = results_dir / "image-sizes.json"
+    if images.exists():
+        data = json.loads(images.read_text())
+        if data:
+            out += ["## Image sizes (as the engine reports them, uncompressed)", "",
+                    "| image | bytes | ratio |", "|---|---|---|",
+                    f"| gradient (scratch base) | {data['gradient image']} | {data['gradient image'] / data['docker build image']:.2f}× docker build |",
+                    f"| docker build on Debian python | {data['docker build image']} | |", ""]
     out += ["## What the commands do", "",
             "- `gradient build --to sdist,wheel --rebuild` runs the backend's hooks every time, like the reference",
             "  tools: the sdist, then the wheel from the unpacked sdist, then (for the sdist's smoke test) the wheel from",
@@ -97,6 +109,10 @@ def main(results_dir):
             "- Start-up runs `python -I APP.pyz --version` with a fresh venv's interpreter. Warm: the extraction cache",
             "  is filled. First run: `SHIV_ROOT` and `XDG_CACHE_HOME` are emptied before each run, so shiv extracts",
             "  everything and gradient extracts msgpack's compiled module and caches compiled code.",
+            "- `gradient build --to docker` builds the wheel, makes (or reuses) the image layers, writes the tarball and",
+            "  loads it into the engine through its API. The reference builds the wheel with `uv build --wheel`, then",
+            "  `docker build` (Debian's docker.io, BuildKit) of a Dockerfile that installs the same locked wheels into a",
+            "  venv on the Debian python base, then the app's wheel in a step of its own.",
             ""]
 
     print("\n".join(out))
