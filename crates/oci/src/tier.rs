@@ -260,7 +260,10 @@ fn tail(text: &str) -> String {
 }
 
 /// The smoke commands, each starting with a console script.
-fn image_smoke_commands(cx: &SmokeContext) -> Result<Vec<(Vec<String>, Option<String>)>, OciError> {
+/// A smoke command (its first word a console script) and the output it must print.
+type SmokeCommand = (Vec<String>, Option<String>);
+
+fn image_smoke_commands(cx: &SmokeContext) -> Result<Vec<SmokeCommand>, OciError> {
     let wheel = cx
         .inputs
         .wheel

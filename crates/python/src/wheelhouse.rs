@@ -376,21 +376,6 @@ async fn install_locked(
         })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn locked_packages_reads_name_and_version_lines() {
-        let lock = "# header\nclick==8.1.7 \\\n    --hash=sha256:aa\nmsgpack==1.1.0 \\\n    --hash=sha256:bb\n";
-        assert_eq!(
-            super::locked_packages(lock),
-            [
-                ("click".to_string(), "8.1.7".to_string()),
-                ("msgpack".to_string(), "1.1.0".to_string())
-            ]
-        );
-    }
-}
-
 /// Copy an installed dependency tree (the wheelhouse's site-packages) to `to`, leaving out
 /// console scripts (they name the build's interpreter), the installer's dot files and
 /// compiled caches: each tier compiles its copy for the paths it will have on the target.
@@ -427,4 +412,19 @@ pub fn copy_site(from: &Path, to: &Path) -> Result<(), PythonError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn locked_packages_reads_name_and_version_lines() {
+        let lock = "# header\nclick==8.1.7 \\\n    --hash=sha256:aa\nmsgpack==1.1.0 \\\n    --hash=sha256:bb\n";
+        assert_eq!(
+            super::locked_packages(lock),
+            [
+                ("click".to_string(), "8.1.7".to_string()),
+                ("msgpack".to_string(), "1.1.0".to_string())
+            ]
+        );
+    }
 }
