@@ -264,15 +264,27 @@ fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_th
         "the image runs as a non-root user"
     );
 
-    // A fresh engine has none of it: remove what the build loaded, then `docker load`.
+    // A fresh engine has none of it: remove what the build loaded, then `docker load`, whose
+    // tags come from the tarball's own manifest.json.
     let tarball = only_file(out.path(), ".oci.tar");
-    let tag = "gradient-test-fresh:1";
-    let load_tag = docker(&["load", "-i", tarball.to_str().unwrap()]);
-    assert!(load_tag.status.success());
-    docker(&["tag", "sampleapp:1.2.3", tag]);
-    let again = docker(&["run", "--rm", "--network", "none", tag, "greet", "Y"]);
+    let removed = docker(&["rmi", "sampleapp:1.2.3", "sampleapp:latest"]);
+    assert!(removed.status.success());
+    assert!(!docker(&["image", "inspect", "sampleapp:1.2.3"])
+        .status
+        .success());
+    let load = docker(&["load", "-i", tarball.to_str().unwrap()]);
+    assert!(load.status.success());
+    assert!(stdout(&load).contains("sampleapp:1.2.3"));
+    let again = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sampleapp:1.2.3",
+        "greet",
+        "Y",
+    ]);
     assert_eq!(stdout(&again).trim(), "Hello, Y!");
-    docker(&["rmi", tag]);
 }
 
 #[test]

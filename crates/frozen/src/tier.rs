@@ -131,11 +131,6 @@ impl Backend for FrozenTier {
     }
 }
 
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
 /// The host's Python installations, and how to hide them.
 struct HiddenPython {
     folders: Vec<PathBuf>,
@@ -191,7 +186,7 @@ impl HiddenPython {
         }
         script.push_str("exec \"$@\"\n");
         let mut command = Command::new("unshare");
-        if !is_root() {
+        if !gradient_python::is_root() {
             // Without root, a user namespace grants the right to mount inside it.
             command.args(["--user", "--map-root-user"]);
         }

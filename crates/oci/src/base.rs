@@ -3,7 +3,7 @@
 
 use crate::content::Placement;
 use crate::layer::{digest_of, Layer, GZIP_LAYER, PLAIN_LAYER};
-use crate::OciError;
+use crate::{io, OciError};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,15 +26,6 @@ pub struct BasePython {
     pub version: (u32, u32),
     /// Where app and dependencies go to be found by it.
     pub placement: Placement,
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
-    let path = path.to_path_buf();
-    move |source| OciError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Unpack an image tarball into `into` (refusing entries that would leave it).

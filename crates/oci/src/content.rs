@@ -53,14 +53,12 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError>
         "etc",
         "home",
         "root",
-        "tmp",
         "usr",
         "usr/bin",
         "usr/lib",
         "usr/lib64",
         "usr/sbin",
         "var",
-        "var/tmp",
     ] {
         add(dir_entry(dir));
     }

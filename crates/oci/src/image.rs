@@ -4,7 +4,7 @@
 //! and the tar is written with fixed times and owners: the same image, the same bytes.
 
 use crate::layer::{digest_of, Layer};
-use crate::OciError;
+use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry, EntryKind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -60,7 +60,7 @@ pub struct ImageDigests {
 }
 
 /// The image configuration as JSON bytes.
-pub fn config_json(spec: &ImageSpec, own_layers: usize) -> Vec<u8> {
+pub fn config_json(spec: &ImageSpec) -> Vec<u8> {
     let base = spec.base_config.clone().unwrap_or(Value::Null);
     let base_run = &base["config"];
     // Environment: the base's, with ours replacing variables of the same name.
@@ -107,7 +107,8 @@ pub fn config_json(spec: &ImageSpec, own_layers: usize) -> Vec<u8> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for layer in &spec.layers[spec.layers.len() - own_layers..] {
+    // The base's layers come first and are already in its history and diff_ids.
+    for layer in &spec.layers[diff_ids.len()..] {
         history.push(json!({
             "created": spec.created,
             "created_by": layer.created_by,
@@ -126,21 +127,8 @@ pub fn config_json(spec: &ImageSpec, own_layers: usize) -> Vec<u8> {
 }
 
 /// Write the image tarball to `path` (a new file; the caller renames it into place).
-pub fn write_image(
-    spec: &ImageSpec,
-    own_layers: usize,
-    mtime: u64,
-    path: &Path,
-) -> Result<ImageDigests, OciError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OciError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let config = config_json(spec, own_layers);
+pub fn write_image(spec: &ImageSpec, mtime: u64, path: &Path) -> Result<ImageDigests, OciError> {
+    let config = config_json(spec);
     let config_digest = digest_of(&config);
     let layers: Vec<Value> = spec
         .layers

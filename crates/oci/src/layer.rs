@@ -9,7 +9,7 @@
 //! A cached layer is checked against its recorded digest before use; a damaged one is
 //! made again. Concurrent builders of the same layer take turns on a lock file.
 
-use crate::OciError;
+use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -122,15 +122,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
         .write(Vec::new(), flate2::Compression::new(LEVEL));
     encoder.write_all(bytes).expect("writing to memory");
     encoder.finish().expect("writing to memory")
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
-    let path = path.to_path_buf();
-    move |source| OciError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub use layer::{make_layer, Layer};
 pub use reference::{check_reference, default_tags};
 pub use tier::{DockerTier, OciTier};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why an image could not be built, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -80,4 +80,14 @@ pub enum OciError {
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]
     Zipapp(#[from] gradient_zipapp::ZipappError),
+}
+
+/// The `OciError::Io` for `action` on `path`, for `map_err`.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
+    let path = path.to_path_buf();
+    move |source| OciError::Io {
+        action,
+        path,
+        source,
+    }
 }

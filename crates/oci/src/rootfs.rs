@@ -4,7 +4,7 @@
 //! test uses, so the tarball itself is checked whether or not an engine is present.
 
 use crate::base::{read_image, unpack};
-use crate::OciError;
+use crate::{io, OciError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -56,7 +56,7 @@ impl Rootfs {
     /// user (as root), with the image's environment and no network.
     pub fn command(&self, program: &str, args: &[String]) -> Command {
         let mut command = Command::new("unshare");
-        let root = is_root();
+        let root = gradient_python::is_root();
         if !root {
             command.args(["--user", "--map-root-user"]);
         }
@@ -88,11 +88,6 @@ fn numeric_user(user: &str) -> String {
     } else {
         user.to_string()
     }
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Unpack one layer blob over `root`: `.wh.NAME` removes NAME, `.wh..wh..opq` empties its
@@ -138,14 +133,5 @@ fn remove(path: &Path) {
         let _ = std::fs::remove_dir_all(path);
     } else {
         let _ = std::fs::remove_file(path);
-    }
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
-    let path = path.to_path_buf();
-    move |source| OciError::Io {
-        action,
-        path,
-        source,
     }
 }

@@ -37,6 +37,18 @@ fn container_needs() -> TargetNeeds {
     }
 }
 
+/// Both tiers build the same image from the same inputs.
+const INPUTS: &[Input] = &[Input::Runtime, Input::Wheelhouse, Input::Wheel];
+
+/// The image tarball, as `tier`'s artifact.
+async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, BackendError> {
+    Ok(vec![Artifact {
+        tier,
+        path: build_image(cx).await?,
+        needs: container_needs(),
+    }])
+}
+
 fn preflight(host: &Host) -> Result<(), Unavailable> {
     host.require_interpreter()?;
     let python = host.interpreter.as_ref().expect("checked above");
@@ -63,7 +75,7 @@ impl Backend for OciTier {
     }
 
     fn inputs(&self) -> &'static [Input] {
-        &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+        INPUTS
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -71,12 +83,7 @@ impl Backend for OciTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let built = build_image(cx).await?;
-        Ok(vec![Artifact {
-            tier: Tier::Oci,
-            path: built.path,
-            needs: container_needs(),
-        }])
+        image_artifact(cx, Tier::Oci).await
     }
 
     async fn smoke(
@@ -86,7 +93,8 @@ impl Backend for OciTier {
     ) -> Result<SmokeReport, BackendError> {
         let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
         let mut checks = Vec::new();
-        for (argv, expect) in image_smoke_commands(cx)? {
+        let app = App::of(&cx.project, &cx.inputs)?;
+        for (argv, expect) in app.smoke_commands(&cx.project) {
             let program = format!("/usr/local/bin/{}", argv[0]);
             let command = rootfs.command(&program, &argv[1..]);
             checks.push(
@@ -116,7 +124,7 @@ impl Backend for DockerTier {
     }
 
     fn inputs(&self) -> &'static [Input] {
-        &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+        INPUTS
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -137,12 +145,7 @@ impl Backend for DockerTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let built = build_image(cx).await?;
-        Ok(vec![Artifact {
-            tier: Tier::Docker,
-            path: built.path,
-            needs: container_needs(),
-        }])
+        image_artifact(cx, Tier::Docker).await
     }
 
     async fn deliver(
@@ -150,7 +153,7 @@ impl Backend for DockerTier {
         artifact: &Artifact,
         cx: &BuildContext,
     ) -> Result<Option<String>, BackendError> {
-        let tags = tags(cx)?;
+        let tags = App::of(&cx.project, &cx.inputs)?.tags(&cx.image_tags)?;
         let engine = Engine::connect()
             .await
             .map_err(|e| not_loaded(e, artifact))?;
@@ -170,27 +173,16 @@ impl Backend for DockerTier {
         _artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
-        let tags = match cx.image_tags.first() {
-            Some(tag) => vec![check_reference(tag)?],
-            None => Vec::new(),
-        };
+        let app = App::of(&cx.project, &cx.inputs)?;
+        let image = app.tags(&cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(OciError::MissingInput { what: "wheel" })?;
-        let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-        let image = tags.into_iter().next().unwrap_or_else(|| {
-            default_tags(&normalize_name(&info.metadata.name), &info.metadata.version)[0].clone()
-        });
-        let (_, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let default = &app.default_script;
         let mut checks = Vec::new();
-        for (argv, expect) in image_smoke_commands(cx)? {
+        for (argv, expect) in app.smoke_commands(&cx.project) {
             // The main script through the image's own entrypoint, as `docker run IMAGE ARGS`
             // would; other scripts by name.
             let (entrypoint, shown) =
-                if argv[0] == default && cx.project.config.container.entrypoint.is_none() {
+                if &argv[0] == default && cx.project.config.container.entrypoint.is_none() {
                     (
                         None,
                         format!("docker run --network none {image} {}", argv[1..].join(" ")),
@@ -259,53 +251,55 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-/// The smoke commands, each starting with a console script.
-/// A smoke command (its first word a console script) and the output it must print.
-type SmokeCommand = (Vec<String>, Option<String>);
-
-fn image_smoke_commands(cx: &SmokeContext) -> Result<Vec<SmokeCommand>, OciError> {
-    let wheel = cx
-        .inputs
-        .wheel
-        .as_ref()
-        .ok_or(OciError::MissingInput { what: "wheel" })?;
-    let (scripts, _) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
-    Ok(smoke_commands(&cx.project, scripts.keys()))
+/// What the container tiers read from the app's wheel.
+struct App<'a> {
+    wheel: &'a Path,
+    /// The normalised project name, as images are named.
+    name: String,
+    metadata: gradient_wheel::metadata::CoreMetadata,
+    scripts: BTreeMap<String, String>,
+    default_script: String,
 }
 
-/// The references the image is tagged with.
-fn tags(cx: &BuildContext) -> Result<Vec<String>, OciError> {
-    if !cx.image_tags.is_empty() {
-        return cx.image_tags.iter().map(|t| check_reference(t)).collect();
+impl<'a> App<'a> {
+    fn of(project: &Project, inputs: &'a gradient_core::Inputs) -> Result<App<'a>, OciError> {
+        let wheel = inputs
+            .wheel
+            .as_deref()
+            .ok_or(OciError::MissingInput { what: "wheel" })?;
+        let metadata = gradient_wheel::metadata::inspect_wheel(wheel)?.metadata;
+        let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
+        Ok(App {
+            wheel,
+            name: normalize_name(&metadata.name),
+            metadata,
+            scripts,
+            default_script,
+        })
     }
-    let wheel = cx
-        .inputs
-        .wheel
-        .as_ref()
-        .ok_or(OciError::MissingInput { what: "wheel" })?;
-    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-    Ok(default_tags(
-        &normalize_name(&info.metadata.name),
-        &info.metadata.version,
-    ))
+
+    /// The references the image is tagged with: `--tag`, else the defaults.
+    fn tags(&self, requested: &[String]) -> Result<Vec<String>, OciError> {
+        if requested.is_empty() {
+            return Ok(default_tags(&self.name, &self.metadata.version));
+        }
+        requested.iter().map(|t| check_reference(t)).collect()
+    }
+
+    /// The smoke commands, each starting with a console script, and what each must print.
+    fn smoke_commands(&self, project: &Project) -> Vec<(Vec<String>, Option<String>)> {
+        smoke_commands(project, self.scripts.keys())
+    }
 }
 
-/// A written image.
-struct BuiltImage {
-    path: PathBuf,
-}
-
-/// Build the image tarball in `cx.work_dir`.
-async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
+/// Build the image tarball in `cx.work_dir` and return its path.
+async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     let missing = |what| OciError::MissingInput { what };
-    let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;
     let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
     let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
-    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-    let name = normalize_name(&info.metadata.name);
-    let version = info.metadata.version.clone();
-    let tags = tags(cx)?;
-    let (scripts, default_script) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+    let app = App::of(&cx.project, &cx.inputs)?;
+    let (name, version) = (&app.name, &app.metadata.version);
+    let tags = app.tags(&cx.image_tags)?;
     let settings = &cx.project.config.container;
     let mtime = cx.source_date.seconds;
 
@@ -373,7 +367,6 @@ async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
     let cache = &cx.cache_dir;
     let root = |_: &gradient_archive::Entry| (0, 0);
     let mut layers: Vec<ImageLayer> = Vec::new();
-    let base_layers = base.as_ref().map_or(0, |b| b.layers.len());
     if let Some(base) = &base {
         layers.extend(base.layers.iter().map(|layer| ImageLayer {
             layer: layer.clone(),
@@ -430,7 +423,7 @@ async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
     });
 
     let mut script_files = BTreeMap::new();
-    for (script, entry) in &scripts {
+    for (script, entry) in &app.scripts {
         let text = gradient_wheel::console_script(&placement.python, entry).ok_or_else(|| {
             OciError::BadEntryPoint {
                 script: script.clone(),
@@ -439,15 +432,15 @@ async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
         })?;
         script_files.insert(script.clone(), text);
     }
-    let app = content::site_layer(
+    let app_entries = content::site_layer(
         &staging.join("app"),
         &placement,
         &cx.python.executable,
-        |site| Ok(gradient_zipapp::install_wheel_files(wheel, site)?),
+        |site| Ok(gradient_zipapp::install_wheel_files(app.wheel, site)?),
         &script_files,
     )
     .await?;
-    let layer = tokio::task::block_in_place(|| make_layer(&app, mtime, &root, cache))?;
+    let layer = tokio::task::block_in_place(|| make_layer(&app_entries, mtime, &root, cache))?;
     layers.push(ImageLayer {
         layer,
         created_by: format!("gradient: {name} {version}"),
@@ -475,35 +468,33 @@ async fn build_image(cx: &BuildContext) -> Result<BuiltImage, OciError> {
             entrypoint: settings
                 .entrypoint
                 .clone()
-                .unwrap_or_else(|| vec![format!("/{}/{default_script}", placement.bin)]),
+                .unwrap_or_else(|| vec![format!("/{}/{}", placement.bin, app.default_script)]),
             cmd: settings.cmd.clone().unwrap_or_default(),
             env,
             user,
             workdir,
             ports: settings.ports(),
-            labels: labels(&cx.project, &info.metadata, &version),
+            labels: labels(&cx.project, &app.metadata),
         },
         created: gradient_archive::rfc3339(mtime),
         tags,
     };
-    let own_layers = spec.layers.len() - base_layers;
     let path = cx.work_dir.join(format!("{name}-{version}.oci.tar"));
-    tokio::task::block_in_place(|| write_image(&spec, own_layers, mtime, &path))?;
-    Ok(BuiltImage { path })
+    tokio::task::block_in_place(|| write_image(&spec, mtime, &path))?;
+    Ok(path)
 }
 
 /// `org.opencontainers.image.*` labels from the project's metadata.
 fn labels(
     project: &Project,
     metadata: &gradient_wheel::metadata::CoreMetadata,
-    version: &str,
 ) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut put = |key: &str, value: &str| {
         labels.insert(format!("org.opencontainers.image.{key}"), value.to_string());
     };
     put("title", &metadata.name);
-    put("version", version);
+    put("version", &metadata.version);
     if let Some(summary) = metadata.summary.as_deref().filter(|s| !s.is_empty()) {
         put("description", summary);
     }

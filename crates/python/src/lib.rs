@@ -25,7 +25,7 @@ pub use build_env::BuildEnv;
 pub use installer::Installer;
 pub use interpreter::{find_interpreter, PythonRequest};
 pub use pep517::{HookError, HookRunner};
-pub use process::{isolated_env, ProcessGroup};
+pub use process::{is_root, isolated_env, ProcessGroup};
 
 use std::path::PathBuf;
 

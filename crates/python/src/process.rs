@@ -107,3 +107,10 @@ pub(crate) async fn run_checked(
     }
     Ok(output)
 }
+
+/// Whether this process runs as root: smoke tests that need namespaces add a user
+/// namespace only when it does not.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

@@ -109,19 +109,20 @@ impl WheelhouseRequest<'_> {
     }
 }
 
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PythonError {
+    let path = path.to_path_buf();
+    move |source| PythonError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// Resolve (or reuse the lock) and materialise the dependencies.
 pub async fn build_wheelhouse(
     request: WheelhouseRequest<'_>,
 ) -> Result<Wheelhouse, WheelhouseError> {
     let inputs = request.inputs_hash();
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PythonError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
     let (lock, lock_reused) = match request.previous_lock.as_ref().filter(|text| {
         text.lines()
@@ -380,14 +381,6 @@ async fn install_locked(
 /// console scripts (they name the build's interpreter), the installer's dot files and
 /// compiled caches: each tier compiles its copy for the paths it will have on the target.
 pub fn copy_site(from: &Path, to: &Path) -> Result<(), PythonError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PythonError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     std::fs::create_dir_all(to).map_err(io("create", to))?;
     for entry in walkdir::WalkDir::new(from)
         .sort_by_file_name()
