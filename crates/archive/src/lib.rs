@@ -17,7 +17,7 @@ mod zip_file;
 
 pub use tar_gz::{extract_tar_gz, normalise_tar_gz, read_tar_gz_entries};
 pub use tar_gz::{write_tar, write_tar_gz, Owner};
-pub use time::rfc3339;
+pub use time::{rfc2822, rfc3339};
 pub use tree::tree_entries;
 pub use zip_file::{
     normalise_zip, read_zip_entries, write_zip, write_zip_stored, write_zip_with, ZipOrder,

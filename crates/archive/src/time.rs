@@ -30,8 +30,33 @@ pub fn rfc3339(seconds: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
+/// A Unix timestamp as RFC 2822 in UTC (`Tue, 14 Nov 2023 22:13:20 +0000`), as Debian
+/// changelogs and mail headers write it.
+pub fn rfc2822(seconds: u64) -> String {
+    let (year, month, day, hour, minute, second) = civil_from_unix(seconds);
+    // 1970-01-01 was a Thursday.
+    let weekday =
+        ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(seconds / 86_400 % 7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][month as usize - 1];
+    format!("{weekday}, {day:02} {month} {year} {hour:02}:{minute:02}:{second:02} +0000")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc2822_names_the_weekday() {
+        assert_eq!(
+            super::rfc2822(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 +0000"
+        );
+        assert_eq!(
+            super::rfc2822(315_532_800),
+            "Tue, 01 Jan 1980 00:00:00 +0000"
+        );
+    }
+
     #[test]
     fn known_dates() {
         assert_eq!(super::civil_from_unix(315_532_800), (1980, 1, 1, 0, 0, 0));

@@ -17,6 +17,7 @@ mod backend;
 mod container;
 mod epoch;
 mod interpreter;
+mod ospackage;
 mod project;
 mod specifier;
 mod tier;
@@ -28,6 +29,10 @@ pub use backend::{
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
 pub use interpreter::InterpreterFacts;
+pub use ospackage::{
+    check_package_name, check_package_version, maintainer_email, map_version, Layout,
+    PackageConfig, PackageFormat, PackageVersion, ServiceConfig,
+};
 pub use project::{
     normalize_name, BuildSystem, Config, Project, ProjectError, SmokeConfig, ZipappConfig,
     PYPROJECT,

@@ -6,6 +6,7 @@
 //! fallback backend, and its name and version come from the metadata the backend writes.
 
 use crate::container::ContainerConfig;
+use crate::ospackage::{PackageConfig, PackageFormat, ServiceConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,14 @@ pub struct Config {
     /// `[tool.gradient.container]`.
     #[serde(default)]
     pub container: ContainerConfig,
+    /// `[tool.gradient.deb]`.
+    #[serde(default)]
+    pub deb: PackageConfig,
+    /// `[tool.gradient.rpm]`.
+    #[serde(default)]
+    pub rpm: PackageConfig,
+    /// `[tool.gradient.service]`: a systemd service in the OS packages.
+    pub service: Option<ServiceConfig>,
 }
 
 /// The CPython bundled by the frozen, container and OS tiers.
@@ -288,6 +297,28 @@ impl Project {
             return Err(invalid(
                 bad.span.or_else(|| find(text, "[tool.gradient.container")),
                 format!("[tool.gradient.container]: {}", bad.message),
+                Some(bad.hint),
+            ));
+        }
+
+        for format in [PackageFormat::Deb, PackageFormat::Rpm] {
+            let package = match format {
+                PackageFormat::Deb => &config.deb,
+                PackageFormat::Rpm => &config.rpm,
+            };
+            if let Err(bad) = package.check(format) {
+                let table = format.table();
+                return Err(invalid(
+                    bad.span.or_else(|| find(text, &table[..table.len() - 1])),
+                    format!("{table}: {}", bad.message),
+                    Some(bad.hint),
+                ));
+            }
+        }
+        if let Some(Err(bad)) = config.service.as_ref().map(ServiceConfig::check) {
+            return Err(invalid(
+                bad.span.or_else(|| find(text, "[tool.gradient.service")),
+                format!("[tool.gradient.service]: {}", bad.message),
                 Some(bad.hint),
             ));
         }

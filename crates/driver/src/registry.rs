@@ -23,6 +23,9 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
         // Target has a container engine: a reproducible image, as a tarball and loaded.
         Arc::new(gradient_oci::OciTier),
         Arc::new(gradient_oci::DockerTier),
+        // Target has a package manager: a deb and an rpm that install like any other.
+        Arc::new(gradient_ospkg::DebTier),
+        Arc::new(gradient_ospkg::RpmTier),
     ]
 }
 

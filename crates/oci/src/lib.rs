@@ -20,10 +20,12 @@ mod rootfs;
 mod tier;
 
 pub use base::{find_python, BasePython};
+pub use content::scratch_base;
 pub use engine::{engine_address, Engine};
 pub use image::{ImageDigests, ImageSpec};
 pub use layer::{make_layer, Layer};
 pub use reference::{check_reference, default_tags};
+pub use rootfs::Rootfs;
 pub use tier::{DockerTier, OciTier};
 
 use std::path::{Path, PathBuf};

@@ -18,6 +18,47 @@ pub struct CoreMetadata {
     pub requires_python: Option<String>,
     pub requires_dist: Vec<String>,
     pub license: Option<String>,
+    /// `Author`, `Author-email`, `Maintainer`, `Maintainer-email` as written.
+    pub author: Option<String>,
+    pub author_email: Option<String>,
+    pub maintainer: Option<String>,
+    pub maintainer_email: Option<String>,
+    /// `Home-page`, then `Project-URL: label, url` in order.
+    pub urls: Vec<(String, String)>,
+}
+
+impl CoreMetadata {
+    /// Who maintains the project, as `Name <email>`: the first maintainer with an email,
+    /// else the first author with one; else whoever is named, without an email.
+    pub fn maintainer(&self) -> Option<String> {
+        let with_email = |names: &Option<String>, emails: &Option<String>| {
+            let email = emails.as_deref()?.split(',').next()?.trim().to_string();
+            if email.contains('<') {
+                return Some(email);
+            }
+            match names.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+                Some(name) => Some(format!("{name} <{email}>")),
+                None => Some(email),
+            }
+        };
+        with_email(&self.maintainer, &self.maintainer_email)
+            .or_else(|| with_email(&self.author, &self.author_email))
+            .or_else(|| self.maintainer.clone().or_else(|| self.author.clone()))
+            .filter(|m| !m.trim().is_empty())
+    }
+
+    /// The project's home page: `Home-page`, else a URL labelled like one, else the first.
+    pub fn homepage(&self) -> Option<&str> {
+        ["home-page", "homepage", "home", "source", "repository"]
+            .iter()
+            .find_map(|label| {
+                self.urls
+                    .iter()
+                    .find(|(l, _)| l.to_ascii_lowercase() == *label)
+            })
+            .or_else(|| self.urls.first())
+            .map(|(_, url)| url.as_str())
+    }
 }
 
 /// Parse RFC 822-style core metadata; only the header block is read.
@@ -42,6 +83,18 @@ pub fn parse_core_metadata(text: &str) -> CoreMetadata {
             "requires-dist" => metadata.requires_dist.push(value),
             "license-expression" => metadata.license = Some(value),
             "license" if metadata.license.is_none() => metadata.license = Some(value),
+            "author" => metadata.author = Some(value),
+            "author-email" => metadata.author_email = Some(value),
+            "maintainer" => metadata.maintainer = Some(value),
+            "maintainer-email" => metadata.maintainer_email = Some(value),
+            "home-page" => metadata.urls.insert(0, ("Home-page".into(), value)),
+            "project-url" => {
+                if let Some((label, url)) = value.split_once(',') {
+                    metadata
+                        .urls
+                        .push((label.trim().to_string(), url.trim().to_string()));
+                }
+            }
             _ => {}
         }
     }

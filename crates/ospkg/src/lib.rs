@@ -1,0 +1,79 @@
+//! gradient-ospkg: the OS-package tiers. `deb` and `rpm` are written natively (no
+//! `dpkg-deb`, no `rpmbuild`) from one format-neutral spec, and checked with the real tools.
+//!
+//! ```text
+//!  wheel + wheelhouse (+ runtime bundle) ─► spec: files, name/version in the format's rules,
+//!                                           depends, scripts, service unit
+//!        ─► deb.rs: ar(debian-binary, control.tar.gz, data.tar.gz) ─► NAME_V-1_ARCH.deb
+//!        ─► rpm.rs: the rpm crate, gzip payload, unsigned             ─► NAME-V-1.ARCH.rpm
+//!  smoke: dpkg-deb --info/--contents, rpm -qip / -K, then the package laid down in a root
+//!         holding only the host's C library, and its console script run there (chroot)
+//! ```
+
+mod deb;
+mod rpm;
+mod scripts;
+mod spec;
+mod strip;
+mod tier;
+
+pub use spec::{name_and_version, App, PackageSpec};
+pub use tier::{DebTier, RpmTier};
+
+use std::path::{Path, PathBuf};
+
+/// Why a package could not be built or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum OsPkgError {
+    #[error("the {what} was not built before the package tier ran")]
+    MissingInput { what: &'static str },
+    #[error("{what} cannot be used in the package: {rule}\n  hint: set {setting}")]
+    Unmappable {
+        what: String,
+        rule: String,
+        setting: String,
+    },
+    #[error("a Debian package needs a maintainer with an email address, and the project has {found}\n  hint: add an email to [project] authors or maintainers (`{{ name = \"...\", email = \"...\" }}`), or set maintainer = \"Name <email>\" in [tool.gradient.deb]")]
+    NoMaintainer { found: String },
+    #[error("the `system` layout runs the distribution's python3 {python}, and `{dist}` is built for {tags}\n  hint: use layout = \"bundled\" (the package brings its own CPython), or build with --python {python} so the dependencies are resolved for it")]
+    WheelDoesNotFit {
+        dist: String,
+        tags: String,
+        python: String,
+    },
+    #[error(
+        "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
+    )]
+    BadEntryPoint { script: String, entry: String },
+    #[error("`strip` failed on the package's compiled code: {detail}")]
+    Strip { detail: String },
+    #[error("the rpm writer failed: {0}")]
+    Rpm(String),
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Archive(#[from] gradient_archive::ArchiveError),
+    #[error(transparent)]
+    Python(#[from] gradient_python::PythonError),
+    #[error(transparent)]
+    Wheel(#[from] gradient_wheel::WheelError),
+    #[error(transparent)]
+    Zipapp(#[from] gradient_zipapp::ZipappError),
+    #[error(transparent)]
+    Oci(#[from] gradient_oci::OciError),
+}
+
+/// The `OsPkgError::Io` for `action` on `path`, for `map_err`.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OsPkgError {
+    let path = path.to_path_buf();
+    move |source| OsPkgError::Io {
+        action,
+        path,
+        source,
+    }
+}

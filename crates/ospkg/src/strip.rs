@@ -1,0 +1,102 @@
+//! Stripped copies of compiled code, as distributions ship it: `strip --strip-unneeded` on
+//! every ELF file (binutils' tool, deterministic for the same input). The runtime bundle's
+//! stripped copy is made once and kept in the cache beside the packages' other state.
+
+use crate::{io, OsPkgError};
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// A stripped copy of the runtime bundle `bundle`, made once per bundle in `cache/ospkg/`.
+/// Without `strip` on the host, the bundle itself (and a warning).
+pub async fn stripped_runtime(bundle: &Path, cache: &Path) -> Result<PathBuf, OsPkgError> {
+    if !has_strip() {
+        tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
+        return Ok(bundle.to_path_buf());
+    }
+    // The bundle's cache folder is named by its content key.
+    let key = bundle
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runtime".into());
+    let done = cache.join("ospkg").join("stripped").join(&key);
+    if done.is_dir() {
+        return Ok(done);
+    }
+    let parent = done.parent().expect("has a parent");
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".stripping-")
+        .tempdir_in(parent)
+        .map_err(io("create", parent))?;
+    let copy = staging.path().join("bundle");
+    copy_tree(bundle, &copy)?;
+    strip_tree(&copy).await?;
+    match std::fs::rename(&copy, &done) {
+        Ok(()) => Ok(done),
+        // Another build finished first: use its copy.
+        Err(_) if done.is_dir() => Ok(done),
+        Err(error) => Err(io("rename", &copy)(error)),
+    }
+}
+
+/// Strip every ELF file under `dir` in place (nothing when `strip` is missing).
+pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
+    if !has_strip() {
+        return Ok(());
+    }
+    let mut objects = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| io("read", dir)(e.into()))?;
+        if entry.file_type().is_file() && is_elf(entry.path()) {
+            objects.push(entry.into_path());
+        }
+    }
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let output = Command::new("strip")
+        .arg("--strip-unneeded")
+        .args(&objects)
+        .output()
+        .await
+        .map_err(io("run strip on", dir))?;
+    if !output.status.success() {
+        return Err(OsPkgError::Strip {
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Copy a tree, keeping symlinks as links and permission bits.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), OsPkgError> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(|e| io("read", from)(e.into()))?;
+        let target = to.join(entry.path().strip_prefix(from).expect("inside the walk"));
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(io("read", entry.path()))?;
+            std::os::unix::fs::symlink(link, &target).map_err(io("link", &target))?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io("copy", entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"\x7fELF"
+}
+
+fn has_strip() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("strip").is_file()))
+}

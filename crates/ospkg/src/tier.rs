@@ -1,0 +1,358 @@
+//! The `deb` and `rpm` tiers: one spec, two writers. Smoke tests check the package with the
+//! format's own tools, then lay it down in a root that holds only the host's C library
+//! (and, for the `system` layout, a CPython standing in for the distribution's python3) and
+//! run its console scripts there, in a chroot without network.
+
+use crate::spec::{package_config, package_spec, App};
+use crate::{deb, io, rpm, OsPkgError};
+use async_trait::async_trait;
+use gradient_archive::{Entry, EntryKind};
+use gradient_core::{
+    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Layout,
+    PackageFormat, Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier,
+    Unavailable,
+};
+use gradient_oci::Rootfs;
+use gradient_python::smoke::{run_check, smoke_commands};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use tokio::process::Command;
+
+/// A Debian package.
+pub struct DebTier;
+
+/// An RPM package.
+pub struct RpmTier;
+
+const INPUTS: &[Input] = &[Input::Runtime, Input::Wheelhouse, Input::Wheel];
+
+fn tier_of(format: PackageFormat) -> Tier {
+    match format {
+        PackageFormat::Deb => Tier::Deb,
+        PackageFormat::Rpm => Tier::Rpm,
+    }
+}
+
+/// What a package asks of its target: the package manager, and glibc (bundled) or the
+/// distribution's python3 (system).
+fn needs(
+    format: PackageFormat,
+    project: &Project,
+    python: &InterpreterFacts,
+    glibc: Option<String>,
+) -> TargetNeeds {
+    let config = package_config(project, format);
+    let manager = match format {
+        PackageFormat::Deb => "dpkg",
+        PackageFormat::Rpm => "rpm",
+    };
+    let mut needs = TargetNeeds {
+        package_manager: Some(manager.into()),
+        platform: Some(python.platform_tag.clone()),
+        glibc,
+        ..TargetNeeds::default()
+    };
+    if config.layout() == Layout::System {
+        let (major, minor) = config
+            .python()
+            .unwrap_or((python.version.0, python.version.1));
+        needs.python = Some(PythonNeed {
+            version: Some(format!("{major}.{minor} as python3")),
+            implementation: Some("cpython".into()),
+        });
+    }
+    needs
+}
+
+fn preflight(host: &Host, what: &str) -> Result<(), Unavailable> {
+    host.require_interpreter()?;
+    let python = host.interpreter.as_ref().expect("checked above");
+    if !python.platform_tag.starts_with("linux") {
+        return Err(Unavailable {
+            reason: format!(
+                "{what} packages are for Linux, and this interpreter is for {}",
+                python.platform_tag
+            ),
+            hint: None,
+        });
+    }
+    Ok(())
+}
+
+async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>, BackendError> {
+    let spec = package_spec(cx, format).await?;
+    let mtime = cx.source_date.seconds;
+    let path = match format {
+        PackageFormat::Deb => cx.work_dir.join(deb::file_name(&spec)),
+        PackageFormat::Rpm => cx.work_dir.join(rpm::file_name(&spec)),
+    };
+    tokio::task::block_in_place(|| match format {
+        PackageFormat::Deb => deb::write_deb(&spec, mtime, &path),
+        PackageFormat::Rpm => rpm::write_rpm(&spec, mtime, &path),
+    })?;
+    let glibc = spec
+        .depends
+        .iter()
+        .find(|d| d.name == "libc6" || d.name == "glibc")
+        .and_then(|d| d.constraint.as_ref().map(|(_, v)| v.clone()));
+    let mut needs = needs(format, &cx.project, &cx.python, glibc);
+    if !spec.native {
+        needs.platform = None;
+    }
+    Ok(vec![Artifact {
+        tier: tier_of(format),
+        path,
+        needs,
+    }])
+}
+
+#[async_trait]
+impl Backend for DebTier {
+    fn tier(&self) -> Tier {
+        Tier::Deb
+    }
+
+    fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds {
+        needs(PackageFormat::Deb, project, python, None)
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        INPUTS
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        preflight(host, "Debian")
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        build(cx, PackageFormat::Deb).await
+    }
+
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
+        let file = &artifact.path;
+        let mut checks = vec![
+            tool_check(
+                "dpkg-deb",
+                &["--info"],
+                file,
+                "apt-get install dpkg",
+                Some("Package:"),
+            )
+            .await,
+            tool_check(
+                "dpkg-deb",
+                &["--contents"],
+                file,
+                "apt-get install dpkg",
+                Some("usr/bin/"),
+            )
+            .await,
+        ];
+        let root = cx.scratch.join("root");
+        let mut unpack = Command::new("dpkg-deb");
+        unpack.arg("-x").arg(file).arg(&root);
+        checks.extend(run_installed(cx, PackageFormat::Deb, &root, unpack, "dpkg-deb -x").await?);
+        Ok(SmokeReport { checks })
+    }
+}
+
+#[async_trait]
+impl Backend for RpmTier {
+    fn tier(&self) -> Tier {
+        Tier::Rpm
+    }
+
+    fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds {
+        needs(PackageFormat::Rpm, project, python, None)
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        INPUTS
+    }
+
+    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
+        preflight(host, "RPM")
+    }
+
+    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
+        build(cx, PackageFormat::Rpm).await
+    }
+
+    async fn smoke(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<SmokeReport, BackendError> {
+        let file = &artifact.path;
+        let hint = "apt-get install rpm, or dnf install rpm";
+        let mut checks = vec![
+            tool_check("rpm", &["-qip"], file, hint, Some("Name")).await,
+            tool_check("rpm", &["-K"], file, hint, Some("digests")).await,
+        ];
+        // rpm itself lays the files down (scripts left out: the root has no shell).
+        let root = cx.scratch.join("root");
+        let mut install = Command::new("unshare");
+        if !gradient_python::is_root() {
+            install.args(["--user", "--map-root-user"]);
+        }
+        install
+            .args(["rpm", "--root"])
+            .arg(&root)
+            .args(["--nodeps", "--noscripts", "--nosignature", "-i"])
+            .arg(file);
+        checks.extend(
+            run_installed(
+                cx,
+                PackageFormat::Rpm,
+                &root,
+                install,
+                "rpm --root ROOT --nodeps --noscripts -i",
+            )
+            .await?,
+        );
+        Ok(SmokeReport { checks })
+    }
+}
+
+/// `TOOL ARGS FILE` must exit 0 and print `expect`; a missing tool fails with what to install.
+async fn tool_check(
+    tool: &str,
+    args: &[&str],
+    file: &Path,
+    install: &str,
+    expect: Option<&str>,
+) -> SmokeCheck {
+    let shown = format!(
+        "{tool} {} {}",
+        args.join(" "),
+        file.file_name().unwrap_or_default().to_string_lossy()
+    );
+    if which(tool).is_none() {
+        return SmokeCheck {
+            command: shown,
+            passed: false,
+            exit_code: None,
+            seconds: 0.0,
+            detail: format!(
+                "`{tool}` is not installed, so the package cannot be checked\n  hint: {install}"
+            ),
+        };
+    }
+    let mut command = Command::new(tool);
+    command.args(args).arg(file);
+    run_check(shown, command, expect).await
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Prepare a root with the host's C library, lay the package down with `unpack`, and run
+/// each smoke command's console script from `/usr/bin` there.
+async fn run_installed(
+    cx: &SmokeContext,
+    format: PackageFormat,
+    root: &Path,
+    unpack: Command,
+    unpack_shown: &str,
+) -> Result<Vec<SmokeCheck>, OsPkgError> {
+    let glibc = gradient_python::runtime::glibc_files();
+    let mut base = gradient_oci::scratch_base(&glibc)?;
+    let layout = package_config(&cx.project, format).layout();
+    if layout == Layout::System {
+        // The distribution's python3, played by the build's runtime bundle at /usr.
+        if let Some(runtime) = &cx.inputs.runtime {
+            base.extend(gradient_archive::tree_entries(&runtime.dir, "usr")?);
+        }
+    }
+    tokio::task::block_in_place(|| write_entries(root, &base))?;
+    let unpacked = run_check(
+        format!("{unpack_shown} into a root with only glibc"),
+        unpack,
+        None,
+    )
+    .await;
+    if !unpacked.passed {
+        return Ok(vec![unpacked]);
+    }
+    let proc = root.join("proc");
+    std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
+    let rootfs = Rootfs {
+        root: root.to_path_buf(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            (
+                "HOME".into(),
+                format!("/home/{}", gradient_core::DEFAULT_USER),
+            ),
+        ],
+        user: "1000:1000".into(),
+    };
+    let wheel = cx
+        .inputs
+        .wheel
+        .as_deref()
+        .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
+    let app = App::of(&cx.project, wheel)?;
+    let mut checks = vec![unpacked];
+    for (argv, expect) in smoke_commands(&cx.project, app.scripts.keys()) {
+        let command = rootfs.command(&format!("/usr/bin/{}", argv[0]), &argv[1..]);
+        checks.push(
+            run_check(
+                format!(
+                    "{} (installed, chroot with only glibc, no network)",
+                    argv.join(" ")
+                ),
+                command,
+                expect.as_deref(),
+            )
+            .await,
+        );
+    }
+    Ok(checks)
+}
+
+/// Write archive entries as files under `root`.
+fn write_entries(root: &Path, entries: &[Entry]) -> Result<(), OsPkgError> {
+    for entry in entries {
+        let path = root.join(&entry.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        }
+        match &entry.kind {
+            EntryKind::Dir => {
+                std::fs::create_dir_all(&path).map_err(io("create", &path))?;
+                let mode = gradient_archive::normal_mode(entry.mode, true);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io("chmod", &path))?;
+                if entry.path == format!("home/{}", gradient_core::DEFAULT_USER)
+                    && gradient_python::is_root()
+                {
+                    std::os::unix::fs::chown(&path, Some(1000), Some(1000))
+                        .map_err(io("chown", &path))?;
+                }
+            }
+            EntryKind::Symlink(target) => {
+                if path.symlink_metadata().is_err() {
+                    std::os::unix::fs::symlink(target, &path).map_err(io("link", &path))?
+                }
+            }
+            EntryKind::File(data) => {
+                std::fs::write(&path, data).map_err(io("write", &path))?;
+                let mode = gradient_archive::normal_mode(entry.mode, false);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io("chmod", &path))?;
+            }
+        }
+    }
+    Ok(())
+}
