@@ -28,27 +28,6 @@ fn docker(args: &[&str]) -> std::process::Output {
     run(Command::new("docker").args(args))
 }
 
-/// A copy of the sample with `extra` appended to its pyproject.toml.
-fn sample_with(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture("sampleapp"), dir.path());
-    let _ = std::fs::remove_dir_all(dir.path().join("dist"));
-    let pyproject = dir.path().join("pyproject.toml");
-    let mut text = std::fs::read_to_string(&pyproject).unwrap();
-    text.push_str(extra);
-    std::fs::write(&pyproject, text).unwrap();
-    dir
-}
-
-fn build(project: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    run(gradient()
-        .args(["build"])
-        .arg(project)
-        .arg("--out")
-        .arg(out)
-        .args(extra))
-}
-
 /// The image's layout unpacked: (manifest.json, index.json, the OCI manifest, the config).
 struct Layout {
     dir: tempfile::TempDir,
@@ -350,13 +329,6 @@ fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the
 }
 
 /// Fail with `code` and a message containing every part of `says`.
-fn fails_with(output: &std::process::Output, code: i32, says: &[&str]) {
-    assert_eq!(output.status.code(), Some(code));
-    let text = stderr(output);
-    for part in says {
-        assert!(text.contains(part), "expected `{part}` in:\n{text}");
-    }
-}
 
 #[test]
 fn without_an_engine_docker_fails_keeps_the_tarball_and_says_how_to_load_it() {

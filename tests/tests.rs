@@ -8,4 +8,5 @@ mod build;
 mod commands;
 mod container;
 mod frozen;
+mod ospkg;
 mod zipapp;

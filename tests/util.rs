@@ -118,3 +118,34 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A copy of the sample with `extra` appended to its pyproject.toml.
+pub fn sample_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("sampleapp"), dir.path());
+    let _ = std::fs::remove_dir_all(dir.path().join("dist"));
+    let pyproject = dir.path().join("pyproject.toml");
+    let mut text = std::fs::read_to_string(&pyproject).unwrap();
+    text.push_str(extra);
+    std::fs::write(&pyproject, text).unwrap();
+    dir
+}
+
+/// `gradient build PROJECT --out OUT EXTRA...`.
+pub fn build(project: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    run(gradient()
+        .args(["build"])
+        .arg(project)
+        .arg("--out")
+        .arg(out)
+        .args(extra))
+}
+
+/// The command failed with `code` and its stderr says each of `says`.
+pub fn fails_with(output: &std::process::Output, code: i32, says: &[&str]) {
+    assert_eq!(output.status.code(), Some(code));
+    let text = stderr(output);
+    for part in says {
+        assert!(text.contains(part), "expected `{part}` in:\n{text}");
+    }
+}

@@ -215,10 +215,12 @@ impl Tier {
             },
             Tier::Deb => TargetNeeds {
                 package_manager: Some("dpkg".to_string()),
+                glibc: Some("the bundle's minimum".to_string()),
                 ..TargetNeeds::default()
             },
             Tier::Rpm => TargetNeeds {
                 package_manager: Some("rpm".to_string()),
+                glibc: Some("the bundle's minimum".to_string()),
                 ..TargetNeeds::default()
             },
         }

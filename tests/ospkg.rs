@@ -1,0 +1,499 @@
+//! The OS-package tiers: the deb checked by dpkg-deb and lintian and installed into a clean
+//! Debian root (made once with mmdebstrap from Debian's packages and kept between runs), the
+//! rpm checked by rpm and installed with `rpm --root`; both run there and removed again.
+//! Install tests need root (chroot); CI runs as root and installs the tools (.ci/run).
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// A tool the package tests need: missing is a failure in CI, a skip elsewhere.
+fn require(tool: &str) -> bool {
+    let present = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide `{tool}` (see .ci/run)"
+        );
+        eprintln!("skipping: `{tool}` is not installed");
+    }
+    present
+}
+
+fn can_chroot() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the install tests as root"
+        );
+        eprintln!("skipping: installing into a chroot needs root");
+    }
+    root && require("mmdebstrap")
+}
+
+static DEBIAN_ROOT: Mutex<()> = Mutex::new(());
+
+/// A clean Debian root with python3 and adduser, as a tarball made once with mmdebstrap
+/// (kept in the target folder between test runs).
+fn debian_root_tarball() -> PathBuf {
+    let _one_at_a_time = DEBIAN_ROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let cached = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-root.tar");
+    if !cached.exists() {
+        // mmdebstrap writes a tarball because of the name's `.tar`.
+        let partial = cached.with_extension("partial.tar");
+        let sources = std::fs::File::open("/etc/apt/sources.list.d/debian.sources")
+            .or_else(|_| std::fs::File::open("/etc/apt/sources.list"))
+            .expect("this machine's Debian sources, to make a clean root from");
+        let output = run(Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=minbase",
+                "--include=python3,adduser",
+                "bookworm",
+            ])
+            .arg(&partial)
+            .arg("-")
+            .stdin(sources));
+        assert!(output.status.success(), "mmdebstrap made the Debian root");
+        std::fs::rename(&partial, &cached).unwrap();
+    }
+    cached
+}
+
+/// A fresh copy of the clean Debian root in `dir`.
+fn fresh_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let output = run(Command::new("tar")
+        .arg("-xf")
+        .arg(debian_root_tarball())
+        .arg("-C")
+        .arg(&root));
+    assert!(output.status.success());
+    root
+}
+
+/// `chroot ROOT ARGS` with the root's own /proc mounted, as on a booted system (the
+/// loader finds `$ORIGIN` through /proc/self/exe).
+fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
+    run(Command::new("unshare")
+        .args(["--mount", "--pid", "--fork"])
+        .arg(format!("--mount-proc={}", root.join("proc").display()))
+        .arg("chroot")
+        .arg(root)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8"))
+}
+
+/// Every path in the root, but for the package managers' own records and logs.
+fn files_in(root: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| e.path().strip_prefix(root).unwrap().display().to_string())
+        .filter(|p| {
+            ![
+                "var/lib/dpkg",
+                "var/lib/rpm",
+                "var/log",
+                "run",
+                "var/cache",
+                "tmp",
+                "usr/lib/sysimage",
+                "etc/ld.so.cache",
+                "etc/passwd",
+                "etc/group",
+                "etc/shadow",
+                "etc/gshadow",
+                "etc/subuid",
+                "etc/subgid",
+            ]
+            .iter()
+            .any(|skip| p.starts_with(skip))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then_some(value)
+        })
+        .unwrap_or_else(|| panic!("no {name} in:\n{info}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_deb_is_reproducible_lintian_clean_and_installs_runs_and_purges_in_a_clean_debian_root() {
+    if !require("dpkg-deb") || !require("lintian") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let build_at = |dir: &str| {
+        let output = run(gradient()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--to", "deb"])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(out.path().join(dir)));
+        assert!(
+            output.status.success(),
+            "the deb builds and its smoke test passes"
+        );
+        only_file(&out.path().join(dir), ".deb")
+    };
+    let first = build_at("a");
+    let second = build_at("b");
+    assert_eq!(
+        first.file_name().unwrap(),
+        "sampleapp_1.2.3-1_amd64.deb",
+        "Debian's file name: NAME_VERSION-REVISION_ARCH"
+    );
+    assert_eq!(
+        sha256_file(&first),
+        sha256_file(&second),
+        "byte-reproducible"
+    );
+
+    let info = stdout(&run(Command::new("dpkg-deb").arg("--info").arg(&first)));
+    assert_eq!(field(&info, "Package"), "sampleapp");
+    assert_eq!(field(&info, "Version"), "1.2.3-1");
+    assert_eq!(field(&info, "Architecture"), "amd64");
+    assert_eq!(
+        field(&info, "Maintainer"),
+        "Gradient Maintainers <maintainers@gradient.invalid>"
+    );
+    assert_eq!(
+        field(&info, "Homepage"),
+        "https://gradient.invalid/sampleapp"
+    );
+    assert!(field(&info, "Depends").starts_with("libc6 (>= 2."));
+    assert!(field(&info, "Installed-Size").parse::<u64>().unwrap() > 1000);
+    let contents = stdout(&run(Command::new("dpkg-deb").arg("--contents").arg(&first)));
+    for path in [
+        "usr/bin/sampleapp",
+        "usr/lib/sampleapp/bin/python3.11",
+        "usr/share/doc/sampleapp/copyright",
+        "usr/share/doc/sampleapp/changelog.Debian.gz",
+    ] {
+        assert!(contents.contains(path), "{path} in the package");
+    }
+    assert!(
+        !contents.contains(".pyc"),
+        "Debian packages ship no bytecode"
+    );
+
+    let lintian = run(Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(&first));
+    let report = stdout(&lintian);
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(errors.is_empty(), "lintian errors: {errors:#?}");
+
+    if !can_chroot() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = fresh_root(dir.path());
+    let before = files_in(&root);
+    std::fs::copy(&first, root.join("tmp/app.deb")).unwrap();
+    let installed = chroot(&root, &["dpkg", "-i", "/tmp/app.deb"]);
+    assert!(installed.status.success(), "dpkg -i works in a clean root");
+    let ran = chroot(&root, &["sampleapp", "greet", "X"]);
+    assert!(ran.status.success());
+    assert_eq!(stdout(&ran).trim(), "Hello, X!");
+    // Compiled on install: the app's modules have bytecode now.
+    assert!(root
+        .join("usr/lib/sampleapp/lib/python3.11/site-packages/sampleapp/__pycache__")
+        .is_dir());
+    let purged = chroot(&root, &["dpkg", "--purge", "sampleapp"]);
+    assert!(purged.status.success());
+    let after = files_in(&root);
+    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert!(left.is_empty(), "purging left files behind: {left:#?}");
+}
+
+#[test]
+fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clean_root() {
+    if !require("rpm") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let build_at = |dir: &str| {
+        let output = run(gradient()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--to", "rpm"])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(out.path().join(dir)));
+        assert!(
+            output.status.success(),
+            "the rpm builds and its smoke test passes"
+        );
+        only_file(&out.path().join(dir), ".rpm")
+    };
+    let first = build_at("a");
+    let second = build_at("b");
+    assert_eq!(first.file_name().unwrap(), "sampleapp-1.2.3-1.x86_64.rpm");
+    assert_eq!(
+        sha256_file(&first),
+        sha256_file(&second),
+        "byte-reproducible"
+    );
+
+    let info = stdout(&run(Command::new("rpm").arg("-qip").arg(&first)));
+    assert_eq!(field(&info, "Name"), "sampleapp");
+    assert_eq!(field(&info, "Version"), "1.2.3");
+    assert_eq!(field(&info, "Release"), "1");
+    assert_eq!(field(&info, "Architecture"), "x86_64");
+    assert_eq!(field(&info, "License"), "MIT");
+    let checked = run(Command::new("rpm").arg("-K").arg(&first));
+    assert!(checked.status.success() && stdout(&checked).contains("digests"));
+    let requires = stdout(&run(Command::new("rpm")
+        .args(["-qp", "--requires"])
+        .arg(&first)));
+    assert!(requires.contains("glibc >= 2."), "{requires}");
+
+    if !can_chroot() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = fresh_root(dir.path());
+    let rpm_root = |args: &[&str]| run(Command::new("rpm").arg("--root").arg(&root).args(args));
+    assert!(rpm_root(&["--initdb"]).status.success());
+    // What an rpm distribution's `filesystem` package provides (Debian has no such folder).
+    std::fs::create_dir_all(root.join("usr/share/licenses")).unwrap();
+    let before = files_in(&root);
+    // --nodeps: the Debian root's glibc is not in an rpm database.
+    let installed = rpm_root(&["-i", "--nodeps", first.to_str().unwrap()]);
+    assert!(installed.status.success(), "rpm -i works in a clean root");
+    let ran = chroot(&root, &["sampleapp", "greet", "X"]);
+    assert!(ran.status.success());
+    assert_eq!(stdout(&ran).trim(), "Hello, X!");
+    let erased = rpm_root(&["-e", "sampleapp"]);
+    assert!(erased.status.success());
+    let after = files_in(&root);
+    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert!(left.is_empty(), "erasing left files behind: {left:#?}");
+}
+
+#[test]
+fn the_system_layout_runs_on_debians_python3_and_a_service_is_installed_with_its_user() {
+    if !require("dpkg-deb") || !can_chroot() {
+        return;
+    }
+    let project = sample_with(
+        "\n[tool.gradient.deb]\nlayout = \"system\"\n\n[tool.gradient.service]\ncommand = [\"sampleapp\", \"greet\", \"service\"]\nport = 8080\n",
+    );
+    let out = project.path().join("dist");
+    let output = build(project.path(), &out, &["--to", "deb"]);
+    assert!(output.status.success());
+    let deb = only_file(&out, ".deb");
+    let info = stdout(&run(Command::new("dpkg-deb").arg("--info").arg(&deb)));
+    let depends = field(&info, "Depends");
+    for wanted in ["python3 (>= 3.11)", "python3 (<< 3.12)", "adduser"] {
+        assert!(depends.contains(wanted), "{wanted} in {depends}");
+    }
+    let contents = stdout(&run(Command::new("dpkg-deb").arg("--contents").arg(&deb)));
+    assert!(
+        !contents.contains("bin/python3.11"),
+        "no runtime bundled in the system layout"
+    );
+    assert!(contents.contains("lib/systemd/system/sampleapp.service"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = fresh_root(dir.path());
+    let before = files_in(&root);
+    std::fs::copy(&deb, root.join("tmp/app.deb")).unwrap();
+    assert!(chroot(&root, &["dpkg", "-i", "/tmp/app.deb"])
+        .status
+        .success());
+    let ran = chroot(&root, &["sampleapp", "greet", "X"]);
+    assert_eq!(
+        stdout(&ran).trim(),
+        "Hello, X!",
+        "run by Debian's own python3"
+    );
+    assert!(
+        chroot(&root, &["getent", "passwd", "sampleapp"])
+            .status
+            .success(),
+        "the service user was made"
+    );
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/sampleapp.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/sampleapp greet service"));
+    assert!(unit.contains("User=sampleapp") && unit.contains("Environment=PORT=8080"));
+    assert!(chroot(&root, &["dpkg", "--purge", "sampleapp"])
+        .status
+        .success());
+    let after = files_in(&root);
+    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert!(left.is_empty(), "purging left files behind: {left:#?}");
+}
+
+#[test]
+fn names_versions_and_maintainers_that_cannot_be_used_say_what_to_set() {
+    // A setting in the wrong syntax: refused when the project is read, with its line.
+    for (table, setting, says) in [
+        (
+            "deb",
+            "version = \"v1.0\"",
+            "Debian upstream versions start with a digit",
+        ),
+        (
+            "rpm",
+            "version = \"1-2\"",
+            "RPM versions are letters, digits",
+        ),
+        (
+            "deb",
+            "name = \"Sample\"",
+            "Debian package names are lower-case",
+        ),
+        (
+            "deb",
+            "maintainer = \"Just A Name\"",
+            "has no email address",
+        ),
+        ("deb", "layout = \"flat\"", "`flat` is not a layout"),
+    ] {
+        let project = sample_with(&format!("\n[tool.gradient.{table}]\n{setting}\n"));
+        let line = std::fs::read_to_string(project.path().join("pyproject.toml"))
+            .unwrap()
+            .lines()
+            .count();
+        let output = build(
+            project.path(),
+            &project.path().join("dist"),
+            &["--to", table],
+        );
+        fails_with(
+            &output,
+            2,
+            &[says, &format!("pyproject.toml:{line}:"), "hint:"],
+        );
+        assert!(!project.path().join("dist").exists(), "nothing written");
+    }
+
+    // A project name Debian cannot take: the rule, and what to set.
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("name = \"sampleapp\"", "name = \"x\""),
+    )
+    .unwrap();
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "deb"],
+    );
+    fails_with(
+        &output,
+        1,
+        &[
+            "the name `x` cannot be used",
+            "at least two characters",
+            "name = \"...\" in [tool.gradient.deb]",
+        ],
+    );
+    assert!(listing(&project.path().join("dist"))
+        .iter()
+        .all(|f| !f.ends_with(".deb")));
+
+    // Authors without an email: Debian needs one.
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace(
+            "authors = [{ name = \"Gradient Maintainers\", email = \"maintainers@gradient.invalid\" }]",
+            "authors = [{ name = \"Gradient Maintainers\" }]",
+        ),
+    )
+    .unwrap();
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "deb"],
+    );
+    fails_with(
+        &output,
+        1,
+        &[
+            "the maintainer `Gradient Maintainers`, without an email address",
+            "maintainer = \"Name <email>\" in [tool.gradient.deb]",
+        ],
+    );
+}
+
+#[test]
+fn the_system_layout_refuses_wheels_built_for_another_python() {
+    let project = sample_with("\n[tool.gradient.deb]\nlayout = \"system\"\npython = \"3.12\"\n");
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "deb"],
+    );
+    fails_with(
+        &output,
+        1,
+        &[
+            "runs the distribution's python3 3.12",
+            "msgpack",
+            "cp311",
+            "layout = \"bundled\"",
+        ],
+    );
+    assert!(listing(&project.path().join("dist"))
+        .iter()
+        .all(|f| !f.ends_with(".deb")));
+}
+
+#[test]
+fn without_dpkg_deb_the_smoke_test_says_what_to_install() {
+    // A PATH with everything of this one but dpkg-deb.
+    let bin = tempfile::tempdir().unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    for dir in std::env::split_paths(&path) {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let link = bin.path().join(&name);
+            if name != "dpkg-deb" && !link.exists() {
+                let _ = std::os::unix::fs::symlink(entry.path(), link);
+            }
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .env("PATH", bin.path())
+        .args(["build", "--to", "deb"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out.path()));
+    fails_with(
+        &output,
+        1,
+        &["`dpkg-deb` is not installed", "apt-get install dpkg"],
+    );
+    assert!(
+        only_file(out.path(), ".deb").exists(),
+        "the package itself is written"
+    );
+}
