@@ -148,6 +148,33 @@ else
 fi
 echo "$image_sizes" > "$results/image-sizes.json"
 
+echo "== deb: against a hand-made venv + dpkg-deb package" >&2
+if command -v dpkg-deb >/dev/null; then
+  # The reference: a venv under /opt/NAME with the same locked wheels and the app's wheel,
+  # a control file, and dpkg-deb --build (its default compression). No lintian-clean extras.
+  pkg="$work/venv-deb"
+  mkdir -p "$pkg-wheels"
+  lock=$(ls "$work"/z/*.lock.txt)
+  python3 -m pip download --quiet --no-deps --only-binary :all: -r "$lock" -d "$pkg-wheels"
+  uv build -q --wheel "$project" -o "$pkg-wheels"
+  cat > "$work/venv-deb.sh" <<SCRIPT
+set -e
+rm -rf $pkg && mkdir -p $pkg/DEBIAN $pkg/usr/bin
+python3 -m venv --without-pip $pkg/opt/sampleapp
+uv pip install -q --offline --no-index --find-links $pkg-wheels --python $pkg/opt/sampleapp/bin/python sampleapp
+ln -s /opt/sampleapp/bin/sampleapp $pkg/usr/bin/sampleapp
+printf 'Package: sampleapp\nVersion: 1.2.3-1\nArchitecture: amd64\nMaintainer: Gradient Maintainers <maintainers@gradient.invalid>\nDescription: sample application\n' > $pkg/DEBIAN/control
+dpkg-deb --build --root-owner-group $pkg $work/venv.deb >/dev/null
+SCRIPT
+  $gradient build -q --no-smoke --to deb "$project" --out "$work/p" >/dev/null
+  hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$results/deb-build.json" \
+    -n "gradient build --to deb --no-smoke" "$gradient build -q --no-smoke --to deb $project --out $work/p" \
+    -n "gradient build --to deb --rebuild --no-smoke" "$gradient build -q --rebuild --no-smoke --to deb $project --out $work/p" \
+    -n "venv + dpkg-deb --build" "bash $work/venv-deb.sh"
+else
+  echo "bench: dpkg-deb is missing; the deb comparison is left out" >&2
+fi
+
 python3 - "$pyz" "$work/shiv.pyz" "$frozen" "$pyinstaller_exe" > "$results/sizes.json" <<'PY'
 import json, os, sys
 names = ["gradient .pyz", "shiv .pyz", "gradient frozen", "pyinstaller onefile"]

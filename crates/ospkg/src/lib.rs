@@ -5,7 +5,7 @@
 //!  wheel + wheelhouse (+ runtime bundle) ─► spec: files, name/version in the format's rules,
 //!                                           depends, scripts, service unit
 //!        ─► deb.rs: ar(debian-binary, control.tar.gz, data.tar.gz) ─► NAME_V-1_ARCH.deb
-//!        ─► rpm.rs: the rpm crate, gzip payload, unsigned             ─► NAME-V-1.ARCH.rpm
+//!        ─► rpm.rs: the rpm crate, zstd payload, unsigned             ─► NAME-V-1.ARCH.rpm
 //!  smoke: dpkg-deb --info/--contents, rpm -qip / -K, then the package laid down in a root
 //!         holding only the host's C library, and its console script run there (chroot)
 //! ```

@@ -1,4 +1,4 @@
-//! A `.rpm` written natively with the `rpm` crate (no signing, gzip payload), every file
+//! A `.rpm` written natively with the `rpm` crate (no signing, zstd payload), every file
 //! time and the build time at the source date, so the same spec gives the same bytes.
 
 use crate::spec::PackageSpec;
@@ -30,7 +30,7 @@ pub fn file_name(spec: &PackageSpec) -> String {
 pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPkgError> {
     let failed = |e: ::rpm::Error| OsPkgError::Rpm(e.to_string());
     let config = ::rpm::BuildConfig::v4()
-        .compression(::rpm::CompressionWithLevel::Gzip(6))
+        .compression(::rpm::CompressionWithLevel::Zstd(3))
         .source_date(mtime as u32);
     let mut builder = ::rpm::PackageBuilder::new(
         &spec.name,
