@@ -137,27 +137,40 @@ fn field(info: &str, name: &str) -> String {
         .to_string()
 }
 
+/// The sample built into `tier` twice, in two output folders, at one source date; each
+/// build and its smoke test must pass.
+fn build_twice(out: &Path, tier: &str) -> (PathBuf, PathBuf) {
+    let build_at = |dir: &str| {
+        let output = run(gradient()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--to", tier])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(out.join(dir)));
+        assert!(
+            output.status.success(),
+            "the {tier} builds and its smoke test passes"
+        );
+        only_file(&out.join(dir), &format!(".{tier}"))
+    };
+    (build_at("a"), build_at("b"))
+}
+
+/// The paths in `root` that were not in `before`.
+fn left_behind(root: &Path, before: &[String]) -> Vec<String> {
+    files_in(root)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
+}
+
 #[test]
 fn the_deb_is_reproducible_lintian_clean_and_installs_runs_and_purges_in_a_clean_debian_root() {
     if !require("dpkg-deb") || !require("lintian") {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let build_at = |dir: &str| {
-        let output = run(gradient()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["build", "--to", "deb"])
-            .arg(fixture("sampleapp"))
-            .arg("--out")
-            .arg(out.path().join(dir)));
-        assert!(
-            output.status.success(),
-            "the deb builds and its smoke test passes"
-        );
-        only_file(&out.path().join(dir), ".deb")
-    };
-    let first = build_at("a");
-    let second = build_at("b");
+    let (first, second) = build_twice(out.path(), "deb");
     assert_eq!(
         first.file_name().unwrap(),
         "sampleapp_1.2.3-1_amd64.deb",
@@ -222,8 +235,7 @@ fn the_deb_is_reproducible_lintian_clean_and_installs_runs_and_purges_in_a_clean
         .is_dir());
     let purged = chroot(&root, &["dpkg", "--purge", "sampleapp"]);
     assert!(purged.status.success());
-    let after = files_in(&root);
-    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    let left = left_behind(&root, &before);
     assert!(left.is_empty(), "purging left files behind: {left:#?}");
 }
 
@@ -233,21 +245,7 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let build_at = |dir: &str| {
-        let output = run(gradient()
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["build", "--to", "rpm"])
-            .arg(fixture("sampleapp"))
-            .arg("--out")
-            .arg(out.path().join(dir)));
-        assert!(
-            output.status.success(),
-            "the rpm builds and its smoke test passes"
-        );
-        only_file(&out.path().join(dir), ".rpm")
-    };
-    let first = build_at("a");
-    let second = build_at("b");
+    let (first, second) = build_twice(out.path(), "rpm");
     assert_eq!(first.file_name().unwrap(), "sampleapp-1.2.3-1.x86_64.rpm");
     assert_eq!(
         sha256_file(&first),
@@ -286,8 +284,7 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
     assert_eq!(stdout(&ran).trim(), "Hello, X!");
     let erased = rpm_root(&["-e", "sampleapp"]);
     assert!(erased.status.success());
-    let after = files_in(&root);
-    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    let left = left_behind(&root, &before);
     assert!(left.is_empty(), "erasing left files behind: {left:#?}");
 }
 
@@ -340,8 +337,7 @@ fn the_system_layout_runs_on_debians_python3_and_a_service_is_installed_with_its
     assert!(chroot(&root, &["dpkg", "--purge", "sampleapp"])
         .status
         .success());
-    let after = files_in(&root);
-    let left: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    let left = left_behind(&root, &before);
     assert!(left.is_empty(), "purging left files behind: {left:#?}");
 }
 

@@ -24,8 +24,8 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
         Arc::new(gradient_oci::OciTier),
         Arc::new(gradient_oci::DockerTier),
         // Target has a package manager: a deb and an rpm that install like any other.
-        Arc::new(gradient_ospkg::DebTier),
-        Arc::new(gradient_ospkg::RpmTier),
+        Arc::new(gradient_ospkg::PackageTier::DEB),
+        Arc::new(gradient_ospkg::PackageTier::RPM),
     ]
 }
 

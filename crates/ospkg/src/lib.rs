@@ -18,7 +18,7 @@ mod strip;
 mod tier;
 
 pub use spec::{name_and_version, App, PackageSpec};
-pub use tier::{DebTier, RpmTier};
+pub use tier::PackageTier;
 
 use std::path::{Path, PathBuf};
 

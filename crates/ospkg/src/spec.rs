@@ -221,9 +221,10 @@ pub async fn package_spec(
     std::fs::create_dir_all(&site).map_err(io("create", &site))?;
     gradient_python::wheelhouse::copy_site(&wheelhouse.site, &site)?;
     gradient_zipapp::install_wheel_files(wheel, &site)?;
-    crate::strip::strip_tree(&site).await?;
-    let site_glibc = highest_glibc(&site)?;
-    let site_native = site_glibc.is_some() || has_elf(&site)?;
+    let objects = crate::strip::elf_files(&site)?;
+    crate::strip::strip_files(&objects).await?;
+    let site_glibc = highest_glibc(&objects)?;
+    let site_native = !objects.is_empty();
     let mut site_rel = site_rel;
     if layout == Layout::System && site_native {
         // Compiled code is architecture-dependent: it belongs under /usr/lib.
@@ -519,20 +520,14 @@ fn copyright_text(
 /// The license text a distribution installed in `site` ships, if any.
 fn license_file(site: &Path, dist: &str) -> Option<String> {
     let info = dist_info(site, dist)?;
-    let mut candidates: Vec<_> = walkdir::WalkDir::new(&info)
+    walkdir::WalkDir::new(&info)
         .sort_by_file_name()
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_type().is_file() && {
-                let n = e.file_name().to_string_lossy().to_ascii_uppercase();
-                n.starts_with("LICEN") || n.starts_with("COPYING")
-            }
+        .find(|e| {
+            let name = e.file_name().to_string_lossy().to_ascii_uppercase();
+            e.file_type().is_file() && (name.starts_with("LICEN") || name.starts_with("COPYING"))
         })
-        .collect();
-    candidates.truncate(1);
-    candidates
-        .first()
         .and_then(|e| std::fs::read_to_string(e.path()).ok())
 }
 
@@ -563,39 +558,15 @@ fn dist_info(site: &Path, dist: &str) -> Option<std::path::PathBuf> {
         })
 }
 
-/// The highest `GLIBC_x.y` any ELF file under `dir` asks for.
-fn highest_glibc(dir: &Path) -> Result<Option<(u32, u32)>, OsPkgError> {
+/// The highest `GLIBC_x.y` any of the ELF files `objects` asks for.
+fn highest_glibc(objects: &[std::path::PathBuf]) -> Result<Option<(u32, u32)>, OsPkgError> {
     let mut highest = None;
-    for entry in walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_file() {
-            if let Some(facts) =
-                gradient_python::elf::read(entry.path()).map_err(io("read", entry.path()))?
-            {
-                highest = highest.max(facts.glibc);
-            }
+    for object in objects {
+        if let Some(facts) = gradient_python::elf::read(object).map_err(io("read", object))? {
+            highest = highest.max(facts.glibc);
         }
     }
     Ok(highest)
-}
-
-fn has_elf(dir: &Path) -> Result<bool, OsPkgError> {
-    use std::io::Read;
-    for entry in walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        if entry.file_type().is_file() {
-            let mut magic = [0u8; 4];
-            let mut f = std::fs::File::open(entry.path()).map_err(io("read", entry.path()))?;
-            if f.read_exact(&mut magic).is_ok() && &magic == b"\x7fELF" {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
 
 fn parse_glibc(text: &str) -> Option<(u32, u32)> {

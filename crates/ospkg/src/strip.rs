@@ -9,7 +9,7 @@ use tokio::process::Command;
 /// A stripped copy of the runtime bundle `bundle`, made once per bundle in `cache/ospkg/`.
 /// Without `strip` on the host, the bundle itself (and a warning).
 pub async fn stripped_runtime(bundle: &Path, cache: &Path) -> Result<PathBuf, OsPkgError> {
-    if !has_strip() {
+    if !on_path("strip") {
         tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
         return Ok(bundle.to_path_buf());
     }
@@ -42,25 +42,20 @@ pub async fn stripped_runtime(bundle: &Path, cache: &Path) -> Result<PathBuf, Os
 
 /// Strip every ELF file under `dir` in place (nothing when `strip` is missing).
 pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
-    if !has_strip() {
-        return Ok(());
-    }
-    let mut objects = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.map_err(|e| io("read", dir)(e.into()))?;
-        if entry.file_type().is_file() && is_elf(entry.path()) {
-            objects.push(entry.into_path());
-        }
-    }
-    if objects.is_empty() {
+    strip_files(&elf_files(dir)?).await
+}
+
+/// Strip `objects` in place (nothing when `strip` is missing).
+pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
+    if objects.is_empty() || !on_path("strip") {
         return Ok(());
     }
     let output = Command::new("strip")
         .arg("--strip-unneeded")
-        .args(&objects)
+        .args(objects)
         .output()
         .await
-        .map_err(io("run strip on", dir))?;
+        .map_err(io("run strip on", &objects[0]))?;
     if !output.status.success() {
         return Err(OsPkgError::Strip {
             detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
@@ -87,6 +82,18 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), OsPkgError> {
     Ok(())
 }
 
+/// The ELF files under `dir`, in name order.
+pub fn elf_files(dir: &Path) -> Result<Vec<PathBuf>, OsPkgError> {
+    let mut objects = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| io("read", dir)(e.into()))?;
+        if entry.file_type().is_file() && is_elf(entry.path()) {
+            objects.push(entry.into_path());
+        }
+    }
+    Ok(objects)
+}
+
 fn is_elf(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
@@ -96,7 +103,8 @@ fn is_elf(path: &Path) -> bool {
         && &magic == b"\x7fELF"
 }
 
-fn has_strip() -> bool {
+/// Whether `tool` is a file in one of PATH's folders.
+pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("strip").is_file()))
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
 }

@@ -18,11 +18,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::process::Command;
 
-/// A Debian package.
-pub struct DebTier;
+/// The `deb` or the `rpm` tier: one backend, the format chosen by the value.
+pub struct PackageTier(PackageFormat);
 
-/// An RPM package.
-pub struct RpmTier;
+impl PackageTier {
+    /// A Debian package.
+    pub const DEB: PackageTier = PackageTier(PackageFormat::Deb);
+    /// An RPM package.
+    pub const RPM: PackageTier = PackageTier(PackageFormat::Rpm);
+}
 
 const INPUTS: &[Input] = &[Input::Runtime, Input::Wheelhouse, Input::Wheel];
 
@@ -107,13 +111,13 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
 }
 
 #[async_trait]
-impl Backend for DebTier {
+impl Backend for PackageTier {
     fn tier(&self) -> Tier {
-        Tier::Deb
+        tier_of(self.0)
     }
 
     fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds {
-        needs(PackageFormat::Deb, project, python, None)
+        needs(self.0, project, python, None)
     }
 
     fn inputs(&self) -> &'static [Input] {
@@ -121,11 +125,15 @@ impl Backend for DebTier {
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        preflight(host, "Debian")
+        let what = match self.0 {
+            PackageFormat::Deb => "Debian",
+            PackageFormat::Rpm => "RPM",
+        };
+        preflight(host, what)
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        build(cx, PackageFormat::Deb).await
+        build(cx, self.0).await
     }
 
     async fn smoke(
@@ -134,86 +142,38 @@ impl Backend for DebTier {
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
         let file = &artifact.path;
-        let mut checks = vec![
-            tool_check(
-                "dpkg-deb",
-                &["--info"],
-                file,
-                "apt-get install dpkg",
-                Some("Package:"),
-            )
-            .await,
-            tool_check(
-                "dpkg-deb",
-                &["--contents"],
-                file,
-                "apt-get install dpkg",
-                Some("usr/bin/"),
-            )
-            .await,
-        ];
         let root = cx.scratch.join("root");
-        let mut unpack = Command::new("dpkg-deb");
-        unpack.arg("-x").arg(file).arg(&root);
-        checks.extend(run_installed(cx, PackageFormat::Deb, &root, unpack, "dpkg-deb -x").await?);
-        Ok(SmokeReport { checks })
-    }
-}
-
-#[async_trait]
-impl Backend for RpmTier {
-    fn tier(&self) -> Tier {
-        Tier::Rpm
-    }
-
-    fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds {
-        needs(PackageFormat::Rpm, project, python, None)
-    }
-
-    fn inputs(&self) -> &'static [Input] {
-        INPUTS
-    }
-
-    fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        preflight(host, "RPM")
-    }
-
-    async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        build(cx, PackageFormat::Rpm).await
-    }
-
-    async fn smoke(
-        &self,
-        artifact: &Artifact,
-        cx: &SmokeContext,
-    ) -> Result<SmokeReport, BackendError> {
-        let file = &artifact.path;
-        let hint = "apt-get install rpm, or dnf install rpm";
-        let mut checks = vec![
-            tool_check("rpm", &["-qip"], file, hint, Some("Name")).await,
-            tool_check("rpm", &["-K"], file, hint, Some("digests")).await,
-        ];
-        // rpm itself lays the files down (scripts left out: the root has no shell).
-        let root = cx.scratch.join("root");
-        let mut install = Command::new("unshare");
-        if !gradient_python::is_root() {
-            install.args(["--user", "--map-root-user"]);
-        }
-        install
-            .args(["rpm", "--root"])
-            .arg(&root)
-            .args(["--nodeps", "--noscripts", "--nosignature", "-i"])
-            .arg(file);
-        checks.extend(
-            run_installed(
-                cx,
-                PackageFormat::Rpm,
-                &root,
-                install,
-                "rpm --root ROOT --nodeps --noscripts -i",
-            )
-            .await?,
-        );
+        let (mut checks, lay_down, shown) = match self.0 {
+            PackageFormat::Deb => {
+                let hint = "apt-get install dpkg";
+                let checks = vec![
+                    tool_check("dpkg-deb", &["--info"], file, hint, Some("Package:")).await,
+                    tool_check("dpkg-deb", &["--contents"], file, hint, Some("usr/bin/")).await,
+                ];
+                let mut unpack = Command::new("dpkg-deb");
+                unpack.arg("-x").arg(file).arg(&root);
+                (checks, unpack, "dpkg-deb -x")
+            }
+            PackageFormat::Rpm => {
+                let hint = "apt-get install rpm, or dnf install rpm";
+                let checks = vec![
+                    tool_check("rpm", &["-qip"], file, hint, Some("Name")).await,
+                    tool_check("rpm", &["-K"], file, hint, Some("digests")).await,
+                ];
+                // rpm itself lays the files down (scripts left out: the root has no shell).
+                let mut install = Command::new("unshare");
+                if !gradient_python::is_root() {
+                    install.args(["--user", "--map-root-user"]);
+                }
+                install
+                    .args(["rpm", "--root"])
+                    .arg(&root)
+                    .args(["--nodeps", "--noscripts", "--nosignature", "-i"])
+                    .arg(file);
+                (checks, install, "rpm --root ROOT --nodeps --noscripts -i")
+            }
+        };
+        checks.extend(run_installed(cx, self.0, &root, lay_down, shown).await?);
         Ok(SmokeReport { checks })
     }
 }
@@ -231,7 +191,7 @@ async fn tool_check(
         args.join(" "),
         file.file_name().unwrap_or_default().to_string_lossy()
     );
-    if which(tool).is_none() {
+    if !crate::strip::on_path(tool) {
         return SmokeCheck {
             command: shown,
             passed: false,
@@ -245,14 +205,6 @@ async fn tool_check(
     let mut command = Command::new(tool);
     command.args(args).arg(file);
     run_check(shown, command, expect).await
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Prepare a root with the host's C library, lay the package down with `unpack`, and run
