@@ -1,14 +1,25 @@
 //! A `.deb` written natively: an `ar` archive of `debian-binary`, `control.tar.gz`
 //! (control, md5sums, maintainer scripts) and `data.tar.gz` (the files), every member and
 //! entry at the source date and owned by root, so the same spec gives the same bytes.
+//!
+//! Most of a bundled package is the runtime, which changes far less often than the app. Its
+//! files open the data tarball and are compressed once per runtime and package name: the
+//! deflate stream of that part ends with a sync flush, is kept in the cache, and the rest of
+//! the tarball is compressed after it into the same gzip member (see [`DataPart`]).
 
 use crate::spec::{Dependency, PackageSpec};
 use crate::{io, OsPkgError};
-use flate2::{Compression, GzBuilder};
+use flate2::{Compress, Compression, FlushCompress, GzBuilder, Status};
 use gradient_archive::{write_tar, Entry, EntryKind};
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the bytes of a cached part would change for the same key.
+const PART_FORMAT: u32 = 1;
+/// gzip's level for the data and control tarballs (dpkg-deb's default).
+const LEVEL: u32 = 6;
 
 /// Debian's name for the architecture of the build (`amd64`), or `all`.
 pub fn architecture(native: bool) -> &'static str {
@@ -34,8 +45,13 @@ pub fn file_name(spec: &PackageSpec) -> String {
     )
 }
 
-/// Write the package to `path`.
-pub fn write_deb(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPkgError> {
+/// Write the package to `path`; the runtime's part of the data is kept in `cache`.
+pub fn write_deb(
+    spec: &PackageSpec,
+    mtime: u64,
+    path: &Path,
+    cache: &Path,
+) -> Result<(), OsPkgError> {
     let mut files = spec.files.clone();
     files.push(changelog(spec, mtime)?);
     files.push(lintian_overrides(spec));
@@ -46,18 +62,28 @@ pub fn write_deb(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
 
-    let data_entries: Vec<Entry> = std::iter::once(dir("."))
-        .chain(files.iter().map(|e| Entry {
-            path: format!("./{}", e.path),
-            ..e.clone()
-        }))
-        .collect();
-    let data = gzip_tar(&data_entries, mtime)?;
+    // The runtime's files first (their parents included), then the rest, each sorted.
+    let (runtime_files, rest): (Vec<&Entry>, Vec<&Entry>) = files.iter().partition(|e| {
+        spec.runtime_part
+            .as_ref()
+            .is_some_and(|p| p.paths.contains(&e.path))
+    });
+    let part = match &spec.runtime_part {
+        Some(runtime_part) => {
+            DataPart::cached_or_made(cache, &runtime_part.key, mtime, &runtime_files)?
+        }
+        None => DataPart::make(&[dir(".")], mtime)?,
+    };
+    let data = part.finish(&rest, mtime)?;
 
     let mut control_entries = vec![
         dir("."),
         text("./control", &control(spec, &files), 0o644),
-        text("./md5sums", &md5sums(&files), 0o644),
+        text(
+            "./md5sums",
+            &format!("{}{}", part.md5sums, md5sums(&rest)),
+            0o644,
+        ),
     ];
     for (name, script) in [
         ("postinst", &spec.scripts.postinst),
@@ -179,7 +205,7 @@ fn extended(text: &str) -> String {
     out
 }
 
-fn md5sums(files: &[Entry]) -> String {
+fn md5sums(files: &[&Entry]) -> String {
     files
         .iter()
         .filter_map(|e| match &e.kind {
@@ -254,10 +280,156 @@ fn lintian_overrides(spec: &PackageSpec) -> Entry {
     }
 }
 
+/// The opening of `data.tar.gz`: the tar entries of the runtime's files, deflated and ended
+/// with a sync flush so that more deflate blocks can follow in the same gzip member.
+#[derive(Serialize, Deserialize)]
+struct DataPart {
+    /// CRC-32 and length of the uncompressed tar entries, which the gzip trailer covers.
+    crc: u32,
+    length: u64,
+    /// The md5sums lines of its files.
+    md5sums: String,
+    /// CRC-32 of `deflated`, to tell a damaged cache entry.
+    deflated_crc: u32,
+    #[serde(skip)]
+    deflated: Vec<u8>,
+}
+
+impl DataPart {
+    /// The part for `entries` (runtime files, without `.`), from the cache when an intact
+    /// copy is there; made and kept there otherwise.
+    fn cached_or_made(
+        cache: &Path,
+        key: &str,
+        mtime: u64,
+        entries: &[&Entry],
+    ) -> Result<DataPart, OsPkgError> {
+        let folder = cache.join("ospkg").join("deb-data");
+        let stem = folder.join(format!("{key}-{mtime}-v{PART_FORMAT}"));
+        let (meta_path, data_path) = (stem.with_extension("json"), stem.with_extension("deflate"));
+        match DataPart::read(&meta_path, &data_path) {
+            Some(Ok(part)) => return Ok(part),
+            Some(Err(why)) => tracing::warn!(
+                "the cached runtime part `{}` is damaged ({why}); making it again",
+                data_path.display()
+            ),
+            None => {}
+        }
+        let with_root: Vec<Entry> = std::iter::once(dir("."))
+            .chain(entries.iter().map(|e| (*e).clone()))
+            .collect();
+        let mut part = DataPart::make(&with_root, mtime)?;
+        part.md5sums = md5sums(entries);
+        // The data first, the description last: a description names a complete part.
+        std::fs::create_dir_all(&folder).map_err(io("create", &folder))?;
+        let json = serde_json::to_vec(&part).expect("serialises");
+        write_beside(&data_path, &part.deflated)?;
+        write_beside(&meta_path, &json)?;
+        Ok(part)
+    }
+
+    /// `None` when nothing is cached; `Some(Err)` when what is cached is damaged.
+    fn read(meta_path: &Path, data_path: &Path) -> Option<Result<DataPart, String>> {
+        let meta = std::fs::read(meta_path).ok()?;
+        let mut part: DataPart = match serde_json::from_slice(&meta) {
+            Ok(part) => part,
+            Err(e) => return Some(Err(format!("its description does not parse: {e}"))),
+        };
+        part.deflated = match std::fs::read(data_path) {
+            Ok(data) => data,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        if crc32fast::hash(&part.deflated) != part.deflated_crc {
+            return Some(Err("its checksum does not match".into()));
+        }
+        Some(Ok(part))
+    }
+
+    /// Tar `entries` (no end-of-archive blocks) and deflate them, sync-flushed.
+    fn make(entries: &[Entry], mtime: u64) -> Result<DataPart, OsPkgError> {
+        let entries: Vec<Entry> = entries.iter().map(in_data_tar).collect();
+        let mut tar = write_tar(Vec::new(), &entries, mtime, &|_| (0, 0))
+            .map_err(io("write", Path::new("data.tar.gz")))?;
+        tar.truncate(tar.len() - 1024); // the two zero blocks that end an archive
+        let deflated = deflate(&tar, FlushCompress::Sync);
+        Ok(DataPart {
+            crc: crc32fast::hash(&tar),
+            length: tar.len() as u64,
+            md5sums: String::new(),
+            deflated_crc: crc32fast::hash(&deflated),
+            deflated,
+        })
+    }
+
+    /// `data.tar.gz`: this part, then `rest` and the end of the archive, in one gzip member.
+    fn finish(&self, rest: &[&Entry], mtime: u64) -> Result<Vec<u8>, OsPkgError> {
+        let rest: Vec<Entry> = rest.iter().map(|e| in_data_tar(e)).collect();
+        let tail = write_tar(Vec::new(), &rest, mtime, &|_| (0, 0))
+            .map_err(io("write", Path::new("data.tar.gz")))?;
+        let mut crc = crc32fast::Hasher::new_with_initial_len(self.crc, self.length);
+        crc.update(&tail);
+        let length = self.length + tail.len() as u64;
+        let tail = deflate(&tail, FlushCompress::Finish);
+
+        let mut gz = Vec::with_capacity(self.deflated.len() + tail.len() + 18);
+        // RFC 1952: magic, deflate, no flags, no time, no extra flags, unknown OS.
+        gz.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        gz.extend_from_slice(&self.deflated);
+        gz.extend_from_slice(&tail);
+        gz.extend_from_slice(&crc.finalize().to_le_bytes());
+        gz.extend_from_slice(&(length as u32).to_le_bytes());
+        Ok(gz)
+    }
+}
+
+/// An entry as the data tarball names it: `./usr/...`.
+fn in_data_tar(entry: &Entry) -> Entry {
+    if entry.path == "." {
+        return entry.clone();
+    }
+    Entry {
+        path: format!("./{}", entry.path),
+        ..entry.clone()
+    }
+}
+
+/// Raw deflate of `data`, ended by `flush` (`Sync`: more blocks may follow; `Finish`: last).
+fn deflate(data: &[u8], flush: FlushCompress) -> Vec<u8> {
+    let mut compress = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(data.len() / 3 + 4096);
+    loop {
+        if out.capacity() - out.len() < 64 * 1024 {
+            out.reserve(out.capacity().max(1 << 20));
+        }
+        let consumed = compress.total_in() as usize;
+        let status = compress
+            .compress_vec(&data[consumed..], &mut out, flush)
+            .expect("deflate takes any input");
+        let all_in = compress.total_in() as usize == data.len();
+        let done = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            // The flush is complete when it left room in the output.
+            _ => all_in && out.len() < out.capacity(),
+        };
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Write `path` through a temporary file beside it, so it is whole or absent.
+fn write_beside(path: &Path, data: &[u8]) -> Result<(), OsPkgError> {
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io("create", &dir))?;
+    temp.write_all(data).map_err(io("write", path))?;
+    temp.persist(path).map_err(|e| io("write", path)(e.error))?;
+    Ok(())
+}
+
 fn gzip_tar(entries: &[Entry], mtime: u64) -> Result<Vec<u8>, OsPkgError> {
     let gz = GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), Compression::new(6));
+        .write(Vec::new(), Compression::new(LEVEL));
     let gz = write_tar(gz, entries, mtime, &|_| (0, 0))
         .map_err(io("write", Path::new("data.tar.gz")))?;
     gz.finish().map_err(io("write", Path::new("data.tar.gz")))
@@ -287,6 +459,62 @@ mod tests {
     fn a_synopsis_is_one_short_line_without_a_capital_article_or_full_stop() {
         assert_eq!(synopsis("The sample application."), "sample application");
         assert_eq!(synopsis("Tools\nmore"), "Tools");
+    }
+
+    fn entry(path: &str, data: &[u8]) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File(data.to_vec()),
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn a_cached_part_and_the_rest_make_one_gzip_of_the_whole_tar_and_damage_is_repaired() {
+        use std::io::Read;
+        let cache = tempfile::tempdir().unwrap();
+        let runtime: Vec<Entry> = (0..50)
+            .map(|i| entry(&format!("usr/lib/app/f{i:02}"), &vec![i as u8; 5000 + i]))
+            .collect();
+        let rest = [dir("usr/bin"), entry("usr/bin/app", b"#!/bin/sh\n")];
+        let refs: Vec<&Entry> = runtime.iter().collect();
+        let fresh = DataPart::cached_or_made(cache.path(), "k", 7, &refs).unwrap();
+        let gz = fresh.finish(&rest.iter().collect::<Vec<_>>(), 7).unwrap();
+
+        let mut whole = vec![dir(".")];
+        whole.extend(runtime.iter().cloned());
+        whole.extend(rest.iter().cloned());
+        let whole: Vec<Entry> = whole.iter().map(in_data_tar).collect();
+        let expected = write_tar(Vec::new(), &whole, 7, &|_| (0, 0)).unwrap();
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, expected);
+        assert_eq!(fresh.md5sums.lines().count(), 50);
+
+        // Damage the cached deflate stream: it is noticed, made again, and the result is the same.
+        let stored = std::fs::read_dir(cache.path().join("ospkg/deb-data"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "deflate"))
+            .unwrap();
+        let mut bytes = std::fs::read(&stored).unwrap();
+        bytes[100] ^= 0xff;
+        std::fs::write(&stored, &bytes).unwrap();
+        assert!(matches!(
+            DataPart::read(&stored.with_extension("json"), &stored),
+            Some(Err(_))
+        ));
+        let again = DataPart::cached_or_made(cache.path(), "k", 7, &refs).unwrap();
+        assert_eq!(
+            again.finish(&rest.iter().collect::<Vec<_>>(), 7).unwrap(),
+            gz
+        );
+        assert!(matches!(
+            DataPart::read(&stored.with_extension("json"), &stored),
+            Some(Ok(_))
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use gradient_core::{
     check_package_name, check_package_version, map_version, normalize_name, BuildContext, Layout,
     PackageConfig, PackageFormat, PackageVersion, Project, ServiceConfig,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// A dependency on another package: `name (op version)`.
@@ -54,9 +54,20 @@ pub struct PackageSpec {
     pub depends: Vec<Dependency>,
     /// Paths relative to `/`, sorted, parents before children.
     pub files: Vec<Entry>,
+    /// Which of `files` come unchanged from the stripped runtime (bundled layout): the deb
+    /// writer compresses them once per runtime and keeps them in the cache.
+    pub runtime_part: Option<RuntimePart>,
     pub scripts: Scripts,
     /// The project's version as written, for the changelog.
     pub project_version: String,
+}
+
+/// The files of a package that depend only on the runtime bundle and the package's name.
+#[derive(Clone, Debug)]
+pub struct RuntimePart {
+    /// Names them in the cache: the stripped runtime's content key and the package name.
+    pub key: String,
+    pub paths: BTreeSet<String>,
 }
 
 impl PackageSpec {
@@ -252,21 +263,49 @@ pub async fn package_spec(
     }
 
     let mut files: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut add = |entry: Entry| {
-        files.insert(entry.path.clone(), entry);
-    };
+    let mut runtime_part = None;
     if layout == Layout::Bundled {
         let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
         let stripped = crate::strip::stripped_runtime(&runtime.dir, &cx.cache_dir).await?;
+        let mut paths: BTreeSet<String> = ["usr", "usr/lib", &format!("usr/lib/{name}")]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         for mut entry in tree_entries(&stripped, &format!("usr/lib/{name}"))? {
             // Shared libraries are not programs (lintian: shared-library-is-executable).
             let file_name = entry.path.rsplit('/').next().unwrap_or_default();
             if file_name.starts_with("lib") && file_name.contains(".so") {
                 entry.mode = 0o644;
             }
-            add(entry);
+            paths.insert(entry.path.clone());
+            files.insert(entry.path.clone(), entry);
         }
+        // The bundle's cache folder is named by its content key.
+        let runtime_key = runtime
+            .dir
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stripped_or_not = if stripped == runtime.dir {
+            "unstripped"
+        } else {
+            "stripped"
+        };
+        runtime_part = Some(RuntimePart {
+            key: format!("{runtime_key}-{stripped_or_not}-{name}"),
+            paths,
+        });
     }
+    let mut add = |entry: Entry| {
+        // A file of the app's that replaces one of the runtime's is no longer the runtime's.
+        if let Some(part) = &mut runtime_part {
+            if !matches!(entry.kind, EntryKind::Dir) {
+                part.paths.remove(&entry.path);
+            }
+        }
+        files.insert(entry.path.clone(), entry);
+    };
     for entry in tree_entries(&staging, "")? {
         add(entry);
     }
@@ -422,6 +461,7 @@ pub async fn package_spec(
         license,
         depends,
         files,
+        runtime_part,
         scripts,
         project_version: app.metadata.version.clone(),
         name,

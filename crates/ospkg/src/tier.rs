@@ -91,7 +91,7 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
         PackageFormat::Rpm => cx.work_dir.join(rpm::file_name(&spec)),
     };
     tokio::task::block_in_place(|| match format {
-        PackageFormat::Deb => deb::write_deb(&spec, mtime, &path),
+        PackageFormat::Deb => deb::write_deb(&spec, mtime, &path, &cx.cache_dir),
         PackageFormat::Rpm => rpm::write_rpm(&spec, mtime, &path),
     })?;
     let glibc = spec
