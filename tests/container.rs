@@ -103,7 +103,7 @@ fn the_image_is_reproducible_well_formed_and_an_app_change_rewrites_only_the_app
     let second = build(
         &fixture("sampleapp"),
         &out.path().join("b"),
-        &["--to", "oci", "--no-smoke"],
+        &["--to", "oci", "--no-smoke", "--rebuild"],
     );
     assert!(second.status.success());
     let a = only_file(&out.path().join("a"), ".oci.tar");
@@ -327,8 +327,6 @@ fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the
     assert_eq!(stdout(&hello).trim(), "Hello, Z!");
     docker(&["rmi", "gradient-test-on-base:1", "gradient-test-base:1"]);
 }
-
-/// Fail with `code` and a message containing every part of `says`.
 
 #[test]
 fn without_an_engine_docker_fails_keeps_the_tarball_and_says_how_to_load_it() {

@@ -5,6 +5,7 @@ mod util;
 
 mod bad_input;
 mod build;
+mod cache;
 mod commands;
 mod container;
 mod frozen;

@@ -101,7 +101,7 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
         second.join("sampleapp-1.2.3.lock.txt"),
     )
     .unwrap();
-    let again = build_zipapp(&fixture("sampleapp"), &second, &["--no-smoke"]);
+    let again = build_zipapp(&fixture("sampleapp"), &second, &["--no-smoke", "--rebuild"]);
     assert!(stderr(&again).contains("lock reused"), "{}", stderr(&again));
     assert_eq!(sha256_file(&pyz), sha256_file(&only_file(&second, ".pyz")));
 }

@@ -82,9 +82,14 @@ struct BuildArgs {
     /// Skip the smoke tests.
     #[arg(long)]
     no_smoke: bool,
-    /// Run the build backend even when an identical earlier build is cached.
+    /// Build everything again, even what an identical earlier build left in the cache
+    /// (distributions and finished tiers).
     #[arg(long)]
     rebuild: bool,
+    /// Build each tier a second time and check that the bytes are the same (the table's
+    /// REPRO column, `reproducible` in the manifest).
+    #[arg(long)]
+    verify_reproducible: bool,
     /// Fail when the runtime needs a shared library this host lacks (default: warn).
     #[arg(long)]
     strict: bool,
@@ -195,6 +200,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         smoke: !args.no_smoke,
         find_links: args.find_links,
         rebuild: args.rebuild,
+        verify_reproducible: args.verify_reproducible,
         strict: args.strict,
         all: args.all,
         tags: args.tag,

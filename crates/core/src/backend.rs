@@ -203,6 +203,14 @@ pub trait Backend: Send + Sync {
     /// Whether this host can build the tier, and if not, why.
     fn preflight(&self, host: &Host) -> Result<(), Unavailable>;
 
+    /// What this tier's output depends on beyond the project, the interpreter, the source
+    /// date and its declared inputs (host tools, files a setting names), so that the driver
+    /// can reuse an earlier build with the same fingerprint. `None`: never reuse (the output
+    /// depends on something outside gradient's view, like an image in the engine).
+    fn fingerprint(&self, _project: &Project) -> Option<String> {
+        Some(String::new())
+    }
+
     /// Write the tier's artifacts into `cx.work_dir`.
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError>;
 

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod report;
 mod run;
 mod source_date;
+mod tier_cache;
 
 /// Check an image reference given with `--tag` (and give it `:latest` when it has no tag).
 pub use gradient_oci::check_reference as check_image_reference;

@@ -79,6 +79,13 @@ pub struct ArtifactRecord {
     /// Where the artifact was handed on beyond the output folder (`loaded into Docker …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered: Option<String>,
+    /// True when the file (and its smoke result) came from the cache of an earlier run
+    /// with the same inputs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+    /// `--verify-reproducible`: whether a second build gave the same bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproducible: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

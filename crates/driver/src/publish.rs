@@ -15,6 +15,16 @@ pub struct Published {
 
 /// Copy `src` into `out_dir` under its own name, atomically, hashing as it goes.
 pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
+    publish_checked(src, out_dir, None)
+}
+
+/// As [`publish_file`], refusing (an `InvalidData` error, nothing written) a file whose
+/// digest is not `expected`.
+pub fn publish_checked(
+    src: &Path,
+    out_dir: &Path,
+    expected: Option<&str>,
+) -> std::io::Result<Published> {
     let name = src
         .file_name()
         .ok_or_else(|| std::io::Error::other("no file name"))?;
@@ -32,14 +42,20 @@ pub fn publish_file(src: &Path, out_dir: &Path) -> std::io::Result<Published> {
         tmp.write_all(&buffer[..n])?;
         size += n as u64;
     }
+    let sha256 = hex::encode(hasher.finalize());
+    if expected.is_some_and(|e| e != sha256) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "its digest is {sha256}, not the recorded {}",
+                expected.unwrap_or("")
+            ),
+        ));
+    }
     let path = out_dir.join(name);
     let executable = input.metadata()?.permissions().mode() & 0o111 != 0;
     persist(tmp, &path, if executable { 0o755 } else { 0o644 })?;
-    Ok(Published {
-        path,
-        sha256: hex::encode(hasher.finalize()),
-        size,
-    })
+    Ok(Published { path, sha256, size })
 }
 
 /// Write `bytes` to `path` atomically.

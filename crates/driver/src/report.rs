@@ -26,7 +26,11 @@ pub fn table(manifest: &Manifest) -> String {
             artifact.tier.to_string(),
             artifact.file.clone(),
             human_size(artifact.size),
-            format!("{:.2}s", artifact.build_seconds),
+            if artifact.reused {
+                "cached".to_string()
+            } else {
+                format!("{:.2}s", artifact.build_seconds)
+            },
             smoke,
             artifact.target_needs.to_string(),
         ]);

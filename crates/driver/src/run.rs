@@ -5,7 +5,8 @@ use crate::manifest::{
     ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
-use crate::publish::{check_writable, publish_file, write_atomically};
+use crate::publish::{check_writable, publish_checked, publish_file, write_atomically};
+use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
     python_satisfies, Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts,
@@ -33,8 +34,10 @@ pub struct BuildOptions {
     pub smoke: bool,
     /// Smoke tests install dependencies only from this folder of wheels.
     pub find_links: Option<PathBuf>,
-    /// Ignore cached distributions and build them again.
+    /// Ignore cached distributions and tiers and build them again.
     pub rebuild: bool,
+    /// Build each tier a second time and record whether the bytes are the same.
+    pub verify_reproducible: bool,
     /// A shared library the runtime needs but this host lacks is an error, not a warning.
     pub strict: bool,
     /// `--all`: tiers this host cannot build are skipped with their reason (a container
@@ -565,7 +568,8 @@ impl From<String> for TierFailure {
     }
 }
 
-/// Build, publish, deliver and smoke-test one tier. Errors come back as text for the summary.
+/// Build (or reuse from the tier cache), publish, deliver and smoke-test one tier, and
+/// rebuild it to compare when asked. Errors come back as text for the summary.
 async fn run_tier(
     backend: &dyn Backend,
     run: TierRun<'_>,
@@ -583,48 +587,31 @@ async fn run_tier(
         cache_dir: run.cache.to_path_buf(),
         image_tags: run.options.tags.clone(),
     };
-    let artifacts = backend
-        .build(&cx)
-        .await
-        .map_err(|e| error_chain(e.as_ref()))?;
-    // A tier's build time includes the shared input it stands on.
-    let input_time = backend
-        .inputs()
-        .first()
-        .and_then(|input| run.input_seconds.get(input))
-        .copied()
-        .unwrap_or(0.0);
-    let build_seconds = started.elapsed().as_secs_f64() + input_time;
+    let slot = Slot::for_tier(
+        run.cache,
+        KeyParts {
+            backend,
+            project: run.project,
+            python: run.python,
+            inputs: run.inputs,
+            source_date: run.source_date,
+            tags: &run.options.tags,
+            strict: run.options.strict,
+        },
+    );
+    let reused = match (&slot, run.options.rebuild) {
+        (Some(slot), false) => reuse(slot, &run, started),
+        _ => None,
+    };
+    let is_reused = reused.is_some();
+    let published = match reused {
+        Some(published) => published,
+        None => build_and_publish(backend, &cx, &run, started).await?,
+    };
 
-    std::fs::create_dir_all(run.out_dir)
-        .map_err(|e| format!("failed to create `{}`: {e}", run.out_dir.display()))?;
     let mut records = Vec::new();
-    for artifact in artifacts {
-        let published = publish_file(&artifact.path, run.out_dir).map_err(|e| {
-            format!(
-                "failed to write `{}` into `{}`: {e}",
-                artifact.file_name(),
-                run.out_dir.display()
-            )
-        })?;
-        let artifact = Artifact {
-            path: published.path.clone(),
-            ..artifact
-        };
-        run.reporter.done(
-            &format!("{tier}: wrote {}", artifact.file_name()),
-            build_seconds,
-        );
-        let mut record = ArtifactRecord {
-            tier,
-            file: artifact.file_name(),
-            sha256: published.sha256,
-            size: published.size,
-            build_seconds,
-            target_needs: artifact.needs.clone(),
-            smoke: None,
-            delivered: None,
-        };
+    let mut smoked = false;
+    for (artifact, mut record) in published {
         let delivering = Instant::now();
         match backend.deliver(&artifact, &cx).await {
             Ok(delivered) => {
@@ -645,15 +632,228 @@ async fn run_tier(
                 });
             }
         }
-        let smoke = if run.options.smoke {
-            Some(smoke_tier(backend, &artifact, &run).await)
-        } else {
-            None
-        };
-        record.smoke = smoke;
+        let passed_before = record.smoke.as_ref().is_some_and(|s| s.passed);
+        if run.options.smoke && !(is_reused && passed_before) {
+            record.smoke = Some(smoke_tier(backend, &artifact, &run).await);
+            smoked = true;
+        } else if run.options.smoke {
+            run.reporter.done(
+                &format!("{tier}: smoke test passed before with this file (cached)"),
+                0.0,
+            );
+        } else if !is_reused {
+            record.smoke = None;
+        }
         records.push(record);
     }
+    if run.options.verify_reproducible {
+        verify_reproducible(backend, &cx, &mut records, &run).await;
+    }
+
+    // Keep what was built for the next run (or its new smoke result).
+    if let Some(slot) = &slot {
+        let entry = tier_cache::Entry {
+            records: records
+                .iter()
+                .map(|r| ArtifactRecord {
+                    reused: false,
+                    reproducible: None,
+                    ..r.clone()
+                })
+                .collect(),
+        };
+        let stored = if !is_reused {
+            let files: Vec<PathBuf> = records.iter().map(|r| run.out_dir.join(&r.file)).collect();
+            slot.store(&files, &entry)
+        } else if smoked {
+            slot.update(&entry)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = stored {
+            run.reporter.warn(&format!(
+                "{tier}: could not keep the build in the cache `{}`: {error}",
+                slot.dir.display()
+            ));
+        }
+    }
     Ok(records)
+}
+
+/// A tier's artifacts, published, with their records (no delivery or smoke result yet).
+type PublishedTier = Vec<(Artifact, ArtifactRecord)>;
+
+/// Build the tier into its work folder and publish what it wrote into the output folder.
+async fn build_and_publish(
+    backend: &dyn Backend,
+    cx: &BuildContext,
+    run: &TierRun<'_>,
+    started: Instant,
+) -> Result<PublishedTier, TierFailure> {
+    let tier = backend.tier();
+    let artifacts = backend
+        .build(cx)
+        .await
+        .map_err(|e| error_chain(e.as_ref()))?;
+    // A tier's build time includes the shared input it stands on.
+    let input_time = backend
+        .inputs()
+        .first()
+        .and_then(|input| run.input_seconds.get(input))
+        .copied()
+        .unwrap_or(0.0);
+    let build_seconds = started.elapsed().as_secs_f64() + input_time;
+
+    std::fs::create_dir_all(run.out_dir)
+        .map_err(|e| format!("failed to create `{}`: {e}", run.out_dir.display()))?;
+    let mut published = Vec::new();
+    for artifact in artifacts {
+        let file = publish_file(&artifact.path, run.out_dir).map_err(|e| {
+            format!(
+                "failed to write `{}` into `{}`: {e}",
+                artifact.file_name(),
+                run.out_dir.display()
+            )
+        })?;
+        let artifact = Artifact {
+            path: file.path.clone(),
+            ..artifact
+        };
+        run.reporter.done(
+            &format!("{tier}: wrote {}", artifact.file_name()),
+            build_seconds,
+        );
+        let record = ArtifactRecord {
+            tier,
+            file: artifact.file_name(),
+            sha256: file.sha256,
+            size: file.size,
+            build_seconds,
+            target_needs: artifact.needs.clone(),
+            smoke: None,
+            delivered: None,
+            reused: false,
+            reproducible: None,
+        };
+        published.push((artifact, record));
+    }
+    Ok(published)
+}
+
+/// The tier's files from the cache, published (copied only when the output folder does not
+/// already hold them); `None` when there is nothing usable, said on stderr when an entry
+/// was damaged.
+fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTier> {
+    let tier_name = slot
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let damaged = |why: String| {
+        run.reporter.warn(&format!(
+            "the cached build `{tier_name}` is damaged ({why}); building it again"
+        ));
+        None
+    };
+    let entry = match slot.lookup() {
+        Lookup::Hit(entry) => entry,
+        Lookup::Miss => return None,
+        Lookup::Damaged(why) => return damaged(why),
+    };
+    std::fs::create_dir_all(run.out_dir).ok()?;
+    let mut published = Vec::new();
+    for mut record in entry.records {
+        let cached = slot.file(&record.file);
+        let out = run.out_dir.join(&record.file);
+        if !tier_cache::same_file(&out, &cached) {
+            match publish_checked(&cached, run.out_dir, Some(&record.sha256)) {
+                Ok(_) => {
+                    let modified = std::fs::metadata(&cached).and_then(|m| m.modified());
+                    let _ = modified.and_then(|time| {
+                        std::fs::File::options()
+                            .write(true)
+                            .open(&out)?
+                            .set_modified(time)
+                    });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                    let _ = slot.damaged(String::new());
+                    return damaged(format!("`{}`: {error}", record.file));
+                }
+                Err(_) => return None,
+            }
+        }
+        record.build_seconds = started.elapsed().as_secs_f64();
+        record.reused = true;
+        run.reporter.done(
+            &format!(
+                "{}: reused {} (nothing it is built from changed)",
+                record.tier, record.file
+            ),
+            record.build_seconds,
+        );
+        let artifact = Artifact {
+            tier: record.tier,
+            path: out,
+            needs: record.target_needs.clone(),
+        };
+        published.push((artifact, record));
+    }
+    Some(published)
+}
+
+/// Build the tier once more, apart, and record for each file whether the bytes are the same.
+async fn verify_reproducible(
+    backend: &dyn Backend,
+    cx: &BuildContext,
+    records: &mut [ArtifactRecord],
+    run: &TierRun<'_>,
+) {
+    let tier = backend.tier();
+    let started = Instant::now();
+    let again = BuildContext {
+        work_dir: cx.work_dir.with_file_name(format!("{tier}-again")),
+        ..cx.clone()
+    };
+    let rebuilt = match std::fs::create_dir_all(&again.work_dir) {
+        Ok(()) => backend
+            .build(&again)
+            .await
+            .map_err(|e| error_chain(e.as_ref())),
+        Err(error) => Err(error.to_string()),
+    };
+    let artifacts = match rebuilt {
+        Ok(artifacts) => artifacts,
+        Err(error) => {
+            run.reporter
+                .warn(&format!("{tier}: the second build failed: {error}"));
+            for record in records.iter_mut() {
+                record.reproducible = Some(false);
+            }
+            return;
+        }
+    };
+    for record in records.iter_mut() {
+        let twin = artifacts.iter().find(|a| a.file_name() == record.file);
+        let same = twin
+            .and_then(|a| tier_cache::file_digest(&a.path).ok())
+            .is_some_and(|digest| digest == record.sha256);
+        record.reproducible = Some(same);
+        if same {
+            run.reporter.done(
+                &format!(
+                    "{tier}: a second build of {} gave the same bytes",
+                    record.file
+                ),
+                started.elapsed().as_secs_f64(),
+            );
+        } else {
+            run.reporter.warn(&format!(
+                "{tier}: a second build of {} gave different bytes: not reproducible",
+                record.file
+            ));
+        }
+    }
 }
 
 async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_>) -> SmokeRecord {

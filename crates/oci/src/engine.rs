@@ -65,6 +65,11 @@ impl Engine {
         })
     }
 
+    /// The ID of the image `reference` names in the engine, if there is one.
+    pub async fn image_id(&self, reference: &str) -> Option<String> {
+        self.docker.inspect_image(reference).await.ok()?.id
+    }
+
     /// Load an image tarball (docker-archive or OCI layout) into the engine.
     pub async fn load(&self, tarball: &Path) -> Result<String, OciError> {
         let bytes = tokio::fs::read(tarball)

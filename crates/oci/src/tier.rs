@@ -49,6 +49,57 @@ async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, 
     }])
 }
 
+/// The image ID (`sha256:` and the configuration's digest) of an image tarball gradient
+/// wrote, from its docker-archive `manifest.json`.
+fn image_id(tarball: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(tarball).ok()?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries_with_seek().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_os_str() != "manifest.json" {
+            continue;
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text).ok()?;
+        let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let config = manifest[0]["Config"].as_str()?;
+        return Some(format!("sha256:{}", config.rsplit('/').next()?));
+    }
+    None
+}
+
+/// What an image depends on besides gradient's inputs: the host's glibc files a `scratch`
+/// base carries, or the base tarball; nothing reusable for a base taken from the engine.
+fn base_fingerprint(project: &Project) -> Option<String> {
+    let stamp = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!(
+            "{} {} {}",
+            path.display(),
+            meta.len(),
+            modified.as_nanos()
+        ))
+    };
+    match project.config.container.base() {
+        BaseImage::Scratch => gradient_python::runtime::glibc_files()
+            .iter()
+            .map(|(_, path)| stamp(path))
+            .collect::<Option<Vec<_>>>()
+            .map(|stamps| stamps.join("\n")),
+        // A folder layout may change inside without its own stamp changing.
+        BaseImage::Oci(path) if project.root.join(&path).is_file() => {
+            stamp(&project.root.join(path))
+        }
+        BaseImage::Oci(_) | BaseImage::Docker(_) => None,
+    }
+}
+
 fn preflight(host: &Host) -> Result<(), Unavailable> {
     host.require_interpreter()?;
     let python = host.interpreter.as_ref().expect("checked above");
@@ -76,6 +127,10 @@ impl Backend for OciTier {
 
     fn inputs(&self) -> &'static [Input] {
         INPUTS
+    }
+
+    fn fingerprint(&self, project: &Project) -> Option<String> {
+        base_fingerprint(project)
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -127,6 +182,10 @@ impl Backend for DockerTier {
         INPUTS
     }
 
+    fn fingerprint(&self, project: &Project) -> Option<String> {
+        base_fingerprint(project)
+    }
+
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         preflight(host)?;
         match &host.container_engine {
@@ -157,6 +216,19 @@ impl Backend for DockerTier {
         let engine = Engine::connect()
             .await
             .map_err(|e| not_loaded(e, artifact))?;
+        // An unchanged image whose tags all name it already is not loaded again.
+        let id = tokio::task::block_in_place(|| image_id(&artifact.path));
+        let mut loaded = true;
+        for tag in &tags {
+            loaded &= id.is_some() && engine.image_id(tag).await == id;
+        }
+        if loaded {
+            return Ok(Some(format!(
+                "already in Docker {} as {}",
+                engine.version,
+                tags.join(", ")
+            )));
+        }
         engine
             .load(&artifact.path)
             .await

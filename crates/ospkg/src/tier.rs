@@ -124,6 +124,11 @@ impl Backend for PackageTier {
         INPUTS
     }
 
+    fn fingerprint(&self, _project: &Project) -> Option<String> {
+        // Without binutils' strip, compiled code keeps its symbols.
+        Some(format!("strip: {}", crate::strip::on_path("strip")))
+    }
+
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         let what = match self.0 {
             PackageFormat::Deb => "Debian",

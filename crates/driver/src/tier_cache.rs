@@ -1,0 +1,237 @@
+//! Finished tiers kept between runs, so that a rebuild with nothing changed is a no-op.
+//!
+//! A tier's output is a function of what goes in: this build of gradient, the tier, the
+//! project's `pyproject.toml`, the build interpreter, the source date, the image tags, the
+//! shared inputs it declares (by content) and what its backend adds as a fingerprint. The
+//! digest of all that names an entry, `CACHE/tiers/NAME-TIER-KEY/`: the artifact files and
+//! `entry.json` with their records (digests, target needs, smoke result). An entry is made
+//! in a temporary folder and renamed into place, so it is whole or absent; a file whose
+//! digest no longer matches makes the entry damaged: it is removed and the tier rebuilt.
+//! The newest few entries of each project and tier are kept.
+
+use crate::manifest::ArtifactRecord;
+use gradient_core::{Backend, Input, Inputs, InterpreterFacts, Project, SourceDate};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Entries kept per project and tier; older ones are removed when a new one is stored.
+const KEEP: usize = 3;
+const ENTRY_FILE: &str = "entry.json";
+
+/// What a cached tier holds besides its files.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// As recorded when the tier was built (and last smoke-tested).
+    pub records: Vec<ArtifactRecord>,
+}
+
+/// One tier's place in the cache.
+pub struct Slot {
+    pub dir: PathBuf,
+}
+
+/// What the cache has for a slot.
+pub enum Lookup {
+    Hit(Entry),
+    Miss,
+    /// There was an entry, and it could not be trusted (why); it has been removed.
+    Damaged(String),
+}
+
+/// What a tier's output depends on, as one digest; `None` when the backend says its output
+/// cannot be reused.
+pub struct KeyParts<'a> {
+    pub backend: &'a dyn Backend,
+    pub project: &'a Project,
+    pub python: &'a InterpreterFacts,
+    pub inputs: &'a Inputs,
+    pub source_date: SourceDate,
+    pub tags: &'a [String],
+    pub strict: bool,
+}
+
+impl Slot {
+    pub fn for_tier(cache: &Path, parts: KeyParts<'_>) -> Option<Slot> {
+        let fingerprint = parts.backend.fingerprint(parts.project)?;
+        let mut text = format!(
+            "gradient {} {}\ntier {}\nfingerprint {fingerprint}\n",
+            env!("CARGO_PKG_VERSION"),
+            this_executable(),
+            parts.backend.tier(),
+        );
+        let python = parts.python;
+        text.push_str(&format!(
+            "python {} {} {} {}\nsource-date {}\ntags {}\nstrict {}\n",
+            python.executable.display(),
+            python.full_version(),
+            python.abi_tag,
+            python.platform_tag,
+            parts.source_date.seconds,
+            parts.tags.join(","),
+            parts.strict
+        ));
+        if let Some(pyproject) = &parts.project.pyproject {
+            text.push_str(&format!("pyproject {}\n", file_digest(pyproject).ok()?));
+        }
+        let inputs = parts.inputs;
+        for input in parts.backend.inputs() {
+            let line = match input {
+                Input::Sdist => file_digest(inputs.sdist.as_ref()?).ok()?,
+                Input::Wheel => file_digest(inputs.wheel.as_ref()?).ok()?,
+                Input::Wheelhouse => {
+                    let wheelhouse = inputs.wheelhouse.as_ref()?;
+                    format!(
+                        "{} {}",
+                        file_digest(&wheelhouse.lock).ok()?,
+                        wheelhouse.site.display()
+                    )
+                }
+                // The bundle's folder is named by its content key.
+                Input::Runtime => inputs.runtime.as_ref()?.dir.display().to_string(),
+            };
+            text.push_str(&format!("input {} {line}\n", input.name()));
+        }
+        let key = hex::encode(Sha256::digest(text.as_bytes()));
+        let project = gradient_core::normalize_name(&parts.project.display_name());
+        Some(Slot {
+            dir: cache.join("tiers").join(format!(
+                "{project}-{}-{}",
+                parts.backend.tier(),
+                &key[..24]
+            )),
+        })
+    }
+
+    /// The entry, when there is one and its description reads.
+    pub fn lookup(&self) -> Lookup {
+        let path = self.dir.join(ENTRY_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(_) => return Lookup::Miss,
+        };
+        match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(entry) => match entry
+                .records
+                .iter()
+                .find(|r| !self.dir.join(&r.file).is_file())
+            {
+                None => Lookup::Hit(entry),
+                Some(missing) => self.damaged(format!("`{}` is missing", missing.file)),
+            },
+            Err(error) => self.damaged(format!("`{}` does not parse: {error}", path.display())),
+        }
+    }
+
+    /// Remove a damaged entry and say why it was.
+    pub fn damaged(&self, why: String) -> Lookup {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Lookup::Damaged(why)
+    }
+
+    /// The cached copy of a file of the entry.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Store `files` (published copies, named as in `records`) as this slot's entry, then
+    /// remove the oldest entries of the same project and tier beyond [`KEEP`]. The cached
+    /// copies take the published files' modification times, so a published file that still
+    /// has its copy's size and time is known to be that copy without reading it.
+    pub fn store(&self, files: &[PathBuf], entry: &Entry) -> std::io::Result<()> {
+        let parent = self.dir.parent().expect("inside the cache");
+        std::fs::create_dir_all(parent)?;
+        let staging = tempfile::Builder::new()
+            .prefix(".storing-")
+            .tempdir_in(parent)?;
+        for file in files {
+            let name = file.file_name().expect("a file");
+            let copy = staging.path().join(name);
+            std::fs::copy(file, &copy)?;
+            let modified = std::fs::metadata(file)?.modified()?;
+            std::fs::File::options()
+                .write(true)
+                .open(&copy)?
+                .set_modified(modified)?;
+        }
+        let json = serde_json::to_vec_pretty(entry).expect("the entry serialises");
+        std::fs::write(staging.path().join(ENTRY_FILE), json)?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::rename(staging.keep(), &self.dir)?;
+        self.prune(parent);
+        Ok(())
+    }
+
+    /// Rewrite the entry's description (a new smoke result), atomically.
+    pub fn update(&self, entry: &Entry) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(entry).expect("the entry serialises");
+        crate::publish::write_atomically(&self.dir.join(ENTRY_FILE), &json)
+    }
+
+    fn prune(&self, parent: &Path) {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((family, _)) = name.rsplit_once('-') else {
+            return;
+        };
+        let Ok(listing) = std::fs::read_dir(parent) else {
+            return;
+        };
+        let mut siblings: Vec<(std::time::SystemTime, PathBuf)> = listing
+            .flatten()
+            .filter(|e| {
+                let other = e.file_name().to_string_lossy().into_owned();
+                other.rsplit_once('-').is_some_and(|(f, _)| f == family)
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        siblings.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, old) in siblings.into_iter().skip(KEEP) {
+            if old != self.dir {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        }
+    }
+}
+
+/// Whether `published` is the cached copy `cached`: same size and modification time.
+pub fn same_file(published: &Path, cached: &Path) -> bool {
+    let stamp = |path: &Path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    };
+    matches!((stamp(published), stamp(cached)), (Some(a), Some(b)) if a == b)
+}
+
+/// The SHA-256 of a file, in hex.
+pub fn file_digest(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// This gradient executable, by size and time: a rebuilt gradient does not reuse the
+/// tiers of another build of the same version.
+fn this_executable() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| {
+            let modified = m.modified()?;
+            let since = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Ok(format!("{} {}", m.len(), since.as_nanos()))
+        })
+        .unwrap_or_default()
+}
