@@ -189,7 +189,7 @@ impl Slot {
             })
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        siblings.sort_by(|a, b| b.0.cmp(&a.0));
+        siblings.sort_by_key(|s| std::cmp::Reverse(s.0));
         for (_, old) in siblings.into_iter().skip(KEEP) {
             if old != self.dir {
                 let _ = std::fs::remove_dir_all(old);
