@@ -52,7 +52,10 @@ py="$target/bin/python"
 echo "== zipapp: build from a warm wheelhouse" >&2
 "$gradient" build -q --to zipapp,wheel "$project" --out "$work/z" >/dev/null
 wheel=$(ls "$work"/z/*.whl)
+# Finished tiers are cached by their inputs; emptying that cache makes gradient assemble the
+# artifact again from its warm inputs, which is what these rows measure.
 hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/zipapp-build.json" \
+  --prepare "rm -rf $GRADIENT_CACHE_DIR/tiers" \
   -n "gradient build --to zipapp --no-smoke" "$gradient build -q --no-smoke --to zipapp $project --out $work/z" \
   -n "gradient build --to zipapp" "$gradient build -q --to zipapp $project --out $work/z2" \
   -n "shiv" "$tools/bin/shiv -q -c sampleapp -o $work/shiv.pyz --reproducible $wheel"
@@ -84,7 +87,7 @@ pyinstaller_cmd="$pyi/bin/pyinstaller -F -n sampleapp-pyi --log-level ERROR --di
 # PyInstaller's work folder holds its previous analysis and makes a rebuild incremental;
 # it is emptied before each run, as in a clean release build. Its global cache stays warm.
 hyperfine --style basic --warmup 1 --runs 5 --export-json "$results/frozen-build.json" \
-  --prepare "rm -rf $work/pyi-work $work/pyi-dist" \
+  --prepare "rm -rf $work/pyi-work $work/pyi-dist $GRADIENT_CACHE_DIR/tiers" \
   -n "gradient build --to frozen --no-smoke" "$gradient build -q --no-smoke --to frozen $project --out $work/f" \
   -n "gradient build --to frozen" "$gradient build -q --to frozen $project --out $work/f2" \
   -n "pyinstaller --onefile" "$pyinstaller_cmd"
@@ -133,7 +136,7 @@ DOCKERFILE
   # Each app-change run writes a new greeting, so both flows rebuild the app.
   printf 'printf "Hello %%s, {name}!\\n" "$(date +%%s%%N)" > %s/src/sampleapp/data/greeting.txt\n' "$project" > "$work/change-app.sh"
   hyperfine --style basic --runs "$cold_runs" --export-json "$results/docker-cold.json" \
-    --prepare "rm -rf $GRADIENT_CACHE_DIR/oci $GRADIENT_CACHE_DIR/dists; $docker_cli builder prune -af >/dev/null" \
+    --prepare "rm -rf $GRADIENT_CACHE_DIR/oci $GRADIENT_CACHE_DIR/dists $GRADIENT_CACHE_DIR/tiers; $docker_cli builder prune -af >/dev/null" \
     -n "gradient build --to docker --no-smoke (layer cache emptied)" "$gradient build -q --no-smoke --to docker $project --out $work/d" \
     -n "uv build --wheel + docker build --no-cache" "$reference --no-cache"
   hyperfine --style basic --runs "$runs" --export-json "$results/docker-change.json" \
@@ -168,12 +171,18 @@ dpkg-deb --build --root-owner-group $pkg $work/venv.deb >/dev/null
 SCRIPT
   $gradient build -q --no-smoke --to deb "$project" --out "$work/p" >/dev/null
   hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$results/deb-build.json" \
+    --prepare "rm -rf $GRADIENT_CACHE_DIR/tiers" \
     -n "gradient build --to deb --no-smoke" "$gradient build -q --no-smoke --to deb $project --out $work/p" \
     -n "gradient build --to deb --rebuild --no-smoke" "$gradient build -q --rebuild --no-smoke --to deb $project --out $work/p" \
     -n "venv + dpkg-deb --build" "bash $work/venv-deb.sh"
 else
   echo "bench: dpkg-deb is missing; the deb comparison is left out" >&2
 fi
+
+echo "== the whole gradient: a rebuild with nothing changed" >&2
+"$gradient" build -q --all "$project" --out "$work/all" >/dev/null
+hyperfine --style basic -N --warmup 2 --runs $((runs * 2)) --export-json "$results/all-noop.json" \
+  -n "gradient build --all (nothing changed)" "$gradient build -q --all $project --out $work/all"
 
 python3 - "$pyz" "$work/shiv.pyz" "$frozen" "$pyinstaller_exe" > "$results/sizes.json" <<'PY'
 import json, os, sys

@@ -30,8 +30,9 @@ SCENARIOS = [
      ["uv build --wheel + docker build --no-cache"]),
     ("docker-change", "container image, rebuild after one app file changed (wheel rebuilt by both; docker reuses its dependency step, gradient its cached layers)",
      ["uv build --wheel + docker build (one app file changed)"]),
-    ("deb-build", "Debian package of fixtures/sampleapp, warm wheelhouse and runtime (the reference: a venv with the same wheels and `dpkg-deb --build`)",
+    ("deb-build", "Debian package of fixtures/sampleapp, warm wheelhouse and runtime, the package written anew (the reference: a venv with the same wheels and `dpkg-deb --build`)",
      ["venv + dpkg-deb --build"]),
+    ("all-noop", "every tier (`build --all`, smoke tests included) when nothing changed since the last run", []),
 ]
 
 
@@ -115,10 +116,15 @@ def main(results_dir):
             "  loads it into the engine through its API. The reference builds the wheel with `uv build --wheel`, then",
             "  `docker build` (Debian's docker.io, BuildKit) of a Dockerfile that installs the same locked wheels into a",
             "  venv on the Debian python base, then the app's wheel in a step of its own.",
-            "- `gradient build --to deb` reuses the wheel, the wheelhouse and the stripped runtime, lays out the package",
-            "  and writes the .deb (gzip); `--rebuild` also rebuilds the wheel through the backend. The reference makes a",
+            "- Build rows of the zipapp, frozen, container and deb tiers empty gradient's cache of finished tiers before",
+            "  each run, so the artifact is really assembled again (from warm inputs unless said otherwise).",
+            "- `gradient build --to deb` reuses the wheel, the wheelhouse, the stripped runtime and the runtime's",
+            "  compressed part of `data.tar.gz`, lays out the package, compresses the app and its dependencies after that",
+            "  part and writes the .deb (gzip); `--rebuild` also rebuilds the wheel through the backend. The reference makes a",
             "  venv under /opt with `uv pip install` from the same wheels (offline), writes a minimal control file and",
             "  runs `dpkg-deb --build` (xz by default): a package that needs the host's python3 and draws lintian errors.",
+            "- `gradient build --all` with nothing changed reuses every finished tier, with its smoke result, and checks",
+            "  that the engine still has the image; it builds and runs nothing.",
             ""]
 
     print("\n".join(out))
