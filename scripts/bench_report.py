@@ -62,7 +62,7 @@ def main(results_dir):
             continue
         results = {r["command"]: r for r in json.loads(path.read_text())["results"]}
         out += [f"## {title}", "",
-                "| command | median | mean ± σ | runs | " + " | ".join(f"ratio to {r}" for r in references) + " |",
+                "| " + " | ".join(["command", "median", "mean ± σ", "runs"] + [f"ratio to {r}" for r in references]) + " |",
                 "|---|---|---|---|" + "---|" * len(references)]
         for name, result in results.items():
             ratios = []
@@ -71,8 +71,9 @@ def main(results_dir):
                     ratios.append(f"{result['median'] / results[reference]['median']:.2f}×")
                 else:
                     ratios.append("")
-            out.append(f"| `{name}` | {result['median']:.3f} s | {result['mean']:.3f} ± {result['stddev'] or 0:.3f} s "
-                       f"| {len(result['times'])} | " + " | ".join(ratios) + " |")
+            cells = [f"`{name}`", f"{result['median']:.3f} s", f"{result['mean']:.3f} ± {result['stddev'] or 0:.3f} s",
+                     str(len(result['times']))] + ratios
+            out.append("| " + " | ".join(cells) + " |")
         out.append("")
     sizes = results_dir / "sizes.json"
     if sizes.exists():
