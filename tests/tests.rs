@@ -10,4 +10,5 @@ mod commands;
 mod container;
 mod frozen;
 mod ospkg;
+mod run;
 mod zipapp;

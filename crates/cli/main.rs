@@ -90,6 +90,9 @@ struct BuildArgs {
     /// REPRO column, `reproducible` in the manifest).
     #[arg(long)]
     verify_reproducible: bool,
+    /// Stop every other tier as soon as one fails (default: the others finish).
+    #[arg(long)]
+    fail_fast: bool,
     /// Fail when the runtime needs a shared library this host lacks (default: warn).
     #[arg(long)]
     strict: bool,
@@ -201,6 +204,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         find_links: args.find_links,
         rebuild: args.rebuild,
         verify_reproducible: args.verify_reproducible,
+        fail_fast: args.fail_fast,
         strict: args.strict,
         all: args.all,
         tags: args.tag,

@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub rebuild: bool,
     /// Build each tier a second time and record whether the bytes are the same.
     pub verify_reproducible: bool,
+    /// Stop the other tiers as soon as one fails.
+    pub fail_fast: bool,
     /// A shared library the runtime needs but this host lacks is an error, not a warning.
     pub strict: bool,
     /// `--all`: tiers this host cannot build are skipped with their reason (a container
@@ -104,6 +106,8 @@ pub async fn build(
     })?;
 
     let cache = usable_cache(cache_root(), reporter);
+    // Held until the run ends: a second run on the same project waits for this one.
+    let _lock = lock_project(&cache, &project.root, reporter).await?;
     let request = options
         .python
         .as_deref()
@@ -200,31 +204,38 @@ pub async fn build(
             },
         )
     });
-    let results = futures::future::join_all(runs).await;
+    let mut pending: futures::stream::FuturesUnordered<_> = runs
+        .enumerate()
+        .map(|(index, run)| async move { (index, run.await) })
+        .collect();
+    let mut results: Vec<Option<Result<Vec<ArtifactRecord>, TierFailure>>> =
+        backends.iter().map(|_| None).collect();
+    while let Some((index, result)) = futures::StreamExt::next(&mut pending).await {
+        let failed = tier_error(&result).is_some();
+        results[index] = Some(result);
+        if failed && options.fail_fast {
+            // Dropping the other tiers' futures stops them (and their processes).
+            break;
+        }
+    }
+    drop(pending);
 
     let mut records = Vec::new();
     let mut outcomes = Vec::new();
     for (backend, result) in backends.iter().zip(results) {
+        let error = match &result {
+            Some(result) => tier_error(result),
+            None => Some("stopped: another tier failed and --fail-fast was given".to_string()),
+        };
         match result {
-            Ok(mut tier_records) => {
-                let failed_smoke = tier_records
-                    .iter()
-                    .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
-                    .map(|r| format!("smoke test of {} failed", r.file));
-                records.append(&mut tier_records);
-                outcomes.push(TierOutcome {
-                    tier: backend.tier(),
-                    error: failed_smoke,
-                });
-            }
-            Err(mut failure) => {
-                records.append(&mut failure.records);
-                outcomes.push(TierOutcome {
-                    tier: backend.tier(),
-                    error: Some(failure.error),
-                })
-            }
+            Some(Ok(mut tier_records)) => records.append(&mut tier_records),
+            Some(Err(mut failure)) => records.append(&mut failure.records),
+            None => {}
         }
+        outcomes.push(TierOutcome {
+            tier: backend.tier(),
+            error,
+        });
     }
     for skip in &skipped {
         outcomes.push(TierOutcome {
@@ -272,6 +283,17 @@ pub async fn build(
         interpreter: python,
         installer: installer.name().to_string(),
     })
+}
+
+/// Why a finished tier counts as failed: its error, or its first failed smoke test.
+fn tier_error(result: &Result<Vec<ArtifactRecord>, TierFailure>) -> Option<String> {
+    match result {
+        Ok(records) => records
+            .iter()
+            .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
+            .map(|r| format!("smoke test of {} failed", r.file)),
+        Err(failure) => Some(failure.error.clone()),
+    }
 }
 
 /// The shared inputs of a run, built once.
@@ -519,6 +541,66 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
         found: python.to_string(),
         suggestion,
     })
+}
+
+/// Take the project's lock (`CACHE/locks/NAME-HASH.lock`, holding the owner's pid), waiting
+/// and saying so when another run holds it. The lock goes with the process, however it ends.
+async fn lock_project(
+    cache: &Path,
+    root: &Path,
+    reporter: &dyn Reporter,
+) -> Result<std::fs::File, DriverError> {
+    use sha2::Digest;
+    use std::io::{Read, Seek, Write};
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let digest = hex::encode(sha2::Sha256::digest(root.to_string_lossy().as_bytes()));
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = cache
+        .join("locks")
+        .join(format!("{name}-{}.lock", &digest[..16]));
+    let io = |action| {
+        let path = path.clone();
+        move |source| DriverError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(cache.join("locks")).map_err(io("create"))?;
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("open"))?;
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        let mut owner = String::new();
+        let _ = file.read_to_string(&mut owner);
+        // The pid of the last run that held the lock; shown only while that process lives.
+        let owner = match owner.trim() {
+            pid if !pid.is_empty() && Path::new("/proc").join(pid).exists() => {
+                format!(" (pid {pid})")
+            }
+            _ => String::new(),
+        };
+        reporter.warn(&format!(
+            "another gradient run{owner} is building `{}`; waiting for it to finish (lock: `{}`)",
+            root.display(),
+            path.display()
+        ));
+        file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .expect("the lock wait does not panic")
+            .map_err(io("lock"))?;
+    }
+    file.set_len(0).map_err(io("write"))?;
+    file.rewind().map_err(io("write"))?;
+    write!(file, "{}", std::process::id()).map_err(io("write"))?;
+    Ok(file)
 }
 
 /// gradient's cache, or a folder in the temp dir when it cannot be written (said on stderr).

@@ -1,0 +1,106 @@
+//! How a run of several tiers behaves as a whole: a failing tier and the others, and two
+//! runs on the same project at once.
+
+use crate::util::*;
+use std::process::Command;
+
+/// The sample with authors that have no email: its deb fails at once, before any work.
+fn sample_without_maintainer_email() -> tempfile::TempDir {
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace(
+            "authors = [{ name = \"Gradient Maintainers\", email = \"maintainers@gradient.invalid\" }]",
+            "authors = [{ name = \"Gradient Maintainers\" }]",
+        ),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn a_failing_tier_does_not_stop_the_others_unless_fail_fast_is_given() {
+    let project = sample_without_maintainer_email();
+    let out = project.path().join("dist");
+    // --rebuild: the frozen tier really builds (and smoke-tests) rather than being reused.
+    let output = build(
+        project.path(),
+        &out,
+        &["--rebuild", "--no-smoke", "--to", "deb,frozen"],
+    );
+    fails_with(&output, 1, &["deb failed", "without an email address"]);
+    assert!(
+        only_file(&out, "-linux-x86_64").exists(),
+        "the frozen tier finished"
+    );
+    assert!(stdout(&output).contains("frozen"), "and is in the table");
+
+    // With --fail-fast the deb's failure stops the frozen tier, which is still building or
+    // smoke-testing (seconds) when the deb fails (milliseconds after the shared inputs).
+    let out = project.path().join("dist-fast");
+    let output = build(
+        project.path(),
+        &out,
+        &["--rebuild", "--fail-fast", "--to", "deb,frozen"],
+    );
+    fails_with(
+        &output,
+        1,
+        &[
+            "deb failed",
+            "frozen failed: stopped: another tier failed and --fail-fast was given",
+        ],
+    );
+    assert!(
+        !stderr(&output).contains("frozen: smoke `"),
+        "no frozen smoke check finished"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_project_waits_for_the_first_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let wheel = || {
+        run(gradient()
+            .env("GRADIENT_CACHE_DIR", &cache)
+            .args(["build", "--no-smoke", "--to", "wheel"])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(&out))
+    };
+    assert!(wheel().status.success());
+    let locks: Vec<_> = std::fs::read_dir(cache.join("locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(locks.len(), 1, "one lock per project: {locks:?}");
+    assert!(locks[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("sampleapp-"));
+
+    // Another holder of the lock (flock(1), the same kind of lock) for two seconds.
+    let mut holder = Command::new("flock")
+        .arg(&locks[0])
+        .args(["sleep", "2"])
+        .spawn()
+        .expect("flock (util-linux) runs");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let second = wheel();
+    assert!(second.status.success());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1200),
+        "it waited for the holder"
+    );
+    let err = stderr(&second);
+    assert!(err.contains("another gradient run is building"), "{err}");
+    assert!(err.contains("waiting for it to finish"), "{err}");
+    holder.wait().unwrap();
+}
