@@ -9,21 +9,6 @@ use std::process::Command;
 use std::sync::Mutex;
 
 /// A tool the package tests need: missing is a failure in CI, a skip elsewhere.
-fn require(tool: &str) -> bool {
-    let present = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !present {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide `{tool}` (see .ci/run)"
-        );
-        eprintln!("skipping: `{tool}` is not installed");
-    }
-    present
-}
-
 fn can_chroot() -> bool {
     let root = Command::new("id")
         .arg("-u")

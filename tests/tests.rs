@@ -10,5 +10,6 @@ mod commands;
 mod container;
 mod frozen;
 mod ospkg;
+mod report;
 mod run;
 mod zipapp;

@@ -149,3 +149,19 @@ pub fn fails_with(output: &std::process::Output, code: i32, says: &[&str]) {
         assert!(text.contains(part), "expected `{part}` in:\n{text}");
     }
 }
+
+/// Whether `tool` is on PATH; without it a test skips, except in CI, where it fails.
+pub fn require(tool: &str) -> bool {
+    let present = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide `{tool}` (see .ci/run)"
+        );
+        eprintln!("skipping: `{tool}` is not installed");
+    }
+    present
+}

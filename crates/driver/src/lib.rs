@@ -9,6 +9,7 @@
 //! [`registry`] is the ordered list of tiers this build of gradient can make. The driver never
 //! prints: it reports progress through the [`Reporter`] the caller gives it.
 
+pub mod comparison;
 pub mod doctor;
 pub mod manifest;
 mod publish;

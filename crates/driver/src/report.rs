@@ -10,6 +10,7 @@ pub fn table(manifest: &Manifest) -> String {
         "SIZE".to_string(),
         "BUILD".to_string(),
         "SMOKE".to_string(),
+        "REPRO".to_string(),
         "TARGET NEEDS".to_string(),
     ]];
     for artifact in &manifest.artifacts {
@@ -32,6 +33,11 @@ pub fn table(manifest: &Manifest) -> String {
                 format!("{:.2}s", artifact.build_seconds)
             },
             smoke,
+            match artifact.reproducible {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "-".into(),
+            },
             artifact.target_needs.to_string(),
         ]);
     }
@@ -42,6 +48,7 @@ pub fn table(manifest: &Manifest) -> String {
             "-".into(),
             "-".into(),
             "skipped".into(),
+            "-".into(),
             skipped.reason.lines().next().unwrap_or("").to_string(),
         ]);
     }

@@ -275,6 +275,7 @@ pub async fn build(
         let sums_path = out_dir.join(SUMS_FILE);
         write_atomically(&sums_path, manifest.sha256sums().as_bytes())
             .map_err(io(sums_path.clone()))?;
+        crate::comparison::write_reports(&out_dir, &manifest).map_err(io(out_dir.clone()))?;
     }
     Ok(RunOutcome {
         manifest,

@@ -1,0 +1,407 @@
+//! The side-by-side comparison a run leaves beside its artifacts: `report.json` (for
+//! machines, versioned by [`REPORT_SCHEMA_VERSION`]), `report.md` (for pull requests and CI
+//! summaries) and `report.html` (one self-contained page with SVG charts, no scripts, no
+//! network). All three are made from the manifest, one row per tier along the gradient.
+
+use crate::manifest::{ArtifactRecord, Manifest, ProjectRecord, PythonRecord};
+use crate::report::human_size;
+use gradient_core::{Rung, SourceDate, TargetNeeds, Tier};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Bumped on any change to `report.json` that is not a pure addition.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+pub const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    pub gradient_version: String,
+    pub project: ProjectRecord,
+    pub python: PythonRecord,
+    pub source_date: SourceDate,
+    /// Along the gradient: from "the target has Python and pip" to "a package manager".
+    pub rows: Vec<Row>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub tier: Tier,
+    /// What the target must run at least, in general.
+    pub rung: Rung,
+    /// What this artifact asks of its target, for people.
+    pub target_needs_text: String,
+    pub status: Status,
+    /// Absent when the tier was skipped.
+    pub artifact: Option<RowArtifact>,
+    /// Why the tier was skipped.
+    pub skipped_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowArtifact {
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub build_seconds: f64,
+    /// Taken from the cache of an earlier identical build.
+    pub reused: bool,
+    pub target_needs: TargetNeeds,
+    /// `passed/total` smoke checks; `None` when not run.
+    pub smoke_passed: Option<usize>,
+    pub smoke_total: Option<usize>,
+    /// `--verify-reproducible`'s verdict; `None` when not checked.
+    pub reproducible: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Passed,
+    SmokeFailed,
+    NotSmokeTested,
+    Skipped,
+}
+
+impl Status {
+    fn text(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::SmokeFailed => "smoke test FAILED",
+            Status::NotSmokeTested => "not smoke-tested",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl Comparison {
+    pub fn of(manifest: &Manifest) -> Comparison {
+        let mut rows = Vec::new();
+        for tier in Tier::ALL {
+            for record in manifest.artifacts.iter().filter(|a| a.tier == tier) {
+                rows.push(row(record));
+            }
+            for skipped in manifest.skipped.iter().filter(|s| s.tier == tier) {
+                rows.push(Row {
+                    tier,
+                    rung: tier.rung(),
+                    target_needs_text: tier.generic_needs().to_string(),
+                    status: Status::Skipped,
+                    artifact: None,
+                    skipped_reason: Some(skipped.reason.clone()),
+                });
+            }
+        }
+        Comparison {
+            schema_version: REPORT_SCHEMA_VERSION,
+            gradient_version: manifest.gradient_version.clone(),
+            project: manifest.project.clone(),
+            python: manifest.python.clone(),
+            source_date: manifest.source_date,
+            rows,
+        }
+    }
+
+    /// `report.json`, `report.md` and `report.html` as `(file name, bytes)`.
+    pub fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let json = serde_json::to_vec_pretty(self).expect("the report serialises");
+        vec![
+            (REPORT_FILES[0], json),
+            (REPORT_FILES[1], self.markdown().into_bytes()),
+            (REPORT_FILES[2], self.html().into_bytes()),
+        ]
+    }
+
+    /// The comparison as a Markdown table, with a title line.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "## gradient: {} {}\n\n| tier | file | size | build | smoke | reproducible | target needs |\n|---|---|---|---|---|---|---|\n",
+            self.project.name, self.project.version
+        );
+        for row in &self.rows {
+            let cells = cells(row);
+            out.push_str(&format!(
+                "| {} |\n",
+                cells.map(|c| c.replace('|', "\\|")).join(" | ")
+            ));
+        }
+        out.push_str(&format!(
+            "\nBuilt by gradient {} with {} {} ({}); source date {}.\n",
+            self.gradient_version,
+            self.python.implementation,
+            self.python.version,
+            self.python.platform_tag,
+            self.source_date.seconds
+        ));
+        out
+    }
+
+    /// One self-contained page: the table and three charts along the gradient.
+    pub fn html(&self) -> String {
+        let title = format!("gradient: {} {}", self.project.name, self.project.version);
+        let mut table = String::from(
+            "<table id=\"comparison\">\n<thead><tr><th>tier</th><th>file</th><th>size</th><th>build</th><th>smoke</th><th>reproducible</th><th>target needs</th></tr></thead>\n<tbody>\n",
+        );
+        for row in &self.rows {
+            let cells = cells(row);
+            table.push_str(&format!(
+                "<tr class=\"{}\" data-tier=\"{}\">{}</tr>\n",
+                match row.status {
+                    Status::SmokeFailed => "failed",
+                    Status::Skipped => "skipped",
+                    _ => "ok",
+                },
+                row.tier,
+                cells
+                    .iter()
+                    .map(|c| format!("<td>{}</td>", escape(c)))
+                    .collect::<String>()
+            ));
+        }
+        table.push_str("</tbody>\n</table>\n");
+
+        let built: Vec<(&Row, &RowArtifact)> = self
+            .rows
+            .iter()
+            .filter_map(|r| r.artifact.as_ref().map(|a| (r, a)))
+            .collect();
+        let size_chart = bar_chart(
+            "size",
+            "Size of the artifact (log scale) against what its target must provide",
+            &built
+                .iter()
+                .map(|(r, a)| {
+                    (
+                        r.tier.to_string(),
+                        a.size as f64,
+                        human_size(a.size),
+                        rung_text(r.rung),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            true,
+        );
+        let build_chart = bar_chart(
+            "build",
+            "Build time in this run (a reused tier took almost none)",
+            &built
+                .iter()
+                .map(|(r, a)| {
+                    let label = if a.reused {
+                        "cached".to_string()
+                    } else {
+                        format!("{:.2} s", a.build_seconds)
+                    };
+                    (
+                        r.tier.to_string(),
+                        a.build_seconds,
+                        label,
+                        rung_text(r.rung),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            false,
+        );
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n\
+<p>Each tier asks less of the machine that runs the app and carries more of it inside, from \
+\"the target has Python and pip\" to \"the target has a package manager\".</p>\n{table}\
+<h2>Size against what the target must provide</h2>\n{size_chart}\
+<h2>Build time</h2>\n{build_chart}\
+<p class=\"foot\">Built by gradient {} with {} {} ({}); source date {}.</p>\n</body>\n</html>\n",
+            escape(&self.gradient_version),
+            escape(&self.python.implementation),
+            escape(&self.python.version),
+            escape(&self.python.platform_tag),
+            self.source_date.seconds,
+            title = escape(&title),
+        )
+    }
+}
+
+/// Write the three reports into `out_dir`, each atomically.
+pub fn write_reports(out_dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
+    for (name, bytes) in Comparison::of(manifest).files() {
+        crate::publish::write_atomically(&out_dir.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+fn row(record: &ArtifactRecord) -> Row {
+    let status = match &record.smoke {
+        None => Status::NotSmokeTested,
+        Some(smoke) if smoke.passed => Status::Passed,
+        Some(_) => Status::SmokeFailed,
+    };
+    Row {
+        tier: record.tier,
+        rung: record.tier.rung(),
+        target_needs_text: record.target_needs.to_string(),
+        status,
+        artifact: Some(RowArtifact {
+            file: record.file.clone(),
+            size: record.size,
+            sha256: record.sha256.clone(),
+            build_seconds: record.build_seconds,
+            reused: record.reused,
+            target_needs: record.target_needs.clone(),
+            smoke_passed: record
+                .smoke
+                .as_ref()
+                .map(|s| s.checks.iter().filter(|c| c.passed).count()),
+            smoke_total: record.smoke.as_ref().map(|s| s.checks.len()),
+            reproducible: record.reproducible,
+        }),
+        skipped_reason: None,
+    }
+}
+
+/// tier, file, size, build, smoke, reproducible, target needs.
+fn cells(row: &Row) -> [String; 7] {
+    let Some(a) = &row.artifact else {
+        let reason = row.skipped_reason.as_deref().unwrap_or("");
+        return [
+            row.tier.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("skipped: {}", reason.lines().next().unwrap_or("")),
+            "-".into(),
+            row.target_needs_text.clone(),
+        ];
+    };
+    let smoke = match (a.smoke_passed, a.smoke_total) {
+        (Some(passed), Some(total)) => format!("{} ({passed}/{total})", row.status.text()),
+        _ => row.status.text().to_string(),
+    };
+    [
+        row.tier.to_string(),
+        a.file.clone(),
+        human_size(a.size),
+        if a.reused {
+            "cached".into()
+        } else {
+            format!("{:.2} s", a.build_seconds)
+        },
+        smoke,
+        match a.reproducible {
+            Some(true) => "yes".into(),
+            Some(false) => "NO".into(),
+            None => "not checked".into(),
+        },
+        row.target_needs_text.clone(),
+    ]
+}
+
+fn rung_text(rung: Rung) -> String {
+    match rung {
+        Rung::PythonAndInstaller => "Python + pip",
+        Rung::Python => "a Python",
+        Rung::Libc => "a libc",
+        Rung::ContainerEngine => "a container engine",
+        Rung::PackageManager => "a package manager",
+    }
+    .to_string()
+}
+
+/// A horizontal bar chart as inline SVG: one bar per `(tier, value, label, target)`.
+fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String, String)], log: bool) -> String {
+    const ROW: f64 = 28.0;
+    const LEFT: f64 = 230.0;
+    const WIDTH: f64 = 420.0;
+    let scale = |v: f64| {
+        if log {
+            (v.max(1.0)).log10()
+        } else {
+            v.max(0.0)
+        }
+    };
+    let max = bars
+        .iter()
+        .map(|b| scale(b.1))
+        .fold(0.0_f64, f64::max)
+        .max(f64::EPSILON);
+    let height = ROW * bars.len() as f64 + 10.0;
+    let mut svg = format!(
+        "<svg id=\"chart-{id}\" class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">\n<title>{}</title>\n",
+        LEFT + WIDTH + 120.0,
+        escape(title),
+        escape(title)
+    );
+    for (i, (tier, value, label, target)) in bars.iter().enumerate() {
+        let y = 5.0 + ROW * i as f64;
+        let width = (scale(*value) / max * WIDTH).max(1.0);
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.1}\" class=\"tier\">{}</text><text x=\"70\" y=\"{:.1}\" class=\"needs\">target has {}</text>\
+<rect x=\"{LEFT}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{:.1}\" class=\"bar\"/>\
+<text x=\"{:.1}\" y=\"{:.1}\" class=\"value\">{}</text>\n",
+            y + 17.0,
+            escape(tier),
+            y + 17.0,
+            escape(target),
+            ROW - 8.0,
+            LEFT + width + 6.0,
+            y + 17.0,
+            escape(label)
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body { font-family: system-ui, sans-serif; margin: 2em; color: #1d2330; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border-bottom: 1px solid #d8dce4; padding: 0.3em 0.8em; text-align: left; font-size: 0.9em; }
+tr.failed td { color: #b00020; }
+tr.skipped td { color: #6b7280; }
+.chart text { font-size: 13px; fill: #1d2330; }
+.chart text.needs { fill: #6b7280; }
+.chart rect.bar { fill: #3b6fd8; }
+.foot { color: #6b7280; font-size: 0.85em; }
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_in_the_page() {
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn a_log_chart_draws_every_bar_within_its_width() {
+        let bars = vec![
+            (
+                "wheel".to_string(),
+                2_000.0,
+                "2 KiB".to_string(),
+                "Python + pip".to_string(),
+            ),
+            (
+                "deb".to_string(),
+                13_000_000.0,
+                "12 MiB".to_string(),
+                "a package manager".to_string(),
+            ),
+        ];
+        let svg = bar_chart("size", "t", &bars, true);
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(
+            svg.contains("width=\"420.0\""),
+            "the largest bar fills the width: {svg}"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The reports a run writes beside its artifacts: the shapes of `report.json` and the
+//! manifest are pinned by snapshots, and `report.html` is rendered by a real headless browser.
+
+use crate::util::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// A JSON document's shape: the keys of every object and the type of every value (an
+/// array by its first element), so that a schema change shows up as a diff.
+fn shape(value: &Value) -> Value {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "boolean".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(items) => Value::Array(items.first().map(shape).into_iter().collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+    }
+}
+
+/// Compare with `tests/snapshots/NAME` (rewritten when UPDATE_SNAPSHOTS=1).
+fn assert_snapshot(name: &str, actual: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        text,
+        expected,
+        "the shape of {name} changed: if on purpose, bump its schema_version when it is not a pure addition, document it, and run with UPDATE_SNAPSHOTS=1"
+    );
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
+    let out = tempfile::tempdir().unwrap();
+    // --rebuild: a fresh build, so the shapes do not depend on what the cache held.
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--rebuild", "--verify-reproducible", "--to", "zipapp,wheel"],
+    );
+    assert!(output.status.success());
+    let table = stdout(&output);
+    assert!(table.contains("REPRO"), "{table}");
+    assert_eq!(
+        table.matches("  yes  ").count(),
+        2,
+        "both reproducible: {table}"
+    );
+
+    let report = read_json(&out.path().join("report.json"));
+    assert_eq!(report["schema_version"], 1);
+    let rows = report["rows"].as_array().unwrap();
+    let tiers: Vec<&str> = rows.iter().map(|r| r["tier"].as_str().unwrap()).collect();
+    assert_eq!(
+        tiers,
+        ["wheel", "zipapp"],
+        "along the gradient, not as asked"
+    );
+    for row in rows {
+        assert_eq!(row["status"], "passed");
+        assert_eq!(row["artifact"]["reproducible"], true);
+        let file = out.path().join(row["artifact"]["file"].as_str().unwrap());
+        assert_eq!(
+            row["artifact"]["sha256"].as_str().unwrap(),
+            sha256_file(&file)
+        );
+    }
+    assert_eq!(rows[0]["rung"], "python-and-installer");
+    assert_eq!(rows[1]["rung"], "python");
+    assert_snapshot("report.shape.json", &shape(&report));
+
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    assert_eq!(manifest["schema_version"], 1);
+    assert_snapshot("manifest.shape.json", &shape(&manifest));
+
+    let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        markdown.contains("| wheel | sampleapp-1.2.3-py3-none-any.whl |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| zipapp | sampleapp-1.2.3.pyz |"),
+        "{markdown}"
+    );
+
+    if !require("chromium") {
+        return;
+    }
+    let page = out.path().join("report.html");
+    let rendered = run(Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            out.path().join("browser").display()
+        ))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display())));
+    assert!(rendered.status.success());
+    let dom = stdout(&rendered);
+    assert!(dom.contains("<table id=\"comparison\">"), "{dom}");
+    assert_eq!(dom.matches("<tr class=\"ok\" data-tier=").count(), 2);
+    assert!(dom.contains("data-tier=\"wheel\"") && dom.contains("data-tier=\"zipapp\""));
+    for chart in ["chart-size", "chart-build"] {
+        let start = dom.find(&format!("<svg id=\"{chart}\"")).expect(chart);
+        let end = start + dom[start..].find("</svg>").unwrap();
+        assert_eq!(
+            dom[start..end].matches("<rect").count(),
+            2,
+            "{chart}: one bar per tier"
+        );
+    }
+    assert!(
+        dom.contains("target has a Python"),
+        "the bars say what the target must provide"
+    );
+    // The page logs nothing: no script error, no blocked load (its policy forbids any).
+    let log = stderr(&rendered);
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    assert!(console.is_empty(), "the page logged: {console:?}");
+}
