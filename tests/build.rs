@@ -119,6 +119,9 @@ fn the_wheel_is_identical_built_directly_or_via_the_sdist() {
         [
             "SHA256SUMS",
             "gradient-manifest.json",
+            "report.html",
+            "report.json",
+            "report.md",
             "sampleapp-1.2.3-py3-none-any.whl"
         ]
     );

@@ -104,3 +104,83 @@ fn a_second_run_on_the_same_project_waits_for_the_first_and_says_so() {
     assert!(err.contains("waiting for it to finish"), "{err}");
     holder.wait().unwrap();
 }
+
+#[test]
+fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
+    let advise = |has: &str, extra: &[&str]| {
+        run(gradient()
+            .args(["advise", "--has", has])
+            .args(extra)
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg("/nonexistent/no-earlier-build"))
+    };
+    let output = advise("python3.11,pip", &[]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    let first = text.lines().nth(1).unwrap();
+    assert!(first.starts_with("1.") && first.contains("wheel"), "{text}");
+    assert!(
+        text.contains("best fit: gradient build --to wheel"),
+        "{text}"
+    );
+    assert!(text.contains("needs a container engine"), "{text}");
+
+    // Offline with another Python: only tiers that bring their own dependencies and CPython.
+    let output = advise("python3.9,pip,glibc2.99,docker", &["--offline"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("best fit: gradient build --to frozen"),
+        "{text}"
+    );
+    assert!(text.contains("the target is offline"), "{text}");
+    assert!(text.contains("the target has 3.9"), "{text}");
+
+    let output = advise("kubernetes", &[]);
+    fails_with(
+        &output,
+        2,
+        &["`--has kubernetes`", "known values are", "glibcX.Y"],
+    );
+}
+
+#[test]
+fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
+    let output = run(gradient()
+        .args(["plan", "--to", "zipapp,wheel", "--format", "github-matrix"])
+        .arg(fixture("sampleapp")));
+    assert!(output.status.success());
+    let matrix: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        matrix,
+        serde_json::json!({"include": [{"tier": "wheel"}, {"tier": "zipapp"}]}),
+        "one job per tier, along the gradient"
+    );
+
+    // After a build, the plan knows the output folder's files are cached.
+    let out = tempfile::tempdir().unwrap();
+    assert!(build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--no-smoke", "--to", "zipapp"]
+    )
+    .status
+    .success());
+    let output = run(gradient()
+        .args(["plan", "--to", "zipapp,frozen", "--out"])
+        .arg(out.path())
+        .arg(fixture("sampleapp")));
+    assert!(output.status.success());
+    let text = stdout(&output);
+    let zipapp = text.lines().find(|l| l.starts_with("zipapp")).unwrap();
+    assert!(
+        zipapp.contains("wheelhouse") && zipapp.contains("wheel"),
+        "{text}"
+    );
+    assert!(zipapp.contains("sampleapp-1.2.3.pyz cached"), "{text}");
+    let frozen = text.lines().find(|l| l.starts_with("frozen")).unwrap();
+    assert!(
+        frozen.contains("runtime") && frozen.contains("not cached"),
+        "{text}"
+    );
+}

@@ -50,6 +50,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a build would do, without building: the tiers this host can build (or why
+    /// not), the shared inputs each needs, and whether the last build of each is cached.
+    ///
+    /// Example: `gradient plan --all --format github-matrix` (one CI job per tier)
+    Plan(PlanArgs),
+    /// Rank the tiers for a target machine: say what it has, get the tiers that fit, the
+    /// lowest rung first, each with its reason.
+    ///
+    /// Example: `gradient advise --has python3.11,pip` or `--has glibc2.31,docker --offline`
+    Advise(AdviseArgs),
     /// Say which tiers this host can build, and why not.
     Doctor {
         /// The build interpreter to check: a version (`3.11`) or a path.
@@ -104,6 +114,53 @@ struct BuildArgs {
     #[arg(long, value_delimiter = ',', value_name = "NAME[:TAG]", value_parser = parse_tag)]
     tag: Vec<String>,
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The project folder.
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// Tiers to plan, comma separated [default: every tier].
+    #[arg(long, value_delimiter = ',', value_name = "TIER,...", value_parser = parse_tier)]
+    to: Vec<Tier>,
+    /// Every tier (the default).
+    #[arg(long, conflicts_with = "to")]
+    all: bool,
+    /// The output folder whose last build is looked up [default: PROJECT/dist].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build interpreter: a version or a path (as for `build`).
+    #[arg(long, value_name = "PATH|X.Y")]
+    python: Option<String>,
+    /// `text` (a table), `json`, or `github-matrix` (`{"include": [{"tier": ...}]}` of the
+    /// tiers this host can build).
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "github-matrix"])]
+    format: String,
+}
+
+#[derive(Args)]
+struct AdviseArgs {
+    /// The project folder.
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// What the target machine has, comma separated or repeated: python3, python3.X, pip,
+    /// uv, glibc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum.
+    #[arg(long, value_delimiter = ',', value_name = "FACT,...")]
+    has: Vec<String>,
+    /// The target reaches no package index.
+    #[arg(long)]
+    offline: bool,
+    /// The output folder of an earlier build, whose manifest knows the exact needs (the
+    /// runtime's glibc) [default: PROJECT/dist].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build interpreter: a version or a path (as for `build`).
+    #[arg(long, value_name = "PATH|X.Y")]
+    python: Option<String>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -178,6 +235,8 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Build(args) => build(args, cli.quiet).await,
         Command::Tiers { json } => tiers(json),
         Command::Doctor { python } => doctor(python).await,
+        Command::Plan(args) => plan(args).await,
+        Command::Advise(args) => advise(args).await,
     }
 }
 
@@ -293,6 +352,114 @@ fn tiers(json: bool) -> ExitCode {
     }
     print!("{}", report::render(&rows));
     println!("\nTiers are listed along the gradient: each asks less of the target machine and carries more inside.");
+    ExitCode::SUCCESS
+}
+
+async fn plan(args: PlanArgs) -> ExitCode {
+    let tiers = if args.to.is_empty() {
+        Tier::ALL.to_vec()
+    } else {
+        args.to
+    };
+    let plan = match gradient_driver::plan::plan(
+        &args.project,
+        args.out.as_deref(),
+        args.python.as_deref(),
+        &tiers,
+    )
+    .await
+    {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    match args.format.as_str() {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        ),
+        "github-matrix" => println!("{}", gradient_driver::plan::github_matrix(&plan)),
+        _ => {
+            let mut rows = vec![[
+                "TIER".to_string(),
+                "STATUS".to_string(),
+                "INPUTS".to_string(),
+                "LAST BUILD".to_string(),
+            ]];
+            for planned in &plan {
+                let inputs: Vec<&str> = planned.inputs.iter().map(|i| i.name()).collect();
+                rows.push([
+                    planned.tier.to_string(),
+                    match &planned.unavailable {
+                        None => "would build".to_string(),
+                        Some(why) => format!("skipped: {}", why.lines().next().unwrap_or("")),
+                    },
+                    inputs.join(", "),
+                    match &planned.last_build_cached {
+                        Some(file) => format!("{file} cached (reused if nothing changed)"),
+                        None => "not cached".to_string(),
+                    },
+                ]);
+            }
+            print!("{}", report::render(&rows));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn advise(args: AdviseArgs) -> ExitCode {
+    use gradient_driver::advise::{advise_project, TargetFacts};
+    let facts = match TargetFacts::parse(&args.has, args.offline) {
+        Ok(facts) => facts,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.has.is_empty() {
+        eprintln!("error: say what the target has\n  hint: e.g. --has python3.11,pip or --has glibc2.31,docker; known values are {}", gradient_driver::advise::KNOWN_FACTS);
+        return ExitCode::from(2);
+    }
+    let advice = match advise_project(
+        &args.project,
+        args.out.as_deref(),
+        args.python.as_deref(),
+        &facts,
+    )
+    .await
+    {
+        Ok(advice) => advice,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&advice).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut rows = vec![["".to_string(), "TIER".to_string(), "WHY".to_string()]];
+    for (rank, item) in advice.iter().enumerate() {
+        rows.push([
+            if item.fits {
+                format!("{}.", rank + 1)
+            } else {
+                "no".to_string()
+            },
+            item.tier.to_string(),
+            item.reasons.join("; "),
+        ]);
+    }
+    print!("{}", report::render(&rows));
+    match advice.iter().find(|a| a.fits) {
+        Some(best) => println!("\nbest fit: gradient build --to {}", best.tier),
+        None => println!("\nno tier fits this target: it needs at least a libc, a Python, a container engine or a package manager"),
+    }
     ExitCode::SUCCESS
 }
 

@@ -9,9 +9,11 @@
 //! [`registry`] is the ordered list of tiers this build of gradient can make. The driver never
 //! prints: it reports progress through the [`Reporter`] the caller gives it.
 
+pub mod advise;
 pub mod comparison;
 pub mod doctor;
 pub mod manifest;
+pub mod plan;
 mod publish;
 pub mod registry;
 pub mod report;

@@ -198,6 +198,25 @@ impl Slot {
     }
 }
 
+/// Whether some entry of `tier` in the cache holds `file` with digest `sha256`.
+pub fn holds(cache: &Path, tier: gradient_core::Tier, file: &str, sha256: &str) -> bool {
+    let Ok(listing) = std::fs::read_dir(cache.join("tiers")) else {
+        return false;
+    };
+    listing.flatten().any(|dir| {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        let entry = || -> Option<Entry> {
+            serde_json::from_slice(&std::fs::read(dir.path().join(ENTRY_FILE)).ok()?).ok()
+        };
+        name.contains(&format!("-{tier}-"))
+            && entry().is_some_and(|e| {
+                e.records.iter().any(|r| {
+                    r.file == file && r.sha256 == sha256 && dir.path().join(file).is_file()
+                })
+            })
+    })
+}
+
 /// Whether `published` is the cached copy `cached`: same size and modification time.
 pub fn same_file(published: &Path, cached: &Path) -> bool {
     let stamp = |path: &Path| {
