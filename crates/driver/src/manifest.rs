@@ -146,7 +146,5 @@ impl Manifest {
 
 /// Whether `file` in `dir` still has the recorded digest.
 fn unchanged(dir: &Path, file: &str, sha256: &str) -> bool {
-    use sha2::Digest;
-    std::fs::read(dir.join(file))
-        .is_ok_and(|data| hex::encode(sha2::Sha256::digest(data)) == sha256)
+    crate::publish::file_digest(&dir.join(file)).is_ok_and(|digest| digest == sha256)
 }

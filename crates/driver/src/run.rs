@@ -860,7 +860,7 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
                     });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
-                    let _ = slot.damaged(String::new());
+                    slot.remove();
                     return damaged(format!("`{}`: {error}", record.file));
                 }
                 Err(_) => return None,
@@ -919,7 +919,7 @@ async fn verify_reproducible(
     for record in records.iter_mut() {
         let twin = artifacts.iter().find(|a| a.file_name() == record.file);
         let same = twin
-            .and_then(|a| tier_cache::file_digest(&a.path).ok())
+            .and_then(|a| crate::publish::file_digest(&a.path).ok())
             .is_some_and(|digest| digest == record.sha256);
         record.reproducible = Some(same);
         if same {

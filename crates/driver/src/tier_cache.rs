@@ -10,10 +10,10 @@
 //! The newest few entries of each project and tier are kept.
 
 use crate::manifest::ArtifactRecord;
+use crate::publish::file_digest;
 use gradient_core::{Backend, Input, Inputs, InterpreterFacts, Project, SourceDate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Entries kept per project and tier; older ones are removed when a new one is stored.
@@ -125,9 +125,14 @@ impl Slot {
     }
 
     /// Remove a damaged entry and say why it was.
-    pub fn damaged(&self, why: String) -> Lookup {
-        let _ = std::fs::remove_dir_all(&self.dir);
+    fn damaged(&self, why: String) -> Lookup {
+        self.remove();
         Lookup::Damaged(why)
+    }
+
+    /// Forget the entry (it was found damaged).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// The cached copy of a file of the entry.
@@ -224,20 +229,6 @@ pub fn same_file(published: &Path, cached: &Path) -> bool {
         Some((meta.len(), meta.modified().ok()?))
     };
     matches!((stamp(published), stamp(cached)), (Some(a), Some(b)) if a == b)
-}
-
-/// The SHA-256 of a file, in hex.
-pub fn file_digest(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buffer[..n]);
-    }
 }
 
 /// This gradient executable, by size and time: a rebuilt gradient does not reuse the
