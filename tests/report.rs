@@ -54,6 +54,7 @@ fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
     assert!(output.status.success());
     let table = stdout(&output);
     assert!(table.contains("REPRO"), "{table}");
+    assert!(table.contains("START (FIRST/WARM)"), "{table}");
     assert_eq!(
         table.matches("  yes  ").count(),
         2,
@@ -72,6 +73,13 @@ fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
     for row in rows {
         assert_eq!(row["status"], "passed");
         assert_eq!(row["artifact"]["reproducible"], true);
+        // Start-up measured by the smoke test: the first run and the warm one, both real.
+        let startup = &row["artifact"]["startup"];
+        for key in ["first_run_seconds", "warm_seconds"] {
+            let seconds = startup[key].as_f64().unwrap_or(0.0);
+            assert!(seconds > 0.0 && seconds < 60.0, "{key}: {startup}");
+        }
+        assert_eq!(startup["command"], "sampleapp greet X", "{startup}");
         let file = out.path().join(row["artifact"]["file"].as_str().unwrap());
         assert_eq!(
             row["artifact"]["sha256"].as_str().unwrap(),
@@ -119,7 +127,7 @@ fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
     assert!(dom.contains("<table id=\"comparison\">"), "{dom}");
     assert_eq!(dom.matches("<tr class=\"ok\" data-tier=").count(), 2);
     assert!(dom.contains("data-tier=\"wheel\"") && dom.contains("data-tier=\"zipapp\""));
-    for chart in ["chart-size", "chart-build"] {
+    for chart in ["chart-size", "chart-startup", "chart-build"] {
         let start = dom.find(&format!("<svg id=\"{chart}\"")).expect(chart);
         let end = start + dom[start..].find("</svg>").unwrap();
         assert_eq!(

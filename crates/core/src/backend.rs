@@ -188,6 +188,17 @@ impl SmokeReport {
     }
 }
 
+/// How long an artifact takes to run its first smoke command (the project's own, or
+/// `--help`) as its target runs it: once with the artifact's own caches empty (nothing
+/// extracted, nothing compiled yet) and once more at once (warm).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Startup {
+    /// The command measured, as a user could type it.
+    pub command: String,
+    pub first_run_seconds: f64,
+    pub warm_seconds: f64,
+}
+
 /// A tier. One implementation per tier crate; the driver holds them in gradient order.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
@@ -232,4 +243,16 @@ pub trait Backend: Send + Sync {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError>;
+
+    /// Measure the artifact's start-up (see [`Startup`]). The driver calls it after every
+    /// tier's smoke test has passed, one tier at a time so that nothing else runs, with the
+    /// smoke test's own scratch folder: what the smoke test set up (an environment, an
+    /// unpacked root) is there to reuse. `None`: this tier's artifacts are not run.
+    async fn startup(
+        &self,
+        _artifact: &Artifact,
+        _cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        Ok(None)
+    }
 }

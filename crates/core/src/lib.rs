@@ -24,7 +24,7 @@ mod tier;
 
 pub use backend::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, RuntimeFiles, SmokeCheck,
-    SmokeContext, SmokeReport, Unavailable, WheelhouseFiles,
+    SmokeContext, SmokeReport, Startup, Unavailable, WheelhouseFiles,
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};

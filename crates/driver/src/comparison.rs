@@ -5,7 +5,7 @@
 
 use crate::manifest::{ArtifactRecord, Manifest, ProjectRecord, PythonRecord};
 use crate::report::human_size;
-use gradient_core::{Rung, SourceDate, TargetNeeds, Tier};
+use gradient_core::{Rung, SourceDate, Startup, TargetNeeds, Tier};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -52,6 +52,9 @@ pub struct RowArtifact {
     pub smoke_total: Option<usize>,
     /// `--verify-reproducible`'s verdict; `None` when not checked.
     pub reproducible: Option<bool>,
+    /// Start-up time, first run and warm, as its smoke test measured it; `None` when not
+    /// measured (the sdist is not run, or smoke tests were off).
+    pub startup: Option<Startup>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +118,7 @@ impl Comparison {
     /// The comparison as a Markdown table, with a title line.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "## gradient: {} {}\n\n| tier | file | size | build | smoke | reproducible | target needs |\n|---|---|---|---|---|---|---|\n",
+            "## gradient: {} {}\n\n| tier | file | size | build | start-up (first / warm) | smoke | reproducible | target needs |\n|---|---|---|---|---|---|---|---|\n",
             self.project.name, self.project.version
         );
         for row in &self.rows {
@@ -140,7 +143,7 @@ impl Comparison {
     pub fn html(&self) -> String {
         let title = format!("gradient: {} {}", self.project.name, self.project.version);
         let mut table = String::from(
-            "<table id=\"comparison\">\n<thead><tr><th>tier</th><th>file</th><th>size</th><th>build</th><th>smoke</th><th>reproducible</th><th>target needs</th></tr></thead>\n<tbody>\n",
+            "<table id=\"comparison\">\n<thead><tr><th>tier</th><th>file</th><th>size</th><th>build</th><th>start-up (first / warm)</th><th>smoke</th><th>reproducible</th><th>target needs</th></tr></thead>\n<tbody>\n",
         );
         for row in &self.rows {
             let cells = cells(row);
@@ -202,6 +205,23 @@ impl Comparison {
                 .collect::<Vec<_>>(),
             false,
         );
+        let startup_chart = bar_chart(
+            "startup",
+            "Start-up time of the smoke command, warm (first run in brackets)",
+            &built
+                .iter()
+                .filter_map(|(r, a)| {
+                    let s = a.startup.as_ref()?;
+                    Some((
+                        r.tier.to_string(),
+                        s.warm_seconds,
+                        format!("{:.3} s ({:.3} s)", s.warm_seconds, s.first_run_seconds),
+                        rung_text(r.rung),
+                    ))
+                })
+                .collect::<Vec<_>>(),
+            false,
+        );
         format!(
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
@@ -209,6 +229,7 @@ impl Comparison {
 <p>Each tier asks less of the machine that runs the app and carries more of it inside, from \
 \"the target has Python and pip\" to \"the target has a package manager\".</p>\n{table}\
 <h2>Size against what the target must provide</h2>\n{size_chart}\
+<h2>Start-up</h2>\n{startup_chart}\
 <h2>Build time</h2>\n{build_chart}\
 <p class=\"foot\">Built by gradient {} with {} {} ({}); source date {}.</p>\n</body>\n</html>\n",
             escape(&self.gradient_version),
@@ -253,17 +274,19 @@ fn row(record: &ArtifactRecord) -> Row {
                 .map(|s| s.checks.iter().filter(|c| c.passed).count()),
             smoke_total: record.smoke.as_ref().map(|s| s.checks.len()),
             reproducible: record.reproducible,
+            startup: record.startup().cloned(),
         }),
         skipped_reason: None,
     }
 }
 
-/// tier, file, size, build, smoke, reproducible, target needs.
-fn cells(row: &Row) -> [String; 7] {
+/// tier, file, size, build, start-up, smoke, reproducible, target needs.
+fn cells(row: &Row) -> [String; 8] {
     let Some(a) = &row.artifact else {
         let reason = row.skipped_reason.as_deref().unwrap_or("");
         return [
             row.tier.to_string(),
+            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -284,6 +307,10 @@ fn cells(row: &Row) -> [String; 7] {
             "cached".into()
         } else {
             format!("{:.2} s", a.build_seconds)
+        },
+        match &a.startup {
+            Some(s) => format!("{:.3} s / {:.3} s", s.first_run_seconds, s.warm_seconds),
+            None => "-".into(),
         },
         smoke,
         match a.reproducible {

@@ -4,7 +4,7 @@
 //! that builds some tiers keeps the records of other tiers from the previous manifest when
 //! their files are still there unchanged, so `--to sdist` then `--to wheel` lists both.
 
-use gradient_core::{InterpreterFacts, SmokeCheck, SourceDate, TargetNeeds, Tier};
+use gradient_core::{InterpreterFacts, SmokeCheck, SourceDate, Startup, TargetNeeds, Tier};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -93,12 +93,22 @@ pub struct SmokeRecord {
     pub passed: bool,
     pub seconds: f64,
     pub checks: Vec<SmokeCheck>,
+    /// The artifact's start-up time, first run and warm, when the smoke test measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Startup>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedRecord {
     pub tier: Tier,
     pub reason: String,
+}
+
+impl ArtifactRecord {
+    /// The start-up time its smoke test measured.
+    pub fn startup(&self) -> Option<&Startup> {
+        self.smoke.as_ref().and_then(|s| s.startup.as_ref())
+    }
 }
 
 impl Manifest {

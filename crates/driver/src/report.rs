@@ -9,6 +9,7 @@ pub fn table(manifest: &Manifest) -> String {
         "FILE".to_string(),
         "SIZE".to_string(),
         "BUILD".to_string(),
+        "START (FIRST/WARM)".to_string(),
         "SMOKE".to_string(),
         "REPRO".to_string(),
         "TARGET NEEDS".to_string(),
@@ -32,6 +33,10 @@ pub fn table(manifest: &Manifest) -> String {
             } else {
                 format!("{:.2}s", artifact.build_seconds)
             },
+            match artifact.startup() {
+                Some(s) => format!("{:.2}s / {:.2}s", s.first_run_seconds, s.warm_seconds),
+                None => "-".into(),
+            },
             smoke,
             match artifact.reproducible {
                 Some(true) => "yes".into(),
@@ -44,6 +49,7 @@ pub fn table(manifest: &Manifest) -> String {
     for skipped in &manifest.skipped {
         rows.push([
             skipped.tier.to_string(),
+            "-".into(),
             "-".into(),
             "-".into(),
             "-".into(),

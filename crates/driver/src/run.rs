@@ -208,7 +208,7 @@ pub async fn build(
         .enumerate()
         .map(|(index, run)| async move { (index, run.await) })
         .collect();
-    let mut results: Vec<Option<Result<Vec<ArtifactRecord>, TierFailure>>> =
+    let mut results: Vec<Option<Result<FinishedTier, TierFailure>>> =
         backends.iter().map(|_| None).collect();
     while let Some((index, result)) = futures::StreamExt::next(&mut pending).await {
         let failed = tier_error(&result).is_some();
@@ -220,6 +220,14 @@ pub async fn build(
     }
     drop(pending);
 
+    // Start-up times, one artifact at a time with nothing else running, then the cache.
+    for (backend, result) in backends.iter().zip(&mut results) {
+        if let Some(Ok(finished)) = result {
+            measure_startup(backend.as_ref(), finished, reporter).await;
+            keep_in_cache(finished, &out_dir, reporter);
+        }
+    }
+
     let mut records = Vec::new();
     let mut outcomes = Vec::new();
     for (backend, result) in backends.iter().zip(results) {
@@ -228,7 +236,7 @@ pub async fn build(
             None => Some("stopped: another tier failed and --fail-fast was given".to_string()),
         };
         match result {
-            Some(Ok(mut tier_records)) => records.append(&mut tier_records),
+            Some(Ok(mut finished)) => records.append(&mut finished.records),
             Some(Err(mut failure)) => records.append(&mut failure.records),
             None => {}
         }
@@ -287,9 +295,10 @@ pub async fn build(
 }
 
 /// Why a finished tier counts as failed: its error, or its first failed smoke test.
-fn tier_error(result: &Result<Vec<ArtifactRecord>, TierFailure>) -> Option<String> {
+fn tier_error(result: &Result<FinishedTier, TierFailure>) -> Option<String> {
     match result {
-        Ok(records) => records
+        Ok(finished) => finished
+            .records
             .iter()
             .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
             .map(|r| format!("smoke test of {} failed", r.file)),
@@ -636,6 +645,21 @@ struct TierRun<'a> {
     reporter: &'a dyn Reporter,
 }
 
+/// A tier that ran to its end (its smoke tests may have failed), and what is left to do once
+/// every tier has: measure start-up, keep the build in the cache.
+struct FinishedTier {
+    tier: Tier,
+    records: Vec<ArtifactRecord>,
+    /// The artifacts smoke-tested in this run and passing, by record index, with their
+    /// smoke test's context: their start-up is measured next.
+    to_time: Vec<(usize, Artifact, SmokeContext)>,
+    slot: Option<Slot>,
+    /// Taken from the cache rather than built.
+    reused: bool,
+    /// A smoke test ran in this run.
+    smoked: bool,
+}
+
 /// A tier that failed: why, and what it had published before it failed.
 struct TierFailure {
     records: Vec<ArtifactRecord>,
@@ -653,10 +677,7 @@ impl From<String> for TierFailure {
 
 /// Build (or reuse from the tier cache), publish, deliver and smoke-test one tier, and
 /// rebuild it to compare when asked. Errors come back as text for the summary.
-async fn run_tier(
-    backend: &dyn Backend,
-    run: TierRun<'_>,
-) -> Result<Vec<ArtifactRecord>, TierFailure> {
+async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTier, TierFailure> {
     let tier = backend.tier();
     let work_dir = run.work.join(tier.name());
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
@@ -694,6 +715,7 @@ async fn run_tier(
 
     let mut records = Vec::new();
     let mut smoked = false;
+    let mut to_time = Vec::new();
     for (artifact, mut record) in published {
         let delivering = Instant::now();
         match backend.deliver(&artifact, &cx).await {
@@ -717,7 +739,12 @@ async fn run_tier(
         }
         let passed_before = record.smoke.as_ref().is_some_and(|s| s.passed);
         if run.options.smoke && !(is_reused && passed_before) {
-            record.smoke = Some(smoke_tier(backend, &artifact, &run).await);
+            let cx = smoke_context(tier, &run);
+            let smoke = smoke_tier(backend, &artifact, &cx, &run).await;
+            if smoke.passed {
+                to_time.push((records.len(), artifact.clone(), cx));
+            }
+            record.smoke = Some(smoke);
             smoked = true;
         } else if run.options.smoke {
             run.reporter.done(
@@ -732,35 +759,79 @@ async fn run_tier(
     if run.options.verify_reproducible {
         verify_reproducible(backend, &cx, &mut records, &run).await;
     }
+    Ok(FinishedTier {
+        tier,
+        records,
+        to_time,
+        slot,
+        reused: is_reused,
+        smoked,
+    })
+}
 
-    // Keep what was built for the next run (or its new smoke result).
-    if let Some(slot) = &slot {
-        let entry = tier_cache::Entry {
-            records: records
-                .iter()
-                .map(|r| ArtifactRecord {
-                    reused: false,
-                    reproducible: None,
-                    ..r.clone()
-                })
-                .collect(),
-        };
-        let stored = if !is_reused {
-            let files: Vec<PathBuf> = records.iter().map(|r| run.out_dir.join(&r.file)).collect();
-            slot.store(&files, &entry)
-        } else if smoked {
-            slot.update(&entry)
-        } else {
-            Ok(())
-        };
-        if let Err(error) = stored {
-            run.reporter.warn(&format!(
-                "{tier}: could not keep the build in the cache `{}`: {error}",
-                slot.dir.display()
-            ));
+/// Measure the start-up of a finished tier's freshly smoke-tested artifacts. A measurement
+/// that fails is said on stderr; it does not fail the tier, whose smoke test passed.
+async fn measure_startup(
+    backend: &dyn Backend,
+    finished: &mut FinishedTier,
+    reporter: &dyn Reporter,
+) {
+    let tier = finished.tier;
+    for (index, artifact, cx) in std::mem::take(&mut finished.to_time) {
+        let started = Instant::now();
+        match backend.startup(&artifact, &cx).await {
+            Ok(Some(startup)) => {
+                reporter.done(
+                    &format!(
+                        "{tier}: `{}` started and finished in {:.3}s on its first run, {:.3}s warm",
+                        startup.command, startup.first_run_seconds, startup.warm_seconds
+                    ),
+                    started.elapsed().as_secs_f64(),
+                );
+                if let Some(smoke) = &mut finished.records[index].smoke {
+                    smoke.startup = Some(startup);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => reporter.warn(&format!(
+                "{tier}: start-up not measured: {}",
+                error_chain(error.as_ref())
+            )),
         }
     }
-    Ok(records)
+}
+
+/// Keep what a finished tier built for the next run (or its new smoke result).
+fn keep_in_cache(finished: &FinishedTier, out_dir: &Path, reporter: &dyn Reporter) {
+    let Some(slot) = &finished.slot else {
+        return;
+    };
+    let records = &finished.records;
+    let entry = tier_cache::Entry {
+        records: records
+            .iter()
+            .map(|r| ArtifactRecord {
+                reused: false,
+                reproducible: None,
+                ..r.clone()
+            })
+            .collect(),
+    };
+    let stored = if !finished.reused {
+        let files: Vec<PathBuf> = records.iter().map(|r| out_dir.join(&r.file)).collect();
+        slot.store(&files, &entry)
+    } else if finished.smoked {
+        slot.update(&entry)
+    } else {
+        Ok(())
+    };
+    if let Err(error) = stored {
+        reporter.warn(&format!(
+            "{}: could not keep the build in the cache `{}`: {error}",
+            finished.tier,
+            slot.dir.display()
+        ));
+    }
 }
 
 /// A tier's artifacts, published, with their records (no delivery or smoke result yet).
@@ -939,20 +1010,28 @@ async fn verify_reproducible(
     }
 }
 
-async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_>) -> SmokeRecord {
-    let tier = backend.tier();
-    let scratch = run.work.join(format!("smoke-{tier}"));
-    let cx = SmokeContext {
+/// A tier's smoke test context: a scratch folder of its own in the run's work folder.
+fn smoke_context(tier: Tier, run: &TierRun<'_>) -> SmokeContext {
+    SmokeContext {
         project: run.project.clone(),
         python: run.python.clone(),
         inputs: run.inputs.clone(),
-        scratch: scratch.clone(),
+        scratch: run.work.join(format!("smoke-{tier}")),
         find_links: run.options.find_links.clone(),
         image_tags: run.options.tags.clone(),
-    };
+    }
+}
+
+async fn smoke_tier(
+    backend: &dyn Backend,
+    artifact: &Artifact,
+    cx: &SmokeContext,
+    run: &TierRun<'_>,
+) -> SmokeRecord {
+    let tier = backend.tier();
     let started = Instant::now();
-    let outcome = match std::fs::create_dir_all(&scratch) {
-        Ok(()) => backend.smoke(artifact, &cx).await,
+    let outcome = match std::fs::create_dir_all(&cx.scratch) {
+        Ok(()) => backend.smoke(artifact, cx).await,
         Err(err) => Err(err.into()),
     };
     // A smoke test that cannot even run is a failed smoke test of a published artifact:
@@ -989,6 +1068,7 @@ async fn smoke_tier(backend: &dyn Backend, artifact: &Artifact, run: &TierRun<'_
         passed,
         seconds,
         checks: report.checks,
+        startup: None,
     }
 }
 

@@ -4,9 +4,11 @@ use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+    SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
-use gradient_python::smoke::{concurrent_first_runs, run_check, smoke_commands};
+use gradient_python::smoke::{
+    concurrent_first_runs, measure_startup, run_check, smoke_commands, startup_command,
+};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
@@ -128,6 +130,44 @@ impl Backend for FrozenTier {
             }
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The executable on an empty extraction cache, then warm. Run straight, not in the
+    /// smoke test's namespace (which has shown that no host Python is needed), so that the
+    /// figure is the executable's own.
+    async fn startup(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_ref()
+            .ok_or(FrozenError::MissingInput { what: "wheel" })?;
+        let (_, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let Some((argv, expect)) = startup_command(&cx.project, [&default]) else {
+            return Ok(None);
+        };
+        let dir = cx.scratch.join("startup");
+        std::fs::create_dir_all(dir.join("home"))?;
+        let link = dir.join(&argv[0]);
+        if !link.exists() {
+            std::os::unix::fs::symlink(&artifact.path, &link)?;
+        }
+        let make = || {
+            let mut command = Command::new(&link);
+            command
+                .args(&argv[1..])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", dir.join("home"))
+                .env("XDG_CACHE_HOME", dir.join("cache"))
+                .env("LANG", "C.UTF-8")
+                .current_dir(&dir);
+            command
+        };
+        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
     }
 }
 

@@ -28,6 +28,17 @@ pub fn unpack_image(tarball: &Path, scratch: &Path) -> Result<Rootfs, OciError> 
     }
     let proc = root.join("proc");
     std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
+    Ok(rootfs_of(&image, root))
+}
+
+/// The root an earlier [`unpack_image`] of `tarball` left in `scratch`.
+pub fn unpacked_image(tarball: &Path, scratch: &Path) -> Result<Rootfs, OciError> {
+    let image = read_image(&scratch.join("layout"), &tarball.display().to_string())?;
+    Ok(rootfs_of(&image, scratch.join("rootfs")))
+}
+
+/// How to run commands in `root` as the image's config says: its environment and user.
+fn rootfs_of(image: &crate::base::Base, root: PathBuf) -> Rootfs {
     let run = &image.config["config"];
     let strings = |value: &serde_json::Value| -> Vec<String> {
         value
@@ -44,11 +55,11 @@ pub fn unpack_image(tarball: &Path, scratch: &Path) -> Result<Rootfs, OciError> 
             Some((k.to_string(), v.to_string()))
         })
         .collect();
-    Ok(Rootfs {
+    Rootfs {
         root,
         env,
         user: run["User"].as_str().unwrap_or_default().to_string(),
-    })
+    }
 }
 
 impl Rootfs {

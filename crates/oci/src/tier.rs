@@ -7,15 +7,15 @@ use crate::content::{self, Placement};
 use crate::image::{write_image, ImageLayer, ImageSpec, RunConfig};
 use crate::layer::make_layer;
 use crate::reference::{check_reference, default_tags};
-use crate::rootfs::unpack_image;
+use crate::rootfs::{unpack_image, unpacked_image};
 use crate::{Engine, OciError};
 use async_trait::async_trait;
 use gradient_core::{
     normalize_name, Artifact, Backend, BackendError, BaseImage, BuildContext, Host, Input,
-    InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier,
+    InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
     Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
-use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -166,6 +166,23 @@ impl Backend for OciTier {
         }
         Ok(SmokeReport { checks })
     }
+
+    /// In the image's files the smoke test unpacked (chroot, fresh namespaces, no engine),
+    /// twice.
+    async fn startup(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let app = App::of(&cx.project, &cx.inputs)?;
+        let Some((argv, expect)) = startup_command(&cx.project, [&app.default_script]) else {
+            return Ok(None);
+        };
+        let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
+        let program = format!("/usr/local/bin/{}", argv[0]);
+        let make = || rootfs.command(&program, &argv[1..]);
+        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+    }
 }
 
 #[async_trait]
@@ -248,59 +265,98 @@ impl Backend for DockerTier {
         let app = App::of(&cx.project, &cx.inputs)?;
         let image = app.tags(&cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let default = &app.default_script;
         let mut checks = Vec::new();
         for (argv, expect) in app.smoke_commands(&cx.project) {
-            // The main script through the image's own entrypoint, as `docker run IMAGE ARGS`
-            // would; other scripts by name.
-            let (entrypoint, shown) =
-                if &argv[0] == default && cx.project.config.container.entrypoint.is_none() {
-                    (
-                        None,
-                        format!("docker run --network none {image} {}", argv[1..].join(" ")),
-                    )
-                } else {
-                    (
-                        Some(vec![format!("/usr/local/bin/{}", argv[0])]),
-                        format!(
-                            "docker run --network none --entrypoint {} {image} {}",
-                            argv[0],
-                            argv[1..].join(" ")
-                        ),
-                    )
-                };
-            let check = match engine.run(&image, entrypoint.as_deref(), &argv[1..]).await {
-                Err(error) => SmokeCheck {
-                    command: shown,
-                    passed: false,
-                    exit_code: None,
-                    seconds: 0.0,
-                    detail: error.to_string(),
-                },
-                Ok(run) => {
-                    let printed = expect.as_deref().is_none_or(|e| run.output.contains(e));
-                    SmokeCheck {
-                        command: shown,
-                        passed: run.exit_code == 0 && printed,
-                        exit_code: Some(run.exit_code as i32),
-                        seconds: run.seconds,
-                        detail: if run.exit_code != 0 {
-                            format!("exited with {}\n{}", run.exit_code, tail(&run.output))
-                        } else if !printed {
-                            format!(
-                                "expected `{}` in its output, got:\n{}",
-                                expect.as_deref().unwrap_or_default(),
-                                tail(&run.output)
-                            )
-                        } else {
-                            format!("container started and exited in {:.2}s", run.seconds)
-                        },
-                    }
-                }
-            };
-            checks.push(check);
+            checks.push(container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await);
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// Two containers of the image in a row: the engine's first start of the freshly loaded
+    /// image, then a warm one. Each is timed from start to exit.
+    async fn startup(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let app = App::of(&cx.project, &cx.inputs)?;
+        let Some((argv, expect)) = startup_command(&cx.project, [&app.default_script]) else {
+            return Ok(None);
+        };
+        let image = app.tags(&cx.image_tags)?.remove(0);
+        let engine = Engine::connect().await?;
+        let first = container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await;
+        let warm = container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await;
+        if let Some(failed) = [&first, &warm].into_iter().find(|c| !c.passed) {
+            return Err(format!(
+                "measuring the start-up of `{}`: {}",
+                failed.command, failed.detail
+            )
+            .into());
+        }
+        Ok(Some(Startup {
+            command: argv.join(" "),
+            first_run_seconds: first.seconds,
+            warm_seconds: warm.seconds,
+        }))
+    }
+}
+
+/// Run one smoke command in a container without network: the main script through the
+/// image's own entrypoint, as `docker run IMAGE ARGS` would; other scripts by name. Passed
+/// when it exits 0 and prints `expect` (when given).
+async fn container_check(
+    engine: &Engine,
+    app: &App<'_>,
+    image: &str,
+    cx: &SmokeContext,
+    argv: &[String],
+    expect: Option<&str>,
+) -> SmokeCheck {
+    let (entrypoint, shown) =
+        if argv[0] == app.default_script && cx.project.config.container.entrypoint.is_none() {
+            (
+                None,
+                format!("docker run --network none {image} {}", argv[1..].join(" ")),
+            )
+        } else {
+            (
+                Some(vec![format!("/usr/local/bin/{}", argv[0])]),
+                format!(
+                    "docker run --network none --entrypoint {} {image} {}",
+                    argv[0],
+                    argv[1..].join(" ")
+                ),
+            )
+        };
+    match engine.run(image, entrypoint.as_deref(), &argv[1..]).await {
+        Err(error) => SmokeCheck {
+            command: shown,
+            passed: false,
+            exit_code: None,
+            seconds: 0.0,
+            detail: error.to_string(),
+        },
+        Ok(run) => {
+            let printed = expect.is_none_or(|e| run.output.contains(e));
+            SmokeCheck {
+                command: shown,
+                passed: run.exit_code == 0 && printed,
+                exit_code: Some(run.exit_code as i32),
+                seconds: run.seconds,
+                detail: if run.exit_code != 0 {
+                    format!("exited with {}\n{}", run.exit_code, tail(&run.output))
+                } else if !printed {
+                    format!(
+                        "expected `{}` in its output, got:\n{}",
+                        expect.unwrap_or_default(),
+                        tail(&run.output)
+                    )
+                } else {
+                    format!("container started and exited in {:.2}s", run.seconds)
+                },
+            }
+        }
     }
 }
 

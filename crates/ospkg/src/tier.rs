@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Layout,
-    PackageFormat, Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier,
-    Unavailable,
+    PackageFormat, Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup,
+    TargetNeeds, Tier, Unavailable,
 };
 use gradient_oci::Rootfs;
-use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::process::Command;
@@ -181,6 +181,28 @@ impl Backend for PackageTier {
         checks.extend(run_installed(cx, self.0, &root, lay_down, shown).await?);
         Ok(SmokeReport { checks })
     }
+
+    /// The installed command in the root the smoke test laid the package down in, twice
+    /// (the package ships its byte-code compiled: the first run has nothing more to do).
+    async fn startup(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_deref()
+            .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
+        let app = App::of(&cx.project, wheel)?;
+        let Some((argv, expect)) = startup_command(&cx.project, app.scripts.keys()) else {
+            return Ok(None);
+        };
+        let rootfs = installed_root(&cx.scratch.join("root"));
+        let program = format!("/usr/bin/{}", argv[0]);
+        let make = || rootfs.command(&program, &argv[1..]);
+        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+    }
 }
 
 /// `TOOL ARGS FILE` must exit 0 and print `expect`; a missing tool fails with what to install.
@@ -242,18 +264,7 @@ async fn run_installed(
     }
     let proc = root.join("proc");
     std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
-    let rootfs = Rootfs {
-        root: root.to_path_buf(),
-        env: vec![
-            ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            (
-                "HOME".into(),
-                format!("/home/{}", gradient_core::DEFAULT_USER),
-            ),
-        ],
-        user: "1000:1000".into(),
-    };
+    let rootfs = installed_root(root);
     let wheel = cx
         .inputs
         .wheel
@@ -276,6 +287,22 @@ async fn run_installed(
         );
     }
     Ok(checks)
+}
+
+/// How to run the installed package's commands in `root`: as a user, with no network.
+fn installed_root(root: &Path) -> Rootfs {
+    Rootfs {
+        root: root.to_path_buf(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            (
+                "HOME".into(),
+                format!("/home/{}", gradient_core::DEFAULT_USER),
+            ),
+        ],
+        user: "1000:1000".into(),
+    }
 }
 
 /// Write archive entries as files under `root`.

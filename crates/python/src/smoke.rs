@@ -1,6 +1,6 @@
 //! Running an artifact the way a target would, and judging what it did.
 
-use gradient_core::SmokeCheck;
+use gradient_core::{SmokeCheck, Startup};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
@@ -64,6 +64,45 @@ pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>
             None => "exited 0".to_string(),
         },
     }
+}
+
+/// Run `argv` twice in a row, each built by `make`: the first run (the caller points the
+/// artifact's caches at an empty folder) and the warm one. Both must pass as smoke checks.
+pub async fn measure_startup(
+    argv: &[String],
+    make: impl Fn() -> Command,
+    expect: Option<&str>,
+) -> Result<Startup, StartupFailed> {
+    let command = argv.join(" ");
+    let first = run_check(command.clone(), make(), expect).await;
+    let warm = run_check(command.clone(), make(), expect).await;
+    if let Some(failed) = [&first, &warm].into_iter().find(|c| !c.passed) {
+        return Err(StartupFailed {
+            command,
+            detail: failed.detail.clone(),
+        });
+    }
+    Ok(Startup {
+        command,
+        first_run_seconds: first.seconds,
+        warm_seconds: warm.seconds,
+    })
+}
+
+/// A start-up measurement whose command failed.
+#[derive(Debug, thiserror::Error)]
+#[error("measuring the start-up of `{command}`: {detail}")]
+pub struct StartupFailed {
+    pub command: String,
+    pub detail: String,
+}
+
+/// The command start-up is measured by: the first smoke command.
+pub fn startup_command<'a>(
+    project: &gradient_core::Project,
+    scripts: impl IntoIterator<Item = &'a String>,
+) -> Option<(Vec<String>, Option<String>)> {
+    smoke_commands(project, scripts).into_iter().next()
 }
 
 /// The commands a smoke test runs: `[tool.gradient.smoke]` when the project has it, else

@@ -4,10 +4,10 @@ use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    PythonNeed, SmokeCheck, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+    PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::installer::Source;
-use gradient_python::smoke::{run_check, smoke_commands};
+use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
 use gradient_python::Installer;
 use std::ffi::OsString;
 use std::path::Path;
@@ -209,6 +209,31 @@ impl Backend for WheelTier {
             checks.push(run_check(argv.join(" "), command, expect.as_deref()).await);
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The console script in the smoke test's environment. Its first run compiles the app's
+    /// and its dependencies' byte-code (kept apart in a fresh `PYTHONPYCACHEPREFIX`), as the
+    /// first run after an install does; the warm run finds it compiled.
+    async fn startup(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let info = inspect_wheel(&artifact.path)?;
+        let Some((argv, expect)) = startup_command(&cx.project, info.console_scripts.keys()) else {
+            return Ok(None);
+        };
+        let bin = cx.scratch.join("venv/bin");
+        let home = cx.scratch.join("home");
+        let pycache = cx.scratch.join("startup-pycache");
+        let make = || {
+            let mut command = Command::new(bin.join(&argv[0]));
+            command.args(&argv[1..]);
+            isolate(&mut command, &bin, &home, &cx.scratch);
+            command.env("PYTHONPYCACHEPREFIX", &pycache);
+            command
+        };
+        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
     }
 }
 

@@ -5,9 +5,11 @@ use crate::{assemble, default_script, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    PythonNeed, SmokeContext, SmokeReport, TargetNeeds, Tier, Unavailable,
+    PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
-use gradient_python::smoke::{concurrent_first_runs, run_check, smoke_commands};
+use gradient_python::smoke::{
+    concurrent_first_runs, measure_startup, run_check, smoke_commands, startup_command,
+};
 use gradient_python::Installer;
 use std::path::Path;
 use tokio::process::Command;
@@ -145,6 +147,37 @@ impl Backend for ZipappTier {
             }
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// Through the `#!` line (the smoke test's fresh venv first on PATH), on an empty
+    /// extraction cache, then warm.
+    async fn startup(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+    ) -> Result<Option<Startup>, BackendError> {
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_ref()
+            .ok_or(ZipappError::MissingInput { what: "wheel" })?;
+        let default = default_script(&cx.project, wheel)?;
+        let Some((argv, expect)) = startup_command(&cx.project, [&default]) else {
+            return Ok(None);
+        };
+        let bin = cx.scratch.join("venv/bin");
+        let link = cx.scratch.join("startup").join(&argv[0]);
+        std::fs::create_dir_all(cx.scratch.join("startup"))?;
+        if !link.exists() {
+            std::os::unix::fs::symlink(&artifact.path, &link)?;
+        }
+        let make = || {
+            let mut command = Command::new(&link);
+            command.args(&argv[1..]);
+            isolate(&mut command, &bin, &cx.scratch, "cache-startup");
+            command
+        };
+        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
     }
 }
 
