@@ -97,3 +97,77 @@ fn json_prints_the_manifest_on_stdout_only() {
             .unwrap();
     assert_eq!(manifest, on_disk);
 }
+
+#[test]
+fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
+    if !require("uv") || !require_python_module("build") {
+        return;
+    }
+    let project = sample_with("");
+    let out = tempfile::tempdir().unwrap();
+    // No shiv or pex on this PATH: the zipapp's peers are listed with the reason.
+    let path: Vec<std::path::PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .filter(|dir| !dir.join("shiv").exists() && !dir.join("pex").exists())
+        .collect();
+    let output = run(gradient()
+        .args([
+            "compare",
+            "--peers",
+            "--no-smoke",
+            "--json",
+            "--to",
+            "sdist,wheel,zipapp",
+        ])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path())
+        .env("PATH", std::env::join_paths(path).unwrap()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("compare.json")).unwrap()).unwrap();
+    assert_eq!(doc, on_disk);
+    assert_eq!(doc["schema_version"], 1);
+    let seconds = doc["gradient"]["seconds"].as_f64().unwrap();
+    assert!(seconds > 0.0);
+    assert!(doc["gradient"]["peak_memory_bytes"].as_u64().unwrap() > 1 << 20);
+
+    let peers = doc["peers"].as_array().unwrap();
+    let names: Vec<&str> = peers.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["python -m build", "uv build", "shiv", "pex"]);
+    let mut sum = 0.0;
+    for peer in &peers[..2] {
+        assert_eq!(peer["status"], "built", "{peer}");
+        let files: Vec<&str> = peer["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["file"].as_str().unwrap())
+            .collect();
+        assert!(files.iter().any(|f| f.ends_with(".tar.gz")), "{files:?}");
+        assert!(files.iter().any(|f| f.ends_with(".whl")), "{files:?}");
+        for file in files {
+            assert!(out.path().join(file).is_file(), "{file}");
+        }
+        sum += peer["seconds"].as_f64().unwrap();
+    }
+    for peer in &peers[2..] {
+        assert_eq!(peer["status"], "unavailable", "{peer}");
+        assert!(
+            peer["reason"].as_str().unwrap().contains("is not on PATH"),
+            "{peer}"
+        );
+    }
+    assert!((doc["peers_seconds"].as_f64().unwrap() - sum).abs() < 1e-6);
+    assert!((doc["ratio"].as_f64().unwrap() - seconds / sum).abs() < 1e-6);
+
+    let markdown = std::fs::read_to_string(out.path().join("compare.md")).unwrap();
+    assert!(
+        markdown.contains("| uv build | sdist,wheel |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| gradient | zipapp | sampleapp-1.2.3.pyz |"),
+        "{markdown}"
+    );
+}

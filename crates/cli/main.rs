@@ -60,6 +60,15 @@ enum Command {
     ///
     /// Example: `gradient advise --has python3.11,pip` or `--has glibc2.31,docker --offline`
     Advise(AdviseArgs),
+    /// Build like `build` (every tier unless --to says otherwise), timed as one run, and with
+    /// --peers build the same project with the reference tools found on this host, one after
+    /// another: python -m build, uv build, shiv, pex, PyInstaller, docker build of a
+    /// generated Dockerfile, a venv packed with dpkg-deb. Prints one table and writes
+    /// `compare.json` and `compare.md` beside the artifacts (the peers' files go to
+    /// OUT/peers/).
+    ///
+    /// Example: `gradient compare --peers --cold --no-smoke fixtures/sampleapp`
+    Compare(CompareArgs),
     /// Say which tiers this host can build, and why not.
     Doctor {
         /// The build interpreter to check: a version (`3.11`) or a path.
@@ -74,7 +83,7 @@ struct BuildArgs {
     #[arg(default_value = ".")]
     project: PathBuf,
     /// Tiers to build, comma separated (e.g. `sdist,wheel`); see `gradient tiers`.
-    #[arg(long, value_delimiter = ',', value_name = "TIER,...", required_unless_present = "all", value_parser = parse_tier)]
+    #[arg(long, value_delimiter = ',', value_name = "TIER,...", value_parser = parse_tier)]
     to: Vec<Tier>,
     /// Build every tier this version of gradient can build.
     #[arg(long, conflicts_with = "to")]
@@ -116,6 +125,24 @@ struct BuildArgs {
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Also build the project with the reference tools found on this host (a tool that is
+    /// missing is listed with the reason, one that fails with its output).
+    #[arg(long)]
+    peers: bool,
+    /// Run gradient on an empty cache of its own, so its time is a cold build. uv's and pip's
+    /// download caches are left as they are, for every tool alike.
+    #[arg(long)]
+    cold: bool,
+    /// The base image (with python3 and its venv module) the peer `docker build` starts
+    /// from [default: python:X.Y-slim or python:X.Y, when the engine has one].
+    #[arg(long, value_name = "IMAGE")]
+    peer_base: Option<String>,
 }
 
 #[derive(Args)]
@@ -233,6 +260,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet).await,
+        Command::Compare(args) => compare(args, cli.quiet).await,
         Command::Tiers { json } => tiers(json),
         Command::Doctor { python } => doctor(python).await,
         Command::Plan(args) => plan(args).await,
@@ -240,62 +268,56 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
-    let tiers = if args.all {
+/// What `build` (and `compare`) asks the driver for. `--all`, or no `--to` when
+/// `all_by_default`, means every tier this version can build.
+fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
+    let all = args.all || (all_by_default && args.to.is_empty());
+    let tiers = if all {
         Tier::ALL
             .into_iter()
             .filter(|t| gradient_driver::registry::is_available(*t))
             .collect()
     } else {
-        args.to
+        args.to.clone()
     };
-    let options = BuildOptions {
-        project_dir: args.project,
-        out_dir: args.out,
+    BuildOptions {
+        project_dir: args.project.clone(),
+        out_dir: args.out.clone(),
         tiers,
-        python: args.python,
+        python: args.python.clone(),
         route: if args.direct {
             gradient_wheel::WheelRoute::Direct
         } else {
             gradient_wheel::WheelRoute::ViaSdist
         },
         smoke: !args.no_smoke,
-        find_links: args.find_links,
+        find_links: args.find_links.clone(),
         rebuild: args.rebuild,
         verify_reproducible: args.verify_reproducible,
         fail_fast: args.fail_fast,
         strict: args.strict,
-        all: args.all,
-        tags: args.tag,
-    };
-    let reporter = StderrReporter { quiet };
-    let outcome = match gradient_driver::build(options, &reporter).await {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
-            // A failed shared input or a failure writing results is a failed build (1);
-            // anything else stopped the run before it could start (2).
-            let code = match err {
-                DriverError::Input { .. }
-                | DriverError::Wheelhouse(_)
-                | DriverError::Publish { .. }
-                | DriverError::Runtime(_) => 1,
-                _ => 2,
-            };
-            return ExitCode::from(code);
-        }
-    };
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default()
-        );
-    } else {
-        let _ = write!(stdout, "{}", report::table(&outcome.manifest));
-        let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
+        all,
+        tags: args.tag.clone(),
+        cache_dir: None,
     }
+}
+
+/// The exit code of a run that could not finish: a failed shared input or a failure writing
+/// results is a failed build (1); anything else stopped the run before it could start (2).
+fn driver_failure(err: DriverError) -> ExitCode {
+    eprintln!("error: {}", error_chain(&err));
+    let code = match err {
+        DriverError::Input { .. }
+        | DriverError::Wheelhouse(_)
+        | DriverError::Publish { .. }
+        | DriverError::Runtime(_) => 1,
+        _ => 2,
+    };
+    ExitCode::from(code)
+}
+
+/// 0 when every requested tier built and passed; else each failure on stderr and 1.
+fn tier_failures(outcome: &gradient_driver::RunOutcome) -> ExitCode {
     let failures: Vec<_> = outcome
         .tiers
         .iter()
@@ -309,6 +331,57 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
+    let options = gradient_driver::compare::CompareOptions {
+        build: build_options(&args.build, true),
+        peers: args.peers,
+        cold: args.cold,
+        docker_base: args.peer_base,
+    };
+    let reporter = StderrReporter { quiet };
+    let outcome = match gradient_driver::compare::compare(options, &reporter).await {
+        Ok(outcome) => outcome,
+        Err(err) => return driver_failure(err),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.build.json {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&outcome.comparison).unwrap_or_default()
+        );
+    } else {
+        let _ = write!(
+            stdout,
+            "{}",
+            gradient_driver::compare::table(&outcome.comparison, &outcome.run)
+        );
+        let _ = writeln!(stdout, "wrote {}", outcome.run.out_dir.display());
+    }
+    tier_failures(&outcome.run)
+}
+
+async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
+    let options = build_options(&args, false);
+    let reporter = StderrReporter { quiet };
+    let outcome = match gradient_driver::build(options, &reporter).await {
+        Ok(outcome) => outcome,
+        Err(err) => return driver_failure(err),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default()
+        );
+    } else {
+        let _ = write!(stdout, "{}", report::table(&outcome.manifest));
+        let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
+    }
+    tier_failures(&outcome)
 }
 
 fn tiers(json: bool) -> ExitCode {

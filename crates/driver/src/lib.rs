@@ -10,14 +10,17 @@
 //! prints: it reports progress through the [`Reporter`] the caller gives it.
 
 pub mod advise;
+pub mod compare;
 pub mod comparison;
 pub mod doctor;
 pub mod manifest;
+pub mod peers;
 pub mod plan;
 mod publish;
 pub mod registry;
 pub mod report;
 mod run;
+pub mod sbom;
 mod source_date;
 mod tier_cache;
 

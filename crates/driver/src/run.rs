@@ -47,6 +47,9 @@ pub struct BuildOptions {
     pub all: bool,
     /// `--tag`: references for the container image (default `NAME:VERSION`, `NAME:latest`).
     pub tags: Vec<String>,
+    /// gradient's cache folder for this run [default: `GRADIENT_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/gradient`]. `compare --cold` passes an empty one.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// How one tier went.
@@ -105,7 +108,10 @@ pub async fn build(
         reason,
     })?;
 
-    let cache = usable_cache(cache_root(), reporter);
+    let cache = usable_cache(
+        options.cache_dir.clone().unwrap_or_else(cache_root),
+        reporter,
+    );
     // Held until the run ends: a second run on the same project waits for this one.
     let _lock = lock_project(&cache, &project.root, reporter).await?;
     let request = options

@@ -1,0 +1,600 @@
+//! CycloneDX 1.5 SBOMs: one JSON bill of materials per artifact (`FILE.cdx.json`).
+//!
+//! The artifact itself is the document's `metadata.component`; `components` lists what the
+//! artifact carries, which depends on its tier:
+//!
+//! ```text
+//!  sdist, wheel                 nothing: the target installs the dependencies itself
+//!  zipapp                       the wheelhouse's Python distributions
+//!  frozen, oci, docker, deb, rpm  the distributions + the embedded CPython + its shared libraries
+//! ```
+//! Everything is read from the shared inputs (wheelhouse `site/*.dist-info`, its lock file,
+//! the runtime bundle's `lib/`), so the same inputs give the same bytes.
+
+use crate::manifest::{ArtifactRecord, ProjectRecord, PythonRecord};
+use crate::publish::file_digest;
+use gradient_archive::EntryKind;
+use gradient_core::{normalize_name, RuntimeFiles, SourceDate, Tier, WheelhouseFiles};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+/// What an artifact's bill of materials is made from.
+pub struct SbomSources<'a> {
+    pub project: &'a ProjectRecord,
+    /// The app's own wheel (its METADATA gives the app's licence); None when not built.
+    pub app_wheel: Option<&'a Path>,
+    pub wheelhouse: Option<&'a WheelhouseFiles>,
+    pub runtime: Option<&'a RuntimeFiles>,
+    pub python: &'a PythonRecord,
+    pub source_date: SourceDate,
+}
+
+/// The SBOM's file name for an artifact file: `FILE.cdx.json`.
+pub fn sbom_file_name(artifact_file: &str) -> String {
+    format!("{artifact_file}.cdx.json")
+}
+
+/// A CycloneDX 1.5 JSON document for `artifact`, deterministic (same inputs, same bytes).
+pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>, io::Error> {
+    let project = sources.project;
+    let kind = match artifact.tier {
+        Tier::Oci | Tier::Docker => "container",
+        _ => "application",
+    };
+    let mut app = json!({
+        "type": kind,
+        "name": project.name,
+        "version": project.version,
+        "bom-ref": "app",
+        "purl": pypi_purl(&project.name, &project.version),
+        "hashes": [sha256_hash(&artifact.sha256)],
+        "properties": [
+            property("gradient:tier", artifact.tier.name()),
+            property("gradient:file", &artifact.file),
+        ],
+    });
+    if let Some(wheel) = sources.app_wheel {
+        if let Some(licenses) = wheel_metadata(wheel)?.as_ref().and_then(licenses) {
+            app["licenses"] = licenses;
+        }
+    }
+
+    let (distributions, runtime) = match artifact.tier {
+        Tier::Sdist | Tier::Wheel => (false, false),
+        Tier::Zipapp => (true, false),
+        Tier::Frozen | Tier::Oci | Tier::Docker | Tier::Deb | Tier::Rpm => (true, true),
+    };
+    let mut components = Vec::new();
+    if let Some(wheelhouse) = sources.wheelhouse.filter(|_| distributions) {
+        components.extend(python_distributions(wheelhouse, &project.name)?);
+    }
+    if let Some(bundle) = sources.runtime.filter(|_| runtime) {
+        components.push(cpython(&sources.python.version));
+        components.extend(shared_libraries(bundle)?);
+    }
+    let mut refs: Vec<&str> = components
+        .iter()
+        .filter_map(|c| c["bom-ref"].as_str())
+        .collect();
+    refs.sort_unstable();
+
+    let document = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": serial_number(&artifact.sha256),
+        "version": 1,
+        "metadata": {
+            "timestamp": gradient_archive::rfc3339(sources.source_date.seconds),
+            "tools": {
+                "components": [{
+                    "type": "application",
+                    "name": "gradient",
+                    "version": env!("CARGO_PKG_VERSION"),
+                }],
+            },
+            "component": app,
+        },
+        "components": components,
+        "dependencies": [{"ref": "app", "dependsOn": refs}],
+    });
+    let mut bytes = serde_json::to_vec_pretty(&document).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// `urn:uuid:…` from the artifact's digest, shaped as a version-5 UUID.
+fn serial_number(artifact_sha256: &str) -> String {
+    let digest = Sha256::digest(format!("gradient-sbom:{artifact_sha256}"));
+    let mut bytes: [u8; 16] = digest[..16].try_into().expect("a SHA-256 has 32 bytes");
+    bytes[6] = (bytes[6] & 0x0f) | 0x50; // version 5
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex = hex::encode(bytes);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// `pkg:pypi/NAME@VERSION`, the name normalised and the version percent-encoded.
+fn pypi_purl(name: &str, version: &str) -> String {
+    let mut purl = format!("pkg:pypi/{}@", normalize_name(name));
+    for byte in version.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_' | b'~') {
+            purl.push(byte as char);
+        } else {
+            purl.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    purl
+}
+
+fn sha256_hash(hex: &str) -> Value {
+    json!({"alg": "SHA-256", "content": hex})
+}
+
+fn property(name: &str, value: &str) -> Value {
+    json!({"name": name, "value": value})
+}
+
+/// The embedded interpreter.
+fn cpython(version: &str) -> Value {
+    json!({
+        "type": "framework",
+        "name": "cpython",
+        "version": version,
+        "bom-ref": "cpython",
+        "purl": format!("pkg:generic/cpython@{version}"),
+        "licenses": [{"license": {"id": "PSF-2.0"}}],
+    })
+}
+
+/// Every distribution installed in the wheelhouse but the app, sorted by name.
+fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<Vec<Value>> {
+    let hashes = locked_hashes(&read_text(&wheelhouse.lock)?);
+    let mut dists = Vec::new();
+    for entry in std::fs::read_dir(&wheelhouse.site).map_err(|e| context(e, &wheelhouse.site))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "dist-info") {
+            let metadata = parse_metadata(&read_text(&path.join("METADATA"))?);
+            if normalize_name(&metadata.name) != normalize_name(app) {
+                dists.push(metadata);
+            }
+        }
+    }
+    dists.sort_by_cached_key(|m| (normalize_name(&m.name), m.version.clone()));
+    Ok(dists
+        .iter()
+        .map(|m| {
+            let name = normalize_name(&m.name);
+            let mut component = json!({
+                "type": "library",
+                "name": m.name,
+                "version": m.version,
+                "bom-ref": format!("pypi:{name}@{}", m.version),
+                "purl": pypi_purl(&m.name, &m.version),
+            });
+            if let Some(licenses) = licenses(m) {
+                component["licenses"] = licenses;
+            }
+            if let Some(digests) = hashes.get(&name) {
+                component["hashes"] = digests.iter().map(|h| sha256_hash(h)).collect();
+            }
+            component
+        })
+        .collect())
+}
+
+/// Each shared library directly in the bundle's `lib/`, with its digest, sorted by name.
+fn shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
+    let dir = runtime.dir.join("lib");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| context(e, &dir))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `metadata` follows symlinks: a link to a library counts as the library.
+        if name.contains(".so") && std::fs::metadata(entry.path())?.is_file() {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            let digest = file_digest(&path).map_err(|e| context(e, &path))?;
+            Ok(json!({
+                "type": "library",
+                "name": name,
+                "bom-ref": format!("lib:{name}"),
+                "hashes": [sha256_hash(&digest)],
+                "properties": [property("gradient:bundled-path", &format!("lib/{name}"))],
+            }))
+        })
+        .collect()
+}
+
+/// `--hash=sha256:` digests of each requirement in a pip lock file, by normalised name, sorted.
+fn locked_hashes(lock: &str) -> BTreeMap<String, Vec<String>> {
+    let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in lock.lines() {
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        // A requirement starts at the line's beginning; its options follow, indented.
+        if !line.starts_with(char::is_whitespace) && !text.starts_with('-') {
+            let end = text
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .unwrap_or(text.len());
+            current = Some(normalize_name(&text[..end]));
+        }
+        if let Some(name) = &current {
+            let found = text
+                .split_whitespace()
+                .filter_map(|t| t.strip_prefix("--hash=sha256:"));
+            hashes
+                .entry(name.clone())
+                .or_default()
+                .extend(found.map(str::to_string));
+        }
+    }
+    for digests in hashes.values_mut() {
+        digests.sort_unstable();
+        digests.dedup();
+    }
+    hashes
+}
+
+/// The core-metadata fields an SBOM needs.
+#[derive(Debug, Default)]
+struct Metadata {
+    name: String,
+    version: String,
+    license_expression: Option<String>,
+    classifiers: Vec<String>,
+    /// `License:`, only when it fits on one line.
+    license: Option<String>,
+}
+
+/// Read the header block of a METADATA file.
+fn parse_metadata(text: &str) -> Metadata {
+    let mut metadata = Metadata::default();
+    let mut key = String::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the long description follows
+        }
+        if line.starts_with([' ', '\t']) {
+            if key == "license" {
+                metadata.license = None; // a licence text, not a name
+            }
+            continue;
+        }
+        let Some((k, value)) = line.split_once(':') else {
+            continue;
+        };
+        key = k.trim().to_ascii_lowercase();
+        let value = value.trim().to_string();
+        match key.as_str() {
+            "name" => metadata.name = value,
+            "version" => metadata.version = value,
+            "license-expression" => metadata.license_expression = Some(value),
+            "classifier" => metadata.classifiers.push(value),
+            "license" => metadata.license = Some(value),
+            _ => {}
+        }
+    }
+    metadata
+}
+
+/// CycloneDX `licenses`: the SPDX expression, else the OSI classifiers, else a short
+/// `License:` field; `None` when the metadata names none.
+fn licenses(metadata: &Metadata) -> Option<Value> {
+    if let Some(expression) = &metadata.license_expression {
+        return Some(json!([{"expression": expression}]));
+    }
+    let named = |name: &str| json!({"license": {"name": name}});
+    let classified: Vec<Value> = metadata
+        .classifiers
+        .iter()
+        .filter_map(|c| c.strip_prefix("License :: OSI Approved :: "))
+        .map(named)
+        .collect();
+    if !classified.is_empty() {
+        return Some(Value::Array(classified));
+    }
+    metadata
+        .license
+        .as_deref()
+        .filter(|l| !l.is_empty() && l.len() < 100 && !l.eq_ignore_ascii_case("UNKNOWN"))
+        .map(|l| Value::Array(vec![named(l)]))
+}
+
+/// The METADATA of a wheel's top-level `.dist-info`, if it has one.
+fn wheel_metadata(wheel: &Path) -> io::Result<Option<Metadata>> {
+    let entries = gradient_archive::read_zip_entries(wheel).map_err(io::Error::other)?;
+    Ok(entries.iter().find_map(|entry| {
+        let (dir, leaf) = entry.path.split_once('/')?;
+        match &entry.kind {
+            EntryKind::File(data) if dir.ends_with(".dist-info") && leaf == "METADATA" => {
+                Some(parse_metadata(&String::from_utf8_lossy(data)))
+            }
+            _ => None,
+        }
+    }))
+}
+
+fn read_text(path: &Path) -> io::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| context(e, path))
+}
+
+/// The error, with the path it concerns.
+fn context(error: io::Error, path: &Path) -> io::Error {
+    io::Error::new(error.kind(), format!("`{}`: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradient_archive::Entry;
+    use gradient_core::SourceDateOrigin;
+    use std::fs;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        project: ProjectRecord,
+        python: PythonRecord,
+        wheel: std::path::PathBuf,
+        wheelhouse: WheelhouseFiles,
+        runtime: RuntimeFiles,
+    }
+
+    const LIBFOO: &[u8] = b"\x7fELF not really a library";
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let dist = |folder: &str, metadata: &str| {
+            let info = root.join("site").join(folder);
+            fs::create_dir_all(&info).unwrap();
+            fs::write(info.join("METADATA"), metadata).unwrap();
+        };
+        dist(
+            "click-8.1.7.dist-info",
+            "Metadata-Version: 2.4\nName: click\nVersion: 8.1.7\n\
+             License-Expression: BSD-3-Clause\n\nLicense: not this\n",
+        );
+        dist(
+            "Msgpack-1.0.8.dist-info",
+            "Metadata-Version: 2.1\nName: Msgpack\nVersion: 1.0.8\nLicense: Apache 2.0\n\
+             Classifier: Topic :: Utilities\n\
+             Classifier: License :: OSI Approved :: Apache Software License\n",
+        );
+        dist(
+            "sample_app-1.2.3.dist-info",
+            "Name: sample_app\nVersion: 1.2.3\n",
+        );
+        let lock = root.join("lock.txt");
+        fs::write(
+            &lock,
+            "# header\nclick==8.1.7 \\\n    --hash=sha256:bb \\\n    --hash=sha256:aa\n\
+             msgpack==1.0.8 \\\n    --hash=sha256:cc\n",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("bundle/lib/python3.11")).unwrap();
+        fs::write(root.join("bundle/lib/libfoo.so.1"), LIBFOO).unwrap();
+        fs::write(root.join("bundle/lib/python311.zip"), b"zip").unwrap();
+        let wheel = root.join("sample_app-1.2.3-py3-none-any.whl");
+        let entry = |path: &str, data: &[u8]| Entry {
+            path: path.into(),
+            kind: EntryKind::File(data.to_vec()),
+            mode: 0o644,
+        };
+        let entries = [
+            entry("sample_app/__init__.py", b""),
+            entry(
+                "sample_app-1.2.3.dist-info/METADATA",
+                b"Name: sample-app\nVersion: 1.2.3\nLicense-Expression: MIT\n",
+            ),
+        ];
+        gradient_archive::write_zip(&wheel, &entries, 315_532_800).unwrap();
+        Fixture {
+            project: ProjectRecord {
+                name: "Sample.App".into(),
+                version: "1.2.3".into(),
+            },
+            python: PythonRecord {
+                implementation: "cpython".into(),
+                version: "3.11.9".into(),
+                python_tag: "cp311".into(),
+                abi_tag: "cp311".into(),
+                platform_tag: "linux_x86_64".into(),
+            },
+            wheel,
+            wheelhouse: WheelhouseFiles {
+                site: root.join("site"),
+                lock,
+                packages: vec![],
+            },
+            runtime: RuntimeFiles {
+                dir: root.join("bundle"),
+                python: "bin/python3.11".into(),
+                site_packages: "lib/python3.11/site-packages".into(),
+                glibc: None,
+            },
+            _dir: dir,
+        }
+    }
+
+    fn artifact(tier: Tier) -> ArtifactRecord {
+        ArtifactRecord {
+            tier,
+            file: format!("sample_app-1.2.3.{tier}"),
+            sha256: "ab".repeat(32),
+            size: 1,
+            build_seconds: 0.0,
+            target_needs: tier.generic_needs(),
+            smoke: None,
+            delivered: None,
+            reused: false,
+            reproducible: None,
+        }
+    }
+
+    fn document(f: &Fixture, tier: Tier, seconds: u64) -> Value {
+        let sources = SbomSources {
+            project: &f.project,
+            app_wheel: Some(&f.wheel),
+            wheelhouse: Some(&f.wheelhouse),
+            runtime: Some(&f.runtime),
+            python: &f.python,
+            source_date: SourceDate {
+                seconds,
+                origin: SourceDateOrigin::Fixed,
+            },
+        };
+        serde_json::from_slice(&sbom(&artifact(tier), &sources).unwrap()).unwrap()
+    }
+
+    fn refs(doc: &Value) -> Vec<&str> {
+        let components = doc["components"].as_array().unwrap();
+        components
+            .iter()
+            .map(|c| c["bom-ref"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn zipapp_lists_the_distributions_with_hashes_and_licences() {
+        let f = fixture();
+        let doc = document(&f, Tier::Zipapp, 0);
+        assert_eq!(refs(&doc), ["pypi:click@8.1.7", "pypi:msgpack@1.0.8"]);
+        let click = &doc["components"][0];
+        assert_eq!(click["purl"], "pkg:pypi/click@8.1.7");
+        assert_eq!(click["licenses"], json!([{"expression": "BSD-3-Clause"}]));
+        assert_eq!(
+            click["hashes"],
+            json!([sha256_hash("aa"), sha256_hash("bb")])
+        );
+        let msgpack = &doc["components"][1];
+        assert_eq!(msgpack["name"], "Msgpack");
+        assert_eq!(
+            msgpack["licenses"],
+            json!([{"license": {"name": "Apache Software License"}}])
+        );
+        assert_eq!(msgpack["hashes"], json!([sha256_hash("cc")]));
+
+        let app = &doc["metadata"]["component"];
+        assert_eq!(app["type"], "application");
+        assert_eq!(app["purl"], "pkg:pypi/sample-app@1.2.3");
+        assert_eq!(app["licenses"], json!([{"expression": "MIT"}]));
+        assert_eq!(app["hashes"][0]["content"], "ab".repeat(32));
+        assert_eq!(app["properties"][0], property("gradient:tier", "zipapp"));
+        assert_eq!(
+            doc["dependencies"],
+            json!([{"ref": "app", "dependsOn": ["pypi:click@8.1.7", "pypi:msgpack@1.0.8"]}])
+        );
+        assert_eq!(doc["metadata"]["timestamp"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn frozen_adds_cpython_and_the_bundled_libraries() {
+        let f = fixture();
+        let doc = document(&f, Tier::Frozen, 1_700_000_000);
+        assert_eq!(
+            refs(&doc),
+            [
+                "pypi:click@8.1.7",
+                "pypi:msgpack@1.0.8",
+                "cpython",
+                "lib:libfoo.so.1"
+            ]
+        );
+        assert_eq!(doc["components"][2]["version"], "3.11.9");
+        let libfoo = &doc["components"][3];
+        assert_eq!(
+            libfoo["hashes"][0]["content"],
+            hex::encode(Sha256::digest(LIBFOO))
+        );
+        assert_eq!(libfoo["properties"][0]["value"], "lib/libfoo.so.1");
+        assert_eq!(doc["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            document(&f, Tier::Oci, 0)["metadata"]["component"]["type"],
+            "container"
+        );
+    }
+
+    #[test]
+    fn a_package_without_the_runtime_lists_only_the_distributions() {
+        let f = fixture();
+        let sources = SbomSources {
+            project: &f.project,
+            app_wheel: None,
+            wheelhouse: Some(&f.wheelhouse),
+            runtime: None,
+            python: &f.python,
+            source_date: SourceDate {
+                seconds: 0,
+                origin: SourceDateOrigin::Fixed,
+            },
+        };
+        let doc: Value =
+            serde_json::from_slice(&sbom(&artifact(Tier::Rpm), &sources).unwrap()).unwrap();
+        assert_eq!(refs(&doc), ["pypi:click@8.1.7", "pypi:msgpack@1.0.8"]);
+        assert!(doc["metadata"]["component"].get("licenses").is_none());
+    }
+
+    #[test]
+    fn wheel_bundles_nothing() {
+        let f = fixture();
+        let doc = document(&f, Tier::Wheel, 0);
+        assert_eq!(doc["components"], json!([]));
+        assert_eq!(
+            doc["dependencies"],
+            json!([{"ref": "app", "dependsOn": []}])
+        );
+    }
+
+    #[test]
+    fn output_is_deterministic_with_a_version_5_serial_number() {
+        let f = fixture();
+        let sources = SbomSources {
+            project: &f.project,
+            app_wheel: Some(&f.wheel),
+            wheelhouse: Some(&f.wheelhouse),
+            runtime: Some(&f.runtime),
+            python: &f.python,
+            source_date: SourceDate {
+                seconds: 0,
+                origin: SourceDateOrigin::Fixed,
+            },
+        };
+        let first = sbom(&artifact(Tier::Deb), &sources).unwrap();
+        assert_eq!(first, sbom(&artifact(Tier::Deb), &sources).unwrap());
+        assert!(first.ends_with(b"}\n"));
+
+        let doc: Value = serde_json::from_slice(&first).unwrap();
+        let serial = doc["serialNumber"].as_str().unwrap();
+        let uuid = serial.strip_prefix("urn:uuid:").unwrap();
+        let groups: Vec<&str> = uuid.split('-').collect();
+        let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12]);
+        assert!(uuid
+            .chars()
+            .all(|c| c == '-' || matches!(c, '0'..='9' | 'a'..='f')));
+        assert!(groups[2].starts_with('5'), "{uuid}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "{uuid}"
+        );
+        assert_eq!(sbom_file_name("app.deb"), "app.deb.cdx.json");
+    }
+}
