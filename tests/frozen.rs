@@ -94,6 +94,29 @@ fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
         record["target_needs"]["python"].is_null(),
         "the target needs no Python"
     );
+    // The bill of materials names the embedded CPython and every bundled library, hashed.
+    let sbom_file = record["sbom"]["file"].as_str().unwrap();
+    let sbom_path = dir.path().join("first").join(sbom_file);
+    assert_eq!(
+        record["sbom"]["sha256"].as_str().unwrap(),
+        sha256_file(&sbom_path)
+    );
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
+    let components = sbom["components"].as_array().unwrap();
+    let cpython = components.iter().find(|c| c["name"] == "cpython").unwrap();
+    assert_eq!(cpython["version"], manifest["python"]["version"]);
+    let libpython = components
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("libpython3"))
+        .expect("libpython is bundled and listed");
+    assert_eq!(
+        libpython["hashes"][0]["content"].as_str().unwrap().len(),
+        64
+    );
+    for dist in ["click", "msgpack"] {
+        assert!(components.iter().any(|c| c["name"] == dist), "{dist}");
+    }
 
     let home = dir.path().join("home");
     let greet = run(&mut without_python(&exe, &["greet", "X"], &home));

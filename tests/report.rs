@@ -92,6 +92,53 @@ fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
 
     let manifest = read_json(&out.path().join("gradient-manifest.json"));
     assert_eq!(manifest["schema_version"], 1);
+    // A CycloneDX SBOM per artifact, listed in SHA256SUMS: the wheel bundles nothing, the
+    // .pyz every locked distribution, with the lock's version, its hashes and its licence.
+    let sums = std::fs::read_to_string(out.path().join("SHA256SUMS")).unwrap();
+    let lock = std::fs::read_to_string(out.path().join("sampleapp-1.2.3.lock.txt")).unwrap();
+    for artifact in manifest["artifacts"].as_array().unwrap() {
+        let file = artifact["sbom"]["file"].as_str().unwrap();
+        assert_eq!(
+            file,
+            format!("{}.cdx.json", artifact["file"].as_str().unwrap())
+        );
+        let path = out.path().join(file);
+        assert!(
+            sums.contains(&format!("{}  {file}\n", sha256_file(&path))),
+            "{sums}"
+        );
+        let sbom = read_json(&path);
+        assert_eq!(sbom["bomFormat"], "CycloneDX");
+        assert_eq!(sbom["specVersion"], "1.5");
+        assert_eq!(
+            sbom["metadata"]["component"]["hashes"][0]["content"],
+            artifact["sha256"]
+        );
+        let components = sbom["components"].as_array().unwrap();
+        if artifact["tier"] == "wheel" {
+            assert!(components.is_empty(), "{sbom}");
+            continue;
+        }
+        let names: Vec<&str> = components
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["click", "msgpack"], "{sbom}");
+        for component in components {
+            let pin = format!(
+                "{}=={}",
+                component["name"].as_str().unwrap(),
+                component["version"].as_str().unwrap()
+            );
+            assert!(lock.contains(&pin), "{pin} is the locked version");
+            let first = component["hashes"][0]["content"].as_str().unwrap();
+            assert!(
+                lock.contains(&format!("--hash=sha256:{first}")),
+                "{component}"
+            );
+            assert!(component["licenses"].is_array(), "{component}");
+        }
+    }
     assert_snapshot("manifest.shape.json", &shape(&manifest));
 
     let markdown = std::fs::read_to_string(out.path().join("report.md")).unwrap();
@@ -148,4 +195,32 @@ fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
         .map(str::trim)
         .collect::<Vec<_>>();
     assert!(console.is_empty(), "the page logged: {console:?}");
+}
+
+#[test]
+fn in_a_github_actions_job_the_comparison_is_appended_to_the_step_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    std::fs::write(&summary, "# an earlier step\n").unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "wheel", "--no-smoke"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out.path().join("dist"))
+        .env("GITHUB_STEP_SUMMARY", &summary));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.starts_with("# an earlier step\n## gradient: sampleapp 1.2.3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| wheel | sampleapp-1.2.3-py3-none-any.whl |"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("## gradient:").count(),
+        1,
+        "appended once: {text}"
+    );
 }

@@ -86,6 +86,16 @@ pub struct ArtifactRecord {
     /// `--verify-reproducible`: whether a second build gave the same bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reproducible: Option<bool>,
+    /// The CycloneDX bill of materials written beside the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SbomRecord {
+    /// `FILE.cdx.json`, relative to the output folder.
+    pub file: String,
+    pub sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,10 +153,15 @@ impl Manifest {
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.
     pub fn sha256sums(&self) -> String {
         let artifacts = self.artifacts.iter().map(|a| (&a.sha256, &a.file));
+        let sboms = self
+            .artifacts
+            .iter()
+            .filter_map(|a| a.sbom.as_ref().map(|s| (&s.sha256, &s.file)));
         let inputs = self.inputs.iter().map(|i| (&i.sha256, &i.file));
         // Two tiers may publish the same file (oci and docker): listed once.
         let mut seen = std::collections::BTreeSet::new();
         artifacts
+            .chain(sboms)
             .chain(inputs)
             .filter(|(_, file)| seen.insert(file.as_str()))
             .map(|(sha256, file)| format!("{sha256}  {file}\n"))

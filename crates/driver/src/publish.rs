@@ -72,6 +72,11 @@ pub fn file_digest(path: &Path) -> std::io::Result<String> {
     }
 }
 
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Write `bytes` to `path` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;

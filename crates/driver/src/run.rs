@@ -264,12 +264,46 @@ pub async fn build(
             project.version.clone().unwrap_or_default(),
         )
     });
+    let project_record = ProjectRecord { name, version };
+    let python_record = PythonRecord::from(python.as_ref());
+    let bundles_runtime: BTreeSet<Tier> = backends
+        .iter()
+        .filter(|b| b.inputs().contains(&Input::Runtime))
+        .map(|b| b.tier())
+        .collect();
+    let mut sboms: BTreeMap<String, crate::manifest::SbomRecord> = BTreeMap::new();
+    for record in &mut records {
+        // oci and docker publish one file: the first along the gradient describes it.
+        if let Some(sbom) = sboms.get(&record.file) {
+            record.sbom = Some(sbom.clone());
+            continue;
+        }
+        let runtime = bundles_runtime.contains(&record.tier);
+        let sources = crate::sbom::SbomSources {
+            project: &project_record,
+            app_wheel: inputs.wheel.as_deref(),
+            wheelhouse: inputs.wheelhouse.as_ref(),
+            runtime: inputs.runtime.as_ref().filter(|_| runtime),
+            python: &python_record,
+            source_date,
+        };
+        match write_sbom(record, &sources, &out_dir) {
+            Ok(sbom) => {
+                sboms.insert(record.file.clone(), sbom.clone());
+                record.sbom = Some(sbom);
+            }
+            Err(error) => reporter.warn(&format!(
+                "{}: no bill of materials for {}: {error}",
+                record.tier, record.file
+            )),
+        }
+    }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         gradient_version: env!("CARGO_PKG_VERSION").to_string(),
-        project: ProjectRecord { name, version },
+        project: project_record,
         source_date,
-        python: PythonRecord::from(python.as_ref()),
+        python: python_record,
         artifacts: records,
         skipped,
         inputs: input_records,
@@ -290,6 +324,23 @@ pub async fn build(
         write_atomically(&sums_path, manifest.sha256sums().as_bytes())
             .map_err(io(sums_path.clone()))?;
         crate::comparison::write_reports(&out_dir, &manifest).map_err(io(out_dir.clone()))?;
+        // In a GitHub Actions job: the comparison goes on the run's summary page too.
+        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+            let markdown = crate::comparison::Comparison::of(&manifest).markdown();
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&summary)
+                .and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, format!("{markdown}\n").as_bytes())
+                });
+            if let Err(error) = appended {
+                reporter.warn(&format!(
+                    "could not append the summary to GITHUB_STEP_SUMMARY (`{}`): {error}",
+                    Path::new(&summary).display()
+                ));
+            }
+        }
     }
     Ok(RunOutcome {
         manifest,
@@ -297,6 +348,25 @@ pub async fn build(
         tiers: outcomes,
         interpreter: python,
         installer: installer.name().to_string(),
+    })
+}
+
+/// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its
+/// bytes change). Two tiers that publish one file (oci and docker) share one SBOM.
+fn write_sbom(
+    record: &ArtifactRecord,
+    sources: &crate::sbom::SbomSources,
+    out_dir: &Path,
+) -> std::io::Result<crate::manifest::SbomRecord> {
+    let file = crate::sbom::sbom_file_name(&record.file);
+    let bytes = crate::sbom::sbom(record, sources)?;
+    let path = out_dir.join(&file);
+    if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomically(&path, &bytes)?;
+    }
+    Ok(crate::manifest::SbomRecord {
+        sha256: crate::publish::sha256_hex(&bytes),
+        file,
     })
 }
 
@@ -894,6 +964,7 @@ async fn build_and_publish(
             delivered: None,
             reused: false,
             reproducible: None,
+            sbom: None,
         };
         published.push((artifact, record));
     }

@@ -192,7 +192,21 @@ fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<V
 }
 
 /// Each shared library directly in the bundle's `lib/`, with its digest, sorted by name.
+/// A bundle in the cache never changes: its list is made once per process.
 fn shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
+    static MADE: std::sync::Mutex<BTreeMap<std::path::PathBuf, Vec<Value>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    if let Some(made) = MADE.lock().expect("not poisoned").get(&runtime.dir) {
+        return Ok(made.clone());
+    }
+    let libraries = hash_shared_libraries(runtime)?;
+    MADE.lock()
+        .expect("not poisoned")
+        .insert(runtime.dir.clone(), libraries.clone());
+    Ok(libraries)
+}
+
+fn hash_shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
     let dir = runtime.dir.join("lib");
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| context(e, &dir))? {
