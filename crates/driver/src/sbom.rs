@@ -460,6 +460,7 @@ mod tests {
             delivered: None,
             reused: false,
             reproducible: None,
+            sbom: None,
         }
     }
 
