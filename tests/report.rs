@@ -224,3 +224,76 @@ fn in_a_github_actions_job_the_comparison_is_appended_to_the_step_summary() {
         "appended once: {text}"
     );
 }
+
+#[test]
+fn report_merge_joins_runs_made_apart_and_refuses_damaged_or_foreign_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wheel_dir, zipapp_dir, merged) = (
+        dir.path().join("wheel"),
+        dir.path().join("zipapp"),
+        dir.path().join("merged"),
+    );
+    for (out, tier) in [(&wheel_dir, "wheel"), (&zipapp_dir, "zipapp")] {
+        let output = build(&fixture("sampleapp"), out, &["--to", tier, "--no-smoke"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let merge = |out: &Path, dirs: &[&Path]| {
+        run(gradient()
+            .args(["report", "--out"])
+            .arg(out)
+            .arg("--merge")
+            .args(dirs))
+    };
+    let output = merge(&merged, &[&wheel_dir, &zipapp_dir]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&merged.join("gradient-manifest.json"));
+    let tiers: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["wheel", "zipapp"]);
+    // Every listed file is there with its digest, SHA256SUMS covers them, the reports too.
+    let sums = std::fs::read_to_string(merged.join("SHA256SUMS")).unwrap();
+    for line in sums.lines() {
+        let (sha, file) = line.split_once("  ").unwrap();
+        assert_eq!(sha256_file(&merged.join(file)), sha, "{file}");
+    }
+    assert!(
+        sums.contains("sampleapp-1.2.3.pyz\n") && sums.contains(".whl\n"),
+        "{sums}"
+    );
+    assert!(sums.contains("sampleapp-1.2.3.lock.txt\n"), "{sums}");
+    let report = read_json(&merged.join("report.json"));
+    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+    assert!(stdout(&output).contains("zipapp"));
+
+    // A damaged download is named, and nothing is written.
+    let bad = dir.path().join("bad");
+    let pyz = zipapp_dir.join("sampleapp-1.2.3.pyz");
+    let mut bytes = std::fs::read(&pyz).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&pyz, bytes).unwrap();
+    let output = merge(&bad, &[&wheel_dir, &zipapp_dir]);
+    fails_with(
+        &output,
+        2,
+        &["sampleapp-1.2.3.pyz", "does not match its manifest"],
+    );
+    assert!(!bad.join("gradient-manifest.json").exists());
+
+    // Another project's folder is refused.
+    let other = dir.path().join("other");
+    let output = build(
+        &fixture("hatch-app"),
+        &other,
+        &["--to", "wheel", "--no-smoke"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = merge(&bad, &[&wheel_dir, &other]);
+    fails_with(&output, 2, &["different projects", "sampleapp 1.2.3"]);
+    // A folder without a manifest says what it expected.
+    let output = merge(&bad, &[&wheel_dir, dir.path()]);
+    fails_with(&output, 2, &["no manifest in", "gradient-manifest.json"]);
+}

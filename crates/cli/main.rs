@@ -69,6 +69,11 @@ enum Command {
     ///
     /// Example: `gradient compare --peers --cold --no-smoke fixtures/sampleapp`
     Compare(CompareArgs),
+    /// Join the output folders of separate runs (one CI job per tier) into one: every file
+    /// checked against its manifest and copied, one manifest, SHA256SUMS and reports.
+    ///
+    /// Example: `gradient report --merge dist-wheel/ dist-docker/ --out dist/`
+    Report(ReportArgs),
     /// Say which tiers this host can build, and why not.
     Doctor {
         /// The build interpreter to check: a version (`3.11`) or a path.
@@ -143,6 +148,19 @@ struct CompareArgs {
     /// from [default: python:X.Y-slim or python:X.Y, when the engine has one].
     #[arg(long, value_name = "IMAGE")]
     peer_base: Option<String>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The output folders to join, each with its gradient-manifest.json.
+    #[arg(long, num_args = 1.., required = true, value_name = "DIR")]
+    merge: Vec<PathBuf>,
+    /// Where the joined folder goes.
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    out: PathBuf,
+    /// Print the joined manifest as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -261,6 +279,7 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet).await,
         Command::Compare(args) => compare(args, cli.quiet).await,
+        Command::Report(args) => merge_reports(args),
         Command::Tiers { json } => tiers(json),
         Command::Doctor { python } => doctor(python).await,
         Command::Plan(args) => plan(args).await,
@@ -382,6 +401,26 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
     }
     tier_failures(&outcome)
+}
+
+fn merge_reports(args: ReportArgs) -> ExitCode {
+    let manifest = match gradient_driver::merge::merge(&args.merge, &args.out) {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).unwrap_or_default()
+        );
+    } else {
+        print!("{}", report::table(&manifest));
+        println!("wrote {}", args.out.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn tiers(json: bool) -> ExitCode {

@@ -14,6 +14,7 @@ pub mod compare;
 pub mod comparison;
 pub mod doctor;
 pub mod manifest;
+pub mod merge;
 pub mod peers;
 pub mod plan;
 mod publish;

@@ -1,0 +1,190 @@
+//! `gradient report --merge DIR...`: join the output folders of runs made apart (one CI job
+//! per tier, see `gradient plan --format github-matrix`) into one folder with one manifest,
+//! one `SHA256SUMS` and one set of reports.
+//!
+//! Every file a manifest lists is checked against its recorded digest before it is copied,
+//! so a damaged download is named rather than published.
+
+use crate::manifest::{Manifest, MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE};
+use crate::publish::{file_digest, write_atomically};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("no manifest in `{}`: {source}\n  hint: give the output folders of `gradient build` runs (each holds {MANIFEST_FILE})", dir.display())]
+    Missing {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is not a gradient manifest: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("`{}` has schema version {found}; this gradient reads version {SCHEMA_VERSION}\n  hint: merge manifests written by the same gradient version", path.display())]
+    Schema { path: PathBuf, found: u32 },
+    #[error("the manifests are of different projects: {first} in `{}`, {other} in `{}`", first_dir.display(), other_dir.display())]
+    OtherProject {
+        first: String,
+        first_dir: PathBuf,
+        other: String,
+        other_dir: PathBuf,
+    },
+    #[error("`{file}` differs between `{}` and `{}`\n  hint: merge the folders of one release build, or rebuild the tier", first_dir.display(), other_dir.display())]
+    Conflict {
+        file: String,
+        first_dir: PathBuf,
+        other_dir: PathBuf,
+    },
+    #[error("`{}` does not match its manifest ({reason})\n  hint: download it again, or rebuild that tier", path.display())]
+    Damaged { path: PathBuf, reason: String },
+    #[error("failed to {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Read the manifests in `dirs`, check every file they list, copy the files into `out` and
+/// write the joined manifest, `SHA256SUMS` and reports there.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
+    let mut merged: Option<(Manifest, PathBuf)> = None;
+    // Each file once: (name, sha256, the folder it comes from).
+    let mut files: Vec<(String, String, PathBuf)> = Vec::new();
+    for dir in dirs {
+        let manifest = read(dir)?;
+        let listed = manifest
+            .artifacts
+            .iter()
+            .map(|a| (a.file.clone(), a.sha256.clone()))
+            .chain(
+                manifest
+                    .artifacts
+                    .iter()
+                    .filter_map(|a| a.sbom.as_ref().map(|s| (s.file.clone(), s.sha256.clone()))),
+            )
+            .chain(
+                manifest
+                    .inputs
+                    .iter()
+                    .map(|i| (i.file.clone(), i.sha256.clone())),
+            );
+        for (file, sha256) in listed {
+            match files.iter().find(|(name, _, _)| *name == file) {
+                Some((_, known, first_dir)) if *known != sha256 => {
+                    return Err(MergeError::Conflict {
+                        file,
+                        first_dir: first_dir.clone(),
+                        other_dir: dir.clone(),
+                    })
+                }
+                Some(_) => {}
+                None => files.push((file, sha256, dir.clone())),
+            }
+        }
+        merged = Some(match merged {
+            None => (manifest, dir.clone()),
+            Some((mut first, first_dir)) => {
+                if first.project != manifest.project {
+                    return Err(MergeError::OtherProject {
+                        first: format!("{} {}", first.project.name, first.project.version),
+                        first_dir,
+                        other: format!("{} {}", manifest.project.name, manifest.project.version),
+                        other_dir: dir.clone(),
+                    });
+                }
+                join(&mut first, manifest);
+                (first, first_dir)
+            }
+        });
+    }
+    let (manifest, _) = merged.expect("clap asks for at least one folder");
+
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MergeError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    for (file, sha256, dir) in &files {
+        let from = dir.join(file);
+        let digest = file_digest(&from).map_err(|e| MergeError::Damaged {
+            path: from.clone(),
+            reason: e.to_string(),
+        })?;
+        if digest != *sha256 {
+            return Err(MergeError::Damaged {
+                path: from,
+                reason: format!("sha256 {digest}, recorded {sha256}"),
+            });
+        }
+        let to = out.join(file);
+        if !same_place(&from, &to) {
+            crate::publish::publish_file(&from, out).map_err(io("copy", &from))?;
+        }
+    }
+    let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+    let path = out.join(MANIFEST_FILE);
+    write_atomically(&path, &json).map_err(io("write", &path))?;
+    let path = out.join(SUMS_FILE);
+    write_atomically(&path, manifest.sha256sums().as_bytes()).map_err(io("write", &path))?;
+    crate::comparison::write_reports(out, &manifest).map_err(io("write reports into", out))?;
+    Ok(manifest)
+}
+
+fn read(dir: &Path) -> Result<Manifest, MergeError> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| MergeError::Missing {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| MergeError::Unreadable {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    let found = value["schema_version"].as_u64().unwrap_or(0) as u32;
+    if found != SCHEMA_VERSION {
+        return Err(MergeError::Schema { path, found });
+    }
+    serde_json::from_value(value).map_err(|e| MergeError::Unreadable {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Add `other`'s artifacts, inputs and skipped tiers to `into`. A tier built in one folder
+/// and skipped in another counts as built.
+fn join(into: &mut Manifest, other: Manifest) {
+    for artifact in other.artifacts {
+        if !into
+            .artifacts
+            .iter()
+            .any(|a| a.tier == artifact.tier && a.file == artifact.file)
+        {
+            into.artifacts.push(artifact);
+        }
+    }
+    for input in other.inputs {
+        if !into.inputs.iter().any(|i| i.file == input.file) {
+            into.inputs.push(input);
+        }
+    }
+    into.skipped.extend(other.skipped);
+    into.artifacts
+        .sort_by(|a, b| a.tier.cmp(&b.tier).then(a.file.cmp(&b.file)));
+    let built: Vec<_> = into.artifacts.iter().map(|a| a.tier).collect();
+    into.skipped.retain(|s| !built.contains(&s.tier));
+    into.skipped.sort_by_key(|s| s.tier);
+    into.skipped.dedup_by_key(|s| s.tier);
+}
+
+fn same_place(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
