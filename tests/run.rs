@@ -183,4 +183,46 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
         frozen.contains("runtime") && frozen.contains("not cached"),
         "{text}"
     );
+
+    // The shared inputs too: nothing is cached in a fresh cache; after a build, the wheel
+    // and the installed wheelhouse are, and the runtime (not built) still is not.
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let plan = || {
+        let output = run(gradient()
+            .args(["plan", "--to", "zipapp,frozen", "--format", "json", "--out"])
+            .arg(out.path())
+            .arg(fixture("sampleapp"))
+            .env("GRADIENT_CACHE_DIR", cache.path()));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tier"].as_str().unwrap().to_string(),
+                    t["cached_inputs"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (_, cached) in plan() {
+        assert_eq!(cached, serde_json::json!([]));
+    }
+    let built = run(gradient()
+        .args(["build", "--no-smoke", "--to", "zipapp", "--out"])
+        .arg(out.path())
+        .arg(fixture("sampleapp"))
+        .env("GRADIENT_CACHE_DIR", cache.path()));
+    assert!(built.status.success(), "{}", stderr(&built));
+    let after = plan();
+    assert_eq!(after[0].0, "zipapp");
+    assert_eq!(after[0].1, serde_json::json!(["wheelhouse", "wheel"]));
+    assert_eq!(after[1].0, "frozen");
+    assert_eq!(
+        after[1].1,
+        serde_json::json!(["wheelhouse", "wheel"]),
+        "no runtime yet"
+    );
 }

@@ -501,7 +501,14 @@ async fn plan(args: PlanArgs) -> ExitCode {
                 "LAST BUILD".to_string(),
             ]];
             for planned in &plan {
-                let inputs: Vec<&str> = planned.inputs.iter().map(|i| i.name()).collect();
+                let inputs: Vec<String> = planned
+                    .inputs
+                    .iter()
+                    .map(|i| match planned.cached_inputs.contains(i) {
+                        true => format!("{} (cached)", i.name()),
+                        false => i.name().to_string(),
+                    })
+                    .collect();
                 rows.push([
                     planned.tier.to_string(),
                     match &planned.unavailable {

@@ -15,6 +15,10 @@ pub struct PlannedTier {
     /// `None` when this host can build it; else why not.
     pub unavailable: Option<String>,
     pub inputs: Vec<Input>,
+    /// Those of `inputs` the cache already holds for this project and interpreter: a build
+    /// reuses them. The wheelhouse counts as cached when the dependencies of the output
+    /// folder's lock file are installed (a changed requirement makes a new lock).
+    pub cached_inputs: Vec<Input>,
     /// The file the output folder's last build of this tier wrote, when the tier cache still
     /// holds it (a rebuild with unchanged inputs reuses it).
     pub last_build_cached: Option<String>,
@@ -36,7 +40,23 @@ pub async fn plan(
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let cache = gradient_python::cache_root();
-    let backends = crate::registry::backends(&gradient_python::Installer::detect());
+    let installer = gradient_python::Installer::detect();
+    let backends = crate::registry::backends(&installer);
+    let needed: Vec<Input> = backends
+        .iter()
+        .filter(|b| tiers.contains(&b.tier()))
+        .flat_map(|b| b.inputs().iter().copied())
+        .collect();
+    let cached_inputs = cached_inputs(
+        &project,
+        python,
+        &out_dir,
+        &needed,
+        last.as_ref(),
+        &installer,
+        &cache,
+    )
+    .await;
     let mut planned = Vec::new();
     for tier in Tier::ALL.into_iter().filter(|t| tiers.contains(t)) {
         let Some(backend) = backends.iter().find(|b| b.tier() == tier) else {
@@ -61,10 +81,94 @@ pub async fn plan(
             tier,
             unavailable,
             inputs: backend.inputs().to_vec(),
+            cached_inputs: backend
+                .inputs()
+                .iter()
+                .filter(|i| cached_inputs.contains(i))
+                .copied()
+                .collect(),
             last_build_cached,
         });
     }
     Ok(planned)
+}
+
+/// Which of the `needed` shared inputs the cache holds, as the build would look them up;
+/// none when no interpreter is found.
+async fn cached_inputs(
+    project: &gradient_core::Project,
+    python: Option<&str>,
+    out_dir: &Path,
+    needed: &[Input],
+    last: Option<&Manifest>,
+    installer: &gradient_python::Installer,
+    cache: &Path,
+) -> Vec<Input> {
+    let request = python
+        .or(project.config.python.as_deref())
+        .map(gradient_python::PythonRequest::parse)
+        .unwrap_or(gradient_python::PythonRequest::Default);
+    let Ok(python) = gradient_python::find_interpreter(&request, cache).await else {
+        return Vec::new();
+    };
+    let Ok(source_date) = crate::resolve_source_date(&project.root).await else {
+        return Vec::new();
+    };
+    let mut cached = Vec::new();
+    let want_sdist = needed.contains(&Input::Sdist);
+    let want_wheel = needed.contains(&Input::Wheel) || needed.contains(&Input::Wheelhouse);
+    if want_sdist || want_wheel {
+        let work = std::env::temp_dir();
+        let request = gradient_wheel::BuildRequest {
+            project,
+            python: &python,
+            installer,
+            cache_root: cache,
+            work_dir: &work,
+            source_date,
+            route: gradient_wheel::WheelRoute::ViaSdist,
+            want_sdist,
+            want_wheel,
+            use_cache: true,
+            out_dir: Some(out_dir),
+        };
+        if gradient_wheel::distributions_cached(&request).await {
+            cached.extend([Input::Sdist, Input::Wheel]);
+        }
+    }
+    if needed.contains(&Input::Wheelhouse) {
+        let name = last
+            .map(|m| m.project.clone())
+            .map(|p| (p.name, p.version))
+            .unwrap_or_else(|| {
+                (
+                    project.display_name(),
+                    project.version.clone().unwrap_or_default(),
+                )
+            });
+        let lock = out_dir.join(format!(
+            "{}-{}.lock.txt",
+            gradient_core::normalize_name(&name.0),
+            name.1
+        ));
+        if std::fs::read_to_string(lock)
+            .is_ok_and(|lock| gradient_python::wheelhouse::site_cached(&lock, &python, cache))
+        {
+            cached.push(Input::Wheelhouse);
+        }
+    }
+    if needed.contains(&Input::Runtime) && project.config.runtime.archive.is_none() {
+        let exclude = project.config.runtime.exclude.clone().unwrap_or_else(|| {
+            gradient_python::runtime::EXCLUDED_STDLIB
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        if gradient_python::runtime::runtime_cached(&python, &exclude, cache) {
+            cached.push(Input::Runtime);
+        }
+    }
+    cached
 }
 
 /// A GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`): one job per tier

@@ -131,25 +131,7 @@ pub async fn build_runtime(
     strict: bool,
     cache_root: &Path,
 ) -> Result<Runtime, RuntimeError> {
-    let mut hasher = Sha256::new();
-    for part in [
-        FORMAT,
-        &python.executable.to_string_lossy(),
-        &python.full_version(),
-    ] {
-        hasher.update(part);
-        hasher.update([0]);
-    }
-    let mut sorted: Vec<&String> = exclude.iter().collect();
-    sorted.sort();
-    for name in sorted {
-        hasher.update(name);
-        hasher.update([1]);
-    }
-    if let Ok(meta) = std::fs::metadata(&python.executable) {
-        hasher.update(format!("{:?}{}", meta.modified().ok(), meta.len()));
-    }
-    let key = &hex::encode(hasher.finalize())[..20];
+    let key = &runtime_key(python, exclude);
     let parent = cache_root.join("runtimes");
     let dir = parent.join(key);
     if let Some(mut runtime) = std::fs::read(dir.join(MARKER))
@@ -188,6 +170,43 @@ pub async fn build_runtime(
     settle(staging.keep(), &dir, MARKER)?;
     runtime.dir = dir.join("bundle");
     Ok(runtime)
+}
+
+/// The cache key of the bundle of `python` without `exclude`: its format, the interpreter
+/// (path, version, size and time) and the excluded names.
+fn runtime_key(python: &InterpreterFacts, exclude: &[String]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        FORMAT,
+        &python.executable.to_string_lossy(),
+        &python.full_version(),
+    ] {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    let mut sorted: Vec<&String> = exclude.iter().collect();
+    sorted.sort();
+    for name in sorted {
+        hasher.update(name);
+        hasher.update([1]);
+    }
+    if let Ok(meta) = std::fs::metadata(&python.executable) {
+        hasher.update(format!("{:?}{}", meta.modified().ok(), meta.len()));
+    }
+    hex::encode(hasher.finalize())[..20].to_string()
+}
+
+/// Whether a complete bundle of `python` without `exclude` is in the cache (for `plan`).
+pub fn runtime_cached(python: &InterpreterFacts, exclude: &[String], cache_root: &Path) -> bool {
+    std::fs::read(
+        cache_root
+            .join("runtimes")
+            .join(runtime_key(python, exclude))
+            .join(MARKER),
+    )
+    .ok()
+    .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
+    .is_some_and(|runtime| runtime.missing.is_empty())
 }
 
 /// Unpack a user-named relocatable CPython archive (`.tar.gz`, holding `bin/pythonX.Y`

@@ -134,11 +134,7 @@ pub async fn build_wheelhouse(
     let packages = locked_packages(&lock);
 
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
-    let mut key = Sha256::new();
-    key.update(&lock_sha256);
-    key.update(request.python.executable.as_os_str().as_encoded_bytes());
-    key.update(request.python.full_version());
-    let key = &hex::encode(key.finalize())[..20];
+    let key = &site_key(&lock_sha256, request.python);
     let parent = request.cache_root.join("wheelhouses");
     let dir = parent.join(key);
     let site = dir.join("site");
@@ -183,6 +179,27 @@ pub async fn build_wheelhouse(
         lock_reused,
         site_reused: false,
     })
+}
+
+/// The cache key of the installed tree of a lock (by its digest) for `python`.
+fn site_key(lock_sha256: &str, python: &InterpreterFacts) -> String {
+    let mut key = Sha256::new();
+    key.update(lock_sha256);
+    key.update(python.executable.as_os_str().as_encoded_bytes());
+    key.update(python.full_version());
+    hex::encode(key.finalize())[..20].to_string()
+}
+
+/// Whether the dependencies of `lock` are installed in the cache for `python` (for `plan`).
+pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> bool {
+    let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
+    let dir = cache_root
+        .join("wheelhouses")
+        .join(site_key(&lock_sha256, python));
+    std::fs::read(dir.join(MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+        .is_some_and(|m| m.lock_sha256 == lock_sha256)
 }
 
 /// Resolve the app's dependencies for the target interpreter into lock text.

@@ -58,6 +58,15 @@ pub struct Distributions {
     pub sdist_matches_source: Option<Result<(), String>>,
 }
 
+/// Whether the cache holds an identical earlier build of `request` (for `plan`: its files
+/// are not read).
+pub async fn distributions_cached(request: &BuildRequest<'_>) -> bool {
+    match cache::key(request, request.out_dir).await {
+        Some(key) => cache::holds(request.cache_root, &key),
+        None => false,
+    }
+}
+
 /// Build what `request` asks for, or reuse the cached files of an identical earlier build.
 pub async fn build_distributions(request: BuildRequest<'_>) -> Result<Distributions, WheelError> {
     let started = Instant::now();

@@ -140,6 +140,11 @@ pub(crate) enum Lookup {
     Corrupt(String),
 }
 
+/// Whether an entry for `key` exists (its files not checked).
+pub(crate) fn holds(cache_root: &Path, key: &str) -> bool {
+    cache_root.join("dists").join(key).join(RECORD).is_file()
+}
+
 pub(crate) fn lookup(cache_root: &Path, key: &str, dest: &Path) -> Lookup {
     let dir = cache_root.join("dists").join(key);
     let Ok(bytes) = std::fs::read(dir.join(RECORD)) else {

@@ -15,7 +15,9 @@ pub mod metadata;
 mod scripts;
 mod tiers;
 
-pub use build::{build_distributions, BuildRequest, Distributions, WheelRoute};
+pub use build::{
+    build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
+};
 pub use scripts::console_script;
 pub use tiers::{SdistTier, WheelTier};
 
