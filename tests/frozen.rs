@@ -395,3 +395,51 @@ fn a_named_runtime_archive_is_bundled_and_its_problems_are_named() {
         "holds a CPython for linux aarch64",
     );
 }
+
+#[test]
+fn a_named_tier_this_host_cannot_build_is_listed_with_its_reason_and_fails_the_run() {
+    // Debian's interpreter links its libraries without a RUNPATH: it cannot be bundled.
+    let debian = std::path::Path::new("/usr/bin/python3.11");
+    if !debian.exists() {
+        eprintln!("skipping: no Debian python3.11 on this machine");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &[
+            "--to",
+            "wheel,frozen",
+            "--no-smoke",
+            "--python",
+            "/usr/bin/python3.11",
+        ],
+    );
+    // Not a crash: the other tier is built, the table lists frozen as skipped with the
+    // reason, and the run fails because frozen was asked for by name.
+    fails_with(
+        &output,
+        1,
+        &[
+            "frozen failed: cannot be built on this host",
+            "no RUNPATH",
+            "hint:",
+        ],
+    );
+    let table = stdout(&output);
+    let row = table.lines().find(|l| l.starts_with("frozen")).unwrap();
+    assert!(
+        row.contains("skipped") && row.contains("no RUNPATH"),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("wheel ")), "{table}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["skipped"][0]["tier"], "frozen");
+    assert!(manifest["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("RUNPATH"));
+}

@@ -251,10 +251,12 @@ pub async fn build(
             error,
         });
     }
+    // `--all` asks for what this host can build; a tier named with `--to` that it cannot
+    // build fails the run, with its reason.
     for skip in &skipped {
         outcomes.push(TierOutcome {
             tier: skip.tier,
-            error: None,
+            error: (!options.all).then(|| format!("cannot be built on this host: {}", skip.reason)),
         });
     }
 
