@@ -1,6 +1,7 @@
 //! `gradient tiers`, `gradient doctor` and `--help`.
 
 use crate::util::*;
+use std::process::Command;
 
 #[test]
 fn tiers_lists_the_whole_gradient_in_order_with_what_targets_need() {
@@ -169,5 +170,40 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
     assert!(
         markdown.contains("| gradient | zipapp | sampleapp-1.2.3.pyz |"),
         "{markdown}"
+    );
+}
+
+#[test]
+fn progress_is_drawn_live_on_a_terminal_and_as_plain_lines_elsewhere() {
+    if !require("script") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} build --to wheel --no-smoke --rebuild --out {} {}",
+        env!("CARGO_BIN_EXE_gradient"),
+        out.path().display(),
+        fixture("sampleapp").display()
+    );
+    // `script` gives the run a terminal: live lines, redrawn with escape sequences.
+    let terminal = run(Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("CI"));
+    assert!(terminal.status.success(), "{}", stdout(&terminal));
+    let text = stdout(&terminal);
+    assert!(text.contains("\u{1b}[2K"), "lines are redrawn: {text:?}");
+    assert!(
+        text.contains("wheel: wrote sampleapp-1.2.3-py3-none-any.whl"),
+        "{text}"
+    );
+    assert!(text.contains("TIER "), "the table follows: {text}");
+    // Through a pipe: plain lines, no escape sequence.
+    let piped = run(Command::new("sh").args(["-c", &command]));
+    assert!(piped.status.success());
+    let log = stderr(&piped);
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(
+        log.contains("  wheel: wrote sampleapp-1.2.3-py3-none-any.whl ("),
+        "{log}"
     );
 }

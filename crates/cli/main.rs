@@ -8,10 +8,12 @@
 use clap::{Args, Parser, Subcommand};
 use gradient_core::Tier;
 use gradient_driver::doctor::TierStatus;
-use gradient_driver::{error_chain, report, BuildOptions, DriverError, Reporter};
+use gradient_driver::{error_chain, report, BuildOptions, DriverError};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod progress;
 
 /// Build one Python application into every tier of the packaging gradient, smoke-test each
 /// artifact the way its target would run it, and compare them.
@@ -218,27 +220,6 @@ fn parse_tier(text: &str) -> Result<Tier, String> {
     Tier::parse(text).map_err(|e| e.to_string())
 }
 
-/// Progress on stderr, one plain line per event.
-struct StderrReporter {
-    quiet: bool,
-}
-
-impl Reporter for StderrReporter {
-    fn step(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("{message} ...");
-        }
-    }
-    fn done(&self, message: &str, seconds: f64) {
-        if !self.quiet {
-            eprintln!("  {message} ({seconds:.2}s)");
-        }
-    }
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
@@ -359,8 +340,10 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
         cold: args.cold,
         docker_base: args.peer_base,
     };
-    let reporter = StderrReporter { quiet };
-    let outcome = match gradient_driver::compare::compare(options, &reporter).await {
+    let reporter = progress::stderr_reporter(quiet);
+    let outcome = gradient_driver::compare::compare(options, reporter.as_ref()).await;
+    drop(reporter); // the progress lines are cleared before the result is printed
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) => return driver_failure(err),
     };
@@ -384,8 +367,10 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
 
 async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
     let options = build_options(&args, false);
-    let reporter = StderrReporter { quiet };
-    let outcome = match gradient_driver::build(options, &reporter).await {
+    let reporter = progress::stderr_reporter(quiet);
+    let outcome = gradient_driver::build(options, reporter.as_ref()).await;
+    drop(reporter); // the progress lines are cleared before the result is printed
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(err) => return driver_failure(err),
     };

@@ -1,0 +1,107 @@
+//! Progress on standard error: one live line per tier on a terminal (indicatif), plain lines
+//! otherwise (CI logs, pipes), nothing but warnings with `--quiet`.
+
+use gradient_core::Tier;
+use gradient_driver::Reporter;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The reporter for this process's standard error.
+pub fn stderr_reporter(quiet: bool) -> Box<dyn Reporter> {
+    use std::io::IsTerminal;
+    if !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines { quiet })
+    }
+}
+
+/// One plain line per event.
+struct Lines {
+    quiet: bool,
+}
+
+impl Reporter for Lines {
+    fn step(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message} ...");
+        }
+    }
+    fn done(&self, message: &str, seconds: f64) {
+        if !self.quiet {
+            eprintln!("  {message} ({seconds:.2}s)");
+        }
+    }
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// A spinner per tier (and one for the shared inputs) showing what it does now; finished
+/// steps and warnings scroll above them.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The line for `message` (its tier's for `zipapp: wrote …`, else the shared one) and
+    /// the message without the tier's name, which the line shows already.
+    fn bar<'m>(&self, message: &'m str) -> (ProgressBar, &'m str) {
+        let (key, text) = match message.split_once(": ") {
+            Some((head, rest)) if Tier::parse(head).is_ok() => (head, rest),
+            _ => ("gradient", message),
+        };
+        let key = key.to_string();
+        let mut bars = self.bars.lock().expect("not poisoned");
+        let bar = bars
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:>8.bold} {wide_msg} {elapsed:>4}",
+                    )
+                    .expect("the template is valid"),
+                );
+                bar.set_prefix(key);
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            })
+            .clone();
+        (bar, text)
+    }
+}
+
+impl Reporter for Bars {
+    fn step(&self, message: &str) {
+        let (bar, text) = self.bar(message);
+        bar.set_message(format!("{text} ..."));
+    }
+    fn done(&self, message: &str, seconds: f64) {
+        let _ = self.multi.println(format!("  {message} ({seconds:.2}s)"));
+        let (bar, text) = self.bar(message);
+        bar.set_message(text.to_string());
+    }
+    fn warn(&self, message: &str) {
+        let _ = self.multi.println(format!("warning: {message}"));
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for bar in self.bars.lock().expect("not poisoned").values() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
