@@ -186,6 +186,23 @@ echo "== the whole gradient: a rebuild with nothing changed" >&2
 hyperfine --style basic -N --warmup 2 --runs $((runs * 2)) --export-json "$results/all-noop.json" \
   -n "gradient build --all (nothing changed)" "$gradient build -q --all $project --out $work/all"
 
+echo "== the whole gradient, cold, against every reference tool: gradient compare --peers" >&2
+# The peers' tools in a venv of their own, first on PATH; the docker peer starts from the
+# same Debian python base as the container rows, built by the client that has BuildKit.
+peers="$work/peers"
+uv venv --quiet --python python3 "$peers"
+uv pip install --quiet --python "$peers/bin/python" shiv pex pyinstaller
+mkdir -p "$work/peer-bin"
+[ -x /usr/bin/docker ] && ln -sf /usr/bin/docker "$work/peer-bin/docker"
+peer_base=()
+"$docker_cli" image inspect gradient-bench-debian-python:12 >/dev/null 2>&1 && peer_base=(--peer-base gradient-bench-debian-python:12)
+for run in $(seq 1 "$cold_runs"); do
+  # gradient on an empty cache of its own (--cold); uv's and pip's download caches warm.
+  PATH="$work/peer-bin:$peers/bin:$PATH" /usr/bin/time -f "%M" -o "$results/compare-rss-$run.txt" \
+    "$gradient" compare -q --peers --cold --no-smoke "${peer_base[@]}" --json "$project" --out "$work/cmp" \
+    > "$results/compare-$run.json"
+done
+
 python3 - "$pyz" "$work/shiv.pyz" "$frozen" "$pyinstaller_exe" > "$results/sizes.json" <<'PY'
 import json, os, sys
 names = ["gradient .pyz", "shiv .pyz", "gradient frozen", "pyinstaller onefile"]

@@ -75,6 +75,31 @@ def main(results_dir):
                      str(len(result['times']))] + ratios
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    compares = sorted(results_dir.glob("compare-[0-9]*.json"))
+    if compares:
+        runs = [json.loads(p.read_text()) for p in compares]
+        rss = [int(p.read_text().split()[-1]) * 1024 for p in sorted(results_dir.glob("compare-rss-*.txt"))]
+        median = lambda xs: sorted(xs)[len(xs) // 2]
+        ours = median([r["gradient"]["seconds"] for r in runs])
+        theirs = median([r["peers_seconds"] for r in runs])
+        out += ["## The whole gradient, cold, against the reference tools (`gradient compare --peers --cold --no-smoke`)", "",
+                f"Medians of {len(runs)} runs. gradient builds all {len(runs[0]['gradient']['tiers'])} tiers in one run on an empty",
+                "cache of its own (uv's and pip's download caches warm); each reference tool then builds the same",
+                "project from its source, one after another.", "",
+                "| tool | tiers | median | runs |", "|---|---|---|---|",
+                f"| gradient ({', '.join(runs[0]['gradient']['tiers'])}) | all | {ours:.2f} s | {len(runs)} |"]
+        for index, peer in enumerate(runs[0]["peers"]):
+            times = [r["peers"][index]["seconds"] for r in runs if r["peers"][index]["status"] == "built"]
+            cell = f"{median(times):.2f} s" if times else f"not run: {(peer['reason'] or '').splitlines()[0]}"
+            version_text = f" {peer['version']}" if peer.get("version") else ""
+            out.append(f"| {peer['name']}{version_text} | {', '.join(peer['tiers'])} | {cell} | {len(times)} |")
+        out += ["", f"- the reference tools' times added up: {theirs:.2f} s (median of the per-run sums)",
+                f"- **gradient: {ours / theirs:.2f}× their sum**",
+                f"- gradient's peak memory: {median([r['gradient']['peak_memory_bytes'] for r in runs]) / 2**20:.0f} MiB"
+                " (the process's own high-water mark)"
+                + (f"; {median(rss) / 2**20:.0f} MiB for the largest process of its tree (`/usr/bin/time`, including the"
+                   " peers it ran)" if rss else ""),
+                ""]
     sizes = results_dir / "sizes.json"
     if sizes.exists():
         data = json.loads(sizes.read_text())
