@@ -62,7 +62,8 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
         .arg("SHA256SUMS")
         .current_dir(&first));
     assert!(sums.status.success());
-    assert_eq!(stdout(&sums).matches(": OK").count(), 2);
+    // The sdist and the wheel, and the SBOM of each.
+    assert_eq!(stdout(&sums).matches(": OK").count(), 4);
 
     // Real pip installs the wheel into a fresh environment and the console script runs.
     let venv = dir.path().join("venv");
@@ -122,7 +123,8 @@ fn the_wheel_is_identical_built_directly_or_via_the_sdist() {
             "report.html",
             "report.json",
             "report.md",
-            "sampleapp-1.2.3-py3-none-any.whl"
+            "sampleapp-1.2.3-py3-none-any.whl",
+            "sampleapp-1.2.3-py3-none-any.whl.cdx.json"
         ]
     );
 }
