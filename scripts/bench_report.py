@@ -149,6 +149,10 @@ def main(results_dir):
             "  part and writes the .deb (gzip); `--rebuild` also rebuilds the wheel through the backend. The reference makes a",
             "  venv under /opt with `uv pip install` from the same wheels (offline), writes a minimal control file and",
             "  runs `dpkg-deb --build` (xz by default): a package that needs the host's python3 and draws lintian errors.",
+            "- `gradient compare --peers --cold --no-smoke` runs `gradient build --all --no-smoke` on an empty gradient",
+            "  cache (uv's and pip's download caches warm: every tool downloads nothing), timed whole, then each reference",
+            "  tool from the project's source, one after another (see docs/guide.md, Comparing with other tools). gradient",
+            "  builds all eight tiers, rpm included, which has no peer.",
             "- `gradient build --all` with nothing changed reuses every finished tier, with its smoke result, and checks",
             "  that the engine still has the image; it builds and runs nothing.",
             ""]
