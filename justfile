@@ -13,6 +13,12 @@ test:
 bench:
     bash scripts/bench.sh
 
+# Build well-known PyPI applications from their sdists into every tier; writes
+# docs/realworld.md (needs the network to PyPI; sdists are cached between runs).
+test-realworld:
+    cargo build --release
+    python3 tests/realworld/run.py
+
 # Build the sample project into every available tier and print the comparison.
 demo:
     cargo run --release -- build --all fixtures/sampleapp

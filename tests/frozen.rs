@@ -443,3 +443,41 @@ fn a_named_tier_this_host_cannot_build_is_listed_with_its_reason_and_fails_the_r
         .unwrap()
         .contains("RUNPATH"));
 }
+
+#[test]
+fn the_pyinstaller_engine_builds_the_same_app_for_comparison() {
+    let project = sample_with("\n[tool.gradient.frozen]\nengine = \"pyinstaller\"\n");
+    let out = tempfile::tempdir().unwrap();
+    let output = build(project.path(), out.path(), &["--to", "frozen"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let exe = only_file(out.path(), "-linux-x86_64");
+    // PyInstaller's executable: its archive cookie, not gradient's trailer.
+    let bytes = std::fs::read(&exe).unwrap();
+    assert!(
+        bytes.windows(8).any(|w| w == b"MEI\x0c\x0b\x0a\x0b\x0e"),
+        "a PyInstaller archive"
+    );
+    assert!(
+        !bytes.windows(8).any(|w| w == b"GRADFRZ1"),
+        "no gradient trailer"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
+            .unwrap();
+    let smoke = &manifest["artifacts"][0]["smoke"];
+    assert_eq!(smoke["passed"], true, "{smoke}");
+    let commands: Vec<&str> = smoke["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert!(
+        commands.contains(&"2 concurrent runs of sampleapp greet X"),
+        "{commands:?}"
+    );
+    // It runs with every host Python hidden, and says what the app says.
+    let home = tempfile::tempdir().unwrap();
+    let greet = run(&mut without_python(&exe, &["greet", "X"], home.path()));
+    assert_eq!(stdout(&greet), "Hello, X!\n");
+}

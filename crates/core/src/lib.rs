@@ -34,8 +34,8 @@ pub use ospackage::{
     PackageConfig, PackageFormat, PackageVersion, ServiceConfig,
 };
 pub use project::{
-    normalize_name, BuildSystem, Config, Project, ProjectError, SmokeConfig, ZipappConfig,
-    PYPROJECT,
+    normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project, ProjectError,
+    SmokeConfig, ZipappConfig, PYPROJECT,
 };
 pub use specifier::python_satisfies;
 pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -74,6 +74,9 @@ pub struct Config {
     /// `[tool.gradient.zipapp]`.
     #[serde(default)]
     pub zipapp: ZipappConfig,
+    /// `[tool.gradient.frozen]`.
+    #[serde(default)]
+    pub frozen: FrozenConfig,
     /// `runtime = "cpython-….tar.gz"`, or the `[tool.gradient.runtime]` table.
     #[serde(default, deserialize_with = "runtime_setting")]
     pub runtime: RuntimeConfig,
@@ -130,6 +133,26 @@ pub struct ZipappConfig {
     /// that open their own files by path and so cannot run from inside an archive).
     #[serde(default)]
     pub extract: Vec<String>,
+}
+
+/// `[tool.gradient.frozen]`: settings of the single executable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrozenConfig {
+    /// What writes the executable.
+    #[serde(default)]
+    pub engine: FrozenEngine,
+}
+
+/// The frozen tier's engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrozenEngine {
+    /// gradient's own: the launcher, the runtime bundle and the app, extracted once.
+    #[default]
+    Gradient,
+    /// The real PyInstaller `--onefile`, on the same wheelhouse (it unpacks on every run).
+    Pyinstaller,
 }
 
 /// `[tool.gradient.smoke]`: a command to run against every artifact and what it must print.

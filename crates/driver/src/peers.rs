@@ -252,7 +252,10 @@ pub async fn run_peers(
         let mut version = Command::new("sh");
         version.args(["-c", spec.version]);
         env(&mut version);
-        run.version = shell_output(version).await.ok();
+        run.version = shell_output(version)
+            .await
+            .ok()
+            .and_then(|text| version_number(&text));
 
         reporter.step(&format!("peer {}", spec.name));
         let mut command = Command::new("sh");
@@ -361,6 +364,21 @@ async fn docker_base(target: &PeerProject<'_>) -> Result<String, String> {
     ))
 }
 
+/// The first word of a tool's `--version` output that looks like a version (`1.6.1` of
+/// `build 1.6.1 (/usr/lib/...)`).
+fn version_number(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .map(|word| word.trim_start_matches('v'))
+        .find(|word| {
+            word.contains('.')
+                && word.starts_with(|c: char| c.is_ascii_digit())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '+' || c == '-')
+        })
+        .map(str::to_string)
+}
+
 /// `pyinstaller --onefile` → `pyinstaller-onefile`: a folder name.
 fn slug(name: &str) -> String {
     name.split(|c: char| !c.is_ascii_alphanumeric())
@@ -444,5 +462,19 @@ mod tests {
         assert_eq!(names.len(), PEERS.len(), "names are unique");
         assert_eq!(slug("pyinstaller --onefile"), "pyinstaller-onefile");
         assert_eq!(slug("venv + dpkg-deb"), "venv-dpkg-deb");
+        for (text, version) in [
+            (
+                "build 1.6.1 (/usr/lib/python3/site-packages/build)",
+                "1.6.1",
+            ),
+            ("shiv, version 1.0.8", "1.0.8"),
+            (
+                "Debian 'dpkg-deb' package archive backend version 1.21.22 (amd64).",
+                "1.21.22",
+            ),
+            ("20.10.24+dfsg1", "20.10.24+dfsg1"),
+        ] {
+            assert_eq!(version_number(text).as_deref(), Some(version), "{text}");
+        }
     }
 }

@@ -19,7 +19,9 @@ pub fn backends(installer: &Installer) -> Vec<Arc<dyn Backend>> {
             installer: installer.clone(),
         }),
         // Target has a libc: one executable that carries its own CPython.
-        Arc::new(gradient_frozen::FrozenTier),
+        Arc::new(gradient_frozen::FrozenTier {
+            installer: installer.clone(),
+        }),
         // Target has a container engine: a reproducible image, as a tarball and loaded.
         Arc::new(gradient_oci::OciTier),
         Arc::new(gradient_oci::DockerTier),

@@ -11,6 +11,7 @@
 //! the app part. Both parts are tar streams in gzip members, read back to back.
 
 mod assemble;
+mod pyinstaller;
 mod tier;
 
 pub use assemble::{assemble, Frozen};
@@ -34,6 +35,8 @@ pub enum FrozenError {
     Archive(#[from] gradient_archive::ArchiveError),
     #[error(transparent)]
     Python(#[from] gradient_python::PythonError),
+    #[error("PyInstaller failed:\n{detail}")]
+    PyInstaller { detail: String },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,

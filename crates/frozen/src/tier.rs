@@ -1,13 +1,15 @@
 //! The frozen tier: build the executable, and smoke-test it where no Python exists.
 
+use crate::pyinstaller::build_with_pyinstaller;
 use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input, InterpreterFacts,
+    Project, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::smoke::{
-    concurrent_first_runs, measure_startup, run_check, smoke_commands, startup_command,
+    concurrent_first_runs, concurrent_runs, measure_startup, run_check, smoke_commands,
+    startup_command,
 };
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -17,7 +19,10 @@ use tokio::process::Command;
 /// /dev/null over their executables) and PATH has no Python, with an empty HOME: first the
 /// hiding itself is checked, then a first run, a warm run, and two concurrent first runs on
 /// an empty cache, which must leave one extraction.
-pub struct FrozenTier;
+pub struct FrozenTier {
+    /// For the PyInstaller engine's own environment.
+    pub installer: gradient_python::Installer,
+}
 
 #[async_trait]
 impl Backend for FrozenTier {
@@ -64,21 +69,39 @@ impl Backend for FrozenTier {
         let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;
         let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
         let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
-        let frozen = assemble(
-            &cx.project,
-            &cx.python,
-            wheel,
-            &wheelhouse.site,
-            runtime,
-            &cx.work_dir,
-            cx.source_date,
-        )
-        .await?;
+        let path = match cx.project.config.frozen.engine {
+            FrozenEngine::Gradient => {
+                assemble(
+                    &cx.project,
+                    &cx.python,
+                    wheel,
+                    &wheelhouse.site,
+                    runtime,
+                    &cx.work_dir,
+                    cx.source_date,
+                )
+                .await?
+                .path
+            }
+            FrozenEngine::Pyinstaller => {
+                build_with_pyinstaller(
+                    &cx.project,
+                    &cx.python,
+                    &self.installer,
+                    wheel,
+                    &wheelhouse.site,
+                    &cx.work_dir,
+                    cx.source_date,
+                    &cx.cache_dir,
+                )
+                .await?
+            }
+        };
         let mut needs = self.target_needs(&cx.project, &cx.python);
         needs.glibc = runtime.glibc.clone();
         Ok(vec![Artifact {
             tier: Tier::Frozen,
-            path: frozen.path,
+            path,
             needs,
         }])
     }
@@ -122,11 +145,23 @@ impl Backend for FrozenTier {
             checks.push(run_check(format!("{shown} (warm)"), warm, expect.as_deref()).await);
             if argv[0] == default {
                 let make = || hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent");
-                let extractions = cx.scratch.join("cache-concurrent/gradient/frozen");
-                let shown = format!("2 concurrent first runs of {shown}");
-                checks.push(
-                    concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await,
-                );
+                checks.push(match cx.project.config.frozen.engine {
+                    FrozenEngine::Gradient => {
+                        let extractions = cx.scratch.join("cache-concurrent/gradient/frozen");
+                        let shown = format!("2 concurrent first runs of {shown}");
+                        concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await
+                    }
+                    // PyInstaller unpacks into a temporary folder on every run and removes it:
+                    // there is no cache to share, only two runs that must both pass.
+                    FrozenEngine::Pyinstaller => {
+                        concurrent_runs(
+                            format!("2 concurrent runs of {shown}"),
+                            make,
+                            expect.as_deref(),
+                        )
+                        .await
+                    }
+                });
             }
         }
         Ok(SmokeReport { checks })

@@ -120,6 +120,30 @@ pub fn smoke_commands<'a>(
     }
 }
 
+/// Two runs at once: both must pass. Reported as one check.
+pub async fn concurrent_runs(
+    shown: String,
+    make: impl Fn() -> Command,
+    expect: Option<&str>,
+) -> SmokeCheck {
+    let started = Instant::now();
+    let (first, second) = tokio::join!(
+        run_check(String::new(), make(), expect),
+        run_check(String::new(), make(), expect)
+    );
+    let failed = [&first, &second].into_iter().find(|c| !c.passed);
+    SmokeCheck {
+        command: shown,
+        passed: failed.is_none(),
+        exit_code: None,
+        seconds: started.elapsed().as_secs_f64(),
+        detail: match failed {
+            Some(check) => check.detail.clone(),
+            None => "both passed".into(),
+        },
+    }
+}
+
 /// Two first runs at once on an empty cache: both must pass, and the cache folder
 /// `extractions` must then hold exactly one extraction (dot-named staging and lock files
 /// aside). `make` builds each run's command; the pair is reported as one check.

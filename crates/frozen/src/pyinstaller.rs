@@ -1,0 +1,187 @@
+//! The frozen tier's second engine, `[tool.gradient.frozen] engine = "pyinstaller"`: the real
+//! PyInstaller (`--onefile`), installed from PyPI into an environment of its own in the cache,
+//! run on the same wheelhouse and wheel as gradient's own engine, so that the two can be
+//! compared on the same project.
+
+use crate::FrozenError;
+use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
+use gradient_python::installer::Source;
+use gradient_python::Installer;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use tokio::process::Command;
+
+/// The PyInstaller release this engine installs: pinned, so builds stay reproducible.
+pub const PYINSTALLER: &str = "pyinstaller==6.22.3";
+
+/// Written last into a finished environment.
+const COMPLETE: &str = "gradient-complete";
+
+/// Build `NAME-VERSION-PLATFORM` in `work_dir` with PyInstaller.
+#[allow(clippy::too_many_arguments)]
+pub async fn build_with_pyinstaller(
+    project: &Project,
+    python: &InterpreterFacts,
+    installer: &Installer,
+    wheel: &Path,
+    dependencies: &Path,
+    work_dir: &Path,
+    source_date: SourceDate,
+    cache_root: &Path,
+) -> Result<PathBuf, FrozenError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FrozenError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let pyinstaller = pyinstaller_env(python, installer, cache_root).await?;
+
+    // The app and its dependencies in one folder PyInstaller searches.
+    let site = work_dir.join("site");
+    gradient_python::wheelhouse::copy_site(dependencies, &site)?;
+    gradient_zipapp::install_wheel_files(wheel, &site)?;
+    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+    let (scripts, default) = gradient_zipapp::scripts_and_default(project, wheel)?;
+    let target = scripts
+        .get(&default)
+        .cloned()
+        .unwrap_or_else(|| default.clone());
+    let (module, function) = target.split_once(':').unwrap_or((&target, "main"));
+    let entry = work_dir.join("entry.py");
+    std::fs::write(
+        &entry,
+        format!(
+            "import sys\nfrom {} import {}\nsys.exit({}())\n",
+            module.trim(),
+            function.trim(),
+            function.trim()
+        ),
+    )
+    .map_err(io("write", &entry))?;
+
+    let name = format!(
+        "{}-{}-{}",
+        normalize_name(&info.metadata.name),
+        info.metadata.version,
+        // The same name as gradient's own engine writes: linux_x86_64 → linux-x86_64.
+        python.platform_tag.replacen('_', "-", 1)
+    );
+    let mut command = Command::new(pyinstaller.join("bin/python"));
+    command
+        .args([
+            "-m",
+            "PyInstaller",
+            "--onefile",
+            "--noconfirm",
+            "--log-level",
+            "WARN",
+            "--name",
+            &name,
+        ])
+        .arg("--paths")
+        .arg(&site)
+        .arg("--distpath")
+        .arg(work_dir.join("dist"))
+        .arg("--workpath")
+        .arg(work_dir.join("build"))
+        .arg("--specpath")
+        .arg(work_dir);
+    // The app's own packages whole (data files included) and its metadata (for
+    // importlib.metadata); the dependencies are found by following imports.
+    for package in top_level_packages(&site, &info.metadata.name) {
+        command.args(["--collect-all", &package]);
+    }
+    command
+        .args(["--copy-metadata", &info.metadata.name])
+        .arg(&entry)
+        // PyInstaller's own process reads the app's metadata and collects its packages.
+        .env("PYTHONPATH", &site)
+        .env("PYTHONHASHSEED", "0")
+        .env("SOURCE_DATE_EPOCH", source_date.seconds.to_string())
+        .env("PYINSTALLER_CONFIG_DIR", work_dir.join("config"))
+        .current_dir(work_dir)
+        .stdin(std::process::Stdio::null());
+    let output = command.output().await.map_err(io("run", &pyinstaller))?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        return Err(FrozenError::PyInstaller {
+            detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(work_dir.join("dist").join(name))
+}
+
+/// An environment with PyInstaller for `python`, made once in the cache (staging folder,
+/// then a rename).
+async fn pyinstaller_env(
+    python: &InterpreterFacts,
+    installer: &Installer,
+    cache_root: &Path,
+) -> Result<PathBuf, FrozenError> {
+    let parent = cache_root.join("pyinstaller");
+    let key = format!(
+        "{}-{}",
+        PYINSTALLER.replace("==", "-"),
+        python.full_version()
+    );
+    let dir = parent.join(&key);
+    if dir.join(COMPLETE).is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&parent).map_err(|source| FrozenError::Io {
+        action: "create",
+        path: parent.clone(),
+        source,
+    })?;
+    let staging = parent.join(format!(".{key}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let venv_python = installer.create_venv(&python.executable, &staging).await?;
+    installer
+        .install(&venv_python, &[OsString::from(PYINSTALLER)], Source::Index)
+        .await?;
+    // Its console scripts name the staging folder: PyInstaller is run as
+    // `bin/python -m PyInstaller`, which works from wherever the folder is.
+    std::fs::write(staging.join(COMPLETE), PYINSTALLER).map_err(|source| FrozenError::Io {
+        action: "write",
+        path: staging.join(COMPLETE),
+        source,
+    })?;
+    if std::fs::rename(&staging, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staging); // another run made it first
+    }
+    Ok(dir)
+}
+
+/// The importable top-level packages the app's wheel put into `site`.
+fn top_level_packages(site: &Path, name: &str) -> Vec<String> {
+    let normalized = normalize_name(name).replace('-', "_");
+    let mut packages = Vec::new();
+    for entry in std::fs::read_dir(site).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(dist) = file.strip_suffix(".dist-info") else {
+            continue;
+        };
+        let dist_name = dist.split('-').next().unwrap_or("").to_lowercase();
+        if dist_name.replace('-', "_") != normalized {
+            continue;
+        }
+        let record = std::fs::read_to_string(entry.path().join("RECORD")).unwrap_or_default();
+        for line in record.lines() {
+            let path = line.split(',').next().unwrap_or("");
+            if let Some((top, _)) = path.split_once('/') {
+                if !top.ends_with(".dist-info")
+                    && !top.ends_with(".data")
+                    && !packages.iter().any(|p| p == top)
+                {
+                    packages.push(top.to_string());
+                }
+            }
+        }
+    }
+    packages.sort();
+    packages
+}
