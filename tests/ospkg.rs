@@ -422,7 +422,17 @@ fn names_versions_and_maintainers_that_cannot_be_used_say_what_to_set() {
         &[
             "the maintainer `Gradient Maintainers`, without an email address",
             "maintainer = \"Name <email>\" in [tool.gradient.deb]",
+            "deb failed: cannot be built for this project",
         ],
+    );
+    // Said before building, and listed as a skip with its reason: the table, the manifest.
+    assert!(stderr(&output).contains("skipping deb: a Debian package needs a maintainer"));
+    assert!(!stderr(&output).contains("deb: wrote"));
+    let table = stdout(&output);
+    let row = table.lines().find(|l| l.starts_with("deb")).unwrap();
+    assert!(
+        row.contains("skipped") && row.contains("maintainer"),
+        "{table}"
     );
 }
 

@@ -29,32 +29,34 @@ TIERS = ["sdist", "wheel", "zipapp", "frozen", "oci", "docker", "deb", "rpm"]
 
 
 def download(name, version, cache):
-    """The project's sdist, from the cache or PyPI, checked against PyPI's digest."""
-    meta_url = f"https://pypi.org/pypi/{name}/{version}/json"
-    cached = sorted(cache.glob(f"{name.replace('-', '_')}-{version}.tar.gz")) + sorted(
-        cache.glob(f"{name}-{version}.tar.gz"))
+    """The project's sdist, from the cache or PyPI (its simple API, as pip reads it), checked
+    against PyPI's digest."""
+    cache.mkdir(parents=True, exist_ok=True)
     digest_file = cache / f"{name}-{version}.sha256"
-    if cached and digest_file.exists():
-        path = cached[0]
-        if hashlib.sha256(path.read_bytes()).hexdigest() == digest_file.read_text().strip():
+    if digest_file.exists():
+        filename, digest = digest_file.read_text().split()
+        path = cache / filename
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             return path
-    with urllib.request.urlopen(meta_url, timeout=60) as response:
-        meta = json.load(response)
-    sdists = [u for u in meta["urls"] if u["packagetype"] == "sdist"]
+    index = f"https://pypi.org/simple/{name}/"
+    request = urllib.request.Request(index, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        files = json.load(response)["files"]
+    wanted = {f"{stem}-{version}.tar.gz" for stem in (name, name.replace("-", "_"), name.replace("_", "-"))}
+    sdists = [f for f in files if f["filename"].lower() in {w.lower() for w in wanted}]
     if not sdists:
         raise RuntimeError(f"{name} {version} has no sdist on PyPI")
     sdist = sdists[0]
-    with urllib.request.urlopen(urllib.parse.urljoin(meta_url, sdist["url"]), timeout=300) as response:
+    with urllib.request.urlopen(urllib.parse.urljoin(index, sdist["url"]), timeout=300) as response:
         data = response.read()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != sdist["digests"]["sha256"]:
-        raise RuntimeError(f"{sdist['filename']}: sha256 {digest}, PyPI says {sdist['digests']['sha256']}")
-    cache.mkdir(parents=True, exist_ok=True)
+    if digest != sdist["hashes"]["sha256"]:
+        raise RuntimeError(f"{sdist['filename']}: sha256 {digest}, PyPI says {sdist['hashes']['sha256']}")
     path = cache / sdist["filename"]
     partial = path.with_suffix(".partial")
     partial.write_bytes(data)
     partial.rename(path)
-    digest_file.write_text(digest + "\n")
+    digest_file.write_text(f"{sdist['filename']} {digest}\n")
     return path
 
 
@@ -174,6 +176,7 @@ def main():
             try:
                 sdist = download(name, version, cache)
             except Exception as error:  # the network, or PyPI's answer
+                print(f"   download failed: {error}", file=sys.stderr)
                 results[name] = ({t: ("FAIL", f"download: {error}") for t in TIERS}, 0.0, "")
                 continue
             source = unpack(sdist, work / name)

@@ -105,6 +105,22 @@ pub struct Unavailable {
     pub hint: Option<String>,
 }
 
+impl Unavailable {
+    /// From an error's text: its first lines the reason, a `hint: ...` line the hint.
+    pub fn from_message(message: &str) -> Unavailable {
+        match message.split_once("\n  hint: ") {
+            Some((reason, hint)) => Unavailable {
+                reason: reason.trim_end_matches(',').to_string(),
+                hint: Some(hint.to_string()),
+            },
+            None => Unavailable {
+                reason: message.to_string(),
+                hint: None,
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.reason)?;
@@ -220,6 +236,13 @@ pub trait Backend: Send + Sync {
     /// depends on something outside gradient's view, like an image in the engine).
     fn fingerprint(&self, _project: &Project) -> Option<String> {
         Some(String::new())
+    }
+
+    /// Whether this project can be built into the tier, now that the shared inputs exist
+    /// (the wheel's metadata is known): checked before [`Backend::build`], and a refusal is a
+    /// skip with its reason, like [`Backend::preflight`]'s.
+    fn check(&self, _cx: &BuildContext) -> Result<(), Unavailable> {
+        Ok(())
     }
 
     /// Write the tier's artifacts into `cx.work_dir`.

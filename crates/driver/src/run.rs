@@ -234,10 +234,31 @@ pub async fn build(
         }
     }
 
+    // `--all` asks for what this host can build; a tier named with `--to` that it cannot
+    // build fails the run, with its reason.
+    let mut outcomes: Vec<TierOutcome> = skipped
+        .iter()
+        .map(|skip| TierOutcome {
+            tier: skip.tier,
+            error: (!options.all).then(|| format!("cannot be built on this host: {}", skip.reason)),
+        })
+        .collect();
     let mut records = Vec::new();
-    let mut outcomes = Vec::new();
     for (backend, result) in backends.iter().zip(results) {
         let error = match &result {
+            // Refused for this project: a skip with its reason, which fails the run only
+            // when the tier was named with --to.
+            Some(Err(TierFailure {
+                refused: Some(refused),
+                error,
+                ..
+            })) => {
+                skipped.push(SkippedRecord {
+                    tier: backend.tier(),
+                    reason: refused.to_string(),
+                });
+                (!options.all).then(|| error.clone())
+            }
             Some(result) => tier_error(result),
             None => Some("stopped: another tier failed and --fail-fast was given".to_string()),
         };
@@ -249,14 +270,6 @@ pub async fn build(
         outcomes.push(TierOutcome {
             tier: backend.tier(),
             error,
-        });
-    }
-    // `--all` asks for what this host can build; a tier named with `--to` that it cannot
-    // build fails the run, with its reason.
-    for skip in &skipped {
-        outcomes.push(TierOutcome {
-            tier: skip.tier,
-            error: (!options.all).then(|| format!("cannot be built on this host: {}", skip.reason)),
         });
     }
 
@@ -742,6 +755,8 @@ struct FinishedTier {
 struct TierFailure {
     records: Vec<ArtifactRecord>,
     error: String,
+    /// The tier refused this project before building ([`Backend::check`]): a skip.
+    refused: Option<gradient_core::Unavailable>,
 }
 
 impl From<String> for TierFailure {
@@ -749,6 +764,7 @@ impl From<String> for TierFailure {
         TierFailure {
             records: Vec::new(),
             error,
+            refused: None,
         }
     }
 }
@@ -788,7 +804,17 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
     let is_reused = reused.is_some();
     let published = match reused {
         Some(published) => published,
-        None => build_and_publish(backend, &cx, &run, started).await?,
+        None => {
+            if let Err(refused) = backend.check(&cx) {
+                run.reporter.warn(&format!("skipping {tier}: {refused}"));
+                return Err(TierFailure {
+                    records: Vec::new(),
+                    error: format!("cannot be built for this project: {refused}"),
+                    refused: Some(refused),
+                });
+            }
+            build_and_publish(backend, &cx, &run, started).await?
+        }
     };
 
     let mut records = Vec::new();
@@ -812,6 +838,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
                 return Err(TierFailure {
                     records,
                     error: error_chain(error.as_ref()),
+                    refused: None,
                 });
             }
         }

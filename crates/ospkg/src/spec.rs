@@ -180,20 +180,14 @@ pub fn name_and_version(
     Ok((name, version))
 }
 
-/// Build the package's contents and metadata in `cx.work_dir`.
-pub async fn package_spec(
-    cx: &BuildContext,
+/// The package's maintainer: `maintainer` of the format's table, else the project's first
+/// author or maintainer. A Debian package must have one with an email address.
+pub fn package_maintainer(
+    project: &Project,
+    app: &App,
     format: PackageFormat,
-) -> Result<PackageSpec, OsPkgError> {
-    let missing = |what| OsPkgError::MissingInput { what };
-    let wheel = cx.inputs.wheel.as_deref().ok_or(missing("wheel"))?;
-    let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
-    let project = &cx.project;
-    let app = App::of(project, wheel)?;
-    let (name, version) = name_and_version(project, &app, format)?;
-    let config = package_config(project, format);
-    let layout = config.layout();
-    let maintainer = match &config.maintainer {
+) -> Result<Option<String>, OsPkgError> {
+    let maintainer = match &package_config(project, format).maintainer {
         Some(m) => Some(m.get_ref().clone()),
         None => app.metadata.maintainer(),
     };
@@ -212,6 +206,23 @@ pub async fn package_spec(
             Some(_) => {}
         }
     }
+    Ok(maintainer)
+}
+
+/// Build the package's contents and metadata in `cx.work_dir`.
+pub async fn package_spec(
+    cx: &BuildContext,
+    format: PackageFormat,
+) -> Result<PackageSpec, OsPkgError> {
+    let missing = |what| OsPkgError::MissingInput { what };
+    let wheel = cx.inputs.wheel.as_deref().ok_or(missing("wheel"))?;
+    let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
+    let project = &cx.project;
+    let app = App::of(project, wheel)?;
+    let (name, version) = name_and_version(project, &app, format)?;
+    let config = package_config(project, format);
+    let layout = config.layout();
+    let maintainer = package_maintainer(project, &app, format)?;
 
     // The app and its dependencies, staged where they will be installed. The system
     // layout runs on the distribution's python3, the build interpreter's X.Y by default.

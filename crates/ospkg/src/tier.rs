@@ -3,7 +3,7 @@
 //! (and, for the `system` layout, a CPython standing in for the distribution's python3) and
 //! run its console scripts there, in a chroot without network.
 
-use crate::spec::{package_config, package_spec, App};
+use crate::spec::{name_and_version, package_config, package_maintainer, package_spec, App};
 use crate::{deb, io, rpm, OsPkgError};
 use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
@@ -135,6 +135,19 @@ impl Backend for PackageTier {
             PackageFormat::Rpm => "RPM",
         };
         preflight(host, what)
+    }
+
+    /// A name or version the format cannot express, or a Debian package without a
+    /// maintainer's email: said before building, with the setting that fixes it.
+    fn check(&self, cx: &BuildContext) -> Result<(), Unavailable> {
+        let refuse = |error: OsPkgError| Unavailable::from_message(&error.to_string());
+        let Some(wheel) = cx.inputs.wheel.as_deref() else {
+            return Ok(());
+        };
+        let app = App::of(&cx.project, wheel).map_err(refuse)?;
+        name_and_version(&cx.project, &app, self.0).map_err(refuse)?;
+        package_maintainer(&cx.project, &app, self.0).map_err(refuse)?;
+        Ok(())
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {

@@ -47,9 +47,11 @@ pub async fn assemble(
         collect(tree, &mut files)?;
     }
     let compiled = files.keys().any(|path| is_native(path));
+    // Compiled modules load only from real files; packages with data files often open them
+    // by a path made from `__file__`, which no file system resolves inside the archive.
     let mut native: Vec<String> = files
         .keys()
-        .filter(|path| is_native(path))
+        .filter(|path| is_native(path) || is_package_data(path))
         .filter_map(|path| path.split('/').next().map(str::to_string))
         .collect();
     native.extend(project.config.zipapp.extract.iter().cloned());
@@ -263,6 +265,23 @@ fn collect(tree: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), Zip
     Ok(())
 }
 
+/// A data file inside a package (not Python source, bytecode, stubs or the `py.typed`
+/// marker, and not metadata).
+fn is_package_data(path: &str) -> bool {
+    let Some((top, _)) = path.split_once('/') else {
+        return false;
+    };
+    let leaf = path.rsplit('/').next().unwrap_or(path);
+    let code = [".py", ".pyc", ".pyi"]
+        .iter()
+        .any(|ext| leaf.ends_with(ext));
+    !(code
+        || leaf == "py.typed"
+        || top.ends_with(".dist-info")
+        || top.ends_with(".data")
+        || path.contains("/__pycache__/"))
+}
+
 /// Compiled code the interpreter can only load from a real file.
 fn is_native(path: &str) -> bool {
     let leaf = path.rsplit('/').next().unwrap_or(path);
@@ -397,6 +416,27 @@ mod tests {
             choose_entry(&project(""), "demo", &scripts(&[])),
             Err(ZipappError::NoEntry { .. })
         ));
+    }
+
+    #[test]
+    fn package_data_is_told_from_code_and_metadata() {
+        for data in [
+            "blib2to3/Grammar.txt",
+            "app/templates/index.html",
+            "pkg/data/x.json",
+        ] {
+            assert!(is_package_data(data), "{data}");
+        }
+        for other in [
+            "click/core.py",
+            "click/py.typed",
+            "six.py",
+            "click-8.1.7.dist-info/LICENSE.txt",
+            "pkg/__pycache__/x.cpython-311.pyc",
+            "pkg/stubs.pyi",
+        ] {
+            assert!(!is_package_data(other), "{other}");
+        }
     }
 
     #[test]
