@@ -119,6 +119,11 @@ def matrix(projects, results):
         "smoke-tested the way its target runs it, offline. A cell is `pass` when the artifact was built",
         "and its smoke test passed, or `skip` with the reason gradient itself printed.",
         "",
+        "The suite needs PyPI and takes several minutes, so it is not part of `cargo test`: run it as a job",
+        "of its own (`just test-realworld`, or `cargo build --release && python3 tests/realworld/run.py`). The",
+        "sdists are kept in `$GRADIENT_REALWORLD_CACHE` (default `~/.cache/gradient-realworld`) between runs;",
+        "`--only NAME,...` runs some of the projects.",
+        "",
         "| project | " + " | ".join(TIERS) + " | time |",
         "|---|" + "---|" * (len(TIERS) + 1),
     ]
