@@ -77,6 +77,18 @@ def add_smoke(project_dir, smoke, expect):
     pyproject.write_text(text + table)
 
 
+def judge_skips(cells, expected):
+    """A skip must be one the project lists, with the words it expects: any other is a failure
+    (a tool missing on this host, or a regression in what gradient refuses)."""
+    for tier, (status, detail) in list(cells.items()):
+        words = expected.get(tier)
+        if status == "skip" and (words is None or words not in detail):
+            cells[tier] = ("FAIL", f"unexpected skip: {detail}")
+        elif status != "skip" and words is not None:
+            cells[tier] = ("FAIL", f"expected a skip ({words}), got {status}: {detail}")
+    return cells
+
+
 def build(gradient, project_dir, out):
     """`gradient build --all`; the cells of this project, tier by tier."""
     started = time.monotonic()
@@ -186,7 +198,8 @@ def main():
                 continue
             source = unpack(sdist, work / name)
             add_smoke(source, project["smoke"], project["expect"])
-            results[name] = build(args.gradient, source, work / "out" / name)
+            cells, seconds, log = build(args.gradient, source, work / "out" / name)
+            results[name] = (judge_skips(cells, project.get("skips", {})), seconds, log)
             for tier in TIERS:
                 status, detail = results[name][0][tier]
                 print(f"   {tier:7} {status:4} {detail}", file=sys.stderr, flush=True)

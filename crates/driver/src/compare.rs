@@ -84,6 +84,12 @@ pub async fn compare(
 
     let peers = if options.peers {
         let project = gradient_core::Project::load(&project_dir)?;
+        let wheel = run
+            .manifest
+            .artifacts
+            .iter()
+            .find(|a| a.tier == gradient_core::Tier::Wheel)
+            .map(|a| run.out_dir.join(&a.file));
         let target = PeerProject {
             project: &project,
             name: &run.manifest.project.name,
@@ -92,6 +98,7 @@ pub async fn compare(
             python_version: &run.interpreter.short_version(),
             out_dir: &run.out_dir,
             docker_base: options.docker_base.as_deref(),
+            wheel: wheel.as_deref(),
         };
         run_peers(&target, &tiers, reporter).await
     } else {

@@ -134,9 +134,16 @@ impl Manifest {
         if previous.schema_version != SCHEMA_VERSION || previous.project != self.project {
             return;
         }
-        for record in previous.artifacts {
+        for mut record in previous.artifacts {
             let built_now = self.artifacts.iter().any(|a| a.tier == record.tier);
             if !built_now && unchanged(out_dir, &record.file, &record.sha256) {
+                // Its SBOM may have been rewritten since (a new tool, new inputs): listed
+                // only while it still has the recorded digest.
+                if let Some(sbom) = &record.sbom {
+                    if !unchanged(out_dir, &sbom.file, &sbom.sha256) {
+                        record.sbom = None;
+                    }
+                }
                 self.artifacts.push(record);
             }
         }

@@ -108,7 +108,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
             source,
         }
     };
-    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    // Every file checked before the first is copied: a refused merge writes nothing.
     for (file, sha256, dir) in &files {
         let from = dir.join(file);
         let digest = file_digest(&from).map_err(|e| MergeError::Damaged {
@@ -121,6 +121,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
                 reason: format!("sha256 {digest}, recorded {sha256}"),
             });
         }
+    }
+    std::fs::create_dir_all(out).map_err(io("create", out))?;
+    for (file, _, dir) in &files {
+        let from = dir.join(file);
         let to = out.join(file);
         if !same_place(&from, &to) {
             crate::publish::publish_file(&from, out).map_err(io("copy", &from))?;

@@ -85,7 +85,9 @@ const PEERS: &[PeerSpec] = &[
         // PyInstaller analyses what its own interpreter can import: the app is installed
         // for that interpreter into a folder of its own, and an entry script calls the
         // console script's function.
-        script: r#"pyi_py=$(head -n1 "$(command -v pyinstaller)" | sed 's/^#! *//')
+        script: r#"pyi_bin=$(readlink -f "$(command -v pyinstaller)")
+pyi_py=$(dirname "$pyi_bin")/python
+[ -x "$pyi_py" ] || pyi_py=$(head -n1 "$pyi_bin" | sed 's/^#! *//; s/^\/usr\/bin\/env *//')
 install "$pyi_py" --target "$WORK/site" "$PROJECT"
 "$pyi_py" - "$WORK/site" "$SCRIPT" > "$WORK/entry.py" <<'PY'
 import configparser, glob, os, sys
@@ -95,8 +97,12 @@ for path in glob.glob(os.path.join(site, "*.dist-info", "entry_points.txt")):
     entries.optionxform = str
     entries.read(path)
     if entries.has_option("console_scripts", script):
-        module, _, function = entries.get("console_scripts", script).partition(":")
-        print(f"import sys\nfrom {module.strip()} import {function.strip()}\nsys.exit({function.strip()}())")
+        target = entries.get("console_scripts", script).split("[")[0].strip()
+        module, _, attributes = target.partition(":")
+        print(f"import sys\nimport {module.strip()} as entry")
+        for attribute in filter(None, (a.strip() for a in attributes.split("."))):
+            print(f"entry = entry.{attribute}")
+        print("sys.exit(entry())")
         break
 else:
     sys.exit(f"no console script {script} in {site}")
@@ -132,14 +138,23 @@ docker build --quiet --tag "gradient-peer/$NAME:$VERSION" "$ctx" >/dev/null"#,
         name: "venv + dpkg-deb",
         tiers: &[Tier::Deb],
         needs: &[Need::Program("dpkg-deb")],
+        // The venv is made in the package's tree, then its scripts are pointed at where it
+        // is installed. Like any venv it needs the build machine's Python at the same path.
         script: r#"pkg="$WORK/package"
+package=$(printf '%s' "$NAME" | tr 'A-Z_.' 'a-z--')
 mkdir -p "$pkg/DEBIAN" "$pkg/usr/bin"
-"$PY" -m venv --without-pip "$pkg/opt/$NAME"
-install "$pkg/opt/$NAME/bin/python" "$PROJECT"
-ln -s "/opt/$NAME/bin/$SCRIPT" "$pkg/usr/bin/$SCRIPT"
+if command -v uv >/dev/null; then "$PY" -m venv --without-pip "$pkg/opt/$package"
+else "$PY" -m venv "$pkg/opt/$package"; fi
+install "$pkg/opt/$package/bin/python" "$PROJECT"
+for script in "$pkg/opt/$package/bin/"*; do
+  if [ -f "$script" ] && [ ! -L "$script" ]; then
+    sed -i "1s|^#!$pkg/opt/$package/bin/|#!/opt/$package/bin/|" "$script"
+  fi
+done
+ln -s "/opt/$package/bin/$SCRIPT" "$pkg/usr/bin/$SCRIPT"
 printf 'Package: %s\nVersion: %s-1\nArchitecture: %s\nMaintainer: gradient compare <compare@localhost>\nDescription: %s in a venv\n' \
-  "$NAME" "$VERSION" "$(dpkg --print-architecture)" "$NAME" > "$pkg/DEBIAN/control"
-dpkg-deb --build --root-owner-group "$pkg" "$OUT/${NAME}_${VERSION}-1_venv.deb" >/dev/null"#,
+  "$package" "$VERSION" "$(dpkg --print-architecture)" "$NAME" > "$pkg/DEBIAN/control"
+dpkg-deb --build --root-owner-group "$pkg" "$OUT/${package}_${VERSION}-1_venv.deb" >/dev/null"#,
         version: "dpkg-deb --version | head -n1",
         image: false,
     },
@@ -158,6 +173,9 @@ pub struct PeerProject<'a> {
     pub out_dir: &'a Path,
     /// `--peer-base`: the base image for `docker build`.
     pub docker_base: Option<&'a str>,
+    /// gradient's wheel of the project, when the run built it: its entry points name the
+    /// main console script.
+    pub wheel: Option<&'a Path>,
 }
 
 /// How one peer went.
@@ -198,7 +216,11 @@ pub async fn run_peers(
     tiers: &[Tier],
     reporter: &dyn crate::Reporter,
 ) -> Vec<PeerRun> {
-    let script = main_script(target.project, target.name);
+    let script = target
+        .wheel
+        .and_then(|wheel| gradient_zipapp::scripts_and_default(target.project, wheel).ok())
+        .map(|(_, default)| default)
+        .unwrap_or_else(|| main_script(target.project, target.name));
     let mut runs = Vec::new();
     for spec in PEERS
         .iter()
@@ -292,8 +314,8 @@ pub async fn run_peers(
     runs
 }
 
-/// The console script the peers make their single-file and packaged apps run: the one
-/// `[tool.gradient] entry` names, else the one named like the project, else the first.
+/// Without a wheel: the console script of `[project.scripts]` that `[tool.gradient] entry`
+/// names, else the one named like the project, else the first (else the project's name).
 fn main_script(project: &Project, name: &str) -> String {
     let named = normalize_name(name);
     let scripts = &project.scripts;

@@ -217,7 +217,15 @@ pub async fn build(
     let mut results: Vec<Option<Result<FinishedTier, TierFailure>>> =
         backends.iter().map(|_| None).collect();
     while let Some((index, result)) = futures::StreamExt::next(&mut pending).await {
-        let failed = tier_error(&result).is_some();
+        // A tier that refuses the project under --all is a skip, not a failure.
+        let refused = matches!(
+            &result,
+            Err(TierFailure {
+                refused: Some(_),
+                ..
+            })
+        );
+        let failed = tier_error(&result).is_some() && !(refused && options.all);
         results[index] = Some(result);
         if failed && options.fail_fast {
             // Dropping the other tiers' futures stops them (and their processes).
@@ -281,11 +289,6 @@ pub async fn build(
     });
     let project_record = ProjectRecord { name, version };
     let python_record = PythonRecord::from(python.as_ref());
-    let bundles_runtime: BTreeSet<Tier> = backends
-        .iter()
-        .filter(|b| b.inputs().contains(&Input::Runtime))
-        .map(|b| b.tier())
-        .collect();
     let mut sboms: BTreeMap<String, crate::manifest::SbomRecord> = BTreeMap::new();
     for record in &mut records {
         // oci and docker publish one file: the first along the gradient describes it.
@@ -293,12 +296,13 @@ pub async fn build(
             record.sbom = Some(sbom.clone());
             continue;
         }
-        let runtime = bundles_runtime.contains(&record.tier);
+        let shipped = shipped_runtime(record.tier, &project, &inputs, &cache).await;
         let sources = crate::sbom::SbomSources {
             project: &project_record,
             app_wheel: inputs.wheel.as_deref(),
             wheelhouse: inputs.wheelhouse.as_ref(),
-            runtime: inputs.runtime.as_ref().filter(|_| runtime),
+            runtime: shipped.as_ref().map(|(runtime, _)| runtime),
+            runtime_libraries: shipped.as_ref().is_some_and(|(_, libraries)| *libraries),
             python: &python_record,
             source_date,
         };
@@ -364,6 +368,55 @@ pub async fn build(
         interpreter: python,
         installer: installer.name().to_string(),
     })
+}
+
+/// The runtime bundle as `tier` ships it, for its bill of materials, and whether its shared
+/// libraries are the bundle's: gradient's own frozen engine and a `scratch` image carry the
+/// bundle as it is, the bundled OS packages a stripped copy; PyInstaller collects its own
+/// libraries (CPython only is listed); an image on another base and the `system` package
+/// layout use the interpreter that is already there (nothing is listed).
+async fn shipped_runtime(
+    tier: Tier,
+    project: &Project,
+    inputs: &Inputs,
+    cache: &Path,
+) -> Option<(gradient_core::RuntimeFiles, bool)> {
+    use gradient_core::{BaseImage, FrozenEngine, Layout, PackageFormat};
+    let runtime = inputs.runtime.clone()?;
+    match tier {
+        Tier::Frozen => match project.config.frozen.engine {
+            FrozenEngine::Gradient => Some((runtime, true)),
+            FrozenEngine::Pyinstaller => Some((runtime, false)),
+        },
+        Tier::Oci | Tier::Docker => {
+            matches!(project.config.container.base(), BaseImage::Scratch).then_some((runtime, true))
+        }
+        Tier::Deb | Tier::Rpm => {
+            let format = if tier == Tier::Deb {
+                PackageFormat::Deb
+            } else {
+                PackageFormat::Rpm
+            };
+            let config = match format {
+                PackageFormat::Deb => &project.config.deb,
+                PackageFormat::Rpm => &project.config.rpm,
+            };
+            if config.layout() == Layout::System {
+                return None;
+            }
+            let stripped = gradient_ospkg::stripped_runtime(&runtime.dir, cache)
+                .await
+                .ok()?;
+            Some((
+                gradient_core::RuntimeFiles {
+                    dir: stripped,
+                    ..runtime
+                },
+                true,
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its

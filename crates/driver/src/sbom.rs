@@ -27,7 +27,10 @@ pub struct SbomSources<'a> {
     /// The app's own wheel (its METADATA gives the app's licence); None when not built.
     pub app_wheel: Option<&'a Path>,
     pub wheelhouse: Option<&'a WheelhouseFiles>,
+    /// The runtime bundle as the artifact ships it; `None` when it ships none.
     pub runtime: Option<&'a RuntimeFiles>,
+    /// Whether the artifact carries the bundle's shared libraries (else CPython only).
+    pub runtime_libraries: bool,
     pub python: &'a PythonRecord,
     pub source_date: SourceDate,
 }
@@ -52,7 +55,11 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
         "purl": pypi_purl(&project.name, &project.version),
         "hashes": [sha256_hash(&artifact.sha256)],
         "properties": [
-            property("gradient:tier", artifact.tier.name()),
+            // oci and docker publish one file: its bill of materials is the same for both.
+            property("gradient:tier", match artifact.tier {
+                Tier::Oci | Tier::Docker => "oci,docker",
+                tier => tier.name(),
+            }),
             property("gradient:file", &artifact.file),
         ],
     });
@@ -73,7 +80,9 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
     }
     if let Some(bundle) = sources.runtime.filter(|_| runtime) {
         components.push(cpython(&sources.python.version));
-        components.extend(shared_libraries(bundle)?);
+        if sources.runtime_libraries {
+            components.extend(shared_libraries(bundle)?);
+        }
     }
     let mut refs: Vec<&str> = components
         .iter()
@@ -470,6 +479,7 @@ mod tests {
             app_wheel: Some(&f.wheel),
             wheelhouse: Some(&f.wheelhouse),
             runtime: Some(&f.runtime),
+            runtime_libraries: true,
             python: &f.python,
             source_date: SourceDate {
                 seconds,
@@ -555,6 +565,7 @@ mod tests {
             app_wheel: None,
             wheelhouse: Some(&f.wheelhouse),
             runtime: None,
+            runtime_libraries: false,
             python: &f.python,
             source_date: SourceDate {
                 seconds: 0,
@@ -586,6 +597,7 @@ mod tests {
             app_wheel: Some(&f.wheel),
             wheelhouse: Some(&f.wheelhouse),
             runtime: Some(&f.runtime),
+            runtime_libraries: true,
             python: &f.python,
             source_date: SourceDate {
                 seconds: 0,

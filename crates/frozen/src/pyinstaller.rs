@@ -49,18 +49,8 @@ pub async fn build_with_pyinstaller(
         .get(&default)
         .cloned()
         .unwrap_or_else(|| default.clone());
-    let (module, function) = target.split_once(':').unwrap_or((&target, "main"));
     let entry = work_dir.join("entry.py");
-    std::fs::write(
-        &entry,
-        format!(
-            "import sys\nfrom {} import {}\nsys.exit({}())\n",
-            module.trim(),
-            function.trim(),
-            function.trim()
-        ),
-    )
-    .map_err(io("write", &entry))?;
+    std::fs::write(&entry, entry_script(&target)).map_err(io("write", &entry))?;
 
     let name = format!(
         "{}-{}-{}",
@@ -114,6 +104,20 @@ pub async fn build_with_pyinstaller(
     }
     Ok(work_dir.join("dist").join(name))
 }
+
+/// A script that calls the entry point `module:object.attribute [extras]`: the module is
+/// imported by name, so PyInstaller's analysis follows it.
+fn entry_script(target: &str) -> String {
+    let target = target.split('[').next().unwrap_or(target).trim();
+    let (module, object) = target.split_once(':').unwrap_or((target, ""));
+    let mut script = format!("import sys\nimport {} as entry\n", module.trim());
+    for attribute in object.split('.').map(str::trim).filter(|a| !a.is_empty()) {
+        script.push_str(&format!("entry = entry.{attribute}\n"));
+    }
+    script.push_str("sys.exit(entry())\n");
+    script
+}
+
 
 /// An environment with PyInstaller for `python`, made once in the cache (staging folder,
 /// then a rename).
@@ -184,4 +188,19 @@ fn top_level_packages(site: &Path, name: &str) -> Vec<String> {
     }
     packages.sort();
     packages
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entry_points_with_attributes_and_extras_become_calls() {
+        assert_eq!(
+            super::entry_script("app.cli:main"),
+            "import sys\nimport app.cli as entry\nentry = entry.main\nsys.exit(entry())\n"
+        );
+        assert_eq!(
+            super::entry_script("app.cli:Cli.run [color]"),
+            "import sys\nimport app.cli as entry\nentry = entry.Cli\nentry = entry.run\nsys.exit(entry())\n"
+        );
+    }
 }

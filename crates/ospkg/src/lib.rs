@@ -18,6 +18,7 @@ mod strip;
 mod tier;
 
 pub use spec::{name_and_version, App, PackageSpec};
+pub use strip::stripped_runtime;
 pub use tier::PackageTier;
 
 use std::path::{Path, PathBuf};

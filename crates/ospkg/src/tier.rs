@@ -195,8 +195,10 @@ impl Backend for PackageTier {
         Ok(SmokeReport { checks })
     }
 
-    /// The installed command in the root the smoke test laid the package down in, twice
-    /// (the package ships its byte-code compiled: the first run has nothing more to do).
+    /// The installed command in the root the smoke test laid the package down in, twice.
+    /// The rpm ships its byte-code compiled; the deb compiles it in `postinst`, which that
+    /// root (laid down by `dpkg-deb -x`, as an unprivileged user) never ran, so both of its
+    /// runs compile in memory: its figures are an upper bound.
     async fn startup(
         &self,
         _artifact: &Artifact,

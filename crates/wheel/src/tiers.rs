@@ -212,8 +212,8 @@ impl Backend for WheelTier {
     }
 
     /// The console script in the smoke test's environment. Its first run compiles the app's
-    /// and its dependencies' byte-code (kept apart in a fresh `PYTHONPYCACHEPREFIX`), as the
-    /// first run after an install does; the warm run finds it compiled.
+    /// and its dependencies' byte-code (the environment's `__pycache__` folders are emptied
+    /// first, as after an install that does not compile), the warm run finds it compiled.
     async fn startup(
         &self,
         artifact: &Artifact,
@@ -225,12 +225,19 @@ impl Backend for WheelTier {
         };
         let bin = cx.scratch.join("venv/bin");
         let home = cx.scratch.join("home");
-        let pycache = cx.scratch.join("startup-pycache");
+        let caches: Vec<std::path::PathBuf> = walkdir::WalkDir::new(cx.scratch.join("venv/lib"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_dir() && e.file_name() == "__pycache__")
+            .map(|e| e.into_path())
+            .collect();
+        for cache in caches {
+            std::fs::remove_dir_all(&cache)?;
+        }
         let make = || {
             let mut command = Command::new(bin.join(&argv[0]));
             command.args(&argv[1..]);
             isolate(&mut command, &bin, &home, &cx.scratch);
-            command.env("PYTHONPYCACHEPREFIX", &pycache);
             command
         };
         Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
