@@ -171,11 +171,7 @@ fn rows_of(comparison: &Comparison, run: &RunOutcome) -> Vec<[String; 5]> {
             artifact.tier.to_string(),
             artifact.file.clone(),
             human_size(artifact.size),
-            if artifact.reused {
-                "cached".to_string()
-            } else {
-                format!("{:.2}s", artifact.build_seconds)
-            },
+            crate::report::build_cell(artifact),
         ]);
     }
     for peer in &comparison.peers {

@@ -28,11 +28,7 @@ pub fn table(manifest: &Manifest) -> String {
             artifact.tier.to_string(),
             artifact.file.clone(),
             human_size(artifact.size),
-            if artifact.reused {
-                "cached".to_string()
-            } else {
-                format!("{:.2}s", artifact.build_seconds)
-            },
+            build_cell(artifact),
             match artifact.startup() {
                 Some(s) => format!("{:.2}s / {:.2}s", s.first_run_seconds, s.warm_seconds),
                 None => "-".into(),
@@ -59,6 +55,15 @@ pub fn table(manifest: &Manifest) -> String {
         ]);
     }
     render(&rows)
+}
+
+/// The BUILD cell: the time, or `cached` for a tier reused from the cache.
+pub fn build_cell(artifact: &crate::manifest::ArtifactRecord) -> String {
+    if artifact.reused {
+        "cached".to_string()
+    } else {
+        format!("{:.2}s", artifact.build_seconds)
+    }
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -118,7 +118,6 @@ fn entry_script(target: &str) -> String {
     script
 }
 
-
 /// An environment with PyInstaller for `python`, made once in the cache (staging folder,
 /// then a rename).
 async fn pyinstaller_env(
