@@ -7,6 +7,7 @@ use crate::FrozenError;
 use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
 use gradient_python::installer::Source;
 use gradient_python::Installer;
+use sha2::Digest;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -126,10 +127,21 @@ async fn pyinstaller_env(
     cache_root: &Path,
 ) -> Result<PathBuf, FrozenError> {
     let parent = cache_root.join("pyinstaller");
-    let key = format!(
-        "{}-{}",
-        PYINSTALLER.replace("==", "-"),
+    // The environment's interpreter is this one (its path, version, size and time): another
+    // or a changed one gets an environment of its own.
+    let stamp = std::fs::metadata(&python.executable)
+        .map(|m| format!("{:?}{}", m.modified().ok(), m.len()))
+        .unwrap_or_default();
+    let identity = format!(
+        "{}\0{}\0{stamp}",
+        python.executable.display(),
         python.full_version()
+    );
+    let key = format!(
+        "{}-{}-{}",
+        PYINSTALLER.replace("==", "-"),
+        python.full_version(),
+        &hex::encode(sha2::Sha256::digest(identity.as_bytes()))[..12]
     );
     let dir = parent.join(&key);
     if dir.join(COMPLETE).is_file() {
@@ -153,8 +165,16 @@ async fn pyinstaller_env(
         path: staging.join(COMPLETE),
         source,
     })?;
-    if std::fs::rename(&staging, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staging); // another run made it first
+    if let Err(source) = std::fs::rename(&staging, &dir) {
+        let _ = std::fs::remove_dir_all(&staging);
+        // Another run made it first, or the rename failed: only a finished one will do.
+        if !dir.join(COMPLETE).is_file() {
+            return Err(FrozenError::Io {
+                action: "move into place",
+                path: dir,
+                source,
+            });
+        }
     }
     Ok(dir)
 }
