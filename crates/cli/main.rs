@@ -235,7 +235,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("GRADIENT_LOG")
                 .unwrap_or_else(|_| level.into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .without_time()
         .with_target(false)
         .init();

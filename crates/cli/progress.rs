@@ -5,8 +5,11 @@ use gradient_core::Tier;
 use gradient_driver::Reporter;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+/// The live lines, while a terminal shows them: log lines are printed above them.
+static LIVE: OnceLock<MultiProgress> = OnceLock::new();
 
 /// The reporter for this process's standard error.
 pub fn stderr_reporter(quiet: bool) -> Box<dyn Reporter> {
@@ -48,8 +51,10 @@ struct Bars {
 
 impl Bars {
     fn new() -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let _ = LIVE.set(multi.clone());
         Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi,
             bars: Mutex::new(BTreeMap::new()),
         }
     }
@@ -94,6 +99,23 @@ impl Reporter for Bars {
     }
     fn warn(&self, message: &str) {
         let _ = self.multi.println(format!("warning: {message}"));
+    }
+}
+
+/// Where log lines (`tracing`) go: standard error, above the live lines when there are some,
+/// so that neither garbles the other.
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match LIVE.get() {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(bytes))?,
+            None => std::io::stderr().write_all(bytes)?,
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
