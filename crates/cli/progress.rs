@@ -100,6 +100,11 @@ impl Reporter for Bars {
     fn warn(&self, message: &str) {
         let _ = self.multi.println(format!("warning: {message}"));
     }
+    fn tier_done(&self, tier: Tier) {
+        if let Some(bar) = self.bars.lock().expect("not poisoned").remove(tier.name()) {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Where log lines (`tracing`) go: standard error, above the live lines when there are some,

@@ -40,6 +40,9 @@ pub trait Reporter: Send + Sync {
     fn done(&self, message: &str, seconds: f64);
     /// Something the user should know but that does not stop the run.
     fn warn(&self, message: &str);
+    /// A tier has nothing more to do in this run (built, published and smoke-tested, or
+    /// failed).
+    fn tier_done(&self, _tier: gradient_core::Tier) {}
 }
 
 /// Why a run could not start or could not finish its shared work.

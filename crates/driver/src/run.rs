@@ -217,6 +217,9 @@ pub async fn build(
     let mut results: Vec<Option<Result<FinishedTier, TierFailure>>> =
         backends.iter().map(|_| None).collect();
     while let Some((index, result)) = futures::StreamExt::next(&mut pending).await {
+        if result.is_err() {
+            reporter.tier_done(backends[index].tier());
+        }
         // A tier that refuses the project under --all is a skip, not a failure.
         let refused = matches!(
             &result,
@@ -239,6 +242,7 @@ pub async fn build(
         if let Some(Ok(finished)) = result {
             measure_startup(backend.as_ref(), finished, reporter).await;
             keep_in_cache(finished, &out_dir, reporter);
+            reporter.tier_done(finished.tier);
         }
     }
 
