@@ -201,21 +201,7 @@ fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<V
 }
 
 /// Each shared library directly in the bundle's `lib/`, with its digest, sorted by name.
-/// A bundle in the cache never changes: its list is made once per process.
 fn shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
-    static MADE: std::sync::Mutex<BTreeMap<std::path::PathBuf, Vec<Value>>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    if let Some(made) = MADE.lock().expect("not poisoned").get(&runtime.dir) {
-        return Ok(made.clone());
-    }
-    let libraries = hash_shared_libraries(runtime)?;
-    MADE.lock()
-        .expect("not poisoned")
-        .insert(runtime.dir.clone(), libraries.clone());
-    Ok(libraries)
-}
-
-fn hash_shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
     let dir = runtime.dir.join("lib");
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(|e| context(e, &dir))? {
@@ -227,20 +213,57 @@ fn hash_shared_libraries(runtime: &RuntimeFiles) -> io::Result<Vec<Value>> {
         }
     }
     names.sort_unstable();
-    names
+    let digests = library_digests(&runtime.dir, &dir, &names)?;
+    Ok(names
         .into_iter()
-        .map(|name| {
-            let path = dir.join(&name);
-            let digest = file_digest(&path).map_err(|e| context(e, &path))?;
-            Ok(json!({
+        .zip(digests)
+        .map(|(name, digest)| {
+            json!({
                 "type": "library",
                 "name": name,
                 "bom-ref": format!("lib:{name}"),
                 "hashes": [sha256_hash(&digest)],
                 "properties": [property("gradient:bundled-path", &format!("lib/{name}"))],
-            }))
+            })
         })
-        .collect()
+        .collect())
+}
+
+/// The SHA-256 of each of `names` in `lib`. Bundles live in the cache and do not change, so
+/// the digests are kept beside the bundle (`BUNDLE.sbom-digests.json`, by file size and
+/// time) and a run hashes only what is new or changed: every run writes SBOMs.
+fn library_digests(bundle: &Path, lib: &Path, names: &[String]) -> io::Result<Vec<String>> {
+    type Stamped = BTreeMap<String, (u64, u128, String)>;
+    let file_name = bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kept_at = bundle.with_file_name(format!("{file_name}.sbom-digests.json"));
+    let kept: Stamped = std::fs::read(&kept_at)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let mut now = Stamped::new();
+    for name in names {
+        let path = lib.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| context(e, &path))?;
+        let time = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let digest = match kept.get(name) {
+            Some((size, at, digest)) if *size == meta.len() && *at == time => digest.clone(),
+            _ => file_digest(&path).map_err(|e| context(e, &path))?,
+        };
+        now.insert(name.clone(), (meta.len(), time, digest));
+    }
+    if now != kept {
+        // Only a cache: a bundle that cannot be written beside is hashed again next time.
+        let bytes = serde_json::to_vec(&now).expect("digests serialise");
+        let _ = crate::publish::write_atomically(&kept_at, &bytes);
+    }
+    Ok(names.iter().map(|name| now[name].2.clone()).collect())
 }
 
 /// `--hash=sha256:` digests of each requirement in a pip lock file, by normalised name, sorted.
