@@ -347,14 +347,10 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
         Ok(outcome) => outcome,
         Err(err) => return driver_failure(err),
     };
-    let mut stdout = std::io::stdout().lock();
     if args.build.json {
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&outcome.comparison).unwrap_or_default()
-        );
+        print_json(&outcome.comparison);
     } else {
+        let mut stdout = std::io::stdout().lock();
         let _ = write!(
             stdout,
             "{}",
@@ -374,14 +370,10 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         Ok(outcome) => outcome,
         Err(err) => return driver_failure(err),
     };
-    let mut stdout = std::io::stdout().lock();
     if args.json {
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&outcome.manifest).unwrap_or_default()
-        );
+        print_json(&outcome.manifest);
     } else {
+        let mut stdout = std::io::stdout().lock();
         let _ = write!(stdout, "{}", report::table(&outcome.manifest));
         let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
     }
@@ -397,15 +389,18 @@ fn merge_reports(args: ReportArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&manifest).unwrap_or_default()
-        );
+        print_json(&manifest);
     } else {
         print!("{}", report::table(&manifest));
         println!("wrote {}", args.out.display());
     }
     ExitCode::SUCCESS
+}
+
+/// `value` as pretty JSON on standard output (a closed pipe is not an error).
+fn print_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn tiers(json: bool) -> ExitCode {
@@ -422,10 +417,7 @@ fn tiers(json: bool) -> ExitCode {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        print_json(&list);
         return ExitCode::SUCCESS;
     }
     let mut rows = vec![[
@@ -473,10 +465,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
         }
     };
     match args.format.as_str() {
-        "json" => println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).unwrap_or_default()
-        ),
+        "json" => print_json(&plan),
         "github-matrix" => println!("{}", gradient_driver::plan::github_matrix(&plan)),
         _ => {
             let mut rows = vec![[
@@ -541,10 +530,7 @@ async fn advise(args: AdviseArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&advice).unwrap_or_default()
-        );
+        print_json(&advice);
         return ExitCode::SUCCESS;
     }
     let mut rows = vec![["".to_string(), "TIER".to_string(), "WHY".to_string()]];

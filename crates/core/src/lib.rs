@@ -35,7 +35,7 @@ pub use ospackage::{
 };
 pub use project::{
     normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project, ProjectError,
-    SmokeConfig, ZipappConfig, PYPROJECT,
+    RuntimeConfig, SmokeConfig, ZipappConfig, PYPROJECT,
 };
 pub use specifier::python_satisfies;
 pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -159,19 +159,27 @@ impl Manifest {
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.
     pub fn sha256sums(&self) -> String {
-        let artifacts = self.artifacts.iter().map(|a| (&a.sha256, &a.file));
+        self.listed_files()
+            .into_iter()
+            .map(|(file, sha256)| format!("{sha256}  {file}\n"))
+            .collect()
+    }
+
+    /// Every file the manifest lists, as `(file, sha256)`: the artifacts, their SBOMs, then
+    /// the published inputs. A file two tiers publish (oci and docker) is listed once.
+    pub fn listed_files(&self) -> Vec<(&str, &str)> {
+        let artifacts = self.artifacts.iter().map(|a| (&a.file, &a.sha256));
         let sboms = self
             .artifacts
             .iter()
-            .filter_map(|a| a.sbom.as_ref().map(|s| (&s.sha256, &s.file)));
-        let inputs = self.inputs.iter().map(|i| (&i.sha256, &i.file));
-        // Two tiers may publish the same file (oci and docker): listed once.
+            .filter_map(|a| a.sbom.as_ref().map(|s| (&s.file, &s.sha256)));
+        let inputs = self.inputs.iter().map(|i| (&i.file, &i.sha256));
         let mut seen = std::collections::BTreeSet::new();
         artifacts
             .chain(sboms)
             .chain(inputs)
-            .filter(|(_, file)| seen.insert(file.as_str()))
-            .map(|(sha256, file)| format!("{sha256}  {file}\n"))
+            .filter(|(file, _)| seen.insert(file.as_str()))
+            .map(|(file, sha256)| (file.as_str(), sha256.as_str()))
             .collect()
     }
 }

@@ -53,22 +53,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
     let mut files: Vec<(String, String, PathBuf)> = Vec::new();
     for dir in dirs {
         let manifest = read(dir)?;
-        let listed = manifest
-            .artifacts
-            .iter()
-            .map(|a| (a.file.clone(), a.sha256.clone()))
-            .chain(
-                manifest
-                    .artifacts
-                    .iter()
-                    .filter_map(|a| a.sbom.as_ref().map(|s| (s.file.clone(), s.sha256.clone()))),
-            )
-            .chain(
-                manifest
-                    .inputs
-                    .iter()
-                    .map(|i| (i.file.clone(), i.sha256.clone())),
-            );
+        let listed: Vec<(String, String)> = manifest
+            .listed_files()
+            .into_iter()
+            .map(|(file, sha256)| (file.to_string(), sha256.to_string()))
+            .collect();
         for (file, sha256) in listed {
             match files.iter().find(|(name, _, _)| *name == file) {
                 Some((_, known, first_dir)) if *known != sha256 => {

@@ -158,12 +158,7 @@ async fn cached_inputs(
         }
     }
     if needed.contains(&Input::Runtime) && project.config.runtime.archive.is_none() {
-        let exclude = project.config.runtime.exclude.clone().unwrap_or_else(|| {
-            gradient_python::runtime::EXCLUDED_STDLIB
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        });
+        let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
         if gradient_python::runtime::runtime_cached(&python, &exclude, cache) {
             cached.push(Input::Runtime);
         }

@@ -396,16 +396,11 @@ async fn shipped_runtime(
             matches!(project.config.container.base(), BaseImage::Scratch).then_some((runtime, true))
         }
         Tier::Deb | Tier::Rpm => {
-            let format = if tier == Tier::Deb {
-                PackageFormat::Deb
-            } else {
-                PackageFormat::Rpm
+            let format = match tier {
+                Tier::Deb => PackageFormat::Deb,
+                _ => PackageFormat::Rpm,
             };
-            let config = match format {
-                PackageFormat::Deb => &project.config.deb,
-                PackageFormat::Rpm => &project.config.rpm,
-            };
-            if config.layout() == Layout::System {
+            if gradient_ospkg::package_config(project, format).layout() == Layout::System {
                 return None;
             }
             let stripped = gradient_ospkg::stripped_runtime(&runtime.dir, cache)
@@ -635,12 +630,7 @@ async fn build_inputs(
             }
             None => python.clone(),
         };
-        let exclude = project.config.runtime.exclude.clone().unwrap_or_else(|| {
-            gradient_python::runtime::EXCLUDED_STDLIB
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        });
+        let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
         let runtime = gradient_python::runtime::build_runtime(
             &source,
             &exclude,

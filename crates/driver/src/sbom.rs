@@ -496,8 +496,9 @@ mod tests {
         }
     }
 
-    fn document(f: &Fixture, tier: Tier, seconds: u64) -> Value {
-        let sources = SbomSources {
+    /// Everything of the fixture, as a frozen or scratch-image artifact would ship it.
+    fn sources(f: &Fixture, seconds: u64) -> SbomSources<'_> {
+        SbomSources {
             project: &f.project,
             app_wheel: Some(&f.wheel),
             wheelhouse: Some(&f.wheelhouse),
@@ -508,8 +509,11 @@ mod tests {
                 seconds,
                 origin: SourceDateOrigin::Fixed,
             },
-        };
-        serde_json::from_slice(&sbom(&artifact(tier), &sources).unwrap()).unwrap()
+        }
+    }
+
+    fn document(f: &Fixture, tier: Tier, seconds: u64) -> Value {
+        serde_json::from_slice(&sbom(&artifact(tier), &sources(f, seconds)).unwrap()).unwrap()
     }
 
     fn refs(doc: &Value) -> Vec<&str> {
@@ -584,16 +588,10 @@ mod tests {
     fn a_package_without_the_runtime_lists_only_the_distributions() {
         let f = fixture();
         let sources = SbomSources {
-            project: &f.project,
             app_wheel: None,
-            wheelhouse: Some(&f.wheelhouse),
             runtime: None,
             runtime_libraries: false,
-            python: &f.python,
-            source_date: SourceDate {
-                seconds: 0,
-                origin: SourceDateOrigin::Fixed,
-            },
+            ..sources(&f, 0)
         };
         let doc: Value =
             serde_json::from_slice(&sbom(&artifact(Tier::Rpm), &sources).unwrap()).unwrap();
@@ -615,18 +613,7 @@ mod tests {
     #[test]
     fn output_is_deterministic_with_a_version_5_serial_number() {
         let f = fixture();
-        let sources = SbomSources {
-            project: &f.project,
-            app_wheel: Some(&f.wheel),
-            wheelhouse: Some(&f.wheelhouse),
-            runtime: Some(&f.runtime),
-            runtime_libraries: true,
-            python: &f.python,
-            source_date: SourceDate {
-                seconds: 0,
-                origin: SourceDateOrigin::Fixed,
-            },
-        };
+        let sources = sources(&f, 0);
         let first = sbom(&artifact(Tier::Deb), &sources).unwrap();
         assert_eq!(first, sbom(&artifact(Tier::Deb), &sources).unwrap());
         assert!(first.ends_with(b"}\n"));

@@ -1,6 +1,6 @@
 //! Writing the executable: launcher, runtime part (cached), app part, trailer.
 
-use crate::{FrozenError, LAUNCHER};
+use crate::{io, FrozenError, LAUNCHER};
 use gradient_archive::{write_tar_gz, Entry, EntryKind};
 use gradient_core::{
     normalize_name, InterpreterFacts, Project, RuntimeFiles, SourceDate, FALLBACK_EPOCH,
@@ -18,15 +18,6 @@ const PYTHON_DIR: &str = "python";
 pub struct Frozen {
     pub path: PathBuf,
     pub default_script: String,
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FrozenError {
-    let path = path.to_path_buf();
-    move |source| FrozenError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Build `NAME-VERSION-PLATFORM` in `work_dir`.

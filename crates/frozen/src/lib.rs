@@ -17,7 +17,7 @@ mod tier;
 pub use assemble::{assemble, Frozen};
 pub use tier::FrozenTier;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The launcher binary every frozen executable starts with.
 pub const LAUNCHER: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER"));
@@ -44,4 +44,14 @@ pub enum FrozenError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The `FrozenError::Io` for `action` on `path`, for `map_err`.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FrozenError {
+    let path = path.to_path_buf();
+    move |source| FrozenError::Io {
+        action,
+        path,
+        source,
+    }
 }

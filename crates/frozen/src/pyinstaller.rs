@@ -3,7 +3,7 @@
 //! run on the same wheelhouse and wheel as gradient's own engine, so that the two can be
 //! compared on the same project.
 
-use crate::FrozenError;
+use crate::{io, FrozenError};
 use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
 use gradient_python::installer::Source;
 use gradient_python::Installer;
@@ -30,14 +30,6 @@ pub async fn build_with_pyinstaller(
     source_date: SourceDate,
     cache_root: &Path,
 ) -> Result<PathBuf, FrozenError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| FrozenError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let pyinstaller = pyinstaller_env(python, installer, cache_root).await?;
 
     // The app and its dependencies in one folder PyInstaller searches.
@@ -147,11 +139,7 @@ async fn pyinstaller_env(
     if dir.join(COMPLETE).is_file() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&parent).map_err(|source| FrozenError::Io {
-        action: "create",
-        path: parent.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     let staging = parent.join(format!(".{key}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let venv_python = installer.create_venv(&python.executable, &staging).await?;
@@ -160,20 +148,13 @@ async fn pyinstaller_env(
         .await?;
     // Its console scripts name the staging folder: PyInstaller is run as
     // `bin/python -m PyInstaller`, which works from wherever the folder is.
-    std::fs::write(staging.join(COMPLETE), PYINSTALLER).map_err(|source| FrozenError::Io {
-        action: "write",
-        path: staging.join(COMPLETE),
-        source,
-    })?;
+    let complete = staging.join(COMPLETE);
+    std::fs::write(&complete, PYINSTALLER).map_err(io("write", &complete))?;
     if let Err(source) = std::fs::rename(&staging, &dir) {
         let _ = std::fs::remove_dir_all(&staging);
         // Another run made it first, or the rename failed: only a finished one will do.
         if !dir.join(COMPLETE).is_file() {
-            return Err(FrozenError::Io {
-                action: "move into place",
-                path: dir,
-                source,
-            });
+            return Err(io("move into place", &dir)(source));
         }
     }
     Ok(dir)

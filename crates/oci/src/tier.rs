@@ -15,7 +15,9 @@ use gradient_core::{
     InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
     Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
-use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
+use gradient_python::smoke::{
+    measure_runs, measure_startup, run_check, smoke_commands, startup_command,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -285,20 +287,8 @@ impl Backend for DockerTier {
         };
         let image = app.tags(&cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let first = container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await;
-        let warm = container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await;
-        if let Some(failed) = [&first, &warm].into_iter().find(|c| !c.passed) {
-            return Err(format!(
-                "measuring the start-up of `{}`: {}",
-                failed.command, failed.detail
-            )
-            .into());
-        }
-        Ok(Some(Startup {
-            command: argv.join(" "),
-            first_run_seconds: first.seconds,
-            warm_seconds: warm.seconds,
-        }))
+        let run = || container_check(&engine, &app, &image, cx, &argv, expect.as_deref());
+        Ok(Some(measure_runs(&argv, run).await?))
     }
 }
 

@@ -17,7 +17,7 @@ mod spec;
 mod strip;
 mod tier;
 
-pub use spec::{name_and_version, App, PackageSpec};
+pub use spec::{name_and_version, package_config, App, PackageSpec};
 pub use strip::stripped_runtime;
 pub use tier::PackageTier;
 

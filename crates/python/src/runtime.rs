@@ -43,6 +43,15 @@ pub const EXCLUDED_STDLIB: &[&str] = &[
     "_ctypes_test",
 ];
 
+/// What the bundle leaves out of the standard library: `[tool.gradient.runtime] exclude`,
+/// else [`EXCLUDED_STDLIB`].
+pub fn excluded_stdlib(config: &gradient_core::RuntimeConfig) -> Vec<String> {
+    config
+        .exclude
+        .clone()
+        .unwrap_or_else(|| EXCLUDED_STDLIB.iter().map(|s| s.to_string()).collect())
+}
+
 /// The C library family: never bundled, the target's own is used.
 const GLIBC_FAMILY: &[&str] = &[
     "libc.so.6",

@@ -74,8 +74,17 @@ pub async fn measure_startup(
     expect: Option<&str>,
 ) -> Result<Startup, StartupFailed> {
     let command = argv.join(" ");
-    let first = run_check(command.clone(), make(), expect).await;
-    let warm = run_check(command.clone(), make(), expect).await;
+    measure_runs(argv, || run_check(command.clone(), make(), expect)).await
+}
+
+/// Start-up from two runs of `argv` by `run` (a smoke check each), the first and the warm.
+pub async fn measure_runs<F: std::future::Future<Output = SmokeCheck>>(
+    argv: &[String],
+    run: impl Fn() -> F,
+) -> Result<Startup, StartupFailed> {
+    let command = argv.join(" ");
+    let first = run().await;
+    let warm = run().await;
     if let Some(failed) = [&first, &warm].into_iter().find(|c| !c.passed) {
         return Err(StartupFailed {
             command,
