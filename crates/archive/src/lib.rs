@@ -5,16 +5,19 @@
 //! - entries sorted (by a caller-given key, path by default),
 //! - every timestamp set to the build's source date,
 //! - modes normalised to 0644 / 0755, owners to 0:0 with empty names,
-//! - gzip headers without file name or time, a fixed compression level.
+//! - gzip headers without file name or time, a fixed compression level, and a fixed cut
+//!   of the data into chunks that are compressed on every core (`gzip`).
 //!
 //! Data enters as an existing archive (a build backend's output) or as in-memory entries,
 //! and leaves as a new file at a path the caller chooses.
 
+mod gzip;
 mod tar_gz;
 mod time;
 mod tree;
 mod zip_file;
 
+pub use gzip::{deflate, gzip, gzip_trailer, End, GZIP_HEADER};
 pub use tar_gz::{extract_tar_gz, normalise_tar_gz, read_tar_gz_entries};
 pub use tar_gz::{write_tar, write_tar_gz, Owner};
 pub use time::{rfc2822, rfc3339};

@@ -2,9 +2,8 @@
 
 use crate::{normal_mode, ArchiveError, Entry, EntryKind};
 use flate2::read::GzDecoder;
-use flate2::{Compression, GzBuilder};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Component, Path};
 
 /// Read every entry of a `.tar.gz` into memory. Sizes are those of sdists and layers, which
@@ -77,14 +76,8 @@ pub fn write_tar_gz(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), Arc
         path: dst.to_path_buf(),
         source,
     };
-    let file = File::create(dst).map_err(write_err)?;
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(BufWriter::new(file), Compression::best());
-    let gz = write_tar(gz, entries, mtime, &|_| (0, 0)).map_err(write_err)?;
-    let mut out = gz.finish().map_err(write_err)?;
-    out.flush().map_err(write_err)?;
-    Ok(())
+    let tar = write_tar(Vec::new(), entries, mtime, &|_| (0, 0)).map_err(write_err)?;
+    std::fs::write(dst, crate::gzip(&tar, 9)).map_err(write_err)
 }
 
 /// Who owns an entry: `(uid, gid)`.

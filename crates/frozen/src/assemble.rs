@@ -66,11 +66,14 @@ pub async fn assemble(
     })
 }
 
+/// Bumped whenever the bytes of a cached runtime part would change for the same bundle.
+const RUNTIME_PART_FORMAT: u32 = 2;
+
 /// The runtime bundle as a gzipped tar under `python/`, made once per bundle and kept
 /// beside it. Its times are fixed (not the project's source date) so that reusing it gives
-/// the same bytes as making it afresh.
-fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
-    let cached = runtime.dir.with_extension("tar.gz");
+/// the same bytes as making it afresh. The name carries [`RUNTIME_PART_FORMAT`].
+pub(crate) fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
+    let cached = runtime_part_path(runtime);
     if cached.is_file() {
         return Ok(cached);
     }
@@ -88,6 +91,17 @@ fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
         source: e.error,
     })?;
     Ok(cached)
+}
+
+fn runtime_part_path(runtime: &RuntimeFiles) -> PathBuf {
+    runtime
+        .dir
+        .with_extension(format!("v{RUNTIME_PART_FORMAT}.tar.gz"))
+}
+
+/// Whether the runtime's part is made already.
+pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles) -> bool {
+    runtime_part_path(runtime).is_file()
 }
 
 /// launcher ‖ parts ‖ trailer, executable.

@@ -9,7 +9,8 @@
 
 use crate::spec::{Dependency, PackageSpec};
 use crate::{io, OsPkgError};
-use flate2::{Compress, Compression, FlushCompress, GzBuilder, Status};
+use flate2::{Compression, GzBuilder};
+use gradient_archive::{gzip_trailer, End, GZIP_HEADER};
 use gradient_archive::{write_tar, Entry, EntryKind};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the bytes of a cached part would change for the same key.
-const PART_FORMAT: u32 = 1;
+const PART_FORMAT: u32 = 2;
 /// gzip's level for the data and control tarballs (dpkg-deb's default).
 const LEVEL: u32 = 6;
 
@@ -351,7 +352,7 @@ impl DataPart {
         let mut tar = write_tar(Vec::new(), &entries, mtime, &|_| (0, 0))
             .map_err(io("write", Path::new("data.tar.gz")))?;
         tar.truncate(tar.len() - 1024); // the two zero blocks that end an archive
-        let deflated = deflate(&tar, FlushCompress::Sync);
+        let deflated = gradient_archive::deflate(&tar, LEVEL, End::Open);
         Ok(DataPart {
             crc: crc32fast::hash(&tar),
             length: tar.len() as u64,
@@ -369,15 +370,13 @@ impl DataPart {
         let mut crc = crc32fast::Hasher::new_with_initial_len(self.crc, self.length);
         crc.update(&tail);
         let length = self.length + tail.len() as u64;
-        let tail = deflate(&tail, FlushCompress::Finish);
+        let tail = gradient_archive::deflate(&tail, LEVEL, End::Closed);
 
         let mut gz = Vec::with_capacity(self.deflated.len() + tail.len() + 18);
-        // RFC 1952: magic, deflate, no flags, no time, no extra flags, unknown OS.
-        gz.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        gz.extend_from_slice(&GZIP_HEADER);
         gz.extend_from_slice(&self.deflated);
         gz.extend_from_slice(&tail);
-        gz.extend_from_slice(&crc.finalize().to_le_bytes());
-        gz.extend_from_slice(&(length as u32).to_le_bytes());
+        gz.extend_from_slice(&gzip_trailer(crc.finalize(), length));
         Ok(gz)
     }
 }
@@ -393,30 +392,6 @@ fn in_data_tar(entry: &Entry) -> Entry {
     }
 }
 
-/// Raw deflate of `data`, ended by `flush` (`Sync`: more blocks may follow; `Finish`: last).
-fn deflate(data: &[u8], flush: FlushCompress) -> Vec<u8> {
-    let mut compress = Compress::new(Compression::new(LEVEL), false);
-    let mut out = Vec::with_capacity(data.len() / 3 + 4096);
-    loop {
-        if out.capacity() - out.len() < 64 * 1024 {
-            out.reserve(out.capacity().max(1 << 20));
-        }
-        let consumed = compress.total_in() as usize;
-        let status = compress
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .expect("deflate takes any input");
-        let all_in = compress.total_in() as usize == data.len();
-        let done = match flush {
-            FlushCompress::Finish => status == Status::StreamEnd,
-            // The flush is complete when it left room in the output.
-            _ => all_in && out.len() < out.capacity(),
-        };
-        if done {
-            return out;
-        }
-    }
-}
-
 /// Write `path` through a temporary file beside it, so it is whole or absent.
 fn write_beside(path: &Path, data: &[u8]) -> Result<(), OsPkgError> {
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
@@ -427,12 +402,9 @@ fn write_beside(path: &Path, data: &[u8]) -> Result<(), OsPkgError> {
 }
 
 fn gzip_tar(entries: &[Entry], mtime: u64) -> Result<Vec<u8>, OsPkgError> {
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::new(LEVEL));
-    let gz = write_tar(gz, entries, mtime, &|_| (0, 0))
-        .map_err(io("write", Path::new("data.tar.gz")))?;
-    gz.finish().map_err(io("write", Path::new("data.tar.gz")))
+    let tar = write_tar(Vec::new(), entries, mtime, &|_| (0, 0))
+        .map_err(io("write", Path::new("control.tar.gz")))?;
+    Ok(gradient_archive::gzip(&tar, LEVEL))
 }
 
 fn dir(path: &str) -> Entry {
