@@ -3,16 +3,20 @@
 //!
 //! ```text
 //!  entries ─► tar bytes (sorted, fixed time and owners) ─► diff_id = sha256(tar)
-//!          ─► cache/oci/layers/<diff_id>/layer.tar.gz  (gzip, no name or time)
+//!          ─► cache/oci/v2/layers/<diff_id>/layer.tar.gz  (gzip, no name or time)
 //!                                        /digest        (sha256 of the gzip)
 //! ```
 //! A cached layer is checked against its recorded digest before use; a damaged one is
 //! made again. Concurrent builders of the same layer take turns on a lock file.
+//!
+//! A layer made only from cached inputs (the runtime bundle, the installed dependencies)
+//! is also found by a *recipe*: a text naming those inputs, whose hash points at the
+//! layer's `diff_id`. A later build then reuses the layer without reading or assembling
+//! its files (`cache/oci/v2/recipes/<sha256 of the recipe>`).
 
 use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The media types of the blobs gradient writes.
@@ -56,10 +60,7 @@ pub fn make_layer(
         source,
     })?;
     let diff_id = digest_of(&tar);
-    let dir = cache
-        .join("oci")
-        .join("layers")
-        .join(diff_id.trim_start_matches("sha256:"));
+    let dir = layers_dir(cache).join(diff_id.trim_start_matches("sha256:"));
     if let Some(layer) = cached(&dir, &diff_id) {
         return Ok(layer);
     }
@@ -77,7 +78,7 @@ pub fn make_layer(
         .tempdir_in(parent)
         .map_err(io("create", parent))?;
     let blob = staging.path().join("layer.tar.gz");
-    let compressed = gzip(&tar);
+    let compressed = gradient_archive::gzip(&tar, LEVEL);
     let digest = digest_of(&compressed);
     std::fs::write(&blob, &compressed).map_err(io("write", &blob))?;
     std::fs::write(staging.path().join("digest"), &digest).map_err(io("write", &blob))?;
@@ -94,6 +95,59 @@ pub fn make_layer(
         media_type: GZIP_LAYER.to_string(),
         reused: false,
     })
+}
+
+/// Where layers are kept. Versioned: a layer's bytes for a given tar change with the
+/// compressor, and a reused layer must give the same bytes as a new one.
+fn layers_dir(cache: &Path) -> PathBuf {
+    cache
+        .join("oci")
+        .join(format!("v{LAYER_FORMAT}"))
+        .join("layers")
+}
+
+/// Bumped whenever the compressed bytes of a layer would change for the same tar, or what a
+/// recipe makes changes.
+const LAYER_FORMAT: u32 = 2;
+
+/// The layer `recipe` made before, if it is still cached and whole.
+pub fn from_recipe(recipe: &str, cache: &Path) -> Option<Layer> {
+    let diff_id = std::fs::read_to_string(recipe_path(recipe, cache)).ok()?;
+    cached(
+        &layers_dir(cache).join(diff_id.trim_start_matches("sha256:")),
+        &diff_id,
+    )
+}
+
+/// Whether the layer `recipe` makes is cached, by a quick look (its digest unchecked).
+pub fn recipe_known(recipe: &str, cache: &Path) -> bool {
+    std::fs::read_to_string(recipe_path(recipe, cache)).is_ok_and(|diff_id| {
+        layers_dir(cache)
+            .join(diff_id.trim_start_matches("sha256:"))
+            .join("digest")
+            .is_file()
+    })
+}
+
+/// Note that `recipe` makes `layer`. A failure to write only costs a later rebuild.
+pub fn remember_recipe(recipe: &str, layer: &Layer, cache: &Path) {
+    let path = recipe_path(recipe, cache);
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let mut temp = tempfile::NamedTempFile::new_in(path.parent().expect("has a parent"))?;
+            std::io::Write::write_all(&mut temp, layer.diff_id.as_bytes())?;
+            temp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        });
+    if let Err(error) = written {
+        tracing::debug!("could not note the recipe of a layer: {error}");
+    }
+}
+
+fn recipe_path(recipe: &str, cache: &Path) -> PathBuf {
+    let key = hex::encode(Sha256::digest(recipe.as_bytes()));
+    layers_dir(cache).with_file_name("recipes").join(&key[..32])
 }
 
 /// The cached layer in `dir`, if it is there and its bytes match its recorded digest.
@@ -113,15 +167,6 @@ fn cached(dir: &Path, diff_id: &str) -> Option<Layer> {
         media_type: GZIP_LAYER.to_string(),
         reused: true,
     })
-}
-
-/// gzip without a file name or time.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::new(LEVEL));
-    encoder.write_all(bytes).expect("writing to memory");
-    encoder.finish().expect("writing to memory")
 }
 
 #[cfg(test)]
@@ -162,5 +207,28 @@ mod tests {
             digest_of(&std::fs::read(&repaired.path).unwrap()),
             first.digest
         );
+    }
+
+    #[test]
+    fn a_remembered_recipe_finds_its_layer_until_the_layer_is_damaged() {
+        let cache = tempfile::tempdir().unwrap();
+        let recipe = "runtime\n/cache/runtimes/abc 42 1.0\nusr/local";
+        assert!(!recipe_known(recipe, cache.path()));
+        assert!(from_recipe(recipe, cache.path()).is_none());
+
+        let made = make_layer(&[file("a.txt", "one")], 1_000, &|_| (0, 0), cache.path()).unwrap();
+        remember_recipe(recipe, &made, cache.path());
+        assert!(recipe_known(recipe, cache.path()));
+        let found = from_recipe(recipe, cache.path()).expect("found by its recipe");
+        assert!(found.reused);
+        assert_eq!(
+            (found.digest.as_str(), found.diff_id.as_str()),
+            (made.digest.as_str(), made.diff_id.as_str())
+        );
+        assert!(from_recipe("another recipe", cache.path()).is_none());
+
+        // A damaged blob is not handed out: the caller makes the layer again.
+        std::fs::write(&made.path, b"garbage").unwrap();
+        assert!(from_recipe(recipe, cache.path()).is_none());
     }
 }
