@@ -6,7 +6,7 @@
 
 use crate::{InterpreterFacts, Project, SourceDate, TargetNeeds, Tier};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Errors cross the trait boxed: each backend crate keeps its own `thiserror` enum.
@@ -243,6 +243,20 @@ pub trait Backend: Send + Sync {
     /// skip with its reason, like [`Backend::preflight`]'s.
     fn check(&self, _cx: &BuildContext) -> Result<(), Unavailable> {
         Ok(())
+    }
+
+    /// Work that needs only the runtime bundle (a compressed layer, a packed part of the
+    /// artifact), run as soon as the bundle is ready, while the wheel and the wheelhouse are
+    /// still being made. What it makes goes into `cache`, where [`Backend::build`] finds
+    /// it. Says what it made, or `None` when it was cached already; a failure is left for
+    /// `build` to meet and report.
+    async fn prepare(
+        &self,
+        _project: &Project,
+        _runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<String> {
+        None
     }
 
     /// Write the tier's artifacts into `cx.work_dir`.

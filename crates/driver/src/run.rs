@@ -171,6 +171,7 @@ pub async fn build(
         })?;
     let shared = build_inputs(
         &needed,
+        &backends,
         InputRun {
             project: &project,
             python: &python,
@@ -471,11 +472,46 @@ struct InputRun<'a> {
     reporter: &'a dyn Reporter,
 }
 
-/// Build each input in `needed` once, in dependency order: sdist and wheel, then the
-/// wheelhouse (which resolves the wheel's requirements).
+/// Build each input in `needed` once. The runtime needs nothing else: it is bundled, and
+/// the tiers' runtime-only parts are made ([`Backend::prepare`]), while the sdist and the
+/// wheel build and the wheelhouse is resolved from the wheel's requirements.
 async fn build_inputs(
     needed: &BTreeSet<Input>,
+    backends: &[Arc<dyn Backend>],
     run: InputRun<'_>,
+) -> Result<SharedInputs, DriverError> {
+    let runtime_and_parts = async {
+        if !needed.contains(&Input::Runtime) {
+            return Ok(None);
+        }
+        let (runtime, seconds) = build_runtime(&run).await?;
+        for backend in backends {
+            let started = Instant::now();
+            if let Some(made) = backend.prepare(run.project, &runtime, run.cache).await {
+                run.reporter.done(
+                    &format!("{}: {made}", backend.tier()),
+                    started.elapsed().as_secs_f64(),
+                );
+            }
+        }
+        Ok::<_, DriverError>(Some((runtime, seconds)))
+    };
+    let (shared, runtime) = tokio::join!(
+        build_distributions_and_wheelhouse(needed, &run),
+        runtime_and_parts
+    );
+    let mut shared = shared?;
+    if let Some((runtime, seconds)) = runtime? {
+        shared.seconds.insert(Input::Runtime, seconds);
+        shared.inputs.runtime = Some(runtime);
+    }
+    Ok(shared)
+}
+
+/// The sdist and the wheel, then the wheelhouse (which resolves the wheel's requirements).
+async fn build_distributions_and_wheelhouse(
+    needed: &BTreeSet<Input>,
+    run: &InputRun<'_>,
 ) -> Result<SharedInputs, DriverError> {
     let InputRun {
         project,
@@ -608,62 +644,66 @@ async fn build_inputs(
     }
     shared.inputs.wheel = dists.wheel.map(|(path, _)| path);
 
-    if needed.contains(&Input::Runtime) {
-        let archive = project
-            .config
-            .runtime
-            .archive
-            .as_ref()
-            .map(|a| project.root.join(a));
-        match &archive {
-            Some(archive) => {
-                reporter.step(&format!("bundling the runtime from {}", archive.display()))
-            }
-            None => reporter.step(&format!("bundling the runtime from {python}")),
-        }
-        let started = Instant::now();
-        let source = match &archive {
-            Some(archive) => {
-                gradient_python::runtime::unpack_runtime_archive(archive, python, run.cache)
-                    .await
-                    .map_err(DriverError::Runtime)?
-            }
-            None => python.clone(),
-        };
-        let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
-        let runtime = gradient_python::runtime::build_runtime(
-            &source,
-            &exclude,
-            run.options.strict,
-            run.cache,
-        )
-        .await
-        .map_err(DriverError::Runtime)?;
-        for (library, module) in &runtime.missing {
-            reporter.warn(&format!(
-                "{module} needs {library}, which is not on this machine: that module will fail to import (--strict makes this an error)"
-            ));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        reporter.done(
-            &format!(
-                "runtime: CPython {}, {} shared libraries, glibc >= {}{}",
-                source.full_version(),
-                runtime.libraries.len(),
-                runtime.glibc.as_deref().unwrap_or("?"),
-                if runtime.reused { " (cached)" } else { "" }
-            ),
-            seconds,
-        );
-        shared.seconds.insert(Input::Runtime, seconds);
-        shared.inputs.runtime = Some(gradient_core::RuntimeFiles {
-            dir: runtime.dir,
-            python: runtime.python,
-            site_packages: runtime.site_packages,
-            glibc: runtime.glibc,
-        });
-    }
     Ok(shared)
+}
+
+/// The runtime bundle, and how long it took.
+async fn build_runtime(
+    run: &InputRun<'_>,
+) -> Result<(gradient_core::RuntimeFiles, f64), DriverError> {
+    let InputRun {
+        project,
+        python,
+        reporter,
+        ..
+    } = *run;
+    let archive = project
+        .config
+        .runtime
+        .archive
+        .as_ref()
+        .map(|a| project.root.join(a));
+    match &archive {
+        Some(archive) => reporter.step(&format!("bundling the runtime from {}", archive.display())),
+        None => reporter.step(&format!("bundling the runtime from {python}")),
+    }
+    let started = Instant::now();
+    let source = match &archive {
+        Some(archive) => {
+            gradient_python::runtime::unpack_runtime_archive(archive, python, run.cache)
+                .await
+                .map_err(DriverError::Runtime)?
+        }
+        None => python.clone(),
+    };
+    let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
+    let runtime =
+        gradient_python::runtime::build_runtime(&source, &exclude, run.options.strict, run.cache)
+            .await
+            .map_err(DriverError::Runtime)?;
+    for (library, module) in &runtime.missing {
+        reporter.warn(&format!(
+            "{module} needs {library}, which is not on this machine: that module will fail to import (--strict makes this an error)"
+        ));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    reporter.done(
+        &format!(
+            "runtime: CPython {}, {} shared libraries, glibc >= {}{}",
+            source.full_version(),
+            runtime.libraries.len(),
+            runtime.glibc.as_deref().unwrap_or("?"),
+            if runtime.reused { " (cached)" } else { "" }
+        ),
+        seconds,
+    );
+    let files = gradient_core::RuntimeFiles {
+        dir: runtime.dir,
+        python: runtime.python,
+        site_packages: runtime.site_packages,
+        glibc: runtime.glibc,
+    };
+    Ok((files, seconds))
 }
 
 /// Refuse an interpreter that the project's `requires-python` excludes.

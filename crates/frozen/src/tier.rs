@@ -5,7 +5,8 @@ use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input, InterpreterFacts,
-    Project, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
+    Unavailable,
 };
 use gradient_python::smoke::{
     concurrent_first_runs, concurrent_runs, measure_startup, run_check, smoke_commands,
@@ -62,6 +63,30 @@ impl Backend for FrozenTier {
                 hint: Some("build with a CPython that links libpython as a shared library, e.g. pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
             }),
         }
+    }
+
+    /// The runtime's packed part (with gradient's engine), made while the wheel builds.
+    async fn prepare(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<String> {
+        if project.config.frozen.engine != FrozenEngine::Gradient
+            || crate::assemble::runtime_part_cached(runtime)
+        {
+            return None;
+        }
+        let runtime = runtime.clone();
+        let part = tokio::task::spawn_blocking(move || crate::assemble::runtime_part(&runtime))
+            .await
+            .ok()?
+            .ok()?;
+        let size = std::fs::metadata(part).ok()?.len();
+        Some(format!(
+            "packed the runtime ({:.1} MiB)",
+            size as f64 / (1 << 20) as f64
+        ))
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {

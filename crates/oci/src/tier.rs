@@ -5,15 +5,15 @@
 use crate::base::{read_image, unpack, Base};
 use crate::content::{self, Placement};
 use crate::image::{write_image, ImageLayer, ImageSpec, RunConfig};
-use crate::layer::make_layer;
+use crate::layer::{from_recipe, make_layer, recipe_known, remember_recipe, Layer};
 use crate::reference::{check_reference, default_tags};
 use crate::rootfs::{unpack_image, unpacked_image};
 use crate::{Engine, OciError};
 use async_trait::async_trait;
 use gradient_core::{
     normalize_name, Artifact, Backend, BackendError, BaseImage, BuildContext, Host, Input,
-    InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
-    Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
+    InterpreterFacts, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup,
+    TargetNeeds, Tier, Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
     measure_runs, measure_startup, run_check, smoke_commands, startup_command,
@@ -74,32 +74,38 @@ fn image_id(tarball: &std::path::Path) -> Option<String> {
 /// What an image depends on besides gradient's inputs: the host's glibc files a `scratch`
 /// base carries, or the base tarball; nothing reusable for a base taken from the engine.
 fn base_fingerprint(project: &Project) -> Option<String> {
-    let stamp = |path: &std::path::Path| {
-        let meta = std::fs::metadata(path).ok()?;
-        let modified = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        Some(format!(
-            "{} {} {}",
-            path.display(),
-            meta.len(),
-            modified.as_nanos()
-        ))
-    };
     match project.config.container.base() {
-        BaseImage::Scratch => gradient_python::runtime::glibc_files()
-            .iter()
-            .map(|(_, path)| stamp(path))
-            .collect::<Option<Vec<_>>>()
-            .map(|stamps| stamps.join("\n")),
+        BaseImage::Scratch => glibc_stamps(),
         // A folder layout may change inside without its own stamp changing.
         BaseImage::Oci(path) if project.root.join(&path).is_file() => {
-            stamp(&project.root.join(path))
+            file_stamp(&project.root.join(path))
         }
         BaseImage::Oci(_) | BaseImage::Docker(_) => None,
     }
+}
+
+/// The path, size and modification time of each glibc file a scratch base carries.
+fn glibc_stamps() -> Option<String> {
+    gradient_python::runtime::glibc_files()
+        .iter()
+        .map(|(_, path)| file_stamp(path))
+        .collect::<Option<Vec<_>>>()
+        .map(|stamps| stamps.join("\n"))
+}
+
+fn file_stamp(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{} {} {}",
+        path.display(),
+        meta.len(),
+        modified.as_nanos()
+    ))
 }
 
 fn preflight(host: &Host) -> Result<(), Unavailable> {
@@ -137,6 +143,15 @@ impl Backend for OciTier {
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         preflight(host)
+    }
+
+    async fn prepare(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        cache: &Path,
+    ) -> Option<String> {
+        prepare_base_layers(project, runtime, cache).await
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
@@ -220,6 +235,15 @@ impl Backend for DockerTier {
             }
             _ => Ok(()),
         }
+    }
+
+    async fn prepare(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        cache: &Path,
+    ) -> Option<String> {
+        prepare_base_layers(project, runtime, cache).await
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
@@ -491,11 +515,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             created_by: String::new(),
         }));
     } else {
-        let glibc = gradient_python::runtime::glibc_files();
-        let entries = content::scratch_base(&glibc)?;
-        let layer = tokio::task::block_in_place(|| {
-            make_layer(&entries, FALLBACK_EPOCH, &content::scratch_owner, cache)
-        })?;
+        let layer = tokio::task::block_in_place(|| scratch_layer(cache))?;
         layers.push(ImageLayer {
             layer,
             created_by: format!(
@@ -505,10 +525,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         });
     }
     if base_python.is_none() {
-        let entries = tokio::task::block_in_place(|| content::runtime(&runtime.dir))?;
-        // Fixed times, as the runtime bundle is shared by every app: the same layer for all.
-        let layer =
-            tokio::task::block_in_place(|| make_layer(&entries, FALLBACK_EPOCH, &root, cache))?;
+        let layer = tokio::task::block_in_place(|| runtime_layer(runtime, cache))?;
         layers.push(ImageLayer {
             layer,
             created_by: format!("gradient: CPython {} runtime", cx.python.full_version()),
@@ -516,22 +533,41 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     }
 
     let staging = cx.work_dir.join("layers");
-    let deps = content::site_layer(
-        &staging.join("dependencies"),
-        &placement,
-        &cx.python.executable,
-        |site| {
-            Ok(gradient_python::wheelhouse::copy_site(
-                &wheelhouse.site,
-                site,
-            )?)
-        },
-        &BTreeMap::new(),
-    )
-    .await?;
-    // Fixed times here too: the dependencies do not change with the app's source date, and
-    // their layer must not either.
-    let layer = tokio::task::block_in_place(|| make_layer(&deps, FALLBACK_EPOCH, &root, cache))?;
+    // The installed dependencies, compiled for their place in the image by this interpreter.
+    let recipe = folder_stamp(&wheelhouse.site).map(|site| {
+        format!(
+            "dependencies\n{site}\n{}\n{}\n{}",
+            cx.python.executable.display(),
+            cx.python.full_version(),
+            placement.site
+        )
+    });
+    let layer = match recipe.as_deref().and_then(|r| from_recipe(r, cache)) {
+        Some(layer) => layer,
+        None => {
+            let deps = content::site_layer(
+                &staging.join("dependencies"),
+                &placement,
+                &cx.python.executable,
+                |site| {
+                    Ok(gradient_python::wheelhouse::copy_site(
+                        &wheelhouse.site,
+                        site,
+                    )?)
+                },
+                &BTreeMap::new(),
+            )
+            .await?;
+            // Fixed times here too: the dependencies do not change with the app's source
+            // date, and their layer must not either.
+            let layer =
+                tokio::task::block_in_place(|| make_layer(&deps, FALLBACK_EPOCH, &root, cache))?;
+            if let Some(recipe) = &recipe {
+                remember_recipe(recipe, &layer, cache);
+            }
+            layer
+        }
+    };
     layers.push(ImageLayer {
         layer,
         created_by: format!(
@@ -600,6 +636,90 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     let path = cx.work_dir.join(format!("{name}-{version}.oci.tar"));
     tokio::task::block_in_place(|| write_image(&spec, mtime, &path))?;
     Ok(path)
+}
+
+/// The scratch base's layer (the host's glibc, /etc, the default user), from the cache
+/// when these glibc files made it before.
+fn scratch_layer(cache: &Path) -> Result<Layer, OciError> {
+    layer_by_recipe(scratch_recipe().as_deref(), cache, || {
+        let entries = content::scratch_base(&gradient_python::runtime::glibc_files())?;
+        make_layer(&entries, FALLBACK_EPOCH, &content::scratch_owner, cache)
+    })
+}
+
+/// The runtime bundle's layer under [`content::RUNTIME_PREFIX`], from the cache when this
+/// bundle's layer was made before. Its times are fixed, as the bundle is shared by every
+/// app: the same layer for all.
+fn runtime_layer(runtime: &RuntimeFiles, cache: &Path) -> Result<Layer, OciError> {
+    layer_by_recipe(runtime_recipe(runtime).as_deref(), cache, || {
+        let entries = content::runtime(&runtime.dir)?;
+        make_layer(&entries, FALLBACK_EPOCH, &|_| (0, 0), cache)
+    })
+}
+
+fn scratch_recipe() -> Option<String> {
+    glibc_stamps().map(|stamps| format!("scratch base\n{stamps}"))
+}
+
+fn runtime_recipe(runtime: &RuntimeFiles) -> Option<String> {
+    folder_stamp(&runtime.dir)
+        .map(|bundle| format!("runtime\n{bundle}\n{}", content::RUNTIME_PREFIX))
+}
+
+/// The layer `recipe` made before, or the one `make` makes now (noted under `recipe`).
+fn layer_by_recipe(
+    recipe: Option<&str>,
+    cache: &Path,
+    make: impl FnOnce() -> Result<Layer, OciError>,
+) -> Result<Layer, OciError> {
+    if let Some(layer) = recipe.and_then(|r| from_recipe(r, cache)) {
+        return Ok(layer);
+    }
+    let layer = make()?;
+    if let Some(recipe) = recipe {
+        remember_recipe(recipe, &layer, cache);
+    }
+    Ok(layer)
+}
+
+/// [`Backend::prepare`] of both tiers: on a scratch base, the base's and the runtime's
+/// layers, compressed while the wheel builds (the tier that comes second finds them made).
+async fn prepare_base_layers(
+    project: &Project,
+    runtime: &RuntimeFiles,
+    cache: &Path,
+) -> Option<String> {
+    let scratch = matches!(project.config.container.base(), BaseImage::Scratch);
+    let known = |recipe: Option<String>| recipe.is_some_and(|r| recipe_known(&r, cache));
+    if !scratch || known(runtime_recipe(runtime)) && known(scratch_recipe()) {
+        return None;
+    }
+    let (runtime, cache) = (runtime.clone(), cache.to_path_buf());
+    let size = tokio::task::spawn_blocking(move || {
+        Ok::<_, OciError>(scratch_layer(&cache)?.size + runtime_layer(&runtime, &cache)?.size)
+    })
+    .await
+    .ok()?
+    .ok()?;
+    Some(format!(
+        "compressed the base and runtime layers ({:.1} MiB)",
+        size as f64 / (1 << 20) as f64
+    ))
+}
+
+/// What identifies one making of a cached folder (the runtime bundle, the installed
+/// dependencies): its path, named by the hash of its inputs, and its inode and time, which
+/// change when it is made again.
+fn folder_stamp(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{} {} {}.{}",
+        path.display(),
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
 }
 
 /// `org.opencontainers.image.*` labels from the project's metadata.
