@@ -82,6 +82,37 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
     ));
     assert!(stdout(&version).contains("1.2.3"));
 
+    // Other versions of the dependencies installed in the target interpreter do not shadow
+    // the locked ones the archive carries.
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("site-packages");
+    for package in ["click", "msgpack"] {
+        std::fs::create_dir_all(site.join(package)).unwrap();
+        std::fs::write(
+            site.join(package).join("__init__.py"),
+            format!("raise ImportError('the target interpreter\\'s own {package} was imported')\n"),
+        )
+        .unwrap();
+    }
+    for (args, expected) in [
+        (&["greet", "X"][..], "Hello, X!\n"),
+        (&["roundtrip", "[1, 2]"][..], "[1, 2] (3 bytes, compiled)\n"),
+    ] {
+        let output = run(clean(
+            Command::new(venv.join("bin/python"))
+                .arg("-I")
+                .arg(&pyz)
+                .args(args),
+            &home,
+        ));
+        assert_eq!(stdout(&output), expected, "{}", stderr(&output));
+    }
+
     // The lock is published beside it and listed in SHA256SUMS.
     let lock = std::fs::read_to_string(first.join("sampleapp-1.2.3.lock.txt")).unwrap();
     assert!(
@@ -166,13 +197,17 @@ fn twenty_concurrent_first_runs_all_succeed_and_leave_one_extraction() {
     );
     let pyz = only_file(dir.path(), ".pyz");
     let home = dir.path().join("home");
+    // Half greet (package data from the archive), half round-trip through msgpack, whose
+    // compiled module must come whole from the one extraction (a missing one would fall
+    // back to msgpack's pure-Python code and say so).
+    let args = |i: usize| match i % 2 {
+        0 => vec!["greet".to_string(), i.to_string()],
+        _ => vec!["roundtrip".to_string(), format!("[{i}]")],
+    };
     let children: Vec<_> = (0..20)
         .map(|i| {
             clean(
-                Command::new(python311())
-                    .arg("-I")
-                    .arg(&pyz)
-                    .args(["greet", &i.to_string()]),
+                Command::new(python311()).arg("-I").arg(&pyz).args(args(i)),
                 &home,
             )
             .stdout(std::process::Stdio::piped())
@@ -184,7 +219,11 @@ fn twenty_concurrent_first_runs_all_succeed_and_leave_one_extraction() {
     for (i, child) in children.into_iter().enumerate() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "run {i}: {}", stderr(&output));
-        assert_eq!(stdout(&output), format!("Hello, {i}!\n"));
+        let expected = match i % 2 {
+            0 => format!("Hello, {i}!\n"),
+            _ => format!("[{i}] (2 bytes, compiled)\n"),
+        };
+        assert_eq!(stdout(&output), expected);
     }
     let extractions = listing(&home.join("cache/gradient/pyz"));
     assert_eq!(extractions.len(), 1, "{extractions:?}");

@@ -276,9 +276,19 @@ def main():
     site = os.path.join(archive, "site")
     if sys.path and os.path.abspath(sys.path[0]) == archive:
         sys.path[0:1] = []
-    # After the standard library, where site-packages would be: standard modules are found
-    # first and never pass through the archive's importer.
-    sys.path.extend([folder, site] if NATIVE else [site])
+    # Right after the standard library, before any site-packages: standard modules are
+    # found first and never pass through the archive's importer, and the locked
+    # dependencies win over other versions the target interpreter has installed.
+    ours = [folder, site] if NATIVE else [site]
+    first_site = next(
+        (
+            i
+            for i, entry in enumerate(sys.path)
+            if os.path.basename(entry) in ("site-packages", "dist-packages")
+        ),
+        len(sys.path),
+    )
+    sys.path[first_site:first_site] = ours
     install_importer(archive, folder)
 
     invoked = os.path.basename(sys.argv[0])
