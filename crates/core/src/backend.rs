@@ -65,6 +65,17 @@ pub struct RuntimeFiles {
     pub glibc: Option<String>,
 }
 
+impl RuntimeFiles {
+    /// The bundle's cache key (its cache folder is `runtimes/KEY/bundle`): what names the
+    /// things made from it once and kept in the cache.
+    pub fn key(&self) -> String {
+        self.dir
+            .parent()
+            .and_then(Path::file_name)
+            .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned())
+    }
+}
+
 /// The wheelhouse as the tiers see it.
 #[derive(Clone, Debug)]
 pub struct WheelhouseFiles {

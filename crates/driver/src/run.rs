@@ -404,9 +404,13 @@ async fn shipped_runtime(
             if gradient_ospkg::package_config(project, format).layout() == Layout::System {
                 return None;
             }
-            let stripped = gradient_ospkg::stripped_runtime(&runtime.dir, cache)
-                .await
-                .ok()?;
+            let stripped = match gradient_ospkg::stripped_runtime(&runtime, cache).await {
+                Ok(stripped) => stripped,
+                Err(error) => {
+                    tracing::warn!("the {tier} SBOM lists no runtime: {error}");
+                    return None;
+                }
+            };
             Some((
                 gradient_core::RuntimeFiles {
                     dir: stripped,
@@ -738,10 +742,9 @@ async fn lock_project(
     root: &Path,
     reporter: &dyn Reporter,
 ) -> Result<std::fs::File, DriverError> {
-    use sha2::Digest;
     use std::io::{Read, Seek, Write};
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let digest = hex::encode(sha2::Sha256::digest(root.to_string_lossy().as_bytes()));
+    let digest = crate::publish::sha256_hex(root.to_string_lossy().as_bytes());
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1158,8 +1161,12 @@ async fn verify_reproducible(
 ) {
     let tier = backend.tier();
     let started = Instant::now();
+    // A cache of its own, empty: what the first build cached (image layers, packed runtime
+    // parts, the stripped runtime) is made again, not compared with itself.
+    let work_dir = cx.work_dir.with_file_name(format!("{tier}-again"));
     let again = BuildContext {
-        work_dir: cx.work_dir.with_file_name(format!("{tier}-again")),
+        cache_dir: work_dir.join("cache"),
+        work_dir,
         ..cx.clone()
     };
     let rebuilt = match std::fs::create_dir_all(&again.work_dir) {

@@ -28,6 +28,7 @@ pub async fn assemble(
     dependencies: &Path,
     runtime: &RuntimeFiles,
     work_dir: &Path,
+    cache: &Path,
     source_date: SourceDate,
 ) -> Result<Frozen, FrozenError> {
     let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
@@ -55,7 +56,7 @@ pub async fn assemble(
     let app_part = work_dir.join("app.tar.gz");
     write_tar_gz(&app_part, &app_entries, source_date.seconds)?;
 
-    let runtime_part = runtime_part(runtime)?;
+    let runtime_part = runtime_part(runtime, cache)?;
     // linux_x86_64 → linux-x86_64: the architecture keeps its own underscore.
     let platform = python.platform_tag.replacen('_', "-", 1);
     let path = work_dir.join(format!("{name}-{}-{platform}", info.metadata.version));
@@ -69,17 +70,19 @@ pub async fn assemble(
 /// Bumped whenever the bytes of a cached runtime part would change for the same bundle.
 const RUNTIME_PART_FORMAT: u32 = 2;
 
-/// The runtime bundle as a gzipped tar under `python/`, made once per bundle and kept
-/// beside it. Its times are fixed (not the project's source date) so that reusing it gives
-/// the same bytes as making it afresh. The name carries [`RUNTIME_PART_FORMAT`].
-pub(crate) fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenError> {
-    let cached = runtime_part_path(runtime);
+/// The runtime bundle as a gzipped tar under `python/`, made once per bundle and kept in
+/// `cache/frozen/` under the bundle's key. Its times are fixed (not the project's source
+/// date) so that reusing it gives the same bytes as making it afresh. The name carries
+/// [`RUNTIME_PART_FORMAT`].
+pub(crate) fn runtime_part(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, FrozenError> {
+    let cached = runtime_part_path(runtime, cache);
     if cached.is_file() {
         return Ok(cached);
     }
     let mut entries = gradient_archive::tree_entries(&runtime.dir, PYTHON_DIR)?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let parent = cached.parent().unwrap_or(Path::new("."));
+    let parent = cached.parent().expect("a cache file has a folder");
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".runtime-")
         .tempfile_in(parent)
@@ -93,15 +96,16 @@ pub(crate) fn runtime_part(runtime: &RuntimeFiles) -> Result<PathBuf, FrozenErro
     Ok(cached)
 }
 
-fn runtime_part_path(runtime: &RuntimeFiles) -> PathBuf {
-    runtime
-        .dir
-        .with_extension(format!("v{RUNTIME_PART_FORMAT}.tar.gz"))
+fn runtime_part_path(runtime: &RuntimeFiles, cache: &Path) -> PathBuf {
+    cache.join("frozen").join(format!(
+        "{}.runtime.v{RUNTIME_PART_FORMAT}.tar.gz",
+        runtime.key()
+    ))
 }
 
 /// Whether the runtime's part is made already.
-pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles) -> bool {
-    runtime_part_path(runtime).is_file()
+pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles, cache: &Path) -> bool {
+    runtime_part_path(runtime, cache).is_file()
 }
 
 /// launcher ‖ parts ‖ trailer, executable.

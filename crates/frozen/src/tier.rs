@@ -70,18 +70,19 @@ impl Backend for FrozenTier {
         &self,
         project: &Project,
         runtime: &RuntimeFiles,
-        _cache: &Path,
+        cache: &Path,
     ) -> Option<String> {
         if project.config.frozen.engine != FrozenEngine::Gradient
-            || crate::assemble::runtime_part_cached(runtime)
+            || crate::assemble::runtime_part_cached(runtime, cache)
         {
             return None;
         }
-        let runtime = runtime.clone();
-        let part = tokio::task::spawn_blocking(move || crate::assemble::runtime_part(&runtime))
-            .await
-            .ok()?
-            .ok()?;
+        let (runtime, cache) = (runtime.clone(), cache.to_path_buf());
+        let part =
+            tokio::task::spawn_blocking(move || crate::assemble::runtime_part(&runtime, &cache))
+                .await
+                .ok()?
+                .ok()?;
         let size = std::fs::metadata(part).ok()?.len();
         Some(format!(
             "packed the runtime ({:.1} MiB)",
@@ -103,6 +104,7 @@ impl Backend for FrozenTier {
                     &wheelhouse.site,
                     runtime,
                     &cx.work_dir,
+                    &cx.cache_dir,
                     cx.source_date,
                 )
                 .await?

@@ -277,7 +277,7 @@ pub async fn package_spec(
     let mut runtime_part = None;
     if layout == Layout::Bundled {
         let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
-        let stripped = crate::strip::stripped_runtime(&runtime.dir, &cx.cache_dir).await?;
+        let stripped = crate::strip::stripped_runtime(runtime, &cx.cache_dir).await?;
         let mut paths: BTreeSet<String> = ["usr", "usr/lib", &format!("usr/lib/{name}")]
             .into_iter()
             .map(str::to_string)

@@ -3,22 +3,19 @@
 //! stripped copy is made once and kept in the cache beside the packages' other state.
 
 use crate::{io, OsPkgError};
+use gradient_core::RuntimeFiles;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
-/// A stripped copy of the runtime bundle `bundle`, made once per bundle in `cache/ospkg/`.
+/// A stripped copy of the runtime bundle, made once per bundle in `cache/ospkg/`.
 /// Without `strip` on the host, the bundle itself (and a warning).
-pub async fn stripped_runtime(bundle: &Path, cache: &Path) -> Result<PathBuf, OsPkgError> {
+pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, OsPkgError> {
+    let bundle = &runtime.dir;
     if !on_path("strip") {
         tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
         return Ok(bundle.to_path_buf());
     }
-    // The bundle's cache folder is named by its content key.
-    let key = bundle
-        .parent()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "runtime".into());
+    let key = runtime.key();
     let done = cache.join("ospkg").join("stripped").join(&key);
     if done.is_dir() {
         return Ok(done);
