@@ -60,7 +60,7 @@ pub fn make_layer(
         source,
     })?;
     let diff_id = digest_of(&tar);
-    let dir = layers_dir(cache).join(diff_id.trim_start_matches("sha256:"));
+    let dir = layer_dir(cache, &diff_id);
     if let Some(layer) = cached(&dir, &diff_id) {
         return Ok(layer);
     }
@@ -97,13 +97,17 @@ pub fn make_layer(
     })
 }
 
-/// Where layers are kept. Versioned: a layer's bytes for a given tar change with the
-/// compressor, and a reused layer must give the same bytes as a new one.
-fn layers_dir(cache: &Path) -> PathBuf {
-    cache
-        .join("oci")
-        .join(format!("v{LAYER_FORMAT}"))
+/// Where layers and recipes are kept. Versioned: a layer's bytes for a given tar change
+/// with the compressor, and a reused layer must give the same bytes as a new one.
+fn oci_cache(cache: &Path) -> PathBuf {
+    cache.join("oci").join(format!("v{LAYER_FORMAT}"))
+}
+
+/// The folder of the layer whose uncompressed tar has `diff_id`.
+fn layer_dir(cache: &Path, diff_id: &str) -> PathBuf {
+    oci_cache(cache)
         .join("layers")
+        .join(diff_id.trim_start_matches("sha256:"))
 }
 
 /// Bumped whenever the compressed bytes of a layer would change for the same tar, or what a
@@ -113,33 +117,24 @@ const LAYER_FORMAT: u32 = 2;
 /// The layer `recipe` made before, if it is still cached and whole.
 pub fn from_recipe(recipe: &str, cache: &Path) -> Option<Layer> {
     let diff_id = std::fs::read_to_string(recipe_path(recipe, cache)).ok()?;
-    cached(
-        &layers_dir(cache).join(diff_id.trim_start_matches("sha256:")),
-        &diff_id,
-    )
+    cached(&layer_dir(cache, &diff_id), &diff_id)
 }
 
 /// Whether the layer `recipe` makes is cached, by a quick look (its digest unchecked).
 pub fn recipe_known(recipe: &str, cache: &Path) -> bool {
-    std::fs::read_to_string(recipe_path(recipe, cache)).is_ok_and(|diff_id| {
-        layers_dir(cache)
-            .join(diff_id.trim_start_matches("sha256:"))
-            .join("digest")
-            .is_file()
-    })
+    std::fs::read_to_string(recipe_path(recipe, cache))
+        .is_ok_and(|diff_id| layer_dir(cache, &diff_id).join("digest").is_file())
 }
 
 /// Note that `recipe` makes `layer`. A failure to write only costs a later rebuild.
 pub fn remember_recipe(recipe: &str, layer: &Layer, cache: &Path) {
     let path = recipe_path(recipe, cache);
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            let mut temp = tempfile::NamedTempFile::new_in(path.parent().expect("has a parent"))?;
-            std::io::Write::write_all(&mut temp, layer.diff_id.as_bytes())?;
-            temp.persist(&path).map(|_| ()).map_err(|e| e.error)
-        });
+    let dir = path.parent().expect("a recipe file has a folder");
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, layer.diff_id.as_bytes())?;
+        temp.persist(&path).map(|_| ()).map_err(|e| e.error)
+    });
     if let Err(error) = written {
         tracing::debug!("could not note the recipe of a layer: {error}");
     }
@@ -147,7 +142,7 @@ pub fn remember_recipe(recipe: &str, layer: &Layer, cache: &Path) {
 
 fn recipe_path(recipe: &str, cache: &Path) -> PathBuf {
     let key = hex::encode(Sha256::digest(recipe.as_bytes()));
-    layers_dir(cache).with_file_name("recipes").join(&key[..32])
+    oci_cache(cache).join("recipes").join(&key[..32])
 }
 
 /// The cached layer in `dir`, if it is there and its bytes match its recorded digest.

@@ -78,7 +78,7 @@ fn base_fingerprint(project: &Project) -> Option<String> {
         BaseImage::Scratch => glibc_stamps(),
         // A folder layout may change inside without its own stamp changing.
         BaseImage::Oci(path) if project.root.join(&path).is_file() => {
-            file_stamp(&project.root.join(path))
+            stamp(&project.root.join(path))
         }
         BaseImage::Oci(_) | BaseImage::Docker(_) => None,
     }
@@ -88,23 +88,25 @@ fn base_fingerprint(project: &Project) -> Option<String> {
 fn glibc_stamps() -> Option<String> {
     gradient_python::runtime::glibc_files()
         .iter()
-        .map(|(_, path)| file_stamp(path))
+        .map(|(_, path)| stamp(path))
         .collect::<Option<Vec<_>>>()
         .map(|stamps| stamps.join("\n"))
 }
 
-fn file_stamp(path: &Path) -> Option<String> {
+/// What identifies one version of a file or folder: its path, inode, size and modification
+/// time. A cached folder (the runtime bundle, the installed dependencies) is named by the
+/// hash of its inputs and gets a new inode and time when it is made again; a host file
+/// replaced or changed in place gets a new inode or time too.
+fn stamp(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    let modified = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
     Some(format!(
-        "{} {} {}",
+        "{} {} {} {}.{}",
         path.display(),
+        meta.ino(),
         meta.len(),
-        modified.as_nanos()
+        meta.mtime(),
+        meta.mtime_nsec()
     ))
 }
 
@@ -534,7 +536,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
 
     let staging = cx.work_dir.join("layers");
     // The installed dependencies, compiled for their place in the image by this interpreter.
-    let recipe = folder_stamp(&wheelhouse.site).map(|site| {
+    let recipe = stamp(&wheelhouse.site).map(|site| {
         format!(
             "dependencies\n{site}\n{}\n{}\n{}",
             cx.python.executable.display(),
@@ -662,8 +664,7 @@ fn scratch_recipe() -> Option<String> {
 }
 
 fn runtime_recipe(runtime: &RuntimeFiles) -> Option<String> {
-    folder_stamp(&runtime.dir)
-        .map(|bundle| format!("runtime\n{bundle}\n{}", content::RUNTIME_PREFIX))
+    stamp(&runtime.dir).map(|bundle| format!("runtime\n{bundle}\n{}", content::RUNTIME_PREFIX))
 }
 
 /// The layer `recipe` made before, or the one `make` makes now (noted under `recipe`).
@@ -704,21 +705,6 @@ async fn prepare_base_layers(
     Some(format!(
         "compressed the base and runtime layers ({:.1} MiB)",
         size as f64 / (1 << 20) as f64
-    ))
-}
-
-/// What identifies one making of a cached folder (the runtime bundle, the installed
-/// dependencies): its path, named by the hash of its inputs, and its inode and time, which
-/// change when it is made again.
-fn folder_stamp(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some(format!(
-        "{} {} {}.{}",
-        path.display(),
-        meta.ino(),
-        meta.mtime(),
-        meta.mtime_nsec()
     ))
 }
 
