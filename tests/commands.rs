@@ -33,7 +33,7 @@ fn tiers_lists_the_whole_gradient_in_order_with_what_targets_need() {
     );
     let rpm_line = text.lines().find(|l| l.starts_with("rpm ")).unwrap();
     assert!(
-        rpm_line.contains("glibc") && rpm_line.contains("rpm") && rpm_line.contains("available"),
+        rpm_line.contains("glibc") && rpm_line.contains("+ rpm") && rpm_line.contains("available"),
         "{rpm_line}"
     );
 

@@ -400,17 +400,7 @@ fn names_versions_and_maintainers_that_cannot_be_used_say_what_to_set() {
         .all(|f| !f.ends_with(".deb")));
 
     // Authors without an email: Debian needs one.
-    let project = sample_with("");
-    let pyproject = project.path().join("pyproject.toml");
-    let text = std::fs::read_to_string(&pyproject).unwrap();
-    std::fs::write(
-        &pyproject,
-        text.replace(
-            "authors = [{ name = \"Gradient Maintainers\", email = \"maintainers@gradient.invalid\" }]",
-            "authors = [{ name = \"Gradient Maintainers\" }]",
-        ),
-    )
-    .unwrap();
+    let project = sample_without_maintainer_email();
     let output = build(
         project.path(),
         &project.path().join("dist"),

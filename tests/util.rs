@@ -131,6 +131,22 @@ pub fn sample_with(extra: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The sample with authors that have no email: its deb fails at once, before any work.
+pub fn sample_without_maintainer_email() -> tempfile::TempDir {
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace(
+            "authors = [{ name = \"Gradient Maintainers\", email = \"maintainers@gradient.invalid\" }]",
+            "authors = [{ name = \"Gradient Maintainers\" }]",
+        ),
+    )
+    .unwrap();
+    project
+}
+
 /// `gradient build PROJECT --out OUT EXTRA...`.
 pub fn build(project: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run(gradient()

@@ -50,6 +50,12 @@ pub fn gzip_trailer(crc: u32, length: u64) -> [u8; 8] {
 
 /// Raw deflate of `data` at `level`, chunk by chunk on every core, ended as `end` says.
 pub fn deflate(data: &[u8], level: u32, end: End) -> Vec<u8> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    deflate_on(data, level, end, cores)
+}
+
+/// [`deflate`] on at most `threads` threads.
+fn deflate_on(data: &[u8], level: u32, end: End, threads: usize) -> Vec<u8> {
     let chunks: Vec<&[u8]> = if data.is_empty() {
         vec![data]
     } else {
@@ -60,10 +66,7 @@ pub fn deflate(data: &[u8], level: u32, end: End) -> Vec<u8> {
         End::Closed if index == last => FlushCompress::Finish,
         _ => FlushCompress::Sync,
     };
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(chunks.len());
+    let workers = threads.min(chunks.len());
     if workers <= 1 {
         return chunks
             .iter()
@@ -167,20 +170,15 @@ mod tests {
     #[test]
     fn the_bytes_do_not_depend_on_the_number_of_threads() {
         let data = sample(4 * CHUNK + 99);
-        let parallel = deflate(&data, 6, End::Closed);
-        let serial: Vec<u8> = data
-            .chunks(CHUNK)
-            .enumerate()
-            .flat_map(|(i, c)| {
-                let flush = if i == 4 {
-                    FlushCompress::Finish
-                } else {
-                    FlushCompress::Sync
-                };
-                deflate_chunk(c, 6, flush)
-            })
-            .collect();
-        assert_eq!(parallel, serial);
+        let one = deflate_on(&data, 6, End::Closed, 1);
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                deflate_on(&data, 6, End::Closed, threads),
+                one,
+                "{threads} threads"
+            );
+        }
+        assert_eq!(deflate(&data, 6, End::Closed), one);
     }
 
     #[test]
