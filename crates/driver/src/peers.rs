@@ -9,7 +9,7 @@
 
 use gradient_core::{normalize_name, Project, Tier};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 use tokio::process::Command;
@@ -343,7 +343,7 @@ async fn check_needs(spec: &PeerSpec, target: &PeerProject<'_>) -> Result<Option
     for need in spec.needs {
         match need {
             Need::Program(program) => {
-                if find_program(program).is_none() {
+                if gradient_python::interpreter::which(program).is_none() {
                     return Err(format!("`{program}` is not on PATH"));
                 }
             }
@@ -407,14 +407,6 @@ fn slug(name: &str) -> String {
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join("-")
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
 }
 
 /// Its standard output, trimmed; `Err` with the output's tail when it fails.

@@ -13,7 +13,6 @@ use crate::manifest::ArtifactRecord;
 use crate::publish::file_digest;
 use gradient_core::{Backend, Input, Inputs, InterpreterFacts, Project, SourceDate};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Entries kept per project and tier; older ones are removed when a new one is stored.
@@ -93,7 +92,7 @@ impl Slot {
             };
             text.push_str(&format!("input {} {line}\n", input.name()));
         }
-        let key = hex::encode(Sha256::digest(text.as_bytes()));
+        let key = crate::publish::sha256_hex(text.as_bytes());
         let project = gradient_core::normalize_name(&parts.project.display_name());
         Some(Slot {
             dir: cache.join("tiers").join(format!(
