@@ -136,6 +136,11 @@ fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
     let usage = run(&mut without_python(&exe, &["greet"], &home));
     assert_eq!(usage.status.code(), Some(2));
     assert_eq!(extractions(&home).len(), 1);
+    the_prelude_names_every_stdlib_module_as_zipimport_does(
+        &home
+            .join("cache/gradient/frozen")
+            .join(&extractions(&home)[0]),
+    );
 
     // Built again from nothing: a fresh cache makes the runtime bundle anew (another staging
     // folder, another compile), and the bytes must not change.
@@ -153,6 +158,50 @@ fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
         sha256_file(&again),
         "two builds from two caches, same bytes"
     );
+}
+
+/// The launcher's prelude answers zipimport's `get_filename` from the zip's listing for
+/// the bundle's standard library: for every module in that zip, the answer must be the one
+/// zipimport gives by loading the module's code.
+fn the_prelude_names_every_stdlib_module_as_zipimport_does(extraction: &Path) {
+    let check = r#"
+zip_path = "%s/lib/python%d%d.zip" % (sys.base_prefix, *sys.version_info[:2])
+fast = zipimport.zipimporter.get_filename
+slow = fast.__defaults__[0]
+assert fast is not slow, "the prelude did not replace get_filename"
+def refuse(importer, name):
+    raise RuntimeError("the prelude fell back to zipimport's own get_filename")
+checked = 0
+for entry in sorted(zipimport.zipimporter(zip_path)._files):
+    if not entry.endswith(".pyc"):
+        continue
+    parts = entry[:-4].split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    name, folder = ".".join(parts), "/".join(parts[:-1])
+    importer = zipimport.zipimporter(zip_path + ("/" + folder if folder else ""))
+    # The listing alone must answer (no fallback), and give zipimport's own answer.
+    answers = [fast(importer, name, _original=refuse)]
+    try:
+        answers.append(slow(importer, name))
+    except Exception as error:
+        answers.append(type(error).__name__)
+    assert answers[0] == answers[1], (name, answers)
+    checked += 1
+assert checked > 300, checked
+print(checked)
+"#;
+    let launch = std::fs::read_to_string(extraction.join("launch.txt")).unwrap();
+    let python = launch
+        .lines()
+        .find_map(|line| line.strip_prefix("python = "))
+        .map(|relative| extraction.join(relative))
+        .expect("launch.txt names the interpreter");
+    let output = run(Command::new(&python)
+        .arg("-I")
+        .arg("-c")
+        .arg(format!("{}{check}", gradient_launcher::STDLIB_ZIP_PRELUDE)));
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

@@ -81,6 +81,21 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
         &home,
     ));
     assert!(stdout(&version).contains("1.2.3"));
+    // The bootstrap is compiled for this interpreter, so zipimport runs its bytecode instead
+    // of compiling the source on every start.
+    let chosen = run(Command::new(venv.join("bin/python"))
+        .arg("-I")
+        .arg("-c")
+        .arg(format!(
+            "import zipimport; print(zipimport.zipimporter({:?}).get_filename('__main__'))",
+            pyz.display().to_string()
+        )));
+    assert!(
+        stdout(&chosen).trim_end().ends_with("__main__.pyc"),
+        "{}{}",
+        stdout(&chosen),
+        stderr(&chosen)
+    );
 
     // Other versions of the dependencies installed in the target interpreter do not shadow
     // the locked ones the archive carries.

@@ -2,9 +2,7 @@
 
 use crate::{io, FrozenError, LAUNCHER};
 use gradient_archive::{write_tar_gz, Entry, EntryKind};
-use gradient_core::{
-    normalize_name, InterpreterFacts, Project, RuntimeFiles, SourceDate, FALLBACK_EPOCH,
-};
+use gradient_core::{normalize_name, BuildContext, RuntimeFiles, FALLBACK_EPOCH};
 use gradient_launcher::{write_trailer, Launch, Trailer};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -20,17 +18,14 @@ pub struct Frozen {
     pub default_script: String,
 }
 
-/// Build `NAME-VERSION-PLATFORM` in `work_dir`.
+/// Build `NAME-VERSION-PLATFORM` in the build's work folder.
 pub async fn assemble(
-    project: &Project,
-    python: &InterpreterFacts,
+    cx: &BuildContext,
     wheel: &Path,
     dependencies: &Path,
     runtime: &RuntimeFiles,
-    work_dir: &Path,
-    cache: &Path,
-    source_date: SourceDate,
 ) -> Result<Frozen, FrozenError> {
+    let (project, python, work_dir) = (&cx.project, &cx.python, &cx.work_dir);
     let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
     let name = normalize_name(&info.metadata.name);
     let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
@@ -54,9 +49,9 @@ pub async fn assemble(
     });
     app_entries.sort_by(|a, b| a.path.cmp(&b.path));
     let app_part = work_dir.join("app.tar.gz");
-    write_tar_gz(&app_part, &app_entries, source_date.seconds)?;
+    write_tar_gz(&app_part, &app_entries, cx.source_date.seconds)?;
 
-    let runtime_part = runtime_part(runtime, cache)?;
+    let runtime_part = runtime_part(runtime, &cx.cache_dir)?;
     // linux_x86_64 → linux-x86_64: the architecture keeps its own underscore.
     let platform = python.platform_tag.replacen('_', "-", 1);
     let path = work_dir.join(format!("{name}-{}-{platform}", info.metadata.version));

@@ -96,20 +96,7 @@ impl Backend for FrozenTier {
         let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
         let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
         let path = match cx.project.config.frozen.engine {
-            FrozenEngine::Gradient => {
-                assemble(
-                    &cx.project,
-                    &cx.python,
-                    wheel,
-                    &wheelhouse.site,
-                    runtime,
-                    &cx.work_dir,
-                    &cx.cache_dir,
-                    cx.source_date,
-                )
-                .await?
-                .path
-            }
+            FrozenEngine::Gradient => assemble(cx, wheel, &wheelhouse.site, runtime).await?.path,
             FrozenEngine::Pyinstaller => {
                 build_with_pyinstaller(
                     &cx.project,

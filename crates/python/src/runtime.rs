@@ -821,6 +821,35 @@ pub async fn compile_tree(
     Ok(())
 }
 
+/// Byte-compile one source file into an unchecked-hash `.pyc` at `target` that names
+/// `shown_as` as its file in tracebacks: the same deterministic bytecode as
+/// [`compile_tree`], for a file that is not laid out in a tree.
+pub async fn compile_file(
+    interpreter: &Path,
+    source: &Path,
+    target: &Path,
+    shown_as: &str,
+) -> Result<(), PythonError> {
+    let mut command = Command::new(interpreter);
+    command
+        .args([
+            "-I",
+            "-B",
+            "-c",
+            "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], \
+             dfile=sys.argv[3], doraise=True, \
+             invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)",
+        ])
+        .arg(source)
+        .arg(target)
+        .arg(shown_as)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PYTHONHASHSEED", "0");
+    run_checked(&mut command, "byte-compile").await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

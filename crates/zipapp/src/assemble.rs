@@ -87,11 +87,20 @@ pub async fn assemble(
         default_script: &default_script,
         digest: &content_digest,
     });
-    let mut entries = vec![Entry {
-        path: "__main__.py".into(),
-        kind: EntryKind::File(bootstrap.into_bytes()),
-        mode: 0o644,
-    }];
+    let compiled_bootstrap =
+        compile_bootstrap(python, &bootstrap, work_dir, &name, &version).await?;
+    let mut entries = vec![
+        Entry {
+            path: "__main__.py".into(),
+            kind: EntryKind::File(bootstrap.into_bytes()),
+            mode: 0o644,
+        },
+        Entry {
+            path: "__main__.pyc".into(),
+            kind: EntryKind::File(compiled_bootstrap),
+            mode: 0o644,
+        },
+    ];
     entries.extend(files.into_iter().map(|(path, data)| Entry {
         mode: if path.ends_with(".so") { 0o755 } else { 0o644 },
         path: format!("site/{path}"),
@@ -341,6 +350,38 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
         source = source.replacen(placeholder, &value, 1);
     }
     source
+}
+
+/// The bootstrap's bytecode, for `__main__.pyc` beside `__main__.py`. zipimport prefers
+/// the `.pyc` when its magic number matches the running interpreter, and compiles each
+/// module it loads twice (once to name its file, once to run it), so a source-only bootstrap
+/// costs every start-up two compilations, several milliseconds. On another Python version
+/// the magic differs, zipimport falls back to the source, and the bootstrap explains the
+/// mismatch.
+async fn compile_bootstrap(
+    python: &InterpreterFacts,
+    source: &str,
+    work_dir: &Path,
+    name: &str,
+    version: &str,
+) -> Result<Vec<u8>, ZipappError> {
+    let dir = work_dir.join("bootstrap");
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ZipappError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let source_path = dir.join("__main__.py");
+    let target = dir.join("__main__.pyc");
+    std::fs::write(&source_path, source).map_err(io("write", &source_path))?;
+    let shown_as = format!("{name}-{version}.pyz/__main__.py");
+    gradient_python::runtime::compile_file(&python.executable, &source_path, &target, &shown_as)
+        .await?;
+    std::fs::read(&target).map_err(io("read", &target))
 }
 
 /// A Python literal for plain data.

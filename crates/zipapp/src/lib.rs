@@ -2,14 +2,15 @@
 //!
 //! ```text
 //!  wheelhouse site (locked dependencies) ─┐
-//!  app wheel (unpacked) ──────────────────┼─► site/…  +  __main__.py (bootstrap) ──► NAME-VERSION.pyz
+//!  app wheel (unpacked) ──────────────────┼─► site/…  +  __main__.py/.pyc (bootstrap) ──► NAME-VERSION.pyz
 //!  #! line ───────────────────────────────┘          sha256 of the file in the zip comment
 //! ```
 //! Pure-Python code imports straight from the archive, from its `.py` sources; the bootstrap
 //! keeps the code compiled from them in the app's cache folder, so each module is compiled
 //! once per target instead of shipping bytecode beside every source. Top-level packages
 //! with compiled modules are extracted on first run into that folder, named by the
-//! archive's content digest. `bootstrap.py` is the run-time half.
+//! archive's content digest. `bootstrap.py` is the run-time half; it alone also ships
+//! compiled, for the build's Python version, since it runs on every start.
 
 mod assemble;
 mod tier;
