@@ -267,6 +267,39 @@ fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_th
 }
 
 #[test]
+fn after_an_app_change_the_engine_is_sent_only_the_app_layer() {
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let project = sample_with("");
+    let tag = "gradient-test-thin:1";
+    let args = ["--to", "docker", "--no-smoke", "--tag", tag];
+    let first = build(project.path(), &dir.path().join("a"), &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::write(
+        project.path().join("src/sampleapp/data/greeting.txt"),
+        "Hi, {name}!\n",
+    )
+    .unwrap();
+    let second = build(project.path(), &dir.path().join("b"), &args);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("b/gradient-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let delivered = manifest["artifacts"][0]["delivered"].as_str().unwrap();
+    assert!(
+        delivered.contains("the engine had 3 of its layers"),
+        "{delivered}"
+    );
+    // What the engine made of the shortened upload runs the changed app.
+    let hello = docker(&["run", "--rm", "--network", "none", tag, "greet", "X"]);
+    assert_eq!(stdout(&hello).trim(), "Hi, X!", "{}", stderr(&hello));
+    let _ = docker(&["rmi", tag]);
+}
+
+#[test]
 fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the_engine() {
     // The sample's own image is a base with CPython 3.11 at /usr/local/bin/python3.11.
     let out = tempfile::tempdir().unwrap();

@@ -23,6 +23,81 @@ pub struct Engine {
     pub version: String,
 }
 
+/// An image the engine holds.
+#[derive(Clone, Debug)]
+pub struct HeldImage {
+    pub id: String,
+    /// Diff IDs, base first.
+    pub layers: Vec<String>,
+}
+
+/// `archive` (a docker-archive tarball) without the files of its leading layers that begin
+/// one of the `known` layer lists, and how many layers were left out; `None` when nothing
+/// can be left out or the archive is not one gradient wrote.
+fn without_known_layers(archive: &[u8], known: &[&[String]]) -> Option<(Vec<u8>, usize)> {
+    use std::io::Read;
+    let mut files: Vec<(tar::Header, Vec<u8>)> = Vec::new();
+    for entry in tar::Archive::new(archive).entries().ok()? {
+        let mut entry = entry.ok()?;
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).ok()?;
+        files.push((entry.header().clone(), data));
+    }
+    let find = |name: &str| {
+        files
+            .iter()
+            .find(|(header, _)| header.path().is_ok_and(|p| p.as_os_str() == name))
+            .map(|(_, data)| data)
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(find("manifest.json")?).ok()?;
+    let layer_files: Vec<&str> = manifest[0]["Layers"]
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str())
+        .collect::<Option<_>>()?;
+    let config: serde_json::Value =
+        serde_json::from_slice(find(manifest[0]["Config"].as_str()?)?).ok()?;
+    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str())
+        .collect::<Option<_>>()?;
+    if diff_ids.len() != layer_files.len() {
+        return None;
+    }
+    let shared = known
+        .iter()
+        .map(|layers| {
+            diff_ids
+                .iter()
+                .zip(layers.iter())
+                .take_while(|(ours, theirs)| **ours == theirs.as_str())
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    if shared == 0 {
+        return None;
+    }
+    // A file stays when a layer above the shared ones needs it too.
+    let left_out: Vec<&str> = layer_files[..shared]
+        .iter()
+        .filter(|file| !layer_files[shared..].contains(file))
+        .copied()
+        .collect();
+    let mut thin = tar::Builder::new(Vec::new());
+    for (header, data) in &files {
+        if header
+            .path()
+            .is_ok_and(|p| left_out.iter().any(|f| p.as_os_str() == *f))
+        {
+            continue;
+        }
+        thin.append(header, data.as_slice()).ok()?;
+    }
+    Some((thin.into_inner().ok()?, shared))
+}
+
 /// What a container run gave.
 #[derive(Clone, Debug)]
 pub struct ContainerRun {
@@ -65,13 +140,31 @@ impl Engine {
         })
     }
 
-    /// The ID of the image `reference` names in the engine, if there is one.
-    pub async fn image_id(&self, reference: &str) -> Option<String> {
-        self.docker.inspect_image(reference).await.ok()?.id
+    /// The ID and layers of the image the engine holds under `reference`, if any.
+    pub async fn image(&self, reference: &str) -> Option<HeldImage> {
+        let inspected = self.docker.inspect_image(reference).await.ok()?;
+        Some(HeldImage {
+            id: inspected.id?,
+            layers: inspected
+                .root_fs
+                .and_then(|root| root.layers)
+                .unwrap_or_default(),
+        })
     }
 
-    /// Load an image tarball (docker-archive or OCI layout) into the engine.
-    pub async fn load(&self, tarball: &Path) -> Result<String, OciError> {
+    /// Load an image tarball gradient wrote, sending only what the engine lacks: a layer
+    /// that, with every layer below it, begins one of the `held` images is already in the
+    /// engine's layer store, which then never opens its file (engines up to at least 20.10
+    /// look a layer up by its chain ID before reading it). Such layers are left out of the
+    /// upload; after an app change that is everything but the app layer. An engine that
+    /// refuses the shortened archive (another image store, or a layer removed meanwhile)
+    /// gets the whole tarball. Returns what the engine said and how many layers were left
+    /// out.
+    pub async fn load(
+        &self,
+        tarball: &Path,
+        held: &[HeldImage],
+    ) -> Result<(String, usize), OciError> {
         let bytes = tokio::fs::read(tarball)
             .await
             .map_err(|source| OciError::Io {
@@ -79,6 +172,20 @@ impl Engine {
                 path: tarball.to_path_buf(),
                 source,
             })?;
+        let known: Vec<&[String]> = held.iter().map(|image| image.layers.as_slice()).collect();
+        if let Some((thin, left_out)) = without_known_layers(&bytes, &known) {
+            match self.send(thin).await {
+                Ok(said) => return Ok((said, left_out)),
+                Err(error) => tracing::debug!(
+                    "the engine refused the image without the layers it holds ({error}); sending all of it"
+                ),
+            }
+        }
+        Ok((self.send(bytes).await?, 0))
+    }
+
+    /// Upload a docker-archive tarball to the engine's load endpoint.
+    async fn send(&self, bytes: Vec<u8>) -> Result<String, OciError> {
         let options = ImportImageOptions {
             quiet: true,
             ..Default::default()
@@ -253,4 +360,91 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker-archive with one layer file per entry of `layers` (file, diff ID).
+    fn archive(layers: &[(&str, &str)]) -> Vec<u8> {
+        let manifest = serde_json::json!([{
+            "Config": "config.json",
+            "RepoTags": ["app:1"],
+            "Layers": layers.iter().map(|(file, _)| *file).collect::<Vec<_>>(),
+        }]);
+        let config = serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(_, id)| *id).collect::<Vec<_>>()},
+        });
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, data).unwrap();
+        };
+        add("manifest.json", manifest.to_string().as_bytes());
+        add("config.json", config.to_string().as_bytes());
+        let mut files: Vec<&str> = layers.iter().map(|(file, _)| *file).collect();
+        files.sort();
+        files.dedup();
+        for file in files {
+            add(file, file.as_bytes());
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn names(archive: &[u8]) -> Vec<String> {
+        tar::Archive::new(archive)
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_layers_an_engine_holds_below_the_first_difference_are_left_out() {
+        let full = archive(&[("l/base", "d1"), ("l/runtime", "d2"), ("l/app", "d3")]);
+        let held = ids(&["d1", "d2", "old-app"]);
+        let (thin, left_out) = without_known_layers(&full, &[&held]).unwrap();
+        assert_eq!(left_out, 2);
+        assert_eq!(names(&thin), ["manifest.json", "config.json", "l/app"]);
+
+        // The longest shared start among the held images counts.
+        let shorter = ids(&["d1"]);
+        let (_, left_out) = without_known_layers(&full, &[&shorter, &held]).unwrap();
+        assert_eq!(left_out, 2);
+        // A layer the engine holds above a different one is not known to be there.
+        let other_base = ids(&["other", "d2", "d3"]);
+        assert!(without_known_layers(&full, &[&other_base]).is_none());
+        assert!(without_known_layers(&full, &[]).is_none());
+    }
+
+    #[test]
+    fn a_file_also_used_by_a_layer_that_is_sent_stays() {
+        let full = archive(&[("l/same", "d1"), ("l/mid", "d2"), ("l/same", "d1")]);
+        let held = ids(&["d1", "d2"]);
+        let (thin, left_out) = without_known_layers(&full, &[&held]).unwrap();
+        assert_eq!(left_out, 2);
+        assert_eq!(names(&thin), ["manifest.json", "config.json", "l/same"]);
+    }
+
+    #[test]
+    fn an_archive_that_is_not_a_docker_archive_is_sent_whole() {
+        assert!(without_known_layers(b"not a tar", &[&ids(&["d1"])]).is_none());
+        let no_manifest = {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1);
+            header.set_cksum();
+            builder.append_data(&mut header, "x", &b"x"[..]).unwrap();
+            builder.into_inner().unwrap()
+        };
+        assert!(without_known_layers(&no_manifest, &[&ids(&["d1"])]).is_none());
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  entries ─► tar bytes (sorted, fixed time and owners) ─► diff_id = sha256(tar)
-//!          ─► cache/oci/v2/layers/<diff_id>/layer.tar.gz  (gzip, no name or time)
+//!          ─► cache/oci/v3/layers/<diff_id>/layer.tar.gz  (gzip, no name or time)
 //!                                        /digest        (sha256 of the gzip)
 //! ```
 //! A cached layer is checked against its recorded digest before use; a damaged one is
@@ -12,7 +12,7 @@
 //! A layer made only from cached inputs (the runtime bundle, the installed dependencies)
 //! is also found by a *recipe*: a text naming those inputs, whose hash points at the
 //! layer's `diff_id`. A later build then reuses the layer without reading or assembling
-//! its files (`cache/oci/v2/recipes/<sha256 of the recipe>`).
+//! its files (`cache/oci/v3/recipes/<sha256 of the recipe>`).
 
 use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry};
@@ -112,7 +112,7 @@ fn layer_dir(cache: &Path, diff_id: &str) -> PathBuf {
 
 /// Bumped whenever the compressed bytes of a layer would change for the same tar, or what a
 /// recipe makes changes.
-const LAYER_FORMAT: u32 = 2;
+const LAYER_FORMAT: u32 = 3;
 
 /// The layer `recipe` made before, if it is still cached and whole.
 pub fn from_recipe(recipe: &str, cache: &Path) -> Option<Layer> {

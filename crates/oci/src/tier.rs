@@ -263,23 +263,30 @@ impl Backend for DockerTier {
             .map_err(|e| not_loaded(e, artifact))?;
         // An unchanged image whose tags all name it already is not loaded again.
         let id = tokio::task::block_in_place(|| image_id(&artifact.path));
-        let mut loaded = true;
+        let mut held = Vec::new();
         for tag in &tags {
-            loaded &= id.is_some() && engine.image_id(tag).await == id;
+            held.extend(engine.image(tag).await);
         }
-        if loaded {
+        if id.is_some()
+            && held.len() == tags.len()
+            && held.iter().all(|image| Some(&image.id) == id.as_ref())
+        {
             return Ok(Some(format!(
                 "already in Docker {} as {}",
                 engine.version,
                 tags.join(", ")
             )));
         }
-        engine
-            .load(&artifact.path)
+        let (_, left_out) = engine
+            .load(&artifact.path, &held)
             .await
             .map_err(|e| not_loaded(e, artifact))?;
+        let unsent = match left_out {
+            0 => String::new(),
+            n => format!(" (the engine had {n} of its layers: not sent again)"),
+        };
         Ok(Some(format!(
-            "loaded into Docker {} as {}",
+            "loaded into Docker {} as {}{unsent}",
             engine.version,
             tags.join(", ")
         )))
