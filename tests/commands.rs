@@ -174,6 +174,65 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
 }
 
 #[test]
+fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
+    let project = sample_with("");
+    let out = tempfile::tempdir().unwrap();
+    // A `uv` that writes part of a wheel and fails; --peers then runs only the peers of
+    // the wheel tier that are on PATH.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("uv");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'uv 0.0.1'; exit 0; }\n\
+         while [ $# -gt 0 ]; do [ \"$1\" = --out-dir ] && out=$2; shift; done\n\
+         echo half > \"$out/half.whl\"; echo 'uv: disk full' >&2; exit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let previous = out.path().join("peers/uv-build");
+    std::fs::create_dir_all(&previous).unwrap();
+    std::fs::write(previous.join("sampleapp-1.2.3-py3-none-any.whl"), "whole").unwrap();
+    let mut path = vec![bin.path().to_path_buf()];
+    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    let output = run(gradient()
+        .args([
+            "compare",
+            "--peers",
+            "--no-smoke",
+            "--json",
+            "--to",
+            "wheel",
+        ])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path())
+        .env("PATH", std::env::join_paths(path).unwrap()));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let uv = doc["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "uv build")
+        .unwrap();
+    assert_eq!(uv["status"], "failed", "{uv}");
+    assert!(uv["reason"].as_str().unwrap().contains("disk full"), "{uv}");
+    assert_eq!(
+        listing(&previous),
+        ["sampleapp-1.2.3-py3-none-any.whl"],
+        "the previous result stays whole"
+    );
+    let leftovers: Vec<String> = listing(&out.path().join("peers"))
+        .into_iter()
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no staging folder is left: {leftovers:?}"
+    );
+}
+
+#[test]
 fn progress_is_drawn_live_on_a_terminal_and_as_plain_lines_elsewhere() {
     if !require("script") {
         return;

@@ -245,7 +245,30 @@ pub async fn run_peers(
                 continue;
             }
         };
-        let out = target.out_dir.join("peers").join(slug(spec.name));
+        // The peer writes into a staging folder beside its final one, which replaces the
+        // final one only when the peer succeeds: a failed or interrupted peer leaves the
+        // previous complete result (or nothing), never half of its own.
+        let peers_dir = target.out_dir.join("peers");
+        let out = peers_dir.join(slug(spec.name));
+        let staged = std::fs::create_dir_all(&peers_dir).and_then(|()| {
+            let staging = tempfile::Builder::new()
+                .prefix(&format!(".{}-", slug(spec.name)))
+                .tempdir_in(&peers_dir)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))?;
+            Ok(staging)
+        });
+        let staging = match staged {
+            Ok(staging) => staging,
+            Err(error) => {
+                run.reason = Some(format!(
+                    "cannot create a folder in `{}`: {error}",
+                    peers_dir.display()
+                ));
+                runs.push(run);
+                continue;
+            }
+        };
         let work = match tempfile::Builder::new().prefix("gradient-peer-").tempdir() {
             Ok(work) => work,
             Err(error) => {
@@ -254,16 +277,10 @@ pub async fn run_peers(
                 continue;
             }
         };
-        let _ = std::fs::remove_dir_all(&out);
-        if let Err(error) = std::fs::create_dir_all(&out) {
-            run.reason = Some(format!("cannot create `{}`: {error}", out.display()));
-            runs.push(run);
-            continue;
-        }
         let env = |command: &mut Command| {
             command
                 .env("PROJECT", &target.project.root)
-                .env("OUT", &out)
+                .env("OUT", staging.path())
                 .env("WORK", work.path())
                 .env("PY", target.python)
                 .env("NAME", target.name)
@@ -284,7 +301,12 @@ pub async fn run_peers(
         command.arg("-c").arg(format!("{PRELUDE}{}", spec.script));
         env(&mut command);
         let started = Instant::now();
-        let result = shell_output(command).await;
+        let result = shell_output(command).await.and_then(|output| {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::rename(staging.path(), &out)
+                .map(|()| output)
+                .map_err(|e| format!("cannot move its output to `{}`: {e}", out.display()))
+        });
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(_) => {
