@@ -41,6 +41,9 @@ pub const EXCLUDED_STDLIB: &[&str] = &[
     "_xxtestfuzz",
     "xxlimited",
     "_ctypes_test",
+    "ctypes/test",
+    "distutils/tests",
+    "unittest/test",
 ];
 
 /// What the bundle leaves out of the standard library: `[tool.gradient.runtime] exclude`,
@@ -400,6 +403,9 @@ fn assemble(
         // The host's own packages never belong in a bundle, whatever the exclude list says.
         top == "site-packages"
             || excluded.contains(top.as_ref())
+            || excluded
+                .iter()
+                .any(|e| e.contains('/') && relative.starts_with(e))
             || excluded.iter().any(|e| {
                 module == *e
                     || ((e.starts_with('_') || e.starts_with("xx")) && module.starts_with(e))
@@ -940,6 +946,23 @@ mod tests {
         assert!(runtime.glibc.is_some());
         assert!(
             !runtime.dir.join("lib/python3.11/test").exists() || python.short_version() != "3.11"
+        );
+        // A path in the list leaves out a folder inside a package, and only that.
+        let (major, minor, _) = python.version;
+        let zipped: Vec<String> = gradient_archive::read_zip_entries(
+            &runtime.dir.join(format!("lib/python{major}{minor}.zip")),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.path)
+        .collect();
+        assert!(zipped.iter().any(|p| p == "ctypes/__init__.pyc"));
+        assert!(zipped.iter().any(|p| p == "unittest/case.pyc"));
+        assert!(
+            !zipped
+                .iter()
+                .any(|p| p.starts_with("ctypes/test/") || p.starts_with("unittest/test/")),
+            "package test suites are left out"
         );
         assert!(
             std::fs::read_dir(runtime.dir.join(&runtime.site_packages))
