@@ -15,6 +15,7 @@ use crate::manifest::{ArtifactRecord, ProjectRecord, PythonRecord};
 use crate::publish::file_digest;
 use gradient_archive::EntryKind;
 use gradient_core::{normalize_name, RuntimeFiles, SourceDate, Tier, WheelhouseFiles};
+use gradient_wheel::metadata::{parse_core_metadata, CoreMetadata};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -171,7 +172,7 @@ fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<V
     for entry in std::fs::read_dir(&wheelhouse.site).map_err(|e| context(e, &wheelhouse.site))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "dist-info") {
-            let metadata = parse_metadata(&read_text(&path.join("METADATA"))?);
+            let metadata = parse_core_metadata(&read_text(&path.join("METADATA"))?);
             if normalize_name(&metadata.name) != normalize_name(app) {
                 dists.push(metadata);
             }
@@ -299,51 +300,9 @@ fn locked_hashes(lock: &str) -> BTreeMap<String, Vec<String>> {
     hashes
 }
 
-/// The core-metadata fields an SBOM needs.
-#[derive(Debug, Default)]
-struct Metadata {
-    name: String,
-    version: String,
-    license_expression: Option<String>,
-    classifiers: Vec<String>,
-    /// `License:`, only when it fits on one line.
-    license: Option<String>,
-}
-
-/// Read the header block of a METADATA file.
-fn parse_metadata(text: &str) -> Metadata {
-    let mut metadata = Metadata::default();
-    let mut key = String::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            break; // the long description follows
-        }
-        if line.starts_with([' ', '\t']) {
-            if key == "license" {
-                metadata.license = None; // a licence text, not a name
-            }
-            continue;
-        }
-        let Some((k, value)) = line.split_once(':') else {
-            continue;
-        };
-        key = k.trim().to_ascii_lowercase();
-        let value = value.trim().to_string();
-        match key.as_str() {
-            "name" => metadata.name = value,
-            "version" => metadata.version = value,
-            "license-expression" => metadata.license_expression = Some(value),
-            "classifier" => metadata.classifiers.push(value),
-            "license" => metadata.license = Some(value),
-            _ => {}
-        }
-    }
-    metadata
-}
-
 /// CycloneDX `licenses`: the SPDX expression, else the OSI classifiers, else a short
 /// `License:` field; `None` when the metadata names none.
-fn licenses(metadata: &Metadata) -> Option<Value> {
+fn licenses(metadata: &CoreMetadata) -> Option<Value> {
     if let Some(expression) = &metadata.license_expression {
         return Some(json!([{"expression": expression}]));
     }
@@ -358,20 +317,20 @@ fn licenses(metadata: &Metadata) -> Option<Value> {
         return Some(Value::Array(classified));
     }
     metadata
-        .license
+        .license_field
         .as_deref()
         .filter(|l| !l.is_empty() && l.len() < 100 && !l.eq_ignore_ascii_case("UNKNOWN"))
         .map(|l| Value::Array(vec![named(l)]))
 }
 
 /// The METADATA of a wheel's top-level `.dist-info`, if it has one.
-fn wheel_metadata(wheel: &Path) -> io::Result<Option<Metadata>> {
+fn wheel_metadata(wheel: &Path) -> io::Result<Option<CoreMetadata>> {
     let entries = gradient_archive::read_zip_entries(wheel).map_err(io::Error::other)?;
     Ok(entries.iter().find_map(|entry| {
         let (dir, leaf) = entry.path.split_once('/')?;
         match &entry.kind {
             EntryKind::File(data) if dir.ends_with(".dist-info") && leaf == "METADATA" => {
-                Some(parse_metadata(&String::from_utf8_lossy(data)))
+                Some(parse_core_metadata(&String::from_utf8_lossy(data)))
             }
             _ => None,
         }

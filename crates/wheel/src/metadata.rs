@@ -17,7 +17,13 @@ pub struct CoreMetadata {
     pub summary: Option<String>,
     pub requires_python: Option<String>,
     pub requires_dist: Vec<String>,
+    /// The licence as one line: `License-Expression`, else the first line of `License`.
     pub license: Option<String>,
+    /// `License-Expression` alone (an SPDX expression).
+    pub license_expression: Option<String>,
+    /// `License` alone, when it fits on one line (not a licence's whole text).
+    pub license_field: Option<String>,
+    pub classifiers: Vec<String>,
     /// `Author`, `Author-email`, `Maintainer`, `Maintainer-email` as written.
     pub author: Option<String>,
     pub author_email: Option<String>,
@@ -64,25 +70,39 @@ impl CoreMetadata {
 /// Parse RFC 822-style core metadata; only the header block is read.
 pub fn parse_core_metadata(text: &str) -> CoreMetadata {
     let mut metadata = CoreMetadata::default();
+    let mut key = String::new();
     for line in text.lines() {
         if line.is_empty() {
             break; // the body (long description) follows
         }
         if line.starts_with([' ', '\t']) {
-            continue; // continuation of a multi-line header we do not use
+            if key == "license" {
+                metadata.license_field = None; // a licence's text, not its name
+            }
+            continue; // otherwise a continuation of a header we do not use
         }
-        let Some((key, value)) = line.split_once(':') else {
+        let Some((name, value)) = line.split_once(':') else {
             continue;
         };
+        key = name.trim().to_ascii_lowercase();
         let value = value.trim().to_string();
-        match key.to_ascii_lowercase().as_str() {
+        match key.as_str() {
             "name" => metadata.name = value,
             "version" => metadata.version = value,
             "summary" => metadata.summary = Some(value),
             "requires-python" => metadata.requires_python = Some(value),
             "requires-dist" => metadata.requires_dist.push(value),
-            "license-expression" => metadata.license = Some(value),
-            "license" if metadata.license.is_none() => metadata.license = Some(value),
+            "classifier" => metadata.classifiers.push(value),
+            "license-expression" => {
+                metadata.license = Some(value.clone());
+                metadata.license_expression = Some(value);
+            }
+            "license" => {
+                if metadata.license.is_none() {
+                    metadata.license = Some(value.clone());
+                }
+                metadata.license_field = Some(value);
+            }
             "author" => metadata.author = Some(value),
             "author-email" => metadata.author_email = Some(value),
             "maintainer" => metadata.maintainer = Some(value),
@@ -570,5 +590,23 @@ mod tests {
         );
         assert_eq!(m.name, "demo");
         assert_eq!(m.requires_dist, ["click>=8"]);
+    }
+
+    #[test]
+    fn licences_are_told_apart() {
+        let m = parse_core_metadata(
+            "Name: a\nLicense: BSD\nLicense-Expression: MIT OR Apache-2.0\nClassifier: License :: OSI Approved :: MIT License\n",
+        );
+        assert_eq!(m.license.as_deref(), Some("MIT OR Apache-2.0"));
+        assert_eq!(m.license_expression.as_deref(), Some("MIT OR Apache-2.0"));
+        assert_eq!(m.license_field.as_deref(), Some("BSD"));
+        assert_eq!(m.classifiers, ["License :: OSI Approved :: MIT License"]);
+        // A licence's whole text in `License` is not a name.
+        let m = parse_core_metadata(
+            "Name: b\nLicense: Copyright (c) someone\n        Permission is granted\nVersion: 1\n",
+        );
+        assert_eq!(m.license.as_deref(), Some("Copyright (c) someone"));
+        assert_eq!(m.license_field, None);
+        assert_eq!(m.version, "1");
     }
 }
