@@ -44,49 +44,66 @@ fn a_failing_tier_does_not_stop_the_others_unless_fail_fast_is_given() {
 }
 
 #[test]
-fn a_second_run_on_the_same_project_waits_for_the_first_and_says_so() {
+fn a_second_run_on_the_same_project_or_into_the_same_folder_waits_for_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let out = dir.path().join("out");
-    let wheel = || {
+    let wheel = |project: &std::path::Path| {
         run(gradient()
             .env("GRADIENT_CACHE_DIR", &cache)
             .args(["build", "--no-smoke", "--to", "wheel"])
-            .arg(fixture("sampleapp"))
+            .arg(project)
             .arg("--out")
             .arg(&out))
     };
-    assert!(wheel().status.success());
-    let locks: Vec<_> = std::fs::read_dir(cache.join("locks"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(locks.len(), 1, "one lock per project: {locks:?}");
-    assert!(locks[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .starts_with("sampleapp-"));
+    assert!(wheel(&fixture("sampleapp")).status.success());
+    let lock = |prefix: &str| {
+        let locks = listing(&cache.join("locks"));
+        assert_eq!(
+            locks.len(),
+            2,
+            "the project's and the output folder's: {locks:?}"
+        );
+        let name = locks
+            .iter()
+            .find(|name| name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no lock named {prefix}*: {locks:?}"));
+        cache.join("locks").join(name)
+    };
 
-    // Another holder of the lock (flock(1), the same kind of lock) for two seconds.
-    let mut holder = Command::new("flock")
-        .arg(&locks[0])
-        .args(["sleep", "2"])
-        .spawn()
-        .expect("flock (util-linux) runs");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let started = std::time::Instant::now();
-    let second = wheel();
-    assert!(second.status.success());
-    assert!(
-        started.elapsed() >= std::time::Duration::from_millis(1200),
-        "it waited for the holder"
+    // Another holder of a lock (flock(1), the same kind of lock) for two seconds.
+    let waits_for = |lock: std::path::PathBuf, project: &std::path::Path, says: &str| {
+        let mut holder = Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "2"])
+            .spawn()
+            .expect("flock (util-linux) runs");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let second = wheel(project);
+        assert!(second.status.success(), "{}", stderr(&second));
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(1200),
+            "it waited for the holder of {}",
+            lock.display()
+        );
+        let err = stderr(&second);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("waiting for it to finish"), "{err}");
+        holder.wait().unwrap();
+    };
+    waits_for(
+        lock("sampleapp-"),
+        &fixture("sampleapp"),
+        "another gradient run is building",
     );
-    let err = stderr(&second);
-    assert!(err.contains("another gradient run is building"), "{err}");
-    assert!(err.contains("waiting for it to finish"), "{err}");
-    holder.wait().unwrap();
+    // Another project into the same output folder waits too (the manifest, SHA256SUMS).
+    let other = sample_with("");
+    waits_for(
+        lock("out-"),
+        other.path(),
+        "another gradient run is writing into",
+    );
 }
 
 #[test]

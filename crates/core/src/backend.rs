@@ -273,6 +273,19 @@ pub trait Backend: Send + Sync {
     /// Write the tier's artifacts into `cx.work_dir`.
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError>;
 
+    /// The runtime bundle as this tier's artifacts carry it, for their bill of materials,
+    /// and whether its shared libraries are the bundle's (`false`: the tier collects its own,
+    /// and only CPython is listed). `None`: the artifact carries no runtime of gradient's
+    /// (the target provides Python).
+    async fn shipped_runtime(
+        &self,
+        _project: &Project,
+        _runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<(RuntimeFiles, bool)> {
+        None
+    }
+
     /// Hand a published artifact to what its target takes it from (the docker tier loads
     /// its image into the engine) and say what was done. Runs after the artifact is in the
     /// output folder and before its smoke test: a failure fails the tier and leaves the

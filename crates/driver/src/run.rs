@@ -112,8 +112,14 @@ pub async fn build(
         options.cache_dir.clone().unwrap_or_else(cache_root),
         reporter,
     );
-    // Held until the run ends: a second run on the same project waits for this one.
-    let _lock = lock_project(&cache, &project.root, reporter).await?;
+    // Held until the run ends: a second run on the same project, or into the same output
+    // folder, waits for this one.
+    let _locks = lock_folders(
+        &cache,
+        &[(&project.root, "building"), (&out_dir, "writing into")],
+        reporter,
+    )
+    .await?;
     let request = options
         .python
         .as_deref()
@@ -193,7 +199,10 @@ pub async fn build(
     } = shared;
     let inputs = Arc::new(inputs);
 
-    // The tiers, concurrently.
+    // The tiers, concurrently. Each file a tier puts into the output folder is noted here
+    // as it lands, so that one no record lists (its tier stopped by --fail-fast, or failed
+    // between two files) can be taken out again.
+    let published_files = std::sync::Mutex::new(Vec::new());
     let runs = backends.iter().map(|backend| {
         run_tier(
             backend.as_ref(),
@@ -207,6 +216,7 @@ pub async fn build(
                 source_date,
                 options: &options,
                 input_seconds: &input_seconds,
+                published_files: &published_files,
                 reporter,
             },
         )
@@ -286,6 +296,14 @@ pub async fn build(
         });
     }
 
+    remove_unlisted(
+        published_files
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+        &records,
+        reporter,
+    );
+
     let (name, version) = built_name.unwrap_or_else(|| {
         (
             project.display_name(),
@@ -301,7 +319,13 @@ pub async fn build(
             record.sbom = Some(sbom.clone());
             continue;
         }
-        let shipped = shipped_runtime(record.tier, &project, &inputs, &cache).await;
+        let backend = backends.iter().find(|b| b.tier() == record.tier);
+        let shipped = match (backend, &inputs.runtime) {
+            (Some(backend), Some(runtime)) => {
+                backend.shipped_runtime(&project, runtime, &cache).await
+            }
+            _ => None,
+        };
         let sources = crate::sbom::SbomSources {
             project: &project_record,
             app_wheel: inputs.wheel.as_deref(),
@@ -373,54 +397,6 @@ pub async fn build(
         interpreter: python,
         installer: installer.name().to_string(),
     })
-}
-
-/// The runtime bundle as `tier` ships it, for its bill of materials, and whether its shared
-/// libraries are the bundle's: gradient's own frozen engine and a `scratch` image carry the
-/// bundle as it is, the bundled OS packages a stripped copy; PyInstaller collects its own
-/// libraries (CPython only is listed); an image on another base and the `system` package
-/// layout use the interpreter that is already there (nothing is listed).
-async fn shipped_runtime(
-    tier: Tier,
-    project: &Project,
-    inputs: &Inputs,
-    cache: &Path,
-) -> Option<(gradient_core::RuntimeFiles, bool)> {
-    use gradient_core::{BaseImage, FrozenEngine, Layout, PackageFormat};
-    let runtime = inputs.runtime.clone()?;
-    match tier {
-        Tier::Frozen => match project.config.frozen.engine {
-            FrozenEngine::Gradient => Some((runtime, true)),
-            FrozenEngine::Pyinstaller => Some((runtime, false)),
-        },
-        Tier::Oci | Tier::Docker => {
-            matches!(project.config.container.base(), BaseImage::Scratch).then_some((runtime, true))
-        }
-        Tier::Deb | Tier::Rpm => {
-            let format = match tier {
-                Tier::Deb => PackageFormat::Deb,
-                _ => PackageFormat::Rpm,
-            };
-            if gradient_ospkg::package_config(project, format).layout() == Layout::System {
-                return None;
-            }
-            let stripped = match gradient_ospkg::stripped_runtime(&runtime, cache).await {
-                Ok(stripped) => stripped,
-                Err(error) => {
-                    tracing::warn!("the {tier} SBOM lists no runtime: {error}");
-                    return None;
-                }
-            };
-            Some((
-                gradient_core::RuntimeFiles {
-                    dir: stripped,
-                    ..runtime
-                },
-                true,
-            ))
-        }
-        _ => None,
-    }
 }
 
 /// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its
@@ -735,38 +711,68 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
     })
 }
 
-/// Take the project's lock (`CACHE/locks/NAME-HASH.lock`, holding the owner's pid), waiting
-/// and saying so when another run holds it. The lock goes with the process, however it ends.
-async fn lock_project(
+/// Take the lock of each folder, (what the run does there), in one global order (by lock
+/// file), so that two runs whose folders cross cannot wait for each other; the same folder
+/// twice is locked once.
+async fn lock_folders(
     cache: &Path,
-    root: &Path,
+    folders: &[(&Path, &str)],
     reporter: &dyn Reporter,
-) -> Result<std::fs::File, DriverError> {
-    use std::io::{Read, Seek, Write};
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let digest = crate::publish::sha256_hex(root.to_string_lossy().as_bytes());
-    let name = root
+) -> Result<Vec<std::fs::File>, DriverError> {
+    let mut wanted: Vec<(PathBuf, PathBuf, &str)> = folders
+        .iter()
+        .map(|(folder, doing)| {
+            let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+            (lock_path(cache, &folder), folder, *doing)
+        })
+        .collect();
+    wanted.sort_by(|a, b| a.0.cmp(&b.0));
+    wanted.dedup_by(|a, b| a.0 == b.0);
+    let mut held = Vec::new();
+    for (path, folder, doing) in wanted {
+        held.push(lock_folder(&path, &folder, doing, reporter).await?);
+    }
+    Ok(held)
+}
+
+/// `CACHE/locks/NAME-HASH.lock` for a folder (its canonical path).
+fn lock_path(cache: &Path, folder: &Path) -> PathBuf {
+    let digest = crate::publish::sha256_hex(folder.to_string_lossy().as_bytes());
+    let name = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = cache
+    cache
         .join("locks")
-        .join(format!("{name}-{}.lock", &digest[..16]));
+        .join(format!("{name}-{}.lock", &digest[..16]))
+}
+
+/// Take the lock at `path` (holding the owner's pid), waiting and saying so when another run
+/// holds it. The lock goes with the process, however it ends.
+async fn lock_folder(
+    path: &Path,
+    root: &Path,
+    doing: &str,
+    reporter: &dyn Reporter,
+) -> Result<std::fs::File, DriverError> {
+    use std::io::{Read, Seek, Write};
     let io = |action| {
-        let path = path.clone();
+        let path = path.to_path_buf();
         move |source| DriverError::Io {
             action,
             path,
             source,
         }
     };
-    std::fs::create_dir_all(cache.join("locks")).map_err(io("create"))?;
+    if let Some(locks) = path.parent() {
+        std::fs::create_dir_all(locks).map_err(io("create"))?;
+    }
     let mut file = std::fs::File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .map_err(io("open"))?;
     if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
         let mut owner = String::new();
@@ -779,7 +785,7 @@ async fn lock_project(
             _ => String::new(),
         };
         reporter.warn(&format!(
-            "another gradient run{owner} is building `{}`; waiting for it to finish (lock: `{}`)",
+            "another gradient run{owner} is {doing} `{}`; waiting for it to finish (lock: `{}`)",
             root.display(),
             path.display()
         ));
@@ -823,7 +829,19 @@ struct TierRun<'a> {
     source_date: SourceDate,
     options: &'a BuildOptions,
     input_seconds: &'a BTreeMap<Input, f64>,
+    /// Every file published into `out_dir` in this run.
+    published_files: &'a std::sync::Mutex<Vec<PathBuf>>,
     reporter: &'a dyn Reporter,
+}
+
+impl TierRun<'_> {
+    fn published(&self, path: &Path) {
+        let mut files = self
+            .published_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        files.push(path.to_path_buf());
+    }
 }
 
 /// A tier that ran to its end (its smoke tests may have failed), and what is left to do once
@@ -996,6 +1014,23 @@ async fn measure_startup(
     }
 }
 
+/// Take back the files this run published that no record lists: their tier was stopped by
+/// `--fail-fast`, or failed between two of its files. The output folder then holds nothing
+/// the manifest does not describe; files the run did not write are never touched.
+fn remove_unlisted(published: Vec<PathBuf>, records: &[ArtifactRecord], reporter: &dyn Reporter) {
+    let listed: BTreeSet<&str> = records.iter().map(|r| r.file.as_str()).collect();
+    for path in published {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.as_deref().is_some_and(|n| !listed.contains(n)) && path.is_file() {
+            let _ = std::fs::remove_file(&path);
+            reporter.warn(&format!(
+                "removed `{}` from the output folder: its tier stopped before it could be listed",
+                path.display()
+            ));
+        }
+    }
+}
+
 /// Keep what a finished tier built for the next run (or its new smoke result).
 fn keep_in_cache(finished: &FinishedTier, out_dir: &Path, reporter: &dyn Reporter) {
     let Some(slot) = &finished.slot else {
@@ -1064,6 +1099,7 @@ async fn build_and_publish(
                 run.out_dir.display()
             )
         })?;
+        run.published(&file.path);
         let artifact = Artifact {
             path: file.path.clone(),
             ..artifact
@@ -1118,6 +1154,7 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
         if !tier_cache::same_file(&out, &cached) {
             match publish_checked(&cached, run.out_dir, Some(&record.sha256)) {
                 Ok(_) => {
+                    run.published(&out);
                     let modified = std::fs::metadata(&cached).and_then(|m| m.modified());
                     let _ = modified.and_then(|time| {
                         std::fs::File::options()
@@ -1284,4 +1321,54 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Said(std::sync::Mutex<Vec<String>>);
+
+    impl Reporter for Said {
+        fn step(&self, _: &str) {}
+        fn done(&self, _: &str, _: f64) {}
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    #[test]
+    fn published_files_no_record_lists_are_taken_back_and_nothing_else() {
+        let out = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let path = out.path().join(name);
+            std::fs::write(&path, name).unwrap();
+            path
+        };
+        let listed = file("app-1.0.pyz");
+        let stopped = file("app-1.0-linux-x86_64");
+        let users_own = file("notes.txt");
+        let record = ArtifactRecord {
+            tier: Tier::Zipapp,
+            file: "app-1.0.pyz".into(),
+            sha256: "ab".repeat(32),
+            size: 1,
+            build_seconds: 0.0,
+            target_needs: Tier::Zipapp.generic_needs(),
+            smoke: None,
+            delivered: None,
+            reused: false,
+            reproducible: None,
+            sbom: None,
+        };
+        let said = Said::default();
+        remove_unlisted(vec![listed.clone(), stopped.clone()], &[record], &said);
+        assert!(listed.is_file());
+        assert!(!stopped.exists(), "the stopped tier's file is taken back");
+        assert!(users_own.is_file(), "a file the run did not write stays");
+        let said = said.0.into_inner().unwrap();
+        assert_eq!(said.len(), 1);
+        assert!(said[0].contains("app-1.0-linux-x86_64"), "{said:?}");
+    }
 }

@@ -90,6 +90,18 @@ impl Backend for FrozenTier {
         ))
     }
 
+    /// gradient's engine carries the bundle as it is; PyInstaller collects its own shared
+    /// libraries beside CPython.
+    async fn shipped_runtime(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<(RuntimeFiles, bool)> {
+        let own_libraries = project.config.frozen.engine == FrozenEngine::Gradient;
+        Some((runtime.clone(), own_libraries))
+    }
+
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
         let missing = |what| FrozenError::MissingInput { what };
         let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;

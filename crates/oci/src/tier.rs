@@ -71,6 +71,12 @@ fn image_id(tarball: &std::path::Path) -> Option<String> {
     None
 }
 
+/// A `scratch` image carries the bundle as it is; on another base the image uses the
+/// base's own Python.
+fn shipped_runtime(project: &Project, runtime: &RuntimeFiles) -> Option<(RuntimeFiles, bool)> {
+    matches!(project.config.container.base(), BaseImage::Scratch).then(|| (runtime.clone(), true))
+}
+
 /// What an image depends on besides gradient's inputs: the host's glibc files a `scratch`
 /// base carries, or the base tarball; nothing reusable for a base taken from the engine.
 fn base_fingerprint(project: &Project) -> Option<String> {
@@ -158,6 +164,15 @@ impl Backend for OciTier {
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
         image_artifact(cx, Tier::Oci).await
+    }
+
+    async fn shipped_runtime(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<(RuntimeFiles, bool)> {
+        shipped_runtime(project, runtime)
     }
 
     async fn smoke(
@@ -250,6 +265,15 @@ impl Backend for DockerTier {
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
         image_artifact(cx, Tier::Docker).await
+    }
+
+    async fn shipped_runtime(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        _cache: &Path,
+    ) -> Option<(RuntimeFiles, bool)> {
+        shipped_runtime(project, runtime)
     }
 
     async fn deliver(

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Layout,
-    PackageFormat, Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup,
-    TargetNeeds, Tier, Unavailable,
+    PackageFormat, Project, PythonNeed, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport,
+    Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_oci::Rootfs;
 use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
@@ -152,6 +152,32 @@ impl Backend for PackageTier {
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
         build(cx, self.0).await
+    }
+
+    /// The bundled layout ships a stripped copy of the bundle; the `system` layout uses the
+    /// distribution's python3.
+    async fn shipped_runtime(
+        &self,
+        project: &Project,
+        runtime: &RuntimeFiles,
+        cache: &Path,
+    ) -> Option<(RuntimeFiles, bool)> {
+        if package_config(project, self.0).layout() == Layout::System {
+            return None;
+        }
+        match crate::stripped_runtime(runtime, cache).await {
+            Ok(stripped) => Some((
+                RuntimeFiles {
+                    dir: stripped,
+                    ..runtime.clone()
+                },
+                true,
+            )),
+            Err(error) => {
+                tracing::warn!("the {} SBOM lists no runtime: {error}", self.tier());
+                None
+            }
+        }
     }
 
     async fn smoke(
