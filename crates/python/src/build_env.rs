@@ -27,6 +27,9 @@ pub struct BuildEnv {
     marker: Marker,
 }
 
+/// Bumped whenever how an environment is made changes (2: byte-compiled).
+const FORMAT: &str = "build-env-2";
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Marker {
     requires: BTreeSet<String>,
@@ -44,6 +47,7 @@ impl BuildEnv {
     ) -> Result<BuildEnv, PythonError> {
         let requires: BTreeSet<String> = requires.iter().map(|r| r.trim().to_string()).collect();
         let mut hasher = Sha256::new();
+        hasher.update(FORMAT);
         hasher.update(python.executable.as_os_str().as_encoded_bytes());
         hasher.update(python.full_version());
         hasher.update(installer.name());
@@ -90,7 +94,7 @@ impl BuildEnv {
             .await?;
         let args: Vec<OsString> = requires.iter().map(OsString::from).collect();
         installer
-            .install(&venv_python, &args, Source::Index)
+            .install_compiled(&venv_python, &args, Source::Index)
             .await?;
         let marker = Marker {
             requires,
@@ -128,7 +132,7 @@ impl BuildEnv {
         tracing::info!("adding {} to the build environment", missing.join(", "));
         let args: Vec<OsString> = missing.iter().map(OsString::from).collect();
         installer
-            .install(&self.python, &args, Source::Index)
+            .install_compiled(&self.python, &args, Source::Index)
             .await?;
         self.marker.extra.extend(missing);
         write_marker(&self.dir, &self.marker).map_err(|source| PythonError::Io {
