@@ -6,17 +6,69 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-/// A JSON document's shape: the keys of every object and the type of every value (an
-/// array by its first element), so that a schema change shows up as a diff.
+/// A JSON document's shape: the keys of every object and the type of every value, an array
+/// by the shapes of all its items merged, so that a schema change shows up as a diff.
 fn shape(value: &Value) -> Value {
     match value {
         Value::Null => "null".into(),
         Value::Bool(_) => "boolean".into(),
         Value::Number(_) => "number".into(),
         Value::String(_) => "string".into(),
-        Value::Array(items) => Value::Array(items.first().map(shape).into_iter().collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(shape).reduce(merge).into_iter().collect())
+        }
         Value::Object(map) => {
             Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+    }
+}
+
+/// Two shapes as one: objects by the union of their keys, arrays by their items; shapes
+/// that differ otherwise become `{"one of": [...]}`.
+fn merge(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (a, b) if a == b => a,
+        (Value::Object(mut a), Value::Object(b)) => {
+            for (key, theirs) in b {
+                let merged = match a.remove(&key) {
+                    Some(ours) => merge(ours, theirs),
+                    None => theirs,
+                };
+                a.insert(key, merged);
+            }
+            Value::Object(a)
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            Value::Array(a.into_iter().chain(b).reduce(merge).into_iter().collect())
+        }
+        (a, b) => {
+            let alternatives = |v: Value| match v {
+                Value::Object(mut map) if map.contains_key("one of") => {
+                    match map.remove("one of") {
+                        Some(Value::Array(list)) => list,
+                        _ => Vec::new(),
+                    }
+                }
+                other => vec![other],
+            };
+            // One alternative per kind: objects merge with objects, arrays with arrays.
+            let mut all: Vec<Value> = Vec::new();
+            for item in alternatives(a).into_iter().chain(alternatives(b)) {
+                let kind = |v: &Value| std::mem::discriminant(v);
+                match all
+                    .iter()
+                    .position(|v| kind(v) == kind(&item) && !v.is_string())
+                {
+                    Some(at) => {
+                        let ours = all.remove(at);
+                        all.push(merge(ours, item));
+                    }
+                    None if !all.contains(&item) => all.push(item),
+                    None => {}
+                }
+            }
+            all.sort_by_key(|v| v.to_string());
+            serde_json::json!({ "one of": all })
         }
     }
 }

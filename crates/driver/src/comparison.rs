@@ -57,6 +57,17 @@ pub struct RowArtifact {
     pub startup: Option<Startup>,
 }
 
+impl RowArtifact {
+    /// Its build time as the reports show it: `cached` for a reused tier.
+    fn build_label(&self) -> String {
+        if self.reused {
+            "cached".to_string()
+        } else {
+            format!("{:.2} s", self.build_seconds)
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
@@ -190,15 +201,10 @@ impl Comparison {
             &built
                 .iter()
                 .map(|(r, a)| {
-                    let label = if a.reused {
-                        "cached".to_string()
-                    } else {
-                        format!("{:.2} s", a.build_seconds)
-                    };
                     (
                         r.tier.to_string(),
                         a.build_seconds,
-                        label,
+                        a.build_label(),
                         rung_text(r.rung),
                     )
                 })
@@ -303,11 +309,7 @@ fn cells(row: &Row) -> [String; 8] {
         row.tier.to_string(),
         a.file.clone(),
         human_size(a.size),
-        if a.reused {
-            "cached".into()
-        } else {
-            format!("{:.2} s", a.build_seconds)
-        },
+        a.build_label(),
         match &a.startup {
             Some(s) => format!("{:.3} s / {:.3} s", s.first_run_seconds, s.warm_seconds),
             None => "-".into(),
