@@ -40,9 +40,7 @@ fn sampleapp_sdist_and_wheel_are_reproducible_checked_and_runnable() {
     }
 
     // The manifest and SHA256SUMS describe exactly the files written.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(first.join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = read_json(&first.join("gradient-manifest.json"));
     assert_eq!(manifest["schema_version"], 1);
     assert_eq!(manifest["project"]["name"], "sampleapp");
     assert_eq!(manifest["project"]["version"], "1.2.3");
@@ -177,10 +175,7 @@ macro_rules! backend_fixture {
                 .to_string_lossy()
                 .starts_with($wheel_prefix));
             only_file(dir.path(), ".tar.gz");
-            let manifest: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(dir.path().join("gradient-manifest.json")).unwrap(),
-            )
-            .unwrap();
+            let manifest: serde_json::Value = read_json(&dir.path().join("gradient-manifest.json"));
             for artifact in manifest["artifacts"].as_array().unwrap() {
                 assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
                 // The smoke test ran the project's own command, not only an install.

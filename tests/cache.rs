@@ -46,9 +46,7 @@ fn an_unchanged_rebuild_reuses_every_tier_and_a_damaged_entry_is_rebuilt() {
         "{err}"
     );
     assert!(!err.contains("smoke `"), "no smoke test runs again: {err}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = read_json(&out.join("gradient-manifest.json"));
     for artifact in manifest["artifacts"].as_array().unwrap() {
         assert_eq!(artifact["reused"], true, "{artifact}");
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");

@@ -93,10 +93,23 @@ fn json_prints_the_manifest_on_stdout_only() {
         serde_json::from_slice(&output.stdout).expect("stdout is one JSON document");
     assert_eq!(manifest["artifacts"][0]["tier"], "wheel");
     assert_eq!(manifest["python"]["implementation"], "cpython");
-    let on_disk: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let on_disk: serde_json::Value = read_json(&dir.path().join("gradient-manifest.json"));
     assert_eq!(manifest, on_disk);
+}
+
+/// `gradient compare --peers --no-smoke --json --to TIERS` with `path` as PATH.
+fn compare_peers(
+    project: &std::path::Path,
+    out: &std::path::Path,
+    tiers: &str,
+    path: Vec<std::path::PathBuf>,
+) -> std::process::Output {
+    run(gradient()
+        .args(["compare", "--peers", "--no-smoke", "--json", "--to", tiers])
+        .arg(project)
+        .arg("--out")
+        .arg(out)
+        .env("PATH", std::env::join_paths(path).unwrap()))
 }
 
 #[test]
@@ -110,23 +123,10 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
     let path: Vec<std::path::PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .filter(|dir| !dir.join("shiv").exists() && !dir.join("pex").exists())
         .collect();
-    let output = run(gradient()
-        .args([
-            "compare",
-            "--peers",
-            "--no-smoke",
-            "--json",
-            "--to",
-            "sdist,wheel,zipapp",
-        ])
-        .arg(project.path())
-        .arg("--out")
-        .arg(out.path())
-        .env("PATH", std::env::join_paths(path).unwrap()));
+    let output = compare_peers(project.path(), out.path(), "sdist,wheel,zipapp", path);
     assert!(output.status.success(), "{}", stderr(&output));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    let on_disk: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("compare.json")).unwrap()).unwrap();
+    let on_disk: serde_json::Value = read_json(&out.path().join("compare.json"));
     assert_eq!(doc, on_disk);
     assert_eq!(doc["schema_version"], 1);
     let seconds = doc["gradient"]["seconds"].as_f64().unwrap();
@@ -195,19 +195,7 @@ fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
     std::fs::write(previous.join("sampleapp-1.2.3-py3-none-any.whl"), "whole").unwrap();
     let mut path = vec![bin.path().to_path_buf()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
-    let output = run(gradient()
-        .args([
-            "compare",
-            "--peers",
-            "--no-smoke",
-            "--json",
-            "--to",
-            "wheel",
-        ])
-        .arg(project.path())
-        .arg("--out")
-        .arg(out.path())
-        .env("PATH", std::env::join_paths(path).unwrap()));
+    let output = compare_peers(project.path(), out.path(), "wheel", path);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let uv = doc["peers"]
         .as_array()

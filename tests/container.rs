@@ -47,8 +47,7 @@ impl Layout {
             .status()
             .unwrap();
         assert!(status.success());
-        let json =
-            |p: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+        let json = |p: PathBuf| -> Value { read_json(&p) };
         let blob = |digest: &str| {
             dir.path()
                 .join("blobs/sha256")
@@ -204,9 +203,7 @@ fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_th
     let out = tempfile::tempdir().unwrap();
     let output = build(&fixture("sampleapp"), out.path(), &["--to", "docker"]);
     assert!(output.status.success());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(&out.path().join("gradient-manifest.json"));
     let record = &manifest["artifacts"][0];
     assert_eq!(record["tier"], "docker");
     assert!(record["delivered"]
@@ -284,10 +281,7 @@ fn after_an_app_change_the_engine_is_sent_only_the_app_layer() {
     .unwrap();
     let second = build(project.path(), &dir.path().join("b"), &args);
     assert!(second.status.success(), "{}", stderr(&second));
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("b/gradient-manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = read_json(&dir.path().join("b/gradient-manifest.json"));
     let delivered = manifest["artifacts"][0]["delivered"].as_str().unwrap();
     assert!(
         delivered.contains("the engine had 3 of its layers"),

@@ -24,9 +24,7 @@ fn frozen_sample(out: &Path, smoke: bool) -> PathBuf {
 /// bare environment: the target the frozen tier promises to serve.
 fn without_python(program: &Path, args: &[&str], home: &Path) -> Command {
     let mut script = String::from("set -e\n");
-    let pyenv = std::env::var("PYENV_ROOT")
-        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap()));
-    let mut folders = vec![pyenv];
+    let mut folders = vec![pyenv_root().display().to_string()];
     for parent in ["/usr/lib", "/usr/local/lib"] {
         for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
             if entry.file_name().to_string_lossy().starts_with("python") {
@@ -79,10 +77,7 @@ fn extractions(home: &Path) -> Vec<String> {
 fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
     let dir = tempfile::tempdir().unwrap();
     let exe = frozen_sample(&dir.path().join("first"), true);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("first/gradient-manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value = read_json(&dir.path().join("first/gradient-manifest.json"));
     let record = &manifest["artifacts"][0];
     assert_eq!(record["tier"], "frozen");
     assert_eq!(record["smoke"]["passed"], true, "{record}");
@@ -101,8 +96,7 @@ fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
         record["sbom"]["sha256"].as_str().unwrap(),
         sha256_file(&sbom_path)
     );
-    let sbom: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
+    let sbom: serde_json::Value = read_json(&sbom_path);
     let components = sbom["components"].as_array().unwrap();
     let cpython = components.iter().find(|c| c["name"] == "cpython").unwrap();
     assert_eq!(cpython["version"], manifest["python"]["version"]);
@@ -342,9 +336,7 @@ fn a_named_runtime_archive_is_bundled_and_its_problems_are_named() {
     // A relocatable CPython archive, made here from the build interpreter's prefix (no
     // registry serves python-build-standalone on this machine).
     // The newest pyenv 3.11: what gradient picks for the sample's `python = "3.11"`.
-    let pyenv = std::env::var("PYENV_ROOT")
-        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap()));
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(Path::new(&pyenv).join("versions"))
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(pyenv_root().join("versions"))
         .unwrap()
         .flatten()
         .filter_map(|e| {
@@ -487,9 +479,7 @@ fn a_named_tier_this_host_cannot_build_is_listed_with_its_reason_and_fails_the_r
         "{table}"
     );
     assert!(table.lines().any(|l| l.starts_with("wheel ")), "{table}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = read_json(&out.path().join("gradient-manifest.json"));
     assert_eq!(manifest["skipped"][0]["tier"], "frozen");
     assert!(manifest["skipped"][0]["reason"]
         .as_str()
@@ -514,9 +504,7 @@ fn the_pyinstaller_engine_builds_the_same_app_for_comparison() {
         !bytes.windows(8).any(|w| w == b"GRADFRZ1"),
         "no gradient trailer"
     );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("gradient-manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = read_json(&out.path().join("gradient-manifest.json"));
     let smoke = &manifest["artifacts"][0]["smoke"];
     assert_eq!(smoke["passed"], true, "{smoke}");
     let commands: Vec<&str> = smoke["checks"]

@@ -90,10 +90,6 @@ fn assert_snapshot(name: &str, actual: &Value) {
     );
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 #[test]
 fn the_reports_describe_every_tier_along_the_gradient_with_pinned_schemas() {
     let out = tempfile::tempdir().unwrap();

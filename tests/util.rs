@@ -181,3 +181,15 @@ pub fn require(tool: &str) -> bool {
     }
     present
 }
+
+/// A JSON file, parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Where pyenv keeps its interpreters: `$PYENV_ROOT`, else `~/.pyenv`.
+pub fn pyenv_root() -> PathBuf {
+    std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".pyenv"))
+}

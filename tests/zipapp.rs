@@ -162,10 +162,7 @@ fn another_python_version_gets_a_clear_message() {
             .success()
     );
     let pyz = only_file(dir.path(), ".pyz");
-    let pyenv = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".pyenv"));
-    let other = std::fs::read_dir(pyenv.join("versions"))
+    let other = std::fs::read_dir(pyenv_root().join("versions"))
         .into_iter()
         .flatten()
         .flatten()
@@ -183,7 +180,7 @@ fn another_python_version_gets_a_clear_message() {
         );
         eprintln!(
             "skipping: no second Python version under {}",
-            pyenv.display()
+            pyenv_root().display()
         );
         return;
     };

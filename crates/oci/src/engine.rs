@@ -154,8 +154,8 @@ impl Engine {
 
     /// Load an image tarball gradient wrote, sending only what the engine lacks: a layer
     /// that, with every layer below it, begins one of the `held` images is already in the
-    /// engine's layer store, which then never opens its file (engines up to at least 20.10
-    /// look a layer up by its chain ID before reading it). Such layers are left out of the
+    /// engine's layer store, which then never opens its file (Docker's classic image store,
+    /// that of engine 20.10 here, looks a layer up by its chain ID before reading it). Such layers are left out of the
     /// upload; after an app change that is everything but the app layer. An engine that
     /// refuses the shortened archive (another image store, or a layer removed meanwhile)
     /// gets the whole tarball. Returns what the engine said and how many layers were left
