@@ -25,6 +25,30 @@ export GRADIENT_CACHE_DIR="$work/cache/gradient" UV_CACHE_DIR="$work/cache/uv" P
 runs=${BENCH_RUNS:-10}
 cold_runs=${BENCH_COLD_RUNS:-5}
 
+# Start-up comparisons last tens of milliseconds, and the machine's speed drifts over a
+# minute: hyperfine runs each command's runs back to back, so a slow spell can land on one
+# command alone. `rounds OUT.json ROUNDS HYPERFINE-ARGS...` runs the whole comparison ROUNDS
+# times (each with hyperfine's --runs divided among them) and joins the times per command.
+rounds() {
+  local out=$1 count=$2
+  shift 2
+  for round in $(seq 1 "$count"); do
+    hyperfine "$@" --export-json "$out.$round"
+  done
+  python3 - "$out" "$count" <<'PY'
+import json, statistics, sys
+out, count = sys.argv[1], int(sys.argv[2])
+parts = [json.load(open(f"{out}.{k}"))["results"] for k in range(1, count + 1)]
+joined = []
+for index, first in enumerate(parts[0]):
+    times = [t for part in parts for t in part[index]["times"]]
+    joined.append(dict(first, times=times, median=statistics.median(times),
+                       mean=statistics.mean(times), stddev=statistics.stdev(times),
+                       min=min(times), max=max(times)))
+json.dump({"results": joined}, open(out, "w"))
+PY
+}
+
 echo "== sdist + wheel, warm (build environments cached)" >&2
 hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/wheel-warm.json" \
   -n "gradient build --to sdist,wheel --rebuild --no-smoke" "$gradient build -q --rebuild --no-smoke --to sdist,wheel $project --out $work/o2" \
@@ -67,7 +91,7 @@ export SHIV_ROOT="$work/shiv-root" XDG_CACHE_HOME="$work/xdg"
 installed="$work/installed"
 uv venv --quiet --python python3 "$installed"
 uv pip install --quiet --python "$installed/bin/python" --compile-bytecode "$wheel"
-hyperfine --style basic -N --warmup 3 --runs $((runs * 3)) --export-json "$results/zipapp-warm.json" \
+rounds "$results/zipapp-warm.json" 3 --style basic -N --warmup 3 --runs "$runs" \
   -n "gradient .pyz --version (warm)" "$py -I $pyz --version" \
   -n "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version" \
   -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version" \
@@ -93,7 +117,7 @@ hyperfine --style basic --warmup 1 --runs 5 --export-json "$results/frozen-build
   -n "pyinstaller --onefile" "$pyinstaller_cmd"
 frozen=$(ls "$work"/f/*-linux-x86_64)
 pyinstaller_exe="$work/pyi-dist/sampleapp-pyi"
-hyperfine --style basic -N --warmup 3 --runs $((runs * 2)) --export-json "$results/frozen-warm.json" \
+rounds "$results/frozen-warm.json" 3 --style basic -N --warmup 3 --runs "$runs" \
   -n "gradient frozen --version (warm)" "$frozen --version" \
   -n "pyinstaller onefile --version" "$pyinstaller_exe --version" \
   -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version"
