@@ -711,9 +711,9 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
     })
 }
 
-/// Take the lock of each folder, (what the run does there), in one global order (by lock
-/// file), so that two runs whose folders cross cannot wait for each other; the same folder
-/// twice is locked once.
+/// Take the lock of each folder (each given with what the run does there, for the message a
+/// waiting run shows), in one global order (by lock file), so that two runs whose folders
+/// cross cannot wait for each other; the same folder twice is locked once.
 async fn lock_folders(
     cache: &Path,
     folders: &[(&Path, &str)],
