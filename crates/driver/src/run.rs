@@ -722,7 +722,7 @@ async fn lock_folders(
     let mut wanted: Vec<(PathBuf, PathBuf, &str)> = folders
         .iter()
         .map(|(folder, doing)| {
-            let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
+            let folder = real_path(folder);
             (lock_path(cache, &folder), folder, *doing)
         })
         .collect();
@@ -735,7 +735,27 @@ async fn lock_folders(
     Ok(held)
 }
 
-/// `CACHE/locks/NAME-HASH.lock` for a folder (its canonical path).
+/// `folder` with symbolic links resolved, also before it exists (an output folder the run
+/// will make): its nearest existing ancestor resolved, the rest as given. So one folder has
+/// one lock however it is named.
+fn real_path(folder: &Path) -> PathBuf {
+    let mut existing = folder;
+    let mut rest = Vec::new();
+    while std::fs::metadata(existing).is_err() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return folder.to_path_buf(),
+        }
+    }
+    let mut real = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    real.extend(rest.iter().rev());
+    real
+}
+
+/// `CACHE/locks/NAME-HASH.lock` for a folder (its real path).
 fn lock_path(cache: &Path, folder: &Path) -> PathBuf {
     let digest = crate::publish::sha256_hex(folder.to_string_lossy().as_bytes());
     let name = folder
@@ -1370,5 +1390,25 @@ mod tests {
         let said = said.0.into_inner().unwrap();
         assert_eq!(said.len(), 1);
         assert!(said[0].contains("app-1.0-linux-x86_64"), "{said:?}");
+    }
+
+    #[test]
+    fn a_folder_has_one_lock_whether_it_exists_yet_or_is_named_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let cache = dir.path().join("cache");
+        let lock = |folder: &Path| lock_path(&cache, &real_path(folder));
+        assert_eq!(
+            lock(&real.join("dist")),
+            lock(&dir.path().join("link/dist"))
+        );
+        std::fs::create_dir(real.join("dist")).unwrap();
+        assert_eq!(
+            lock(&real.join("dist")),
+            lock(&dir.path().join("link/dist"))
+        );
+        assert_ne!(lock(&real.join("dist")), lock(&real.join("other")));
     }
 }
