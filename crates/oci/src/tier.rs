@@ -754,11 +754,7 @@ fn labels(
         put("description", summary);
     }
     // A license expression, not a license's whole text.
-    if let Some(license) = metadata
-        .license
-        .as_deref()
-        .filter(|l| !l.is_empty() && l.len() <= 100 && !l.contains('\n'))
-    {
+    if let Some(license) = metadata.license_name() {
         put("licenses", license);
     }
     let source = [

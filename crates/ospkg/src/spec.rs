@@ -360,10 +360,9 @@ pub async fn package_spec(
     };
     let license = app
         .metadata
-        .license
-        .clone()
-        .filter(|l| !l.is_empty() && l.len() <= 100 && !l.contains('\n'))
-        .unwrap_or_else(|| "LicenseRef-unknown".into());
+        .license_name()
+        .unwrap_or("LicenseRef-unknown")
+        .to_string();
 
     let doc = match format {
         PackageFormat::Deb => format!("usr/share/doc/{name}"),
@@ -586,11 +585,13 @@ fn license_file(site: &Path, dist: &str) -> Option<String> {
 fn dist_license(site: &Path, dist: &str) -> Option<String> {
     let text = std::fs::read_to_string(dist_info(site, dist)?.join("METADATA")).ok()?;
     let meta = gradient_wheel::metadata::parse_core_metadata(&text);
-    meta.license
-        .filter(|l| !l.is_empty() && l.len() <= 60 && !l.contains('\n'))
+    meta.license_name()
+        .filter(|l| l.len() <= 60)
+        .map(str::to_string)
         .or_else(|| {
-            text.lines()
-                .filter_map(|l| l.strip_prefix("Classifier: License :: "))
+            meta.classifiers
+                .iter()
+                .filter_map(|c| c.strip_prefix("License :: "))
                 .next_back()
                 .map(|c| c.rsplit(" :: ").next().unwrap_or(c).to_string())
         })

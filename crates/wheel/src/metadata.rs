@@ -17,9 +17,7 @@ pub struct CoreMetadata {
     pub summary: Option<String>,
     pub requires_python: Option<String>,
     pub requires_dist: Vec<String>,
-    /// The licence as one line: `License-Expression`, else the first line of `License`.
-    pub license: Option<String>,
-    /// `License-Expression` alone (an SPDX expression).
+    /// `License-Expression` (an SPDX expression).
     pub license_expression: Option<String>,
     /// `License` alone, when it fits on one line (not a licence's whole text).
     pub license_field: Option<String>,
@@ -34,6 +32,21 @@ pub struct CoreMetadata {
 }
 
 impl CoreMetadata {
+    /// The licence's name, for a package's or an image's licence field: the SPDX
+    /// `License-Expression`, else a `License` field of one short line (not a licence's whole
+    /// text, not `UNKNOWN`).
+    pub fn license_name(&self) -> Option<&str> {
+        self.license_expression
+            .as_deref()
+            .filter(|l| !l.is_empty())
+            .or_else(|| {
+                self.license_field
+                    .as_deref()
+                    .filter(|l| !l.is_empty() && l.len() <= 100)
+                    .filter(|l| !l.eq_ignore_ascii_case("UNKNOWN"))
+            })
+    }
+
     /// Who maintains the project, as `Name <email>`: the first maintainer with an email,
     /// else the first author with one; else whoever is named, without an email.
     pub fn maintainer(&self) -> Option<String> {
@@ -93,16 +106,8 @@ pub fn parse_core_metadata(text: &str) -> CoreMetadata {
             "requires-python" => metadata.requires_python = Some(value),
             "requires-dist" => metadata.requires_dist.push(value),
             "classifier" => metadata.classifiers.push(value),
-            "license-expression" => {
-                metadata.license = Some(value.clone());
-                metadata.license_expression = Some(value);
-            }
-            "license" => {
-                if metadata.license.is_none() {
-                    metadata.license = Some(value.clone());
-                }
-                metadata.license_field = Some(value);
-            }
+            "license-expression" => metadata.license_expression = Some(value),
+            "license" => metadata.license_field = Some(value),
             "author" => metadata.author = Some(value),
             "author-email" => metadata.author_email = Some(value),
             "maintainer" => metadata.maintainer = Some(value),
@@ -597,16 +602,24 @@ mod tests {
         let m = parse_core_metadata(
             "Name: a\nLicense: BSD\nLicense-Expression: MIT OR Apache-2.0\nClassifier: License :: OSI Approved :: MIT License\n",
         );
-        assert_eq!(m.license.as_deref(), Some("MIT OR Apache-2.0"));
+        assert_eq!(m.license_name(), Some("MIT OR Apache-2.0"));
         assert_eq!(m.license_expression.as_deref(), Some("MIT OR Apache-2.0"));
         assert_eq!(m.license_field.as_deref(), Some("BSD"));
         assert_eq!(m.classifiers, ["License :: OSI Approved :: MIT License"]);
+        assert_eq!(
+            parse_core_metadata("License: BSD\n").license_name(),
+            Some("BSD")
+        );
+        assert_eq!(
+            parse_core_metadata("License: UNKNOWN\n").license_name(),
+            None
+        );
         // A licence's whole text in `License` is not a name.
         let m = parse_core_metadata(
             "Name: b\nLicense: Copyright (c) someone\n        Permission is granted\nVersion: 1\n",
         );
-        assert_eq!(m.license.as_deref(), Some("Copyright (c) someone"));
         assert_eq!(m.license_field, None);
+        assert_eq!(m.license_name(), None, "a licence's text is not its name");
         assert_eq!(m.version, "1");
     }
 }
