@@ -185,6 +185,22 @@ impl Manifest {
 }
 
 /// Whether `file` in `dir` still has the recorded digest.
+/// The artifact files the output folder's manifest lists, by name, with their sha256: what
+/// an earlier run left there and described.
+pub fn listed_before(out_dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(out_dir.join(MANIFEST_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .map(|previous| {
+            previous
+                .artifacts
+                .into_iter()
+                .map(|record| (record.file, record.sha256))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn unchanged(dir: &Path, file: &str, sha256: &str) -> bool {
     crate::publish::file_digest(&dir.join(file)).is_ok_and(|digest| digest == sha256)
 }

@@ -301,6 +301,7 @@ pub async fn build(
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         &records,
+        &crate::manifest::listed_before(&out_dir),
         reporter,
     );
 
@@ -1036,12 +1037,24 @@ async fn measure_startup(
 
 /// Take back the files this run published that no record lists: their tier was stopped by
 /// `--fail-fast`, or failed between two of its files. The output folder then holds nothing
-/// the manifest does not describe; files the run did not write are never touched.
-fn remove_unlisted(published: Vec<PathBuf>, records: &[ArtifactRecord], reporter: &dyn Reporter) {
+/// the manifest does not describe; files the run did not write are never touched, and a
+/// file with the very bytes an earlier run listed (`listed_before`, by name and sha256)
+/// stays, to be listed again from that run's record.
+fn remove_unlisted(
+    published: Vec<PathBuf>,
+    records: &[ArtifactRecord],
+    listed_before: &BTreeMap<String, String>,
+    reporter: &dyn Reporter,
+) {
     let listed: BTreeSet<&str> = records.iter().map(|r| r.file.as_str()).collect();
     for path in published {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if name.as_deref().is_some_and(|n| !listed.contains(n)) && path.is_file() {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let as_before = listed_before.get(&name).is_some_and(|sha256| {
+            crate::publish::file_digest(&path).is_ok_and(|digest| &digest == sha256)
+        });
+        if !listed.contains(name.as_str()) && !as_before && path.is_file() {
             let _ = std::fs::remove_file(&path);
             reporter.warn(&format!(
                 "removed `{}` from the output folder: its tier stopped before it could be listed",
@@ -1369,6 +1382,14 @@ mod tests {
         let listed = file("app-1.0.pyz");
         let stopped = file("app-1.0-linux-x86_64");
         let users_own = file("notes.txt");
+        // Published again with the bytes an earlier run listed, then stopped: it stays.
+        let as_before = file("app-1.0.oci.tar");
+        let mut listed_before = BTreeMap::new();
+        listed_before.insert(
+            "app-1.0.oci.tar".to_string(),
+            crate::publish::file_digest(&as_before).unwrap(),
+        );
+        listed_before.insert("app-1.0-linux-x86_64".to_string(), "0".repeat(64));
         let record = ArtifactRecord {
             tier: Tier::Zipapp,
             file: "app-1.0.pyz".into(),
@@ -1383,9 +1404,15 @@ mod tests {
             sbom: None,
         };
         let said = Said::default();
-        remove_unlisted(vec![listed.clone(), stopped.clone()], &[record], &said);
+        remove_unlisted(
+            vec![listed.clone(), stopped.clone(), as_before.clone()],
+            &[record],
+            &listed_before,
+            &said,
+        );
         assert!(listed.is_file());
         assert!(!stopped.exists(), "the stopped tier's file is taken back");
+        assert!(as_before.is_file(), "an earlier run's listed bytes stay");
         assert!(users_own.is_file(), "a file the run did not write stays");
         let said = said.0.into_inner().unwrap();
         assert_eq!(said.len(), 1);
