@@ -35,19 +35,20 @@ pub struct HeldImage {
 /// one of the `known` layer lists, and how many layers were left out; `None` when nothing
 /// can be left out or the archive is not one gradient wrote.
 fn without_known_layers(archive: &[u8], known: &[&[String]]) -> Option<(Vec<u8>, usize)> {
-    use std::io::Read;
-    let mut files: Vec<(tar::Header, Vec<u8>)> = Vec::new();
+    // Each entry's header and where its data lies in `archive`: nothing is copied.
+    let mut files: Vec<(tar::Header, std::ops::Range<usize>)> = Vec::new();
     for entry in tar::Archive::new(archive).entries().ok()? {
-        let mut entry = entry.ok()?;
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).ok()?;
-        files.push((entry.header().clone(), data));
+        let entry = entry.ok()?;
+        let start = usize::try_from(entry.raw_file_position()).ok()?;
+        let end = start.checked_add(usize::try_from(entry.size()).ok()?)?;
+        archive.get(start..end)?;
+        files.push((entry.header().clone(), start..end));
     }
     let find = |name: &str| {
         files
             .iter()
             .find(|(header, _)| header.path().is_ok_and(|p| p.as_os_str() == name))
-            .map(|(_, data)| data)
+            .map(|(_, range)| &archive[range.clone()])
     };
     let manifest: serde_json::Value = serde_json::from_slice(find("manifest.json")?).ok()?;
     let layer_files: Vec<&str> = manifest[0]["Layers"]
@@ -86,14 +87,14 @@ fn without_known_layers(archive: &[u8], known: &[&[String]]) -> Option<(Vec<u8>,
         .copied()
         .collect();
     let mut thin = tar::Builder::new(Vec::new());
-    for (header, data) in &files {
+    for (header, range) in &files {
         if header
             .path()
             .is_ok_and(|p| left_out.iter().any(|f| p.as_os_str() == *f))
         {
             continue;
         }
-        thin.append(header, data.as_slice()).ok()?;
+        thin.append(header, &archive[range.clone()]).ok()?;
     }
     Some((thin.into_inner().ok()?, shared))
 }
@@ -156,9 +157,9 @@ impl Engine {
     /// that, with every layer below it, begins one of the `held` images is already in the
     /// engine's layer store, which then never opens its file (Docker's classic image store,
     /// that of engine 20.10 here, looks a layer up by its chain ID before reading it). Such layers are left out of the
-    /// upload; after an app change that is everything but the app layer. An engine that
-    /// refuses the shortened archive (another image store, or a layer removed meanwhile)
-    /// gets the whole tarball. Returns what the engine said and how many layers were left
+    /// upload; after an app change that is everything but the app layer. Only an engine on
+    /// the classic store is sent a shortened archive; one that refuses it (a layer removed
+    /// meanwhile) gets the whole tarball after it. Returns what the engine said and how many layers were left
     /// out.
     pub async fn load(
         &self,
@@ -173,7 +174,12 @@ impl Engine {
                 source,
             })?;
         let known: Vec<&[String]> = held.iter().map(|image| image.layers.as_slice()).collect();
-        if let Some((thin, left_out)) = without_known_layers(&bytes, &known) {
+        let short = match known.is_empty() {
+            true => None,
+            false if self.classic_image_store().await => without_known_layers(&bytes, &known),
+            false => None,
+        };
+        if let Some((thin, left_out)) = short {
             match self.send(thin).await {
                 Ok(said) => return Ok((said, left_out)),
                 Err(error) => tracing::debug!(
@@ -182,6 +188,21 @@ impl Engine {
             }
         }
         Ok((self.send(bytes).await?, 0))
+    }
+
+    /// Whether the engine keeps images in Docker's classic store, which skips the file of a
+    /// layer it already holds. An engine on containerd's image store (it says so in its
+    /// storage driver's status) needs every blob, so it is always sent the whole tarball.
+    async fn classic_image_store(&self) -> bool {
+        match self.docker.info().await {
+            Ok(info) => !info
+                .driver_status
+                .unwrap_or_default()
+                .iter()
+                .flatten()
+                .any(|value| value.contains("containerd.snapshotter")),
+            Err(_) => false,
+        }
     }
 
     /// Upload a docker-archive tarball to the engine's load endpoint.
