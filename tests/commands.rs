@@ -97,19 +97,21 @@ fn json_prints_the_manifest_on_stdout_only() {
     assert_eq!(manifest, on_disk);
 }
 
-/// `gradient compare --peers --no-smoke --json --to TIERS` with `path` as PATH.
+/// `gradient compare --peers --no-smoke --json --to TIERS` with `path` as PATH and `env`.
 fn compare_peers(
     project: &std::path::Path,
     out: &std::path::Path,
     tiers: &str,
     path: Vec<std::path::PathBuf>,
+    env: &[(&str, &str)],
 ) -> std::process::Output {
     run(gradient()
         .args(["compare", "--peers", "--no-smoke", "--json", "--to", tiers])
         .arg(project)
         .arg("--out")
         .arg(out)
-        .env("PATH", std::env::join_paths(path).unwrap()))
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .envs(env.iter().copied()))
 }
 
 #[test]
@@ -123,7 +125,7 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
     let path: Vec<std::path::PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .filter(|dir| !dir.join("shiv").exists() && !dir.join("pex").exists())
         .collect();
-    let output = compare_peers(project.path(), out.path(), "sdist,wheel,zipapp", path);
+    let output = compare_peers(project.path(), out.path(), "sdist,wheel,zipapp", path, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let on_disk: serde_json::Value = read_json(&out.path().join("compare.json"));
@@ -177,13 +179,14 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
 fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
     let project = sample_with("");
     let out = tempfile::tempdir().unwrap();
-    // A `uv` that writes part of a wheel and fails; --peers then runs only the peers of
-    // the wheel tier that are on PATH.
+    // A `uv` that writes part of a wheel and fails. gradient itself installs with pip
+    // here, so that only the `uv build` peer meets the fake.
     let bin = tempfile::tempdir().unwrap();
     let fake = bin.path().join("uv");
     std::fs::write(
         &fake,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'uv 0.0.1'; exit 0; }\n\
+         [ \"$1\" = build ] || { echo \"fake uv: unexpected $*\" >&2; exit 3; }\n\
          while [ $# -gt 0 ]; do [ \"$1\" = --out-dir ] && out=$2; shift; done\n\
          echo half > \"$out/half.whl\"; echo 'uv: disk full' >&2; exit 1\n",
     )
@@ -195,7 +198,18 @@ fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
     std::fs::write(previous.join("sampleapp-1.2.3-py3-none-any.whl"), "whole").unwrap();
     let mut path = vec![bin.path().to_path_buf()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
-    let output = compare_peers(project.path(), out.path(), "wheel", path);
+    let output = compare_peers(
+        project.path(),
+        out.path(),
+        "wheel",
+        path,
+        &[("GRADIENT_INSTALLER", "pip")],
+    );
+    assert!(
+        !stderr(&output).contains("fake uv: unexpected"),
+        "{}",
+        stderr(&output)
+    );
     let doc: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let uv = doc["peers"]
         .as_array()

@@ -160,13 +160,16 @@ fn the_sample_runs_with_every_host_python_hidden_and_builds_reproducibly() {
 fn the_prelude_names_every_stdlib_module_as_zipimport_does(extraction: &Path) {
     let check = r#"
 zip_path = "%s/lib/python%d%d.zip" % (sys.base_prefix, *sys.version_info[:2])
+assert zip_path in sys.path, (zip_path, sys.path)
 fast = zipimport.zipimporter.get_filename
 slow = fast.__defaults__[0]
 assert fast is not slow, "the prelude did not replace get_filename"
 def refuse(importer, name):
     raise RuntimeError("the prelude fell back to zipimport's own get_filename")
 checked = 0
-for entry in sorted(zipimport.zipimporter(zip_path)._files):
+listing = zipimport.zipimporter(zip_path)
+listing = listing._get_files() if hasattr(listing, "_get_files") else listing._files
+for entry in sorted(listing):
     if not entry.endswith(".pyc"):
         continue
     parts = entry[:-4].split("/")

@@ -26,9 +26,14 @@ fn shape(value: &Value) -> Value {
 /// Two shapes as one: objects by the union of their keys, arrays by their items; shapes
 /// that differ otherwise become `{"one of": [...]}`.
 fn merge(a: Value, b: Value) -> Value {
+    let alternatives = |v: &Value| {
+        v.as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key("one of"))
+    };
+    let (a_alternatives, b_alternatives) = (alternatives(&a), alternatives(&b));
     match (a, b) {
         (a, b) if a == b => a,
-        (Value::Object(mut a), Value::Object(b)) => {
+        (Value::Object(mut a), Value::Object(b)) if !a_alternatives && !b_alternatives => {
             for (key, theirs) in b {
                 let merged = match a.remove(&key) {
                     Some(ours) => merge(ours, theirs),
@@ -43,7 +48,7 @@ fn merge(a: Value, b: Value) -> Value {
         }
         (a, b) => {
             let alternatives = |v: Value| match v {
-                Value::Object(mut map) if map.contains_key("one of") => {
+                Value::Object(mut map) if alternatives(&Value::Object(map.clone())) => {
                     match map.remove("one of") {
                         Some(Value::Array(list)) => list,
                         _ => Vec::new(),
@@ -70,6 +75,20 @@ fn merge(a: Value, b: Value) -> Value {
             all.sort_by_key(|v| v.to_string());
             serde_json::json!({ "one of": all })
         }
+    }
+}
+
+#[test]
+fn shapes_merge_the_same_whatever_the_order_of_the_items() {
+    let items = [
+        serde_json::json!(null),
+        serde_json::json!({"a": 1}),
+        serde_json::json!({"a": 2, "b": "x"}),
+    ];
+    let expected = serde_json::json!({"one of": ["null", {"a": "number", "b": "string"}]});
+    for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
+        let array = Value::Array(order.iter().map(|&i| items[i].clone()).collect());
+        assert_eq!(shape(&array), Value::Array(vec![expected.clone()]), "{order:?}");
     }
 }
 
