@@ -88,7 +88,11 @@ fn shapes_merge_the_same_whatever_the_order_of_the_items() {
     let expected = serde_json::json!({"one of": ["null", {"a": "number", "b": "string"}]});
     for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
         let array = Value::Array(order.iter().map(|&i| items[i].clone()).collect());
-        assert_eq!(shape(&array), Value::Array(vec![expected.clone()]), "{order:?}");
+        assert_eq!(
+            shape(&array),
+            Value::Array(vec![expected.clone()]),
+            "{order:?}"
+        );
     }
 }
 
