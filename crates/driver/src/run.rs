@@ -301,7 +301,7 @@ pub async fn build(
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         &records,
-        &crate::manifest::listed_before(&out_dir),
+        || crate::manifest::listed_before(&out_dir),
         reporter,
     );
 
@@ -1038,23 +1038,31 @@ async fn measure_startup(
 /// Take back the files this run published that no record lists: their tier was stopped by
 /// `--fail-fast`, or failed between two of its files. The output folder then holds nothing
 /// the manifest does not describe; files the run did not write are never touched, and a
-/// file with the very bytes an earlier run listed (`listed_before`, by name and sha256)
-/// stays, to be listed again from that run's record.
+/// file with the very bytes an earlier run listed (`listed_before`: by name, the sha256;
+/// read only when some file is unlisted) stays, to be listed again from that run's record.
 fn remove_unlisted(
     published: Vec<PathBuf>,
     records: &[ArtifactRecord],
-    listed_before: &BTreeMap<String, String>,
+    listed_before: impl FnOnce() -> BTreeMap<String, String>,
     reporter: &dyn Reporter,
 ) {
     let listed: BTreeSet<&str> = records.iter().map(|r| r.file.as_str()).collect();
-    for path in published {
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
+    let unlisted: Vec<(PathBuf, String)> = published
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            (!listed.contains(name.as_str())).then_some((path, name))
+        })
+        .collect();
+    if unlisted.is_empty() {
+        return;
+    }
+    let listed_before = listed_before();
+    for (path, name) in unlisted {
         let as_before = listed_before.get(&name).is_some_and(|sha256| {
             crate::publish::file_digest(&path).is_ok_and(|digest| &digest == sha256)
         });
-        if !listed.contains(name.as_str()) && !as_before && path.is_file() {
+        if !as_before && path.is_file() {
             let _ = std::fs::remove_file(&path);
             reporter.warn(&format!(
                 "removed `{}` from the output folder: its tier stopped before it could be listed",
@@ -1407,7 +1415,7 @@ mod tests {
         remove_unlisted(
             vec![listed.clone(), stopped.clone(), as_before.clone()],
             &[record],
-            &listed_before,
+            || listed_before,
             &said,
         );
         assert!(listed.is_file());
