@@ -184,7 +184,6 @@ impl Manifest {
     }
 }
 
-/// Whether `file` in `dir` still has the recorded digest.
 /// The artifact files the output folder's manifest lists, by name, with their sha256: what
 /// an earlier run left there and described.
 pub fn listed_before(out_dir: &Path) -> std::collections::BTreeMap<String, String> {
@@ -201,6 +200,7 @@ pub fn listed_before(out_dir: &Path) -> std::collections::BTreeMap<String, Strin
         .unwrap_or_default()
 }
 
+/// Whether `file` in `dir` still has the recorded digest.
 fn unchanged(dir: &Path, file: &str, sha256: &str) -> bool {
     crate::publish::file_digest(&dir.join(file)).is_ok_and(|digest| digest == sha256)
 }

@@ -70,16 +70,14 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
         }
     }
 
-    let (distributions, runtime) = match artifact.tier {
-        Tier::Sdist | Tier::Wheel => (false, false),
-        Tier::Zipapp => (true, false),
-        Tier::Frozen | Tier::Oci | Tier::Docker | Tier::Deb | Tier::Rpm => (true, true),
-    };
+    // Every tier above the wheel carries the locked dependencies; which runtime it carries
+    // is its backend's answer (`sources.runtime`).
+    let distributions = !matches!(artifact.tier, Tier::Sdist | Tier::Wheel);
     let mut components = Vec::new();
     if let Some(wheelhouse) = sources.wheelhouse.filter(|_| distributions) {
         components.extend(python_distributions(wheelhouse, &project.name)?);
     }
-    if let Some(bundle) = sources.runtime.filter(|_| runtime) {
+    if let Some(bundle) = sources.runtime {
         components.push(cpython(&sources.python.version));
         if sources.runtime_libraries {
             components.extend(shared_libraries(bundle)?);
@@ -317,9 +315,7 @@ fn licenses(metadata: &CoreMetadata) -> Option<Value> {
         return Some(Value::Array(classified));
     }
     metadata
-        .license_field
-        .as_deref()
-        .filter(|l| !l.is_empty() && l.len() < 100 && !l.eq_ignore_ascii_case("UNKNOWN"))
+        .short_license_field()
         .map(|l| Value::Array(vec![named(l)]))
 }
 
@@ -475,6 +471,16 @@ mod tests {
         serde_json::from_slice(&sbom(&artifact(tier), &sources(f, seconds)).unwrap()).unwrap()
     }
 
+    /// As the driver gives it for a tier whose backend ships no runtime.
+    fn document_without_runtime(f: &Fixture, tier: Tier) -> Value {
+        let sources = SbomSources {
+            runtime: None,
+            runtime_libraries: false,
+            ..sources(f, 0)
+        };
+        serde_json::from_slice(&sbom(&artifact(tier), &sources).unwrap()).unwrap()
+    }
+
     fn refs(doc: &Value) -> Vec<&str> {
         let components = doc["components"].as_array().unwrap();
         components
@@ -486,7 +492,7 @@ mod tests {
     #[test]
     fn zipapp_lists_the_distributions_with_hashes_and_licences() {
         let f = fixture();
-        let doc = document(&f, Tier::Zipapp, 0);
+        let doc = document_without_runtime(&f, Tier::Zipapp);
         assert_eq!(refs(&doc), ["pypi:click@8.1.7", "pypi:msgpack@1.0.8"]);
         let click = &doc["components"][0];
         assert_eq!(click["purl"], "pkg:pypi/click@8.1.7");
@@ -561,7 +567,7 @@ mod tests {
     #[test]
     fn wheel_bundles_nothing() {
         let f = fixture();
-        let doc = document(&f, Tier::Wheel, 0);
+        let doc = document_without_runtime(&f, Tier::Wheel);
         assert_eq!(doc["components"], json!([]));
         assert_eq!(
             doc["dependencies"],

@@ -39,12 +39,15 @@ impl CoreMetadata {
         self.license_expression
             .as_deref()
             .filter(|l| !l.is_empty())
-            .or_else(|| {
-                self.license_field
-                    .as_deref()
-                    .filter(|l| !l.is_empty() && l.len() <= 100)
-                    .filter(|l| !l.eq_ignore_ascii_case("UNKNOWN"))
-            })
+            .or_else(|| self.short_license_field())
+    }
+
+    /// The `License` field when it names a licence: one short line, not `UNKNOWN`.
+    pub fn short_license_field(&self) -> Option<&str> {
+        self.license_field
+            .as_deref()
+            .filter(|l| !l.is_empty() && l.len() <= 100)
+            .filter(|l| !l.eq_ignore_ascii_case("UNKNOWN"))
     }
 
     /// Who maintains the project, as `Name <email>`: the first maintainer with an email,
