@@ -241,13 +241,14 @@ impl Backend for DockerTier {
         preflight(host)?;
         match &host.container_engine {
             Some(Err(error)) => {
-                let (reason, hint) = error.split_once("\n  hint: ").unwrap_or((error, ""));
-                let also = if hint.is_empty() { "" } else { "; " };
+                let engine = Unavailable::from_message(error);
+                let oci = "the oci tier writes the same image as a tarball";
                 Err(Unavailable {
-                    reason: format!("no Docker engine: {reason}"),
-                    hint: Some(format!(
-                        "{hint}{also}the oci tier writes the same image as a tarball"
-                    )),
+                    reason: format!("no Docker engine: {}", engine.reason),
+                    hint: Some(match engine.hint {
+                        Some(hint) => format!("{hint}; {oci}"),
+                        None => oci.to_string(),
+                    }),
                 })
             }
             _ => Ok(()),
