@@ -800,11 +800,8 @@ pub async fn compile_tree(
     root: &Path,
     skip: &[&str],
 ) -> Result<(), PythonError> {
-    let mut command = Command::new(interpreter);
+    let mut command = compiler(interpreter);
     command.args([
-        "-I",
-        "-S",
-        "-B",
         "-m",
         "compileall",
         "-q",
@@ -818,16 +815,21 @@ pub async fn compile_tree(
         // compileall takes one -x (the last wins): a regular expression searched in each path.
         command.arg("-x").arg(skip.join("|"));
     }
+    command.arg("-s").arg(root).args(["-p", "/"]).arg(tree);
+    run_checked(&mut command, "byte-compile").await?;
+    Ok(())
+}
+
+/// `interpreter` set up to compile as [`compile_tree`] explains: isolated, no `site`, no
+/// bytecode of its own, fixed hashing, an empty environment.
+fn compiler(interpreter: &Path) -> Command {
+    let mut command = Command::new(interpreter);
     command
-        .arg("-s")
-        .arg(root)
-        .args(["-p", "/"])
-        .arg(tree)
+        .args(["-I", "-S", "-B"])
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("PYTHONHASHSEED", "0");
-    run_checked(&mut command, "byte-compile").await?;
-    Ok(())
+    command
 }
 
 /// Byte-compile one source file into an unchecked-hash `.pyc` at `target` that names
@@ -839,12 +841,9 @@ pub async fn compile_file(
     target: &Path,
     shown_as: &str,
 ) -> Result<(), PythonError> {
-    let mut command = Command::new(interpreter);
+    let mut command = compiler(interpreter);
     command
         .args([
-            "-I",
-            "-S",
-            "-B",
             "-c",
             "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], \
              dfile=sys.argv[3], doraise=True, \
@@ -852,10 +851,7 @@ pub async fn compile_file(
         ])
         .arg(source)
         .arg(target)
-        .arg(shown_as)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("PYTHONHASHSEED", "0");
+        .arg(shown_as);
     run_checked(&mut command, "byte-compile").await?;
     Ok(())
 }
