@@ -1,6 +1,6 @@
 //! Putting the archive together: the file list, the bootstrap's constants, the digest.
 
-use crate::ZipappError;
+use crate::{io, ZipappError};
 use gradient_archive::{read_zip_entries, write_zip_with, Entry, EntryKind};
 use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
 use gradient_wheel::metadata::inspect_wheel;
@@ -218,17 +218,9 @@ pub fn install_wheel_files(wheel: &Path, dir: &Path) -> Result<(), ZipappError> 
             continue;
         }
         let target = dir.join(&relative);
-        let io = |action| {
-            let path = target.clone();
-            move |source| ZipappError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         std::fs::create_dir_all(target.parent().expect("a file has a parent"))
-            .map_err(io("create"))?;
-        std::fs::write(&target, data).map_err(io("write"))?;
+            .map_err(io("create", &target))?;
+        std::fs::write(&target, data).map_err(io("write", &target))?;
     }
     Ok(())
 }
@@ -366,14 +358,6 @@ async fn compile_bootstrap(
     version: &str,
 ) -> Result<Vec<u8>, ZipappError> {
     let dir = work_dir.join("bootstrap");
-    let io = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ZipappError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     let source_path = dir.join("__main__.py");
     let target = dir.join("__main__.pyc");
@@ -391,22 +375,14 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
 
 /// Write the sha256 of everything before the comment into the comment.
 fn seal(path: &Path) -> Result<(), ZipappError> {
-    let io = |action| {
-        let path = path.to_path_buf();
-        move |source| ZipappError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut bytes = std::fs::read(path).map_err(io("read"))?;
+    let mut bytes = std::fs::read(path).map_err(io("read", path))?;
     let body = bytes.len() - DIGEST_LEN;
     let digest = hex::encode(Sha256::digest(&bytes[..body]));
     bytes[body..].copy_from_slice(digest.as_bytes());
-    std::fs::write(path, &bytes).map_err(io("write"))?;
+    std::fs::write(path, &bytes).map_err(io("write", path))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(io("set permissions on"))
+        .map_err(io("set permissions on", path))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod tier;
 pub use assemble::{assemble, default_script, install_wheel_files, scripts_and_default, Zipapp};
 pub use tier::ZipappTier;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a zipapp could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -48,4 +48,14 @@ pub enum ZipappError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The `ZipappError::Io` for `action` on `path`, for `map_err`.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ZipappError {
+    let path = path.to_path_buf();
+    move |source| ZipappError::Io {
+        action,
+        path,
+        source,
+    }
 }
