@@ -2,8 +2,9 @@
 
 use crate::{LaunchError, Trailer};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// Written last into a finished extraction; its presence is what "extracted" means.
@@ -71,10 +72,7 @@ fn private_folder(path: &Path) -> Result<(), LaunchError> {
     }
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.is_dir() || meta.uid() != uid() || meta.mode() & 0o022 != 0 {
-        return Err(LaunchError::Unsafe(format!(
-            "{} (the fallback cache is not a private folder of this user)",
-            path.display()
-        )));
+        return Err(LaunchError::NotPrivate(path.to_path_buf()));
     }
     Ok(())
 }
@@ -157,15 +155,21 @@ fn verify(exe: &mut File, trailer: &Trailer) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// Unpack the payload into `staging`. Files, folders and symbolic links only (the three
+/// kinds gradient writes), each made in as few system calls as it takes: a first run
+/// writes thousands of small files, and per-file calls (a folder check, a mode change, a
+/// time stamp nobody reads) were most of its system time.
 fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), LaunchError> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(staging)?;
     exe.seek(SeekFrom::Start(trailer.offset))?;
     let payload = std::io::BufReader::new(&mut *exe).take(trailer.length);
     // The payload is several gzip members (the runtime, cached once; the app), each a tar
     // stream: read them as one.
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(payload));
-    archive.set_preserve_permissions(true);
     archive.set_ignore_zeros(true);
+    let mut folders = HashSet::from([staging.to_path_buf()]);
+    let mut data = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -175,19 +179,45 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
                 .components()
                 .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(LaunchError::Unsafe(shown));
-        }
-        if let Some(link) = entry.link_name()? {
-            let depth = path.components().count() as isize - 1;
-            if link.is_absolute() || climbs_out(&link, depth) {
-                return Err(LaunchError::Unsafe(shown));
-            }
+            return Err(LaunchError::Unsafe(format!(
+                "`{shown}`: an absolute path, or one with `..`"
+            )));
         }
         let target = staging.join(&path);
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent().filter(|p| !folders.contains(*p)) {
             std::fs::create_dir_all(parent)?;
+            folders.insert(parent.to_path_buf());
         }
-        entry.unpack(&target)?;
+        let kind = entry.header().entry_type();
+        let mode = entry.header().mode()? & 0o777;
+        if kind.is_dir() {
+            if folders.insert(target.clone()) {
+                std::fs::create_dir_all(&target)?;
+            }
+        } else if kind.is_symlink() {
+            let link = entry.link_name()?.unwrap_or_default();
+            let depth = path.components().count() as isize - 1;
+            if link.as_os_str().is_empty() || link.is_absolute() || climbs_out(&link, depth) {
+                return Err(LaunchError::Unsafe(format!(
+                    "`{shown}`: a link to `{}`, outside the bundle",
+                    link.display()
+                )));
+            }
+            std::os::unix::fs::symlink(&link, &target)?;
+        } else if kind.is_file() {
+            data.clear();
+            entry.read_to_end(&mut data)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&target)?
+                .write_all(&data)?;
+        } else {
+            return Err(LaunchError::Unsafe(format!(
+                "`{shown}`: a {kind:?} entry, where gradient writes only files, folders and links"
+            )));
+        }
     }
     Ok(())
 }
@@ -232,5 +262,139 @@ fn prune(root: &Path, app: &str, current: &Path) {
     found.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, path) in found.into_iter().skip(KEEP - 1) {
         let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A tar entry with a raw name (the tar crate's builder refuses `..` and absolute
+    /// paths, which is what these tests need to write).
+    fn raw_entry(
+        builder: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+    ) {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(if kind.is_dir() { 0o755 } else { 0o750 });
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+
+    /// An executable-shaped file: some launcher bytes, the gzipped tar, the trailer.
+    fn executable(dir: &Path, entries: &[(&str, tar::EntryType, &str, &[u8])]) -> (File, Trailer) {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            raw_entry(&mut builder, name, *kind, link, data);
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let payload = gz.finish().unwrap();
+        let trailer = Trailer {
+            offset: 4,
+            length: payload.len() as u64,
+            sha256: Sha256::digest(&payload).into(),
+            name: "app".into(),
+        };
+        let path = dir.join("app");
+        let mut bytes = b"stub".to_vec();
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&crate::write_trailer(&trailer));
+        std::fs::write(&path, bytes).unwrap();
+        (File::open(&path).unwrap(), trailer)
+    }
+
+    fn extract(
+        entries: &[(&str, tar::EntryType, &str, &[u8])],
+    ) -> (tempfile::TempDir, Result<Prepared, LaunchError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut exe, trailer) = executable(dir.path(), entries);
+        let result = extract_into(&mut exe, &trailer, &dir.path().join("cache"), "app-0");
+        (dir, result)
+    }
+
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+
+    #[test]
+    fn files_folders_and_inner_links_are_unpacked_with_their_modes() {
+        let (dir, result) = extract(&[
+            ("python/", Directory, "", b""),
+            ("python/bin/python3", Regular, "", b"#!"),
+            ("python/bin/python", Symlink, "python3", b""),
+            ("python/lib/deep/data.txt", Regular, "", b"data"),
+        ]);
+        let folder = result.unwrap().folder;
+        assert_eq!(folder, dir.path().join("cache/app-0"));
+        assert_eq!(
+            std::fs::read(folder.join("python/bin/python")).unwrap(),
+            b"#!"
+        );
+        assert_eq!(
+            std::fs::read(folder.join("python/lib/deep/data.txt")).unwrap(),
+            b"data"
+        );
+        let mode = std::fs::metadata(folder.join("python/bin/python3"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o100, 0o100, "the executable bit is kept: {mode:o}");
+        assert!(folder.join(MARKER).is_file());
+    }
+
+    #[test]
+    fn entries_that_leave_the_folder_or_that_gradient_never_writes_are_refused() {
+        for (entries, expected) in [
+            (
+                vec![("../escape", Regular, "", &b"x"[..])],
+                "`../escape`: an absolute path, or one with `..`",
+            ),
+            (
+                vec![("/tmp/escape", Regular, "", &b"x"[..])],
+                "`/tmp/escape`: an absolute path",
+            ),
+            (
+                vec![("a/../../escape", Regular, "", &b"x"[..])],
+                "with `..`",
+            ),
+            (
+                vec![("lib/out", Symlink, "../../etc", &b""[..])],
+                "`lib/out`: a link to `../../etc`, outside the bundle",
+            ),
+            (vec![("out", Symlink, "/etc", &b""[..])], "a link to `/etc`"),
+            (
+                vec![("copy", Link, "python", &b""[..])],
+                "`copy`: a Link entry",
+            ),
+        ] {
+            let (dir, result) = extract(&entries);
+            let message = match result {
+                Err(error @ LaunchError::Unsafe(_)) => error.to_string(),
+                Err(other) => panic!("{entries:?}: {other}"),
+                Ok(_) => panic!("{entries:?} was extracted"),
+            };
+            assert!(message.contains(expected), "{message}");
+            assert!(
+                message.starts_with("the payload holds an unsafe entry"),
+                "{message}"
+            );
+            // Nothing is left: no extraction, no staging folder, nothing beside them.
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.ends_with(".lock"))
+                .collect();
+            assert!(left.is_empty(), "{entries:?} left {left:?}");
+            assert!(!dir.path().join("escape").exists());
+        }
     }
 }

@@ -25,8 +25,11 @@ pub enum LaunchError {
     NoPayload(String),
     /// The payload does not match its recorded digest.
     Damaged(String),
-    /// The payload holds an entry that would land outside the extraction folder.
+    /// The payload holds an entry that would land outside the extraction folder, or one
+    /// of a kind gradient never writes.
     Unsafe(String),
+    /// The temp-dir fallback cache exists but is not a folder only this user can write.
+    NotPrivate(PathBuf),
     /// Writing the extraction failed (disk full, permissions).
     Extract {
         folder: PathBuf,
@@ -42,7 +45,8 @@ impl std::fmt::Display for LaunchError {
         match self {
             LaunchError::NoPayload(why) => write!(f, "this executable carries no app payload: {why}\n  hint: it is damaged (truncated?); download or build it again"),
             LaunchError::Damaged(why) => write!(f, "this executable is damaged: {why}\n  hint: download or build it again; nothing was extracted"),
-            LaunchError::Unsafe(entry) => write!(f, "the payload holds an unsafe entry `{entry}` (absolute, `..`, or a link leaving the bundle); refusing to extract it"),
+            LaunchError::Unsafe(what) => write!(f, "the payload holds an unsafe entry {what}; refusing to extract it\n  hint: gradient did not write this payload as it is; build the executable again"),
+            LaunchError::NotPrivate(path) => write!(f, "the fallback cache `{}` is not a private folder of this user; refusing to use it\n  hint: set GRADIENT_FROZEN_CACHE to a folder of your own", path.display()),
             LaunchError::Extract { folder, error } => {
                 write!(f, "failed to extract into `{}`: {error}", folder.display())?;
                 // The tar reader wraps the cause (a full disk, say) without showing it.

@@ -481,7 +481,7 @@ fn assemble(
                 ));
                 continue;
             }
-            match resolve(needed, &facts.search_path, &origin, &cache) {
+            match resolve(needed, &facts.search_path, &origin, cache) {
                 Some(found) => {
                     let target = lib.join(needed);
                     copy_file(&found, &target)?;
@@ -715,7 +715,6 @@ fn resolve(
         .find(|p| p.is_file())
 }
 
-/// The loader's cache (`ldconfig -p`): soname → path, for this machine's word size.
 /// The host's C library family, resolved as its loader would (`soname` → real file): what
 /// a bundle leaves out and an image without a base must bring. The loader itself is
 /// listed under its soname too (`ld-linux-x86-64.so.2`), with the name-service modules.
@@ -726,13 +725,20 @@ pub fn glibc_files() -> Vec<(String, PathBuf)> {
     names
         .into_iter()
         .filter_map(|name| {
-            let found = resolve(name, &[], Path::new("/"), &cache)?;
+            let found = resolve(name, &[], Path::new("/"), cache)?;
             Some((name.to_string(), std::fs::canonicalize(found).ok()?))
         })
         .collect()
 }
 
-fn loader_cache() -> BTreeMap<String, PathBuf> {
+/// The loader's cache (`ldconfig -p`): soname → path, for this machine's word size. Read
+/// once per process: a build asks for it for each tier that carries the runtime or glibc.
+fn loader_cache() -> &'static BTreeMap<String, PathBuf> {
+    static CACHE: std::sync::OnceLock<BTreeMap<String, PathBuf>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(read_loader_cache)
+}
+
+fn read_loader_cache() -> BTreeMap<String, PathBuf> {
     let output = std::process::Command::new("ldconfig")
         .arg("-p")
         .output()
