@@ -598,3 +598,87 @@ fn base_images_that_cannot_be_used_say_why() {
     );
     only_file(&dir.path().join("o4"), ".oci.tar");
 }
+
+/// The short upload leaves out the layers an image the engine holds begins with. When the
+/// engine no longer has one of them (the image was removed meanwhile), it refuses that
+/// upload: the whole tarball must follow, and the image load. The image here is made by
+/// hand from two layers no other image has, so the engine cannot hold them.
+#[test]
+fn an_engine_that_lacks_a_left_out_layer_is_sent_the_whole_tarball() {
+    use sha2::{Digest, Sha256};
+    if !engine() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "{} {:?}",
+        dir.path().display(),
+        std::time::SystemTime::now()
+    );
+    let tar_of = |files: &[(&str, &[u8])]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    };
+    let sha = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let layers = [
+        tar_of(&[("bottom", unique.as_bytes())]),
+        tar_of(&[("top", unique.as_bytes())]),
+    ];
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha(l)))
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", sha(&config));
+    let tag = format!("gradient-test-fallback:{}", &sha(unique.as_bytes())[..12]);
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": ["0/layer.tar", "1/layer.tar"],
+    }]))
+    .unwrap();
+    let tarball = dir.path().join("image.tar");
+    std::fs::write(
+        &tarball,
+        tar_of(&[
+            ("manifest.json", &manifest),
+            (&config_name, &config),
+            ("0/layer.tar", &layers[0]),
+            ("1/layer.tar", &layers[1]),
+        ]),
+    )
+    .unwrap();
+    // An image the engine "held" with the bottom layer: the short upload leaves it out.
+    let gone = gradient_oci::HeldImage {
+        id: "sha256:removed-meanwhile".into(),
+        layers: vec![diff_ids[0].clone()],
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (said, left_out) = runtime.block_on(async {
+        let engine = gradient_oci::Engine::connect().await.unwrap();
+        engine.load(&tarball, &[gone]).await.unwrap()
+    });
+    assert_eq!(
+        left_out, 0,
+        "the whole tarball was sent after the refusal: {said}"
+    );
+    assert!(said.contains(&tag), "{said}");
+    let inspected = docker(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", &tag]);
+    let held: Vec<String> =
+        serde_json::from_slice(&inspected.stdout).expect("the image was loaded");
+    docker(&["rmi", &tag]);
+    assert_eq!(held, diff_ids);
+}

@@ -153,14 +153,14 @@ impl Engine {
         })
     }
 
-    /// Load an image tarball gradient wrote, sending only what the engine lacks: a layer
+    /// Load an image tarball gradient wrote, sending only what the engine lacks. A layer
     /// that, with every layer below it, begins one of the `held` images is already in the
-    /// engine's layer store, which then never opens its file (Docker's classic image store,
-    /// that of engine 20.10 here, looks a layer up by its chain ID before reading it). Such layers are left out of the
-    /// upload; after an app change that is everything but the app layer. Only an engine on
+    /// engine's layer store, and Docker's classic image store (engine 20.10's) looks a layer
+    /// up by its chain ID before it opens the layer's file: such layers are left out of the
+    /// upload, which after an app change is everything but the app layer. Only an engine on
     /// the classic store is sent a shortened archive; one that refuses it (a layer removed
-    /// meanwhile) gets the whole tarball after it. Returns what the engine said and how many layers were left
-    /// out.
+    /// meanwhile) is sent the whole tarball next. Returns what the engine said and how many
+    /// layers were left out.
     pub async fn load(
         &self,
         tarball: &Path,

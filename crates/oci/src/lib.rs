@@ -21,7 +21,7 @@ mod tier;
 
 pub use base::{find_python, BasePython};
 pub use content::scratch_base;
-pub use engine::{engine_address, Engine};
+pub use engine::{engine_address, Engine, HeldImage};
 pub use image::{ImageDigests, ImageSpec};
 pub use layer::{make_layer, Layer};
 pub use reference::{check_reference, default_tags};
