@@ -196,6 +196,10 @@ fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
     let previous = out.path().join("peers/uv-build");
     std::fs::create_dir_all(&previous).unwrap();
     std::fs::write(previous.join("sampleapp-1.2.3-py3-none-any.whl"), "whole").unwrap();
+    // What a run killed mid-peer leaves: its staging folder.
+    let killed = out.path().join("peers/.uv-build-a1B2c3");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(killed.join("half.whl"), "half").unwrap();
     let mut path = vec![bin.path().to_path_buf()];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
     let output = compare_peers(
@@ -230,7 +234,7 @@ fn a_failing_peer_leaves_its_previous_result_and_nothing_half_written() {
         .collect();
     assert!(
         leftovers.is_empty(),
-        "no staging folder is left: {leftovers:?}"
+        "no staging folder is left, the killed run's neither: {leftovers:?}"
     );
 }
 

@@ -107,6 +107,27 @@ fn a_second_run_on_the_same_project_or_into_the_same_folder_waits_for_the_first(
 }
 
 #[test]
+fn a_cold_compare_locks_its_folders_where_every_other_run_looks() {
+    // `compare --cold` builds with an empty cache of its own; its locks must still be the
+    // ones a normal run takes, in the user's cache.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let output = run(gradient()
+        .env("GRADIENT_CACHE_DIR", &cache)
+        .args(["compare", "--cold", "--no-smoke", "--to", "wheel"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(dir.path().join("out")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut locks = listing(&cache.join("locks"));
+    locks
+        .iter_mut()
+        .for_each(|name| name.truncate(name.rfind('-').unwrap()));
+    locks.sort();
+    assert_eq!(locks, ["out", "sampleapp"]);
+}
+
+#[test]
 fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
     let advise = |has: &str, extra: &[&str]| {
         run(gradient()

@@ -210,7 +210,8 @@ pub struct PeerFile {
     pub size: u64,
 }
 
-/// Run every peer that stands beside one of `tiers`, one after another.
+/// Run every peer that stands beside one of `tiers`, one after another. The caller holds
+/// the output folder's lock.
 pub async fn run_peers(
     target: &PeerProject<'_>,
     tiers: &[Tier],
@@ -221,6 +222,7 @@ pub async fn run_peers(
         .and_then(|wheel| gradient_zipapp::scripts_and_default(target.project, wheel).ok())
         .map(|(_, default)| default)
         .unwrap_or_else(|| main_script(target.project, target.name));
+    remove_stale_staging(&target.out_dir.join("peers"));
     let mut runs = Vec::new();
     for spec in PEERS
         .iter()
@@ -334,6 +336,17 @@ pub async fn run_peers(
         runs.push(run);
     }
     runs
+}
+
+/// Remove the staging folders (`peers/.NAME-XXXXXX`) that runs killed mid-peer left. The
+/// caller holds the output folder's lock, so no running peer is using one.
+fn remove_stale_staging(peers_dir: &Path) {
+    for entry in std::fs::read_dir(peers_dir).into_iter().flatten().flatten() {
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Without a wheel: the console script of `[project.scripts]` that `[tool.gradient] entry`

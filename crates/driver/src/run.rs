@@ -114,8 +114,12 @@ pub async fn build(
     );
     // Held until the run ends: a second run on the same project, or into the same output
     // folder, waits for this one.
+    let lock_root = match options.cache_dir {
+        Some(_) => locks_root(reporter),
+        None => cache.clone(),
+    };
     let _locks = lock_folders(
-        &cache,
+        &lock_root,
         &[(&project.root, "building"), (&out_dir, "writing into")],
         reporter,
     )
@@ -712,6 +716,26 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
     })
 }
 
+/// Where the folder locks live: the user's cache, also for a run with a cache of its own
+/// (`compare --cold`), since a lock is about a folder, not about cached content.
+fn locks_root(reporter: &dyn Reporter) -> PathBuf {
+    usable_cache(cache_root(), reporter)
+}
+
+/// The output folder's lock, for work on it after a run (`compare` adds its peers' output
+/// and its reports): held until the returned value is dropped.
+pub(crate) async fn lock_output_folder(
+    out_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Vec<std::fs::File>, DriverError> {
+    lock_folders(
+        &locks_root(reporter),
+        &[(out_dir, "writing into")],
+        reporter,
+    )
+    .await
+}
+
 /// Take the lock of each folder (each given with what the run does there, for the message a
 /// waiting run shows), in one global order (by lock file), so that two runs whose folders
 /// cross cannot wait for each other; the same folder twice is locked once.
@@ -737,22 +761,31 @@ async fn lock_folders(
 }
 
 /// `folder` with symbolic links resolved, also before it exists (an output folder the run
-/// will make): its nearest existing ancestor resolved, the rest as given. So one folder has
-/// one lock however it is named.
+/// will make): its nearest existing ancestor resolved, the rest as given, where a `..`
+/// takes back the name before it (a folder that does not exist yet is no link). So one
+/// folder has one lock however it is named.
 fn real_path(folder: &Path) -> PathBuf {
     let mut existing = folder;
     let mut rest = Vec::new();
     while std::fs::metadata(existing).is_err() {
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name);
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
                 existing = parent;
             }
             _ => return folder.to_path_buf(),
         }
     }
     let mut real = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    real.extend(rest.iter().rev());
+    for part in rest.into_iter().rev() {
+        match part {
+            std::path::Component::ParentDir => {
+                real.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => real.push(other),
+        }
+    }
     real
 }
 
@@ -1445,5 +1478,14 @@ mod tests {
             lock(&dir.path().join("link/dist"))
         );
         assert_ne!(lock(&real.join("dist")), lock(&real.join("other")));
+        // `..` and `.` through folders that do not exist yet.
+        assert_eq!(
+            lock(&real.join("new/../later/./out")),
+            lock(&real.join("later/out"))
+        );
+        assert_eq!(
+            lock(&dir.path().join("link/new/../dist")),
+            lock(&real.join("dist"))
+        );
     }
 }
