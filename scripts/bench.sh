@@ -28,7 +28,7 @@ cold_runs=${BENCH_COLD_RUNS:-5}
 # Start-up comparisons last tens of milliseconds, and the machine's speed drifts over a
 # minute: hyperfine runs each command's runs back to back, so a slow spell can land on one
 # command alone. `rounds OUT.json ROUNDS HYPERFINE-ARGS...` runs the whole comparison ROUNDS
-# times (each with hyperfine's --runs divided among them) and joins the times per command.
+# times (each with the --runs given) and joins the times per command.
 rounds() {
   local out=$1 count=$2
   shift 2
