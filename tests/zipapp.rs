@@ -22,6 +22,19 @@ fn python311() -> PathBuf {
     PathBuf::from(stdout(&output).trim())
 }
 
+/// The interpreter of a fresh venv made from [`python311`] in `dir`: with `-I` it sees none
+/// of the host's site-packages (which hold click), so only an archive can supply the app's
+/// dependencies.
+fn clean_python(dir: &Path) -> PathBuf {
+    let venv = dir.join("venv");
+    assert!(run(Command::new(python311())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv))
+    .status
+    .success());
+    venv.join("bin/python")
+}
+
 /// A clean environment: no PATH entries but the system's, an empty HOME and cache.
 fn clean<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
     command
@@ -44,17 +57,11 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
     let pyz = only_file(&first, ".pyz");
     assert_eq!(pyz.file_name().unwrap(), "sampleapp-1.2.3.pyz");
 
-    // python3.11 -I: no user site, no PYTHON* variables; a fresh venv's interpreter has none
-    // of the host's site-packages (which hold click), so only the archive can supply them.
-    let venv = dir.path().join("venv");
-    assert!(run(Command::new(python311())
-        .args(["-m", "venv", "--without-pip"])
-        .arg(&venv))
-    .status
-    .success());
+    // python3.11 -I: no user site, no PYTHON* variables, and a fresh venv's interpreter.
+    let python = clean_python(dir.path());
     let home = dir.path().join("home");
     let greet = run(clean(
-        Command::new(venv.join("bin/python"))
+        Command::new(&python)
             .arg("-I")
             .arg(&pyz)
             .args(["greet", "X"]),
@@ -62,7 +69,7 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
     ));
     assert_eq!(stdout(&greet), "Hello, X!\n");
     let roundtrip = run(clean(
-        Command::new(venv.join("bin/python"))
+        Command::new(&python)
             .arg("-I")
             .arg(&pyz)
             .args(["roundtrip", "[1, 2]"]),
@@ -74,22 +81,16 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
         "msgpack's C extension loads from the extraction"
     );
     let version = run(clean(
-        Command::new(venv.join("bin/python"))
-            .arg("-I")
-            .arg(&pyz)
-            .arg("--version"),
+        Command::new(&python).arg("-I").arg(&pyz).arg("--version"),
         &home,
     ));
     assert!(stdout(&version).contains("1.2.3"));
     // The bootstrap is compiled for this interpreter, so zipimport runs its bytecode instead
     // of compiling the source on every start.
-    let chosen = run(Command::new(venv.join("bin/python"))
-        .arg("-I")
-        .arg("-c")
-        .arg(format!(
-            "import zipimport; print(zipimport.zipimporter({:?}).get_filename('__main__'))",
-            pyz.display().to_string()
-        )));
+    let chosen = run(Command::new(&python).arg("-I").arg("-c").arg(format!(
+        "import zipimport; print(zipimport.zipimporter({:?}).get_filename('__main__'))",
+        pyz.display().to_string()
+    )));
     assert!(
         stdout(&chosen).trim_end().ends_with("__main__.pyc"),
         "{}{}",
@@ -99,6 +100,7 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
 
     // Other versions of the dependencies installed in the target interpreter do not shadow
     // the locked ones the archive carries.
+    let venv = python.parent().and_then(Path::parent).unwrap();
     let site = std::fs::read_dir(venv.join("lib"))
         .unwrap()
         .next()
@@ -119,10 +121,7 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
         (&["roundtrip", "[1, 2]"][..], "[1, 2] (3 bytes, compiled)\n"),
     ] {
         let output = run(clean(
-            Command::new(venv.join("bin/python"))
-                .arg("-I")
-                .arg(&pyz)
-                .args(args),
+            Command::new(&python).arg("-I").arg(&pyz).args(args),
             &home,
         ));
         assert_eq!(stdout(&output), expected, "{}", stderr(&output));
@@ -209,6 +208,7 @@ fn twenty_concurrent_first_runs_all_succeed_and_leave_one_extraction() {
     );
     let pyz = only_file(dir.path(), ".pyz");
     let home = dir.path().join("home");
+    let python = clean_python(dir.path());
     // Half greet (package data from the archive), half round-trip through msgpack, whose
     // compiled module must come whole from the one extraction (a missing one would fall
     // back to msgpack's pure-Python code and say so).
@@ -219,7 +219,7 @@ fn twenty_concurrent_first_runs_all_succeed_and_leave_one_extraction() {
     let children: Vec<_> = (0..20)
         .map(|i| {
             clean(
-                Command::new(python311()).arg("-I").arg(&pyz).args(args(i)),
+                Command::new(&python).arg("-I").arg(&pyz).args(args(i)),
                 &home,
             )
             .stdout(std::process::Stdio::piped())
