@@ -174,10 +174,10 @@ impl Engine {
                 source,
             })?;
         let known: Vec<&[String]> = held.iter().map(|image| image.layers.as_slice()).collect();
-        let short = match known.is_empty() {
-            true => None,
-            false if self.classic_image_store().await => without_known_layers(&bytes, &known),
-            false => None,
+        let short = if !known.is_empty() && self.classic_image_store().await {
+            without_known_layers(&bytes, &known)
+        } else {
+            None
         };
         if let Some((thin, left_out)) = short {
             match self.send(thin).await {
