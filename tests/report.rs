@@ -26,14 +26,9 @@ fn shape(value: &Value) -> Value {
 /// Two shapes as one: objects by the union of their keys, arrays by their items; shapes
 /// that differ otherwise become `{"one of": [...]}`.
 fn merge(a: Value, b: Value) -> Value {
-    let alternatives = |v: &Value| {
-        v.as_object()
-            .is_some_and(|m| m.len() == 1 && m.contains_key("one of"))
-    };
-    let (a_alternatives, b_alternatives) = (alternatives(&a), alternatives(&b));
     match (a, b) {
         (a, b) if a == b => a,
-        (Value::Object(mut a), Value::Object(b)) if !a_alternatives && !b_alternatives => {
+        (Value::Object(mut a), Value::Object(b)) if !is_one_of(&a) && !is_one_of(&b) => {
             for (key, theirs) in b {
                 let merged = match a.remove(&key) {
                     Some(ours) => merge(ours, theirs),
@@ -47,19 +42,10 @@ fn merge(a: Value, b: Value) -> Value {
             Value::Array(a.into_iter().chain(b).reduce(merge).into_iter().collect())
         }
         (a, b) => {
-            let alternatives = |v: Value| match v {
-                Value::Object(mut map) if alternatives(&Value::Object(map.clone())) => {
-                    match map.remove("one of") {
-                        Some(Value::Array(list)) => list,
-                        _ => Vec::new(),
-                    }
-                }
-                other => vec![other],
-            };
             // One alternative per kind: objects merge with objects, arrays with arrays.
+            let kind = |v: &Value| std::mem::discriminant(v);
             let mut all: Vec<Value> = Vec::new();
             for item in alternatives(a).into_iter().chain(alternatives(b)) {
-                let kind = |v: &Value| std::mem::discriminant(v);
                 match all
                     .iter()
                     .position(|v| kind(v) == kind(&item) && !v.is_string())
@@ -75,6 +61,22 @@ fn merge(a: Value, b: Value) -> Value {
             all.sort_by_key(|v| v.to_string());
             serde_json::json!({ "one of": all })
         }
+    }
+}
+
+/// Whether an object shape is a `{"one of": [...]}` of alternatives.
+fn is_one_of(map: &serde_json::Map<String, Value>) -> bool {
+    map.len() == 1 && map.contains_key("one of")
+}
+
+/// The alternatives a shape stands for: the list of a `{"one of": [...]}`, else itself.
+fn alternatives(shape: Value) -> Vec<Value> {
+    match shape {
+        Value::Object(mut map) if is_one_of(&map) => match map.remove("one of") {
+            Some(Value::Array(list)) => list,
+            _ => Vec::new(),
+        },
+        other => vec![other],
     }
 }
 
