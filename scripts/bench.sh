@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks gradient against the reference tools, side by side in one run, with hyperfine,
-# and writes docs/benchmarks.md (medians and ratios). Usage: scripts/bench.sh
+# Benchmarks gradient against the reference tools, side by side in one run, with hyperfine
+# (start-up times with scripts/interleave.py), and writes docs/benchmarks.md (medians and
+# ratios). Usage: scripts/bench.sh
 # Needs: hyperfine (Debian package), uv and build (pip install uv build).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,29 +26,10 @@ export GRADIENT_CACHE_DIR="$work/cache/gradient" UV_CACHE_DIR="$work/cache/uv" P
 runs=${BENCH_RUNS:-10}
 cold_runs=${BENCH_COLD_RUNS:-5}
 
-# Start-up comparisons last tens of milliseconds, and the machine's speed drifts over a
-# minute: hyperfine runs each command's runs back to back, so a slow spell can land on one
-# command alone. `rounds OUT.json ROUNDS HYPERFINE-ARGS...` runs the whole comparison ROUNDS
-# times (each with the --runs given) and joins the times per command.
-rounds() {
-  local out=$1 count=$2
-  shift 2
-  for round in $(seq 1 "$count"); do
-    hyperfine "$@" --export-json "$out.$round"
-  done
-  python3 - "$out" "$count" <<'PY'
-import json, statistics, sys
-out, count = sys.argv[1], int(sys.argv[2])
-parts = [json.load(open(f"{out}.{k}"))["results"] for k in range(1, count + 1)]
-joined = []
-for index, first in enumerate(parts[0]):
-    times = [t for part in parts for t in part[index]["times"]]
-    joined.append(dict(first, times=times, median=statistics.median(times),
-                       mean=statistics.mean(times), stddev=statistics.stdev(times),
-                       min=min(times), max=max(times)))
-json.dump({"results": joined}, open(out, "w"))
-PY
-}
+# Start-up comparisons last tens of milliseconds and the machine's speed drifts: they run
+# interleaved (scripts/interleave.py: every round runs each command once), not with
+# hyperfine, which runs one command's runs back to back.
+interleave() { python3 "$root/scripts/interleave.py" "$@"; }
 
 echo "== sdist + wheel, warm (build environments cached)" >&2
 hyperfine --style basic --warmup 2 --runs "$runs" --export-json "$results/wheel-warm.json" \
@@ -91,15 +73,14 @@ export SHIV_ROOT="$work/shiv-root" XDG_CACHE_HOME="$work/xdg"
 installed="$work/installed"
 uv venv --quiet --python python3 "$installed"
 uv pip install --quiet --python "$installed/bin/python" --compile-bytecode "$wheel"
-rounds "$results/zipapp-warm.json" 3 --style basic -N --warmup 3 --runs "$runs" \
-  -n "gradient .pyz --version (warm)" "$py -I $pyz --version" \
-  -n "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version" \
-  -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version" \
-  -n "bare interpreter: python -I -c pass" "$py -I -c pass"
-hyperfine --style basic --runs "$runs" --export-json "$results/zipapp-cold.json" \
-  --prepare "rm -rf $work/shiv-root $work/xdg" \
-  -n "gradient .pyz --version (first run)" "$py -I $pyz --version" \
-  -n "shiv .pyz --version (first run)" "$py -I $work/shiv.pyz --version"
+interleave "$results/zipapp-warm.json" $((runs * 3)) --warmup 3 \
+  "gradient .pyz --version (warm)" "$py -I $pyz --version" \
+  "shiv .pyz --version (warm)" "$py -I $work/shiv.pyz --version" \
+  "venv console script: sampleapp --version" "$installed/bin/sampleapp --version" \
+  "bare interpreter: python -I -c pass" "$py -I -c pass"
+interleave "$results/zipapp-cold.json" $((runs * 2)) --prepare "rm -rf $work/shiv-root $work/xdg" \
+  "gradient .pyz --version (first run)" "$py -I $pyz --version" \
+  "shiv .pyz --version (first run)" "$py -I $work/shiv.pyz --version"
 echo "== frozen: build from a warm wheelhouse and runtime, against PyInstaller --onefile" >&2
 pyi="$work/pyi"
 uv venv --quiet --python python3 "$pyi"
@@ -117,14 +98,13 @@ hyperfine --style basic --warmup 1 --runs 5 --export-json "$results/frozen-build
   -n "pyinstaller --onefile" "$pyinstaller_cmd"
 frozen=$(ls "$work"/f/*-linux-x86_64)
 pyinstaller_exe="$work/pyi-dist/sampleapp-pyi"
-rounds "$results/frozen-warm.json" 3 --style basic -N --warmup 3 --runs "$runs" \
-  -n "gradient frozen --version (warm)" "$frozen --version" \
-  -n "pyinstaller onefile --version" "$pyinstaller_exe --version" \
-  -n "venv console script: sampleapp --version" "$installed/bin/sampleapp --version"
-hyperfine --style basic --runs "$runs" --export-json "$results/frozen-cold.json" \
-  --prepare "rm -rf $work/xdg/gradient/frozen" \
-  -n "gradient frozen --version (first run)" "$frozen --version" \
-  -n "pyinstaller onefile --version (every run unpacks)" "$pyinstaller_exe --version"
+interleave "$results/frozen-warm.json" $((runs * 3)) --warmup 3 \
+  "gradient frozen --version (warm)" "$frozen --version" \
+  "pyinstaller onefile --version" "$pyinstaller_exe --version" \
+  "venv console script: sampleapp --version" "$installed/bin/sampleapp --version"
+interleave "$results/frozen-cold.json" $((runs * 2)) --prepare "rm -rf $work/xdg/gradient/frozen" \
+  "gradient frozen --version (first run)" "$frozen --version" \
+  "pyinstaller onefile --version (every run unpacks)" "$pyinstaller_exe --version"
 
 echo "== container: against docker build (BuildKit) on a locally made Debian python base" >&2
 image_sizes="{}"
