@@ -34,7 +34,7 @@ struct Cli {
     /// Show more: -v for progress details and the build backend's output, -vv for debugging.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Show only errors and the final result.
+    /// Hide the progress lines; warnings, errors and the final result still show.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
 }
@@ -222,12 +222,10 @@ fn parse_tier(text: &str) -> Result<Tier, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => {
-            "warn,gradient=info,gradient_driver=info,gradient_python=info,gradient_wheel=info"
-        }
+    // -q (which clap keeps apart from -v) hides progress, never warnings.
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "warn,gradient=info,gradient_driver=info,gradient_python=info,gradient_wheel=info",
         _ => "debug",
     };
     tracing_subscriber::fmt()
