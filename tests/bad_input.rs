@@ -162,6 +162,39 @@ fn no_usable_python_interpreter() {
         "{text}"
     );
     assert!(text.contains("hint:"), "{text}");
+
+    // A version search that finds only an interpreter too old for gradient says so, not
+    // "not found" with a hint to install what is already installed.
+    let pyenv = home.path().join("pyenv");
+    let bin = pyenv.join("versions/3.6.15/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let old_python = bin.join("python3.6");
+    std::fs::write(
+        &old_python,
+        r#"#!/bin/sh
+echo '{"executable": "/old/bin/python3.6", "implementation": "cpython", "version": [3, 6, 15], "python_tag": "cp36", "abi_tag": "cp36m", "platform_tag": "linux_x86_64", "base_prefix": "/old", "libc": ["glibc", "2.36"]}'
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &old_python,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "wheel", "--python", "3.6"])
+        .arg(fixture("hatch-app"))
+        .arg("--out")
+        .arg(dir.path().join("dist"))
+        .env("PATH", "/nonexistent")
+        .env("HOME", home.path())
+        .env("GRADIENT_CACHE_DIR", home.path().join("cache"))
+        .env("PYENV_ROOT", &pyenv));
+    fails_with(
+        &output,
+        2,
+        &["python3.6` is not a usable Python interpreter: it is Python 3.6.15, and gradient needs 3.8 or newer"],
+    );
 }
 
 #[test]

@@ -170,6 +170,10 @@ pub struct SmokeConfig {
 pub enum ProjectError {
     #[error("no pyproject.toml or setup.py in `{}`\n  hint: point gradient at a Python project folder (one with a pyproject.toml)", dir.display())]
     NotFound { dir: PathBuf },
+    #[error("the project folder `{}` does not exist\n  hint: check the path; it names the folder that holds pyproject.toml", dir.display())]
+    Missing { dir: PathBuf },
+    #[error("`{}` is a file, not a project folder\n  hint: name the folder that holds pyproject.toml{}", path.display(), path.parent().map(|p| format!(" (`{}`?)", p.display())).unwrap_or_default())]
+    NotAFolder { path: PathBuf },
     #[error("failed to read `{}`", path.display())]
     Read {
         path: PathBuf,
@@ -229,10 +233,66 @@ struct RawTools {
     gradient: Option<Config>,
 }
 
+/// What to do about a pyproject.toml the TOML reader refused: a misspelt key, a value of
+/// the wrong type, or broken syntax.
+fn toml_hint(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or_default();
+        let known: Vec<&str> = message
+            .split_once("expected")
+            .map(|(_, names)| names.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        return match closest(unknown, &known) {
+            Some(name) => format!("did you mean `{name}`?"),
+            None => "remove the key, or use one of the keys listed".to_string(),
+        };
+    }
+    if message.starts_with("invalid type") {
+        return "give the value the type named: quote text (python = \"3.11\"), put lists in [ ]"
+            .to_string();
+    }
+    if message.starts_with("missing field") {
+        return "add the missing key to that table".to_string();
+    }
+    "fix the TOML syntax at that position".to_string()
+}
+
+/// The name in `known` nearest to `word` by edit distance, when it is near enough to be a
+/// slip of the keyboard.
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = previous + usize::from(ca != *cb);
+                previous = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|name| (distance(word, name), *name))
+        .filter(|(d, name)| *d <= 2.max(name.len() / 3))
+        .min()
+        .map(|(_, name)| name)
+}
+
 impl Project {
     /// Read the project in `dir`.
     pub fn load(dir: &Path) -> Result<Project, ProjectError> {
         let root = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        match std::fs::metadata(&root) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ProjectError::Missing { dir: root })
+            }
+            Ok(meta) if !meta.is_dir() => return Err(ProjectError::NotAFolder { path: root }),
+            _ => {}
+        }
         let pyproject = root.join(PYPROJECT);
         match std::fs::read_to_string(&pyproject) {
             Ok(text) => Project::parse(&root, &pyproject, &text),
@@ -285,11 +345,9 @@ impl Project {
                 }
             };
         let raw: RawPyproject = toml::from_str(text).map_err(|err| {
-            invalid(
-                err.span(),
-                err.message().trim().to_string(),
-                Some("fix the TOML syntax at that position"),
-            )
+            let message = err.message().trim().to_string();
+            let hint = toml_hint(&message);
+            invalid(err.span(), message, Some(&hint))
         })?;
 
         let build_system = match raw.build_system {
@@ -546,6 +604,37 @@ expect = "1.0"
                 .to_string();
         assert!(err.starts_with("/p/pyproject.toml:5:1"), "{err}");
         assert!(err.contains("pyhton"), "{err}");
+        assert!(err.contains("hint: did you mean `python`?"), "{err}");
+        // A value of the wrong type is not a syntax error either.
+        let err =
+            parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npython = 3.11\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("hint: give the value the type named"), "{err}");
+        // Broken syntax keeps its own hint.
+        let err = parse("[project]\nname = \"x\n").unwrap_err().to_string();
+        assert!(err.contains("hint: fix the TOML syntax"), "{err}");
+    }
+
+    #[test]
+    fn a_near_miss_is_offered_and_a_stranger_is_not() {
+        let known = ["python", "entry", "smoke", "runtime"];
+        assert_eq!(closest("pyhton", &known), Some("python"));
+        assert_eq!(closest("smokes", &known), Some("smoke"));
+        assert_eq!(closest("colour", &known), None);
+    }
+
+    #[test]
+    fn a_missing_folder_and_a_file_are_told_apart_from_a_folder_without_a_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Project::load(&dir.path().join("nope")).unwrap_err();
+        assert!(matches!(err, ProjectError::Missing { .. }), "{err}");
+        let file = dir.path().join("README.md");
+        std::fs::write(&file, "x").unwrap();
+        let err = Project::load(&file).unwrap_err().to_string();
+        assert!(err.contains("is a file, not a project folder"), "{err}");
+        let err = Project::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ProjectError::NotFound { .. }), "{err}");
     }
 
     #[test]

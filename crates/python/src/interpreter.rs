@@ -72,9 +72,11 @@ pub async fn find_interpreter(
         _ => "3.11".to_string(),
     };
     let mut last_error = None;
+    let mut any_usable = false;
     for candidate in &candidates {
         match probe_cached(candidate, cache_root).await {
             Ok(facts) => {
+                any_usable = true;
                 if let PythonRequest::Version(major, minor, patch) = request {
                     let wrong_patch = patch.is_some_and(|p| p != facts.version.2);
                     if (facts.version.0, facts.version.1) != (*major, *minor) || wrong_patch {
@@ -86,7 +88,8 @@ pub async fn find_interpreter(
             Err(err) => last_error = Some(err),
         }
     }
-    if let (PythonRequest::Path(_), Some(err)) = (request, last_error) {
+    // Found, but none of them usable (too old, say): that is the news, not "not found".
+    if let (false, Some(err)) = (any_usable, last_error) {
         return Err(err);
     }
     Err(PythonError::NotFound {
