@@ -210,7 +210,7 @@ struct RawBuildSystem {
 #[derive(Deserialize)]
 struct RawProject {
     name: Option<Spanned<String>>,
-    version: Option<String>,
+    version: Option<Spanned<String>>,
     #[serde(default)]
     dynamic: Vec<String>,
     description: Option<String>,
@@ -231,6 +231,59 @@ struct RawProject {
 #[derive(Deserialize)]
 struct RawTools {
     gradient: Option<Config>,
+}
+
+/// Whether `text` is a version PEP 440 accepts, in any spelling it allows (`v1.0`,
+/// `1.0-beta.2`, `1.0_rc1`, `1.0-1`), which build backends then normalise.
+pub fn is_pep440_version(text: &str) -> bool {
+    let text = text.trim().to_ascii_lowercase();
+    let text = text.strip_prefix('v').unwrap_or(&text);
+    let (public, local) = match text.split_once('+') {
+        Some((public, local)) => (public, Some(local)),
+        None => (text, None),
+    };
+    let local_ok = local.is_none_or(|local| {
+        local
+            .split(['-', '_', '.'])
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
+    });
+    let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let mut rest = match public.split_once('!') {
+        Some((epoch, rest)) if !epoch.is_empty() && digits(epoch) == epoch.len() => rest,
+        Some(_) => return false,
+        None => public,
+    };
+    // The release: N(.N)*
+    let n = digits(rest);
+    if n == 0 {
+        return false;
+    }
+    rest = &rest[n..];
+    while let Some(after) = rest.strip_prefix('.').filter(|a| digits(a) > 0) {
+        rest = &after[digits(after)..];
+    }
+    // An optional labelled part: [-_.]? LABEL [-_.]? N?
+    fn labelled_part<'a>(s: &'a str, labels: &[&str]) -> &'a str {
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let unseparated = s.strip_prefix(['-', '_', '.']).unwrap_or(s);
+        for label in labels {
+            if let Some(after) = unseparated.strip_prefix(label) {
+                let after = after.strip_prefix(['-', '_', '.']).unwrap_or(after);
+                return &after[digits(after)..];
+            }
+        }
+        s
+    }
+    rest = labelled_part(
+        rest,
+        &["alpha", "beta", "preview", "pre", "rc", "a", "b", "c"],
+    );
+    rest = match rest.strip_prefix('-').filter(|a| digits(a) > 0) {
+        Some(after) => &after[digits(after)..],
+        None => labelled_part(rest, &["post", "rev", "r"]),
+    };
+    rest = labelled_part(rest, &["dev"]);
+    rest.is_empty() && local_ok
 }
 
 /// What to do about a pyproject.toml the TOML reader refused: a misspelt key, a value of
@@ -444,10 +497,22 @@ impl Project {
             ));
         }
 
+        if let Some(version) = table
+            .version
+            .as_ref()
+            .filter(|v| !is_pep440_version(v.get_ref()))
+        {
+            return Err(invalid(
+                Some(version.span()),
+                format!("`{}` is not a PEP 440 version", version.get_ref()),
+                Some("write it like 1.2.3, 1.2.3rc1, 1.2.3.post1 or 1.2.3.dev4 (PEP 440); a build backend refuses anything else"),
+            ));
+        }
+
         project.declares_metadata = true;
         project.name = name;
 
-        project.version = table.version;
+        project.version = table.version.map(Spanned::into_inner);
         project.dynamic = table.dynamic;
         project.description = table.description;
         project.requires_python = table.requires_python;
@@ -614,6 +679,62 @@ expect = "1.0"
         // Broken syntax keeps its own hint.
         let err = parse("[project]\nname = \"x\n").unwrap_err().to_string();
         assert!(err.contains("hint: fix the TOML syntax"), "{err}");
+    }
+
+    #[test]
+    fn pep440_accepts_every_spelling_it_allows_and_nothing_else() {
+        for good in [
+            "1",
+            "1.2.3",
+            "v1.0",
+            "1!2.0",
+            "1.0a1",
+            "1.0-beta.2",
+            "1.0_rc1",
+            "1.0c3",
+            "1.0rc",
+            "1.0.post1",
+            "1.0-1",
+            "1.0rev2",
+            "1.0r",
+            "1.0.dev4",
+            "1.0dev",
+            "1.0a1.post2.dev3",
+            "1.0+ubuntu.7",
+            "1.0+local-1_2",
+            " 1.0 ",
+            "1.0PREVIEW1",
+            "1.0-dev-",
+        ] {
+            assert!(is_pep440_version(good), "{good}");
+        }
+        for bad in [
+            "",
+            "v",
+            "one",
+            "1.2.3-beta_final!x",
+            "1..2",
+            "1.",
+            "1.0-",
+            "x!1.0",
+            "1.0+",
+            "1.0+a..b",
+            "1.0 beta",
+            "1.0.gamma",
+            "latest",
+        ] {
+            assert!(!is_pep440_version(bad), "{bad}");
+        }
+        let err = parse("[project]\nname = \"x\"\nversion = \"1.2.3-beta_final!x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "/p/pyproject.toml:3:11: `1.2.3-beta_final!x` is not a PEP 440 version"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("hint: write it like 1.2.3"), "{err}");
     }
 
     #[test]
