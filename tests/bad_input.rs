@@ -74,6 +74,23 @@ fn project_without_version_and_not_dynamic() {
 }
 
 #[test]
+fn a_tag_without_an_image_tier_is_said_to_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "sdist", "--no-smoke", "--tag", "demo:1"])
+        .arg(fixture("hatch-app"))
+        .arg("--out")
+        .arg(dir.path().join("dist")));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("warning: --tag names image references, but neither oci nor docker is built"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn unknown_tier_lists_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(gradient()

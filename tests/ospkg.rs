@@ -246,6 +246,10 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
     assert_eq!(field(&info, "Release"), "1");
     assert_eq!(field(&info, "Architecture"), "x86_64");
     assert_eq!(field(&info, "License"), "MIT");
+    assert_eq!(
+        field(&info, "Summary"),
+        "The sample application that gradient builds into every tier"
+    );
     let checked = run(Command::new("rpm").arg("-K").arg(&first));
     assert!(checked.status.success() && stdout(&checked).contains("digests"));
     let requires = stdout(&run(Command::new("rpm")

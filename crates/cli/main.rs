@@ -90,9 +90,10 @@ struct BuildArgs {
     #[arg(default_value = ".")]
     project: PathBuf,
     /// Tiers to build, comma separated (e.g. `sdist,wheel`); see `gradient tiers`.
+    /// `build` needs --to or --all; `compare` builds every tier unless --to names some.
     #[arg(long, value_delimiter = ',', value_name = "TIER,...", value_parser = parse_tier)]
     to: Vec<Tier>,
-    /// Build every tier this version of gradient can build.
+    /// Build every tier this host can build (the others are skipped, with the reason).
     #[arg(long, conflicts_with = "to")]
     all: bool,
     /// Where artifacts go [default: PROJECT/dist].
@@ -108,8 +109,9 @@ struct BuildArgs {
     /// Skip the smoke tests.
     #[arg(long)]
     no_smoke: bool,
-    /// Build everything again, even what an identical earlier build left in the cache
-    /// (distributions and finished tiers).
+    /// Build the sdist, the wheel and every tier again instead of reusing an identical
+    /// earlier build (inputs cached by their content, such as the runtime bundle, are still
+    /// reused).
     #[arg(long)]
     rebuild: bool,
     /// Build each tier a second time and check that the bytes are the same (the table's
@@ -268,6 +270,17 @@ async fn run(cli: Cli) -> ExitCode {
 
 /// What `build` (and `compare`) asks the driver for. `--all`, or no `--to` when
 /// `all_by_default`, means every tier this version can build.
+/// Say so when an option can have no effect on the tiers asked for.
+fn warn_of_idle_options(options: &BuildOptions, reporter: &dyn gradient_driver::Reporter) {
+    let makes_images = options
+        .tiers
+        .iter()
+        .any(|t| matches!(t, Tier::Oci | Tier::Docker));
+    if !options.tags.is_empty() && !makes_images {
+        reporter.warn("--tag names image references, but neither oci nor docker is built: it has no effect here");
+    }
+}
+
 fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
     let all = args.all || (all_by_default && args.to.is_empty());
     let tiers = if all {
@@ -339,6 +352,7 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
         docker_base: args.peer_base,
     };
     let reporter = progress::stderr_reporter(quiet);
+    warn_of_idle_options(&options.build, reporter.as_ref());
     let outcome = gradient_driver::compare::compare(options, reporter.as_ref()).await;
     drop(reporter); // the progress lines are cleared before the result is printed
     let outcome = match outcome {
@@ -362,6 +376,7 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
 async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
     let options = build_options(&args, false);
     let reporter = progress::stderr_reporter(quiet);
+    warn_of_idle_options(&options, reporter.as_ref());
     let outcome = gradient_driver::build(options, reporter.as_ref()).await;
     drop(reporter); // the progress lines are cleared before the result is printed
     let outcome = match outcome {

@@ -29,6 +29,9 @@ pub fn file_name(spec: &PackageSpec) -> String {
 /// Write the package to `path`.
 pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPkgError> {
     let failed = |e: ::rpm::Error| OsPkgError::Rpm(e.to_string());
+    // One line without a final full stop, as RPM's packaging guidelines (and rpmlint) ask.
+    let summary = spec.summary.lines().next().unwrap_or("").trim();
+    let summary = summary.trim_end_matches('.');
     let config = ::rpm::BuildConfig::v4()
         .compression(::rpm::CompressionWithLevel::Zstd(3))
         .source_date(mtime as u32);
@@ -37,7 +40,7 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
         &spec.version.upstream,
         &spec.license,
         architecture(spec.native),
-        &spec.summary,
+        summary,
     );
     builder
         .using_config(config)
