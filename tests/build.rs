@@ -1,6 +1,7 @@
 //! Building real projects: the sample app and one fixture per PEP 517 backend.
 
 use crate::util::*;
+use std::path::Path;
 use std::process::Command;
 
 fn build_into(
@@ -334,6 +335,57 @@ fn an_incomplete_sdist_fails_its_smoke_test_and_names_what_is_missing() {
     assert!(text.contains("the sdist is incomplete"), "{text}");
     assert!(
         text.contains("`hatch_app/__main__.py` is only in the wheel built from the source tree"),
+        "{text}"
+    );
+}
+
+#[test]
+fn files_a_run_stops_listing_are_named_not_dropped_in_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("app");
+    copy_tree(&fixture("hatch-app"), &project);
+    let out = dir.path().join("dist");
+    let listed = |out: &Path| {
+        read_json(&out.join("gradient-manifest.json"))["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["file"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = build(&project, &out, &["--to", "sdist,wheel", "--no-smoke"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let sdist = only_file(&out, ".tar.gz");
+
+    // An earlier artifact changed by hand: no longer listed, and said so; still there.
+    std::fs::write(&sdist, b"not the sdist any more").unwrap();
+    let second = build(&project, &out, &["--to", "wheel", "--no-smoke"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let name = sdist.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr(&second).contains(&format!(
+            "`{name}` has changed since the run that listed it"
+        )),
+        "{}",
+        stderr(&second)
+    );
+    assert!(!listed(&out).contains(&name));
+    assert!(sdist.is_file());
+
+    // A new version: the old version's files stay in the folder, named in a warning.
+    let pyproject = project.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let third = build(&project, &out, &["--to", "wheel", "--no-smoke"]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    let text = stderr(&third);
+    assert!(
+        text.contains("the output folder still holds files of hatch-app 0.1.0, which this run of hatch-app 0.2.0 does not list")
+            && text.contains("hatch_app-0.1.0-py3-none-any.whl"),
         "{text}"
     );
 }

@@ -6,6 +6,7 @@
 
 use gradient_core::{InterpreterFacts, SmokeCheck, SourceDate, Startup, TargetNeeds, Tier};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Bumped on any change that is not a pure addition.
@@ -123,19 +124,48 @@ impl ArtifactRecord {
 
 impl Manifest {
     /// Keep the previous manifest's records for tiers this run did not build, when their
-    /// files are still in `out_dir` with the recorded size.
-    pub fn merge_previous(&mut self, out_dir: &Path) {
+    /// files are still in `out_dir` with the recorded digest. Returns what the run should
+    /// say about the files it stops listing but leaves in the folder (it never deletes a
+    /// file another run wrote).
+    pub fn merge_previous(&mut self, out_dir: &Path) -> Vec<String> {
         let Ok(bytes) = std::fs::read(out_dir.join(MANIFEST_FILE)) else {
-            return;
+            return Vec::new();
         };
         let Ok(previous) = serde_json::from_slice::<Manifest>(&bytes) else {
-            return;
+            return Vec::new();
         };
+        let listed_now: BTreeSet<&str> = self.listed_files().into_iter().map(|(f, _)| f).collect();
         if previous.schema_version != SCHEMA_VERSION || previous.project != self.project {
-            return;
+            let left: Vec<&str> = previous
+                .listed_files()
+                .into_iter()
+                .map(|(file, _)| file)
+                .filter(|file| !listed_now.contains(file) && out_dir.join(file).is_file())
+                .collect();
+            if left.is_empty() || previous.project == self.project {
+                return Vec::new();
+            }
+            return vec![format!(
+                "the output folder still holds files of {} {}, which this run of {} {} does not list: {}; remove them before publishing the folder",
+                previous.project.name,
+                previous.project.version,
+                self.project.name,
+                self.project.version,
+                left.join(", ")
+            )];
         }
+        let mut notes = Vec::new();
         for mut record in previous.artifacts {
             let built_now = self.artifacts.iter().any(|a| a.tier == record.tier);
+            if !built_now
+                && out_dir.join(&record.file).is_file()
+                && !unchanged(out_dir, &record.file, &record.sha256)
+            {
+                notes.push(format!(
+                    "`{}` has changed since the run that listed it, so it is no longer listed in the manifest or SHA256SUMS; build `{}` again to replace it",
+                    record.file, record.tier
+                ));
+            }
             if !built_now && unchanged(out_dir, &record.file, &record.sha256) {
                 // Its SBOM may have been rewritten since (a new tool, new inputs): listed
                 // only while it still has the recorded digest.
@@ -155,6 +185,7 @@ impl Manifest {
                 self.inputs.push(record);
             }
         }
+        notes
     }
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.

@@ -362,7 +362,9 @@ pub async fn build(
         inputs: input_records,
     };
     if !manifest.artifacts.is_empty() {
-        manifest.merge_previous(&out_dir);
+        for note in manifest.merge_previous(&out_dir) {
+            reporter.warn(&note);
+        }
         let io = |path: PathBuf| {
             move |source| DriverError::Publish {
                 action: "write",
