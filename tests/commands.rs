@@ -173,6 +173,11 @@ fn compare_with_peers_times_gradient_and_the_reference_tools_side_by_side() {
         markdown.contains("| gradient | zipapp | sampleapp-1.2.3.pyz |"),
         "{markdown}"
     );
+    // A warm gradient against cold tools: the totals say so.
+    assert!(
+        markdown.contains("--cold times it on an empty cache"),
+        "{markdown}"
+    );
 }
 
 #[test]

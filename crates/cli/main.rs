@@ -103,7 +103,8 @@ struct BuildArgs {
     /// Default: `[tool.gradient] python`, else `python3` on PATH.
     #[arg(long, value_name = "PATH|X.Y")]
     python: Option<String>,
-    /// Build the wheel straight from the source tree instead of from the unpacked sdist.
+    /// Build the wheel straight from the source tree instead of from the unpacked sdist
+    /// (the backend may then write into the tree, as setuptools' build/ does).
     #[arg(long)]
     direct: bool,
     /// Skip the smoke tests.

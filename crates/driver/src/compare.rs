@@ -249,6 +249,9 @@ fn summary(comparison: &Comparison) -> String {
             plural(built, "reference tool"),
             comparison.peers_seconds
         ));
+        if !gradient.cold {
+            out.push_str("(gradient may have reused what its cache held; --cold times it on an empty cache)\n");
+        }
     }
     out
 }

@@ -521,8 +521,9 @@ async fn build_distributions_and_wheelhouse(
         (true, false) => "sdist",
         _ => "wheel",
     };
+    // Said before the cache is looked at: the next line tells built from reused.
     reporter.step(&format!(
-        "building {what} of {} with {}",
+        "{what} of {} through {}",
         project.display_name(),
         project.build_system.backend
     ));
