@@ -356,6 +356,13 @@ fn files_a_run_stops_listing_are_named_not_dropped_in_silence() {
     let first = build(&project, &out, &["--to", "sdist,wheel", "--no-smoke"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let sdist = only_file(&out, ".tar.gz");
+    // The sdist's row is kept from the first run, and the table says which rows those are.
+    let again = build(&project, &out, &["--to", "wheel", "--no-smoke"]);
+    assert!(
+        stdout(&again).contains("from earlier runs, unchanged in the folder: sdist\n"),
+        "{}",
+        stdout(&again)
+    );
 
     // An earlier artifact changed by hand: no longer listed, and said so; still there.
     std::fs::write(&sdist, b"not the sdist any more").unwrap();
