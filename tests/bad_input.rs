@@ -74,6 +74,26 @@ fn project_without_version_and_not_dynamic() {
 }
 
 #[test]
+fn a_console_script_naming_a_missing_module_stops_at_the_wheel() {
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    let wrong = text.replace("\"sampleapp.cli:main\"", "\"sampleapp.climissing:main\"");
+    assert_ne!(text, wrong);
+    std::fs::write(&pyproject, wrong).unwrap();
+    let text = fails(
+        project.path(),
+        &["--no-smoke"],
+        1,
+        "runs `sampleapp.climissing:main`, but the wheel holds no module `sampleapp.climissing`",
+    );
+    assert!(
+        text.contains("hint: check the script's entry in [project.scripts]"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_tag_without_an_image_tier_is_said_to_do_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(gradient()

@@ -308,6 +308,14 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     let console_scripts = read("entry_points.txt")
         .map(|text| parse_entry_points(&text, "console_scripts"))
         .unwrap_or_default();
+    for (script, target) in &console_scripts {
+        let module = target.split(':').next().unwrap_or_default().trim();
+        if holds_module(files.keys().copied(), module) == Some(false) {
+            return Err(invalid(format!(
+                "the console script `{script}` runs `{target}`, but the wheel holds no module `{module}`\n  hint: check the script's entry in [project.scripts] against the package's modules"
+            )));
+        }
+    }
     Ok(WheelInfo {
         metadata,
         tags: name_tags,
@@ -317,6 +325,34 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
             .keys()
             .any(|f| f.ends_with(".so") || f.contains(".so.")),
     })
+}
+
+/// Whether the wheel whose file names are `files` holds the module `module` (`a.b.c`):
+/// `None` when its top-level package is not in the wheel at all, so that a dependency may
+/// be the one to provide it.
+fn holds_module<'a>(files: impl Iterator<Item = &'a str>, module: &str) -> Option<bool> {
+    let path = module.replace('.', "/");
+    let top = module.split('.').next().unwrap_or_default();
+    let (mut top_found, mut found) = (false, false);
+    for file in files {
+        // Files installed into site-packages from the .data folder count as the root's.
+        let file = file
+            .split_once(".data/purelib/")
+            .or_else(|| file.split_once(".data/platlib/"))
+            .map_or(file, |(_, rest)| rest);
+        let is_under = |prefix: &str| {
+            file.strip_prefix(prefix).is_some_and(|rest| {
+                rest.starts_with('/')
+                    || (rest.starts_with('.')
+                        && (rest.ends_with(".py")
+                            || rest.ends_with(".pyc")
+                            || rest.ends_with(".so")))
+            })
+        };
+        top_found |= is_under(top);
+        found |= is_under(&path);
+    }
+    top_found.then_some(found)
 }
 
 /// Read an sdist's PKG-INFO, checking the layout the sdist spec asks for.
@@ -524,6 +560,29 @@ fn split_csv(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_script_module_is_looked_for_only_under_packages_the_wheel_has() {
+        let files = [
+            "app/__init__.py",
+            "app/cli.py",
+            "app/fast.cpython-311-x86_64-linux-gnu.so",
+            "app/ns/data.txt",
+            "tool.py",
+            "app-1.0.dist-info/METADATA",
+            "app-1.0.data/purelib/extra/run.py",
+        ];
+        let holds = |module| holds_module(files.iter().copied(), module);
+        assert_eq!(holds("app.cli"), Some(true));
+        assert_eq!(holds("app"), Some(true));
+        assert_eq!(holds("app.fast"), Some(true));
+        assert_eq!(holds("app.ns"), Some(true));
+        assert_eq!(holds("tool"), Some(true));
+        assert_eq!(holds("extra.run"), Some(true));
+        assert_eq!(holds("app.climissing"), Some(false));
+        assert_eq!(holds("app.c"), Some(false));
+        assert_eq!(holds("click.cli"), None);
+    }
 
     #[test]
     fn requirements_compare_by_meaning_not_spelling() {
