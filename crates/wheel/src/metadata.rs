@@ -310,7 +310,7 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
         .unwrap_or_default();
     for (script, target) in &console_scripts {
         let module = target.split(':').next().unwrap_or_default().trim();
-        if holds_module(files.keys().copied(), module) == Some(false) {
+        if holds_module(&files, module) == Some(false) {
             return Err(invalid(format!(
                 "the console script `{script}` runs `{target}`, but the wheel holds no module `{module}`\n  hint: check the script's entry in [project.scripts] against the package's modules"
             )));
@@ -327,32 +327,42 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     })
 }
 
-/// Whether the wheel whose file names are `files` holds the module `module` (`a.b.c`):
-/// `None` when its top-level package is not in the wheel at all, so that a dependency may
-/// be the one to provide it.
-fn holds_module<'a>(files: impl Iterator<Item = &'a str>, module: &str) -> Option<bool> {
-    let path = module.replace('.', "/");
-    let top = module.split('.').next().unwrap_or_default();
-    let (mut top_found, mut found) = (false, false);
-    for file in files {
-        // Files installed into site-packages from the .data folder count as the root's.
-        let file = file
-            .split_once(".data/purelib/")
+/// Whether the wheel whose files are `files` holds the module `module` (`a.b.c`). `None`
+/// when it cannot tell: the top-level package is not in the wheel, or it is a namespace
+/// package (no `__init__.py`, or one that extends its path), which other distributions,
+/// dependencies among them, may add modules to.
+fn holds_module(files: &BTreeMap<&str, &[u8]>, module: &str) -> Option<bool> {
+    // Files installed into site-packages from the .data folder count as the root's.
+    let installed = |file: &str| -> String {
+        file.split_once(".data/purelib/")
             .or_else(|| file.split_once(".data/platlib/"))
-            .map_or(file, |(_, rest)| rest);
-        let is_under = |prefix: &str| {
-            file.strip_prefix(prefix).is_some_and(|rest| {
-                rest.starts_with('/')
-                    || (rest.starts_with('.')
-                        && (rest.ends_with(".py")
-                            || rest.ends_with(".pyc")
-                            || rest.ends_with(".so")))
-            })
-        };
-        top_found |= is_under(top);
-        found |= is_under(&path);
+            .map_or(file, |(_, rest)| rest)
+            .to_string()
+    };
+    let is_module_file = |file: &str, path: &str| {
+        file.strip_prefix(path).is_some_and(|rest| {
+            rest.starts_with('/')
+                || (rest.starts_with('.')
+                    && (rest.ends_with(".py") || rest.ends_with(".pyc") || rest.ends_with(".so")))
+        })
+    };
+    let top = module.split('.').next().unwrap_or_default();
+    let top_init = format!("{top}/__init__.py");
+    let mut closed_package = false;
+    let mut found = false;
+    for (file, data) in files {
+        let file = installed(file);
+        if file == top_init {
+            let text = String::from_utf8_lossy(data);
+            closed_package = !(text.contains("extend_path") || text.contains("declare_namespace"));
+        }
+        let top_is_a_module = file.strip_prefix(top).is_some_and(|rest| {
+            rest.starts_with('.') && (rest.ends_with(".py") || rest.ends_with(".so"))
+        });
+        closed_package |= top_is_a_module;
+        found |= is_module_file(&file, &module.replace('.', "/"));
     }
-    top_found.then_some(found)
+    closed_package.then_some(found)
 }
 
 /// Read an sdist's PKG-INFO, checking the layout the sdist spec asks for.
@@ -563,25 +573,37 @@ mod tests {
 
     #[test]
     fn a_console_script_module_is_looked_for_only_under_packages_the_wheel_has() {
-        let files = [
-            "app/__init__.py",
-            "app/cli.py",
-            "app/fast.cpython-311-x86_64-linux-gnu.so",
-            "app/ns/data.txt",
-            "tool.py",
-            "app-1.0.dist-info/METADATA",
-            "app-1.0.data/purelib/extra/run.py",
-        ];
-        let holds = |module| holds_module(files.iter().copied(), module);
+        let files: BTreeMap<&str, &[u8]> = [
+            ("app/__init__.py", &b""[..]),
+            ("app/cli.py", b""),
+            ("app/fast.cpython-311-x86_64-linux-gnu.so", b""),
+            ("app/sub/data.txt", b""),
+            ("tool.py", b""),
+            ("app-1.0.dist-info/METADATA", b""),
+            ("app-1.0.data/purelib/extra/__init__.py", b""),
+            ("app-1.0.data/purelib/extra/run.py", b""),
+            ("ns/part/mine.py", b""),
+            (
+                "old/__init__.py",
+                b"__path__ = __import__('pkgutil').extend_path(__path__, __name__)",
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let holds = |module| holds_module(&files, module);
         assert_eq!(holds("app.cli"), Some(true));
         assert_eq!(holds("app"), Some(true));
         assert_eq!(holds("app.fast"), Some(true));
-        assert_eq!(holds("app.ns"), Some(true));
+        assert_eq!(holds("app.sub"), Some(true));
         assert_eq!(holds("tool"), Some(true));
         assert_eq!(holds("extra.run"), Some(true));
         assert_eq!(holds("app.climissing"), Some(false));
         assert_eq!(holds("app.c"), Some(false));
+        assert_eq!(holds("extra.missing"), Some(false));
+        // Not in the wheel, or a namespace other distributions may add to: no verdict.
         assert_eq!(holds("click.cli"), None);
+        assert_eq!(holds("ns.other.tool"), None);
+        assert_eq!(holds("old.other"), None);
     }
 
     #[test]
