@@ -269,8 +269,6 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// What `build` (and `compare`) asks the driver for. `--all`, or no `--to` when
-/// `all_by_default`, means every tier this version can build.
 /// Say so when an option can have no effect on the tiers asked for.
 fn warn_of_idle_options(options: &BuildOptions, reporter: &dyn gradient_driver::Reporter) {
     let makes_images = options
@@ -282,6 +280,8 @@ fn warn_of_idle_options(options: &BuildOptions, reporter: &dyn gradient_driver::
     }
 }
 
+/// What `build` (and `compare`) asks the driver for. `--all`, or no `--to` when
+/// `all_by_default`, means every tier this version can build.
 fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
     let all = args.all || (all_by_default && args.to.is_empty());
     let tiers = if all {

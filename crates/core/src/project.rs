@@ -247,7 +247,7 @@ pub fn is_pep440_version(text: &str) -> bool {
             .split(['-', '_', '.'])
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
     });
-    let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let digits = leading_digits;
     let mut rest = match public.split_once('!') {
         Some((epoch, rest)) if !epoch.is_empty() && digits(epoch) == epoch.len() => rest,
         Some(_) => return false,
@@ -262,18 +262,6 @@ pub fn is_pep440_version(text: &str) -> bool {
     while let Some(after) = rest.strip_prefix('.').filter(|a| digits(a) > 0) {
         rest = &after[digits(after)..];
     }
-    // An optional labelled part: [-_.]? LABEL [-_.]? N?
-    fn labelled_part<'a>(s: &'a str, labels: &[&str]) -> &'a str {
-        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let unseparated = s.strip_prefix(['-', '_', '.']).unwrap_or(s);
-        for label in labels {
-            if let Some(after) = unseparated.strip_prefix(label) {
-                let after = after.strip_prefix(['-', '_', '.']).unwrap_or(after);
-                return &after[digits(after)..];
-            }
-        }
-        s
-    }
     rest = labelled_part(
         rest,
         &["alpha", "beta", "preview", "pre", "rc", "a", "b", "c"],
@@ -284,6 +272,24 @@ pub fn is_pep440_version(text: &str) -> bool {
     };
     rest = labelled_part(rest, &["dev"]);
     rest.is_empty() && local_ok
+}
+
+/// How many ASCII digits `s` starts with.
+fn leading_digits(s: &str) -> usize {
+    s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())
+}
+
+/// `s` after an optional PEP 440 part `[-_.]? LABEL [-_.]? N?`, for one of `labels`
+/// (longest first); `s` itself when none starts it.
+fn labelled_part<'a>(s: &'a str, labels: &[&str]) -> &'a str {
+    let unseparated = s.strip_prefix(['-', '_', '.']).unwrap_or(s);
+    for label in labels {
+        if let Some(after) = unseparated.strip_prefix(label) {
+            let after = after.strip_prefix(['-', '_', '.']).unwrap_or(after);
+            return &after[leading_digits(after)..];
+        }
+    }
+    s
 }
 
 /// What to do about a pyproject.toml the TOML reader refused: a misspelt key, a value of

@@ -339,15 +339,14 @@ fn holds_module(files: &BTreeMap<&str, &[u8]>, module: &str) -> Option<bool> {
             .map_or(file, |(_, rest)| rest)
             .to_string()
     };
-    let is_module_file = |file: &str, path: &str| {
-        file.strip_prefix(path).is_some_and(|rest| {
-            rest.starts_with('/')
-                || (rest.starts_with('.')
-                    && (rest.ends_with(".py") || rest.ends_with(".pyc") || rest.ends_with(".so")))
-        })
+    // What follows a module's path in one of its files: `.py`, `.pyc` or an extension
+    // module's `.TAG.so`, or `/` inside its package folder.
+    let is_module_source = |rest: &str| {
+        rest.starts_with('.') && [".py", ".pyc", ".so"].iter().any(|e| rest.ends_with(e))
     };
     let top = module.split('.').next().unwrap_or_default();
     let top_init = format!("{top}/__init__.py");
+    let path = module.replace('.', "/");
     let mut closed_package = false;
     let mut found = false;
     for (file, data) in files {
@@ -356,11 +355,10 @@ fn holds_module(files: &BTreeMap<&str, &[u8]>, module: &str) -> Option<bool> {
             let text = String::from_utf8_lossy(data);
             closed_package = !(text.contains("extend_path") || text.contains("declare_namespace"));
         }
-        let top_is_a_module = file.strip_prefix(top).is_some_and(|rest| {
-            rest.starts_with('.') && (rest.ends_with(".py") || rest.ends_with(".so"))
-        });
-        closed_package |= top_is_a_module;
-        found |= is_module_file(&file, &module.replace('.', "/"));
+        closed_package |= file.strip_prefix(top).is_some_and(is_module_source);
+        found |= file
+            .strip_prefix(&path)
+            .is_some_and(|rest| rest.starts_with('/') || is_module_source(rest));
     }
     closed_package.then_some(found)
 }
