@@ -369,4 +369,36 @@ fn report_merge_joins_runs_made_apart_and_refuses_damaged_or_foreign_folders() {
     // A folder without a manifest says what it expected.
     let output = merge(&bad, &[&wheel_dir, dir.path()]);
     fails_with(&output, 2, &["no manifest in", "gradient-manifest.json"]);
+
+    // A folder built with another source date: the joined manifest could state only one.
+    let later = dir.path().join("later");
+    let output = run(gradient()
+        .args(["build", "--to", "sdist", "--no-smoke"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(&later)
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = merge(&bad, &[&wheel_dir, &later]);
+    fails_with(
+        &output,
+        2,
+        &["built with different source dates", "1700000000"],
+    );
+
+    // A manifest edited to list a file outside its folder is not followed there.
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "not an artifact").unwrap();
+    let path = wheel_dir.join("gradient-manifest.json");
+    let mut manifest = read_json(&path);
+    manifest["artifacts"][0]["file"] = "../outside.txt".into();
+    manifest["artifacts"][0]["sha256"] = sha256_file(&outside).into();
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let output = merge(&bad, &[&wheel_dir]);
+    fails_with(
+        &output,
+        2,
+        &["it lists `../outside.txt`, which is not the name of a file in its folder"],
+    );
+    assert!(!bad.exists(), "nothing written: {:?}", listing(&bad));
 }

@@ -134,6 +134,9 @@ impl Manifest {
         let Ok(previous) = serde_json::from_slice::<Manifest>(&bytes) else {
             return Vec::new();
         };
+        if previous.foreign_file().is_some() {
+            return Vec::new();
+        }
         let listed_now: BTreeSet<&str> = self.listed_files().into_iter().map(|(f, _)| f).collect();
         if previous.schema_version != SCHEMA_VERSION || previous.project != self.project {
             let left: Vec<&str> = previous
@@ -186,6 +189,18 @@ impl Manifest {
             }
         }
         notes
+    }
+
+    /// The first file it lists whose name is not a plain file name of the output folder
+    /// (a path, `..`): a manifest gradient wrote has none, and one edited to point outside
+    /// its folder must not make gradient read or copy from there.
+    pub fn foreign_file(&self) -> Option<&str> {
+        self.listed_files()
+            .into_iter()
+            .map(|(file, _)| file)
+            .find(|file| {
+                file.is_empty() || *file == "." || *file == ".." || file.contains(['/', '\\', '\0'])
+            })
     }
 
     /// The `SHA256SUMS` text, in the format `sha256sum -c` reads.

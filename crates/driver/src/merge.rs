@@ -28,6 +28,14 @@ pub enum MergeError {
         other: String,
         other_dir: PathBuf,
     },
+    #[error("the folders were built with different {what}: {first} in `{}`, {other} in `{}`\n  hint: merge the folders of one release build, made with one SOURCE_DATE_EPOCH and one interpreter", first_dir.display(), other_dir.display())]
+    Different {
+        what: &'static str,
+        first: String,
+        first_dir: PathBuf,
+        other: String,
+        other_dir: PathBuf,
+    },
     #[error("`{file}` differs between `{}` and `{}`\n  hint: merge the folders of one release build, or rebuild the tier", first_dir.display(), other_dir.display())]
     Conflict {
         file: String,
@@ -81,6 +89,31 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
                         other: format!("{} {}", manifest.project.name, manifest.project.version),
                         other_dir: dir.clone(),
                     });
+                }
+                // The joined manifest states one source date and one interpreter.
+                let different = |what, first: String, other: String| MergeError::Different {
+                    what,
+                    first,
+                    first_dir: first_dir.clone(),
+                    other,
+                    other_dir: dir.clone(),
+                };
+                if first.source_date.seconds != manifest.source_date.seconds {
+                    return Err(different(
+                        "source dates",
+                        first.source_date.seconds.to_string(),
+                        manifest.source_date.seconds.to_string(),
+                    ));
+                }
+                if first.python != manifest.python {
+                    let show = |p: &crate::manifest::PythonRecord| {
+                        format!("{} {} ({})", p.implementation, p.version, p.platform_tag)
+                    };
+                    return Err(different(
+                        "interpreters",
+                        show(&first.python),
+                        show(&manifest.python),
+                    ));
                 }
                 join(&mut first, manifest);
                 (first, first_dir)
@@ -143,10 +176,17 @@ fn read(dir: &Path) -> Result<Manifest, MergeError> {
     if found != SCHEMA_VERSION {
         return Err(MergeError::Schema { path, found });
     }
-    serde_json::from_value(value).map_err(|e| MergeError::Unreadable {
-        path,
+    let manifest: Manifest = serde_json::from_value(value).map_err(|e| MergeError::Unreadable {
+        path: path.clone(),
         reason: e.to_string(),
-    })
+    })?;
+    if let Some(file) = manifest.foreign_file() {
+        return Err(MergeError::Unreadable {
+            path,
+            reason: format!("it lists `{file}`, which is not the name of a file in its folder"),
+        });
+    }
+    Ok(manifest)
 }
 
 /// Add `other`'s artifacts, inputs and skipped tiers to `into`. A tier built in one folder
