@@ -470,6 +470,33 @@ fn bad_container_settings_are_refused_with_file_line_and_what_to_do() {
 }
 
 #[test]
+fn an_entrypoint_of_the_projects_own_is_checked_to_be_in_the_image() {
+    // The smoke commands run console scripts by name, never through a custom entrypoint:
+    // a separate check looks for the program it starts.
+    let broken = sample_with(
+        "\n[tool.gradient.container]\nentrypoint = [\"/usr/local/bin/does-not-exist\"]\n",
+    );
+    let output = build(broken.path(), &broken.path().join("dist"), &["--to", "oci"]);
+    fails_with(
+        &output,
+        1,
+        &[
+            "smoke `the image's entrypoint is an executable of the image` failed",
+            "`/usr/local/bin/does-not-exist` is not an executable file of the image",
+        ],
+    );
+    // A bare name is found on the image's PATH.
+    let by_name = sample_with("\n[tool.gradient.container]\nentrypoint = [\"sampleapp\"]\n");
+    let output = build(
+        by_name.path(),
+        &by_name.path().join("dist"),
+        &["--to", "oci"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("ok (2/2)"), "{}", stdout(&output));
+}
+
+#[test]
 fn an_invalid_tag_is_refused_before_building() {
     let out = tempfile::tempdir().unwrap();
     let output = build(

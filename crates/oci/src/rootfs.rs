@@ -14,6 +14,9 @@ pub struct Rootfs {
     pub root: PathBuf,
     pub env: Vec<(String, String)>,
     pub user: String,
+    /// What `docker run IMAGE` runs: the entrypoint, then the command.
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
 }
 
 /// Unpack the image tarball into `scratch/rootfs`.
@@ -59,10 +62,73 @@ fn rootfs_of(image: &crate::base::Base, root: PathBuf) -> Rootfs {
         root,
         env,
         user: run["User"].as_str().unwrap_or_default().to_string(),
+        entrypoint: strings(&run["Entrypoint"]),
+        cmd: strings(&run["Cmd"]),
     }
 }
 
 impl Rootfs {
+    /// The program `docker run IMAGE` starts (the entrypoint's first word, else the
+    /// command's), if it is an executable file of the image: `Err` says why not. A bare
+    /// name is looked up on the image's PATH; links are followed inside the root.
+    pub fn starting_program(&self) -> Result<String, String> {
+        let Some(program) = self.entrypoint.first().or(self.cmd.first()) else {
+            return Err("the image has neither an entrypoint nor a command: `docker run IMAGE` has nothing to run".into());
+        };
+        let candidates: Vec<String> = if program.contains('/') {
+            vec![program.clone()]
+        } else {
+            let path = self.env.iter().find(|(k, _)| k == "PATH").map_or(
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                |(_, v)| v.as_str(),
+            );
+            path.split(':')
+                .map(|dir| format!("{dir}/{program}"))
+                .collect()
+        };
+        candidates
+            .into_iter()
+            .find(|candidate| self.is_executable(candidate))
+            .ok_or_else(|| format!("`{program}` is not an executable file of the image"))
+    }
+
+    /// Whether `path` (inside the image) is an executable file, following links as the
+    /// image would, never out of the root.
+    fn is_executable(&self, path: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let mut path = PathBuf::from("/").join(path);
+        for _ in 0..40 {
+            let inside = self.root.join(path.strip_prefix("/").unwrap_or(&path));
+            let Ok(meta) = std::fs::symlink_metadata(&inside) else {
+                return false;
+            };
+            if !meta.file_type().is_symlink() {
+                return meta.is_file() && meta.permissions().mode() & 0o111 != 0;
+            }
+            let Ok(target) = std::fs::read_link(&inside) else {
+                return false;
+            };
+            path = if target.is_absolute() {
+                target
+            } else {
+                path.parent().unwrap_or(Path::new("/")).join(target)
+            };
+            // `..` is resolved lexically, and never above the root.
+            let mut clean = PathBuf::from("/");
+            for part in path.components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        clean.pop();
+                    }
+                    std::path::Component::Normal(name) => clean.push(name),
+                    _ => {}
+                }
+            }
+            path = clean;
+        }
+        false
+    }
+
     /// `program args` inside the root, as the image's user when this process may change
     /// user (as root), with the image's environment and no network.
     pub fn command(&self, program: &str, args: &[String]) -> Command {

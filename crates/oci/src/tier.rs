@@ -181,7 +181,7 @@ impl Backend for OciTier {
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
         let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
-        let mut checks = Vec::new();
+        let mut checks = custom_entrypoint_check(&cx.project, || Ok(rootfs.starting_program()))?;
         let app = App::of(&cx.project, &cx.inputs)?;
         for (argv, expect) in app.smoke_commands(&cx.project) {
             let program = format!("/usr/local/bin/{}", argv[0]);
@@ -319,13 +319,16 @@ impl Backend for DockerTier {
 
     async fn smoke(
         &self,
-        _artifact: &Artifact,
+        artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
         let image = app.tags(&cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let mut checks = Vec::new();
+        let mut checks = custom_entrypoint_check(&cx.project, || {
+            tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))
+                .map(|rootfs| rootfs.starting_program())
+        })?;
         for (argv, expect) in app.smoke_commands(&cx.project) {
             checks.push(container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await);
         }
@@ -348,6 +351,29 @@ impl Backend for DockerTier {
         let run = || container_check(&engine, &app, &image, cx, &argv, expect.as_deref());
         Ok(Some(measure_runs(&argv, run).await?))
     }
+}
+
+/// With a `container.entrypoint` of the project's own, the smoke commands run their
+/// console scripts by name and never start it: one check that what `docker run IMAGE`
+/// starts is an executable file of the image. `program` looks it up.
+fn custom_entrypoint_check(
+    project: &Project,
+    program: impl FnOnce() -> Result<Result<String, String>, OciError>,
+) -> Result<Vec<SmokeCheck>, OciError> {
+    if project.config.container.entrypoint.is_none() {
+        return Ok(Vec::new());
+    }
+    let found = program()?;
+    Ok(vec![SmokeCheck {
+        command: "the image's entrypoint is an executable of the image".into(),
+        passed: found.is_ok(),
+        exit_code: None,
+        seconds: 0.0,
+        detail: match found {
+            Ok(path) => format!("`{path}`"),
+            Err(why) => why,
+        },
+    }])
 }
 
 /// Run one smoke command in a container without network: the main script through the

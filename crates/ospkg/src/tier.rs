@@ -343,6 +343,8 @@ fn installed_root(root: &Path) -> Rootfs {
             ),
         ],
         user: "1000:1000".into(),
+        entrypoint: Vec::new(),
+        cmd: Vec::new(),
     }
 }
 
