@@ -458,7 +458,7 @@ fn a_named_tier_this_host_cannot_build_is_listed_with_its_reason_and_fails_the_r
         out.path(),
         &[
             "--to",
-            "wheel,frozen",
+            "wheel,frozen,deb",
             "--no-smoke",
             "--python",
             "/usr/bin/python3.11",
@@ -488,6 +488,22 @@ fn a_named_tier_this_host_cannot_build_is_listed_with_its_reason_and_fails_the_r
         .as_str()
         .unwrap()
         .contains("RUNPATH"));
+    // Every tier that carries the runtime bundle is refused the same way (the deb too),
+    // instead of the bundle failing the whole run, the wheel with it.
+    assert_eq!(manifest["skipped"][1]["tier"], "deb");
+    // And doctor says so before any build.
+    let doctor = stdout(&run(gradient().args([
+        "doctor",
+        "--python",
+        "/usr/bin/python3.11",
+    ])));
+    for tier in ["frozen", "oci", "docker", "deb", "rpm"] {
+        let row = doctor.lines().find(|l| l.starts_with(tier)).unwrap();
+        assert!(
+            row.contains("unavailable") && row.contains("no RUNPATH"),
+            "{doctor}"
+        );
+    }
 }
 
 #[test]

@@ -56,13 +56,7 @@ impl Backend for FrozenTier {
                 hint: None,
             });
         }
-        match gradient_python::runtime::unsupported_reason(python) {
-            None => Ok(()),
-            Some(reason) => Err(Unavailable {
-                reason,
-                hint: Some("build with a CPython that links libpython as a shared library, e.g. pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
-            }),
-        }
+        gradient_python::runtime::require_bundleable(python)
     }
 
     /// The runtime's packed part (with gradient's engine), made while the wheel builds.

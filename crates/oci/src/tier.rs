@@ -128,7 +128,8 @@ fn preflight(host: &Host) -> Result<(), Unavailable> {
             hint: None,
         });
     }
-    Ok(())
+    // The runtime bundle is built for every image, whatever its base.
+    gradient_python::runtime::require_bundleable(python)
 }
 
 #[async_trait]

@@ -80,7 +80,8 @@ fn preflight(host: &Host, what: &str) -> Result<(), Unavailable> {
             hint: None,
         });
     }
-    Ok(())
+    // The runtime bundle is built for every package, whatever its layout.
+    gradient_python::runtime::require_bundleable(python)
 }
 
 async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>, BackendError> {

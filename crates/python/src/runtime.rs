@@ -537,6 +537,18 @@ fn assemble(
     })
 }
 
+/// The preflight of every tier that carries the runtime bundle (frozen, oci, docker, deb,
+/// rpm): refused, with what to do, when `python` cannot be bundled.
+pub fn require_bundleable(python: &InterpreterFacts) -> Result<(), gradient_core::Unavailable> {
+    match unsupported_reason(python) {
+        None => Ok(()),
+        Some(reason) => Err(gradient_core::Unavailable {
+            reason,
+            hint: Some("build with a CPython that links libpython as a shared library, e.g. pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
+        }),
+    }
+}
+
 /// Why `python` cannot be made relocatable, if it cannot: it needs libraries beyond glibc
 /// but has no search path to point at the bundled copies.
 pub fn unsupported_reason(python: &InterpreterFacts) -> Option<String> {
