@@ -159,6 +159,15 @@ fn source_date_epoch_sets_every_timestamp_and_verbose_output_says_where_it_came_
         .env("SOURCE_DATE_EPOCH", "yesterday"));
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("SOURCE_DATE_EPOCH=`yesterday` is not a whole number"));
+    // So is a date no wheel can hold (its zip dates end with 2107), before any backend runs.
+    let late = run(gradient()
+        .args(["build", "--to", "sdist"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(dir.path().join("late"))
+        .env("SOURCE_DATE_EPOCH", "4354819200"));
+    assert_eq!(late.status.code(), Some(2));
+    assert!(stderr(&late).contains("SOURCE_DATE_EPOCH=`4354819200` is after 2107-12-31"));
 }
 
 /// Every PEP 517 backend the foundation covers builds both files and passes its smoke test.

@@ -81,8 +81,8 @@ pub enum DriverError {
     NothingRequested,
     #[error("cannot write to the output folder `{}`: {reason}\n  hint: choose another one with --out DIR", path.display())]
     Output { path: PathBuf, reason: String },
-    #[error("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds since 1970\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
-    SourceDate { value: String },
+    #[error("SOURCE_DATE_EPOCH=`{value}` is {why}\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
+    SourceDate { value: String, why: &'static str },
     /// Writing results failed after the build (the output folder may already hold some).
     #[error("failed to {action} `{}`", path.display())]
     Publish {
