@@ -403,6 +403,22 @@ fn names_versions_and_maintainers_that_cannot_be_used_say_what_to_set() {
         .iter()
         .all(|f| !f.ends_with(".deb")));
 
+    // A service command that is not one of the project's console scripts.
+    let project = sample_with("\n[tool.gradient.service]\ncommand = [\"bash\", \"-c\", \"x\"]\n");
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "deb"],
+    );
+    fails_with(
+        &output,
+        1,
+        &["command starts with `bash`, which is not a console script of the project (sampleapp)"],
+    );
+    assert!(listing(&project.path().join("dist"))
+        .iter()
+        .all(|f| !f.ends_with(".deb")));
+
     // Authors without an email: Debian needs one.
     let project = sample_without_maintainer_email();
     let output = build(

@@ -523,6 +523,32 @@ impl Project {
         project.description = table.description;
         project.requires_python = table.requires_python;
         project.dependencies = table.dependencies;
+        if !project.dynamic.iter().any(|d| d == "optional-dependencies") {
+            let groups: Vec<&str> = table
+                .optional_dependencies
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let known = |extra: &str| {
+                groups
+                    .iter()
+                    .any(|g| crate::normalize_name(g) == crate::normalize_name(extra))
+            };
+            if let Some(extra) = project.config.extras.iter().find(|e| !known(e)) {
+                let hint = match closest(extra, &groups) {
+                    Some(group) => format!("did you mean `{group}`?"),
+                    None if groups.is_empty() => {
+                        "the project declares no [project.optional-dependencies]".to_string()
+                    }
+                    None => format!("the groups are: {}", groups.join(", ")),
+                };
+                return Err(invalid(
+                    find(text, "extras"),
+                    format!("`extras` names `{extra}`, which is not a group of [project.optional-dependencies]"),
+                    Some(&hint),
+                ));
+            }
+        }
         project.optional_dependencies = table.optional_dependencies;
         project.scripts = table.scripts;
         project.gui_scripts = table.gui_scripts;
@@ -741,6 +767,33 @@ expect = "1.0"
             "{err}"
         );
         assert!(err.contains("hint: write it like 1.2.3"), "{err}");
+    }
+
+    #[test]
+    fn extras_must_name_declared_groups() {
+        let with = |extras: &str| {
+            parse(&format!(
+                "[project]\nname = \"x\"\nversion = \"1\"\n[project.optional-dependencies]\nCli = [\"click\"]\n[tool.gradient]\nextras = {extras}\n"
+            ))
+        };
+        assert!(with("[\"cli\"]").is_ok(), "names compare normalised");
+        let err = with("[\"clj\"]").unwrap_err().to_string();
+        assert!(
+            err.starts_with("/p/pyproject.toml:7:1: `extras` names `clj`"),
+            "{err}"
+        );
+        assert!(err.contains("hint: did you mean `Cli`?"), "{err}");
+        let err = parse(
+            "[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\nextras = [\"nope\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("declares no [project.optional-dependencies]"),
+            "{err}"
+        );
+        // Groups the backend computes cannot be checked here.
+        assert!(parse("[project]\nname = \"x\"\nversion = \"1\"\ndynamic = [\"optional-dependencies\"]\n[tool.gradient]\nextras = [\"any\"]\n").is_ok());
     }
 
     #[test]

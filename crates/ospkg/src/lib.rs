@@ -46,6 +46,8 @@ pub enum OsPkgError {
         "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
     )]
     BadEntryPoint { script: String, entry: String },
+    #[error("[tool.gradient.service] command starts with `{program}`, which is not a console script of the project ({scripts})\n  hint: start the command with one of those; the unit runs /usr/bin/SCRIPT")]
+    ServiceNotAScript { program: String, scripts: String },
     #[error("`strip` failed on the package's compiled code: {detail}")]
     Strip { detail: String },
     #[error("the rpm writer failed: {0}")]

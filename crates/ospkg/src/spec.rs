@@ -383,6 +383,14 @@ pub async fn package_spec(
 
     let service_user = service_user(project.config.service.as_ref(), &name);
     if let Some(service) = &project.config.service {
+        if let Some(program) = service.command.as_ref().and_then(|c| c.first()) {
+            if !app.scripts.contains_key(program) {
+                return Err(OsPkgError::ServiceNotAScript {
+                    program: program.clone(),
+                    scripts: app.scripts.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
         let unit_dir = match format {
             PackageFormat::Deb => "lib/systemd/system",
             PackageFormat::Rpm => "usr/lib/systemd/system",
