@@ -467,6 +467,14 @@ fn bad_container_settings_are_refused_with_file_line_and_what_to_do() {
     assert!(listing(&project.path().join("dist"))
         .iter()
         .all(|f| !f.ends_with(".oci.tar")));
+    // `nobody` is one of the scratch image's users, and the image runs as it.
+    let project = sample_with("\n[tool.gradient.container]\nuser = \"nobody\"\n");
+    let output = build(
+        project.path(),
+        &project.path().join("dist"),
+        &["--to", "oci"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

@@ -59,7 +59,7 @@ pub enum OciError {
     },
     #[error("`{reference}` is not a valid image reference: {reason}\n  hint: use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)")]
     BadReference { reference: String, reason: String },
-    #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `root`, or a number UID[:GID] in [tool.gradient.container] user")]
+    #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user")]
     UnknownUser { user: String },
     #[error("the build host's C library was not found (no libc.so.6 in the loader cache)\n  hint: a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"")]
     NoGlibc,

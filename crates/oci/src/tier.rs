@@ -558,6 +558,8 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
 
     let user = match settings.user() {
         user if user == DEFAULT_USER => format!("{0}:{0}", content::APP_UID),
+        // The scratch image's /etc/passwd has root, app and nobody.
+        user if base.is_none() && user == "nobody" => "65534:65534".to_string(),
         user if base.is_none()
             && user != "root"
             && !user.split(':').all(|p| p.parse::<u32>().is_ok()) =>
