@@ -493,8 +493,11 @@ fn an_entrypoint_of_the_projects_own_is_checked_to_be_in_the_image() {
             "`/usr/local/bin/does-not-exist` is not an executable file of the image",
         ],
     );
-    // A bare name is found on the image's PATH.
-    let by_name = sample_with("\n[tool.gradient.container]\nentrypoint = [\"sampleapp\"]\n");
+    // A bare name is found on the image's PATH. (And a working folder of the project's own
+    // is in the app layer, owned by the image's user, not made by the engine as root.)
+    let by_name = sample_with(
+        "\n[tool.gradient.container]\nentrypoint = [\"sampleapp\"]\nworkdir = \"/data\"\n",
+    );
     let output = build(
         by_name.path(),
         &by_name.path().join("dist"),
@@ -502,6 +505,20 @@ fn an_entrypoint_of_the_projects_own_is_checked_to_be_in_the_image() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("ok (2/2)"), "{}", stdout(&output));
+    let layout = Layout::read(&only_file(&by_name.path().join("dist"), ".oci.tar"));
+    let app_layer = layout.dir.path().join("blobs/sha256").join(
+        layout
+            .layer_digests()
+            .last()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let listing = stdout(&run(Command::new("tar").arg("-tvzf").arg(&app_layer)));
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with(" data/"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(line.starts_with("drwxr-xr-x 1000/1000 "), "{line}");
 }
 
 #[test]

@@ -354,6 +354,13 @@ impl Backend for DockerTier {
     }
 }
 
+/// The numeric owner of a resolved image user (`root`, `UID` or `UID:GID`).
+fn numeric_owner(user: &str) -> (u64, u64) {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    let number = |text: &str| text.parse::<u64>().unwrap_or(0);
+    (number(uid), number(gid))
+}
+
 /// With a `container.entrypoint` of the project's own, the smoke commands run their
 /// console scripts by name and never start it: one check that what `docker run IMAGE`
 /// starts is an executable file of the image. `program` looks it up.
@@ -649,7 +656,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         })?;
         script_files.insert(script.clone(), text);
     }
-    let app_entries = content::site_layer(
+    let mut app_entries = content::site_layer(
         &staging.join("app"),
         &placement,
         &cx.python.executable,
@@ -657,7 +664,31 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         &script_files,
     )
     .await?;
-    let layer = tokio::task::block_in_place(|| make_layer(&app_entries, mtime, &root, cache))?;
+    // A working folder of the project's own on scratch is made here, owned by the image's
+    // user (the engine would make it owned by root, where the app could not write).
+    let workdir_owner = numeric_owner(&user);
+    let own_workdir = settings
+        .workdir
+        .as_ref()
+        .map(|dir| dir.get_ref().trim_matches('/').to_string())
+        .filter(|dir| {
+            base.is_none()
+                && !dir.is_empty()
+                && *dir != format!("home/{DEFAULT_USER}")
+                && !app_entries.iter().any(|e| e.path == *dir)
+        });
+    if let Some(dir) = &own_workdir {
+        app_entries.push(gradient_archive::Entry {
+            path: dir.clone(),
+            kind: gradient_archive::EntryKind::Dir,
+            mode: 0o755,
+        });
+    }
+    let owner = |entry: &gradient_archive::Entry| match &own_workdir {
+        Some(dir) if entry.path == *dir => workdir_owner,
+        _ => (0, 0),
+    };
+    let layer = tokio::task::block_in_place(|| make_layer(&app_entries, mtime, &owner, cache))?;
     layers.push(ImageLayer {
         layer,
         created_by: format!("gradient: {name} {version}"),
