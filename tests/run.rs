@@ -178,6 +178,14 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
         serde_json::json!({"include": [{"tier": "wheel"}, {"tier": "zipapp"}]}),
         "one job per tier, along the gradient"
     );
+    // No tier to build makes an empty matrix, which GitHub refuses: said here, exit 1.
+    if std::path::Path::new("/usr/bin/python3.11").exists() {
+        let output = run(gradient()
+            .args(["plan", "--to", "frozen", "--format", "github-matrix"])
+            .args(["--python", "/usr/bin/python3.11"])
+            .arg(fixture("sampleapp")));
+        fails_with(&output, 1, &["a GitHub job matrix cannot be empty"]);
+    }
 
     // After a build, the plan knows the output folder's files are cached.
     let out = tempfile::tempdir().unwrap();

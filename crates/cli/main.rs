@@ -497,7 +497,15 @@ async fn plan(args: PlanArgs) -> ExitCode {
     };
     match args.format.as_str() {
         "json" => print_json(&plan),
-        "github-matrix" => println!("{}", gradient_driver::plan::github_matrix(&plan)),
+        "github-matrix" => {
+            let matrix = gradient_driver::plan::github_matrix(&plan);
+            println!("{matrix}");
+            // GitHub refuses an empty matrix with a message about the workflow file.
+            if matrix["include"].as_array().is_some_and(Vec::is_empty) {
+                eprintln!("error: this host can build none of the tiers asked for, and a GitHub job matrix cannot be empty\n  hint: run `gradient plan` without --format to see why each tier is unavailable");
+                return ExitCode::from(1);
+            }
+        }
         _ => {
             let mut rows = vec![[
                 "TIER".to_string(),

@@ -7,7 +7,7 @@ use gradient_core::{python_satisfies, TargetNeeds, Tier};
 use serde::Serialize;
 
 /// What `--has` understands, for the help text and for the error on anything else.
-pub const KNOWN_FACTS: &str = "python3, python3.X, pip, uv, glibc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum";
+pub const KNOWN_FACTS: &str = "python, python3, python3.X, pip, pip3, uv, glibc, libc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum, zypper";
 
 /// What the target machine provides, as the user said.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
