@@ -238,22 +238,21 @@ impl Backend for DockerTier {
         base_fingerprint(project)
     }
 
+    /// The engine first: what the docker tier adds to the oci tier's needs is the reason
+    /// a user looks for on its row.
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        preflight(host)?;
-        match &host.container_engine {
-            Some(Err(error)) => {
-                let engine = Unavailable::from_message(error);
-                let oci = "the oci tier writes the same image as a tarball";
-                Err(Unavailable {
-                    reason: format!("no Docker engine: {}", engine.reason),
-                    hint: Some(match engine.hint {
-                        Some(hint) => format!("{hint}; {oci}"),
-                        None => oci.to_string(),
-                    }),
-                })
-            }
-            _ => Ok(()),
+        if let Some(Err(error)) = &host.container_engine {
+            let engine = Unavailable::from_message(error);
+            let oci = "the oci tier writes the same image as a tarball";
+            return Err(Unavailable {
+                reason: format!("no Docker engine: {}", engine.reason),
+                hint: Some(match engine.hint {
+                    Some(hint) => format!("{hint}; {oci}"),
+                    None => oci.to_string(),
+                }),
+            });
         }
+        preflight(host)
     }
 
     async fn prepare(
