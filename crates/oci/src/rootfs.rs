@@ -96,37 +96,49 @@ impl Rootfs {
     /// image would, never out of the root.
     fn is_executable(&self, path: &str) -> bool {
         use std::os::unix::fs::PermissionsExt;
-        let mut path = PathBuf::from("/").join(path);
-        for _ in 0..40 {
-            let inside = self.root.join(path.strip_prefix("/").unwrap_or(&path));
-            let Ok(meta) = std::fs::symlink_metadata(&inside) else {
-                return false;
-            };
-            if !meta.file_type().is_symlink() {
-                return meta.is_file() && meta.permissions().mode() & 0o111 != 0;
-            }
-            let Ok(target) = std::fs::read_link(&inside) else {
-                return false;
-            };
-            path = if target.is_absolute() {
-                target
-            } else {
-                path.parent().unwrap_or(Path::new("/")).join(target)
-            };
-            // `..` is resolved lexically, and never above the root.
-            let mut clean = PathBuf::from("/");
-            for part in path.components() {
-                match part {
-                    std::path::Component::ParentDir => {
-                        clean.pop();
+        self.resolve(Path::new(path))
+            .and_then(|inside| std::fs::metadata(self.root.join(inside)).ok())
+            .is_some_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    }
+
+    /// `path` with every link on the way resolved inside the image (an absolute link
+    /// starts again from the image's root, `..` stops at it), relative to the root.
+    fn resolve(&self, path: &Path) -> Option<PathBuf> {
+        use std::path::Component;
+        let mut resolved = PathBuf::new();
+        let mut pending: std::collections::VecDeque<std::ffi::OsString> = path
+            .components()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut links = 0;
+        while let Some(part) = pending.pop_front() {
+            match Path::new(&part).components().next() {
+                Some(Component::Normal(name)) => {
+                    let candidate = resolved.join(name);
+                    let meta = std::fs::symlink_metadata(self.root.join(&candidate)).ok()?;
+                    if !meta.file_type().is_symlink() {
+                        resolved = candidate;
+                        continue;
                     }
-                    std::path::Component::Normal(name) => clean.push(name),
-                    _ => {}
+                    links += 1;
+                    if links > 40 {
+                        return None;
+                    }
+                    let target = std::fs::read_link(self.root.join(&candidate)).ok()?;
+                    if target.is_absolute() {
+                        resolved = PathBuf::new();
+                    }
+                    for component in target.components().rev() {
+                        pending.push_front(component.as_os_str().to_os_string());
+                    }
                 }
+                Some(Component::ParentDir) => {
+                    resolved.pop();
+                }
+                _ => {} // the root and `.`
             }
-            path = clean;
         }
-        false
+        Some(resolved)
     }
 
     /// `program args` inside the root, as the image's user when this process may change
@@ -210,5 +222,67 @@ fn remove(path: &Path) {
         let _ = std::fs::remove_dir_all(path);
     } else {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn executable(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn the_starting_program_is_found_through_path_and_links_without_leaving_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        executable(&root.join("usr/local/bin/app"));
+        executable(&root.join("usr/bin/tool"));
+        std::fs::write(root.join("usr/bin/plain"), "not executable").unwrap();
+        symlink("usr/bin", root.join("bin")).unwrap();
+        symlink("/usr/bin/tool", root.join("usr/local/bin/abs")).unwrap();
+        // Climbs above the root: resolved inside it, where there is no /bin/sh (the host has
+        // one, executable: found only if the link left the root).
+        symlink("../../../../../../../../bin/sh", root.join("usr/local/bin/up")).unwrap();
+        let image = |entrypoint: &[&str], cmd: &[&str]| Rootfs {
+            root: root.to_path_buf(),
+            env: vec![("PATH".into(), "/usr/local/bin:/bin".into())],
+            user: String::new(),
+            entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            image(&["/usr/local/bin/app"], &[])
+                .starting_program()
+                .unwrap(),
+            "/usr/local/bin/app"
+        );
+        assert_eq!(
+            image(&["app", "--x"], &[]).starting_program().unwrap(),
+            "/usr/local/bin/app"
+        );
+        assert_eq!(
+            image(&[], &["tool"]).starting_program().unwrap(),
+            "/bin/tool"
+        );
+        assert!(image(&["/usr/local/bin/abs"], &[])
+            .starting_program()
+            .is_ok());
+        assert!(image(&["/bin/tool"], &[]).starting_program().is_ok());
+        assert!(image(&["/usr/local/bin/up"], &[])
+            .starting_program()
+            .is_err());
+        assert!(image(&["/usr/bin/plain"], &[]).starting_program().is_err());
+        assert!(image(&["/usr/local/bin/does-not-exist"], &[])
+            .starting_program()
+            .is_err());
+        assert!(image(&[], &[])
+            .starting_program()
+            .unwrap_err()
+            .contains("nothing to run"));
     }
 }
