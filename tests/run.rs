@@ -178,6 +178,16 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
         serde_json::json!({"include": [{"tier": "wheel"}, {"tier": "zipapp"}]}),
         "one job per tier, along the gradient"
     );
+    // A SOURCE_DATE_EPOCH that build refuses, plan refuses too.
+    let output = run(gradient()
+        .args(["plan", "--to", "wheel"])
+        .arg(fixture("sampleapp"))
+        .env("SOURCE_DATE_EPOCH", "abc"));
+    fails_with(
+        &output,
+        2,
+        &["SOURCE_DATE_EPOCH=`abc` is not a whole number"],
+    );
     // No tier to build makes an empty matrix, which GitHub refuses: said here, exit 1.
     if std::path::Path::new("/usr/bin/python3.11").exists() {
         let output = run(gradient()

@@ -32,6 +32,8 @@ pub async fn plan(
     tiers: &[Tier],
 ) -> Result<Vec<PlannedTier>, crate::DriverError> {
     let project = gradient_core::Project::load(project_dir)?;
+    // A value `build` would refuse is refused here too, rather than planned around.
+    crate::resolve_source_date(&project.root).await?;
     let diagnosis = diagnose(python.or(project.config.python.as_deref())).await;
     let out_dir = out_dir
         .map(Path::to_path_buf)

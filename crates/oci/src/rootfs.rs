@@ -247,7 +247,11 @@ mod tests {
         symlink("/usr/bin/tool", root.join("usr/local/bin/abs")).unwrap();
         // Climbs above the root: resolved inside it, where there is no /bin/sh (the host has
         // one, executable: found only if the link left the root).
-        symlink("../../../../../../../../bin/sh", root.join("usr/local/bin/up")).unwrap();
+        symlink(
+            "../../../../../../../../bin/sh",
+            root.join("usr/local/bin/up"),
+        )
+        .unwrap();
         let image = |entrypoint: &[&str], cmd: &[&str]| Rootfs {
             root: root.to_path_buf(),
             env: vec![("PATH".into(), "/usr/local/bin:/bin".into())],
