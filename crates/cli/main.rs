@@ -376,7 +376,6 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
 
 async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
     let options = build_options(&args, false);
-    let requested = options.tiers.clone();
     let reporter = progress::stderr_reporter(quiet);
     warn_of_idle_options(&options, reporter.as_ref());
     let outcome = gradient_driver::build(options, reporter.as_ref()).await;
@@ -392,18 +391,12 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         let _ = write!(stdout, "{}", report::table(&outcome.manifest));
         // The manifest keeps what earlier runs left unchanged in the folder: say which
         // rows those are, so their times are not read as this run's.
-        let mut earlier: Vec<String> = Vec::new();
-        for record in &outcome.manifest.artifacts {
-            let name = record.tier.to_string();
-            if !requested.contains(&record.tier) && !earlier.contains(&name) {
-                earlier.push(name);
-            }
-        }
-        if !earlier.is_empty() {
+        if !outcome.earlier.is_empty() {
+            let names: Vec<String> = outcome.earlier.iter().map(Tier::to_string).collect();
             let _ = writeln!(
                 stdout,
                 "from earlier runs, unchanged in the folder: {}",
-                earlier.join(", ")
+                names.join(", ")
             );
         }
         let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());

@@ -68,6 +68,9 @@ pub struct RunOutcome {
     pub tiers: Vec<TierOutcome>,
     pub interpreter: Arc<InterpreterFacts>,
     pub installer: String,
+    /// The tiers whose records the manifest kept from the folder's previous one: this run
+    /// made none of their files (not asked for, or failed before it had one).
+    pub earlier: Vec<Tier>,
 }
 
 impl RunOutcome {
@@ -361,10 +364,19 @@ pub async fn build(
         skipped,
         inputs: input_records,
     };
+    let mut earlier = Vec::new();
     if !manifest.artifacts.is_empty() {
+        let built_now: Vec<Tier> = manifest.artifacts.iter().map(|a| a.tier).collect();
         for note in manifest.merge_previous(&out_dir) {
             reporter.warn(&note);
         }
+        earlier = manifest
+            .artifacts
+            .iter()
+            .map(|a| a.tier)
+            .filter(|tier| !built_now.contains(tier))
+            .collect();
+        earlier.dedup();
         let io = |path: PathBuf| {
             move |source| DriverError::Publish {
                 action: "write",
@@ -403,6 +415,7 @@ pub async fn build(
         tiers: outcomes,
         interpreter: python,
         installer: installer.name().to_string(),
+        earlier,
     })
 }
 
