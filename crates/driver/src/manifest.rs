@@ -137,15 +137,16 @@ impl Manifest {
         if previous.foreign_file().is_some() {
             return Vec::new();
         }
-        let listed_now: BTreeSet<&str> = self.listed_files().into_iter().map(|(f, _)| f).collect();
-        if previous.schema_version != SCHEMA_VERSION || previous.project != self.project {
+        if previous.project != self.project {
+            let listed_now: BTreeSet<&str> =
+                self.listed_files().into_iter().map(|(f, _)| f).collect();
             let left: Vec<&str> = previous
                 .listed_files()
                 .into_iter()
                 .map(|(file, _)| file)
                 .filter(|file| !listed_now.contains(file) && out_dir.join(file).is_file())
                 .collect();
-            if left.is_empty() || previous.project == self.project {
+            if left.is_empty() {
                 return Vec::new();
             }
             return vec![format!(
@@ -156,6 +157,9 @@ impl Manifest {
                 self.project.version,
                 left.join(", ")
             )];
+        }
+        if previous.schema_version != SCHEMA_VERSION {
+            return Vec::new();
         }
         let mut notes = Vec::new();
         for mut record in previous.artifacts {
