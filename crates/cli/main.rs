@@ -336,7 +336,7 @@ fn tier_failures(outcome: &gradient_driver::RunOutcome) -> ExitCode {
         .filter_map(|t| t.error.as_ref().map(|e| (t.tier, e)))
         .collect();
     for (tier, error) in &failures {
-        eprintln!("error: {tier} failed: {error}");
+        eprintln!("error: {tier} failed: {}", gradient_core::redact(error));
     }
     if failures.is_empty() {
         ExitCode::SUCCESS
@@ -367,7 +367,10 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
         let _ = write!(
             stdout,
             "{}",
-            gradient_driver::compare::table(&outcome.comparison, &outcome.run)
+            gradient_core::redact(&gradient_driver::compare::table(
+                &outcome.comparison,
+                &outcome.run
+            ))
         );
         let _ = writeln!(stdout, "wrote {}", outcome.run.out_dir.display());
     }
@@ -388,7 +391,11 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         print_json(&outcome.manifest);
     } else {
         let mut stdout = std::io::stdout().lock();
-        let _ = write!(stdout, "{}", report::table(&outcome.manifest));
+        let _ = write!(
+            stdout,
+            "{}",
+            gradient_core::redact(&report::table(&outcome.manifest))
+        );
         // The manifest keeps what earlier runs left unchanged in the folder: say which
         // rows those are, so their times are not read as this run's.
         if !outcome.earlier.is_empty() {
@@ -415,16 +422,17 @@ fn merge_reports(args: ReportArgs) -> ExitCode {
     if args.json {
         print_json(&manifest);
     } else {
-        print!("{}", report::table(&manifest));
+        print!("{}", gradient_core::redact(&report::table(&manifest)));
         println!("wrote {}", args.out.display());
     }
     ExitCode::SUCCESS
 }
 
-/// `value` as pretty JSON on standard output (a closed pipe is not an error).
+/// `value` as pretty JSON on standard output, secrets masked (a closed pipe is not an
+/// error).
 fn print_json(value: &impl serde::Serialize) {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let _ = writeln!(std::io::stdout(), "{text}");
+    let _ = writeln!(std::io::stdout(), "{}", gradient_core::redact(&text));
 }
 
 fn tiers(json: bool) -> ExitCode {

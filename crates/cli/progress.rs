@@ -38,7 +38,7 @@ impl Reporter for Lines {
         }
     }
     fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", gradient_core::redact(message));
     }
 }
 
@@ -98,7 +98,9 @@ impl Reporter for Bars {
         bar.set_message(text.to_string());
     }
     fn warn(&self, message: &str) {
-        let _ = self.multi.println(format!("warning: {message}"));
+        let _ = self
+            .multi
+            .println(format!("warning: {}", gradient_core::redact(message)));
     }
     fn tier_done(&self, tier: Tier) {
         if let Some(bar) = self.bars.lock().expect("not poisoned").remove(tier.name()) {
@@ -108,14 +110,16 @@ impl Reporter for Bars {
 }
 
 /// Where log lines (`tracing`) go: standard error, above the live lines when there are some,
-/// so that neither garbles the other.
+/// so that neither garbles the other; secrets masked (the backend's output is logged here).
 pub struct LogWriter;
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(bytes);
+        let shown = gradient_core::redact(&text);
         match LIVE.get() {
-            Some(multi) => multi.suspend(|| std::io::stderr().write_all(bytes))?,
-            None => std::io::stderr().write_all(bytes)?,
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(shown.as_bytes()))?,
+            None => std::io::stderr().write_all(shown.as_bytes())?,
         }
         Ok(bytes.len())
     }

@@ -19,6 +19,7 @@ mod epoch;
 mod interpreter;
 mod ospackage;
 mod project;
+pub mod redact;
 mod specifier;
 mod tier;
 
@@ -37,5 +38,6 @@ pub use project::{
     normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project, ProjectError,
     RuntimeConfig, SmokeConfig, ZipappConfig, PYPROJECT,
 };
+pub use redact::{redact, show_command};
 pub use specifier::python_satisfies;
 pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

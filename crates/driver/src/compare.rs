@@ -3,7 +3,7 @@
 //! `compare.md` in the output folder.
 
 use crate::peers::{run_peers, PeerProject, PeerRun, PeerStatus};
-use crate::publish::write_atomically;
+use crate::publish::write_text_atomically;
 use crate::report::{human_size, render};
 use crate::{build, BuildOptions, DriverError, Reporter, RunOutcome};
 use serde::{Deserialize, Serialize};
@@ -136,9 +136,9 @@ pub async fn compare(
     };
     let json = serde_json::to_vec_pretty(&comparison).expect("the comparison serialises");
     let json_path = run.out_dir.join("compare.json");
-    write_atomically(&json_path, &json).map_err(io(json_path.clone()))?;
+    write_text_atomically(&json_path, &json).map_err(io(json_path.clone()))?;
     let md_path = run.out_dir.join("compare.md");
-    write_atomically(&md_path, markdown(&comparison, &run).as_bytes())
+    write_text_atomically(&md_path, markdown(&comparison, &run).as_bytes())
         .map_err(io(md_path.clone()))?;
     Ok(CompareOutcome { run, comparison })
 }

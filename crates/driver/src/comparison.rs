@@ -251,7 +251,7 @@ impl Comparison {
 /// Write the three reports into `out_dir`, each atomically.
 pub fn write_reports(out_dir: &Path, manifest: &Manifest) -> std::io::Result<()> {
     for (name, bytes) in Comparison::of(manifest).files() {
-        crate::publish::write_atomically(&out_dir.join(name), &bytes)?;
+        crate::publish::write_text_atomically(&out_dir.join(name), &bytes)?;
     }
     Ok(())
 }

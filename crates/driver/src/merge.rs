@@ -6,7 +6,7 @@
 //! so a damaged download is named rather than published.
 
 use crate::manifest::{Manifest, MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE};
-use crate::publish::{file_digest, write_atomically};
+use crate::publish::{file_digest, write_atomically, write_text_atomically};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
     }
     let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     let path = out.join(MANIFEST_FILE);
-    write_atomically(&path, &json).map_err(io("write", &path))?;
+    write_text_atomically(&path, &json).map_err(io("write", &path))?;
     let path = out.join(SUMS_FILE);
     write_atomically(&path, manifest.sha256sums().as_bytes()).map_err(io("write", &path))?;
     crate::comparison::write_reports(out, &manifest).map_err(io("write reports into", out))?;

@@ -77,6 +77,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Write a text gradient made itself (the manifest, a report) to `path` atomically, with
+/// secrets masked: error texts and a tool's output end up in these files.
+pub fn write_text_atomically(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, redact_bytes(text).as_bytes())
+}
+
+/// `text` (UTF-8, as gradient writes it) with secrets masked.
+pub fn redact_bytes(text: &[u8]) -> String {
+    gradient_core::redact(&String::from_utf8_lossy(text)).into_owned()
+}
+
 /// Write `bytes` to `path` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;

@@ -5,7 +5,7 @@ use crate::manifest::{
     ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
-use crate::publish::{check_writable, publish_checked, publish_file, write_atomically};
+use crate::publish::{check_writable, publish_checked, publish_file, write_atomically, write_text_atomically};
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
@@ -386,7 +386,7 @@ pub async fn build(
         };
         let manifest_path = out_dir.join(MANIFEST_FILE);
         let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-        write_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
+        write_text_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
         let sums_path = out_dir.join(SUMS_FILE);
         write_atomically(&sums_path, manifest.sha256sums().as_bytes())
             .map_err(io(sums_path.clone()))?;
@@ -399,7 +399,8 @@ pub async fn build(
                 .create(true)
                 .open(&summary)
                 .and_then(|mut file| {
-                    std::io::Write::write_all(&mut file, format!("{markdown}\n").as_bytes())
+                    let text = crate::publish::redact_bytes(markdown.as_bytes());
+                    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())
                 });
             if let Err(error) = appended {
                 reporter.warn(&format!(
@@ -1399,7 +1400,8 @@ async fn smoke_tier(
     }
 }
 
-/// An error and its causes on one line each, as users read them.
+/// An error and its causes on one line each, as users read them, with secrets masked (this
+/// is the text that reaches the terminal, the manifest and the reports).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -1410,7 +1412,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
-    text
+    gradient_core::redact(&text).into_owned()
 }
 
 #[cfg(test)]

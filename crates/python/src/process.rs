@@ -81,7 +81,11 @@ pub(crate) async fn run_checked(
     command: &mut Command,
     action: &str,
 ) -> Result<std::process::Output, crate::PythonError> {
-    let shown = format!("{:?}", command.as_std()).replace('"', "");
+    // The program and its arguments only: the environment (tokens, index passwords) is
+    // never rendered.
+    let std = command.as_std();
+    let args: Vec<&std::ffi::OsStr> = std.get_args().collect();
+    let shown = gradient_core::show_command(std.get_program(), &args);
     command.kill_on_drop(true).stdin(Stdio::null());
     let output = command
         .output()
@@ -102,7 +106,7 @@ pub(crate) async fn run_checked(
             action: action.to_string(),
             command: shown,
             status: output.status.to_string(),
-            tail: tail(&text, 20),
+            tail: tail(&gradient_core::redact(&text), 20),
         });
     }
     Ok(output)
