@@ -85,7 +85,9 @@ fn redact_url_credentials(text: &str) -> Cow<'_, str> {
         out.push_str(before);
         // The authority ends at the first '/', '?', '#', or whitespace or quote.
         let end = after
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>') || c.is_whitespace())
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>') || c.is_whitespace()
+            })
             .unwrap_or(after.len());
         let authority = &after[..end];
         match authority.rfind('@') {
@@ -119,10 +121,12 @@ fn redact_url_credentials(text: &str) -> Cow<'_, str> {
 fn environment_secrets() -> &'static [String] {
     static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
     SECRETS.get_or_init(|| {
-        secrets_of(
-            std::env::vars_os()
-                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
-        )
+        secrets_of(std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        }))
     })
 }
 
@@ -209,6 +213,9 @@ mod tests {
                 OsStr::new("a b"),
             ],
         );
-        assert_eq!(shown, "/usr/bin/uv pip --index-url https://u:***@h/simple 'a b'");
+        assert_eq!(
+            shown,
+            "/usr/bin/uv pip --index-url https://u:***@h/simple 'a b'"
+        );
     }
 }

@@ -5,7 +5,9 @@ use crate::manifest::{
     ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
-use crate::publish::{check_writable, publish_checked, publish_file, write_atomically, write_text_atomically};
+use crate::publish::{
+    check_writable, publish_checked, publish_file, write_atomically, write_text_atomically,
+};
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
