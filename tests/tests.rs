@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod commands;
 mod container;
+mod faults;
 mod frozen;
 mod ospkg;
 mod report;

@@ -210,9 +210,9 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
         format!("[{}]", request.extras.join(","))
     };
     let app = format!(
-        "{}{extras} @ file://{}",
+        "{}{extras} @ {}",
         request.app_name,
-        request.app_wheel.display()
+        file_url(request.app_wheel)
     );
     let requirements = if request.requires_dist.is_empty() {
         "no dependencies".to_string()
@@ -299,6 +299,22 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
         request.python.platform_tag,
         body.trim_start()
     ))
+}
+
+/// A `file://` URL for an absolute `path`, every byte outside RFC 3986's unreserved set
+/// percent-encoded: a temporary folder named `a#b` or `50%` must not become a fragment or a
+/// broken escape.
+fn file_url(path: &Path) -> String {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut url = String::from("file://");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(byte as char);
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url
 }
 
 /// pip's installation report as lock text.
@@ -426,6 +442,14 @@ pub fn copy_site(from: &Path, to: &Path) -> Result<(), PythonError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_urls_escape_what_a_url_would_read_as_syntax() {
+        assert_eq!(
+            super::file_url(std::path::Path::new("/tmp/a#b/50%/c d/é.whl")),
+            "file:///tmp/a%23b/50%25/c%20d/%C3%A9.whl"
+        );
+    }
+
     #[test]
     fn locked_packages_reads_name_and_version_lines() {
         let lock = "# header\nclick==8.1.7 \\\n    --hash=sha256:aa\nmsgpack==1.1.0 \\\n    --hash=sha256:bb\n";
