@@ -225,6 +225,14 @@ fn parse_tier(text: &str) -> Result<Tier, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every file gradient makes, and every root its smoke tests unpack and then enter as an
+    // unprivileged user, gets the modes packaging tools assume (rpm's build scripts start
+    // with `umask 022` too): a caller's `umask 027` must not make a correct artifact fail
+    // its checks. Published files get fixed modes regardless.
+    // SAFETY: umask(2) only sets this process's mask; no thread has started yet.
+    unsafe {
+        libc::umask(0o022);
+    }
     // -q (which clap keeps apart from -v) hides progress, never warnings.
     let level = match cli.verbose {
         0 => "warn",

@@ -83,6 +83,8 @@ pub enum DriverError {
     Output { path: PathBuf, reason: String },
     #[error("SOURCE_DATE_EPOCH=`{value}` is {why}\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
     SourceDate { value: String, why: &'static str },
+    #[error("the temporary folder `{}` cannot run programs (mounted noexec?), and the smoke tests run each artifact from there\n  hint: set TMPDIR to a folder that allows execution (e.g. `TMPDIR=$HOME/.cache/tmp`), or pass --no-smoke", path.display())]
+    NoExec { path: PathBuf },
     /// Writing results failed after the build (the output folder may already hold some).
     #[error("failed to {action} `{}`", path.display())]
     Publish {

@@ -184,6 +184,9 @@ pub async fn build(
             path: std::env::temp_dir(),
             source,
         })?;
+    if options.smoke {
+        check_can_execute(work.path())?;
+    }
     let shared = build_inputs(
         &needed,
         &backends,
@@ -1399,6 +1402,44 @@ async fn smoke_tier(
         seconds,
         checks: report.checks,
         startup: None,
+    }
+}
+
+/// Smoke tests run every artifact from the work folder: when the temporary folder cannot run
+/// programs (a `noexec` mount), say so before building instead of failing five tiers with
+/// "Permission denied".
+fn check_can_execute(work: &Path) -> Result<(), DriverError> {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = work.join("can-execute");
+    let io = |source| DriverError::Io {
+        action: "write a probe into",
+        path: work.to_path_buf(),
+        source,
+    };
+    std::fs::write(&probe, "#!/bin/sh\nexit 0\n").map_err(io)?;
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    // A fork elsewhere in this process may briefly hold the file open for writing.
+    let mut result = std::process::Command::new(&probe).status();
+    for _ in 0..20 {
+        match &result {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                result = std::process::Command::new(&probe).status();
+            }
+            _ => break,
+        }
+    }
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(DriverError::NoExec {
+            path: work.parent().unwrap_or(work).to_path_buf(),
+        }),
+        Err(source) => Err(DriverError::Io {
+            action: "run a probe in",
+            path: work.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -184,6 +184,8 @@ pub async fn build_wheelhouse(
 /// The cache key of the installed tree of a lock (by its digest) for `python`.
 fn site_key(lock_sha256: &str, python: &InterpreterFacts) -> String {
     let mut key = Sha256::new();
+    // 2: installed by copy (earlier trees may share inodes with uv's cache).
+    key.update("site-2");
     key.update(lock_sha256);
     key.update(python.executable.as_os_str().as_encoded_bytes());
     key.update(python.full_version());
@@ -372,8 +374,19 @@ async fn install_locked(
     let mut command = match request.installer {
         Installer::Uv(uv) => {
             let mut c = Command::new(uv);
-            c.args(["pip", "install", "--quiet", "--no-config", "--python"])
-                .arg(&request.python.executable);
+            // Copies, not links into uv's own cache: the installed tree is gradient's cache
+            // entry, verified and copied into artifacts, and must share no inode with a cache
+            // another tool writes (damage to one would reach the other).
+            c.args([
+                "pip",
+                "install",
+                "--quiet",
+                "--no-config",
+                "--link-mode",
+                "copy",
+                "--python",
+            ])
+            .arg(&request.python.executable);
             c
         }
         Installer::Pip => {
