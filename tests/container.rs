@@ -389,6 +389,38 @@ fn without_an_engine_docker_fails_keeps_the_tarball_and_says_how_to_load_it() {
 }
 
 #[test]
+fn a_cached_image_that_this_run_could_not_load_is_not_recorded_as_delivered() {
+    if !engine() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let build = |docker_host: Option<&str>| {
+        let mut command = gradient();
+        if let Some(host) = docker_host {
+            command.env("DOCKER_HOST", host);
+        }
+        run(command
+            .args(["build", "--to", "docker"])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(out.path()))
+    };
+    assert!(build(None).status.success());
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    assert!(manifest["artifacts"][0]["delivered"]
+        .as_str()
+        .is_some_and(|d| d.contains("Docker")));
+    // The engine is gone: the tier is reused from the cache, but nothing is loaded.
+    let output = build(Some("unix:///nonexistent/docker.sock"));
+    fails_with(&output, 1, &["no Docker engine answers"]);
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let row = &manifest["artifacts"][0];
+    assert_eq!(row["reused"], true, "{row}");
+    assert!(row["delivered"].is_null(), "{row}");
+    assert!(row["smoke"].is_null(), "{row}");
+}
+
+#[test]
 fn permission_denied_on_the_socket_says_how_to_get_access() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -1005,6 +1005,8 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
     let mut smoked = false;
     let mut to_time = Vec::new();
     for (artifact, mut record) in published {
+        // Delivery is a fact of this run: a cached record's "loaded into Docker" is not.
+        record.delivered = None;
         let delivering = Instant::now();
         match backend.deliver(&artifact, &cx).await {
             Ok(delivered) => {
@@ -1015,9 +1017,11 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
                 record.delivered = delivered;
             }
             Err(error) => {
-                // The file stays published and listed; the tier fails.
+                // The file stays published and listed; the tier fails, and a smoke result
+                // cached from an earlier run, whose delivery worked, does not speak for this one.
                 run.reporter
                     .warn(&format!("{tier}: {}", error_chain(error.as_ref())));
+                record.smoke = None;
                 records.push(record);
                 return Err(TierFailure {
                     records,
