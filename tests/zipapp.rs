@@ -552,3 +552,34 @@ fn without_uv_pip_does_the_same_job() {
         "{lock}"
     );
 }
+
+#[test]
+fn package_metadata_entry_point_plugins_and_namespace_packages_work_from_the_archive() {
+    // plugapp reads its version with importlib.metadata, finds its plugins through an
+    // entry-point group, and loads them from a namespace package: each failed from a .pyz
+    // (metadata under site/ is invisible to CPython's finder; zipimport needs folder
+    // entries for a namespace package).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = build_zipapp(&fixture("plugin-app"), &out, &["--no-smoke"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pyz = only_file(&out, ".pyz");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let python = clean_python(dir.path());
+    let ran = run(clean(
+        Command::new(&python).arg("-I").arg(&pyz).arg("report"),
+        &home,
+    ));
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(
+        stdout(&ran).trim(),
+        "plugapp 2.0.1: plugins circle, square; circle(2) = 12.57"
+    );
+    // The archive's own distribution, once, and none of the host's.
+    let listed = run(clean(
+        Command::new(&python).arg("-I").arg(&pyz).arg("dists"),
+        &home,
+    ));
+    assert_eq!(stdout(&listed).trim(), "plugapp 2.0.1");
+}

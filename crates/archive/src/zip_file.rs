@@ -82,7 +82,8 @@ pub fn normalise_zip(
     write_zip(dst, &entries, mtime)
 }
 
-/// Write file entries, in the order given, as a deterministic zip.
+/// Write file and folder entries (links are left out), in the order given, as a
+/// deterministic zip.
 pub fn write_zip(dst: &Path, entries: &[Entry], mtime: u64) -> Result<(), ArchiveError> {
     write_zip_with(dst, entries, mtime, b"", "")
 }
@@ -136,8 +137,20 @@ fn write(
     let mut writer = zip::ZipWriter::new(BufWriter::new(file));
     writer.set_comment(comment);
     for entry in entries {
-        let EntryKind::File(data) = &entry.kind else {
-            continue;
+        let data = match &entry.kind {
+            EntryKind::File(data) => data,
+            // Folders are listed for readers that need them (zipimport finds namespace
+            // packages only through their folder entries).
+            EntryKind::Dir => {
+                let options = SimpleFileOptions::default()
+                    .last_modified_time(time)
+                    .unix_permissions(normal_mode(entry.mode, true));
+                writer
+                    .add_directory(entry.path.trim_end_matches('/'), options)
+                    .map_err(zip_err)?;
+                continue;
+            }
+            EntryKind::Symlink(_) => continue,
         };
         let options = SimpleFileOptions::default()
             .compression_method(method)

@@ -76,6 +76,15 @@ pub async fn assemble(
         .map(String::as_str)
         .collect();
 
+    // The installed distributions, for importlib.metadata (see the bootstrap's finder).
+    let distributions: Vec<String> = files
+        .keys()
+        .filter_map(|path| path.split_once('/').map(|(top, _)| top))
+        .filter(|top| top.ends_with(".dist-info"))
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let bootstrap = bootstrap_source(BootstrapConstants {
         name: &name,
         version: &version,
@@ -86,6 +95,7 @@ pub async fn assemble(
         scripts: &scripts,
         default_script: &default_script,
         digest: &content_digest,
+        distributions: &distributions,
     });
     let compiled_bootstrap =
         compile_bootstrap(python, &bootstrap, work_dir, &name, &version).await?;
@@ -101,11 +111,32 @@ pub async fn assemble(
             mode: 0o644,
         },
     ];
-    entries.extend(files.into_iter().map(|(path, data)| Entry {
-        mode: if path.ends_with(".so") { 0o755 } else { 0o644 },
-        path: format!("site/{path}"),
-        kind: EntryKind::File(data),
-    }));
+    // Every folder gets an entry of its own, before its files: zipimport finds a namespace
+    // package (a folder without `__init__.py`) only through it.
+    let folders: std::collections::BTreeSet<String> = files
+        .keys()
+        .flat_map(|path| {
+            path.match_indices('/')
+                .map(|(at, _)| format!("site/{}/", &path[..at]))
+                .collect::<Vec<_>>()
+        })
+        .chain(["site/".to_string()])
+        .collect();
+    let mut site_entries: Vec<Entry> = folders
+        .into_iter()
+        .map(|path| Entry {
+            path,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+        })
+        .chain(files.into_iter().map(|(path, data)| Entry {
+            mode: if path.ends_with(".so") { 0o755 } else { 0o644 },
+            path: format!("site/{path}"),
+            kind: EntryKind::File(data),
+        }))
+        .collect();
+    site_entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.extend(site_entries);
 
     let shebang = project
         .config
@@ -299,6 +330,7 @@ struct BootstrapConstants<'a> {
     scripts: &'a BTreeMap<String, String>,
     default_script: &'a str,
     digest: &'a str,
+    distributions: &'a [String],
 }
 
 /// The bootstrap with its constants filled in. JSON strings, lists and objects of strings
@@ -332,6 +364,10 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
             format!("DEFAULT = {}", json(c.default_script)),
         ),
         ("DIGEST = None", format!("DIGEST = {}", json(c.digest))),
+        (
+            "DISTRIBUTIONS = None",
+            format!("DISTRIBUTIONS = {}", json(c.distributions)),
+        ),
     ];
     let mut source = BOOTSTRAP.to_string();
     for (placeholder, value) in replacements {
@@ -488,9 +524,11 @@ mod tests {
             scripts: &scripts(&["demo"]),
             default_script: "demo",
             digest: "ab",
+            distributions: &["demo-1.dist-info".to_string()],
         });
         assert!(source.contains("BUILT_FOR = (\"cpython\", (3, 11), \"cp311\", \"linux_x86_64\")"));
         assert!(source.contains("EXTRACT = [\"msgpack/_c.so\"]"));
+        assert!(source.contains("DISTRIBUTIONS = [\"demo-1.dist-info\"]"));
         assert!(source.contains("COMPILED = True"));
         assert!(!source.contains("= None  #"), "a constant was left unset");
     }

@@ -18,6 +18,7 @@ COMPILED = None  # whether any of them holds compiled code (binding the archive 
 SCRIPTS = None  # console script name -> "module:function"
 DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS
 DIGEST = None  # content digest, names the extraction folder
+DISTRIBUTIONS = None  # the *.dist-info folders under site/
 KEEP = 3  # extractions of one app kept in the cache
 
 
@@ -257,6 +258,38 @@ class CachingImporter:
         return getattr(self.zip, name)
 
 
+class ArchiveDistributions:
+    """Lets importlib.metadata find the distributions under the archive's site/ folder.
+
+    CPython's own finder reads metadata only from folders and from the top of a zip file on
+    sys.path, not from a folder inside one: without this, `version()`, `entry_points()` and
+    plugin discovery see nothing of what the archive carries."""
+
+    def __init__(self, site):
+        self.site = site
+
+    def find_spec(self, fullname, path=None, target=None):
+        return None  # metadata only: imports are the path hooks' business
+
+    def find_distributions(self, context=None):
+        import re
+        import zipfile
+        from importlib.metadata import PathDistribution
+
+        searched = getattr(context, "path", None)
+        if searched is not None and self.site not in searched:
+            return
+        wanted = getattr(context, "name", None)
+
+        def normal(name):
+            return re.sub(r"[-_.]+", "_", name).lower()
+
+        archive, _, folder = self.site.rpartition(os.sep)
+        for dist_info in DISTRIBUTIONS:
+            if wanted is None or normal(dist_info.split("-")[0]) == normal(wanted):
+                yield PathDistribution(zipfile.Path(archive, "%s/%s/" % (folder, dist_info)))
+
+
 def install_importer(archive, cache):
     prefix = archive + os.sep
 
@@ -290,6 +323,8 @@ def main():
     )
     sys.path[first_site:first_site] = ours
     install_importer(archive, folder)
+    if DISTRIBUTIONS:
+        sys.meta_path.append(ArchiveDistributions(site))
 
     invoked = os.path.basename(sys.argv[0])
     if invoked.endswith(".pyz"):
