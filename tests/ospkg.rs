@@ -469,35 +469,74 @@ fn the_system_layout_refuses_wheels_built_for_another_python() {
         .all(|f| !f.ends_with(".deb")));
 }
 
-#[test]
-fn without_dpkg_deb_the_smoke_test_says_what_to_install() {
-    // A PATH with everything of this one but dpkg-deb.
+/// `build --to TIER` of the sample with `tool` hidden from PATH: the package is written and
+/// published unchecked, with what to install (exit 0); with `GRADIENT_REQUIRE_CHECKERS=1`
+/// (as CI sets) the smoke test runs and fails on the missing tool (exit 1).
+fn without_checker(tool: &str, tier: &str, suffix: &str, install: &str) {
+    // A PATH with everything of this one but `tool`.
     let bin = tempfile::tempdir().unwrap();
     let path = std::env::var_os("PATH").unwrap();
     for dir in std::env::split_paths(&path) {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name();
             let link = bin.path().join(&name);
-            if name != "dpkg-deb" && !link.exists() {
+            if name != tool && !link.exists() {
                 let _ = std::os::unix::fs::symlink(entry.path(), link);
             }
         }
     }
-    let out = tempfile::tempdir().unwrap();
-    let output = run(gradient()
-        .env("PATH", bin.path())
+    let build = |require: bool| {
+        let out = tempfile::tempdir().unwrap();
+        let mut command = gradient();
+        command.env("PATH", bin.path());
+        if require {
+            command.env("GRADIENT_REQUIRE_CHECKERS", "1");
+        } else {
+            command.env_remove("GRADIENT_REQUIRE_CHECKERS");
+        }
         // Not the cached smoke result of another test's identical build.
-        .args(["build", "--rebuild", "--to", "deb"])
-        .arg(fixture("sampleapp"))
-        .arg("--out")
-        .arg(out.path()));
+        let output = run(command
+            .args(["build", "--rebuild", "--to", tier])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(out.path()));
+        assert!(
+            only_file(out.path(), suffix).exists(),
+            "the package itself is written"
+        );
+        let manifest = read_json(&out.path().join("gradient-manifest.json"));
+        (output, manifest)
+    };
+    let (output, manifest) = build(false);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for part in [
+        "is published unchecked",
+        &format!("`{tool}` is not installed"),
+        install,
+    ] {
+        assert!(
+            stderr(&output).contains(part),
+            "`{part}` in {}",
+            stderr(&output)
+        );
+    }
+    assert!(manifest["artifacts"][0]["smoke"].is_null());
+    let (output, manifest) = build(true);
     fails_with(
         &output,
         1,
-        &["`dpkg-deb` is not installed", "apt-get install dpkg"],
+        &[&format!("`{tool}` is not installed"), install],
     );
-    assert!(
-        only_file(out.path(), ".deb").exists(),
-        "the package itself is written"
-    );
+    assert_eq!(manifest["artifacts"][0]["smoke"]["passed"], false);
+}
+
+#[test]
+fn without_dpkg_deb_the_deb_is_published_unchecked_and_says_what_to_install() {
+    without_checker("dpkg-deb", "deb", ".deb", "apt-get install dpkg");
+}
+
+#[test]
+fn without_rpm_the_rpm_is_published_unchecked_and_says_what_to_install() {
+    // The README's first command on a fresh machine, which has no rpm.
+    without_checker("rpm", "rpm", ".rpm", "apt-get install rpm");
 }

@@ -249,6 +249,15 @@ pub trait Backend: Send + Sync {
         Some(String::new())
     }
 
+    /// Whether this host has what the smoke test needs to check an artifact (a package
+    /// manager such as `rpm`). A checker that is missing is not a failed artifact: the
+    /// driver publishes it unchecked and says what to install, unless the run insists
+    /// (`GRADIENT_REQUIRE_CHECKERS=1`, as CI sets), in which case the smoke test runs and
+    /// fails on the missing tool.
+    fn smoke_needs(&self) -> Result<(), Unavailable> {
+        Ok(())
+    }
+
     /// Whether this project can be built into the tier, now that the shared inputs exist
     /// (the wheel's metadata is known): checked before [`Backend::build`], and a refusal is a
     /// skip with its reason, like [`Backend::preflight`]'s.

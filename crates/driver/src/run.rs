@@ -1031,7 +1031,14 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
             }
         }
         let passed_before = record.smoke.as_ref().is_some_and(|s| s.passed);
-        if run.options.smoke && !(is_reused && passed_before) {
+        let unchecked = backend.smoke_needs().err().filter(|_| !checkers_required());
+        if let (Some(missing), true) = (&unchecked, run.options.smoke) {
+            run.reporter.warn(&format!(
+                "{tier}: {} is published unchecked: {missing}\n  (set GRADIENT_REQUIRE_CHECKERS=1 to fail instead)",
+                artifact.file_name()
+            ));
+            record.smoke = None;
+        } else if run.options.smoke && !(is_reused && passed_before) {
             let cx = smoke_context(tier, &run);
             let smoke = smoke_tier(backend, &artifact, &cx, &run).await;
             if smoke.passed {
@@ -1407,6 +1414,12 @@ async fn smoke_tier(
         checks: report.checks,
         startup: None,
     }
+}
+
+/// Whether a smoke test whose checker is missing on this host must fail rather than be
+/// skipped: `GRADIENT_REQUIRE_CHECKERS=1` (CI sets it, as it sets `GRADIENT_REQUIRE_DOCKER`).
+fn checkers_required() -> bool {
+    std::env::var("GRADIENT_REQUIRE_CHECKERS").is_ok_and(|v| v == "1")
 }
 
 /// Smoke tests run every artifact from the work folder: when the temporary folder cannot run

@@ -181,6 +181,21 @@ impl Backend for PackageTier {
         }
     }
 
+    fn smoke_needs(&self) -> Result<(), Unavailable> {
+        let (tool, hint) = match self.0 {
+            PackageFormat::Deb => ("dpkg-deb", "apt-get install dpkg"),
+            PackageFormat::Rpm => ("rpm", "apt-get install rpm, or dnf install rpm"),
+        };
+        if crate::strip::on_path(tool) {
+            Ok(())
+        } else {
+            Err(Unavailable {
+                reason: format!("`{tool}` is not installed, so the package cannot be checked"),
+                hint: Some(hint.to_string()),
+            })
+        }
+    }
+
     async fn smoke(
         &self,
         artifact: &Artifact,
