@@ -9,6 +9,7 @@ mod cache;
 mod commands;
 mod container;
 mod faults;
+mod fidelity;
 mod frozen;
 mod ospkg;
 mod report;

@@ -129,8 +129,21 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError>
             ));
         }
     }
+    // The C.UTF-8 locale the image's LANG names: glibc does not build it in, so without
+    // its files `setlocale(LC_ALL, "")` fails ("unsupported locale setting"). Taken from the
+    // host that gives the C library, so that they match it.
+    let locale = Path::new(HOST_LOCALE);
+    if locale.is_dir() {
+        add(dir_entry("usr/lib/locale"));
+        for entry in gradient_archive::tree_entries(locale, "usr/lib/locale/C.utf8")? {
+            add(entry);
+        }
+    }
     Ok(files.into_values().collect())
 }
+
+/// Where glibc keeps the compiled C.UTF-8 locale (Debian's libc-bin, glibc 2.35 and later).
+pub const HOST_LOCALE: &str = "/usr/lib/locale/C.utf8";
 
 /// Who owns what in the scratch base: the default user's home is theirs.
 pub fn scratch_owner(entry: &Entry) -> (u64, u64) {

@@ -142,7 +142,9 @@ impl Rootfs {
     }
 
     /// `program args` inside the root, as the image's user when this process may change
-    /// user (as root), with the image's environment and no network.
+    /// user (as root), with the image's environment and no network, and the device files
+    /// every engine and every system provides (`/dev/null`, `/dev/zero`, `/dev/full`,
+    /// `/dev/random`, `/dev/urandom`, `/dev/tty`), bound from the host.
     pub fn command(&self, program: &str, args: &[String]) -> Command {
         let mut command = Command::new("unshare");
         let root = gradient_python::is_root();
@@ -153,12 +155,14 @@ impl Rootfs {
         command
             .args(["--net", "--mount", "--pid", "--fork"])
             .arg(format!("--mount-proc={}", self.root.join("proc").display()))
-            .arg("chroot");
+            .args(["sh", "-c", WITH_DEVICES, "sh"])
+            .arg(&self.root);
         if root && !self.user.is_empty() {
             command.arg(format!("--userspec={}", numeric_user(&self.user)));
+        } else {
+            command.arg("--");
         }
         command
-            .arg(&self.root)
             .arg(program)
             .args(args)
             .env_clear()
@@ -166,6 +170,20 @@ impl Rootfs {
         command
     }
 }
+
+/// Run inside the new mount namespace, before `chroot`: `$1` the root, `$2` chroot's user
+/// option (or `--`), then the program and its arguments. Binds the host's device files
+/// over empty files in the root's /dev (a bind mount in this namespace only: nothing is
+/// left mounted, and the root's files on disk stay plain).
+const WITH_DEVICES: &str = r#"root=$1; user=$2; shift 2
+mkdir -p "$root/dev" || exit 125
+for node in null zero full random urandom tty; do
+  [ -e "/dev/$node" ] || continue
+  [ -e "$root/dev/$node" ] || : > "$root/dev/$node" || exit 125
+  mount --bind "/dev/$node" "$root/dev/$node" || exit 125
+done
+if [ "$user" = -- ]; then exec chroot "$root" "$@"; fi
+exec chroot "$user" "$root" "$@""#;
 
 /// `app` → `1000:1000` through the image's own /etc/passwd is not read here: gradient's
 /// images name their user by number already; a name is passed on as it is.

@@ -751,7 +751,9 @@ fn runtime_layer(runtime: &RuntimeFiles, cache: &Path) -> Result<Layer, OciError
 }
 
 fn scratch_recipe() -> Option<String> {
-    glibc_stamps().map(|stamps| format!("scratch base\n{stamps}"))
+    // 2: carries the C.UTF-8 locale.
+    let locale = stamp(Path::new(content::HOST_LOCALE)).unwrap_or_default();
+    glibc_stamps().map(|stamps| format!("scratch base 2\n{stamps}\n{locale}"))
 }
 
 fn runtime_recipe(runtime: &RuntimeFiles) -> Option<String> {

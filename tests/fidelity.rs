@@ -1,0 +1,29 @@
+//! Real apps run from every tier as from a venv: the behaviours that broke real
+//! applications (issue 23), each on a fixture that does what those apps did.
+
+use crate::util::*;
+
+#[test]
+fn locale_device_files_and_tmp_work_in_the_image_and_the_package_roots() {
+    // sysapp sets the locale from LANG=C.UTF-8, writes /dev/null, reads /dev/urandom and
+    // writes in /tmp: the scratch image lacked the locale's files, and the roots the deb,
+    // rpm and image are checked in had no /dev/null.
+    let tiers = if require("rpm") {
+        "wheel,zipapp,frozen,oci,deb,rpm"
+    } else {
+        "wheel,zipapp,frozen,oci,deb"
+    };
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", tiers])
+        .arg(fixture("system-app"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count());
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+    }
+}
