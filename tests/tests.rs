@@ -9,6 +9,7 @@ mod cache;
 mod commands;
 mod container;
 mod frozen;
+mod hostile;
 mod ospkg;
 mod report;
 mod run;

@@ -537,7 +537,9 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// Whether `name` is a valid project name (PEP 508): letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit.
+pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let edge = |b: &u8| b.is_ascii_alphanumeric();
     !bytes.is_empty()
