@@ -313,3 +313,53 @@ fn sigint_mid_build_leaves_nothing_behind() {
         stdout(&ps)
     );
 }
+
+/// A setting that lands in a control file, a unit file, a `#!` line or an image's config
+/// cannot add lines of its own there: it is refused at its place in pyproject.toml, with
+/// exit 2, before any build work.
+#[test]
+fn a_line_break_in_a_setting_that_lands_in_a_control_file_is_refused_at_its_place() {
+    for (extra, key, says) in [
+        (
+            "[tool.gradient.deb]\nmaintainer = \"A <a@b.org>\\nBreaks: libc6\"\n",
+            "maintainer = ",
+            "[tool.gradient.deb]: the maintainer `A <a@b.org>\\nBreaks: libc6` holds a line break",
+        ),
+        (
+            "[tool.gradient.rpm]\nmaintainer = \"A <a@b.org>\\rX\"\n",
+            "maintainer = ",
+            "[tool.gradient.rpm]: the maintainer `A <a@b.org>\\rX` holds a line break",
+        ),
+        (
+            "[tool.gradient.zipapp]\nshebang = \"/bin/sh\\nid > /tmp/x\"\n",
+            "shebang = ",
+            "[tool.gradient.zipapp]: the shebang `/bin/sh\\nid > /tmp/x` holds a line break",
+        ),
+        (
+            "[tool.gradient.container.env]\n\"A\\nB\" = \"1\"\n",
+            "\"A\\nB\" = ",
+            "[tool.gradient.container]: the environment variable name `A\\nB` holds a line break",
+        ),
+        (
+            "[tool.gradient.container]\nworkdir = \"/srv/../../etc\"\n",
+            "workdir = ",
+            "[tool.gradient.container]: `/srv/../../etc` has a `..` component",
+        ),
+        (
+            "[tool.gradient.service]\ncommand = [\"sampleapp\", \"x\\nUser=root\"]\n",
+            "command = ",
+            "[tool.gradient.service]: the command word `x\\nUser=root` holds a line break",
+        ),
+    ] {
+        let project = sample_with(&format!("\n{extra}"));
+        let text = std::fs::read_to_string(project.path().join("pyproject.toml")).unwrap();
+        let offset = text.rfind(key).expect("the key is in the file");
+        let line = text[..offset].matches('\n').count() + 1;
+        let column = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + key.len() + 1;
+        let message = fails(project.path(), &[], 2, says);
+        assert!(
+            message.contains(&format!("pyproject.toml:{line}:{column}: ")),
+            "expected pyproject.toml:{line}:{column} in:\n{message}"
+        );
+    }
+}

@@ -11,6 +11,23 @@ pub fn line_break(text: &str) -> Option<char> {
         .find(|&c| (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}')
 }
 
+/// `Err` with the message for a setting that must stay on one line but does not: what it
+/// is, its value (escaped), and the character at fault.
+pub(crate) fn one_line(what: &str, value: &str) -> Result<(), String> {
+    match line_break(value) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{what} `{}` holds a line break or control character ({}), which would end the line it is written on",
+            value.escape_debug(),
+            c.escape_unicode()
+        )),
+    }
+}
+
+/// The hint for [`one_line`]'s errors.
+pub(crate) const ONE_LINE_HINT: &str =
+    "write the value on one line, without control characters: it goes into a line-based file (a package's control fields, a unit file, a #! line)";
+
 #[cfg(test)]
 mod tests {
     use super::line_break;
