@@ -363,3 +363,42 @@ fn a_line_break_in_a_setting_that_lands_in_a_control_file_is_refused_at_its_plac
         );
     }
 }
+
+/// Image references the OCI/Docker grammar refuses are refused with exit 2 before any build
+/// work, not by the engine after the build.
+#[test]
+fn image_references_the_engine_would_refuse_are_refused_before_building() {
+    let long_name = "a".repeat(300);
+    for tag in ["../x", long_name.as_str(), "a..b:1", "host:port/app"] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(gradient()
+            .args(["build", "--to", "sdist", "--no-smoke", "--tag", tag])
+            .arg(fixture("hatch-app"))
+            .arg("--out")
+            .arg(dir.path().join("dist")));
+        fails_with(
+            &output,
+            2,
+            &[&format!("`{tag}` is not a valid image reference")],
+        );
+        assert!(!dir.path().join("dist").exists());
+    }
+
+    // The default tag, NAME:VERSION, from a version longer than a tag can be.
+    let version = format!("1{}", ".0".repeat(112));
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("version = \"1.2.3\"", &format!("version = \"{version}\"")),
+    )
+    .unwrap();
+    let text = fails(
+        project.path(),
+        &["--to", "oci"],
+        2,
+        &format!("`sampleapp:{version}` is not a valid image reference"),
+    );
+    assert!(text.contains("hint: "), "{text}");
+}

@@ -95,6 +95,7 @@ pub async fn build(
             available: registry::available_names(),
         });
     }
+    check_default_tags(&project, &options)?;
     let out_dir = std::path::absolute(
         options
             .out_dir
@@ -417,6 +418,26 @@ pub async fn build(
         installer: installer.name().to_string(),
         earlier,
     })
+}
+
+/// Without `--tag`, an image is tagged `NAME:VERSION`: when the project declares both, a
+/// reference that cannot be made from them (a version longer than a tag may be) is a usage
+/// error before any build work, not the engine's refusal after it. A version the backend
+/// computes is checked by the image tiers.
+fn check_default_tags(project: &Project, options: &BuildOptions) -> Result<(), DriverError> {
+    let images = options
+        .tiers
+        .iter()
+        .any(|t| matches!(t, Tier::Oci | Tier::Docker));
+    if let (true, true, Some(name), Some(version)) = (
+        images,
+        options.tags.is_empty(),
+        &project.name,
+        &project.version,
+    ) {
+        gradient_oci::default_tags(&gradient_core::normalize_name(name), version)?;
+    }
+    Ok(())
 }
 
 /// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its

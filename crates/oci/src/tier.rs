@@ -490,7 +490,7 @@ impl<'a> App<'a> {
     /// The references the image is tagged with: `--tag`, else the defaults.
     fn tags(&self, requested: &[String]) -> Result<Vec<String>, OciError> {
         if requested.is_empty() {
-            return Ok(default_tags(&self.name, &self.metadata.version));
+            return default_tags(&self.name, &self.metadata.version);
         }
         requested.iter().map(|t| check_reference(t)).collect()
     }
