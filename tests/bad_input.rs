@@ -402,3 +402,38 @@ fn image_references_the_engine_would_refuse_are_refused_before_building() {
     );
     assert!(text.contains("hint: "), "{text}");
 }
+
+/// An artifact whose name leaves no room for `.cdx.json` (a file name has at most 255 bytes)
+/// still gets its SBOM, under a shortened name the manifest records.
+#[test]
+fn an_artifact_name_too_long_for_the_usual_sbom_name_still_gets_its_sbom() {
+    let name = format!("sampleapp{}", "x".repeat(219));
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("name = \"sampleapp\"", &format!("name = \"{name}\"")),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let output = build(project.path(), &out, &["--to", "wheel", "--no-smoke"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("no bill of materials"),
+        "{}",
+        stderr(&output)
+    );
+    let manifest = read_json(&out.join("gradient-manifest.json"));
+    let artifact = &manifest["artifacts"][0];
+    let wheel = artifact["file"].as_str().unwrap();
+    assert!(wheel.len() + ".cdx.json".len() > 255, "{wheel}");
+    let sbom = artifact["sbom"]["file"].as_str().expect("the SBOM is recorded");
+    assert!(sbom.len() <= 255 && sbom.ends_with(".cdx.json"), "{sbom}");
+    assert!(out.join(sbom).is_file(), "the SBOM is written");
+    assert_eq!(
+        sha256_file(&out.join(sbom)),
+        artifact["sbom"]["sha256"].as_str().unwrap()
+    );
+}

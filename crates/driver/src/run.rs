@@ -344,16 +344,16 @@ pub async fn build(
             python: &python_record,
             source_date,
         };
-        match write_sbom(record, &sources, &out_dir) {
-            Ok(sbom) => {
-                sboms.insert(record.file.clone(), sbom.clone());
-                record.sbom = Some(sbom);
+        // An artifact without its SBOM is not a finished run: the error stops it.
+        let sbom = write_sbom(record, &sources, &out_dir).map_err(|source| {
+            DriverError::Publish {
+                action: "write the bill of materials of",
+                path: out_dir.join(&record.file),
+                source,
             }
-            Err(error) => reporter.warn(&format!(
-                "{}: no bill of materials for {}: {error}",
-                record.tier, record.file
-            )),
-        }
+        })?;
+        sboms.insert(record.file.clone(), sbom.clone());
+        record.sbom = Some(sbom);
     }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
