@@ -429,7 +429,9 @@ fn an_artifact_name_too_long_for_the_usual_sbom_name_still_gets_its_sbom() {
     let artifact = &manifest["artifacts"][0];
     let wheel = artifact["file"].as_str().unwrap();
     assert!(wheel.len() + ".cdx.json".len() > 255, "{wheel}");
-    let sbom = artifact["sbom"]["file"].as_str().expect("the SBOM is recorded");
+    let sbom = artifact["sbom"]["file"]
+        .as_str()
+        .expect("the SBOM is recorded");
     assert!(sbom.len() <= 255 && sbom.ends_with(".cdx.json"), "{sbom}");
     assert!(out.join(sbom).is_file(), "the SBOM is written");
     assert_eq!(

@@ -345,13 +345,12 @@ pub async fn build(
             source_date,
         };
         // An artifact without its SBOM is not a finished run: the error stops it.
-        let sbom = write_sbom(record, &sources, &out_dir).map_err(|source| {
-            DriverError::Publish {
+        let sbom =
+            write_sbom(record, &sources, &out_dir).map_err(|source| DriverError::Publish {
                 action: "write the bill of materials of",
                 path: out_dir.join(&record.file),
                 source,
-            }
-        })?;
+            })?;
         sboms.insert(record.file.clone(), sbom.clone());
         record.sbom = Some(sbom);
     }

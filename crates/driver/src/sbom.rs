@@ -628,7 +628,10 @@ mod tests {
                 assert!(name.starts_with(&file[..200]), "{name}");
             }
         }
-        let (a, b) = (format!("{}1.whl", "a".repeat(250)), format!("{}2.whl", "a".repeat(250)));
+        let (a, b) = (
+            format!("{}1.whl", "a".repeat(250)),
+            format!("{}2.whl", "a".repeat(250)),
+        );
         assert_ne!(sbom_file_name(&a), sbom_file_name(&b));
     }
 }
