@@ -313,3 +313,129 @@ fn sigint_mid_build_leaves_nothing_behind() {
         stdout(&ps)
     );
 }
+
+/// A setting that lands in a control file, a unit file, a `#!` line or an image's config
+/// cannot add lines of its own there: it is refused at its place in pyproject.toml, with
+/// exit 2, before any build work.
+#[test]
+fn a_line_break_in_a_setting_that_lands_in_a_control_file_is_refused_at_its_place() {
+    for (extra, key, says) in [
+        (
+            "[tool.gradient.deb]\nmaintainer = \"A <a@b.org>\\nBreaks: libc6\"\n",
+            "maintainer = ",
+            "[tool.gradient.deb]: the maintainer `A <a@b.org>\\nBreaks: libc6` holds a line break",
+        ),
+        (
+            "[tool.gradient.rpm]\nmaintainer = \"A <a@b.org>\\rX\"\n",
+            "maintainer = ",
+            "[tool.gradient.rpm]: the maintainer `A <a@b.org>\\rX` holds a line break",
+        ),
+        (
+            "[tool.gradient.zipapp]\nshebang = \"/bin/sh\\nid > /tmp/x\"\n",
+            "shebang = ",
+            "[tool.gradient.zipapp]: the shebang `/bin/sh\\nid > /tmp/x` holds a line break",
+        ),
+        (
+            "[tool.gradient.container.env]\n\"A\\nB\" = \"1\"\n",
+            "\"A\\nB\" = ",
+            "[tool.gradient.container]: the environment variable name `A\\nB` holds a line break",
+        ),
+        (
+            "[tool.gradient.container]\nworkdir = \"/srv/../../etc\"\n",
+            "workdir = ",
+            "[tool.gradient.container]: `/srv/../../etc` has a `..` component",
+        ),
+        (
+            "[tool.gradient.service]\ncommand = [\"sampleapp\", \"x\\nUser=root\"]\n",
+            "command = ",
+            "[tool.gradient.service]: the command word `x\\nUser=root` holds a line break",
+        ),
+    ] {
+        let project = sample_with(&format!("\n{extra}"));
+        let text = std::fs::read_to_string(project.path().join("pyproject.toml")).unwrap();
+        let offset = text.rfind(key).expect("the key is in the file");
+        let line = text[..offset].matches('\n').count() + 1;
+        let column = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + key.len() + 1;
+        let message = fails(project.path(), &[], 2, says);
+        assert!(
+            message.contains(&format!("pyproject.toml:{line}:{column}: ")),
+            "expected pyproject.toml:{line}:{column} in:\n{message}"
+        );
+    }
+}
+
+/// Image references the OCI/Docker grammar refuses are refused with exit 2 before any build
+/// work, not by the engine after the build.
+#[test]
+fn image_references_the_engine_would_refuse_are_refused_before_building() {
+    let long_name = "a".repeat(300);
+    for tag in ["../x", long_name.as_str(), "a..b:1", "host:port/app"] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(gradient()
+            .args(["build", "--to", "sdist", "--no-smoke", "--tag", tag])
+            .arg(fixture("hatch-app"))
+            .arg("--out")
+            .arg(dir.path().join("dist")));
+        fails_with(
+            &output,
+            2,
+            &[&format!("`{tag}` is not a valid image reference")],
+        );
+        assert!(!dir.path().join("dist").exists());
+    }
+
+    // The default tag, NAME:VERSION, from a version longer than a tag can be.
+    let version = format!("1{}", ".0".repeat(112));
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("version = \"1.2.3\"", &format!("version = \"{version}\"")),
+    )
+    .unwrap();
+    let text = fails(
+        project.path(),
+        &["--to", "oci"],
+        2,
+        &format!("`sampleapp:{version}` is not a valid image reference"),
+    );
+    assert!(text.contains("hint: "), "{text}");
+}
+
+/// An artifact whose name leaves no room for `.cdx.json` (a file name has at most 255 bytes)
+/// still gets its SBOM, under a shortened name the manifest records.
+#[test]
+fn an_artifact_name_too_long_for_the_usual_sbom_name_still_gets_its_sbom() {
+    let name = format!("sampleapp{}", "x".repeat(219));
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace("name = \"sampleapp\"", &format!("name = \"{name}\"")),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    let output = build(project.path(), &out, &["--to", "wheel", "--no-smoke"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("no bill of materials"),
+        "{}",
+        stderr(&output)
+    );
+    let manifest = read_json(&out.join("gradient-manifest.json"));
+    let artifact = &manifest["artifacts"][0];
+    let wheel = artifact["file"].as_str().unwrap();
+    assert!(wheel.len() + ".cdx.json".len() > 255, "{wheel}");
+    let sbom = artifact["sbom"]["file"]
+        .as_str()
+        .expect("the SBOM is recorded");
+    assert!(sbom.len() <= 255 && sbom.ends_with(".cdx.json"), "{sbom}");
+    assert!(out.join(sbom).is_file(), "the SBOM is written");
+    assert_eq!(
+        sha256_file(&out.join(sbom)),
+        artifact["sbom"]["sha256"].as_str().unwrap()
+    );
+}

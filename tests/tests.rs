@@ -11,6 +11,7 @@ mod container;
 mod faults;
 mod fidelity;
 mod frozen;
+mod hostile;
 mod ospkg;
 mod report;
 mod run;

@@ -1,6 +1,7 @@
 //! `[tool.gradient.container]`: what the container image is made from and how it runs,
 //! checked when the project is read so a mistake is reported with its line.
 
+use crate::text::{one_line, ONE_LINE_HINT};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,17 +19,18 @@ pub struct ContainerConfig {
     /// `oci:PATH` (an OCI layout folder or tarball, relative to the project folder).
     pub base: Option<Spanned<String>>,
     /// The command the image runs (default: the main console script).
-    pub entrypoint: Option<Vec<String>>,
+    pub entrypoint: Option<Spanned<Vec<String>>>,
     /// Default arguments to the entrypoint.
-    pub cmd: Option<Vec<String>>,
+    pub cmd: Option<Spanned<Vec<String>>>,
     /// `app` (the default), `root`, a name the base image defines, or `UID[:GID]`.
     pub user: Option<Spanned<String>>,
     /// Ports the app listens on: `8080`, `"8080/tcp"`, `"53/udp"`.
     #[serde(default)]
     pub ports: Vec<Spanned<PortSetting>>,
-    /// Extra environment variables.
+    /// Extra environment variables (each value with its place, which errors about the name
+    /// point at too).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<String>>,
     /// The working folder (default: the user's home).
     pub workdir: Option<Spanned<String>>,
 }
@@ -80,6 +82,24 @@ impl ContainerConfig {
             .unwrap_or_else(|| DEFAULT_USER.to_string())
     }
 
+    /// The command the image runs, when the project sets one.
+    pub fn entrypoint(&self) -> Option<Vec<String>> {
+        self.entrypoint.as_ref().map(|e| e.get_ref().clone())
+    }
+
+    /// The default arguments, when the project sets them.
+    pub fn cmd(&self) -> Option<Vec<String>> {
+        self.cmd.as_ref().map(|c| c.get_ref().clone())
+    }
+
+    /// The extra environment, as `NAME=VALUE`.
+    pub fn env(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .map(|(name, value)| format!("{name}={}", value.get_ref()))
+            .collect()
+    }
+
     /// The exposed ports, normalised (`8080/tcp`).
     pub fn ports(&self) -> Vec<String> {
         self.ports
@@ -92,6 +112,11 @@ impl ContainerConfig {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
         if let Some(base) = &self.base {
             let text = base.get_ref();
+            one_line("the base image", text).map_err(|message| Invalid {
+                span: Some(base.span()),
+                message,
+                hint: ONE_LINE_HINT,
+            })?;
             let ok = text == "scratch"
                 || text.split_once(':').is_some_and(|(kind, rest)| {
                     ["docker", "oci"].contains(&kind) && !rest.is_empty()
@@ -123,24 +148,61 @@ impl ContainerConfig {
             }
         }
         if let Some(workdir) = &self.workdir {
-            if !workdir.get_ref().starts_with('/') {
-                return Err(Invalid {
-                    span: Some(workdir.span()),
-                    message: format!("`{}` is not an absolute path", workdir.get_ref()),
-                    hint: "the working folder is a path inside the image, starting with /",
-                });
+            let text = workdir.get_ref();
+            let invalid = |message: String, hint| Invalid {
+                span: Some(workdir.span()),
+                message,
+                hint,
+            };
+            one_line("the working folder", text).map_err(|m| invalid(m, ONE_LINE_HINT))?;
+            if !text.starts_with('/') {
+                return Err(invalid(
+                    format!("`{text}` is not an absolute path"),
+                    "the working folder is a path inside the image, starting with /",
+                ));
+            }
+            // It becomes an entry of the app's layer: it must not climb out of the image.
+            if text.split('/').any(|part| part == "..") {
+                return Err(invalid(
+                    format!("`{text}` has a `..` component"),
+                    "write the working folder without `..`, e.g. \"/srv/app\"",
+                ));
             }
         }
-        if let Some(key) = self
-            .env
-            .keys()
-            .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
-        {
-            return Err(Invalid {
-                span: None,
-                message: format!("`{key}` is not a valid environment variable name"),
-                hint: "names in [tool.gradient.container.env] cannot be empty or contain `=`",
-            });
+        for (name, value) in &self.env {
+            let invalid = |message: String, hint| Invalid {
+                span: Some(value.span()),
+                message,
+                hint,
+            };
+            one_line("the environment variable name", name)
+                .map_err(|m| invalid(m, ONE_LINE_HINT))?;
+            if name.is_empty() || name.contains(['=', ' ']) {
+                return Err(invalid(
+                    format!("`{name}` is not a valid environment variable name"),
+                    "names in [tool.gradient.container.env] cannot be empty or contain `=` or spaces",
+                ));
+            }
+            // A process's environment is NUL-terminated text: a NUL cannot be in it. Other
+            // characters, newlines included, are valid in a value (OCI image spec, POSIX).
+            if value.get_ref().contains('\0') {
+                return Err(invalid(
+                    format!("the value of `{name}` holds a NUL character"),
+                    "remove the NUL: an environment variable cannot hold one",
+                ));
+            }
+        }
+        for (setting, words) in [("entrypoint", &self.entrypoint), ("cmd", &self.cmd)] {
+            if let Some(words) = words
+                .as_ref()
+                .filter(|w| w.get_ref().iter().any(|w| w.contains('\0')))
+            {
+                return Err(Invalid {
+                    span: Some(words.span()),
+                    message: format!("a word of `{setting}` holds a NUL character"),
+                    hint: "remove the NUL: a program's arguments cannot hold one",
+                });
+            }
         }
         Ok(())
     }

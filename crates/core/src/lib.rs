@@ -21,6 +21,7 @@ mod ospackage;
 mod project;
 pub mod redact;
 mod specifier;
+mod text;
 mod tier;
 
 pub use backend::{
@@ -35,9 +36,10 @@ pub use ospackage::{
     PackageConfig, PackageFormat, PackageVersion, ServiceConfig,
 };
 pub use project::{
-    normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project, ProjectError,
-    RuntimeConfig, SmokeConfig, ZipappConfig, PYPROJECT,
+    is_valid_name, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project,
+    ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PYPROJECT,
 };
 pub use redact::{redact, show_command};
-pub use specifier::python_satisfies;
+pub use specifier::{is_pep440_version, python_satisfies};
+pub use text::line_break;
 pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::container::Invalid;
+use crate::text::{one_line, ONE_LINE_HINT};
 
 /// The two OS package formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +125,11 @@ impl PackageConfig {
             }
         }
         if let Some(maintainer) = &self.maintainer {
+            one_line("the maintainer", maintainer.get_ref()).map_err(|message| Invalid {
+                span: Some(maintainer.span()),
+                message,
+                hint: ONE_LINE_HINT,
+            })?;
             if maintainer_email(maintainer.get_ref()).is_none() {
                 return Err(Invalid {
                     span: Some(maintainer.span()),
@@ -144,7 +150,7 @@ impl PackageConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// The command, its first word a console script (default: the main console script).
-    pub command: Option<Vec<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
     /// The system user the service runs as, made on install (default: the package name).
     pub user: Option<Spanned<String>>,
     /// The port the service listens on, passed to it as `PORT`.
@@ -153,12 +159,22 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
-        if self.command.as_ref().is_some_and(|c| c.is_empty()) {
-            return Err(Invalid {
-                span: None,
-                message: "`command` is empty".into(),
-                hint: "give the command as a list, e.g. command = [\"myapp\", \"serve\"]",
-            });
+        if let Some(command) = &self.command {
+            if command.get_ref().is_empty() {
+                return Err(Invalid {
+                    span: Some(command.span()),
+                    message: "`command` is empty".into(),
+                    hint: "give the command as a list, e.g. command = [\"myapp\", \"serve\"]",
+                });
+            }
+            // Each word is written into the unit's ExecStart= line.
+            for word in command.get_ref() {
+                one_line("the command word", word).map_err(|message| Invalid {
+                    span: Some(command.span()),
+                    message,
+                    hint: ONE_LINE_HINT,
+                })?;
+            }
         }
         if let Some(user) = &self.user {
             let text = user.get_ref();

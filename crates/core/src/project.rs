@@ -7,6 +7,7 @@
 
 use crate::container::ContainerConfig;
 use crate::ospackage::{PackageConfig, PackageFormat, ServiceConfig};
+use crate::text::{one_line, ONE_LINE_HINT};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ fn runtime_setting<'de, D: serde::Deserializer<'de>>(
 #[serde(deny_unknown_fields)]
 pub struct ZipappConfig {
     /// The first line, without `#!` (default: `/usr/bin/env python3.X` of the build).
-    pub shebang: Option<String>,
+    pub shebang: Option<Spanned<String>>,
     /// Top-level packages to extract on first run even without native code (for packages
     /// that open their own files by path and so cannot run from inside an archive).
     #[serde(default)]
@@ -374,6 +375,34 @@ impl Project {
             }
         }
 
+        if let Some(shebang) = &config.zipapp.shebang {
+            let text = shebang.get_ref();
+            one_line("the shebang", text).map_err(|message| {
+                invalid(
+                    Some(shebang.span()),
+                    format!("[tool.gradient.zipapp]: {message}"),
+                    Some(ONE_LINE_HINT),
+                )
+            })?;
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    Some(shebang.span()),
+                    "[tool.gradient.zipapp]: the shebang is empty".into(),
+                    Some("give the interpreter without `#!`, e.g. shebang = \"/usr/bin/env python3\""),
+                ));
+            }
+        }
+        // A `module:function` entry is written into the frozen executable's launch.txt.
+        if let Some(entry) = &config.entry {
+            one_line("the entry", entry).map_err(|message| {
+                invalid(
+                    find(text, "entry"),
+                    format!("[tool.gradient]: {message}"),
+                    Some(ONE_LINE_HINT),
+                )
+            })?;
+        }
+
         if let Err(bad) = config.container.check() {
             return Err(invalid(
                 bad.span.or_else(|| find(text, "[tool.gradient.container")),
@@ -493,6 +522,18 @@ impl Project {
         project.optional_dependencies = table.optional_dependencies;
         project.scripts = table.scripts;
         project.gui_scripts = table.gui_scripts;
+        // A URL becomes an image label and, through the metadata, a package's Homepage.
+        for (label, url) in &table.urls {
+            for value in [label, url] {
+                one_line("the URL", value).map_err(|message| {
+                    invalid(
+                        find(text, "[project.urls]").or(find(text, "urls")),
+                        format!("[project.urls]: {message}"),
+                        Some(ONE_LINE_HINT),
+                    )
+                })?;
+            }
+        }
         project.urls = table.urls;
         Ok(project)
     }
@@ -537,7 +578,9 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// Whether `name` is a valid project name (PEP 508): letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit.
+pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let edge = |b: &u8| b.is_ascii_alphanumeric();
     !bytes.is_empty()
@@ -714,6 +757,55 @@ expect = "1.0"
         assert!(err.contains("is a file, not a project folder"), "{err}");
         let err = Project::load(dir.path()).unwrap_err();
         assert!(matches!(err, ProjectError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn settings_that_land_in_line_based_files_stay_on_one_line() {
+        let with = |extra: &str| {
+            parse(&format!(
+                "[project]\nname = \"x\"\nversion = \"1\"\n{extra}"
+            ))
+        };
+        let refused = |extra: &str, says: &str| {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(says), "expected {says:?} in {err}");
+            err
+        };
+        let err = refused(
+            "[project.urls]\nSource = \"https://x.invalid/\\nBreaks: libc6\"\n",
+            "[project.urls]: the URL `https://x.invalid/\\nBreaks: libc6` holds a line break",
+        );
+        assert!(err.starts_with("/p/pyproject.toml:4:1: "), "{err}");
+        let err = refused(
+            "[tool.gradient]\nentry = \"x:main\\nscript y = os:system\"\n",
+            "[tool.gradient]: the entry `x:main\\nscript y = os:system` holds a line break",
+        );
+        assert!(err.starts_with("/p/pyproject.toml:5:1: "), "{err}");
+        assert!(err.contains("hint: write the value on one line"), "{err}");
+        refused(
+            "[tool.gradient.zipapp]\nshebang = \" \"\n",
+            "the shebang is empty",
+        );
+        refused(
+            "[tool.gradient.container]\nbase = \"docker:a\\rb\"\n",
+            "the base image `docker:a\\rb` holds a line break",
+        );
+        refused(
+            "[tool.gradient.container]\nentrypoint = [\"/bin/app\", \"a\\u0000b\"]\n",
+            "a word of `entrypoint` holds a NUL character",
+        );
+        refused(
+            "[tool.gradient.container.env]\nA = \"a\\u0000b\"\n",
+            "the value of `A` holds a NUL character",
+        );
+        refused(
+            "[tool.gradient.container.env]\n\"A B\" = \"1\"\n",
+            "`A B` is not a valid environment variable name",
+        );
+        // What these files can hold is left alone: a newline in an environment value or an
+        // argument of the image's command is valid in an OCI image's JSON config.
+        assert!(with("[tool.gradient.container]\ncmd = [\"a\\nb\"]\n[tool.gradient.container.env]\nA = \"a\\nb\"\n").is_ok());
+        assert!(with("[tool.gradient.deb]\nmaintainer = \"A B <a@b.org>\"\n[tool.gradient.zipapp]\nshebang = \"/usr/bin/env python3\"\n").is_ok());
     }
 
     #[test]

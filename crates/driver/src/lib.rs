@@ -77,6 +77,9 @@ pub enum DriverError {
         tier: gradient_core::Tier,
         available: String,
     },
+    /// An image reference that cannot be made (the default tag from the project's version).
+    #[error(transparent)]
+    Image(#[from] gradient_oci::OciError),
     #[error("no tiers requested\n  hint: pass --to sdist,wheel or --all")]
     NothingRequested,
     #[error("cannot write to the output folder `{}`: {reason}\n  hint: choose another one with --out DIR", path.display())]

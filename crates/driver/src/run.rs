@@ -97,6 +97,7 @@ pub async fn build(
             available: registry::available_names(),
         });
     }
+    check_default_tags(&project, &options)?;
     let out_dir = std::path::absolute(
         options
             .out_dir
@@ -348,16 +349,15 @@ pub async fn build(
             python: &python_record,
             source_date,
         };
-        match write_sbom(record, &sources, &out_dir) {
-            Ok(sbom) => {
-                sboms.insert(record.file.clone(), sbom.clone());
-                record.sbom = Some(sbom);
-            }
-            Err(error) => reporter.warn(&format!(
-                "{}: no bill of materials for {}: {error}",
-                record.tier, record.file
-            )),
-        }
+        // An artifact without its SBOM is not a finished run: the error stops it.
+        let sbom =
+            write_sbom(record, &sources, &out_dir).map_err(|source| DriverError::Publish {
+                action: "write the bill of materials of",
+                path: out_dir.join(&record.file),
+                source,
+            })?;
+        sboms.insert(record.file.clone(), sbom.clone());
+        record.sbom = Some(sbom);
     }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -423,6 +423,26 @@ pub async fn build(
         installer: installer.name().to_string(),
         earlier,
     })
+}
+
+/// Without `--tag`, an image is tagged `NAME:VERSION`: when the project declares both, a
+/// reference that cannot be made from them (a version longer than a tag may be) is a usage
+/// error before any build work, not the engine's refusal after it. A version the backend
+/// computes is checked by the image tiers.
+fn check_default_tags(project: &Project, options: &BuildOptions) -> Result<(), DriverError> {
+    let images = options
+        .tiers
+        .iter()
+        .any(|t| matches!(t, Tier::Oci | Tier::Docker));
+    if let (true, true, Some(name), Some(version)) = (
+        images,
+        options.tags.is_empty(),
+        &project.name,
+        &project.version,
+    ) {
+        gradient_oci::default_tags(&gradient_core::normalize_name(name), version)?;
+    }
+    Ok(())
 }
 
 /// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its

@@ -1,4 +1,5 @@
-//! CycloneDX 1.5 SBOMs: one JSON bill of materials per artifact (`FILE.cdx.json`).
+//! CycloneDX 1.5 SBOMs: one JSON bill of materials per artifact (`FILE.cdx.json`, shortened
+//! when that would be too long for a file name).
 //!
 //! The artifact itself is the document's `metadata.component`; `components` lists what the
 //! artifact carries, which depends on its tier:
@@ -36,9 +37,23 @@ pub struct SbomSources<'a> {
     pub source_date: SourceDate,
 }
 
-/// The SBOM's file name for an artifact file: `FILE.cdx.json`.
+/// The SBOM's file name for an artifact file: `FILE.cdx.json`. When that is longer than a
+/// file name may be (255 bytes, where the artifact's own name may use all of them), the
+/// start of FILE, a digest of all of it and `.cdx.json`, so every artifact gets its SBOM and
+/// two long names never share one.
 pub fn sbom_file_name(artifact_file: &str) -> String {
-    format!("{artifact_file}.cdx.json")
+    const SUFFIX: &str = ".cdx.json";
+    const NAME_MAX: usize = 255;
+    let name = format!("{artifact_file}{SUFFIX}");
+    if name.len() <= NAME_MAX {
+        return name;
+    }
+    let digest = &hex::encode(Sha256::digest(artifact_file.as_bytes()))[..16];
+    let mut keep = NAME_MAX - SUFFIX.len() - digest.len() - 1;
+    while !artifact_file.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}-{digest}{SUFFIX}", &artifact_file[..keep])
 }
 
 /// A CycloneDX 1.5 JSON document for `artifact`, deterministic (same inputs, same bytes).
@@ -598,5 +613,25 @@ mod tests {
             "{uuid}"
         );
         assert_eq!(sbom_file_name("app.deb"), "app.deb.cdx.json");
+    }
+
+    #[test]
+    fn an_sbom_name_always_fits_in_a_file_name() {
+        let fits = format!("{}.whl", "a".repeat(242));
+        assert_eq!(sbom_file_name(&fits), format!("{fits}.cdx.json"));
+        for length in [247, 250, 255] {
+            for fill in ["a", "é"] {
+                let file = format!("{}.whl", fill.repeat((length - 4) / fill.len()));
+                let name = sbom_file_name(&file);
+                assert!(name.len() <= 255, "{} bytes", name.len());
+                assert!(name.ends_with(".cdx.json"), "{name}");
+                assert!(name.starts_with(&file[..200]), "{name}");
+            }
+        }
+        let (a, b) = (
+            format!("{}1.whl", "a".repeat(250)),
+            format!("{}2.whl", "a".repeat(250)),
+        );
+        assert_ne!(sbom_file_name(&a), sbom_file_name(&b));
     }
 }

@@ -490,7 +490,7 @@ impl<'a> App<'a> {
     /// The references the image is tagged with: `--tag`, else the defaults.
     fn tags(&self, requested: &[String]) -> Result<Vec<String>, OciError> {
         if requested.is_empty() {
-            return Ok(default_tags(&self.name, &self.metadata.version));
+            return default_tags(&self.name, &self.metadata.version);
         }
         requested.iter().map(|t| check_reference(t)).collect()
     }
@@ -698,7 +698,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         "LANG=C.UTF-8".to_string(),
         "PYTHONUNBUFFERED=1".to_string(),
     ];
-    env.extend(settings.env.iter().map(|(k, v)| format!("{k}={v}")));
+    env.extend(settings.env());
     let workdir = match (&settings.workdir, &base) {
         (Some(dir), _) => dir.get_ref().clone(),
         (None, None) => format!("/home/{DEFAULT_USER}"),
@@ -713,10 +713,9 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         layers,
         run: RunConfig {
             entrypoint: settings
-                .entrypoint
-                .clone()
+                .entrypoint()
                 .unwrap_or_else(|| vec![format!("/{}/{}", placement.bin, app.default_script)]),
-            cmd: settings.cmd.clone().unwrap_or_default(),
+            cmd: settings.cmd().unwrap_or_default(),
             env,
             user,
             workdir,

@@ -383,7 +383,7 @@ pub async fn package_spec(
 
     let service_user = service_user(project.config.service.as_ref(), &name);
     if let Some(service) = &project.config.service {
-        if let Some(program) = service.command.as_ref().and_then(|c| c.first()) {
+        if let Some(program) = service.command.as_ref().and_then(|c| c.get_ref().first()) {
             if !app.scripts.contains_key(program) {
                 return Err(OsPkgError::ServiceNotAScript {
                     program: program.clone(),
@@ -500,7 +500,8 @@ fn service_user(service: Option<&ServiceConfig>, name: &str) -> Option<String> {
 fn unit_text(service: &ServiceConfig, app: &App, summary: &str, user: &str) -> String {
     let command = service
         .command
-        .clone()
+        .as_ref()
+        .map(|c| c.get_ref().clone())
         .unwrap_or_else(|| vec![app.default_script.clone()]);
     let mut words = vec![format!("/usr/bin/{}", command[0])];
     words.extend(command[1..].iter().map(|word| {

@@ -18,7 +18,7 @@ mod tiers;
 pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
-pub use scripts::console_script;
+pub use scripts::{console_script, is_object_reference};
 pub use tiers::{SdistTier, WheelTier};
 
 use std::path::PathBuf;

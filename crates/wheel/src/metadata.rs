@@ -69,6 +69,66 @@ impl CoreMetadata {
             .filter(|m| !m.trim().is_empty())
     }
 
+    /// Check the fields gradient copies into packages, images and file names, as a hostile
+    /// backend may write them: each must be one line (a `\r` ends a header for Python's own
+    /// parser, so the field would mean one thing to pip and another to gradient, and in a
+    /// Debian control file it adds fields), the name a PEP 508 name and the version PEP 440.
+    /// `Err` is the problem, naming the field and `source` (METADATA or PKG-INFO).
+    pub fn check(&self, source: &str) -> Result<(), String> {
+        let mut fields: Vec<(&str, &str)> = vec![("Name", &self.name), ("Version", &self.version)];
+        let optional = [
+            ("Summary", &self.summary),
+            ("Requires-Python", &self.requires_python),
+            ("License-Expression", &self.license_expression),
+            ("License", &self.license_field),
+            ("Author", &self.author),
+            ("Author-email", &self.author_email),
+            ("Maintainer", &self.maintainer),
+            ("Maintainer-email", &self.maintainer_email),
+        ];
+        fields.extend(
+            optional
+                .iter()
+                .filter_map(|(field, value)| Some((*field, value.as_deref()?))),
+        );
+        fields.extend(
+            self.requires_dist
+                .iter()
+                .map(|r| ("Requires-Dist", r.as_str())),
+        );
+        fields.extend(self.classifiers.iter().map(|c| ("Classifier", c.as_str())));
+        for (label, url) in &self.urls {
+            let field = if label == "Home-page" {
+                "Home-page"
+            } else {
+                "Project-URL"
+            };
+            fields.extend([(field, label.as_str()), (field, url.as_str())]);
+        }
+        for (field, value) in fields {
+            if let Some(c) = gradient_core::line_break(value) {
+                return Err(format!(
+                    "{source}'s `{field}` holds a line break or control character ({}): `{}`\n  hint: every header of {source} is one line; check what the build backend writes",
+                    c.escape_unicode(),
+                    shown(value)
+                ));
+            }
+        }
+        if !gradient_core::is_valid_name(&self.name) {
+            return Err(format!(
+                "{source}'s `Name` is `{}`, not a valid project name (PEP 508)",
+                self.name
+            ));
+        }
+        if !gradient_core::is_pep440_version(&self.version) {
+            return Err(format!(
+                "{source}'s `Version` is `{}`, not a PEP 440 version",
+                self.version
+            ));
+        }
+        Ok(())
+    }
+
     /// The project's home page: `Home-page`, else a URL labelled like one, else the first.
     pub fn homepage(&self) -> Option<&str> {
         ["home-page", "homepage", "home", "source", "repository"]
@@ -205,6 +265,9 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     let name_tags = expand_tags(parts[n - 3], parts[n - 2], parts[n - 1]);
 
     let entries = read_zip_entries(path)?;
+    for entry in &entries {
+        check_entry_path(&entry.path).map_err(&invalid)?;
+    }
     let files: BTreeMap<&str, &[u8]> = entries
         .iter()
         .filter_map(|e| match &e.kind {
@@ -299,6 +362,7 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     }
 
     let metadata = parse_core_metadata(&read("METADATA")?);
+    metadata.check("METADATA").map_err(&invalid)?;
     if normalize_name(&metadata.name).replace('-', "_") != normalize_name(name).replace('-', "_") {
         return Err(invalid(format!(
             "its file name says `{name}` but METADATA says `{}`",
@@ -309,6 +373,19 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
         .map(|text| parse_entry_points(&text, "console_scripts"))
         .unwrap_or_default();
     for (script, target) in &console_scripts {
+        check_script_name(script).map_err(|why| {
+            invalid(format!(
+                "its console script `{}` of `{}` is not a safe file name: {why}\n  hint: a script becomes a file in bin/; its name must be letters, digits, `_`, `.` and `-` (the entry-points spec's advice), not `.` or `..`, not starting with `-`",
+                shown(script),
+                metadata.name
+            ))
+        })?;
+        if !crate::scripts::is_object_reference(target) {
+            return Err(invalid(format!(
+                "its console script `{script}` runs `{}`, which is not a `module:function` reference\n  hint: an entry point names an importable module and an attribute, like `app.cli:main`",
+                shown(target)
+            )));
+        }
         let module = target.split(':').next().unwrap_or_default().trim();
         if holds_module(&files, module) == Some(false) {
             return Err(invalid(format!(
@@ -403,7 +480,99 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
             "it has neither pyproject.toml nor setup.py at its top".into(),
         ));
     }
-    Ok(parse_core_metadata(&pkg_info))
+    let metadata = parse_core_metadata(&pkg_info);
+    metadata.check("PKG-INFO").map_err(invalid)?;
+    Ok(metadata)
+}
+
+/// Where a wheel's entry installs must stay inside the folder it installs into, as pip
+/// requires: the root for most entries, the scheme's folder for `NAME.data/SCHEME/...`. A
+/// `\` counts as a separator too (it is one where the wheel may be installed), and a name
+/// with a line break would add lines to RECORD-like lists (a deb's md5sums).
+fn check_entry_path(entry: &str) -> Result<(), String> {
+    let shown = shown(entry);
+    if gradient_core::line_break(entry).is_some() {
+        return Err(format!(
+            "the entry `{shown}` has a control character in its name"
+        ));
+    }
+    let parts: Vec<&str> = entry.split(['/', '\\']).collect();
+    let drive = parts[0].len() == 2 && parts[0].ends_with(':');
+    let outside = || {
+        format!("the entry `{shown}` is outside the folder it installs into\n  hint: pip refuses to install such a wheel; check what the build backend puts into it")
+    };
+    if entry.starts_with(['/', '\\']) || drive {
+        return Err(outside().replacen(" into", " into (an absolute path)", 1));
+    }
+    // Whether a path climbs above where it starts.
+    let climbs = |parts: &[&str]| {
+        let mut depth = 0usize;
+        parts.iter().any(|part| match *part {
+            "" | "." => false,
+            ".." if depth == 0 => true,
+            ".." => {
+                depth -= 1;
+                false
+            }
+            _ => {
+                depth += 1;
+                false
+            }
+        })
+    };
+    if climbs(&parts) {
+        return Err(outside());
+    }
+    if let Some((first, rest)) = parts.split_first().filter(|(f, _)| f.ends_with(".data")) {
+        let Some((scheme, rest)) = rest.split_first().filter(|(_, r)| !r.is_empty()) else {
+            return Err(format!(
+                "the entry `{shown}` is not in a scheme's folder of `{first}/` (like `{first}/data/FILE`)"
+            ));
+        };
+        if !["purelib", "platlib", "headers", "scripts", "data"].contains(scheme) {
+            return Err(format!(
+                "the entry `{shown}` is in `{first}/{scheme}/`, and `{scheme}` is not an install scheme (purelib, platlib, headers, scripts, data)"
+            ));
+        }
+        if climbs(rest) {
+            return Err(outside());
+        }
+    }
+    Ok(())
+}
+
+/// A name from an archive as a message shows it: as written, or escaped when it holds
+/// control characters that would garble the terminal.
+fn shown(text: &str) -> String {
+    match gradient_core::line_break(text) {
+        Some(_) => text.escape_debug().to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// Whether a console script's name is a safe file name: it becomes `bin/NAME` in every
+/// tier, a symlink on the build host in smoke tests, a path in a package's file list.
+/// `Err` says which rule it breaks.
+pub fn check_script_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name == "." || name == ".." {
+        return Err("it names a folder");
+    }
+    if name.starts_with('-') {
+        return Err("it starts with `-`, which commands take for an option");
+    }
+    if name.len() > 255 {
+        return Err("it is longer than the 255 bytes a file name can have");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || "_.-".contains(c))
+    {
+        return Err("it has characters other than letters, digits, `_`, `.` and `-`");
+    }
+    Ok(())
 }
 
 /// Check built metadata against what pyproject.toml declares (fields that are not dynamic).
@@ -653,6 +822,87 @@ mod tests {
             err.to_string().contains("[project] dependencies are []"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn entries_stay_inside_the_folder_they_install_into() {
+        for good in [
+            "app/__init__.py",
+            "app/./sub/../x.py",
+            "app-1.0.data/scripts/tool",
+            "app-1.0.data/data/share/app/x/../y",
+            "app-1.0.data/purelib/extra/__init__.py",
+            "weird\\name.py",
+        ] {
+            assert_eq!(check_entry_path(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "../x",
+            "app/../../x",
+            "/etc/passwd",
+            "\\server\\x",
+            "C:/x",
+            "app\\..\\..\\x",
+            "app-1.0.data/data/../../x",
+            "app-1.0.data/../../x",
+            "app-1.0.data/purelib/../x",
+        ] {
+            let err = check_entry_path(bad).unwrap_err();
+            assert!(
+                err.contains("outside the folder it installs into"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(check_entry_path("app-1.0.data/lib/x")
+            .unwrap_err()
+            .contains("not an install scheme"));
+        assert!(check_entry_path("app-1.0.data/x")
+            .unwrap_err()
+            .contains("not in a scheme's folder"));
+        assert!(check_entry_path("app/x\nline.py")
+            .unwrap_err()
+            .contains("`app/x\\nline.py` has a control character"));
+    }
+
+    #[test]
+    fn script_names_must_be_safe_file_names() {
+        for good in ["app", "app-cli", "app_2.0", "über"] {
+            assert_eq!(check_script_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "", ".", "..", "-rf", "../x", "a/b", "a;b", "$(id)", "a b", "a\nb", "`id`",
+        ] {
+            assert!(check_script_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_script_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn metadata_fields_must_be_one_line_and_name_and_version_well_formed() {
+        let ok = parse_core_metadata("Name: demo\nVersion: 1.0\nSummary: a\tdemo\n");
+        assert_eq!(ok.check("METADATA"), Ok(()));
+        let err = parse_core_metadata("Name: demo\nVersion: 1.0\nAuthor: A\rBreaks: libc6\n")
+            .check("METADATA")
+            .unwrap_err();
+        assert!(
+            err.starts_with("METADATA's `Author` holds a line break"),
+            "{err}"
+        );
+        assert!(err.contains("`A\\rBreaks: libc6`"), "{err}");
+        let err = parse_core_metadata(
+            "Name: demo\nVersion: 1.0\nProject-URL: Source, https://x\u{2028}y\n",
+        )
+        .check("PKG-INFO")
+        .unwrap_err();
+        assert!(err.starts_with("PKG-INFO's `Project-URL`"), "{err}");
+        let err = parse_core_metadata("Name: ../x\nVersion: 1.0\n")
+            .check("METADATA")
+            .unwrap_err();
+        assert!(err.contains("not a valid project name"), "{err}");
+        let err = parse_core_metadata("Name: x\nVersion: 1.0/../../y\n")
+            .check("METADATA")
+            .unwrap_err();
+        assert!(err.contains("not a PEP 440 version"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,29 @@
 /// The text of the console script for `entry` (`module:function`, `module:obj.attr`,
 /// extras in brackets ignored), run by `interpreter`; `None` when `entry` is malformed.
 pub fn console_script(interpreter: &str, entry: &str) -> Option<String> {
-    let entry = entry.split('[').next().unwrap_or(entry).trim();
-    let (module, attribute) = entry.split_once(':')?;
+    let (module, attribute) = object_reference(entry)?;
+    let head = attribute.split('.').next().expect("checked above");
+    Some(format!(
+        "#!{interpreter}\nimport sys\nfrom {module} import {head}\n\nif __name__ == \"__main__\":\n    sys.exit({attribute}())\n"
+    ))
+}
+
+/// Whether `entry` is an object reference as the entry-points spec defines it:
+/// `module.path:attr.path`, optionally followed by `[extras]`.
+pub fn is_object_reference(entry: &str) -> bool {
+    object_reference(entry).is_some()
+}
+
+/// `entry`'s module and attribute paths, when it is an object reference.
+fn object_reference(entry: &str) -> Option<(&str, &str)> {
+    let entry = match entry.split_once('[') {
+        Some((reference, extras)) if extras.trim_end().ends_with(']') && !extras.contains('[') => {
+            reference
+        }
+        Some(_) => return None,
+        None => entry,
+    };
+    let (module, attribute) = entry.trim().split_once(':')?;
     let (module, attribute) = (module.trim(), attribute.trim());
     let valid = |dotted: &str| {
         !dotted.is_empty()
@@ -16,18 +37,12 @@ pub fn console_script(interpreter: &str, entry: &str) -> Option<String> {
                     && part.chars().all(|c| c.is_alphanumeric() || c == '_')
             })
     };
-    if !valid(module) || !valid(attribute) {
-        return None;
-    }
-    let head = attribute.split('.').next().expect("checked above");
-    Some(format!(
-        "#!{interpreter}\nimport sys\nfrom {module} import {head}\n\nif __name__ == \"__main__\":\n    sys.exit({attribute}())\n"
-    ))
+    (valid(module) && valid(attribute)).then_some((module, attribute))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::console_script;
+    use super::{console_script, is_object_reference};
 
     #[test]
     fn writes_an_import_and_a_call_and_refuses_malformed_entries() {
@@ -37,5 +52,9 @@ mod tests {
         assert!(text.contains("sys.exit(main.run())"));
         assert_eq!(console_script("/p", "no_colon"), None);
         assert_eq!(console_script("/p", "a:b; rm -rf /"), None);
+        assert!(is_object_reference("app.cli:main [extra, other]"));
+        assert!(!is_object_reference("app:main [x] [y]"));
+        assert!(!is_object_reference("os:system('id')"));
+        assert!(!is_object_reference("app:main;__import__('os')"));
     }
 }

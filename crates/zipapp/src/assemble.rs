@@ -142,7 +142,8 @@ pub async fn assemble(
         .config
         .zipapp
         .shebang
-        .clone()
+        .as_ref()
+        .map(|s| s.get_ref().clone())
         .unwrap_or_else(|| format!("/usr/bin/env python{}", python.short_version()));
     let path = work_dir.join(format!("{name}-{version}.pyz"));
     write_zip_with(
