@@ -12,4 +12,5 @@ mod frozen;
 mod ospkg;
 mod report;
 mod run;
+mod signals;
 mod zipapp;

@@ -19,6 +19,7 @@ pub mod pep517;
 mod process;
 pub mod runtime;
 pub mod smoke;
+pub mod staging;
 pub mod wheelhouse;
 
 pub use build_env::BuildEnv;
