@@ -74,8 +74,9 @@ impl Staged {
     }
 
     /// Rename the entry to `to`, still under its lock, so that no sweep can take it between
-    /// being complete and being in place. On failure the entry is removed.
-    pub fn persist(mut self, to: &Path) -> io::Result<()> {
+    /// being complete and being in place. On failure it stays staged (and is removed when
+    /// dropped).
+    pub fn persist(&mut self, to: &Path) -> io::Result<()> {
         std::fs::rename(&self.path, to)?;
         self.settled = true;
         Ok(())
@@ -181,7 +182,9 @@ mod tests {
         let held_path = held_dir.path().to_path_buf();
         drop(held_dir);
         assert!(!held_path.exists());
+        let mut held_file = held_file;
         held_file.persist(&parent.path().join("done")).unwrap();
+        drop(held_file);
         assert!(parent.path().join("done").is_file());
         assert!(sweep(parent.path(), ".key-").is_empty());
     }
