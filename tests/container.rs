@@ -804,6 +804,8 @@ fn interrupting_a_docker_smoke_test_removes_its_container() {
     let _ = docker(&["rmi", tag]);
     assert_eq!(output.status.code(), Some(130));
     assert_eq!(left, Vec::<String>::new(), "the smoke container was left");
-    let owner = labels["org.gradient.smoke.owner"].as_str().unwrap_or_default();
+    let owner = labels["org.gradient.smoke.owner"]
+        .as_str()
+        .unwrap_or_default();
     assert!(owner.split('/').any(|part| part == pid), "{labels}");
 }

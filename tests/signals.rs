@@ -166,7 +166,10 @@ fn start_hanging(private: &Private, token: &str, extra: &[&str]) -> Child {
     );
     if child.try_wait().unwrap().is_some() {
         let output = child.wait_with_output().unwrap();
-        panic!("gradient ended before its backend started:\n{}", stderr(&output));
+        panic!(
+            "gradient ended before its backend started:\n{}",
+            stderr(&output)
+        );
     }
     child
 }
@@ -189,7 +192,11 @@ fn sigterm_during_a_hanging_hook_stops_every_process_and_leaves_nothing() {
         "it stopped promptly"
     );
     assert_eq!(output.status.code(), Some(143), "128 + SIGTERM");
-    assert!(stderr(&output).contains("terminated"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("terminated"),
+        "{}",
+        stderr(&output)
+    );
     assert!(
         wait_for(Duration::from_secs(3), || processes_with(&token).is_empty()),
         "the hook's child survived: {:?}",
@@ -251,7 +258,12 @@ fn a_run_killed_at_any_moment_leaves_nothing_once_the_next_run_has_run() {
             .unwrap();
         let kind = |path: &Path| {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let parent = path.parent().unwrap().file_name().unwrap().to_string_lossy();
+            let parent = path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy();
             format!("{parent}/{}", name.split('-').next().unwrap_or(&name))
         };
         let mut new_kind = None;
@@ -264,7 +276,10 @@ fn a_run_killed_at_any_moment_leaves_nothing_once_the_next_run_has_run() {
             new_kind.is_some()
         }) || new_kind.is_none();
         if finished {
-            assert!(child.wait().unwrap().success(), "a run finished, and failed");
+            assert!(
+                child.wait().unwrap().success(),
+                "a run finished, and failed"
+            );
             break;
         }
         let at = kind(new_kind.as_ref().unwrap());
@@ -343,7 +358,11 @@ fn a_backend_that_prints_millions_of_lines_is_held_in_bounded_memory() {
         .and_then(|(_, rest)| rest.split_once('`'))
         .map(|(path, _)| PathBuf::from(path))
         .unwrap_or_else(|| panic!("no log file named in:\n{text}"));
-    assert!(log.starts_with(private.cache.join("logs")), "{}", log.display());
+    assert!(
+        log.starts_with(private.cache.join("logs")),
+        "{}",
+        log.display()
+    );
     let kept = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         kept.lines()

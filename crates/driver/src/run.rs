@@ -180,15 +180,13 @@ pub async fn build(
 
     // Held under a lock while the run lives, removed when it ends (also when the run is
     // dropped on a signal); after a SIGKILL, by the next run's sweep.
-    let work = gradient_python::staging::Staged::dir_in(
-        &std::env::temp_dir(),
-        crate::debris::WORK_PREFIX,
-    )
-    .map_err(|source| DriverError::Io {
-            action: "create a work folder in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    let work =
+        gradient_python::staging::Staged::dir_in(&std::env::temp_dir(), crate::debris::WORK_PREFIX)
+            .map_err(|source| DriverError::Io {
+                action: "create a work folder in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
     let shared = build_inputs(
         &needed,
         &backends,

@@ -9,10 +9,10 @@
 //! digest no longer matches makes the entry damaged: it is removed and the tier rebuilt.
 //! The newest few entries of each project and tier are kept.
 
-use gradient_python::staging::Staged;
 use crate::manifest::ArtifactRecord;
 use crate::publish::file_digest;
 use gradient_core::{Backend, Input, Inputs, InterpreterFacts, Project, SourceDate};
+use gradient_python::staging::Staged;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -438,7 +438,10 @@ impl Owner {
     }
 
     fn label(&self) -> String {
-        format!("{}/{}/{}/{}", self.boot, self.namespace, self.pid, self.started)
+        format!(
+            "{}/{}/{}/{}",
+            self.boot, self.namespace, self.pid, self.started
+        )
     }
 
     fn parse(label: &str) -> Option<Owner> {

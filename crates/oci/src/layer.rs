@@ -14,9 +14,9 @@
 //! layer's `diff_id`. A later build then reuses the layer without reading or assembling
 //! its files (`cache/oci/v3/recipes/<sha256 of the recipe>`).
 
-use gradient_python::staging::Staged;
 use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry};
+use gradient_python::staging::Staged;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 

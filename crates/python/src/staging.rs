@@ -31,8 +31,8 @@ impl Staged {
             .prefix(prefix)
             .tempdir_in(parent)?
             .keep();
-        let handle = File::open(&path)
-            .and_then(|dir| dir.try_lock().map(|()| dir).map_err(io::Error::from));
+        let handle =
+            File::open(&path).and_then(|dir| dir.try_lock().map(|()| dir).map_err(io::Error::from));
         let handle = handle.inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&path);
         })?;

@@ -220,7 +220,8 @@ async fn build_with_hooks(
                 .and_then(|n| n.strip_suffix(".tar.gz"))
                 .map(|n| unpacked.join(n))
                 .expect("sdist names were checked");
-            runner = move_runner(runner, &top, &env.python, project, &backend_env, &settings).await?;
+            runner =
+                move_runner(runner, &top, &env.python, project, &backend_env, &settings).await?;
         }
         let requires = string_list(
             runner

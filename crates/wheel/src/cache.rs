@@ -6,8 +6,8 @@
 //! rename; each records its files' sha256, checked on every reuse so a corrupted entry is
 //! rebuilt rather than trusted.
 
-use gradient_python::staging::Staged;
 use crate::build::BuildRequest;
+use gradient_python::staging::Staged;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
