@@ -766,3 +766,78 @@ fn an_engine_that_lacks_a_left_out_layer_is_sent_the_whole_tarball() {
     docker(&["rmi", &tag]);
     assert_eq!(held, diff_ids);
 }
+
+#[test]
+fn interrupting_a_docker_smoke_test_removes_its_container() {
+    if !engine() {
+        return;
+    }
+    // Every command of this app sleeps first: the interrupt lands while a container runs.
+    let project = sample_with("");
+    let cli = project.path().join("src/sampleapp/cli.py");
+    let text = std::fs::read_to_string(&cli).unwrap();
+    std::fs::write(&cli, format!("{text}\nimport time\ntime.sleep(120)\n")).unwrap();
+    let tag = "gradient-test-interrupt:1";
+    let containers = || {
+        let listed = Command::new("docker")
+            .args(["ps", "-a", "-q", "--filter", &format!("ancestor={tag}")])
+            .output()
+            .unwrap();
+        stdout(&listed)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let child = gradient()
+        .args(["build", "--to", "docker", "--tag", tag])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let running = loop {
+        let found = containers();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no smoke container started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Labelled with the run that owns it, so that a later run can find it (checked below,
+    // once the engine is as it was).
+    let labels = docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &running[0],
+    ]);
+    let labels: Value = serde_json::from_str(&stdout(&labels)).unwrap_or_default();
+    let pid = child.id().to_string();
+
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    eprintln!("{}", stderr(&output));
+    let left = containers();
+    // Whatever happened, leave the engine as it was.
+    for id in &left {
+        docker(&["rm", "-f", id]);
+    }
+    let _ = docker(&["rmi", tag]);
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(left, Vec::<String>::new(), "the smoke container was left");
+    let owner = labels["org.gradient.smoke.owner"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(owner.split('/').any(|part| part == pid), "{labels}");
+}

@@ -126,6 +126,18 @@ fn a_failing_backend_that_echoes_its_environment_leaves_no_secret() {
     );
     assert!(stderr(&output).contains(&format!("alice:***@127.0.0.1:{port}")));
     leaves_no_secret(&output, &out);
+    // The backend's whole output, kept in the cache's logs, is masked too.
+    let text = stderr(&output);
+    let log = text
+        .split("the backend's whole output is in `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("the error names the backend's log");
+    let logged = std::fs::read_to_string(log).unwrap();
+    assert!(logged.contains("FOO_TOKEN=***"), "{logged}");
+    for secret in [TOKEN, PASSWORD] {
+        assert!(!logged.contains(secret), "{log} holds a secret");
+    }
 }
 
 #[test]

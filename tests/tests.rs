@@ -16,4 +16,5 @@ mod ospkg;
 mod report;
 mod run;
 mod secrets;
+mod signals;
 mod zipapp;

@@ -2,8 +2,10 @@
 //! decides exit codes. No logic of its own lives here.
 //!
 //! Exit codes: 0 success; 1 a requested tier (or an input it needs) failed to build or
-//! smoke-test; 2 the run could
-//! not start (bad project, bad arguments, no interpreter, unwritable output); 130 interrupted.
+//! smoke-test; 2 the run could not start (bad project, bad arguments, no interpreter,
+//! unwritable output); stopped by a signal, 128 + its number, as a shell reports it: 130
+//! interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM: CI runners, `timeout`), 129 hung
+//! up (SIGHUP: the terminal closed).
 
 use clap::{Args, Parser, Subcommand};
 use gradient_core::Tier;
@@ -132,6 +134,10 @@ struct BuildArgs {
     /// [default: NAME:VERSION,NAME:latest].
     #[arg(long, value_delimiter = ',', value_name = "NAME[:TAG]", value_parser = parse_tag)]
     tag: Vec<String>,
+    /// Stop a PEP 517 hook of the build backend (or its import) still running after this
+    /// many seconds, and fail the build; 0 for no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    hook_timeout: u64,
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -252,17 +258,38 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("the async runtime starts");
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         tokio::select! {
             code = run(cli) => code,
-            _ = tokio::signal::ctrl_c() => {
+            (what, code) = stop_signal() => {
                 // Dropping the run above killed the backend's process group and removed the
                 // work folder; the output folder only ever receives finished files by rename.
-                eprintln!("interrupted: the output folder holds no partial file");
-                ExitCode::from(130)
+                eprintln!("{what}: the output folder holds no partial file");
+                ExitCode::from(code)
             }
         }
-    })
+    });
+    // Work left on the blocking pool (compressing a layer, say) is not waited for: what it
+    // stages is swept by the next run.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP, which all stop a run alike: what to say, and
+/// the exit code (128 + the signal's number).
+async fn stop_signal() -> (&'static str, u8) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind| signal(kind).expect("signal handlers install");
+    let (mut interrupt, mut terminate, mut hangup) = (
+        listen(SignalKind::interrupt()),
+        listen(SignalKind::terminate()),
+        listen(SignalKind::hangup()),
+    );
+    tokio::select! {
+        _ = interrupt.recv() => ("interrupted", 130),
+        _ = terminate.recv() => ("terminated", 143),
+        _ = hangup.recv() => ("hung up", 129),
+    }
 }
 
 async fn run(cli: Cli) -> ExitCode {
@@ -318,6 +345,8 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         strict: args.strict,
         all,
         tags: args.tag.clone(),
+        hook_timeout: (args.hook_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.hook_timeout)),
         cache_dir: None,
     }
 }

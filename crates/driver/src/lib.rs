@@ -12,6 +12,7 @@
 pub mod advise;
 pub mod compare;
 pub mod comparison;
+mod debris;
 pub mod doctor;
 pub mod manifest;
 pub mod merge;

@@ -133,6 +133,7 @@ async fn cached_inputs(
             want_wheel,
             use_cache: true,
             out_dir: Some(out_dir),
+            hook_timeout: None,
         };
         if gradient_wheel::distributions_cached(&request).await {
             cached.extend([Input::Sdist, Input::Wheel]);

@@ -1,6 +1,7 @@
 //! Writing into the output folder: always a temporary file beside the target, then a rename,
 //! so the folder never holds a half-written file under a real name.
 
+use gradient_python::staging::Staged;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -32,14 +33,14 @@ pub fn publish_checked(
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 1 << 16];
     let mut size = 0u64;
-    let mut tmp = temp_beside(out_dir)?;
+    let tmp = temp_beside(out_dir)?;
     loop {
         let n = input.read(&mut buffer)?;
         if n == 0 {
             break;
         }
         hasher.update(&buffer[..n]);
-        tmp.write_all(&buffer[..n])?;
+        tmp.file().write_all(&buffer[..n])?;
         size += n as u64;
     }
     let sha256 = hex::encode(hasher.finalize());
@@ -90,22 +91,22 @@ pub fn redact_bytes(text: &[u8]) -> String {
 
 /// Write `bytes` to `path` atomically.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;
-    tmp.write_all(bytes)?;
+    let tmp = temp_beside(path.parent().unwrap_or(Path::new(".")))?;
+    tmp.file().write_all(bytes)?;
     persist(tmp, path, 0o644)
 }
 
-fn temp_beside(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".gradient-")
-        .tempfile_in(dir)
+/// The name prefix of a file being written into the output folder.
+pub(crate) const STAGING_PREFIX: &str = ".gradient-";
+
+fn temp_beside(dir: &Path) -> std::io::Result<Staged> {
+    Staged::file_in(dir, STAGING_PREFIX)
 }
 
-fn persist(tmp: tempfile::NamedTempFile, path: &Path, mode: u32) -> std::io::Result<()> {
-    tmp.as_file()
+fn persist(mut tmp: Staged, path: &Path, mode: u32) -> std::io::Result<()> {
+    tmp.file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    tmp.persist(path)
 }
 
 /// Fail early, before any work, when `out` cannot be written: it is a file, or the nearest

@@ -49,6 +49,9 @@ pub struct BuildOptions {
     pub all: bool,
     /// `--tag`: references for the container image (default `NAME:VERSION`, `NAME:latest`).
     pub tags: Vec<String>,
+    /// `--hook-timeout`: a PEP 517 hook still running after this long is stopped and fails
+    /// the build (`None`: no limit).
+    pub hook_timeout: Option<std::time::Duration>,
     /// gradient's cache folder for this run [default: `GRADIENT_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/gradient`]. `compare --cold` passes an empty one.
     pub cache_dir: Option<PathBuf>,
@@ -136,6 +139,7 @@ pub async fn build(
         .or(project.config.python.as_deref())
         .map(PythonRequest::parse)
         .unwrap_or(PythonRequest::Default);
+    crate::debris::sweep(&cache, &out_dir);
     let python = Arc::new(find_interpreter(&request, &cache).await?);
     check_requires_python(&project, &python)?;
     let source_date = resolve_source_date(&project.root).await?;
@@ -177,14 +181,15 @@ pub async fn build(
         .flat_map(|b| b.inputs().iter().copied())
         .collect();
 
-    let work = tempfile::Builder::new()
-        .prefix("gradient-build-")
-        .tempdir()
-        .map_err(|source| DriverError::Io {
-            action: "create a work folder in",
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    // Held under a lock while the run lives, removed when it ends (also when the run is
+    // dropped on a signal); after a SIGKILL, by the next run's sweep.
+    let work =
+        gradient_python::staging::Staged::dir_in(&std::env::temp_dir(), crate::debris::WORK_PREFIX)
+            .map_err(|source| DriverError::Io {
+                action: "create a work folder in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
     if options.smoke {
         check_can_execute(work.path())?;
     }
@@ -579,6 +584,7 @@ async fn build_distributions_and_wheelhouse(
         want_wheel,
         use_cache: !run.options.rebuild,
         out_dir: Some(run.out_dir),
+        hook_timeout: run.options.hook_timeout,
     })
     .await
     .map_err(|source| DriverError::Input {

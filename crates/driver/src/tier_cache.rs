@@ -12,8 +12,12 @@
 use crate::manifest::ArtifactRecord;
 use crate::publish::file_digest;
 use gradient_core::{Backend, Input, Inputs, InterpreterFacts, Project, SourceDate};
+use gradient_python::staging::Staged;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The name prefix of an entry being stored in `cache/tiers/`.
+pub(crate) const STAGING_PREFIX: &str = ".storing-";
 
 /// Entries kept per project and tier; older ones are removed when a new one is stored.
 const KEEP: usize = 3;
@@ -146,9 +150,7 @@ impl Slot {
     pub fn store(&self, files: &[PathBuf], entry: &Entry) -> std::io::Result<()> {
         let parent = self.dir.parent().expect("inside the cache");
         std::fs::create_dir_all(parent)?;
-        let staging = tempfile::Builder::new()
-            .prefix(".storing-")
-            .tempdir_in(parent)?;
+        let mut staging = Staged::dir_in(parent, STAGING_PREFIX)?;
         for file in files {
             let name = file.file_name().expect("a file");
             let copy = staging.path().join(name);
@@ -162,7 +164,7 @@ impl Slot {
         let json = serde_json::to_vec_pretty(entry).expect("the entry serialises");
         std::fs::write(staging.path().join(ENTRY_FILE), json)?;
         let _ = std::fs::remove_dir_all(&self.dir);
-        std::fs::rename(staging.keep(), &self.dir)?;
+        staging.persist(&self.dir)?;
         self.prune(parent);
         Ok(())
     }

@@ -62,6 +62,14 @@ pub async fn assemble(
     })
 }
 
+/// The name prefix of a runtime part being written in `cache/frozen/`.
+const STAGING_PREFIX: &str = ".runtime-";
+
+/// Where runtime parts are staged (folder, name prefix).
+pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
+    vec![(cache.join("frozen"), STAGING_PREFIX)]
+}
+
 /// Bumped whenever the bytes of a cached runtime part would change for the same bundle.
 const RUNTIME_PART_FORMAT: u32 = 2;
 
@@ -78,16 +86,10 @@ pub(crate) fn runtime_part(runtime: &RuntimeFiles, cache: &Path) -> Result<PathB
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let parent = cached.parent().expect("a cache file has a folder");
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".runtime-")
-        .tempfile_in(parent)
+    let mut staging = gradient_python::staging::Staged::file_in(parent, STAGING_PREFIX)
         .map_err(io("create", parent))?;
     write_tar_gz(staging.path(), &entries, FALLBACK_EPOCH)?;
-    staging.persist(&cached).map_err(|e| FrozenError::Io {
-        action: "write",
-        path: cached.clone(),
-        source: e.error,
-    })?;
+    staging.persist(&cached).map_err(io("write", &cached))?;
     Ok(cached)
 }
 

@@ -14,7 +14,7 @@ mod assemble;
 mod pyinstaller;
 mod tier;
 
-pub use assemble::{assemble, Frozen};
+pub use assemble::{assemble, staging_areas, Frozen};
 pub use tier::FrozenTier;
 
 use std::path::{Path, PathBuf};

@@ -1,11 +1,17 @@
 //! The Docker engine, through bollard: load an image tarball, export a base image, run a
 //! container to smoke-test an image. Found through `DOCKER_HOST` or the default socket.
 //! bollard sends no API version in its paths, so every request runs at the engine's own.
+//!
+//! Smoke containers carry the label [`OWNER_LABEL`], naming the gradient process that runs
+//! them. A container is removed when its run is done with it, also when the run is dropped
+//! half-way (a signal, `--fail-fast`); one that a killed run left is removed by the next
+//! smoke test on the same machine, once that process is gone.
 
 use crate::OciError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    ImportImageOptions, LogsOptions, RemoveContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, ImportImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -282,8 +288,19 @@ impl Engine {
                 message: chain(&e),
             }
         };
+        self.remove_abandoned().await;
+        // Named before it exists, so that it can be removed even if this run is dropped
+        // while the engine creates it.
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "gradient-smoke-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let removal = Removal::armed(name.clone());
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
+            labels: Some([(OWNER_LABEL.to_string(), Owner::this_process().label())].into()),
             entrypoint: entrypoint.map(<[String]>::to_vec),
             cmd: Some(args.to_vec()),
             network_disabled: Some(true),
@@ -296,24 +313,46 @@ impl Engine {
         let created = self
             .docker
             .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
                 body,
             )
             .await
             .map_err(rejected("create a container"))?;
         let id = created.id;
         let outcome = self.start_and_wait(&id).await;
-        let _ = self
-            .docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        let _ = self.docker.remove_container(&id, Some(forced())).await;
+        removal.disarm();
         outcome
+    }
+
+    /// Remove the smoke containers that runs on this machine left when they were killed:
+    /// those whose owning process is gone. Others' are left alone.
+    async fn remove_abandoned(&self) {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some([("label".to_string(), vec![OWNER_LABEL.to_string()])].into()),
+            ..Default::default()
+        };
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return;
+        };
+        let this = Owner::this_process();
+        for container in containers {
+            let owner = container
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(OWNER_LABEL))
+                .and_then(|label| Owner::parse(label));
+            if let (Some(id), Some(owner)) = (container.id, owner) {
+                if this.outlived(&owner) {
+                    tracing::info!("removing smoke container {id}, left by a run that was killed");
+                    let _ = self.docker.remove_container(&id, Some(forced())).await;
+                }
+            }
+        }
     }
 
     async fn start_and_wait(&self, id: &str) -> Result<ContainerRun, OciError> {
@@ -365,6 +404,123 @@ impl Engine {
             output,
             seconds,
         })
+    }
+}
+
+/// The label of a smoke container: its owner, `BOOT_ID/PID_NAMESPACE/PID/START_TIME`.
+pub const OWNER_LABEL: &str = "org.gradient.smoke.owner";
+
+/// The gradient process that owns a smoke container: its pid, told apart from a later
+/// process with the same pid by its start time, on one boot of one machine and in one pid
+/// namespace (only there can the pid be looked up).
+#[derive(Clone, Debug, PartialEq)]
+struct Owner {
+    boot: String,
+    namespace: String,
+    pid: u32,
+    started: String,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            boot: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            namespace: std::fs::read_link("/proc/self/ns/pid")
+                .map(|link| link.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pid,
+            started: start_time(pid).unwrap_or_default(),
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.boot, self.namespace, self.pid, self.started
+        )
+    }
+
+    fn parse(label: &str) -> Option<Owner> {
+        let mut parts = label.split('/');
+        let owner = Owner {
+            boot: parts.next()?.to_string(),
+            namespace: parts.next()?.to_string(),
+            pid: parts.next()?.parse().ok()?,
+            started: parts.next()?.to_string(),
+        };
+        parts.next().is_none().then_some(owner)
+    }
+
+    /// Whether `other` is a process of this boot and pid namespace that has ended.
+    fn outlived(&self, other: &Owner) -> bool {
+        !self.boot.is_empty()
+            && !self.namespace.is_empty()
+            && other.boot == self.boot
+            && other.namespace == self.namespace
+            && start_time(other.pid).as_deref() != Some(other.started.as_str())
+    }
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`, in clock ticks since boot).
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces: count fields after its closing one.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_string)
+}
+
+fn forced() -> RemoveContainerOptions {
+    RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    }
+}
+
+/// Removes a container when dropped while armed: a run dropped half-way (on a signal, or
+/// by `--fail-fast`) does not leave its smoke container behind. Drop cannot await, and the
+/// run's async runtime may be shutting down, so the removal runs on a thread of its own
+/// with a runtime and an engine connection of its own, waited for (at most ten seconds).
+struct Removal {
+    container: Option<String>,
+}
+
+impl Removal {
+    fn armed(container: String) -> Removal {
+        Removal {
+            container: Some(container),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.container = None;
+    }
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let Some(container) = self.container.take() else {
+            return;
+        };
+        let removing = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(docker) = Docker::connect_with_defaults() else {
+                    return;
+                };
+                let removed = docker.remove_container(&container, Some(forced()));
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), removed).await;
+            });
+        });
+        let _ = removing.join();
     }
 }
 
@@ -426,6 +582,38 @@ mod tests {
 
     fn ids(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_container_is_abandoned_only_when_its_owner_on_this_machine_has_ended() {
+        let this = Owner::this_process();
+        assert_eq!(Owner::parse(&this.label()), Some(this.clone()));
+        assert!(!this.outlived(&this), "a live process");
+        // The same pid, but started at another time: an earlier process, now gone.
+        let earlier = Owner {
+            started: "1".into(),
+            ..this.clone()
+        };
+        assert!(this.outlived(&earlier));
+        let gone = Owner {
+            pid: u32::MAX,
+            ..this.clone()
+        };
+        assert!(this.outlived(&gone));
+        // Another machine's, or another pid namespace's: not ours to judge.
+        for other in [
+            Owner {
+                boot: "another-boot".into(),
+                ..gone.clone()
+            },
+            Owner {
+                namespace: "pid:[1]".into(),
+                ..gone.clone()
+            },
+        ] {
+            assert!(!this.outlived(&other));
+        }
+        assert_eq!(Owner::parse("a/b/not-a-pid/1"), None);
     }
 
     #[test]

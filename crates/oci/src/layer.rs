@@ -16,6 +16,7 @@
 
 use crate::{io, OciError};
 use gradient_archive::{write_tar, Entry};
+use gradient_python::staging::Staged;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -73,10 +74,7 @@ pub fn make_layer(
     if let Some(layer) = cached(&dir, &diff_id) {
         return Ok(layer);
     }
-    let staging = tempfile::Builder::new()
-        .prefix(".layer-")
-        .tempdir_in(parent)
-        .map_err(io("create", parent))?;
+    let mut staging = Staged::dir_in(parent, ".layer-").map_err(io("create", parent))?;
     let blob = staging.path().join("layer.tar.gz");
     let compressed = gradient_archive::gzip(&tar, LEVEL);
     let digest = digest_of(&compressed);
@@ -86,7 +84,7 @@ pub fn make_layer(
         // Damaged: replaced as a whole.
         std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     }
-    std::fs::rename(staging.keep(), &dir).map_err(io("write", &dir))?;
+    staging.persist(&dir).map_err(io("write", &dir))?;
     Ok(Layer {
         path: dir.join("layer.tar.gz"),
         digest,
@@ -110,6 +108,14 @@ fn layer_dir(cache: &Path, diff_id: &str) -> PathBuf {
         .join(diff_id.trim_start_matches("sha256:"))
 }
 
+/// Where layers and recipes are staged (folder, name prefix).
+pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
+    vec![
+        (oci_cache(cache).join("layers"), ".layer-"),
+        (oci_cache(cache).join("recipes"), ".tmp"),
+    ]
+}
+
 /// Bumped whenever the compressed bytes of a layer would change for the same tar, or what a
 /// recipe makes changes.
 const LAYER_FORMAT: u32 = 3;
@@ -131,9 +137,9 @@ pub fn remember_recipe(recipe: &str, layer: &Layer, cache: &Path) {
     let path = recipe_path(recipe, cache);
     let dir = path.parent().expect("a recipe file has a folder");
     let written = std::fs::create_dir_all(dir).and_then(|()| {
-        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut temp, layer.diff_id.as_bytes())?;
-        temp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        let mut temp = Staged::file_in(dir, ".tmp")?;
+        std::io::Write::write_all(&mut temp.file(), layer.diff_id.as_bytes())?;
+        temp.persist(&path)
     });
     if let Err(error) = written {
         tracing::debug!("could not note the recipe of a layer: {error}");

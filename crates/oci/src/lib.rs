@@ -23,7 +23,7 @@ pub use base::{find_python, BasePython};
 pub use content::scratch_base;
 pub use engine::{engine_address, Engine, HeldImage};
 pub use image::{ImageDigests, ImageSpec};
-pub use layer::{make_layer, Layer};
+pub use layer::{make_layer, staging_areas, Layer};
 pub use reference::{check_reference, default_tags};
 pub use rootfs::Rootfs;
 pub use tier::{DockerTier, OciTier};

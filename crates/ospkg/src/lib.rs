@@ -18,7 +18,7 @@ mod strip;
 mod tier;
 
 pub use spec::{name_and_version, package_config, App, PackageSpec};
-pub use strip::stripped_runtime;
+pub use strip::{staging_areas, stripped_runtime};
 pub use tier::PackageTier;
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,14 @@ use gradient_core::RuntimeFiles;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
+/// The name prefix of a stripped copy being made in `cache/ospkg/stripped/`.
+const STAGING_PREFIX: &str = ".stripping-";
+
+/// Where stripped copies are staged (folder, name prefix).
+pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
+    vec![(cache.join("ospkg").join("stripped"), STAGING_PREFIX)]
+}
+
 /// A stripped copy of the runtime bundle, made once per bundle in `cache/ospkg/`.
 /// Without `strip` on the host, the bundle itself (and a warning).
 pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, OsPkgError> {
@@ -22,9 +30,7 @@ pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<Pa
     }
     let parent = done.parent().expect("has a parent");
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".stripping-")
-        .tempdir_in(parent)
+    let staging = gradient_python::staging::Staged::dir_in(parent, STAGING_PREFIX)
         .map_err(io("create", parent))?;
     let copy = staging.path().join("bundle");
     copy_tree(bundle, &copy)?;

@@ -6,6 +6,7 @@
 //! half-made environment that a later build would trust.
 
 use crate::installer::{Installer, Source};
+use crate::staging::Staged;
 use crate::PythonError;
 use gradient_core::InterpreterFacts;
 use serde::{Deserialize, Serialize};
@@ -81,10 +82,8 @@ impl BuildEnv {
             tracing::warn!("rebuilding incomplete build environment {}", dir.display());
             std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
         }
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{key}-"))
-            .tempdir_in(&parent)
-            .map_err(io("create", &parent))?;
+        let mut staging =
+            Staged::dir_in(&parent, &format!(".{key}-")).map_err(io("create", &parent))?;
         tracing::info!(
             "creating build environment with {}",
             requires.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -101,11 +100,9 @@ impl BuildEnv {
             extra: BTreeSet::new(),
         };
         write_marker(staging.path(), &marker).map_err(io("write", staging.path()))?;
-        let staged = staging.keep();
-        if std::fs::rename(&staged, &dir).is_err() {
-            // Another run finished the same environment first: use theirs.
-            let _ = std::fs::remove_dir_all(&staged);
-        }
+        // When this fails, another run finished the same environment first: use theirs.
+        let _ = staging.persist(&dir);
+        drop(staging);
         let marker = read_marker(&dir).unwrap_or(marker);
         Ok(BuildEnv {
             python: dir.join("bin").join("python"),

@@ -227,10 +227,9 @@ async fn probe_cached(path: &Path, cache_root: &Path) -> Result<InterpreterFacts
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut tmp = crate::staging::Staged::file_in(dir, ".tmp")?;
+    std::io::Write::write_all(&mut tmp.file(), bytes)?;
+    tmp.persist(path)
 }
 
 const PROBE: &str = r#"

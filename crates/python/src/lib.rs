@@ -9,6 +9,9 @@
 //! - [`pep517`]: the hook runner, a small Python program embedded in the binary that calls the
 //!   backend's hooks in one process per source tree and reports over a private channel.
 //!
+//! - [`staging`]: staging folders and files held under a lock while in use, and the sweep
+//!   that removes those a killed run left.
+//!
 //! Nothing here prints: progress and backend output go to `tracing`.
 
 pub mod build_env;
@@ -19,15 +22,30 @@ pub mod pep517;
 mod process;
 pub mod runtime;
 pub mod smoke;
+pub mod staging;
 pub mod wheelhouse;
 
 pub use build_env::BuildEnv;
 pub use installer::Installer;
 pub use interpreter::{find_interpreter, PythonRequest};
-pub use pep517::{HookError, HookRunner};
+pub use pep517::{HookError, HookRunner, HookSettings};
 pub use process::{is_root, isolated_env, ProcessGroup};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where this crate stages entries in the cache (folder, name prefix), for
+/// [`staging::sweep`]: build environments, runtime bundles, unpacked runtime archives,
+/// installed wheelhouses (each `.KEY-*`), interpreter facts (`.tmp*`) and hook logs.
+pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
+    vec![
+        (cache.join("build-envs"), "."),
+        (cache.join("runtimes"), "."),
+        (cache.join("runtime-archives"), "."),
+        (cache.join("wheelhouses"), "."),
+        (cache.join("interpreters"), ".tmp"),
+        (pep517::logs_folder(cache), pep517::LOG_STAGING_PREFIX),
+    ]
+}
 
 /// gradient's cache root: `$GRADIENT_CACHE_DIR`, else `$XDG_CACHE_HOME/gradient`, else
 /// `~/.cache/gradient`.

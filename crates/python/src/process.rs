@@ -33,34 +33,80 @@ pub fn isolated_env() -> BTreeMap<OsString, OsString> {
 }
 
 /// A child started in its own process group; dropping the guard kills the whole group, so
-/// a backend's own subprocesses do not outlive an interrupted build.
+/// a backend's own subprocesses do not outlive an interrupted build. The child is also
+/// killed by the kernel when gradient dies without a chance to drop anything (SIGKILL).
 pub struct ProcessGroup {
     pub child: Child,
+    group: i32,
 }
 
 impl ProcessGroup {
-    /// Start `command` in a new process group with piped stdio.
+    /// Start `command` in a new process group (its standard streams as the caller set them).
     pub fn spawn(command: &mut Command) -> std::io::Result<ProcessGroup> {
-        command
-            .process_group(0)
-            .kill_on_drop(true)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.process_group(0).kill_on_drop(true);
+        die_with_parent(command);
+        let child = command.spawn()?;
         Ok(ProcessGroup {
-            child: command.spawn()?,
+            group: child.id().map_or(0, |pid| pid as i32),
+            child,
+        })
+    }
+
+    /// Kill every process of the group now.
+    pub fn kill(&self) {
+        if self.group > 0 {
+            // SAFETY: kill(2) on our own child's process group; no memory is touched.
+            unsafe {
+                libc::kill(-self.group, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Wait for the child, collecting what it prints (`Command::output`, for a group).
+    pub async fn output(mut self) -> std::io::Result<std::process::Output> {
+        use tokio::io::AsyncReadExt;
+        async fn read_all(pipe: Option<impl AsyncReadExt + Unpin>) -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).await?;
+            }
+            Ok(bytes)
+        }
+        let (stdout, stderr) = (self.child.stdout.take(), self.child.stderr.take());
+        let (status, stdout, stderr) =
+            tokio::try_join!(self.child.wait(), read_all(stdout), read_all(stderr))?;
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
         })
     }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: kill(2) on our own child's process group; no memory is touched.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
+        self.kill();
+    }
+}
+
+/// Have the kernel SIGKILL the child when the thread that started it ends, which for
+/// gradient is the process ending: children are started from the run's futures, polled by
+/// the main thread (`block_on`) or the runtime's workers, never from a blocking-pool thread
+/// that exits when idle.
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, raise).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        }
+            // gradient died before the request above was made.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -86,9 +132,13 @@ pub(crate) async fn run_checked(
     let std = command.as_std();
     let args: Vec<&std::ffi::OsStr> = std.get_args().collect();
     let shown = gradient_core::show_command(std.get_program(), &args);
-    command.kill_on_drop(true).stdin(Stdio::null());
-    let output = command
-        .output()
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // In a group of its own: an installer's own children (uv's and pip's build processes)
+    // end with it when the run is stopped.
+    let output = async { ProcessGroup::spawn(command)?.output().await }
         .await
         .map_err(|source| crate::PythonError::Command {
             action: action.to_string(),

@@ -16,6 +16,7 @@
 
 use crate::elf;
 use crate::process::run_checked;
+use crate::staging::Staged;
 use crate::PythonError;
 use gradient_core::InterpreterFacts;
 use sha2::{Digest, Sha256};
@@ -158,10 +159,7 @@ pub async fn build_runtime(
         }
     }
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{key}-"))
-        .tempdir_in(&parent)
-        .map_err(io("create", &parent))?;
+    let staging = Staged::dir_in(&parent, &format!(".{key}-")).map_err(io("create", &parent))?;
     let bundle = staging.path().join("bundle");
     let mut runtime = assemble(python, exclude, &bundle)?;
     if strict {
@@ -179,7 +177,7 @@ pub async fn build_runtime(
         serde_json::to_vec_pretty(&runtime).expect("runtime serialises"),
     )
     .map_err(io("write", staging.path()))?;
-    settle(staging.keep(), &dir, MARKER)?;
+    settle(staging, &dir, MARKER)?;
     runtime.dir = dir.join("bundle");
     Ok(runtime)
 }
@@ -244,15 +242,13 @@ pub async fn unpack_runtime_archive(
     let dir = parent.join(key);
     if !dir.join(".complete").is_file() {
         std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{key}-"))
-            .tempdir_in(&parent)
-            .map_err(io("create", &parent))?;
+        let staging =
+            Staged::dir_in(&parent, &format!(".{key}-")).map_err(io("create", &parent))?;
         gradient_archive::extract_tar_gz(archive, staging.path())
             .map_err(|e| corrupt(error_chain(&e)))?;
         std::fs::write(staging.path().join(".complete"), b"")
             .map_err(io("write", staging.path()))?;
-        settle(staging.keep(), &dir, ".complete")?;
+        settle(staging, &dir, ".complete")?;
     }
     let interpreter = find_archive_interpreter(&dir)
         .ok_or_else(|| corrupt("it holds no bin/pythonX.Y".into()))?;
@@ -352,16 +348,12 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Move a finished staging folder to `dir`. When another process got there first with a
 /// complete folder (it has `marker`), theirs is kept and in use: ours goes. A folder
 /// without the marker is a leftover of an interrupted run and is replaced.
-fn settle(staged: PathBuf, dir: &Path, marker: &str) -> Result<(), RuntimeError> {
-    if std::fs::rename(&staged, dir).is_ok() {
-        return Ok(());
-    }
-    if dir.join(marker).is_file() {
-        let _ = std::fs::remove_dir_all(&staged);
+fn settle(mut staged: Staged, dir: &Path, marker: &str) -> Result<(), RuntimeError> {
+    if staged.persist(dir).is_ok() || dir.join(marker).is_file() {
         return Ok(());
     }
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&staged, dir).map_err(io("move into place", dir))
+    staged.persist(dir).map_err(io("move into place", dir))
 }
 
 /// Copy the interpreter, its standard library and its library closure into `bundle`.

@@ -156,9 +156,7 @@ pub async fn build_wheelhouse(
         tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display());
         std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
     }
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{key}-"))
-        .tempdir_in(&parent)
+    let mut staging = crate::staging::Staged::dir_in(&parent, &format!(".{key}-"))
         .map_err(io("create", &parent))?;
     let staged_site = staging.path().join("site");
     let lock_path = request.work_dir.join("requirements.lock.txt");
@@ -168,10 +166,8 @@ pub async fn build_wheelhouse(
     let _ = std::fs::remove_dir_all(staged_site.join("bin"));
     let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
     std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
-    let staged = staging.keep();
-    if std::fs::rename(&staged, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staged); // another run made the same one first
-    }
+    let _ = staging.persist(&dir); // when this fails, another run made the same one first
+    drop(staging);
     Ok(Wheelhouse {
         lock,
         site,

@@ -6,7 +6,7 @@ use crate::metadata::{
 use crate::{cache, WheelError};
 use gradient_archive::{extract_tar_gz, normalise_tar_gz, normalise_zip, ZipOrder};
 use gradient_core::{InterpreterFacts, Project, SourceDate};
-use gradient_python::{BuildEnv, HookRunner, Installer};
+use gradient_python::{BuildEnv, HookRunner, HookSettings, Installer};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,8 @@ pub struct BuildRequest<'a> {
     pub use_cache: bool,
     /// The output folder, left out of the source tree's digest when it lies inside it.
     pub out_dir: Option<&'a Path>,
+    /// How long one hook may run before it is stopped (`None`: no limit).
+    pub hook_timeout: Option<std::time::Duration>,
 }
 
 /// The built, normalised and checked distributions.
@@ -160,11 +162,16 @@ async fn build_with_hooks(
         ("SOURCE_DATE_EPOCH".into(), epoch.to_string().into()),
         ("PYTHONHASHSEED".into(), "0".into()),
     ];
+    let settings = HookSettings {
+        timeout: request.hook_timeout,
+        cache_root: request.cache_root.to_path_buf(),
+    };
     let mut runner = HookRunner::start(
         &env.python,
         &project.root,
         &project.build_system,
         &backend_env,
+        &settings,
     )
     .await?;
 
@@ -213,7 +220,8 @@ async fn build_with_hooks(
                 .and_then(|n| n.strip_suffix(".tar.gz"))
                 .map(|n| unpacked.join(n))
                 .expect("sdist names were checked");
-            runner = move_runner(runner, &top, &env.python, project, &backend_env).await?;
+            runner =
+                move_runner(runner, &top, &env.python, project, &backend_env, &settings).await?;
         }
         let requires = string_list(
             runner
@@ -258,7 +266,15 @@ async fn build_with_hooks(
         if request.route == WheelRoute::ViaSdist && request.want_sdist {
             // For the sdist's smoke test, the wheel is built again from the source tree: if
             // the two differ, the sdist lacks something (a MANIFEST.in omission, typically).
-            runner = move_runner(runner, &project.root, &env.python, project, &backend_env).await?;
+            runner = move_runner(
+                runner,
+                &project.root,
+                &env.python,
+                project,
+                &backend_env,
+                &settings,
+            )
+            .await?;
             let direct_raw = raw.join("direct");
             let direct_out = request.work_dir.join("direct");
             for dir in [&direct_raw, &direct_out] {
@@ -353,13 +369,14 @@ async fn move_runner(
     python: &Path,
     project: &Project,
     backend_env: &[(OsString, OsString)],
+    settings: &HookSettings,
 ) -> Result<HookRunner, WheelError> {
     if project.build_system.backend_path.is_empty() {
         runner.chdir(dir).await?;
         return Ok(runner);
     }
     runner.finish().await;
-    Ok(HookRunner::start(python, dir, &project.build_system, backend_env).await?)
+    Ok(HookRunner::start(python, dir, &project.build_system, backend_env, settings).await?)
 }
 
 fn path_value(path: &Path) -> Value {

@@ -7,6 +7,7 @@
 //! rebuilt rather than trusted.
 
 use crate::build::BuildRequest;
+use gradient_python::staging::Staged;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -192,9 +193,7 @@ pub(crate) fn store(
     let parent = cache_root.join("dists");
     let result = (|| -> std::io::Result<()> {
         std::fs::create_dir_all(&parent)?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{key}-"))
-            .tempdir_in(&parent)?;
+        let mut staging = Staged::dir_in(&parent, &format!(".{key}-"))?;
         let entry = |path: Option<&Path>| -> std::io::Result<Option<(String, String)>> {
             let Some(path) = path else { return Ok(None) };
             let name = path
@@ -217,10 +216,7 @@ pub(crate) fn store(
         )?;
         let dir = parent.join(key);
         let _ = std::fs::remove_dir_all(&dir);
-        let staged = staging.keep();
-        if std::fs::rename(&staged, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&staged);
-        }
+        let _ = staging.persist(&dir);
         Ok(())
     })();
     if let Err(err) = result {

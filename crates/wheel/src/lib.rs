@@ -19,6 +19,12 @@ pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
 pub use scripts::{console_script, is_object_reference};
+
+/// Where this crate stages entries in the cache (folder, name prefix): the cache of built
+/// distributions (`.KEY-*`).
+pub fn staging_areas(cache: &std::path::Path) -> Vec<(std::path::PathBuf, &'static str)> {
+    vec![(cache.join("dists"), ".")]
+}
 pub use tiers::{SdistTier, WheelTier};
 
 use std::path::PathBuf;
