@@ -374,3 +374,48 @@ fn a_backend_that_prints_millions_of_lines_is_held_in_bounded_memory() {
     assert!(kept.contains("RuntimeError: the noisy sample backend failed"));
     assert_eq!(private.debris(), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn sigterm_during_a_smoke_test_ends_the_apps_own_children_too() {
+    // The smoke command starts a child of its own and sleeps: killing only the command left
+    // the child running after gradient ended.
+    let private = Private::new();
+    let token = unique_token("smoke");
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("system-app"), project.path());
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    let start = text.find("[tool.gradient.smoke]").unwrap();
+    std::fs::write(
+        &pyproject,
+        format!(
+            "{}[tool.gradient.smoke]\ncommand = [\"sysapp\", \"linger\", \"{token}\"]\n",
+            &text[..start]
+        ),
+    )
+    .unwrap();
+    let child = private
+        .gradient()
+        .args(["build", "--to", "wheel"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(&private.out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || processes_with(&token).len()
+            >= 2),
+        "the smoke command and its child started"
+    );
+    signal(&child, "TERM");
+    let output = child.wait_with_output().unwrap();
+    eprintln!("{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(143), "128 + SIGTERM");
+    assert!(
+        wait_for(Duration::from_secs(3), || processes_with(&token).is_empty()),
+        "the app's processes survived: {:?}",
+        processes_with(&token)
+    );
+}

@@ -14,10 +14,12 @@ pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let started = Instant::now();
-    let result = tokio::time::timeout(SMOKE_TIMEOUT, command.output()).await;
+    // In a process group of its own, killed whole on a timeout or when the run stops: an
+    // app's own children (a server's workers, a process pool) must not outlive the check.
+    let output = async { crate::ProcessGroup::spawn(&mut command)?.output().await };
+    let result = tokio::time::timeout(SMOKE_TIMEOUT, output).await;
     let seconds = started.elapsed().as_secs_f64();
     let failed = |exit_code, detail: String| SmokeCheck {
         command: shown.clone(),
