@@ -159,8 +159,14 @@ fn verify(exe: &mut File, trailer: &Trailer) -> Result<(), LaunchError> {
 /// kinds gradient writes), each made in as few system calls as it takes: a first run
 /// writes thousands of small files, and per-file calls (a folder check, a mode change, a
 /// time stamp nobody reads) were most of its system time.
+///
+/// A payload that matches its digest and still does not unpack was written from damaged
+/// bytes: that is [`LaunchError::Damaged`], while a failure to write stays an I/O error
+/// (a full disk, a read-only cache) with its own hint.
 fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), LaunchError> {
     use std::os::unix::fs::OpenOptionsExt;
+    let unreadable =
+        |e: std::io::Error| LaunchError::Damaged(format!("its payload does not unpack ({e})"));
     std::fs::create_dir_all(staging)?;
     exe.seek(SeekFrom::Start(trailer.offset))?;
     let payload = std::io::BufReader::new(&mut *exe).take(trailer.length);
@@ -170,9 +176,9 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
     archive.set_ignore_zeros(true);
     let mut folders = HashSet::from([staging.to_path_buf()]);
     let mut data = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?.into_owned();
         let shown = path.display().to_string();
         if path.as_os_str().is_empty()
             || !path
@@ -189,13 +195,13 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
             folders.insert(parent.to_path_buf());
         }
         let kind = entry.header().entry_type();
-        let mode = entry.header().mode()? & 0o777;
+        let mode = entry.header().mode().map_err(unreadable)? & 0o777;
         if kind.is_dir() {
             if folders.insert(target.clone()) {
                 std::fs::create_dir_all(&target)?;
             }
         } else if kind.is_symlink() {
-            let link = entry.link_name()?.unwrap_or_default();
+            let link = entry.link_name().map_err(unreadable)?.unwrap_or_default();
             let depth = path.components().count() as isize - 1;
             if link.as_os_str().is_empty() || link.is_absolute() || climbs_out(&link, depth) {
                 return Err(LaunchError::Unsafe(format!(
@@ -206,7 +212,7 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
             std::os::unix::fs::symlink(&link, &target)?;
         } else if kind.is_file() {
             data.clear();
-            entry.read_to_end(&mut data)?;
+            entry.read_to_end(&mut data).map_err(unreadable)?;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -298,16 +304,20 @@ mod tests {
         let tar = builder.into_inner().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
-        let payload = gz.finish().unwrap();
+        executable_with_payload(dir, &gz.finish().unwrap())
+    }
+
+    /// An executable-shaped file around `payload`.
+    fn executable_with_payload(dir: &Path, payload: &[u8]) -> (File, Trailer) {
         let trailer = Trailer {
             offset: 4,
             length: payload.len() as u64,
-            sha256: Sha256::digest(&payload).into(),
+            sha256: Sha256::digest(payload).into(),
             name: "app".into(),
         };
         let path = dir.join("app");
         let mut bytes = b"stub".to_vec();
-        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(payload);
         bytes.extend_from_slice(&crate::write_trailer(&trailer));
         std::fs::write(&path, bytes).unwrap();
         (File::open(&path).unwrap(), trailer)
@@ -348,6 +358,27 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o100, 0o100, "the executable bit is kept: {mode:o}");
         assert!(folder.join(MARKER).is_file());
+    }
+
+    #[test]
+    fn a_payload_that_does_not_unpack_is_called_damaged_not_a_full_disk() {
+        // What a damaged cache at build time made: a tar header with a flipped byte, inside
+        // a payload whose digest is right (it was computed from the damaged bytes).
+        let mut builder = tar::Builder::new(Vec::new());
+        raw_entry(&mut builder, "python/bin/python3", Regular, "", b"#!");
+        let mut tar = builder.into_inner().unwrap();
+        tar[150] ^= 0x55; // inside the header's checksum and size fields
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let payload = gz.finish().unwrap();
+        let (mut exe, trailer) = executable_with_payload(dir.path(), &payload);
+        let error = extract_into(&mut exe, &trailer, &dir.path().join("cache"), "app-0")
+            .err()
+            .expect("a damaged payload is not extracted");
+        let message = error.to_string();
+        assert!(message.contains("this executable is damaged"), "{message}");
+        assert!(!message.contains("free some space"), "{message}");
     }
 
     #[test]
