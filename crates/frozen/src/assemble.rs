@@ -103,11 +103,13 @@ pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles, cache: &Path) -> bool 
     runtime_part_path(runtime, cache).is_file()
 }
 
-/// launcher ‖ parts ‖ trailer, executable.
+/// launcher ‖ parts ‖ trailer, executable. The trailer's digest covers every byte of the
+/// file but its own (see [`Trailer`]).
 fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), FrozenError> {
     let mut file = std::fs::File::create(path).map_err(io("create", path))?;
     file.write_all(LAUNCHER).map_err(io("write", path))?;
     let mut hasher = Sha256::new();
+    hasher.update(LAUNCHER);
     let mut length = 0u64;
     for part in parts {
         let bytes = std::fs::read(part).map_err(io("read", part))?;
@@ -115,12 +117,14 @@ fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), Froz
         length += bytes.len() as u64;
         file.write_all(&bytes).map_err(io("write", path))?;
     }
-    let trailer = Trailer {
+    let mut trailer = Trailer {
         offset: LAUNCHER.len() as u64,
         length,
-        sha256: hasher.finalize().into(),
+        sha256: [0; 32],
         name: name.chars().take(64).collect(),
     };
+    hasher.update(trailer.digested_bytes());
+    trailer.sha256 = hasher.finalize().into();
     file.write_all(&write_trailer(&trailer))
         .map_err(io("write", path))?;
     use std::os::unix::fs::PermissionsExt;

@@ -9,6 +9,10 @@ use std::path::{Component, Path, PathBuf};
 
 /// Written last into a finished extraction; its presence is what "extracted" means.
 pub const MARKER: &str = ".gradient-complete";
+/// A folder of the extraction holding one empty file per executable file found whole,
+/// named by its identity ([`identity`]): a warm run of a file listed there need not hash
+/// it again.
+const VERIFIED: &str = ".gradient-verified";
 /// Extractions of one app kept in the cache.
 const KEEP: usize = 3;
 
@@ -37,7 +41,7 @@ pub fn prepare(exe: &mut File, trailer: &Trailer) -> Result<Prepared, LaunchErro
     let root = cache_root();
     let folder = root.join(&name);
     if folder.join(MARKER).is_file() {
-        return Ok(Prepared { folder });
+        return vouch(exe, trailer, folder);
     }
     match extract_into(exe, trailer, &root, &name) {
         Err(LaunchError::Io(error)) | Err(LaunchError::Extract { error, .. })
@@ -97,7 +101,7 @@ fn extract_into(
     let lock = File::create(root.join(format!(".{name}.lock")))?;
     lock.lock()?;
     if folder.join(MARKER).is_file() {
-        return Ok(Prepared { folder });
+        return vouch(exe, trailer, folder);
     }
     verify(exe, trailer)?;
     // Only the lock holder stages, so any staging folder found now was left by a run that
@@ -114,6 +118,8 @@ fn extract_into(
     }
     let staging = root.join(format!(".{name}.{}", std::process::id()));
     let result = unpack(exe, trailer, &staging).and_then(|()| {
+        std::fs::create_dir(staging.join(VERIFIED))?;
+        std::fs::write(staging.join(VERIFIED).join(identity(exe)?), b"")?;
         std::fs::write(staging.join(MARKER), b"")?;
         if folder.exists() {
             // A folder without a marker is a leftover of an interrupted run: never used.
@@ -133,23 +139,59 @@ fn extract_into(
     Ok(Prepared { folder })
 }
 
-/// The payload's sha256 must match the trailer's before anything is written.
+/// Let `exe` use the finished extraction `folder`, once the file is known whole: the
+/// extraction only proves that some file with this trailer was. A file whose identity is
+/// recorded in the folder was hashed before, and has not been written since (its
+/// modification and change times would differ); any other is hashed now, and recorded
+/// when the folder can be written. A warm run thus costs two `stat` calls, not a hash of
+/// the whole file.
+fn vouch(exe: &mut File, trailer: &Trailer, folder: PathBuf) -> Result<Prepared, LaunchError> {
+    let stamp = folder.join(VERIFIED).join(identity(exe)?);
+    if !stamp.is_file() {
+        verify(exe, trailer)?;
+        let _ = std::fs::create_dir(folder.join(VERIFIED));
+        let _ = std::fs::write(&stamp, b"");
+    }
+    Ok(Prepared { folder })
+}
+
+/// What names this executable file as it is now: device, inode, size, and the times of
+/// its last modification and last change (which nothing but the clock can set back).
+fn identity(exe: &File) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = exe.metadata()?;
+    Ok(format!(
+        "{:x}-{:x}-{}-{}.{}-{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+/// The file's sha256 (with the digest's own place read as zeros) must match the trailer's
+/// before anything is run or written: a changed byte anywhere, the launcher included, is
+/// refused.
 fn verify(exe: &mut File, trailer: &Trailer) -> Result<(), LaunchError> {
-    exe.seek(SeekFrom::Start(trailer.offset))?;
+    exe.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    let mut left = trailer.length;
+    let mut left = trailer.offset + trailer.length;
     let mut buffer = vec![0u8; 1 << 20];
     while left > 0 {
         let n = exe.read(&mut buffer[..left.min(1 << 20) as usize])?;
         if n == 0 {
-            return Err(LaunchError::Damaged("the payload ends early".into()));
+            return Err(LaunchError::Damaged("the file ends early".into()));
         }
         hasher.update(&buffer[..n]);
         left -= n as u64;
     }
+    hasher.update(trailer.digested_bytes());
     if hasher.finalize().as_slice() != trailer.sha256 {
         return Err(LaunchError::Damaged(
-            "its payload does not match the sha256 it was built with".into(),
+            "its bytes do not match the sha256 it was built with".into(),
         ));
     }
     Ok(())
@@ -309,15 +351,20 @@ mod tests {
 
     /// An executable-shaped file around `payload`.
     fn executable_with_payload(dir: &Path, payload: &[u8]) -> (File, Trailer) {
-        let trailer = Trailer {
+        let mut trailer = Trailer {
             offset: 4,
             length: payload.len() as u64,
-            sha256: Sha256::digest(payload).into(),
+            sha256: [0; 32],
             name: "app".into(),
         };
         let path = dir.join("app");
         let mut bytes = b"stub".to_vec();
         bytes.extend_from_slice(payload);
+        trailer.sha256 = Sha256::new()
+            .chain_update(&bytes)
+            .chain_update(trailer.digested_bytes())
+            .finalize()
+            .into();
         bytes.extend_from_slice(&crate::write_trailer(&trailer));
         std::fs::write(&path, bytes).unwrap();
         (File::open(&path).unwrap(), trailer)
