@@ -73,11 +73,19 @@ mod tests {
             .unwrap();
         let cargo_home = std::env::var_os("CARGO_HOME")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
+            });
         for path in [workspace, cargo_home.join("registry")] {
             let path = path.to_string_lossy();
-            assert!(!holds(super::LAUNCHER, &path), "the launcher holds `{path}`");
+            assert!(
+                !holds(super::LAUNCHER, &path),
+                "the launcher holds `{path}`"
+            );
         }
-        assert!(holds(super::LAUNCHER, "GRADIENT_FROZEN_CACHE"), "the launcher is searched");
+        assert!(
+            holds(super::LAUNCHER, "GRADIENT_FROZEN_CACHE"),
+            "the launcher is searched"
+        );
     }
 }

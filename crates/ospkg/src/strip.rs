@@ -4,23 +4,31 @@
 
 use crate::{io, OsPkgError};
 use gradient_core::RuntimeFiles;
+use gradient_python::integrity::{self, State};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
-/// A stripped copy of the runtime bundle, made once per bundle in `cache/ospkg/`.
-/// Without `strip` on the host, the bundle itself (and a warning).
+/// A stripped copy of the runtime bundle, made once per bundle in
+/// `cache/ospkg/stripped/KEY/bundle`, sealed with the digest of every file
+/// ([`gradient_python::integrity`]): the packages copy it as it is, so a damaged copy is
+/// said and made again. Without `strip` on the host, the bundle itself (and a warning).
 pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, OsPkgError> {
     let bundle = &runtime.dir;
     if !on_path("strip") {
         tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
         return Ok(bundle.to_path_buf());
     }
-    let key = runtime.key();
-    let done = cache.join("ospkg").join("stripped").join(&key);
-    if done.is_dir() {
-        return Ok(done);
+    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    let done = entry.join("bundle");
+    match integrity::check(&entry) {
+        State::Intact => return Ok(done),
+        State::Unsealed => {}
+        damaged => tracing::warn!(
+            "the stripped runtime `{}` is damaged: {damaged}; making it again",
+            entry.display()
+        ),
     }
-    let parent = done.parent().expect("has a parent");
+    let parent = entry.parent().expect("has a parent");
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".stripping-")
@@ -29,12 +37,9 @@ pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<Pa
     let copy = staging.path().join("bundle");
     copy_tree(bundle, &copy)?;
     strip_tree(&copy).await?;
-    match std::fs::rename(&copy, &done) {
-        Ok(()) => Ok(done),
-        // Another build finished first: use its copy.
-        Err(_) if done.is_dir() => Ok(done),
-        Err(error) => Err(io("rename", &copy)(error)),
-    }
+    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+    integrity::settle(&staging.keep(), &entry).map_err(io("move into place", &entry))?;
+    Ok(done)
 }
 
 /// Strip every ELF file under `dir` in place (nothing when `strip` is missing).

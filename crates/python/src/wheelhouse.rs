@@ -7,9 +7,11 @@
 //! ```
 //! A lock from an earlier run whose inputs (the app's requirements, extras, interpreter) are
 //! unchanged is reused as it is: builds stay reproducible until the user asks to re-resolve.
-//! The tree is made in a staging folder and renamed into place with a marker written last.
+//! The tree is made in a staging folder, sealed with the digest of every file
+//! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
 
 use crate::installer::Installer;
+use crate::integrity::{self, State};
 use crate::process::run_checked;
 use crate::PythonError;
 use gradient_core::InterpreterFacts;
@@ -138,11 +140,13 @@ pub async fn build_wheelhouse(
     let parent = request.cache_root.join("wheelhouses");
     let dir = parent.join(key);
     let site = dir.join("site");
-    if std::fs::read(dir.join(MARKER))
+    let installed = std::fs::read(dir.join(MARKER))
         .ok()
         .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
-        .is_some_and(|m| m.lock_sha256 == lock_sha256)
-    {
+        .is_some_and(|m| m.lock_sha256 == lock_sha256);
+    // Tiers copy the installed files into their artifacts: they must be as installed.
+    let state = integrity::check(&dir);
+    if installed && state == State::Intact {
         return Ok(Wheelhouse {
             lock,
             site,
@@ -151,10 +155,17 @@ pub async fn build_wheelhouse(
             site_reused: true,
         });
     }
+    match state {
+        State::Damaged { .. } => tracing::warn!(
+            "the cached wheelhouse `{}` is damaged: {state}; installing it again",
+            dir.display()
+        ),
+        _ if dir.exists() => tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display()),
+        _ => {}
+    }
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     if dir.exists() {
-        tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display());
-        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        integrity::discard(&dir).map_err(io("remove", &dir))?;
     }
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{key}-"))
@@ -168,10 +179,8 @@ pub async fn build_wheelhouse(
     let _ = std::fs::remove_dir_all(staged_site.join("bin"));
     let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
     std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
-    let staged = staging.keep();
-    if std::fs::rename(&staged, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&staged); // another run made the same one first
-    }
+    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+    integrity::settle(&staging.keep(), &dir).map_err(io("move into place", &dir))?;
     Ok(Wheelhouse {
         lock,
         site,
@@ -196,10 +205,11 @@ pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> 
     let dir = cache_root
         .join("wheelhouses")
         .join(site_key(&lock_sha256, python));
-    std::fs::read(dir.join(MARKER))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
-        .is_some_and(|m| m.lock_sha256 == lock_sha256)
+    integrity::is_sealed(&dir)
+        && std::fs::read(dir.join(MARKER))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+            .is_some_and(|m| m.lock_sha256 == lock_sha256)
 }
 
 /// Resolve the app's dependencies for the target interpreter into lock text.
@@ -356,8 +366,19 @@ async fn install_locked(
     let mut command = match request.installer {
         Installer::Uv(uv) => {
             let mut c = Command::new(uv);
-            c.args(["pip", "install", "--quiet", "--no-config", "--python"])
-                .arg(&request.python.executable);
+            // Copies, not uv's default hard links into its own cache: the tree is checked
+            // against its digests and installed again when damaged, which only repairs it
+            // when its files share no bytes with the cache it is installed from.
+            c.args([
+                "pip",
+                "install",
+                "--quiet",
+                "--no-config",
+                "--link-mode",
+                "copy",
+            ])
+            .arg("--python")
+            .arg(&request.python.executable);
             c
         }
         Installer::Pip => {
