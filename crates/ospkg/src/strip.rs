@@ -42,6 +42,20 @@ pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<Pa
     Ok(done)
 }
 
+/// The stripped copy for the bill of materials of a package, which lists the libraries and
+/// copies nothing: a made copy is taken at a quick look (its digests unchecked, which costs
+/// hashing some 30 MB on a run that may reuse every tier), else it is made now.
+pub async fn stripped_runtime_to_list(
+    runtime: &RuntimeFiles,
+    cache: &Path,
+) -> Result<PathBuf, OsPkgError> {
+    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    if on_path("strip") && integrity::is_sealed(&entry) {
+        return Ok(entry.join("bundle"));
+    }
+    stripped_runtime(runtime, cache).await
+}
+
 /// Strip every ELF file under `dir` in place (nothing when `strip` is missing).
 pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
     strip_files(&elf_files(dir)?).await

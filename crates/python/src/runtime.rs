@@ -148,7 +148,14 @@ pub async fn build_runtime(
     let key = &runtime_key(python, exclude);
     let parent = cache_root.join("runtimes");
     let dir = parent.join(key);
-    if let Some(mut runtime) = cached_runtime(&dir) {
+    // Hashing the bundle (some 30 MB) leaves the async thread, where the wheel's build and
+    // the wheelhouse go on meanwhile.
+    let check = dir.clone();
+    let cached = tokio::task::spawn_blocking(move || cached_runtime(&check))
+        .await
+        .ok()
+        .flatten();
+    if let Some(mut runtime) = cached {
         runtime.dir = dir.join("bundle");
         runtime.reused = true;
         return Ok(runtime);
