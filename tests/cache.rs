@@ -105,3 +105,118 @@ fn an_unchanged_rebuild_reuses_every_tier_and_a_damaged_entry_is_rebuilt() {
     );
     assert_eq!(sha256_file(&pyz), digest);
 }
+
+/// The first regular file under `dir` whose path holds `part` (in name order).
+fn cached_file(dir: &Path, part: &str) -> PathBuf {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .find(|p| p.to_string_lossy().contains(part))
+        .unwrap_or_else(|| panic!("no *{part}* under {}", dir.display()))
+}
+
+/// Flip one bit in the middle of `path`, in place, as bit rot does: the case of an ASCII
+/// letter (in a comment, for Python source), so that damaged code still compiles and
+/// nothing but a check of the bytes can notice.
+fn flip_a_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let start = match path.extension() {
+        Some(ext) if ext == "py" => {
+            let middle = bytes.len() / 2;
+            middle + bytes[middle..].windows(2).position(|w| w == b"# ").unwrap()
+        }
+        _ => bytes.len() / 2,
+    };
+    let at = (start..bytes.len())
+        .find(|&i| bytes[i].is_ascii_alphabetic())
+        .expect("a letter after the middle");
+    bytes[at] ^= 0x20;
+    // A file of the cache shares its bytes with nothing else (uv's cache, say), or damage
+    // could not be repaired by installing again; and this test must never damage more
+    // than its own cache. Written beside and renamed, in case.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(path).unwrap().nlink(),
+        1,
+        "{} is a hard link",
+        path.display()
+    );
+    let beside = path.with_extension("flipped");
+    std::fs::write(&beside, &bytes).unwrap();
+    std::fs::set_permissions(&beside, std::fs::metadata(path).unwrap().permissions()).unwrap();
+    std::fs::rename(&beside, path).unwrap();
+}
+
+#[test]
+fn damaged_cached_trees_are_named_made_again_and_never_reach_an_artifact() {
+    if !require("dpkg-deb") || !require("rpm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A cache of its own: this test damages it.
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let build = |extra: &[&str]| {
+        let output = run(gradient()
+            .env("GRADIENT_CACHE_DIR", &cache)
+            .args(["build", "--no-smoke", "--to", "zipapp,frozen,deb,rpm"])
+            .args(extra)
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(&out));
+        assert!(output.status.success());
+        stderr(&output)
+    };
+    let suffixes = [".pyz", "-linux-x86_64", ".deb", ".rpm"];
+    let digests = || -> Vec<String> {
+        suffixes
+            .iter()
+            .map(|suffix| sha256_file(&only_file(&out, suffix)))
+            .collect()
+    };
+    build(&[]);
+    let good = digests();
+    let says_damaged = |err: &str, file: &Path| {
+        let shown = file.display().to_string();
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&shown) && l.contains("damaged")),
+            "no warning names {shown}:\n{err}"
+        );
+    };
+
+    // The runtime bundle (libpython) and the installed wheelhouse (a module's source), with
+    // what is made from the bundle gone, as after a cleanup: both are read again.
+    let libpython = cached_file(&cache.join("runtimes"), "/libpython");
+    let source = cached_file(&cache.join("wheelhouses"), "click/core.py");
+    flip_a_byte(&libpython);
+    flip_a_byte(&source);
+    std::fs::remove_dir_all(cache.join("frozen")).unwrap();
+    std::fs::remove_dir_all(cache.join("ospkg/stripped")).unwrap();
+    let err = build(&["--rebuild"]);
+    says_damaged(&err, &libpython);
+    says_damaged(&err, &source);
+    assert_eq!(digests(), good, "the artifacts carry no damaged byte");
+
+    // The installed wheelhouse's compiled code, the stripped runtime of the packages and the
+    // frozen tier's packed runtime part.
+    let extension = cached_file(&cache.join("wheelhouses"), ".so");
+    let stripped = cached_file(&cache.join("ospkg/stripped"), "/libpython");
+    let part = cached_file(&cache.join("frozen"), ".tar.gz");
+    for file in [&extension, &stripped, &part] {
+        flip_a_byte(file);
+    }
+    let err = build(&["--rebuild"]);
+    for file in [&extension, &stripped, &part] {
+        says_damaged(&err, file);
+    }
+    assert_eq!(digests(), good, "the artifacts carry no damaged byte");
+
+    // Everything was made again whole: nothing more to say.
+    let err = build(&["--rebuild"]);
+    assert!(!err.contains("damaged"), "{err}");
+    assert_eq!(digests(), good);
+}

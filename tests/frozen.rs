@@ -519,7 +519,7 @@ fn the_pyinstaller_engine_builds_the_same_app_for_comparison() {
         "a PyInstaller archive"
     );
     assert!(
-        !bytes.windows(8).any(|w| w == b"GRADFRZ1"),
+        !bytes.windows(8).any(|w| w == b"GRADFRZ2"),
         "no gradient trailer"
     );
     let manifest: serde_json::Value = read_json(&out.path().join("gradient-manifest.json"));
@@ -539,4 +539,49 @@ fn the_pyinstaller_engine_builds_the_same_app_for_comparison() {
     let home = tempfile::tempdir().unwrap();
     let greet = run(&mut without_python(&exe, &["greet", "X"], home.path()));
     assert_eq!(stdout(&greet), "Hello, X!\n");
+}
+
+#[test]
+fn a_flipped_byte_in_the_launcher_is_refused_on_first_and_on_warm_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = frozen_sample(dir.path(), false);
+    let bytes = std::fs::read(&exe).unwrap();
+    // A byte the launcher never executes or reads while it starts (the compiler's note in
+    // its .comment section), so that only the digest can notice it.
+    let note = b"rustc version";
+    let at = bytes
+        .windows(note.len())
+        .position(|w| w == note)
+        .expect("the launcher carries rustc's note");
+    let trailer = gradient_launcher::read_trailer(&mut std::fs::File::open(&exe).unwrap()).unwrap();
+    assert!((at as u64) < trailer.offset, "inside the launcher");
+    let mut damaged = bytes.clone();
+    damaged[at] ^= 0x01;
+    let flipped = dir.path().join("flipped");
+    write_executable(&flipped, &damaged);
+
+    // First run: nothing extracted yet.
+    let home = dir.path().join("home");
+    let output = run(&mut without_python(&flipped, &["greet", "X"], &home));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("this executable is damaged"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(extractions(&home).is_empty());
+
+    // Warm: the intact executable extracted the same payload first.
+    let output = run(&mut without_python(&exe, &["greet", "X"], &home));
+    assert_eq!(stdout(&output), "Hello, X!\n");
+    let output = run(&mut without_python(&flipped, &["greet", "X"], &home));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("this executable is damaged"),
+        "{}",
+        stderr(&output)
+    );
+    // And the intact one still runs warm.
+    let output = run(&mut without_python(&exe, &["greet", "Y"], &home));
+    assert_eq!(stdout(&output), "Hello, Y!\n");
 }

@@ -17,10 +17,15 @@ fn main() {
         "cargo:rerun-if-changed={}",
         manifest_dir.join("../../Cargo.lock").display()
     );
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let target_dir = out.join("launcher-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
+        // No path of this machine in the bytes every frozen executable carries: panic
+        // locations name dependencies by their place in the registry, the launcher by its
+        // place in the workspace (docs/reproducibility.md).
+        .env("CARGO_ENCODED_RUSTFLAGS", remapped_paths(&manifest_dir))
         .args([
             "build",
             "--release",
@@ -41,7 +46,6 @@ fn main() {
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
@@ -50,4 +54,30 @@ fn main() {
     assert!(status.success(), "building the launcher failed");
     let binary = target_dir.join("release").join("gradient-launcher");
     println!("cargo:rustc-env=GRADIENT_LAUNCHER={}", binary.display());
+}
+
+/// `--remap-path-prefix` flags (in `CARGO_ENCODED_RUSTFLAGS` form) for the places a build
+/// machine's paths come from: cargo's home (the registry's sources), the workspace, and
+/// rustc's sysroot (the standard library's sources, when installed).
+fn remapped_paths(manifest_dir: &std::path::Path) -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let workspace = manifest_dir.join("../..").canonicalize().ok();
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    [
+        (cargo_home, "/cargo"),
+        (workspace, "/gradient"),
+        (sysroot, "/rustc-sysroot"),
+    ]
+    .into_iter()
+    .filter_map(|(from, to)| Some(format!("--remap-path-prefix={}={to}", from?.display())))
+    .collect::<Vec<_>>()
+    .join("\x1f")
 }

@@ -4,6 +4,7 @@ use crate::{io, FrozenError, LAUNCHER};
 use gradient_archive::{write_tar_gz, Entry, EntryKind};
 use gradient_core::{normalize_name, BuildContext, RuntimeFiles, FALLBACK_EPOCH};
 use gradient_launcher::{write_trailer, Launch, Trailer};
+use gradient_python::integrity::{self, State};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,54 +63,68 @@ pub async fn assemble(
     })
 }
 
-/// The name prefix of a runtime part being written in `cache/frozen/`.
+/// The name prefix of a runtime part being made in `cache/frozen/`.
 const STAGING_PREFIX: &str = ".runtime-";
 
-/// Where runtime parts are staged (folder, name prefix).
+/// Where runtime parts are staged (folder, name prefix): every dot entry there, the staging
+/// folders (`.runtime-…`) and damaged entries put aside to be removed
+/// (`.KEY….discarded-PID`, see [`gradient_python::integrity::discard`]).
 pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
-    vec![(cache.join("frozen"), STAGING_PREFIX)]
+    vec![(cache.join("frozen"), ".")]
 }
 
-/// Bumped whenever the bytes of a cached runtime part would change for the same bundle.
-const RUNTIME_PART_FORMAT: u32 = 2;
+/// Bumped whenever the bytes of a cached runtime part would change for the same bundle, or
+/// how it is kept (3: in a sealed folder of its own).
+const RUNTIME_PART_FORMAT: u32 = 3;
+const RUNTIME_PART: &str = "runtime.tar.gz";
 
 /// The runtime bundle as a gzipped tar under `python/`, made once per bundle and kept in
-/// `cache/frozen/` under the bundle's key. Its times are fixed (not the project's source
-/// date) so that reusing it gives the same bytes as making it afresh. The name carries
+/// `cache/frozen/` under the bundle's key, in a folder sealed with its digest
+/// ([`gradient_python::integrity`]): every executable copies it as it is, so a damaged copy
+/// is said and made again. Its times are fixed (not the project's source date) so that
+/// reusing it gives the same bytes as making it afresh. The name carries
 /// [`RUNTIME_PART_FORMAT`].
 pub(crate) fn runtime_part(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, FrozenError> {
-    let cached = runtime_part_path(runtime, cache);
-    if cached.is_file() {
-        return Ok(cached);
+    let entry = runtime_part_entry(runtime, cache);
+    let cached = entry.join(RUNTIME_PART);
+    match integrity::check(&entry) {
+        State::Intact => return Ok(cached),
+        State::Unsealed => {}
+        damaged => tracing::warn!(
+            "the packed runtime part `{}` is damaged: {damaged}; packing it again",
+            entry.display()
+        ),
     }
     let mut entries = gradient_archive::tree_entries(&runtime.dir, PYTHON_DIR)?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let parent = cached.parent().expect("a cache file has a folder");
+    let parent = entry.parent().expect("a cache entry has a folder");
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
-    let mut staging = gradient_python::staging::Staged::file_in(parent, STAGING_PREFIX)
+    let staging = gradient_python::staging::Staged::dir_in(parent, STAGING_PREFIX)
         .map_err(io("create", parent))?;
-    write_tar_gz(staging.path(), &entries, FALLBACK_EPOCH)?;
-    staging.persist(&cached).map_err(io("write", &cached))?;
+    write_tar_gz(&staging.path().join(RUNTIME_PART), &entries, FALLBACK_EPOCH)?;
+    integrity::seal(staging.path()).map_err(io("record the digest of", staging.path()))?;
+    integrity::settle(staging, &entry).map_err(io("move into place", &entry))?;
     Ok(cached)
 }
 
-fn runtime_part_path(runtime: &RuntimeFiles, cache: &Path) -> PathBuf {
-    cache.join("frozen").join(format!(
-        "{}.runtime.v{RUNTIME_PART_FORMAT}.tar.gz",
-        runtime.key()
-    ))
+fn runtime_part_entry(runtime: &RuntimeFiles, cache: &Path) -> PathBuf {
+    cache
+        .join("frozen")
+        .join(format!("{}.runtime.v{RUNTIME_PART_FORMAT}", runtime.key()))
 }
 
-/// Whether the runtime's part is made already.
+/// Whether the runtime's part is made already (a quick look, its digest unchecked).
 pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles, cache: &Path) -> bool {
-    runtime_part_path(runtime, cache).is_file()
+    integrity::is_sealed(&runtime_part_entry(runtime, cache))
 }
 
-/// launcher ‖ parts ‖ trailer, executable.
+/// launcher ‖ parts ‖ trailer, executable. The trailer's digest covers every byte of the
+/// file but its own (see [`Trailer`]).
 fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), FrozenError> {
     let mut file = std::fs::File::create(path).map_err(io("create", path))?;
     file.write_all(LAUNCHER).map_err(io("write", path))?;
     let mut hasher = Sha256::new();
+    hasher.update(LAUNCHER);
     let mut length = 0u64;
     for part in parts {
         let bytes = std::fs::read(part).map_err(io("read", part))?;
@@ -117,12 +132,14 @@ fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), Froz
         length += bytes.len() as u64;
         file.write_all(&bytes).map_err(io("write", path))?;
     }
-    let trailer = Trailer {
+    let mut trailer = Trailer {
         offset: LAUNCHER.len() as u64,
         length,
-        sha256: hasher.finalize().into(),
+        sha256: [0; 32],
         name: name.chars().take(64).collect(),
     };
+    hasher.update(trailer.digested_bytes());
+    trailer.sha256 = hasher.finalize().into();
     file.write_all(&write_trailer(&trailer))
         .map_err(io("write", path))?;
     use std::os::unix::fs::PermissionsExt;

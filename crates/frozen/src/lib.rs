@@ -55,3 +55,37 @@ pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Erro
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Whether `needle` occurs in `haystack`.
+    fn holds(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn the_embedded_launcher_names_no_path_of_the_machine_that_built_it() {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .unwrap();
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
+            });
+        for path in [workspace, cargo_home.join("registry")] {
+            let path = path.to_string_lossy();
+            assert!(
+                !holds(super::LAUNCHER, &path),
+                "the launcher holds `{path}`"
+            );
+        }
+        assert!(
+            holds(super::LAUNCHER, "GRADIENT_FROZEN_CACHE"),
+            "the launcher is searched"
+        );
+    }
+}

@@ -9,6 +9,10 @@ use std::path::{Component, Path, PathBuf};
 
 /// Written last into a finished extraction; its presence is what "extracted" means.
 pub const MARKER: &str = ".gradient-complete";
+/// A folder of the extraction holding one empty file per executable file found whole,
+/// named by its identity ([`identity`]): a warm run of a file listed there need not hash
+/// it again.
+const VERIFIED: &str = ".gradient-verified";
 /// Extractions of one app kept in the cache.
 const KEEP: usize = 3;
 
@@ -37,7 +41,7 @@ pub fn prepare(exe: &mut File, trailer: &Trailer) -> Result<Prepared, LaunchErro
     let root = cache_root();
     let folder = root.join(&name);
     if folder.join(MARKER).is_file() {
-        return Ok(Prepared { folder });
+        return vouch(exe, trailer, folder);
     }
     match extract_into(exe, trailer, &root, &name) {
         Err(LaunchError::Io(error)) | Err(LaunchError::Extract { error, .. })
@@ -97,7 +101,7 @@ fn extract_into(
     let lock = File::create(root.join(format!(".{name}.lock")))?;
     lock.lock()?;
     if folder.join(MARKER).is_file() {
-        return Ok(Prepared { folder });
+        return vouch(exe, trailer, folder);
     }
     verify(exe, trailer)?;
     // Only the lock holder stages, so any staging folder found now was left by a run that
@@ -114,6 +118,8 @@ fn extract_into(
     }
     let staging = root.join(format!(".{name}.{}", std::process::id()));
     let result = unpack(exe, trailer, &staging).and_then(|()| {
+        std::fs::create_dir(staging.join(VERIFIED))?;
+        std::fs::write(staging.join(VERIFIED).join(identity(exe)?), b"")?;
         std::fs::write(staging.join(MARKER), b"")?;
         if folder.exists() {
             // A folder without a marker is a leftover of an interrupted run: never used.
@@ -133,23 +139,59 @@ fn extract_into(
     Ok(Prepared { folder })
 }
 
-/// The payload's sha256 must match the trailer's before anything is written.
+/// Let `exe` use the finished extraction `folder`, once the file is known whole: the
+/// extraction only proves that some file with this trailer was. A file whose identity is
+/// recorded in the folder was hashed before, and has not been written since (its
+/// modification and change times would differ); any other is hashed now, and recorded
+/// when the folder can be written. A warm run thus costs two `stat` calls, not a hash of
+/// the whole file.
+fn vouch(exe: &mut File, trailer: &Trailer, folder: PathBuf) -> Result<Prepared, LaunchError> {
+    let stamp = folder.join(VERIFIED).join(identity(exe)?);
+    if !stamp.is_file() {
+        verify(exe, trailer)?;
+        let _ = std::fs::create_dir(folder.join(VERIFIED));
+        let _ = std::fs::write(&stamp, b"");
+    }
+    Ok(Prepared { folder })
+}
+
+/// What names this executable file as it is now: device, inode, size, and the times of
+/// its last modification and last change (which nothing but the clock can set back).
+fn identity(exe: &File) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = exe.metadata()?;
+    Ok(format!(
+        "{:x}-{:x}-{}-{}.{}-{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+/// The file's sha256 (with the digest's own place read as zeros) must match the trailer's
+/// before anything is run or written: a changed byte anywhere, the launcher included, is
+/// refused.
 fn verify(exe: &mut File, trailer: &Trailer) -> Result<(), LaunchError> {
-    exe.seek(SeekFrom::Start(trailer.offset))?;
+    exe.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    let mut left = trailer.length;
+    let mut left = trailer.offset + trailer.length;
     let mut buffer = vec![0u8; 1 << 20];
     while left > 0 {
         let n = exe.read(&mut buffer[..left.min(1 << 20) as usize])?;
         if n == 0 {
-            return Err(LaunchError::Damaged("the payload ends early".into()));
+            return Err(LaunchError::Damaged("the file ends early".into()));
         }
         hasher.update(&buffer[..n]);
         left -= n as u64;
     }
+    hasher.update(trailer.digested_bytes());
     if hasher.finalize().as_slice() != trailer.sha256 {
         return Err(LaunchError::Damaged(
-            "its payload does not match the sha256 it was built with".into(),
+            "its bytes do not match the sha256 it was built with".into(),
         ));
     }
     Ok(())
@@ -159,8 +201,14 @@ fn verify(exe: &mut File, trailer: &Trailer) -> Result<(), LaunchError> {
 /// kinds gradient writes), each made in as few system calls as it takes: a first run
 /// writes thousands of small files, and per-file calls (a folder check, a mode change, a
 /// time stamp nobody reads) were most of its system time.
+///
+/// A payload that matches its digest and still does not unpack was written from damaged
+/// bytes: that is [`LaunchError::Damaged`], while a failure to write stays an I/O error
+/// (a full disk, a read-only cache) with its own hint.
 fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), LaunchError> {
     use std::os::unix::fs::OpenOptionsExt;
+    let unreadable =
+        |e: std::io::Error| LaunchError::Damaged(format!("its payload does not unpack ({e})"));
     std::fs::create_dir_all(staging)?;
     exe.seek(SeekFrom::Start(trailer.offset))?;
     let payload = std::io::BufReader::new(&mut *exe).take(trailer.length);
@@ -170,9 +218,9 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
     archive.set_ignore_zeros(true);
     let mut folders = HashSet::from([staging.to_path_buf()]);
     let mut data = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?.into_owned();
         let shown = path.display().to_string();
         if path.as_os_str().is_empty()
             || !path
@@ -189,13 +237,13 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
             folders.insert(parent.to_path_buf());
         }
         let kind = entry.header().entry_type();
-        let mode = entry.header().mode()? & 0o777;
+        let mode = entry.header().mode().map_err(unreadable)? & 0o777;
         if kind.is_dir() {
             if folders.insert(target.clone()) {
                 std::fs::create_dir_all(&target)?;
             }
         } else if kind.is_symlink() {
-            let link = entry.link_name()?.unwrap_or_default();
+            let link = entry.link_name().map_err(unreadable)?.unwrap_or_default();
             let depth = path.components().count() as isize - 1;
             if link.as_os_str().is_empty() || link.is_absolute() || climbs_out(&link, depth) {
                 return Err(LaunchError::Unsafe(format!(
@@ -206,7 +254,7 @@ fn unpack(exe: &mut File, trailer: &Trailer, staging: &Path) -> Result<(), Launc
             std::os::unix::fs::symlink(&link, &target)?;
         } else if kind.is_file() {
             data.clear();
-            entry.read_to_end(&mut data)?;
+            entry.read_to_end(&mut data).map_err(unreadable)?;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -298,16 +346,25 @@ mod tests {
         let tar = builder.into_inner().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
-        let payload = gz.finish().unwrap();
-        let trailer = Trailer {
+        executable_with_payload(dir, &gz.finish().unwrap())
+    }
+
+    /// An executable-shaped file around `payload`.
+    fn executable_with_payload(dir: &Path, payload: &[u8]) -> (File, Trailer) {
+        let mut trailer = Trailer {
             offset: 4,
             length: payload.len() as u64,
-            sha256: Sha256::digest(&payload).into(),
+            sha256: [0; 32],
             name: "app".into(),
         };
         let path = dir.join("app");
         let mut bytes = b"stub".to_vec();
-        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(payload);
+        trailer.sha256 = Sha256::new()
+            .chain_update(&bytes)
+            .chain_update(trailer.digested_bytes())
+            .finalize()
+            .into();
         bytes.extend_from_slice(&crate::write_trailer(&trailer));
         std::fs::write(&path, bytes).unwrap();
         (File::open(&path).unwrap(), trailer)
@@ -348,6 +405,27 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o100, 0o100, "the executable bit is kept: {mode:o}");
         assert!(folder.join(MARKER).is_file());
+    }
+
+    #[test]
+    fn a_payload_that_does_not_unpack_is_called_damaged_not_a_full_disk() {
+        // What a damaged cache at build time made: a tar header with a flipped byte, inside
+        // a payload whose digest is right (it was computed from the damaged bytes).
+        let mut builder = tar::Builder::new(Vec::new());
+        raw_entry(&mut builder, "python/bin/python3", Regular, "", b"#!");
+        let mut tar = builder.into_inner().unwrap();
+        tar[150] ^= 0x55; // inside the header's checksum and size fields
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let payload = gz.finish().unwrap();
+        let (mut exe, trailer) = executable_with_payload(dir.path(), &payload);
+        let error = extract_into(&mut exe, &trailer, &dir.path().join("cache"), "app-0")
+            .err()
+            .expect("a damaged payload is not extracted");
+        let message = error.to_string();
+        assert!(message.contains("this executable is damaged"), "{message}");
+        assert!(!message.contains("free some space"), "{message}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub enum LaunchError {
     /// The executable is not a frozen app, or its end is missing.
     NoPayload(String),
-    /// The payload does not match its recorded digest.
+    /// The file does not match its recorded digest, or its payload does not unpack.
     Damaged(String),
     /// The payload holds an entry that would land outside the extraction folder, or one
     /// of a kind gradient never writes.

@@ -2,11 +2,14 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-pub const MAGIC: &[u8; 8] = b"GRADFRZ1";
+/// `2`: the digest covers the whole file (`1` covered the payload only).
+pub const MAGIC: &[u8; 8] = b"GRADFRZ2";
 /// magic (8) · payload offset (8) · payload length (8) · sha256 (32) · name (64) · zero (8)
 pub const TRAILER_LEN: usize = 128;
 
-/// Where the payload is, its digest, and the app's name.
+/// Where the payload is, the file's digest, and the app's name. The digest is the SHA-256
+/// of the whole file with its own 32 bytes read as zeros: the launcher, the payload and the
+/// trailer's other fields, so that no byte of the executable can change unnoticed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trailer {
     pub offset: u64,
@@ -22,6 +25,17 @@ impl Trailer {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+}
+
+impl Trailer {
+    /// The trailer's bytes with the digest's place zeroed: the last bytes the digest
+    /// covers, after everything before the trailer.
+    pub fn digested_bytes(&self) -> Vec<u8> {
+        write_trailer(&Trailer {
+            sha256: [0; 32],
+            ..self.clone()
+        })
     }
 }
 

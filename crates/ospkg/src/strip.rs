@@ -4,43 +4,64 @@
 
 use crate::{io, OsPkgError};
 use gradient_core::RuntimeFiles;
+use gradient_python::integrity::{self, State};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 /// The name prefix of a stripped copy being made in `cache/ospkg/stripped/`.
 const STAGING_PREFIX: &str = ".stripping-";
 
-/// Where stripped copies are staged (folder, name prefix).
+/// Where stripped copies are staged (folder, name prefix): every dot entry there, the staging
+/// folders (`STAGING_PREFIX…`) and damaged entries put aside to be removed
+/// (`.KEY….discarded-PID`, see [`gradient_python::integrity::discard`]).
 pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
-    vec![(cache.join("ospkg").join("stripped"), STAGING_PREFIX)]
+    vec![(cache.join("ospkg").join("stripped"), ".")]
 }
 
-/// A stripped copy of the runtime bundle, made once per bundle in `cache/ospkg/`.
-/// Without `strip` on the host, the bundle itself (and a warning).
+/// A stripped copy of the runtime bundle, made once per bundle in
+/// `cache/ospkg/stripped/KEY/bundle`, sealed with the digest of every file
+/// ([`gradient_python::integrity`]): the packages copy it as it is, so a damaged copy is
+/// said and made again. Without `strip` on the host, the bundle itself (and a warning).
 pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, OsPkgError> {
     let bundle = &runtime.dir;
     if !on_path("strip") {
         tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
         return Ok(bundle.to_path_buf());
     }
-    let key = runtime.key();
-    let done = cache.join("ospkg").join("stripped").join(&key);
-    if done.is_dir() {
-        return Ok(done);
+    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    let done = entry.join("bundle");
+    match integrity::check(&entry) {
+        State::Intact => return Ok(done),
+        State::Unsealed => {}
+        damaged => tracing::warn!(
+            "the stripped runtime `{}` is damaged: {damaged}; making it again",
+            entry.display()
+        ),
     }
-    let parent = done.parent().expect("has a parent");
+    let parent = entry.parent().expect("has a parent");
     std::fs::create_dir_all(parent).map_err(io("create", parent))?;
     let staging = gradient_python::staging::Staged::dir_in(parent, STAGING_PREFIX)
         .map_err(io("create", parent))?;
     let copy = staging.path().join("bundle");
     copy_tree(bundle, &copy)?;
     strip_tree(&copy).await?;
-    match std::fs::rename(&copy, &done) {
-        Ok(()) => Ok(done),
-        // Another build finished first: use its copy.
-        Err(_) if done.is_dir() => Ok(done),
-        Err(error) => Err(io("rename", &copy)(error)),
+    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+    integrity::settle(staging, &entry).map_err(io("move into place", &entry))?;
+    Ok(done)
+}
+
+/// The stripped copy for the bill of materials of a package, which lists the libraries and
+/// copies nothing: a made copy is taken at a quick look (its digests unchecked, which costs
+/// hashing some 30 MB on a run that may reuse every tier), else it is made now.
+pub async fn stripped_runtime_to_list(
+    runtime: &RuntimeFiles,
+    cache: &Path,
+) -> Result<PathBuf, OsPkgError> {
+    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    if on_path("strip") && integrity::is_sealed(&entry) {
+        return Ok(entry.join("bundle"));
     }
+    stripped_runtime(runtime, cache).await
 }
 
 /// Strip every ELF file under `dir` in place (nothing when `strip` is missing).

@@ -166,7 +166,7 @@ impl Backend for PackageTier {
         if package_config(project, self.0).layout() == Layout::System {
             return None;
         }
-        match crate::stripped_runtime(runtime, cache).await {
+        match crate::strip::stripped_runtime_to_list(runtime, cache).await {
             Ok(stripped) => Some((
                 RuntimeFiles {
                     dir: stripped,

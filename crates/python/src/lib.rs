@@ -17,6 +17,7 @@
 pub mod build_env;
 pub mod elf;
 pub mod installer;
+pub mod integrity;
 pub mod interpreter;
 pub mod pep517;
 mod process;

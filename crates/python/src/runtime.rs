@@ -12,9 +12,11 @@
 //! search path becomes a DT_RPATH of `$ORIGIN/../lib`, which also serves bundled libraries
 //! that have none of their own, so nothing is loaded from a host path and no
 //! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
-//! settings, made in a staging folder and renamed into place.
+//! settings, made in a staging folder, sealed with the digest of every file
+//! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
 
 use crate::elf;
+use crate::integrity::{self, State};
 use crate::process::run_checked;
 use crate::staging::Staged;
 use crate::PythonError;
@@ -147,16 +149,17 @@ pub async fn build_runtime(
     let key = &runtime_key(python, exclude);
     let parent = cache_root.join("runtimes");
     let dir = parent.join(key);
-    if let Some(mut runtime) = std::fs::read(dir.join(MARKER))
+    // Hashing the bundle (some 30 MB) leaves the async thread, where the wheel's build and
+    // the wheelhouse go on meanwhile.
+    let check = dir.clone();
+    let cached = tokio::task::spawn_blocking(move || cached_runtime(&check))
+        .await
         .ok()
-        .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
-    {
-        // A bundle that missed libraries is made again: they may have been installed since.
-        if runtime.missing.is_empty() {
-            runtime.dir = dir.join("bundle");
-            runtime.reused = true;
-            return Ok(runtime);
-        }
+        .flatten();
+    if let Some(mut runtime) = cached {
+        runtime.dir = dir.join("bundle");
+        runtime.reused = true;
+        return Ok(runtime);
     }
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     let staging = Staged::dir_in(&parent, &format!(".{key}-")).map_err(io("create", &parent))?;
@@ -177,9 +180,32 @@ pub async fn build_runtime(
         serde_json::to_vec_pretty(&runtime).expect("runtime serialises"),
     )
     .map_err(io("write", staging.path()))?;
-    settle(staging, &dir, MARKER)?;
+    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+    integrity::settle(staging, &dir).map_err(io("move into place", &dir))?;
     runtime.dir = dir.join("bundle");
     Ok(runtime)
+}
+
+/// The bundle cached in `dir`, when it is whole, as it was made, and lists no missing
+/// library (those may have been installed since). Every file is checked against the
+/// digests recorded when the bundle was made: tiers copy it into their artifacts.
+fn cached_runtime(dir: &Path) -> Option<Runtime> {
+    let runtime = std::fs::read(dir.join(MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
+        .filter(|runtime| runtime.missing.is_empty())?;
+    match integrity::check(dir) {
+        State::Intact => Some(runtime),
+        State::Unsealed => None,
+        damaged => {
+            tracing::warn!(
+                "the cached runtime bundle `{}` is damaged: {damaged}; making it again",
+                dir.display()
+            );
+            let _ = integrity::discard(dir);
+            None
+        }
+    }
 }
 
 /// The cache key of the bundle of `python` without `exclude`: its format, the interpreter
@@ -206,17 +232,17 @@ fn runtime_key(python: &InterpreterFacts, exclude: &[String]) -> String {
     hex::encode(hasher.finalize())[..20].to_string()
 }
 
-/// Whether a complete bundle of `python` without `exclude` is in the cache (for `plan`).
+/// Whether a complete bundle of `python` without `exclude` is in the cache (for `plan`: a
+/// quick look, its digests unchecked).
 pub fn runtime_cached(python: &InterpreterFacts, exclude: &[String], cache_root: &Path) -> bool {
-    std::fs::read(
-        cache_root
-            .join("runtimes")
-            .join(runtime_key(python, exclude))
-            .join(MARKER),
-    )
-    .ok()
-    .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
-    .is_some_and(|runtime| runtime.missing.is_empty())
+    let dir = cache_root
+        .join("runtimes")
+        .join(runtime_key(python, exclude));
+    integrity::is_sealed(&dir)
+        && std::fs::read(dir.join(MARKER))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
+            .is_some_and(|runtime| runtime.missing.is_empty())
 }
 
 /// Unpack a user-named relocatable CPython archive (`.tar.gz`, holding `bin/pythonX.Y`

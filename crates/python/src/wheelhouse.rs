@@ -7,9 +7,11 @@
 //! ```
 //! A lock from an earlier run whose inputs (the app's requirements, extras, interpreter) are
 //! unchanged is reused as it is: builds stay reproducible until the user asks to re-resolve.
-//! The tree is made in a staging folder and renamed into place with a marker written last.
+//! The tree is made in a staging folder, sealed with the digest of every file
+//! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
 
 use crate::installer::Installer;
+use crate::integrity::{self, State};
 use crate::process::run_checked;
 use crate::PythonError;
 use gradient_core::InterpreterFacts;
@@ -138,11 +140,13 @@ pub async fn build_wheelhouse(
     let parent = request.cache_root.join("wheelhouses");
     let dir = parent.join(key);
     let site = dir.join("site");
-    if std::fs::read(dir.join(MARKER))
+    let installed = std::fs::read(dir.join(MARKER))
         .ok()
         .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
-        .is_some_and(|m| m.lock_sha256 == lock_sha256)
-    {
+        .is_some_and(|m| m.lock_sha256 == lock_sha256);
+    // Tiers copy the installed files into their artifacts: they must be as installed.
+    let state = integrity::check(&dir);
+    if installed && state == State::Intact {
         return Ok(Wheelhouse {
             lock,
             site,
@@ -151,12 +155,19 @@ pub async fn build_wheelhouse(
             site_reused: true,
         });
     }
+    match state {
+        State::Damaged { .. } => tracing::warn!(
+            "the cached wheelhouse `{}` is damaged: {state}; installing it again",
+            dir.display()
+        ),
+        _ if dir.exists() => tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display()),
+        _ => {}
+    }
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     if dir.exists() {
-        tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display());
-        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        integrity::discard(&dir).map_err(io("remove", &dir))?;
     }
-    let mut staging = crate::staging::Staged::dir_in(&parent, &format!(".{key}-"))
+    let staging = crate::staging::Staged::dir_in(&parent, &format!(".{key}-"))
         .map_err(io("create", &parent))?;
     let staged_site = staging.path().join("site");
     let lock_path = request.work_dir.join("requirements.lock.txt");
@@ -166,8 +177,8 @@ pub async fn build_wheelhouse(
     let _ = std::fs::remove_dir_all(staged_site.join("bin"));
     let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
     std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
-    let _ = staging.persist(&dir); // when this fails, another run made the same one first
-    drop(staging);
+    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+    integrity::settle(staging, &dir).map_err(io("move into place", &dir))?;
     Ok(Wheelhouse {
         lock,
         site,
@@ -194,10 +205,11 @@ pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> 
     let dir = cache_root
         .join("wheelhouses")
         .join(site_key(&lock_sha256, python));
-    std::fs::read(dir.join(MARKER))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
-        .is_some_and(|m| m.lock_sha256 == lock_sha256)
+    integrity::is_sealed(&dir)
+        && std::fs::read(dir.join(MARKER))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Marker>(&b).ok())
+            .is_some_and(|m| m.lock_sha256 == lock_sha256)
 }
 
 /// Resolve the app's dependencies for the target interpreter into lock text.
@@ -370,9 +382,10 @@ async fn install_locked(
     let mut command = match request.installer {
         Installer::Uv(uv) => {
             let mut c = Command::new(uv);
-            // Copies, not links into uv's own cache: the installed tree is gradient's cache
-            // entry, verified and copied into artifacts, and must share no inode with a cache
-            // another tool writes (damage to one would reach the other).
+            // Copies, not uv's default hard links into its own cache: the tree is checked
+            // against its digests and installed again when damaged, which only repairs it
+            // when its files share no bytes with the cache it is installed from (nor with
+            // any tree another tool installed from there).
             c.args([
                 "pip",
                 "install",
@@ -380,8 +393,8 @@ async fn install_locked(
                 "--no-config",
                 "--link-mode",
                 "copy",
-                "--python",
             ])
+            .arg("--python")
             .arg(&request.python.executable);
             c
         }
