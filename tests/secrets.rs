@@ -165,3 +165,33 @@ fn an_unresolvable_dependency_leaves_no_secret_in_output_or_manifest() {
     );
     leaves_no_secret(&output, &out);
 }
+
+#[test]
+fn a_failing_smoke_install_leaves_no_secret_in_output_or_manifest() {
+    // --to wheel alone: the wheel is published, and its smoke test installs it with its
+    // dependencies from the (empty) index, which fails inside the smoke test: the failure's
+    // text goes into the manifest and the reports.
+    let port = empty_index();
+    let project = leaky_project();
+    let out = project.path().join("dist");
+    let output = run_with_secrets(
+        port,
+        &[
+            "build".as_ref(),
+            "--to".as_ref(),
+            "wheel".as_ref(),
+            "--direct".as_ref(),
+            project.path().as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    fails_with(
+        &output,
+        1,
+        &["smoke test of leaky_backend-0.1.0-py3-none-any.whl failed"],
+    );
+    let manifest = read_json(&out.join("gradient-manifest.json"));
+    assert_eq!(manifest["artifacts"][0]["smoke"]["passed"], false);
+    leaves_no_secret(&output, &out);
+}
