@@ -27,3 +27,45 @@ fn locale_device_files_and_tmp_work_in_the_image_and_the_package_roots() {
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
     }
 }
+
+#[test]
+fn an_apps_own_c_extension_passes_the_sdist_check_and_a_missing_file_is_named() {
+    // The wheels built from the sdist and from the tree differ in the extension's debug
+    // info (each names its build folder): that is not an incomplete sdist.
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", "sdist,wheel,zipapp,frozen"])
+        .arg(fixture("cext-app"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let sdist = &manifest["artifacts"][0];
+    assert_eq!(sdist["tier"], "sdist", "{sdist}");
+    let detail = sdist["smoke"]["checks"][1]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("byte-identical") || detail.contains("`cext/_fib.cpython-"),
+        "{detail}"
+    );
+
+    // A Python file the sdist leaves out is named, with what to do.
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("cext-app"), project.path());
+    std::fs::write(project.path().join("src/cext/extra.py"), "X = 1\n").unwrap();
+    std::fs::write(
+        project.path().join("MANIFEST.in"),
+        "exclude src/cext/extra.py\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", "sdist"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path()));
+    fails_with(
+        &output,
+        1,
+        &["`cext/extra.py` is only in the wheel built from the source tree: the sdist lacks"],
+    );
+}

@@ -45,7 +45,7 @@ pub struct Inputs {
     /// Whether the wheel built from the unpacked sdist is byte-identical to one built
     /// straight from the source tree (`Err` says what differs); `None` when not compared.
     /// A difference means the sdist is missing something the source tree has.
-    pub sdist_matches_source: Option<Result<(), String>>,
+    pub sdist_matches_source: Option<Result<Option<String>, String>>,
     /// True when sdist and wheel were reused from the cache of an identical earlier build
     /// (whose checks, like `sdist_matches_source`, are reused with them).
     pub distributions_cached: bool,

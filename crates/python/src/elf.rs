@@ -111,3 +111,45 @@ pub fn rewrite_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::R
     std::fs::write(path, bytes)?;
     Ok(true)
 }
+
+/// Whether two ELF objects load the same bytes: every allocated section (code, data, the
+/// dynamic tables) is the same, and only what is never loaded may differ (debug info, which
+/// names the folder a build ran in, the symbol table, and the build ID note, a hash over the
+/// whole file). Two builds of one source in two folders differ only there. `None` when
+/// either is not an ELF object.
+pub fn same_loaded_bytes(a: &[u8], b: &[u8]) -> Option<bool> {
+    Some(loaded_sections(a)? == loaded_sections(b)?)
+}
+
+/// The allocated sections of an ELF object but the build ID, by name, with their bytes
+/// (their size, for sections that take no room in the file).
+fn loaded_sections(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    use goblin::elf::section_header::{SHF_ALLOC, SHT_NOBITS};
+    if !bytes.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let elf = goblin::elf::Elf::parse(bytes).ok()?;
+    let mut sections = Vec::new();
+    for header in &elf.section_headers {
+        if header.sh_flags & u64::from(SHF_ALLOC) == 0 {
+            continue;
+        }
+        let name = elf
+            .shdr_strtab
+            .get_at(header.sh_name)
+            .unwrap_or("")
+            .to_string();
+        if name == ".note.gnu.build-id" {
+            continue;
+        }
+        let content = if header.sh_type == SHT_NOBITS {
+            header.sh_size.to_le_bytes().to_vec()
+        } else {
+            let start = usize::try_from(header.sh_offset).ok()?;
+            let end = start.checked_add(usize::try_from(header.sh_size).ok()?)?;
+            bytes.get(start..end)?.to_vec()
+        };
+        sections.push((name, content));
+    }
+    Some(sections)
+}

@@ -57,7 +57,7 @@ pub struct Distributions {
     pub cached: bool,
     /// With [`WheelRoute::ViaSdist`]: whether a wheel built straight from the source tree is
     /// byte-identical to the one built from the sdist (`Err` lists the differences).
-    pub sdist_matches_source: Option<Result<(), String>>,
+    pub sdist_matches_source: Option<Result<Option<String>, String>>,
 }
 
 /// Whether the cache holds an identical earlier build of `request` (for `plan`: its files
@@ -309,8 +309,14 @@ async fn build_with_hooks(
     Ok(result)
 }
 
-/// `Ok` when the two wheels are byte-identical, else the entries that differ.
-fn compare_wheels(from_sdist: &Path, from_source: &Path) -> Result<Result<(), String>, WheelError> {
+/// How the wheel built from the sdist compares with the one built from the source tree:
+/// `Ok(None)` byte-identical; `Ok(Some(note))` different only where compiled code records
+/// the folder it was built in (the note names those files); `Err` the differences that say
+/// the sdist lacks something or builds something else, each with what it means.
+fn compare_wheels(
+    from_sdist: &Path,
+    from_source: &Path,
+) -> Result<Result<Option<String>, String>, WheelError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| WheelError::Io {
             action: "read",
@@ -320,7 +326,7 @@ fn compare_wheels(from_sdist: &Path, from_source: &Path) -> Result<Result<(), St
     };
     if from_sdist.file_name() == from_source.file_name() && read(from_sdist)? == read(from_source)?
     {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     }
     let entries = |path: &Path| -> Result<
         std::collections::BTreeMap<String, gradient_archive::EntryKind>,
@@ -333,31 +339,57 @@ fn compare_wheels(from_sdist: &Path, from_source: &Path) -> Result<Result<(), St
     };
     let (a, b) = (entries(from_sdist)?, entries(from_source)?);
     let mut differences: Vec<String> = Vec::new();
+    let mut build_paths_only: Vec<String> = Vec::new();
     for (path, kind) in &b {
-        match a.get(path) {
-            None => differences.push(format!(
-                "`{path}` is only in the wheel built from the source tree"
+        match (a.get(path), kind) {
+            (None, _) => differences.push(format!(
+                "`{path}` is only in the wheel built from the source tree: the sdist lacks a file it is made from (add it to the sdist: MANIFEST.in, or the backend's sdist include settings)"
             )),
-            Some(other) if other != kind => differences.push(format!("`{path}` differs")),
-            _ => {}
+            (Some(other), _) if other == kind => {}
+            // RECORD lists every file's digest: it differs whenever another file does.
+            _ if path.ends_with(".dist-info/RECORD") => {}
+            (
+                Some(gradient_archive::EntryKind::File(ours)),
+                gradient_archive::EntryKind::File(theirs),
+            ) => match gradient_python::elf::same_loaded_bytes(ours, theirs) {
+                Some(true) => build_paths_only.push(path.clone()),
+                Some(false) => differences.push(format!(
+                    "`{path}`'s compiled code or data differ: the sdist's sources are not the tree's (a missing or different source or header file)"
+                )),
+                None => differences.push(format!(
+                    "`{path}` differs: the sdist holds another version of the file it comes from"
+                )),
+            },
+            _ => differences.push(format!("`{path}` differs")),
         }
     }
-    differences.extend(
-        a.keys()
-            .filter(|p| !b.contains_key(*p))
-            .map(|p| format!("`{p}` is only in the wheel built from the sdist")),
-    );
-    if differences.is_empty() {
+    differences.extend(a.keys().filter(|p| !b.contains_key(*p)).map(|p| {
+        format!("`{p}` is only in the wheel built from the sdist: the sdist holds a file the tree does not build")
+    }));
+    let names = (from_sdist.file_name(), from_source.file_name());
+    if names.0 != names.1 {
         differences.push(format!(
             "the file names differ: {} from the sdist, {} from the source tree",
-            from_sdist.file_name().unwrap_or_default().to_string_lossy(),
-            from_source
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
+            names.0.unwrap_or_default().to_string_lossy(),
+            names.1.unwrap_or_default().to_string_lossy()
         ));
     }
-    Ok(Err(differences.join("; ")))
+    if !differences.is_empty() {
+        return Ok(Err(differences.join("; ")));
+    }
+    if build_paths_only.is_empty() {
+        return Ok(Err(
+            "the two wheels hold the same files but are not byte-identical (their entries' attributes differ)".into(),
+        ));
+    }
+    Ok(Ok(Some(format!(
+        "the two wheels differ only where compiled code records the folder it was built in (debug info, the build ID): {}; their code and data are the same",
+        build_paths_only
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))))
 }
 
 /// Point the runner at another source tree. The backend stays imported, which saves most

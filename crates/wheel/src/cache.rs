@@ -39,7 +39,7 @@ const IGNORED_AT_TOP: &[&str] = &[
 pub(crate) struct Record {
     pub sdist: Option<(String, String)>,
     pub wheel: Option<(String, String)>,
-    pub sdist_matches_source: Option<Result<(), String>>,
+    pub sdist_matches_source: Option<Result<Option<String>, String>>,
 }
 
 /// The cache key of a request, or `None` when the tree cannot be read.
@@ -188,7 +188,7 @@ pub(crate) fn store(
     key: &str,
     sdist: Option<&Path>,
     wheel: Option<&Path>,
-    sdist_matches_source: &Option<Result<(), String>>,
+    sdist_matches_source: &Option<Result<Option<String>, String>>,
 ) {
     let parent = cache_root.join("dists");
     let result = (|| -> std::io::Result<()> {

@@ -106,12 +106,14 @@ impl Backend for SdistTier {
                 exit_code: None,
                 seconds: 0.0,
                 detail: match comparison {
-                    Ok(()) if cx.inputs.distributions_cached => {
+                    Ok(None) if cx.inputs.distributions_cached => {
                         "the two wheels were byte-identical when this cached build was made".into()
                     }
-                    Ok(()) => "the two wheels are byte-identical".into(),
-
-                    Err(differences) => format!("the sdist is incomplete: {differences}"),
+                    Ok(None) => "the two wheels are byte-identical".into(),
+                    Ok(Some(note)) => note.clone(),
+                    Err(differences) => {
+                        format!("the wheels from the sdist and from the tree differ: {differences}")
+                    }
                 },
             });
         }
