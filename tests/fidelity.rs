@@ -69,3 +69,43 @@ fn an_apps_own_c_extension_passes_the_sdist_check_and_a_missing_file_is_named() 
         &["`cext/extra.py` is only in the wheel built from the source tree: the sdist lacks"],
     );
 }
+
+#[test]
+fn with_stdlib_sources_tracebacks_and_inspect_see_the_standard_library() {
+    // Bytecode-only by default (measured: see STDLIB_SOURCES_BY_DEFAULT); with
+    // `stdlib-sources = true` every bundled tier shows stdlib lines as a venv does.
+    let tiers = if require("rpm") {
+        "frozen,oci,deb,rpm"
+    } else {
+        "frozen,oci,deb"
+    };
+    let build = |sources: bool| {
+        let project = tempfile::tempdir().unwrap();
+        copy_tree(&fixture("system-app"), project.path());
+        let pyproject = project.path().join("pyproject.toml");
+        let text = std::fs::read_to_string(&pyproject).unwrap();
+        let start = text.find("[tool.gradient.smoke]").unwrap();
+        let answer = if sources { "yes" } else { "no" };
+        std::fs::write(
+            &pyproject,
+            format!(
+                "{}[tool.gradient.runtime]\nstdlib-sources = {sources}\n\n[tool.gradient.smoke]\ncommand = [\"sysapp\", \"sources\"]\nexpect = \"traceback lines {answer}; inspect {answer}\"\n",
+                &text[..start]
+            ),
+        )
+        .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let output = run(gradient()
+            .args(["build", "--rebuild", "--to", tiers])
+            .arg(project.path())
+            .arg("--out")
+            .arg(out.path()));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let manifest = read_json(&out.path().join("gradient-manifest.json"));
+        for artifact in manifest["artifacts"].as_array().unwrap() {
+            assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+        }
+    };
+    build(true);
+    build(false);
+}

@@ -103,6 +103,10 @@ pub struct RuntimeConfig {
     pub archive: Option<String>,
     /// Standard-library modules and packages to leave out; replaces the default list.
     pub exclude: Option<Vec<String>>,
+    /// Whether the bundled standard library carries its sources beside its bytecode
+    /// (default: no, bytecode only).
+    #[serde(rename = "stdlib-sources")]
+    pub stdlib_sources: Option<bool>,
 }
 
 /// `runtime` is either the archive's path or a table.
@@ -118,7 +122,7 @@ fn runtime_setting<'de, D: serde::Deserializer<'de>>(
     Ok(match Setting::deserialize(deserializer)? {
         Setting::Archive(archive) => RuntimeConfig {
             archive: Some(archive),
-            exclude: None,
+            ..RuntimeConfig::default()
         },
         Setting::Table(table) => table,
     })

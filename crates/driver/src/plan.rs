@@ -161,8 +161,8 @@ async fn cached_inputs(
         }
     }
     if needed.contains(&Input::Runtime) && project.config.runtime.archive.is_none() {
-        let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
-        if gradient_python::runtime::runtime_cached(&python, &exclude, cache) {
+        let stdlib = gradient_python::runtime::StdlibChoice::of(&project.config.runtime);
+        if gradient_python::runtime::runtime_cached(&python, &stdlib, cache) {
             cached.push(Input::Runtime);
         }
     }

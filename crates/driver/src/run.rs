@@ -709,9 +709,9 @@ async fn build_runtime(
         }
         None => python.clone(),
     };
-    let exclude = gradient_python::runtime::excluded_stdlib(&project.config.runtime);
+    let stdlib = gradient_python::runtime::StdlibChoice::of(&project.config.runtime);
     let runtime =
-        gradient_python::runtime::build_runtime(&source, &exclude, run.options.strict, run.cache)
+        gradient_python::runtime::build_runtime(&source, &stdlib, run.options.strict, run.cache)
             .await
             .map_err(DriverError::Runtime)?;
     for (library, module) in &runtime.missing {
