@@ -208,6 +208,25 @@ fn sigterm_during_a_hanging_hook_stops_every_process_and_leaves_nothing() {
 }
 
 #[test]
+fn sighup_stops_a_run_like_sigterm_with_its_own_code() {
+    // The terminal closed: the same clean stop, exit 129 (128 + SIGHUP), and no panic on a
+    // standard error that may be gone.
+    let private = Private::new();
+    let token = unique_token("sighup");
+    let child = start_hanging(&private, &token, &[]);
+    signal(&child, "HUP");
+    let output = child.wait_with_output().unwrap();
+    eprintln!("{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(129), "128 + SIGHUP");
+    assert!(
+        wait_for(Duration::from_secs(3), || processes_with(&token).is_empty()),
+        "the hook's child survived: {:?}",
+        processes_with(&token)
+    );
+    assert_eq!(private.debris(), Vec::<PathBuf>::new());
+}
+
+#[test]
 fn a_hook_that_hangs_is_stopped_after_the_hook_timeout() {
     let private = Private::new();
     let token = unique_token("timeout");

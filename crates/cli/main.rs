@@ -254,8 +254,13 @@ fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
+    // Children die with the thread that started them (their parent-death signal, see
+    // gradient-python's process module). A worker thread that gave its core away in
+    // `block_in_place` ends up in the blocking pool, which ends idle threads after a while:
+    // keep them for the whole run, so that no child is killed in the middle of it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(365 * 24 * 3600))
         .build()
         .expect("the async runtime starts");
     let code = runtime.block_on(async {
@@ -264,7 +269,12 @@ fn main() -> ExitCode {
             (what, code) = stop_signal() => {
                 // Dropping the run above killed the backend's process group and removed the
                 // work folder; the output folder only ever receives finished files by rename.
-                eprintln!("{what}: the output folder holds no partial file");
+                // Not eprintln!: after SIGHUP the terminal may be gone, and a failed write
+                // must not turn the exit code into a panic's.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{what}: the output folder holds no partial file"
+                );
                 ExitCode::from(code)
             }
         }

@@ -19,23 +19,34 @@ use std::sync::OnceLock;
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
-/// Parts of a variable's name that mark its value as a secret.
-const SECRET_NAME_PARTS: &[&str] = &[
+/// Words that mark a variable's value as a secret when the name ends with one
+/// (`PGPASSWORD`, `NPM_TOKEN`) or holds one between underscores (`AWS_SECRET_ACCESS_KEY`).
+/// Whole words, so that `XDG_SESSION_TYPE` or `KEYBOARD` keep their values visible.
+const SECRET_WORDS: &[&str] = &[
     "TOKEN",
     "SECRET",
     "PASSWORD",
     "PASSWD",
     "PASS",
     "KEY",
+    "APIKEY",
     "AUTH",
     "CREDENTIAL",
-    "PRIVATE",
-    "SESSION",
+    "CREDENTIALS",
     "COOKIE",
+    "PAT",
 ];
 
 /// Values shorter than this are not masked by value (they would mask ordinary words).
-const MIN_SECRET_LEN: usize = 6;
+const MIN_SECRET_LEN: usize = 8;
+
+/// Whether a variable named `name` holds a secret (see [`SECRET_WORDS`]).
+fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    SECRET_WORDS
+        .iter()
+        .any(|word| upper.ends_with(word) || upper.split('_').any(|part| part == *word))
+}
 
 /// `text` with every secret masked. Cheap when there is nothing to hide.
 pub fn redact(text: &str) -> Cow<'_, str> {
@@ -133,13 +144,22 @@ fn environment_secrets() -> &'static [String] {
 fn secrets_of(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
     let mut secrets = Vec::new();
     for (name, value) in vars {
-        let upper = name.to_ascii_uppercase();
-        if SECRET_NAME_PARTS.iter().any(|part| upper.contains(part)) {
+        if is_secret_name(&name) {
             secrets.push(value.clone());
         }
         secrets.extend(url_passwords(&value));
     }
     secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
+    // As JSON writes them too: a secret holding `"` or `\` appears escaped in the manifest.
+    let escaped: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| {
+            let json = serde_json::to_string(s).ok()?;
+            let inner = &json[1..json.len() - 1];
+            (inner != s).then(|| inner.to_string())
+        })
+        .collect();
+    secrets.extend(escaped);
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets
@@ -192,14 +212,24 @@ mod tests {
         let secrets = secrets_of(
             [
                 ("FOO_TOKEN", "tok-abcdef"),
-                ("PIP_INDEX_URL", "https://u:pw-123456@host/simple"),
+                ("PIP_INDEX_URL", "https://u:pw-1234567@host/simple"),
+                ("PGPASSWORD", "quo\"ted-pw"),
                 ("HOME", "/root"),
                 ("API_KEY", "x"),
+                ("XDG_SESSION_DESKTOP", "ubuntu-desktop"),
+                ("KEYBOARD", "us-international"),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        assert_eq!(secrets, ["tok-abcdef", "pw-123456"]);
+        let mut found = secrets.clone();
+        found.sort();
+        assert_eq!(
+            found,
+            ["pw-1234567", "quo\"ted-pw", "quo\\\"ted-pw", "tok-abcdef"]
+        );
+        // Longest first, so that a secret holding another is masked whole.
+        assert_eq!(secrets[0], "quo\\\"ted-pw");
     }
 
     #[test]

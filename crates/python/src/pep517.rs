@@ -389,10 +389,11 @@ async fn read_output(
     }
     write_log_line(&mut log, &log_line);
     if !line.is_empty() {
+        let text = String::from_utf8_lossy(&line);
         output
             .lock()
             .expect("output lock")
-            .push(String::from_utf8_lossy(&line).into_owned());
+            .push(gradient_core::redact(&text).into_owned());
     }
 }
 

@@ -91,8 +91,9 @@ impl Drop for ProcessGroup {
 
 /// Have the kernel SIGKILL the child when the thread that started it ends, which for
 /// gradient is the process ending: children are started from the run's futures, polled by
-/// the main thread (`block_on`) or the runtime's workers, never from a blocking-pool thread
-/// that exits when idle.
+/// the main thread (`block_on`) or the runtime's threads, which the binary keeps alive for
+/// the whole run (a worker that gave its core away in `block_in_place` joins the blocking
+/// pool, whose idle threads would otherwise end after ten seconds).
 fn die_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, raise).
