@@ -195,3 +195,33 @@ fn a_failing_smoke_install_leaves_no_secret_in_output_or_manifest() {
     assert_eq!(manifest["artifacts"][0]["smoke"]["passed"], false);
     leaves_no_secret(&output, &out);
 }
+
+#[test]
+fn a_dependency_url_with_credentials_is_refused_before_the_lock_publishes_it() {
+    let project = sample_with("");
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replace(
+            "\"msgpack>=1.0\",",
+            &format!("\"msgpack>=1.0\",\n    \"extra-dep @ https://alice:{PASSWORD}@127.0.0.1:9/extra_dep-1.0-py3-none-any.whl\","),
+        ),
+    )
+    .unwrap();
+    let out = project.path().join("dist");
+    let output = run(gradient()
+        .args(["build", "--to", "zipapp", "--no-smoke"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(&out));
+    fails_with(
+        &output,
+        1,
+        &[
+            "`extra-dep @ https://alice:***@127.0.0.1:9/",
+            "carries credentials in its URL",
+        ],
+    );
+    leaves_no_secret(&output, &out);
+}

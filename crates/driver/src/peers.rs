@@ -449,12 +449,16 @@ async fn shell_output(mut command: Command) -> Result<String, String> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = command
-        .output()
-        .await
-        .map_err(|e| format!("could not start: {e}"))?;
+        .stderr(Stdio::piped());
+    // In a group of its own: the shell's children (the peer tool and its own) end with it
+    // when the run is stopped.
+    let output = async {
+        gradient_python::ProcessGroup::spawn(&mut command)?
+            .output()
+            .await
+    }
+    .await
+    .map_err(|e| format!("could not start: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() {
         Ok(stdout)

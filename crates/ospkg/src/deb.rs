@@ -392,12 +392,17 @@ fn in_data_tar(entry: &Entry) -> Entry {
     }
 }
 
-/// Write `path` through a temporary file beside it, so it is whole or absent.
+/// The name prefix of a cached data part being written in `cache/ospkg/deb-data/`.
+pub(crate) const DATA_STAGING_PREFIX: &str = ".deb-data-";
+
+/// Write `path` through a locked staging file beside it, so it is whole or absent, and a
+/// killed run's file is swept by the next (see [`crate::staging_areas`]).
 fn write_beside(path: &Path, data: &[u8]) -> Result<(), OsPkgError> {
     let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-    let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io("create", &dir))?;
-    temp.write_all(data).map_err(io("write", path))?;
-    temp.persist(path).map_err(|e| io("write", path)(e.error))?;
+    let mut temp = gradient_python::staging::Staged::file_in(&dir, DATA_STAGING_PREFIX)
+        .map_err(io("create", &dir))?;
+    temp.file().write_all(data).map_err(io("write", path))?;
+    temp.persist(path).map_err(io("write", path))?;
     Ok(())
 }
 

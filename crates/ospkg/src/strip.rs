@@ -11,11 +11,19 @@ use tokio::process::Command;
 /// The name prefix of a stripped copy being made in `cache/ospkg/stripped/`.
 const STAGING_PREFIX: &str = ".stripping-";
 
-/// Where stripped copies are staged (folder, name prefix): every dot entry there, the staging
+/// Where this crate stages cache entries (folder, name prefix). Stripped copies: every dot
+/// entry there, the staging
 /// folders (`STAGING_PREFIX…`) and damaged entries put aside to be removed
 /// (`.KEY….discarded-PID`, see [`gradient_python::integrity::discard`]).
 pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
-    vec![(cache.join("ospkg").join("stripped"), ".")]
+    vec![
+        (cache.join("ospkg").join("stripped"), "."),
+        // The deb's cached data parts, written through staging files.
+        (
+            cache.join("ospkg").join("deb-data"),
+            crate::deb::DATA_STAGING_PREFIX,
+        ),
+    ]
 }
 
 /// A stripped copy of the runtime bundle, made once per bundle in
@@ -74,12 +82,21 @@ pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
     if objects.is_empty() || !on_path("strip") {
         return Ok(());
     }
-    let output = Command::new("strip")
+    let mut command = Command::new("strip");
+    command
         .arg("--strip-unneeded")
         .args(objects)
-        .output()
-        .await
-        .map_err(io("run strip on", &objects[0]))?;
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Killed with the run, not left writing into the staging folder the run removes.
+    let output = async {
+        gradient_python::ProcessGroup::spawn(&mut command)?
+            .output()
+            .await
+    }
+    .await
+    .map_err(io("run strip on", &objects[0]))?;
     if !output.status.success() {
         return Err(OsPkgError::Strip {
             detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),

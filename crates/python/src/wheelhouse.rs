@@ -74,6 +74,8 @@ pub enum WheelhouseError {
     },
     #[error("failed to install the locked dependencies for {python}\n{message}\n  hint: a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels")]
     Install { python: String, message: String },
+    #[error("the dependency `{requirement}` carries credentials in its URL, which the published lock file and SBOMs would record\n  hint: give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them")]
+    CredentialsInUrl { requirement: String },
     #[error(transparent)]
     Python(#[from] PythonError),
 }
@@ -124,6 +126,17 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Pytho
 pub async fn build_wheelhouse(
     request: WheelhouseRequest<'_>,
 ) -> Result<Wheelhouse, WheelhouseError> {
+    // A direct-URL dependency is written into the lock file, which is published: refuse
+    // one that would publish a password or token (shown masked here).
+    if let Some(requirement) = request
+        .requires_dist
+        .iter()
+        .find(|r| gradient_core::redact(r).as_ref() != r.as_str())
+    {
+        return Err(WheelhouseError::CredentialsInUrl {
+            requirement: gradient_core::redact(requirement).into_owned(),
+        });
+    }
     let inputs = request.inputs_hash();
     std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
     let (lock, lock_reused) = match request.previous_lock.as_ref().filter(|text| {
