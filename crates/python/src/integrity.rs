@@ -155,6 +155,23 @@ pub fn check(entry: &Path) -> State {
             Err(_) => return damaged(link, "is missing"),
         }
     }
+    // Nothing may have been added inside a recorded folder either: tiers copy those trees
+    // whole, so a file slipped in later (a `.pth`, a module) would reach every artifact.
+    // Beside them, at the entry's top, later runs keep what they derive from it (the SBOM's
+    // digests), which no tier copies.
+    for found in walkdir::WalkDir::new(entry).min_depth(2) {
+        let Ok(found) = found else {
+            return damaged("", "cannot be read whole");
+        };
+        let relative = relative(entry, found.path());
+        let listed = relative == MANIFEST
+            || manifest.files.contains_key(&relative)
+            || manifest.folders.contains(&relative)
+            || manifest.links.contains_key(&relative);
+        if !listed {
+            return damaged(&relative, "was not there when the entry was made");
+        }
+    }
     let paths: Vec<PathBuf> = manifest.files.keys().map(|f| entry.join(f)).collect();
     let borrowed: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     for ((relative, (sha256, mode)), found) in manifest.files.iter().zip(hash_all(&borrowed)) {
@@ -281,8 +298,13 @@ mod tests {
         assert_eq!(check_afresh(dir.path()), State::Unsealed);
         seal(dir.path()).unwrap();
         assert_eq!(check_afresh(dir.path()), State::Intact);
-        // Files that were not there when it was sealed are not looked at.
+        // Files added at the top, beside the recorded trees, are not looked at ...
         std::fs::write(dir.path().join("extra"), b"").unwrap();
+        assert_eq!(check_afresh(dir.path()), State::Intact);
+        // ... but one added inside a recorded folder is damage: tiers copy those whole.
+        std::fs::write(dir.path().join("lib/injected.pth"), b"import os").unwrap();
+        assert!(matches!(check_afresh(dir.path()), State::Damaged { .. }));
+        std::fs::remove_file(dir.path().join("lib/injected.pth")).unwrap();
         assert_eq!(check_afresh(dir.path()), State::Intact);
 
         let mut bytes = std::fs::read(dir.path().join("lib/a.so")).unwrap();
