@@ -27,3 +27,106 @@ fn locale_device_files_and_tmp_work_in_the_image_and_the_package_roots() {
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
     }
 }
+
+/// Run `program` with `args` under the name `invoked` (a symlink in `dir`), so that a
+/// multi-call file sees that name as its `argv[0]`.
+fn run_as(
+    dir: &std::path::Path,
+    program: &std::path::Path,
+    invoked: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let link = dir.join(invoked);
+    if !link.exists() {
+        std::os::unix::fs::symlink(program, &link).unwrap();
+    }
+    run(std::process::Command::new(&link)
+        .args(args)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("GRADIENT_PYZ_CACHE", dir.join("pyz-cache")))
+}
+
+#[test]
+fn several_scripts_and_none_named_like_the_project_build_in_every_tier() {
+    // multitool has mt-count and mt-upper and no `entry`: every tier but the wheel refused
+    // it. Now the single-file tiers are multi-call files, the image has no entrypoint and
+    // every script on PATH, and the packages install both scripts.
+    let docker = std::process::Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut tiers = vec!["sdist", "wheel", "zipapp", "frozen", "oci", "deb"];
+    if require("rpm") {
+        tiers.push("rpm");
+    }
+    if docker {
+        tiers.push("docker");
+    }
+    let tiers = tiers.join(",");
+    let out = tempfile::tempdir().unwrap();
+    let tag = "gradient-test-multitool:1";
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", &tiers, "--tag", tag])
+        .arg(fixture("multi-tool"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count(), "{manifest}");
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+        let commands: Vec<String> = artifact["smoke"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["command"].as_str().unwrap().to_string())
+            .collect();
+        if artifact["tier"] != "sdist" {
+            for script in ["mt-count", "mt-upper"] {
+                assert!(commands.iter().any(|c| c.contains(script)), "{commands:?}");
+            }
+        }
+    }
+
+    // The single-file tiers: each script by its name, and a list under any other name.
+    let links = tempfile::tempdir().unwrap();
+    let pyz = only_file(out.path(), ".pyz");
+    let frozen = artifacts
+        .iter()
+        .find(|a| a["tier"] == "frozen")
+        .map(|a| out.path().join(a["file"].as_str().unwrap()))
+        .unwrap();
+    for (kind, program) in [("pyz", &pyz), ("frozen", &frozen)] {
+        let dir = links.path().join(kind);
+        std::fs::create_dir_all(&dir).unwrap();
+        let counted = run_as(&dir, program, "mt-count", &["one", "three"]);
+        assert!(counted.status.success(), "{kind}: {}", stderr(&counted));
+        assert_eq!(stdout(&counted).trim(), "2 words, 8 letters", "{kind}");
+        let upper = run_as(&dir, program, "mt-upper", &["quiet", "please"]);
+        assert!(upper.status.success(), "{kind}: {}", stderr(&upper));
+        assert_eq!(stdout(&upper).trim(), "QUIET PLEASE", "{kind}");
+        let other = run_as(&dir, program, "something-else", &["x"]);
+        assert_eq!(other.status.code(), Some(2), "{kind}: {}", stderr(&other));
+        let listed = stderr(&other);
+        assert!(
+            listed.contains("mt-count") && listed.contains("mt-upper"),
+            "{kind}: {listed}"
+        );
+    }
+
+    // The image: no entrypoint hides the scripts, each runs by its name.
+    if docker {
+        for (args, expected) in [
+            (&["mt-count", "a", "bb"][..], "2 words, 3 letters"),
+            (&["mt-upper", "loud"][..], "LOUD"),
+        ] {
+            let ran = run(std::process::Command::new("docker")
+                .args(["run", "--rm", "--network", "none", tag])
+                .args(args));
+            assert!(ran.status.success(), "{}", stderr(&ran));
+            assert_eq!(stdout(&ran).trim(), expected);
+        }
+        let _ = run(std::process::Command::new("docker").args(["rmi", tag]));
+    }
+}

@@ -16,7 +16,8 @@ const PYTHON_DIR: &str = "python";
 #[derive(Clone, Debug)]
 pub struct Frozen {
     pub path: PathBuf,
-    pub default_script: String,
+    /// None for a multi-call executable without a default.
+    pub default_script: Option<String>,
 }
 
 /// Build `NAME-VERSION-PLATFORM` in the build's work folder.

@@ -74,8 +74,9 @@ impl From<std::io::Error> for LaunchError {
 pub struct Launch {
     /// The interpreter, relative to the extraction folder.
     pub python: String,
-    /// The script run when the invoked name is not one of `scripts`.
-    pub default: String,
+    /// The script run when the invoked name is not one of `scripts`; without one, a
+    /// multi-call executable lists its scripts instead.
+    pub default: Option<String>,
     /// Console script name → `module:function`.
     pub scripts: Vec<(String, String)>,
 }
@@ -85,7 +86,7 @@ impl Launch {
     pub fn parse(text: &str) -> Result<Launch, LaunchError> {
         let mut launch = Launch {
             python: String::new(),
-            default: String::new(),
+            default: None,
             scripts: Vec::new(),
         };
         for line in text
@@ -100,7 +101,7 @@ impl Launch {
             match key.split_once(' ') {
                 Some(("script", name)) => launch.scripts.push((name.trim().to_string(), value)),
                 _ if key == "python" => launch.python = value,
-                _ if key == "default" => launch.default = value,
+                _ if key == "default" => launch.default = Some(value),
                 _ => {
                     return Err(LaunchError::Launch(format!(
                         "unknown key `{key}` in launch.txt"
@@ -108,9 +109,13 @@ impl Launch {
                 }
             }
         }
-        if launch.python.is_empty() || launch.script(&launch.default).is_none() {
+        let default_missing = match &launch.default {
+            Some(default) => launch.script(default).is_none(),
+            None => launch.scripts.is_empty(),
+        };
+        if launch.python.is_empty() || default_missing {
             return Err(LaunchError::Launch(
-                "launch.txt lacks `python` or its default script".into(),
+                "launch.txt lacks `python`, its default script or any script".into(),
             ));
         }
         Ok(launch)
@@ -118,7 +123,10 @@ impl Launch {
 
     /// The text of `launch.txt`, which [`Launch::parse`] reads back.
     pub fn render(&self) -> String {
-        let mut text = format!("python = {}\ndefault = {}\n", self.python, self.default);
+        let mut text = format!("python = {}\n", self.python);
+        if let Some(default) = &self.default {
+            text.push_str(&format!("default = {default}\n"));
+        }
         for (name, target) in &self.scripts {
             text.push_str(&format!("script {name} = {target}\n"));
         }
@@ -186,5 +194,14 @@ mod tests {
             format!("{STDLIB_ZIP_PRELUDE}import sys; sys.argv = sys.argv[1:]; from app.cli import Other; sys.exit(Other.run())")
         );
         assert!(Launch::parse("python = x\ndefault = missing\n").is_err());
+    }
+
+    #[test]
+    fn a_multi_call_launch_file_has_scripts_and_no_default() {
+        let text = "python = p\nscript a = m:a\nscript b = m:b\n";
+        let launch = Launch::parse(text).unwrap();
+        assert_eq!(launch.default, None);
+        assert_eq!(launch.render(), text);
+        assert!(Launch::parse("python = p\n").is_err(), "nothing to run");
     }
 }

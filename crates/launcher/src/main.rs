@@ -37,8 +37,19 @@ fn run() -> Result<std::convert::Infallible, LaunchError> {
         .unwrap_or_default();
     let script = if launch.script(&invoked).is_some() {
         invoked
+    } else if let Some(default) = &launch.default {
+        default.clone()
     } else {
-        launch.default.clone()
+        // A multi-call executable with no default: like busybox, say what it runs as.
+        let names: Vec<&str> = launch.scripts.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "{invoked}: run this executable as one of its scripts: {}\n  hint: make a link \
+             named like the script (`ln -s {invoked} {}`), or build with `entry = \"NAME\"` in \
+             [tool.gradient] to choose a default",
+            names.join(", "),
+            names[0]
+        );
+        std::process::exit(2);
     };
     let target = launch.script(&script).expect("launch.txt was checked");
     // -I: no PYTHONPATH, PYTHONHOME or user site-packages from the host. exec, not spawn:

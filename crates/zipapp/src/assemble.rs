@@ -19,7 +19,8 @@ pub struct Zipapp {
     /// Top-level names extracted on first run.
     pub native: Vec<String>,
     pub scripts: BTreeMap<String, String>,
-    pub default_script: String,
+    /// None for a multi-call file with no default (several scripts, none chosen).
+    pub default_script: Option<String>,
     /// Whether the app or a dependency carries compiled code (binds it to one ABI/platform).
     pub has_native_code: bool,
 }
@@ -93,7 +94,7 @@ pub async fn assemble(
         extract: &extract,
         compiled,
         scripts: &scripts,
-        default_script: &default_script,
+        default_script: default_script.as_deref(),
         digest: &content_digest,
         distributions: &distributions,
     });
@@ -163,17 +164,17 @@ pub async fn assemble(
     })
 }
 
-/// The console script a zipapp of `wheel` runs by default.
-pub fn default_script(project: &Project, wheel: &Path) -> Result<String, ZipappError> {
+/// The console script a zipapp of `wheel` runs by default, if it has one.
+pub fn default_script(project: &Project, wheel: &Path) -> Result<Option<String>, ZipappError> {
     Ok(scripts_and_default(project, wheel)?.1)
 }
 
 /// Every script a single-file app of `wheel` can run (name → `module:function`), and the
-/// one it runs by default. Shared by the zipapp and frozen tiers.
+/// one it runs by default, if any. Shared by the zipapp and frozen tiers.
 pub fn scripts_and_default(
     project: &Project,
     wheel: &Path,
-) -> Result<(BTreeMap<String, String>, String), ZipappError> {
+) -> Result<(BTreeMap<String, String>, Option<String>), ZipappError> {
     let info = inspect_wheel(wheel)?;
     choose_entry(
         project,
@@ -182,43 +183,42 @@ pub fn scripts_and_default(
     )
 }
 
-/// The scripts the archive can run, and which one runs by default.
+/// The scripts the archive can run, and which one runs by default: `entry`, else the one
+/// named like the project, else the only one. With several and none of these, there is no
+/// default: a multi-call file runs the script it is invoked as, like busybox, and lists
+/// them under any other name.
 fn choose_entry(
     project: &Project,
     name: &str,
     console_scripts: &BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, String), ZipappError> {
+) -> Result<(BTreeMap<String, String>, Option<String>), ZipappError> {
     let mut scripts = console_scripts.clone();
-    let listed = || scripts_list(console_scripts);
     if let Some(entry) = &project.config.entry {
         if scripts.contains_key(entry) {
-            return Ok((scripts, entry.clone()));
+            return Ok((scripts, Some(entry.clone())));
         }
         if entry.contains(':') {
             scripts.insert(name.to_string(), entry.clone());
-            return Ok((scripts, name.to_string()));
+            return Ok((scripts, Some(name.to_string())));
         }
         return Err(ZipappError::UnknownEntry {
             entry: entry.clone(),
             project: name.to_string(),
-            scripts: listed(),
+            scripts: scripts_list(console_scripts),
         });
     }
     if let Some(script) = scripts.keys().find(|s| normalize_name(s) == name).cloned() {
-        return Ok((scripts, script));
+        return Ok((scripts, Some(script)));
     }
     match scripts.len() {
         0 => Err(ZipappError::NoEntry {
             project: name.to_string(),
         }),
         1 => {
-            let only = scripts.keys().next().cloned().expect("one script");
+            let only = scripts.keys().next().cloned();
             Ok((scripts, only))
         }
-        _ => Err(ZipappError::AmbiguousEntry {
-            project: name.to_string(),
-            scripts: listed(),
-        }),
+        _ => Ok((scripts, None)),
     }
 }
 
@@ -329,7 +329,7 @@ struct BootstrapConstants<'a> {
     extract: &'a [&'a str],
     compiled: bool,
     scripts: &'a BTreeMap<String, String>,
-    default_script: &'a str,
+    default_script: Option<&'a str>,
     digest: &'a str,
     distributions: &'a [String],
 }
@@ -362,7 +362,7 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
         ("SCRIPTS = None", format!("SCRIPTS = {}", json(c.scripts))),
         (
             "DEFAULT = None",
-            format!("DEFAULT = {}", json(c.default_script)),
+            format!("DEFAULT = {}", c.default_script.map_or("None".into(), json)),
         ),
         ("DIGEST = None", format!("DIGEST = {}", json(c.digest))),
         (
@@ -442,25 +442,26 @@ mod tests {
     fn the_script_named_like_the_project_runs_by_default() {
         let (_, default) =
             choose_entry(&project(""), "demo", &scripts(&["demo-tool", "demo"])).unwrap();
-        assert_eq!(default, "demo");
+        assert_eq!(default.as_deref(), Some("demo"));
         let (_, only) = choose_entry(&project(""), "demo", &scripts(&["tool"])).unwrap();
-        assert_eq!(only, "tool");
+        assert_eq!(only.as_deref(), Some("tool"));
     }
 
     #[test]
-    fn several_scripts_and_none_named_like_the_project_need_a_choice() {
-        let err = choose_entry(&project(""), "demo", &scripts(&["a", "b"])).unwrap_err();
-        assert!(err.to_string().contains("entry = \"NAME\""), "{err}");
+    fn several_scripts_and_none_named_like_the_project_have_no_default_unless_chosen() {
+        let (all, none) = choose_entry(&project(""), "demo", &scripts(&["a", "b"])).unwrap();
+        assert_eq!((all.len(), none), (2, None));
         let chosen = project("[tool.gradient]\nentry = \"b\"\n");
         assert_eq!(
             choose_entry(&chosen, "demo", &scripts(&["a", "b"]))
                 .unwrap()
-                .1,
-            "b"
+                .1
+                .as_deref(),
+            Some("b")
         );
         let function = project("[tool.gradient]\nentry = \"demo.cli:run\"\n");
         let (all, default) = choose_entry(&function, "demo", &scripts(&[])).unwrap();
-        assert_eq!(all[&default], "demo.cli:run");
+        assert_eq!(all[&default.unwrap()], "demo.cli:run");
         let wrong = project("[tool.gradient]\nentry = \"c\"\n");
         assert!(matches!(
             choose_entry(&wrong, "demo", &scripts(&["a"])),
@@ -523,7 +524,7 @@ mod tests {
             extract: &["msgpack/_c.so"],
             compiled: true,
             scripts: &scripts(&["demo"]),
-            default_script: "demo",
+            default_script: Some("demo"),
             digest: "ab",
             distributions: &["demo-1.dist-info".to_string()],
         });

@@ -16,7 +16,7 @@ NATIVE = None  # top-level names under site/ to extract
 EXTRACT = None  # the files under site/ that belong to them
 COMPILED = None  # whether any of them holds compiled code (binding the archive to an ABI)
 SCRIPTS = None  # console script name -> "module:function"
-DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS
+DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS (None: list them)
 DIGEST = None  # content digest, names the extraction folder
 DISTRIBUTIONS = None  # the *.dist-info folders under site/
 KEEP = 3  # extractions of one app kept in the cache
@@ -330,6 +330,15 @@ def main():
     if invoked.endswith(".pyz"):
         invoked = invoked[:-4]
     script = invoked if invoked in SCRIPTS else DEFAULT
+    if script is None:
+        # A multi-call file with no default: like busybox, say what it can be run as.
+        sys.stderr.write(
+            "%s-%s.pyz: run this archive as one of its scripts: %s\n"
+            "  hint: make a link named like the script (`ln -s %s %s`), or build with "
+            "`entry = \"NAME\"` in [tool.gradient] to choose a default\n"
+            % (APP[0], APP[1], ", ".join(sorted(SCRIPTS)), sys.argv[0], sorted(SCRIPTS)[0])
+        )
+        sys.exit(2)
     if script != invoked:
         sys.argv[0] = script
     module, _, attributes = SCRIPTS[script].partition(":")
