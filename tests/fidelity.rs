@@ -130,3 +130,37 @@ fn several_scripts_and_none_named_like_the_project_build_in_every_tier() {
         let _ = run(std::process::Command::new("docker").args(["rmi", tag]));
     }
 }
+
+#[test]
+fn a_run_whose_tiers_all_failed_says_so_instead_of_an_empty_table() {
+    // A project with no console script cannot be a .pyz: the run used to print a table with
+    // no row and `wrote OUT`, as if something had been built.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=77\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+         [project]\nname = \"noscript\"\nversion = \"1.0\"\n\n[tool.setuptools]\npy-modules = [\"noscript\"]\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("noscript.py"), "VALUE = 1\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "zipapp"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path()));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let table = stdout(&output);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("zipapp"))
+        .unwrap_or_else(|| panic!("no zipapp row in:\n{table}"));
+    assert!(
+        row.contains("FAILED") && row.contains("no console script"),
+        "{row}"
+    );
+    assert!(
+        table.contains("no artifact was built"),
+        "the last line must say nothing was built:\n{table}"
+    );
+}

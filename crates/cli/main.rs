@@ -431,7 +431,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         let _ = write!(
             stdout,
             "{}",
-            gradient_core::redact(&report::table(&outcome.manifest))
+            gradient_core::redact(&report::run_table(&outcome))
         );
         // The manifest keeps what earlier runs left unchanged in the folder: say which
         // rows those are, so their times are not read as this run's.
@@ -443,7 +443,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
                 names.join(", ")
             );
         }
-        let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
+        let _ = writeln!(stdout, "{}", report::wrote_line(&outcome));
     }
     tier_failures(&outcome)
 }
