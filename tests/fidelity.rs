@@ -164,3 +164,98 @@ fn a_run_whose_tiers_all_failed_says_so_instead_of_an_empty_table() {
         "the last line must say nothing was built:\n{table}"
     );
 }
+
+#[test]
+fn legacy_scripts_are_installed_and_run_in_every_tier() {
+    // legacy-scripts has no console script, only setuptools `scripts=` files: a Python one
+    // (`#!python` in the wheel) and a shell one. Every tier but the wheel refused it ("has
+    // no console script"); now each installs them as pip does and runs them by name.
+    let docker = std::process::Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut tiers = vec!["sdist", "wheel", "zipapp", "frozen", "oci", "deb"];
+    if require("rpm") {
+        tiers.push("rpm");
+    }
+    if docker {
+        tiers.push("docker");
+    }
+    let tiers = tiers.join(",");
+    let out = tempfile::tempdir().unwrap();
+    let tag = "gradient-test-legacy-scripts:1";
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", &tiers, "--tag", tag])
+        .arg(fixture("legacy-scripts"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count(), "{manifest}");
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+    }
+
+    // The single-file tiers run both scripts by name.
+    let links = tempfile::tempdir().unwrap();
+    let pyz = only_file(out.path(), ".pyz");
+    let frozen = artifacts
+        .iter()
+        .find(|a| a["tier"] == "frozen")
+        .map(|a| out.path().join(a["file"].as_str().unwrap()))
+        .unwrap();
+    for (kind, program) in [("pyz", &pyz), ("frozen", &frozen)] {
+        let dir = links.path().join(kind);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tool = run_as(&dir, program, "legacy-tool", &["abc"]);
+        assert!(tool.status.success(), "{kind}: {}", stderr(&tool));
+        assert_eq!(
+            stdout(&tool).trim(),
+            "legacy-tool: nop (as __main__)",
+            "{kind}"
+        );
+        let sh = run_as(&dir, program, "legacy-sh", &["x", "y"]);
+        assert!(sh.status.success(), "{kind}: {}", stderr(&sh));
+        assert_eq!(
+            stdout(&sh).trim(),
+            "legacy-sh: 2 arguments, first x",
+            "{kind}"
+        );
+    }
+
+    // The deb: the Python script's #! line names the package's own interpreter, the shell
+    // script is as it was, both executable.
+    let deb = only_file(out.path(), ".deb");
+    let root = tempfile::tempdir().unwrap();
+    let unpacked = run(std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path()));
+    assert!(unpacked.status.success(), "{}", stderr(&unpacked));
+    use std::os::unix::fs::PermissionsExt;
+    for script in ["legacy-tool", "legacy-sh"] {
+        let path = root.path().join("usr/bin").join(script);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "{script} is not executable");
+    }
+    let tool = std::fs::read_to_string(root.path().join("usr/bin/legacy-tool")).unwrap();
+    assert!(tool.starts_with("#!/usr/lib/legacy-scripts/"), "{tool}");
+    let sh = std::fs::read_to_string(root.path().join("usr/bin/legacy-sh")).unwrap();
+    assert!(sh.starts_with("#!/bin/sh\n"), "{sh}");
+
+    if docker {
+        let ran = run(std::process::Command::new("docker").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            tag,
+            "legacy-tool",
+            "abc",
+        ]));
+        assert!(ran.status.success(), "{}", stderr(&ran));
+        assert_eq!(stdout(&ran).trim(), "legacy-tool: nop (as __main__)");
+        let _ = run(std::process::Command::new("docker").args(["rmi", tag]));
+    }
+}

@@ -77,7 +77,9 @@ pub struct Launch {
     /// The script run when the invoked name is not one of `scripts`; without one, a
     /// multi-call executable lists its scripts instead.
     pub default: Option<String>,
-    /// Console script name → `module:function`.
+    /// Script name → `module:function` for a console script; for a legacy (setuptools
+    /// `scripts=`) file, `python-file:PATH` (its code runs as `__main__`) or `program:PATH`
+    /// (run as it is), PATH relative to the extraction folder.
     pub scripts: Vec<(String, String)>,
 }
 
@@ -140,6 +142,31 @@ impl Launch {
             .map(|(_, target)| target.as_str())
     }
 
+    /// The target of a legacy script at `path` (see `scripts`).
+    pub fn legacy_target(path: &str, python: bool) -> String {
+        let kind = if python { PYTHON_FILE } else { PROGRAM };
+        format!("{kind}{path}")
+    }
+
+    /// What running `target` takes: its `module:function`, or a legacy script's path.
+    pub fn target_kind(target: &str) -> Target<'_> {
+        if let Some(path) = target.strip_prefix(PYTHON_FILE) {
+            Target::PythonFile(path)
+        } else if let Some(path) = target.strip_prefix(PROGRAM) {
+            Target::Program(path)
+        } else {
+            Target::Function(target)
+        }
+    }
+
+    /// The Python code that runs the Python script at `path` as `__main__`, as `argv[0]`,
+    /// after [`STDLIB_ZIP_PRELUDE`].
+    pub fn file_code(path: &str) -> String {
+        format!(
+            "{STDLIB_ZIP_PRELUDE}import sys, runpy; sys.argv = sys.argv[1:]; runpy.run_path({path:?}, run_name=\"__main__\")"
+        )
+    }
+
     /// The Python code that runs `target` (`module:function`) as `argv[0]`, after
     /// [`STDLIB_ZIP_PRELUDE`].
     pub fn code(target: &str) -> String {
@@ -155,6 +182,20 @@ impl Launch {
             module.trim()
         )
     }
+}
+
+const PYTHON_FILE: &str = "python-file:";
+const PROGRAM: &str = "program:";
+
+/// How a script of `launch.txt` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `module:function`, called by the bundled Python.
+    Function(&'a str),
+    /// A legacy Python script (path in the extraction folder), run as `__main__`.
+    PythonFile(&'a str),
+    /// A legacy script of another kind (a shell script), run as the program it is.
+    Program(&'a str),
 }
 
 /// Run before the app: zipimport names a module's file by loading its code, then loads the
@@ -194,6 +235,19 @@ mod tests {
             format!("{STDLIB_ZIP_PRELUDE}import sys; sys.argv = sys.argv[1:]; from app.cli import Other; sys.exit(Other.run())")
         );
         assert!(Launch::parse("python = x\ndefault = missing\n").is_err());
+    }
+
+    #[test]
+    fn legacy_scripts_are_told_from_functions() {
+        assert_eq!(
+            Launch::target_kind(&Launch::legacy_target("scripts/t", true)),
+            Target::PythonFile("scripts/t")
+        );
+        assert_eq!(
+            Launch::target_kind(&Launch::legacy_target("scripts/s", false)),
+            Target::Program("scripts/s")
+        );
+        assert_eq!(Launch::target_kind("a.b:c"), Target::Function("a.b:c"));
     }
 
     #[test]

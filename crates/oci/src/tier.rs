@@ -666,7 +666,14 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
                 entry: entry.clone(),
             }
         })?;
-        script_files.insert(script.clone(), text);
+        script_files.insert(script.clone(), text.into_bytes());
+    }
+    // Legacy scripts, as pip installs them: a Python one's `#!` line names the image's
+    // Python, any other is copied as it is.
+    let legacy = gradient_wheel::metadata::inspect_wheel(app.wheel)?.legacy_scripts;
+    for (script, data) in &legacy {
+        let installed = gradient_wheel::install_legacy_script(&placement.python, data);
+        script_files.insert(script.clone(), installed);
     }
     let mut app_entries = content::site_layer(
         &staging.join("app"),

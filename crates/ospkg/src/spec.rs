@@ -336,6 +336,23 @@ pub async fn package_spec(
         }
         add(file(&format!("usr/bin/{script}"), text.into_bytes(), 0o755));
     }
+    // Legacy scripts, as pip installs them: a Python one's `#!` line names the package's
+    // Python (with the system layout, its first line also puts the app's folder on
+    // sys.path, as the console scripts do); any other is copied as it is.
+    let legacy = gradient_wheel::metadata::inspect_wheel(wheel)?.legacy_scripts;
+    for (script, data) in &legacy {
+        let mut installed =
+            gradient_wheel::install_legacy_script(&format!("{interpreter} -I"), data);
+        if layout == Layout::System && gradient_wheel::is_python_script(data) {
+            let end = installed
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(0, |at| at + 1);
+            let line = format!("import sys; sys.path.insert(0, \"/{site_rel}\")\n");
+            installed.splice(end..end, line.into_bytes());
+        }
+        add(file(&format!("usr/bin/{script}"), installed, 0o755));
+    }
 
     let summary = app
         .metadata
