@@ -259,3 +259,21 @@ fn legacy_scripts_are_installed_and_run_in_every_tier() {
         let _ = run(std::process::Command::new("docker").args(["rmi", tag]));
     }
 }
+
+#[test]
+fn entry_on_the_command_line_chooses_the_default_of_a_multi_call_file() {
+    // `--entry NAME` does what `[tool.gradient] entry` does: the .pyz run under its own
+    // name runs that script instead of listing them.
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "zipapp", "--entry", "mt-upper"])
+        .arg(fixture("multi-tool"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pyz = only_file(out.path(), ".pyz");
+    let dir = tempfile::tempdir().unwrap();
+    let ran = run_as(dir.path(), &pyz, "multitool.pyz", &["shout"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(stdout(&ran).trim(), "SHOUT");
+}
