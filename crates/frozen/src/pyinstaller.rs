@@ -42,6 +42,9 @@ pub async fn build_with_pyinstaller(
         project: normalize_name(&info.metadata.name),
         scripts: scripts.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
+    if info.legacy_scripts.contains_key(&default) && !scripts.contains_key(&default) {
+        return Err(FrozenError::PyInstallerLegacyScript { script: default });
+    }
     let target = scripts
         .get(&default)
         .cloned()
