@@ -138,6 +138,10 @@ struct BuildArgs {
     /// many seconds, and fail the build; 0 for no limit.
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     hook_timeout: u64,
+    /// The script the .pyz, the frozen executable and the image run by default (a console
+    /// script's name, or `module:function`), over `[tool.gradient] entry`.
+    #[arg(long, value_name = "NAME")]
+    entry: Option<String>,
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -358,6 +362,7 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         hook_timeout: (args.hook_timeout > 0)
             .then(|| std::time::Duration::from_secs(args.hook_timeout)),
         cache_dir: None,
+        entry: args.entry.clone(),
     }
 }
 
@@ -441,7 +446,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         let _ = write!(
             stdout,
             "{}",
-            gradient_core::redact(&report::table(&outcome.manifest))
+            gradient_core::redact(&report::run_table(&outcome))
         );
         // The manifest keeps what earlier runs left unchanged in the folder: say which
         // rows those are, so their times are not read as this run's.
@@ -453,7 +458,7 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
                 names.join(", ")
             );
         }
-        let _ = writeln!(stdout, "wrote {}", outcome.out_dir.display());
+        let _ = writeln!(stdout, "{}", report::wrote_line(&outcome));
     }
     tier_failures(&outcome)
 }

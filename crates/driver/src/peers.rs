@@ -220,7 +220,7 @@ pub async fn run_peers(
     let script = target
         .wheel
         .and_then(|wheel| gradient_zipapp::scripts_and_default(target.project, wheel).ok())
-        .map(|(_, default)| default)
+        .and_then(|(_, default)| default)
         .unwrap_or_else(|| main_script(target.project, target.name));
     remove_stale_staging(&target.out_dir.join("peers"));
     let mut runs = Vec::new();

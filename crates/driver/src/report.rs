@@ -4,6 +4,41 @@ use crate::manifest::Manifest;
 
 /// Render the artifacts of `manifest` along the gradient, one row each.
 pub fn table(manifest: &Manifest) -> String {
+    table_with_failures(manifest, &[])
+}
+
+/// The table of a finished run: its artifacts, and a `FAILED` row for each tier that failed
+/// before it had an artifact (which the manifest cannot hold), so no failure leaves the
+/// table looking empty or complete.
+pub fn run_table(outcome: &crate::RunOutcome) -> String {
+    let failed: Vec<(gradient_core::Tier, &str)> = outcome
+        .tiers
+        .iter()
+        .filter_map(|t| Some((t.tier, t.error.as_deref()?)))
+        .filter(|(tier, _)| !outcome.manifest.artifacts.iter().any(|a| a.tier == *tier))
+        .collect();
+    table_with_failures(&outcome.manifest, &failed)
+}
+
+/// The line after the table: where the results went, and plainly when this run built no
+/// artifact at all (only the lock file and the reports were written).
+pub fn wrote_line(outcome: &crate::RunOutcome) -> String {
+    let built = outcome
+        .manifest
+        .artifacts
+        .iter()
+        .any(|a| !outcome.earlier.contains(&a.tier));
+    if built {
+        format!("wrote {}", outcome.out_dir.display())
+    } else {
+        format!(
+            "no artifact was built; wrote only the manifest, the reports and the lock file to {}",
+            outcome.out_dir.display()
+        )
+    }
+}
+
+fn table_with_failures(manifest: &Manifest, failed: &[(gradient_core::Tier, &str)]) -> String {
     let mut rows = vec![[
         "TIER".to_string(),
         "FILE".to_string(),
@@ -40,6 +75,18 @@ pub fn table(manifest: &Manifest) -> String {
                 None => "-".into(),
             },
             artifact.target_needs.to_string(),
+        ]);
+    }
+    for (tier, error) in failed {
+        rows.push([
+            tier.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "FAILED".into(),
+            "-".into(),
+            error.lines().next().unwrap_or("").to_string(),
         ]);
     }
     for skipped in &manifest.skipped {

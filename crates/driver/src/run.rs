@@ -55,6 +55,9 @@ pub struct BuildOptions {
     /// gradient's cache folder for this run [default: `GRADIENT_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/gradient`]. `compare --cold` passes an empty one.
     pub cache_dir: Option<PathBuf>,
+    /// `--entry`: the default script of the single-file tiers and the image, over
+    /// `[tool.gradient] entry`.
+    pub entry: Option<String>,
 }
 
 /// How one tier went.
@@ -90,7 +93,11 @@ pub async fn build(
     options: BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, DriverError> {
-    let project = Arc::new(Project::load(&options.project_dir)?);
+    let mut project = Project::load(&options.project_dir)?;
+    if let Some(entry) = &options.entry {
+        project.config.entry = Some(entry.clone());
+    }
+    let project = Arc::new(project);
     if options.tiers.is_empty() {
         return Err(DriverError::NothingRequested);
     }

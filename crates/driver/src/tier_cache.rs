@@ -78,6 +78,10 @@ impl Slot {
         if let Some(pyproject) = &parts.project.pyproject {
             text.push_str(&format!("pyproject {}\n", file_digest(pyproject).ok()?));
         }
+        // `--entry` changes the default script without changing pyproject.toml.
+        if let Some(entry) = &parts.project.config.entry {
+            text.push_str(&format!("entry {entry}\n"));
+        }
         let inputs = parts.inputs;
         for input in parts.backend.inputs() {
             let line = match input {

@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 
 /// Where the bundle sits inside the extraction folder.
 const PYTHON_DIR: &str = "python";
+/// Where legacy (setuptools `scripts=`) scripts sit inside the extraction folder.
+const LEGACY_DIR: &str = "scripts";
 
 /// A built frozen executable.
 #[derive(Clone, Debug)]
 pub struct Frozen {
     pub path: PathBuf,
-    pub default_script: String,
+    /// None for a multi-call executable without a default.
+    pub default_script: Option<String>,
 }
 
 /// Build `NAME-VERSION-PLATFORM` in the build's work folder.
@@ -37,12 +40,36 @@ pub async fn assemble(
     gradient_python::wheelhouse::copy_site(dependencies, &site)?;
     gradient_zipapp::install_wheel_files(wheel, &site)?;
     gradient_python::runtime::compile_tree(&python.executable, &site, &app_root, &[]).await?;
+    // Legacy scripts as the wheel has them, under scripts/, for the launcher to run.
+    let mut scripts: Vec<(String, String)> = scripts.into_iter().collect();
+    let mut legacy_entries = Vec::new();
+    for (name, data) in &info.legacy_scripts {
+        let path = format!("{LEGACY_DIR}/{name}");
+        scripts.push((
+            name.clone(),
+            Launch::legacy_target(&path, gradient_wheel::is_python_script(data)),
+        ));
+        legacy_entries.push(Entry {
+            path,
+            kind: EntryKind::File(data.clone()),
+            mode: 0o755,
+        });
+    }
+    scripts.sort();
     let launch = Launch {
         python: format!("{PYTHON_DIR}/{}", runtime.python),
         default: default_script.clone(),
-        scripts: scripts.into_iter().collect(),
+        scripts,
     };
     let mut app_entries = gradient_archive::tree_entries(&app_root, "")?;
+    if !legacy_entries.is_empty() {
+        app_entries.push(Entry {
+            path: LEGACY_DIR.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+        });
+        app_entries.extend(legacy_entries);
+    }
     app_entries.push(Entry {
         path: "launch.txt".into(),
         kind: EntryKind::File(launch.render().into_bytes()),

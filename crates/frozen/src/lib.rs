@@ -35,6 +35,8 @@ pub enum FrozenError {
     Archive(#[from] gradient_archive::ArchiveError),
     #[error(transparent)]
     Python(#[from] gradient_python::PythonError),
+    #[error("the default script `{script}` is a legacy `scripts=` file, which the pyinstaller engine cannot run\n  hint: use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]")]
+    PyInstallerLegacyScript { script: String },
     #[error("PyInstaller failed:\n{detail}")]
     PyInstaller { detail: String },
     #[error("failed to {action} `{}`", path.display())]

@@ -38,6 +38,13 @@ pub async fn build_with_pyinstaller(
     gradient_zipapp::install_wheel_files(wheel, &site)?;
     let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
     let (scripts, default) = gradient_zipapp::scripts_and_default(project, wheel)?;
+    let default = default.ok_or_else(|| gradient_zipapp::ZipappError::AmbiguousEntry {
+        project: normalize_name(&info.metadata.name),
+        scripts: scripts.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    if info.legacy_scripts.contains_key(&default) && !scripts.contains_key(&default) {
+        return Err(FrozenError::PyInstallerLegacyScript { script: default });
+    }
     let target = scripts
         .get(&default)
         .cloned()

@@ -163,7 +163,13 @@ impl Backend for FrozenTier {
             );
             let warm = hidden.command(&link, &argv[1..], &cx.scratch, &cache);
             checks.push(run_check(format!("{shown} (warm)"), warm, expect.as_deref()).await);
-            if argv[0] == default {
+            // The main command (a multi-call file without a default: the first) also runs
+            // twice at once on an empty cache.
+            let main = match &default {
+                Some(default) => &argv[0] == default,
+                None => index == 0,
+            };
+            if main {
                 let make = || hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent");
                 checks.push(match cx.project.config.frozen.engine {
                     FrozenEngine::Gradient => {
@@ -200,8 +206,10 @@ impl Backend for FrozenTier {
             .wheel
             .as_ref()
             .ok_or(FrozenError::MissingInput { what: "wheel" })?;
-        let (_, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
-        let Some((argv, expect)) = startup_command(&cx.project, [&default]) else {
+        let (scripts, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let Some((argv, expect)) =
+            startup_command(&cx.project, default.iter().chain(scripts.keys()))
+        else {
             return Ok(None);
         };
         let dir = cx.scratch.join("startup");

@@ -74,9 +74,12 @@ impl From<std::io::Error> for LaunchError {
 pub struct Launch {
     /// The interpreter, relative to the extraction folder.
     pub python: String,
-    /// The script run when the invoked name is not one of `scripts`.
-    pub default: String,
-    /// Console script name → `module:function`.
+    /// The script run when the invoked name is not one of `scripts`; without one, a
+    /// multi-call executable lists its scripts instead.
+    pub default: Option<String>,
+    /// Script name → `module:function` for a console script; for a legacy (setuptools
+    /// `scripts=`) file, `python-file:PATH` (its code runs as `__main__`) or `program:PATH`
+    /// (run as it is), PATH relative to the extraction folder.
     pub scripts: Vec<(String, String)>,
 }
 
@@ -85,7 +88,7 @@ impl Launch {
     pub fn parse(text: &str) -> Result<Launch, LaunchError> {
         let mut launch = Launch {
             python: String::new(),
-            default: String::new(),
+            default: None,
             scripts: Vec::new(),
         };
         for line in text
@@ -100,7 +103,7 @@ impl Launch {
             match key.split_once(' ') {
                 Some(("script", name)) => launch.scripts.push((name.trim().to_string(), value)),
                 _ if key == "python" => launch.python = value,
-                _ if key == "default" => launch.default = value,
+                _ if key == "default" => launch.default = Some(value),
                 _ => {
                     return Err(LaunchError::Launch(format!(
                         "unknown key `{key}` in launch.txt"
@@ -108,9 +111,13 @@ impl Launch {
                 }
             }
         }
-        if launch.python.is_empty() || launch.script(&launch.default).is_none() {
+        let default_missing = match &launch.default {
+            Some(default) => launch.script(default).is_none(),
+            None => launch.scripts.is_empty(),
+        };
+        if launch.python.is_empty() || default_missing {
             return Err(LaunchError::Launch(
-                "launch.txt lacks `python` or its default script".into(),
+                "launch.txt lacks `python`, its default script or any script".into(),
             ));
         }
         Ok(launch)
@@ -118,7 +125,10 @@ impl Launch {
 
     /// The text of `launch.txt`, which [`Launch::parse`] reads back.
     pub fn render(&self) -> String {
-        let mut text = format!("python = {}\ndefault = {}\n", self.python, self.default);
+        let mut text = format!("python = {}\n", self.python);
+        if let Some(default) = &self.default {
+            text.push_str(&format!("default = {default}\n"));
+        }
         for (name, target) in &self.scripts {
             text.push_str(&format!("script {name} = {target}\n"));
         }
@@ -130,6 +140,31 @@ impl Launch {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, target)| target.as_str())
+    }
+
+    /// The target of a legacy script at `path` (see `scripts`).
+    pub fn legacy_target(path: &str, python: bool) -> String {
+        let kind = if python { PYTHON_FILE } else { PROGRAM };
+        format!("{kind}{path}")
+    }
+
+    /// What running `target` takes: its `module:function`, or a legacy script's path.
+    pub fn target_kind(target: &str) -> Target<'_> {
+        if let Some(path) = target.strip_prefix(PYTHON_FILE) {
+            Target::PythonFile(path)
+        } else if let Some(path) = target.strip_prefix(PROGRAM) {
+            Target::Program(path)
+        } else {
+            Target::Function(target)
+        }
+    }
+
+    /// The Python code that runs the Python script at `path` as `__main__`, as `argv[0]`,
+    /// after [`STDLIB_ZIP_PRELUDE`].
+    pub fn file_code(path: &str) -> String {
+        format!(
+            "{STDLIB_ZIP_PRELUDE}import sys, runpy; sys.argv = sys.argv[1:]; runpy.run_path({path:?}, run_name=\"__main__\")"
+        )
     }
 
     /// The Python code that runs `target` (`module:function`) as `argv[0]`, after
@@ -147,6 +182,20 @@ impl Launch {
             module.trim()
         )
     }
+}
+
+const PYTHON_FILE: &str = "python-file:";
+const PROGRAM: &str = "program:";
+
+/// How a script of `launch.txt` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `module:function`, called by the bundled Python.
+    Function(&'a str),
+    /// A legacy Python script (path in the extraction folder), run as `__main__`.
+    PythonFile(&'a str),
+    /// A legacy script of another kind (a shell script), run as the program it is.
+    Program(&'a str),
 }
 
 /// Run before the app: zipimport names a module's file by loading its code, then loads the
@@ -186,5 +235,27 @@ mod tests {
             format!("{STDLIB_ZIP_PRELUDE}import sys; sys.argv = sys.argv[1:]; from app.cli import Other; sys.exit(Other.run())")
         );
         assert!(Launch::parse("python = x\ndefault = missing\n").is_err());
+    }
+
+    #[test]
+    fn legacy_scripts_are_told_from_functions() {
+        assert_eq!(
+            Launch::target_kind(&Launch::legacy_target("scripts/t", true)),
+            Target::PythonFile("scripts/t")
+        );
+        assert_eq!(
+            Launch::target_kind(&Launch::legacy_target("scripts/s", false)),
+            Target::Program("scripts/s")
+        );
+        assert_eq!(Launch::target_kind("a.b:c"), Target::Function("a.b:c"));
+    }
+
+    #[test]
+    fn a_multi_call_launch_file_has_scripts_and_no_default() {
+        let text = "python = p\nscript a = m:a\nscript b = m:b\n";
+        let launch = Launch::parse(text).unwrap();
+        assert_eq!(launch.default, None);
+        assert_eq!(launch.render(), text);
+        assert!(Launch::parse("python = p\n").is_err(), "nothing to run");
     }
 }

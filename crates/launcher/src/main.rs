@@ -1,6 +1,6 @@
 //! The frozen executable's entry point: find the payload, extract it once, exec Python.
 
-use gradient_launcher::{prepare, read_trailer, Launch, LaunchError};
+use gradient_launcher::{prepare, read_trailer, Launch, LaunchError, Target};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -37,16 +37,40 @@ fn run() -> Result<std::convert::Infallible, LaunchError> {
         .unwrap_or_default();
     let script = if launch.script(&invoked).is_some() {
         invoked
+    } else if let Some(default) = &launch.default {
+        default.clone()
     } else {
-        launch.default.clone()
+        // A multi-call executable with no default: like busybox, say what it runs as.
+        let names: Vec<&str> = launch.scripts.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "{invoked}: run this executable as one of its scripts: {}\n  hint: make a link \
+             named like the script (`ln -s {invoked} {}`), or build with `entry = \"NAME\"` in \
+             [tool.gradient] to choose a default",
+            names.join(", "),
+            names[0]
+        );
+        std::process::exit(2);
     };
     let target = launch.script(&script).expect("launch.txt was checked");
     // -I: no PYTHONPATH, PYTHONHOME or user site-packages from the host. exec, not spawn:
     // arguments, standard streams, exit status and signals belong to the app.
+    let code = match Launch::target_kind(target) {
+        Target::Function(function) => Launch::code(function),
+        Target::PythonFile(path) => {
+            Launch::file_code(&prepared.folder.join(path).to_string_lossy())
+        }
+        Target::Program(path) => {
+            let error = Command::new(prepared.folder.join(path))
+                .arg0(&script)
+                .args(args)
+                .exec();
+            return Err(LaunchError::Io(error));
+        }
+    };
     let error = Command::new(prepared.folder.join(&launch.python))
         .arg("-I")
         .arg("-c")
-        .arg(Launch::code(target))
+        .arg(code)
         .arg(&script)
         .args(args)
         .exec();

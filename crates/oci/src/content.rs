@@ -165,13 +165,13 @@ pub fn runtime(bundle: &Path) -> Result<Vec<Entry>, OciError> {
 
 /// A site-packages layer: `fill` puts files into a staging copy of `placement.site`, which
 /// is then byte-compiled by `python` for the paths it has in the image. `scripts` (name →
-/// file text) go into `placement.bin`.
+/// file content) go into `placement.bin`.
 pub async fn site_layer(
     staging: &Path,
     placement: &Placement,
     python: &Path,
     fill: impl FnOnce(&Path) -> Result<(), OciError>,
-    scripts: &BTreeMap<String, String>,
+    scripts: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<Entry>, OciError> {
     let site = staging.join(&placement.site);
     std::fs::create_dir_all(&site).map_err(|source| OciError::Io {
@@ -187,7 +187,7 @@ pub async fn site_layer(
         for (name, text) in scripts {
             entries.push(Entry {
                 path: format!("{}/{name}", placement.bin),
-                kind: EntryKind::File(text.clone().into_bytes()),
+                kind: EntryKind::File(text.clone()),
                 mode: 0o755,
             });
         }

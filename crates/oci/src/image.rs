@@ -102,6 +102,10 @@ pub fn config_json(spec: &ImageSpec) -> Vec<u8> {
     if !ports.is_empty() {
         run["ExposedPorts"] = Value::Object(ports);
     }
+    if spec.run.entrypoint.is_empty() {
+        // Unset, not `[]`: the image then runs whatever command it is given.
+        run.as_object_mut().expect("an object").remove("Entrypoint");
+    }
     let mut history: Vec<Value> = base["history"].as_array().cloned().unwrap_or_default();
     let mut diff_ids: Vec<Value> = base["rootfs"]["diff_ids"]
         .as_array()

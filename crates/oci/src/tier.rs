@@ -210,7 +210,8 @@ impl Backend for OciTier {
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
-        let Some((argv, expect)) = startup_command(&cx.project, [&app.default_script]) else {
+        let main = app.default_script.iter().chain(app.scripts.keys());
+        let Some((argv, expect)) = startup_command(&cx.project, main) else {
             return Ok(None);
         };
         let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
@@ -343,7 +344,8 @@ impl Backend for DockerTier {
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
-        let Some((argv, expect)) = startup_command(&cx.project, [&app.default_script]) else {
+        let main = app.default_script.iter().chain(app.scripts.keys());
+        let Some((argv, expect)) = startup_command(&cx.project, main) else {
             return Ok(None);
         };
         let image = app.tags(&cx.image_tags)?.remove(0);
@@ -394,15 +396,25 @@ async fn container_check(
     argv: &[String],
     expect: Option<&str>,
 ) -> SmokeCheck {
-    let (entrypoint, shown) =
-        if argv[0] == app.default_script && cx.project.config.container.entrypoint.is_none() {
+    let own_entrypoint = cx.project.config.container.entrypoint.is_none();
+    let (entrypoint, args, shown) =
+        if own_entrypoint && app.default_script.as_deref() == Some(argv[0].as_str()) {
             (
                 None,
+                &argv[1..],
                 format!("docker run --network none {image} {}", argv[1..].join(" ")),
+            )
+        } else if own_entrypoint && app.default_script.is_none() {
+            // No entrypoint: the script is the command, as a user runs it.
+            (
+                None,
+                argv,
+                format!("docker run --network none {image} {}", argv.join(" ")),
             )
         } else {
             (
                 Some(vec![format!("/usr/local/bin/{}", argv[0])]),
+                &argv[1..],
                 format!(
                     "docker run --network none --entrypoint {} {image} {}",
                     argv[0],
@@ -410,7 +422,7 @@ async fn container_check(
                 ),
             )
         };
-    match engine.run(image, entrypoint.as_deref(), &argv[1..]).await {
+    match engine.run(image, entrypoint.as_deref(), args).await {
         Err(error) => SmokeCheck {
             command: shown,
             passed: false,
@@ -467,7 +479,8 @@ struct App<'a> {
     name: String,
     metadata: gradient_wheel::metadata::CoreMetadata,
     scripts: BTreeMap<String, String>,
-    default_script: String,
+    /// None when several scripts have no default: the image then has no entrypoint.
+    default_script: Option<String>,
 }
 
 impl<'a> App<'a> {
@@ -653,7 +666,14 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
                 entry: entry.clone(),
             }
         })?;
-        script_files.insert(script.clone(), text);
+        script_files.insert(script.clone(), text.into_bytes());
+    }
+    // Legacy scripts, as pip installs them: a Python one's `#!` line names the image's
+    // Python, any other is copied as it is.
+    let legacy = gradient_wheel::metadata::inspect_wheel(app.wheel)?.legacy_scripts;
+    for (script, data) in &legacy {
+        let installed = gradient_wheel::install_legacy_script(&placement.python, data);
+        script_files.insert(script.clone(), installed);
     }
     let mut app_entries = content::site_layer(
         &staging.join("app"),
@@ -714,7 +734,13 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         run: RunConfig {
             entrypoint: settings
                 .entrypoint()
-                .unwrap_or_else(|| vec![format!("/{}/{}", placement.bin, app.default_script)]),
+                .or_else(|| {
+                    let default = app.default_script.as_ref()?;
+                    Some(vec![format!("/{}/{}", placement.bin, default)])
+                })
+                // Several scripts and no default: none hides the others, each runs by
+                // name on PATH (`docker run IMAGE SCRIPT ARGS`).
+                .unwrap_or_default(),
             cmd: settings.cmd().unwrap_or_default(),
             env,
             user,

@@ -48,6 +48,8 @@ pub enum OsPkgError {
     BadEntryPoint { script: String, entry: String },
     #[error("[tool.gradient.service] command starts with `{program}`, which is not a console script of the project ({scripts})\n  hint: start the command with one of those; the unit runs /usr/bin/SCRIPT")]
     ServiceNotAScript { program: String, scripts: String },
+    #[error("[tool.gradient.service] has no command, and the project has several console scripts ({scripts}) and no default one\n  hint: set command = [\"SCRIPT\", ...] in [tool.gradient.service], or entry = \"SCRIPT\" in [tool.gradient]")]
+    ServiceWithoutCommand { scripts: String },
     #[error("`strip` failed on the package's compiled code: {detail}")]
     Strip { detail: String },
     #[error("the rpm writer failed: {0}")]

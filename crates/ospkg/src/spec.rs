@@ -117,7 +117,8 @@ pub fn package_config(project: &Project, format: PackageFormat) -> &PackageConfi
 pub struct App {
     pub metadata: gradient_wheel::metadata::CoreMetadata,
     pub scripts: BTreeMap<String, String>,
-    pub default_script: String,
+    /// None when several scripts have no default; every script is installed either way.
+    pub default_script: Option<String>,
 }
 
 impl App {
@@ -335,6 +336,23 @@ pub async fn package_spec(
         }
         add(file(&format!("usr/bin/{script}"), text.into_bytes(), 0o755));
     }
+    // Legacy scripts, as pip installs them: a Python one's `#!` line names the package's
+    // Python (with the system layout, its first line also puts the app's folder on
+    // sys.path, as the console scripts do); any other is copied as it is.
+    let legacy = gradient_wheel::metadata::inspect_wheel(wheel)?.legacy_scripts;
+    for (script, data) in &legacy {
+        let mut installed =
+            gradient_wheel::install_legacy_script(&format!("{interpreter} -I"), data);
+        if layout == Layout::System && gradient_wheel::is_python_script(data) {
+            let end = installed
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(0, |at| at + 1);
+            let line = format!("import sys; sys.path.insert(0, \"/{site_rel}\")\n");
+            installed.splice(end..end, line.into_bytes());
+        }
+        add(file(&format!("usr/bin/{script}"), installed, 0o755));
+    }
 
     let summary = app
         .metadata
@@ -395,9 +413,18 @@ pub async fn package_spec(
             PackageFormat::Deb => "lib/systemd/system",
             PackageFormat::Rpm => "usr/lib/systemd/system",
         };
+        let command = match (&service.command, &app.default_script) {
+            (Some(command), _) => command.get_ref().clone(),
+            (None, Some(default)) => vec![default.clone()],
+            (None, None) => {
+                return Err(OsPkgError::ServiceWithoutCommand {
+                    scripts: app.scripts.keys().cloned().collect::<Vec<_>>().join(", "),
+                })
+            }
+        };
         let unit = unit_text(
             service,
-            &app,
+            &command,
             &summary,
             service_user.as_deref().unwrap_or(&name),
         );
@@ -497,12 +524,7 @@ fn service_user(service: Option<&ServiceConfig>, name: &str) -> Option<String> {
 }
 
 /// A systemd unit that runs the service command as its user.
-fn unit_text(service: &ServiceConfig, app: &App, summary: &str, user: &str) -> String {
-    let command = service
-        .command
-        .as_ref()
-        .map(|c| c.get_ref().clone())
-        .unwrap_or_else(|| vec![app.default_script.clone()]);
+fn unit_text(service: &ServiceConfig, command: &[String], summary: &str, user: &str) -> String {
     let mut words = vec![format!("/usr/bin/{}", command[0])];
     words.extend(command[1..].iter().map(|word| {
         if word.is_empty() || word.contains(|c: char| c.is_whitespace() || "\"'\\;$%".contains(c)) {

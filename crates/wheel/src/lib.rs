@@ -18,7 +18,7 @@ mod tiers;
 pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
-pub use scripts::{console_script, is_object_reference};
+pub use scripts::{console_script, install_legacy_script, is_object_reference, is_python_script};
 
 /// Where this crate stages entries in the cache (folder, name prefix): the cache of built
 /// distributions (`.KEY-*`).

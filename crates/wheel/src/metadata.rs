@@ -211,6 +211,9 @@ pub struct WheelInfo {
     pub root_is_purelib: bool,
     /// `[console_scripts]` of entry_points.txt: name → `module:function`.
     pub console_scripts: BTreeMap<String, String>,
+    /// Legacy scripts (setuptools `scripts=`), the files of `NAME.data/scripts/`: name →
+    /// content as the wheel holds it (a Python script's first line is then `#!python`).
+    pub legacy_scripts: BTreeMap<String, Vec<u8>>,
     /// Whether it holds compiled code (`.so` files).
     pub has_native_code: bool,
 }
@@ -393,11 +396,31 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
             )));
         }
     }
+    let mut legacy_scripts = BTreeMap::new();
+    for (path, data) in &files {
+        let mut parts = path.split('/');
+        let (Some(top), Some("scripts"), Some(script), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if !top.ends_with(".data") {
+            continue;
+        }
+        check_script_name(script).map_err(|why| {
+            invalid(format!(
+                "its script `{}` is not a safe file name: {why}",
+                shown(script)
+            ))
+        })?;
+        legacy_scripts.insert(script.to_string(), data.to_vec());
+    }
     Ok(WheelInfo {
         metadata,
         tags: name_tags,
         root_is_purelib,
         console_scripts,
+        legacy_scripts,
         has_native_code: files
             .keys()
             .any(|f| f.ends_with(".so") || f.contains(".so.")),

@@ -11,6 +11,41 @@ pub fn console_script(interpreter: &str, entry: &str) -> Option<String> {
     ))
 }
 
+/// Whether a legacy script (a wheel's `.data/scripts/` file) is Python: its first line is a
+/// `#!` line whose program is `python`, `pythonw` or `pythonX.Y` (a path to one, or through
+/// `env`), as pip and distlib decide before rewriting it.
+pub fn is_python_script(content: &[u8]) -> bool {
+    let first = content.split(|b| *b == b'\n').next().unwrap_or_default();
+    let Some(line) = first.strip_prefix(b"#!") else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let mut program = words.next().unwrap_or_default();
+    if program.rsplit('/').next() == Some("env") {
+        program = words.next().unwrap_or_default();
+    }
+    let name = program.rsplit('/').next().unwrap_or_default();
+    name.strip_prefix("python")
+        .map(|rest| rest.strip_prefix('w').unwrap_or(rest))
+        .is_some_and(|version| version.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+/// A legacy script as an installer writes it: a Python script's `#!` line replaced by one
+/// for `interpreter` (pip does the same); any other file unchanged.
+pub fn install_legacy_script(interpreter: &str, content: &[u8]) -> Vec<u8> {
+    if !is_python_script(content) {
+        return content.to_vec();
+    }
+    let rest = match content.iter().position(|b| *b == b'\n') {
+        Some(end) => &content[end + 1..],
+        None => &[],
+    };
+    let mut script = format!("#!{interpreter}\n").into_bytes();
+    script.extend_from_slice(rest);
+    script
+}
+
 /// Whether `entry` is an object reference as the entry-points spec defines it:
 /// `module.path:attr.path`, optionally followed by `[extras]`.
 pub fn is_object_reference(entry: &str) -> bool {
@@ -42,7 +77,35 @@ fn object_reference(entry: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{console_script, is_object_reference};
+    use super::{console_script, install_legacy_script, is_object_reference, is_python_script};
+
+    #[test]
+    fn python_legacy_scripts_get_the_interpreter_and_others_stay_as_they_are() {
+        for python in [
+            "#!python\n",
+            "#!/usr/bin/python3 -u\n",
+            "#!/usr/bin/env python3.11\n",
+            "#!pythonw\n",
+        ] {
+            assert!(is_python_script(python.as_bytes()), "{python}");
+        }
+        for other in [
+            "#!/bin/sh\n",
+            "#!/usr/bin/env bash\n",
+            "print(1)\n",
+            "#!/usr/bin/pythonic\n",
+        ] {
+            assert!(!is_python_script(other.as_bytes()), "{other}");
+        }
+        assert_eq!(
+            install_legacy_script("/opt/py -I", b"#!python\nprint(1)\n"),
+            b"#!/opt/py -I\nprint(1)\n"
+        );
+        assert_eq!(
+            install_legacy_script("/opt/py", b"#!/bin/sh\necho\n"),
+            b"#!/bin/sh\necho\n"
+        );
+    }
 
     #[test]
     fn writes_an_import_and_a_call_and_refuses_malformed_entries() {

@@ -19,7 +19,8 @@ pub struct Zipapp {
     /// Top-level names extracted on first run.
     pub native: Vec<String>,
     pub scripts: BTreeMap<String, String>,
-    pub default_script: String,
+    /// None for a multi-call file with no default (several scripts, none chosen).
+    pub default_script: Option<String>,
     /// Whether the app or a dependency carries compiled code (binds it to one ABI/platform).
     pub has_native_code: bool,
 }
@@ -36,7 +37,12 @@ pub async fn assemble(
     let info = inspect_wheel(wheel)?;
     let name = normalize_name(&info.metadata.name);
     let version = info.metadata.version.clone();
-    let (scripts, default_script) = choose_entry(project, &name, &info.console_scripts)?;
+    let (scripts, default_script) = choose_entry(
+        project,
+        &name,
+        &info.console_scripts,
+        info.legacy_scripts.keys(),
+    )?;
 
     // The app, installed from its wheel by hand (root, purelib and platlib).
     let app_dir = work_dir.join("app");
@@ -85,6 +91,11 @@ pub async fn assemble(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let legacy: BTreeMap<String, bool> = info
+        .legacy_scripts
+        .iter()
+        .map(|(name, data)| (name.clone(), gradient_wheel::is_python_script(data)))
+        .collect();
     let bootstrap = bootstrap_source(BootstrapConstants {
         name: &name,
         version: &version,
@@ -93,7 +104,8 @@ pub async fn assemble(
         extract: &extract,
         compiled,
         scripts: &scripts,
-        default_script: &default_script,
+        default_script: default_script.as_deref(),
+        legacy: &legacy,
         digest: &content_digest,
         distributions: &distributions,
     });
@@ -137,6 +149,21 @@ pub async fn assemble(
         .collect();
     site_entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.extend(site_entries);
+    // Legacy scripts as the wheel has them, run by the bootstrap (see `run_legacy`).
+    if !info.legacy_scripts.is_empty() {
+        entries.push(Entry {
+            path: "scripts/".into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+        });
+    }
+    for (script, data) in &info.legacy_scripts {
+        entries.push(Entry {
+            path: format!("scripts/{script}"),
+            kind: EntryKind::File(data.clone()),
+            mode: 0o755,
+        });
+    }
 
     let shebang = project
         .config
@@ -163,70 +190,73 @@ pub async fn assemble(
     })
 }
 
-/// The console script a zipapp of `wheel` runs by default.
-pub fn default_script(project: &Project, wheel: &Path) -> Result<String, ZipappError> {
+/// The console script a zipapp of `wheel` runs by default, if it has one.
+pub fn default_script(project: &Project, wheel: &Path) -> Result<Option<String>, ZipappError> {
     Ok(scripts_and_default(project, wheel)?.1)
 }
 
 /// Every script a single-file app of `wheel` can run (name → `module:function`), and the
-/// one it runs by default. Shared by the zipapp and frozen tiers.
+/// one it runs by default, if any. Shared by the zipapp and frozen tiers.
 pub fn scripts_and_default(
     project: &Project,
     wheel: &Path,
-) -> Result<(BTreeMap<String, String>, String), ZipappError> {
+) -> Result<(BTreeMap<String, String>, Option<String>), ZipappError> {
     let info = inspect_wheel(wheel)?;
     choose_entry(
         project,
         &normalize_name(&info.metadata.name),
         &info.console_scripts,
+        info.legacy_scripts.keys(),
     )
 }
 
-/// The scripts the archive can run, and which one runs by default.
+/// The scripts the archive can run, and which one runs by default: `entry`, else the one
+/// named like the project, else the only one. The default may be a `legacy` script (a
+/// setuptools `scripts=` file), which are counted with the console scripts. With several and none of these, there is no
+/// default: a multi-call file runs the script it is invoked as, like busybox, and lists
+/// them under any other name.
 fn choose_entry(
     project: &Project,
     name: &str,
     console_scripts: &BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, String), ZipappError> {
+    legacy: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<(BTreeMap<String, String>, Option<String>), ZipappError> {
     let mut scripts = console_scripts.clone();
-    let listed = || scripts_list(console_scripts);
+    let mut names: Vec<String> = scripts.keys().cloned().collect();
+    names.extend(legacy.into_iter().map(|n| n.as_ref().to_string()));
+    names.sort();
+    names.dedup();
     if let Some(entry) = &project.config.entry {
-        if scripts.contains_key(entry) {
-            return Ok((scripts, entry.clone()));
+        if names.contains(entry) {
+            return Ok((scripts, Some(entry.clone())));
         }
         if entry.contains(':') {
             scripts.insert(name.to_string(), entry.clone());
-            return Ok((scripts, name.to_string()));
+            return Ok((scripts, Some(name.to_string())));
         }
         return Err(ZipappError::UnknownEntry {
             entry: entry.clone(),
             project: name.to_string(),
-            scripts: listed(),
+            scripts: scripts_list(&names),
         });
     }
-    if let Some(script) = scripts.keys().find(|s| normalize_name(s) == name).cloned() {
-        return Ok((scripts, script));
+    if let Some(script) = names.iter().find(|s| normalize_name(s) == name).cloned() {
+        return Ok((scripts, Some(script)));
     }
-    match scripts.len() {
+    match names.len() {
         0 => Err(ZipappError::NoEntry {
             project: name.to_string(),
         }),
-        1 => {
-            let only = scripts.keys().next().cloned().expect("one script");
-            Ok((scripts, only))
-        }
-        _ => Err(ZipappError::AmbiguousEntry {
-            project: name.to_string(),
-            scripts: listed(),
-        }),
+        1 => Ok((scripts, names.pop())),
+        _ => Ok((scripts, None)),
     }
 }
 
-fn scripts_list(scripts: &BTreeMap<String, String>) -> String {
-    if scripts.is_empty() {
+fn scripts_list(names: &[String]) -> String {
+    if names.is_empty() {
         "none".into()
     } else {
-        scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+        names.join(", ")
     }
 }
 
@@ -329,7 +359,8 @@ struct BootstrapConstants<'a> {
     extract: &'a [&'a str],
     compiled: bool,
     scripts: &'a BTreeMap<String, String>,
-    default_script: &'a str,
+    default_script: Option<&'a str>,
+    legacy: &'a BTreeMap<String, bool>,
     digest: &'a str,
     distributions: &'a [String],
 }
@@ -362,7 +393,22 @@ fn bootstrap_source(c: BootstrapConstants<'_>) -> String {
         ("SCRIPTS = None", format!("SCRIPTS = {}", json(c.scripts))),
         (
             "DEFAULT = None",
-            format!("DEFAULT = {}", json(c.default_script)),
+            format!("DEFAULT = {}", c.default_script.map_or("None".into(), json)),
+        ),
+        (
+            "LEGACY = None",
+            format!(
+                "LEGACY = {{{}}}",
+                c.legacy
+                    .iter()
+                    .map(|(name, python)| format!(
+                        "{}: {}",
+                        json(name),
+                        if *python { "True" } else { "False" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         ("DIGEST = None", format!("DIGEST = {}", json(c.digest))),
         (
@@ -431,6 +477,8 @@ mod tests {
         Project::parse(Path::new("/p"), Path::new("/p/pyproject.toml"), &text).unwrap()
     }
 
+    const NONE: [&str; 0] = [];
+
     fn scripts(names: &[&str]) -> BTreeMap<String, String> {
         names
             .iter()
@@ -441,35 +489,41 @@ mod tests {
     #[test]
     fn the_script_named_like_the_project_runs_by_default() {
         let (_, default) =
-            choose_entry(&project(""), "demo", &scripts(&["demo-tool", "demo"])).unwrap();
-        assert_eq!(default, "demo");
-        let (_, only) = choose_entry(&project(""), "demo", &scripts(&["tool"])).unwrap();
-        assert_eq!(only, "tool");
+            choose_entry(&project(""), "demo", &scripts(&["demo-tool", "demo"]), NONE).unwrap();
+        assert_eq!(default.as_deref(), Some("demo"));
+        let (_, only) = choose_entry(&project(""), "demo", &scripts(&["tool"]), NONE).unwrap();
+        assert_eq!(only.as_deref(), Some("tool"));
     }
 
     #[test]
-    fn several_scripts_and_none_named_like_the_project_need_a_choice() {
-        let err = choose_entry(&project(""), "demo", &scripts(&["a", "b"])).unwrap_err();
-        assert!(err.to_string().contains("entry = \"NAME\""), "{err}");
+    fn several_scripts_and_none_named_like_the_project_have_no_default_unless_chosen() {
+        let (all, none) = choose_entry(&project(""), "demo", &scripts(&["a", "b"]), NONE).unwrap();
+        assert_eq!((all.len(), none), (2, None));
         let chosen = project("[tool.gradient]\nentry = \"b\"\n");
         assert_eq!(
-            choose_entry(&chosen, "demo", &scripts(&["a", "b"]))
+            choose_entry(&chosen, "demo", &scripts(&["a", "b"]), NONE)
                 .unwrap()
-                .1,
-            "b"
+                .1
+                .as_deref(),
+            Some("b")
         );
         let function = project("[tool.gradient]\nentry = \"demo.cli:run\"\n");
-        let (all, default) = choose_entry(&function, "demo", &scripts(&[])).unwrap();
-        assert_eq!(all[&default], "demo.cli:run");
+        let (all, default) = choose_entry(&function, "demo", &scripts(&[]), NONE).unwrap();
+        assert_eq!(all[&default.unwrap()], "demo.cli:run");
         let wrong = project("[tool.gradient]\nentry = \"c\"\n");
         assert!(matches!(
-            choose_entry(&wrong, "demo", &scripts(&["a"])),
+            choose_entry(&wrong, "demo", &scripts(&["a"]), NONE),
             Err(ZipappError::UnknownEntry { .. })
         ));
         assert!(matches!(
-            choose_entry(&project(""), "demo", &scripts(&[])),
+            choose_entry(&project(""), "demo", &scripts(&[]), NONE),
             Err(ZipappError::NoEntry { .. })
         ));
+        // A legacy script is a script too: the only one is the default.
+        let (_, legacy) = choose_entry(&project(""), "demo", &scripts(&[]), ["tool"]).unwrap();
+        assert_eq!(legacy.as_deref(), Some("tool"));
+        let (_, none) = choose_entry(&project(""), "demo", &scripts(&["a"]), ["b"]).unwrap();
+        assert_eq!(none, None);
     }
 
     #[test]
@@ -523,7 +577,8 @@ mod tests {
             extract: &["msgpack/_c.so"],
             compiled: true,
             scripts: &scripts(&["demo"]),
-            default_script: "demo",
+            default_script: Some("demo"),
+            legacy: &BTreeMap::from([("tool".to_string(), true)]),
             digest: "ab",
             distributions: &["demo-1.dist-info".to_string()],
         });
@@ -531,6 +586,7 @@ mod tests {
         assert!(source.contains("EXTRACT = [\"msgpack/_c.so\"]"));
         assert!(source.contains("DISTRIBUTIONS = [\"demo-1.dist-info\"]"));
         assert!(source.contains("COMPILED = True"));
+        assert!(source.contains("LEGACY = {\"tool\": True}"));
         assert!(!source.contains("= None  #"), "a constant was left unset");
     }
 }

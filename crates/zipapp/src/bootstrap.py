@@ -16,7 +16,8 @@ NATIVE = None  # top-level names under site/ to extract
 EXTRACT = None  # the files under site/ that belong to them
 COMPILED = None  # whether any of them holds compiled code (binding the archive to an ABI)
 SCRIPTS = None  # console script name -> "module:function"
-DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS
+DEFAULT = None  # the script run when the invoked name is not one of SCRIPTS (None: list them)
+LEGACY = None  # legacy (setuptools `scripts=`) script name -> whether it is Python; under scripts/
 DIGEST = None  # content digest, names the extraction folder
 DISTRIBUTIONS = None  # the *.dist-info folders under site/
 KEEP = 3  # extractions of one app kept in the cache
@@ -290,6 +291,31 @@ class ArchiveDistributions:
                 yield PathDistribution(zipfile.Path(archive, "%s/%s/" % (folder, dist_info)))
 
 
+def run_legacy(archive, folder, name):
+    """A setuptools `scripts=` file, kept under scripts/ in the archive. Python code runs as
+    __main__ in this interpreter (what pip's rewritten `#!` line would run it with); any
+    other file runs as the program it is, from the extraction folder."""
+    path = os.path.join(archive, "scripts", name)
+    data = zipimport.zipimporter(archive).get_data(path)
+    if LEGACY[name]:
+        import types
+
+        main = types.ModuleType("__main__")
+        main.__file__ = path
+        sys.modules["__main__"] = main
+        exec(compile(data, path, "exec", dont_inherit=True), main.__dict__)
+        sys.exit(0)
+    target = os.path.join(folder, "scripts", name)
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temporary = "%s.%d" % (target, os.getpid())
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o755)
+        os.replace(temporary, target)
+    os.execv(target, [name] + sys.argv[1:])
+
+
 def install_importer(archive, cache):
     prefix = archive + os.sep
 
@@ -329,9 +355,21 @@ def main():
     invoked = os.path.basename(sys.argv[0])
     if invoked.endswith(".pyz"):
         invoked = invoked[:-4]
-    script = invoked if invoked in SCRIPTS else DEFAULT
+    script = invoked if invoked in SCRIPTS or invoked in LEGACY else DEFAULT
+    if script is None:
+        names = list(SCRIPTS) + list(LEGACY)
+        # A multi-call file with no default: like busybox, say what it can be run as.
+        sys.stderr.write(
+            "%s-%s.pyz: run this archive as one of its scripts: %s\n"
+            "  hint: make a link named like the script (`ln -s %s %s`), or build with "
+            "`entry = \"NAME\"` in [tool.gradient] to choose a default\n"
+            % (APP[0], APP[1], ", ".join(sorted(names)), sys.argv[0], sorted(names)[0])
+        )
+        sys.exit(2)
     if script != invoked:
         sys.argv[0] = script
+    if script in LEGACY:
+        run_legacy(archive, folder, script)
     module, _, attributes = SCRIPTS[script].partition(":")
     target = __import__(module.strip(), fromlist=["__name__"])
     for attribute in attributes.split("[")[0].strip().split("."):

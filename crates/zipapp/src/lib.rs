@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 pub enum ZipappError {
     #[error("{project} has no console script, so a single-file app of it has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
     NoEntry { project: String },
-    #[error("{project} has several console scripts ({scripts}) and none is named like the project\n  hint: choose the default one with `entry = \"NAME\"` in [tool.gradient]")]
+    /// Only for builders that run one script (the pyinstaller engine): gradient's own
+    /// single-file tiers are multi-call files instead.
+    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one\n  hint: choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each")]
     AmbiguousEntry { project: String, scripts: String },
     #[error("[tool.gradient] entry `{entry}` is neither a console script of {project} ({scripts}) nor `module:function`")]
     UnknownEntry {

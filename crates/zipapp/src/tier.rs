@@ -1,7 +1,7 @@
 //! The zipapp tier: build the `.pyz`, and smoke-test it with an interpreter that has none
 //! of its dependencies.
 
-use crate::{assemble, default_script, ZipappError};
+use crate::{assemble, default_script, scripts_and_default, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
@@ -99,7 +99,7 @@ impl Backend for ZipappTier {
         std::fs::create_dir_all(&links)?;
         let mut checks = Vec::new();
         let mut scripts: Vec<String> = info.console_scripts.keys().cloned().collect();
-        if !scripts.contains(&default) {
+        if let Some(default) = default.as_ref().filter(|d| !scripts.contains(d)) {
             scripts.push(default.clone());
         }
         for (index, (argv, expect)) in smoke_commands(&cx.project, &scripts)
@@ -117,28 +117,48 @@ impl Backend for ZipappTier {
             isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
             checks.push(run_check(argv.join(" "), command, expect.as_deref()).await);
 
-            if argv[0] == default {
-                let mut command = Command::new(&python);
-                command.arg("-I").arg(&artifact.path).args(&argv[1..]);
-                isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
-                let shown = format!(
-                    "python{} -I {} {}",
-                    cx.python.short_version(),
-                    artifact.file_name(),
-                    argv[1..].join(" ")
-                );
-                checks.push(run_check(shown, command, expect.as_deref()).await);
-
-                let make = || {
+            // The main command once more, run by the interpreter as `python app.pyz`
+            // (which only a file with a default can do), and twice at once on an empty
+            // cache. A multi-call file without a default is run by the first command's name.
+            let main = match &default {
+                Some(default) => &argv[0] == default,
+                None => index == 0,
+            };
+            if main {
+                let by_python = default.is_some();
+                if by_python {
                     let mut command = Command::new(&python);
                     command.arg("-I").arg(&artifact.path).args(&argv[1..]);
+                    isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
+                    let shown = format!(
+                        "python{} -I {} {}",
+                        cx.python.short_version(),
+                        artifact.file_name(),
+                        argv[1..].join(" ")
+                    );
+                    checks.push(run_check(shown, command, expect.as_deref()).await);
+                }
+
+                let make = || {
+                    let mut command = if by_python {
+                        let mut command = Command::new(&python);
+                        command.arg("-I").arg(&artifact.path);
+                        command
+                    } else {
+                        Command::new(&link)
+                    };
+                    command.args(&argv[1..]);
                     isolate(&mut command, &bin, &cx.scratch, "cache-concurrent");
                     command
                 };
                 let extractions = cx.scratch.join("cache-concurrent/gradient/pyz");
                 let shown = format!(
                     "2 concurrent first runs of {} {}",
-                    artifact.file_name(),
+                    if by_python {
+                        artifact.file_name()
+                    } else {
+                        argv[0].clone()
+                    },
                     argv[1..].join(" ")
                 );
                 checks.push(
@@ -161,8 +181,10 @@ impl Backend for ZipappTier {
             .wheel
             .as_ref()
             .ok_or(ZipappError::MissingInput { what: "wheel" })?;
-        let default = default_script(&cx.project, wheel)?;
-        let Some((argv, expect)) = startup_command(&cx.project, [&default]) else {
+        let (scripts, default) = scripts_and_default(&cx.project, wheel)?;
+        let Some((argv, expect)) =
+            startup_command(&cx.project, default.iter().chain(scripts.keys()))
+        else {
             return Ok(None);
         };
         let bin = cx.scratch.join("venv/bin");
