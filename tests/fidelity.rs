@@ -27,3 +27,35 @@ fn locale_device_files_and_tmp_work_in_the_image_and_the_package_roots() {
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
     }
 }
+
+#[test]
+fn a_cxx_extension_from_a_manylinux_wheel_runs_in_the_scratch_image_and_the_packages() {
+    // cxxapp's dependency, murmurhash, is C++ and links the system's libstdc++.so.6 and
+    // libgcc_s.so.1 (as the manylinux policy allows): the scratch image had neither, and
+    // the frozen, deb and rpm targets were not told they must provide them.
+    let mut tiers = vec!["frozen", "oci", "deb"];
+    let engine = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if engine {
+        tiers.push("docker");
+    }
+    if require("rpm") {
+        tiers.push("rpm");
+    }
+    let tiers = tiers.join(",");
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", &tiers])
+        .arg(fixture("cxx-app"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count());
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+    }
+}

@@ -52,6 +52,9 @@ pub struct PackageSpec {
     pub homepage: Option<String>,
     pub license: String,
     pub depends: Vec<Dependency>,
+    /// Shared libraries beyond glibc the installed extension modules take from the system
+    /// (`libstdc++.so.6`), by soname: each is also in `depends`.
+    pub system_libraries: Vec<String>,
     /// Paths relative to `/`, sorted, parents before children.
     pub files: Vec<Entry>,
     /// Which of `files` come unchanged from the stripped runtime (bundled layout): the deb
@@ -180,6 +183,26 @@ pub fn name_and_version(
     Ok((name, version))
 }
 
+/// The Debian package that provides `soname`, for the libraries beyond glibc the manylinux
+/// policy lets a wheel take from the system (Debian's names since bookworm).
+fn debian_package(soname: &str) -> Option<&'static str> {
+    Some(match soname {
+        "libstdc++.so.6" => "libstdc++6",
+        "libgcc_s.so.1" => "libgcc-s1",
+        "libz.so.1" => "zlib1g",
+        "libexpat.so.1" => "libexpat1",
+        "libcrypt.so.1" => "libcrypt1",
+        "libX11.so.6" => "libx11-6",
+        "libXext.so.6" => "libxext6",
+        "libXrender.so.1" => "libxrender1",
+        "libICE.so.6" => "libice6",
+        "libSM.so.6" => "libsm6",
+        "libGL.so.1" => "libgl1",
+        "libglib-2.0.so.0" | "libgobject-2.0.so.0" | "libgthread-2.0.so.0" => "libglib2.0-0",
+        _ => return None,
+    })
+}
+
 /// The package's maintainer: `maintainer` of the format's table, else the project's first
 /// author or maintainer. A Debian package must have one with an email address.
 pub fn package_maintainer(
@@ -246,6 +269,15 @@ pub async fn package_spec(
     let objects = crate::strip::elf_files(&site)?;
     crate::strip::strip_files(&objects).await?;
     let site_glibc = highest_glibc(&objects)?;
+    let bundle_lib = match layout {
+        Layout::Bundled => cx.inputs.runtime.as_ref().map(|r| r.dir.join("lib")),
+        Layout::System => None,
+    };
+    let system_libraries: Vec<String> =
+        gradient_python::runtime::system_libraries(&site, bundle_lib.as_deref())
+            .into_iter()
+            .map(|(soname, _)| soname)
+            .collect();
     let site_native = !objects.is_empty();
     let mut site_rel = site_rel;
     if layout == Layout::System && site_native {
@@ -439,6 +471,23 @@ pub async fn package_spec(
             constraint: Some(("<<", format!("{major}.{}", minor + 1))),
         });
     }
+    // As dpkg-shlibdeps and rpm's automatic requirements do: what the extension modules
+    // link from the system is depended on, by Debian package or by RPM soname capability.
+    for soname in &system_libraries {
+        let name = match format {
+            PackageFormat::Deb => match debian_package(soname) {
+                Some(package) => package.to_string(),
+                None => continue,
+            },
+            PackageFormat::Rpm => format!("{soname}()(64bit)"),
+        };
+        if !depends.iter().any(|d: &Dependency| d.name == name) {
+            depends.push(Dependency {
+                name,
+                constraint: None,
+            });
+        }
+    }
     if project.config.service.is_some() && format == PackageFormat::Deb {
         depends.push(Dependency {
             name: "adduser".into(),
@@ -478,6 +527,7 @@ pub async fn package_spec(
         homepage: app.metadata.homepage().map(str::to_string),
         license,
         depends,
+        system_libraries,
         files,
         runtime_part,
         scripts,
