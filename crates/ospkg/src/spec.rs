@@ -203,16 +203,22 @@ fn debian_package(soname: &str) -> Option<&'static str> {
     })
 }
 
-/// The package's maintainer: `maintainer` of the format's table, else the project's first
-/// author or maintainer. A Debian package must have one with an email address.
+/// The package's maintainer: `maintainer` of the format's table; else, for a Debian
+/// package, `DEBFULLNAME`/`DEBEMAIL` as dch takes them; else the project's first maintainer
+/// or author with an email, else the first named. A Debian package must have one with an
+/// email address.
 pub fn package_maintainer(
     project: &Project,
     app: &App,
     format: PackageFormat,
 ) -> Result<Option<String>, OsPkgError> {
+    let from_environment = match format {
+        PackageFormat::Deb => environment_maintainer()?,
+        PackageFormat::Rpm => None,
+    };
     let maintainer = match &package_config(project, format).maintainer {
         Some(m) => Some(m.get_ref().clone()),
-        None => app.metadata.maintainer(),
+        None => from_environment.or_else(|| app.metadata.maintainer()),
     };
     if format == PackageFormat::Deb {
         match &maintainer {
@@ -230,6 +236,45 @@ pub fn package_maintainer(
         }
     }
     Ok(maintainer)
+}
+
+/// The Debian maintainer the environment names, as dch takes it: `DEBEMAIL`, which may be
+/// `Name <email>` itself, named by `DEBFULLNAME` when that is set. `None` without DEBEMAIL.
+pub fn environment_maintainer() -> Result<Option<String>, OsPkgError> {
+    let read = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(email) = read("DEBEMAIL") else {
+        return Ok(None);
+    };
+    let full_name = read("DEBFULLNAME");
+    // A line break would end the control file's field and start another.
+    if email
+        .chars()
+        .chain(full_name.iter().flat_map(|n| n.chars()))
+        .any(char::is_control)
+    {
+        return Err(OsPkgError::Unmappable {
+            what: "DEBFULLNAME or DEBEMAIL".into(),
+            rule: "it holds a line break or another control character".into(),
+            setting: "each to one line, or maintainer = \"Name <email>\" in [tool.gradient.deb]"
+                .into(),
+        });
+    }
+    let (name_in_email, address) = match (email.find('<'), email.rfind('>')) {
+        (Some(open), Some(close)) if open < close => (
+            Some(email[..open].trim()).filter(|n| !n.is_empty()),
+            email[open + 1..close].trim(),
+        ),
+        _ => (None, email.as_str()),
+    };
+    Ok(Some(match full_name.as_deref().or(name_in_email) {
+        Some(name) => format!("{name} <{address}>"),
+        None => address.to_string(),
+    }))
 }
 
 /// Build the package's contents and metadata in `cx.work_dir`.

@@ -127,8 +127,16 @@ impl Backend for PackageTier {
     }
 
     fn fingerprint(&self, _project: &Project) -> Option<String> {
-        // Without binutils' strip, compiled code keeps its symbols.
-        Some(format!("strip: {}", crate::strip::on_path("strip")))
+        // Without binutils' strip, compiled code keeps its symbols. A deb's maintainer may
+        // come from DEBFULLNAME/DEBEMAIL (this text is only digested, never kept).
+        let maintainer = match self.0 {
+            PackageFormat::Deb => crate::spec::environment_maintainer().ok().flatten(),
+            PackageFormat::Rpm => None,
+        };
+        Some(format!(
+            "strip: {}\nmaintainer from the environment: {maintainer:?}",
+            crate::strip::on_path("strip")
+        ))
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
