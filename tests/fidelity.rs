@@ -57,5 +57,26 @@ fn a_cxx_extension_from_a_manylinux_wheel_runs_in_the_scratch_image_and_the_pack
     assert_eq!(artifacts.len(), tiers.split(',').count());
     for artifact in artifacts {
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+        // What the target must provide says so where the target's system gives it.
+        let libraries = &artifact["target_needs"]["libraries"];
+        if ["frozen", "deb", "rpm"].contains(&artifact["tier"].as_str().unwrap()) {
+            assert_eq!(
+                *libraries,
+                serde_json::json!(["libgcc_s.so.1", "libstdc++.so.6"]),
+                "{artifact}"
+            );
+        } else {
+            assert!(libraries.is_null(), "{artifact}");
+        }
     }
+    // As dpkg-shlibdeps would have it.
+    let deb = only_file(out.path(), ".deb");
+    let info = stdout(&run(std::process::Command::new("dpkg-deb")
+        .args(["--field"])
+        .arg(&deb)
+        .arg("Depends")));
+    assert!(
+        info.contains("libstdc++6") && info.contains("libgcc-s1"),
+        "{info}"
+    );
 }
