@@ -962,6 +962,30 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    #[test]
+    fn system_libraries_are_what_extension_modules_link_beyond_glibc_and_carry_nowhere() {
+        let Some(libstdcxx) = loader_cache().get("libstdc++.so.6") else {
+            eprintln!("skipped: this host has no libstdc++.so.6");
+            return;
+        };
+        // An extension module that links libstdc++ (which links libgcc_s), as a manylinux
+        // wheel's C++ module does.
+        let site = tempfile::tempdir().unwrap();
+        let module = site.path().join("pkg/_ext.cpython-311-x86_64-linux-gnu.so");
+        copy_file(libstdcxx, &module).unwrap();
+        let names = |found: Vec<(String, PathBuf)>| -> Vec<String> {
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        assert_eq!(
+            names(system_libraries(site.path(), None)),
+            ["libgcc_s.so.1"]
+        );
+        // One the runtime bundle carries is not the system's to provide.
+        let bundle_lib = tempfile::tempdir().unwrap();
+        std::fs::write(bundle_lib.path().join("libgcc_s.so.1"), b"").unwrap();
+        assert!(system_libraries(site.path(), Some(bundle_lib.path())).is_empty());
+    }
+
     #[tokio::test]
     async fn a_library_found_nowhere_is_named_with_its_module_and_strict_refuses_it() {
         let cache = tempfile::tempdir().unwrap();
