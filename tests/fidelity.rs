@@ -359,3 +359,56 @@ fn entry_on_the_command_line_chooses_the_default_of_a_multi_call_file() {
     assert!(ran.status.success(), "{}", stderr(&ran));
     assert_eq!(stdout(&ran).trim(), "SHOUT");
 }
+
+#[test]
+fn a_cxx_extension_from_a_manylinux_wheel_runs_in_the_scratch_image_and_the_packages() {
+    // cxxapp's dependency, murmurhash, is C++ and links the system's libstdc++.so.6 and
+    // libgcc_s.so.1 (as the manylinux policy allows): the scratch image had neither, and
+    // the frozen, deb and rpm targets were not told they must provide them.
+    let mut tiers = vec!["frozen", "oci", "deb"];
+    let engine = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if engine {
+        tiers.push("docker");
+    }
+    if require("rpm") {
+        tiers.push("rpm");
+    }
+    let tiers = tiers.join(",");
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", &tiers])
+        .arg(fixture("cxx-app"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count());
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+        // What the target must provide says so where the target's system gives it.
+        let libraries = &artifact["target_needs"]["libraries"];
+        if ["frozen", "deb", "rpm"].contains(&artifact["tier"].as_str().unwrap()) {
+            assert_eq!(
+                *libraries,
+                serde_json::json!(["libgcc_s.so.1", "libstdc++.so.6"]),
+                "{artifact}"
+            );
+        } else {
+            assert!(libraries.is_null(), "{artifact}");
+        }
+    }
+    // As dpkg-shlibdeps would have it.
+    let deb = only_file(out.path(), ".deb");
+    let info = stdout(&run(std::process::Command::new("dpkg-deb")
+        .args(["--field"])
+        .arg(&deb)
+        .arg("Depends")));
+    assert!(
+        info.contains("libstdc++6") && info.contains("libgcc-s1"),
+        "{info}"
+    );
+}

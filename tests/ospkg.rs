@@ -432,6 +432,8 @@ fn names_versions_and_maintainers_that_cannot_be_used_say_what_to_set() {
         &[
             "the maintainer `Gradient Maintainers`, without an email address",
             "maintainer = \"Name <email>\" in [tool.gradient.deb]",
+            "DEBFULLNAME and DEBEMAIL",
+            "an email to [project] authors or maintainers",
             "deb failed: cannot be built for this project",
         ],
     );
@@ -539,4 +541,76 @@ fn without_dpkg_deb_the_deb_is_published_unchecked_and_says_what_to_install() {
 fn without_rpm_the_rpm_is_published_unchecked_and_says_what_to_install() {
     // The README's first command on a fresh machine, which has no rpm.
     without_checker("rpm", "rpm", ".rpm", "apt-get install rpm");
+}
+
+#[test]
+fn a_deb_maintainer_comes_from_the_setting_then_debemail_then_the_first_author_with_an_email() {
+    if !require("dpkg-deb") {
+        return;
+    }
+    let maintainer = |project: &Path, env: &[(&str, &str)]| {
+        let out = project.join("dist");
+        let output = run(gradient()
+            .envs(env.iter().copied())
+            .args(["build", "--to", "deb"])
+            .arg(project)
+            .arg("--out")
+            .arg(&out));
+        assert!(output.status.success(), "{}", stderr(&output));
+        let deb = only_file(&out, ".deb");
+        let info = stdout(&run(Command::new("dpkg-deb").arg("--info").arg(&deb)));
+        std::fs::remove_dir_all(&out).unwrap();
+        field(&info, "Maintainer").trim().to_string()
+    };
+
+    // The first author has no email, the second has: the second maintains the package.
+    let project = sample_without_maintainer_email();
+    let pyproject = project.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap().replace(
+        "authors = [{ name = \"Gradient Maintainers\" }]",
+        "authors = [{ name = \"Gradient Maintainers\" }, { name = \"Second Author\", email = \"second@gradient.invalid\" }]",
+    );
+    std::fs::write(&pyproject, text).unwrap();
+    assert_eq!(
+        maintainer(project.path(), &[]),
+        "Second Author <second@gradient.invalid>"
+    );
+
+    // No author with an email: DEBFULLNAME and DEBEMAIL, as dch takes them; DEBEMAIL may be
+    // `Name <email>` itself.
+    let project = sample_without_maintainer_email();
+    assert_eq!(
+        maintainer(
+            project.path(),
+            &[
+                ("DEBFULLNAME", "Env Person"),
+                ("DEBEMAIL", "env@gradient.invalid")
+            ]
+        ),
+        "Env Person <env@gradient.invalid>"
+    );
+    assert_eq!(
+        maintainer(
+            project.path(),
+            &[("DEBEMAIL", "Mail Person <mail@gradient.invalid>")]
+        ),
+        "Mail Person <mail@gradient.invalid>"
+    );
+
+    // The environment comes before the project's authors, the setting before both.
+    let project =
+        sample_with("\n[tool.gradient.deb]\nmaintainer = \"Set Person <set@gradient.invalid>\"\n");
+    let env = [
+        ("DEBFULLNAME", "Env Person"),
+        ("DEBEMAIL", "env@gradient.invalid"),
+    ];
+    assert_eq!(
+        maintainer(project.path(), &env),
+        "Set Person <set@gradient.invalid>"
+    );
+    let project = sample_with("");
+    assert_eq!(
+        maintainer(project.path(), &env),
+        "Env Person <env@gradient.invalid>"
+    );
 }

@@ -21,6 +21,9 @@ pub fn gradient() -> Command {
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache"),
         )
         .env_remove("SOURCE_DATE_EPOCH")
+        // A Debian maintainer the developer set for dch must not leak into the tests' debs.
+        .env_remove("DEBFULLNAME")
+        .env_remove("DEBEMAIL")
         .env_remove("GRADIENT_LOG");
     command
 }

@@ -25,7 +25,16 @@ fn main() {
         // No path of this machine in the bytes every frozen executable carries: panic
         // locations name dependencies by their place in the registry, the launcher by its
         // place in the workspace (docs/reproducibility.md).
-        .env("CARGO_ENCODED_RUSTFLAGS", remapped_paths(&manifest_dir))
+        // Statically linked (glibc's libc.a, libgcc_eh): the launcher needs no library of
+        // the target. Rust's standard library links libgcc_s.so.1 for unwinding even with
+        // panic = "abort", and a target with only glibc lacks it.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!(
+                "{}\x1f-Ctarget-feature=+crt-static",
+                remapped_paths(&manifest_dir)
+            ),
+        )
         .args([
             "build",
             "--release",

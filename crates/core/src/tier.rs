@@ -68,6 +68,10 @@ pub struct TargetNeeds {
     pub platform: Option<String>,
     /// The oldest glibc that runs the artifact (`2.17`), when it brings native code.
     pub glibc: Option<String>,
+    /// Shared libraries beyond glibc the target's system must provide (`libstdc++.so.6`):
+    /// those a manylinux wheel's extension modules link without carrying them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<String>,
     /// A container engine (Docker, Podman, containerd).
     pub container_engine: bool,
     /// A system package manager (`dpkg`, `rpm`).
@@ -99,6 +103,7 @@ impl fmt::Display for TargetNeeds {
         if let Some(glibc) = &self.glibc {
             parts.push(format!("glibc >= {glibc}"));
         }
+        parts.extend(self.libraries.iter().cloned());
         if let Some(platform) = &self.platform {
             parts.push(platform.clone());
         }

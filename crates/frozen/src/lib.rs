@@ -90,4 +90,17 @@ mod tests {
             "the launcher is searched"
         );
     }
+
+    #[test]
+    fn the_embedded_launcher_needs_no_library_of_the_target() {
+        // Rust's standard library links libgcc_s.so.1 for unwinding, even with panic=abort:
+        // a target with only glibc could not start a frozen executable at all.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("launcher");
+        std::fs::write(&path, super::LAUNCHER).unwrap();
+        let facts = gradient_python::elf::read(&path)
+            .unwrap()
+            .expect("an ELF file");
+        assert_eq!(facts.needed, Vec::<String>::new());
+    }
 }

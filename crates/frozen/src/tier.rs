@@ -119,6 +119,15 @@ impl Backend for FrozenTier {
         };
         let mut needs = self.target_needs(&cx.project, &cx.python);
         needs.glibc = runtime.glibc.clone();
+        // What the dependencies' extension modules link from the system: the executable
+        // carries its CPython, not the target's libstdc++.so.6.
+        needs.libraries = gradient_python::runtime::system_libraries(
+            &wheelhouse.site,
+            Some(&runtime.dir.join("lib")),
+        )
+        .into_iter()
+        .map(|(soname, _)| soname)
+        .collect();
         Ok(vec![Artifact {
             tier: Tier::Frozen,
             path,

@@ -93,15 +93,7 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError>
         "passwd: files\ngroup: files\nhosts: files dns\n",
     ));
     add(text("etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n"));
-    let Some(libc) = glibc.iter().find(|(name, _)| name == "libc.so.6") else {
-        return Err(OciError::NoGlibc);
-    };
-    // The folder the host keeps its C library in, under /usr in the image.
-    let host_dir = libc.1.parent().unwrap_or(Path::new("/lib"));
-    let relative = host_dir
-        .strip_prefix("/usr")
-        .unwrap_or(host_dir.strip_prefix("/").unwrap_or(host_dir));
-    let lib_dir = format!("usr/{}", relative.display());
+    let lib_dir = library_dir(glibc)?;
     let mut parent = String::new();
     for part in lib_dir.split('/') {
         parent = if parent.is_empty() {
@@ -111,17 +103,10 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError>
         };
         add(dir_entry(&parent));
     }
-    for (soname, real) in glibc {
-        let data = std::fs::read(real).map_err(|source| OciError::Io {
-            action: "read",
-            path: real.clone(),
-            source,
-        })?;
-        add(Entry {
-            path: format!("{lib_dir}/{soname}"),
-            kind: EntryKind::File(data),
-            mode: 0o755,
-        });
+    for entry in libraries(&lib_dir, glibc)? {
+        add(entry);
+    }
+    for (soname, _) in glibc {
         if soname.starts_with("ld-linux") && lib_dir != "usr/lib64" {
             add(symlink(
                 &format!("usr/lib64/{soname}"),
@@ -140,6 +125,51 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError>
         }
     }
     Ok(files.into_values().collect())
+}
+
+/// The folder the host keeps its C library in, under /usr in the image
+/// (`usr/lib/x86_64-linux-gnu`): where the scratch base puts the libraries it carries.
+fn library_dir(glibc: &[(String, PathBuf)]) -> Result<String, OciError> {
+    let Some(libc) = glibc.iter().find(|(name, _)| name == "libc.so.6") else {
+        return Err(OciError::NoGlibc);
+    };
+    let host_dir = libc.1.parent().unwrap_or(Path::new("/lib"));
+    let relative = host_dir
+        .strip_prefix("/usr")
+        .unwrap_or(host_dir.strip_prefix("/").unwrap_or(host_dir));
+    Ok(format!("usr/{}", relative.display()))
+}
+
+/// `(soname, real file)` pairs as files named by their soname in `lib_dir`.
+fn libraries(lib_dir: &str, found: &[(String, PathBuf)]) -> Result<Vec<Entry>, OciError> {
+    found
+        .iter()
+        .map(|(soname, real)| {
+            let data = std::fs::read(real).map_err(|source| OciError::Io {
+                action: "read",
+                path: real.clone(),
+                source,
+            })?;
+            Ok(Entry {
+                path: format!("{lib_dir}/{soname}"),
+                kind: EntryKind::File(data),
+                mode: 0o755,
+            })
+        })
+        .collect()
+}
+
+/// The system libraries beyond glibc that the app's extension modules link (as
+/// [`gradient_python::runtime::system_libraries`] finds them), for a scratch base: beside
+/// the C library, where the loader looks. A base of its own brings them (or not) itself.
+pub fn system_libraries(
+    glibc: &[(String, PathBuf)],
+    found: &[(String, PathBuf)],
+) -> Result<Vec<Entry>, OciError> {
+    let lib_dir = library_dir(glibc)?;
+    let mut entries = parents(&lib_dir);
+    entries.extend(libraries(&lib_dir, found)?);
+    Ok(entries)
 }
 
 /// Where glibc keeps the compiled C.UTF-8 locale (Debian's libc-bin, glibc 2.35 and later).

@@ -20,7 +20,7 @@ mod rootfs;
 mod tier;
 
 pub use base::{find_python, BasePython};
-pub use content::scratch_base;
+pub use content::{scratch_base, system_libraries};
 pub use engine::{engine_address, Engine, HeldImage};
 pub use image::{ImageDigests, ImageSpec};
 pub use layer::{make_layer, staging_areas, Layer};

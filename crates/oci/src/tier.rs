@@ -606,6 +606,29 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             ),
         });
     }
+    // What the dependencies' extension modules link from the system (libstdc++.so.6):
+    // a base of its own provides it or not, scratch has only glibc and must bring it.
+    let system = match base {
+        None => gradient_python::runtime::system_libraries(
+            &wheelhouse.site,
+            Some(&runtime.dir.join("lib")),
+        ),
+        Some(_) => Vec::new(),
+    };
+    if !system.is_empty() {
+        let glibc = gradient_python::runtime::glibc_files();
+        let entries = content::system_libraries(&glibc, &system)?;
+        let layer =
+            tokio::task::block_in_place(|| make_layer(&entries, FALLBACK_EPOCH, &root, cache))?;
+        let names: Vec<&str> = system.iter().map(|(name, _)| name.as_str()).collect();
+        layers.push(ImageLayer {
+            layer,
+            created_by: format!(
+                "gradient: system libraries the dependencies link ({})",
+                names.join(", ")
+            ),
+        });
+    }
     if base_python.is_none() {
         let layer = tokio::task::block_in_place(|| runtime_layer(runtime, cache))?;
         layers.push(ImageLayer {

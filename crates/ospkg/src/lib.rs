@@ -34,7 +34,7 @@ pub enum OsPkgError {
         rule: String,
         setting: String,
     },
-    #[error("a Debian package needs a maintainer with an email address, and the project has {found}\n  hint: add an email to [project] authors or maintainers (`{{ name = \"...\", email = \"...\" }}`), or set maintainer = \"Name <email>\" in [tool.gradient.deb]")]
+    #[error("a Debian package needs a maintainer with an email address, and the project has {found}\n  hint: set maintainer = \"Name <email>\" in [tool.gradient.deb], or DEBFULLNAME and DEBEMAIL in the environment (as for dch), or add an email to [project] authors or maintainers (`{{ name = \"...\", email = \"...\" }}`)")]
     NoMaintainer { found: String },
     #[error("the `system` layout runs the distribution's python3 {python}, and `{dist}` is built for {tags}\n  hint: use layout = \"bundled\" (the package brings its own CPython), or build with --python {python} so the dependencies are resolved for it")]
     WheelDoesNotFit {

@@ -52,6 +52,9 @@ pub struct PackageSpec {
     pub homepage: Option<String>,
     pub license: String,
     pub depends: Vec<Dependency>,
+    /// Shared libraries beyond glibc the installed extension modules take from the system
+    /// (`libstdc++.so.6`), by soname: each is also in `depends`.
+    pub system_libraries: Vec<String>,
     /// Paths relative to `/`, sorted, parents before children.
     pub files: Vec<Entry>,
     /// Which of `files` come unchanged from the stripped runtime (bundled layout): the deb
@@ -181,16 +184,42 @@ pub fn name_and_version(
     Ok((name, version))
 }
 
-/// The package's maintainer: `maintainer` of the format's table, else the project's first
-/// author or maintainer. A Debian package must have one with an email address.
+/// The Debian package that provides `soname`, for the libraries beyond glibc the manylinux
+/// policy lets a wheel take from the system (Debian's names since bookworm).
+fn debian_package(soname: &str) -> Option<&'static str> {
+    Some(match soname {
+        "libstdc++.so.6" => "libstdc++6",
+        "libgcc_s.so.1" => "libgcc-s1",
+        "libz.so.1" => "zlib1g",
+        "libexpat.so.1" => "libexpat1",
+        "libcrypt.so.1" => "libcrypt1",
+        "libX11.so.6" => "libx11-6",
+        "libXext.so.6" => "libxext6",
+        "libXrender.so.1" => "libxrender1",
+        "libICE.so.6" => "libice6",
+        "libSM.so.6" => "libsm6",
+        "libGL.so.1" => "libgl1",
+        "libglib-2.0.so.0" | "libgobject-2.0.so.0" | "libgthread-2.0.so.0" => "libglib2.0-0",
+        _ => return None,
+    })
+}
+
+/// The package's maintainer: `maintainer` of the format's table; else, for a Debian
+/// package, `DEBFULLNAME`/`DEBEMAIL` as dch takes them; else the project's first maintainer
+/// or author with an email, else the first named. A Debian package must have one with an
+/// email address.
 pub fn package_maintainer(
     project: &Project,
     app: &App,
     format: PackageFormat,
 ) -> Result<Option<String>, OsPkgError> {
+    let from_environment = match format {
+        PackageFormat::Deb => environment_maintainer()?,
+        PackageFormat::Rpm => None,
+    };
     let maintainer = match &package_config(project, format).maintainer {
         Some(m) => Some(m.get_ref().clone()),
-        None => app.metadata.maintainer(),
+        None => from_environment.or_else(|| app.metadata.maintainer()),
     };
     if format == PackageFormat::Deb {
         match &maintainer {
@@ -208,6 +237,45 @@ pub fn package_maintainer(
         }
     }
     Ok(maintainer)
+}
+
+/// The Debian maintainer the environment names, as dch takes it: `DEBEMAIL`, which may be
+/// `Name <email>` itself, named by `DEBFULLNAME` when that is set. `None` without DEBEMAIL.
+pub fn environment_maintainer() -> Result<Option<String>, OsPkgError> {
+    let read = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(email) = read("DEBEMAIL") else {
+        return Ok(None);
+    };
+    let full_name = read("DEBFULLNAME");
+    // A line break would end the control file's field and start another.
+    if email
+        .chars()
+        .chain(full_name.iter().flat_map(|n| n.chars()))
+        .any(char::is_control)
+    {
+        return Err(OsPkgError::Unmappable {
+            what: "DEBFULLNAME or DEBEMAIL".into(),
+            rule: "it holds a line break or another control character".into(),
+            setting: "each to one line, or maintainer = \"Name <email>\" in [tool.gradient.deb]"
+                .into(),
+        });
+    }
+    let (name_in_email, address) = match (email.find('<'), email.rfind('>')) {
+        (Some(open), Some(close)) if open < close => (
+            Some(email[..open].trim()).filter(|n| !n.is_empty()),
+            email[open + 1..close].trim(),
+        ),
+        _ => (None, email.as_str()),
+    };
+    Ok(Some(match full_name.as_deref().or(name_in_email) {
+        Some(name) => format!("{name} <{address}>"),
+        None => address.to_string(),
+    }))
 }
 
 /// Build the package's contents and metadata in `cx.work_dir`.
@@ -247,6 +315,15 @@ pub async fn package_spec(
     let objects = crate::strip::elf_files(&site)?;
     crate::strip::strip_files(&objects).await?;
     let site_glibc = highest_glibc(&objects)?;
+    let bundle_lib = match layout {
+        Layout::Bundled => cx.inputs.runtime.as_ref().map(|r| r.dir.join("lib")),
+        Layout::System => None,
+    };
+    let system_libraries: Vec<String> =
+        gradient_python::runtime::system_libraries(&site, bundle_lib.as_deref())
+            .into_iter()
+            .map(|(soname, _)| soname)
+            .collect();
     let site_native = !objects.is_empty();
     let mut site_rel = site_rel;
     if layout == Layout::System && site_native {
@@ -466,6 +543,23 @@ pub async fn package_spec(
             constraint: Some(("<<", format!("{major}.{}", minor + 1))),
         });
     }
+    // As dpkg-shlibdeps and rpm's automatic requirements do: what the extension modules
+    // link from the system is depended on, by Debian package or by RPM soname capability.
+    for soname in &system_libraries {
+        let name = match format {
+            PackageFormat::Deb => match debian_package(soname) {
+                Some(package) => package.to_string(),
+                None => continue,
+            },
+            PackageFormat::Rpm => format!("{soname}()(64bit)"),
+        };
+        if !depends.iter().any(|d: &Dependency| d.name == name) {
+            depends.push(Dependency {
+                name,
+                constraint: None,
+            });
+        }
+    }
     if project.config.service.is_some() && format == PackageFormat::Deb {
         depends.push(Dependency {
             name: "adduser".into(),
@@ -505,6 +599,7 @@ pub async fn package_spec(
         homepage: app.metadata.homepage().map(str::to_string),
         license,
         depends,
+        system_libraries,
         files,
         runtime_part,
         scripts,

@@ -101,6 +101,7 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
         .find(|d| d.name == "libc6" || d.name == "glibc")
         .and_then(|d| d.constraint.as_ref().map(|(_, v)| v.clone()));
     let mut needs = needs(format, &cx.project, &cx.python, glibc);
+    needs.libraries = spec.system_libraries.clone();
     if !spec.native {
         needs.platform = None;
     }
@@ -126,8 +127,16 @@ impl Backend for PackageTier {
     }
 
     fn fingerprint(&self, _project: &Project) -> Option<String> {
-        // Without binutils' strip, compiled code keeps its symbols.
-        Some(format!("strip: {}", crate::strip::on_path("strip")))
+        // Without binutils' strip, compiled code keeps its symbols. A deb's maintainer may
+        // come from DEBFULLNAME/DEBEMAIL (this text is only digested, never kept).
+        let maintainer = match self.0 {
+            PackageFormat::Deb => crate::spec::environment_maintainer().ok().flatten(),
+            PackageFormat::Rpm => None,
+        };
+        Some(format!(
+            "strip: {}\nmaintainer from the environment: {maintainer:?}",
+            crate::strip::on_path("strip")
+        ))
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -233,7 +242,16 @@ impl Backend for PackageTier {
                 (checks, install, "rpm --root ROOT --nodeps --noscripts -i")
             }
         };
-        checks.extend(run_installed(cx, self.0, &root, lay_down, shown).await?);
+        checks.extend(
+            run_installed(
+                cx,
+                self.0,
+                &root,
+                (lay_down, shown),
+                &artifact.needs.libraries,
+            )
+            .await?,
+        );
         Ok(SmokeReport { checks })
     }
 
@@ -291,17 +309,20 @@ async fn tool_check(
     run_check(shown, command, expect).await
 }
 
-/// Prepare a root with the host's C library, lay the package down with `unpack`, and run
+/// Prepare a root with the host's C library and the system libraries the package depends
+/// on (`libraries`, as its target needs say), lay the package down with `unpack`, and run
 /// each smoke command's console script from `/usr/bin` there.
 async fn run_installed(
     cx: &SmokeContext,
     format: PackageFormat,
     root: &Path,
-    unpack: Command,
-    unpack_shown: &str,
+    (unpack, unpack_shown): (Command, &str),
+    libraries: &[String],
 ) -> Result<Vec<SmokeCheck>, OsPkgError> {
     let glibc = gradient_python::runtime::glibc_files();
     let mut base = gradient_oci::scratch_base(&glibc)?;
+    let depended_on = gradient_python::runtime::host_libraries(libraries);
+    base.extend(gradient_oci::system_libraries(&glibc, &depended_on)?);
     let layout = package_config(&cx.project, format).layout();
     if layout == Layout::System {
         // The distribution's python3, played by the build's runtime bundle at /usr.

@@ -802,6 +802,59 @@ pub fn glibc_files() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// The libraries beyond glibc that the extension modules under `site` take from the system
+/// they run on, with what those need in turn (`soname` → the host's file): the manylinux
+/// policy lets a wheel link `libstdc++.so.6` and `libgcc_s.so.1` without carrying them.
+/// What a module finds through its own search path (auditwheel's `.libs` copies) or in
+/// `bundle_lib` (the runtime bundle's `lib/`) is not listed; nor is what the host lacks
+/// (the smoke test shows that).
+pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, PathBuf)> {
+    let cache = loader_cache();
+    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut queue: VecDeque<PathBuf> = elf_objects(site).into();
+    while let Some(object) = queue.pop_front() {
+        let Ok(Some(facts)) = elf::read(&object) else {
+            continue;
+        };
+        let origin = object.parent().unwrap_or(Path::new("/"));
+        for needed in &facts.needed {
+            let own = facts.search_path.iter().any(|dir| {
+                Path::new(&dir.replace("$ORIGIN", &origin.to_string_lossy()))
+                    .join(needed)
+                    .is_file()
+            });
+            if own
+                || needed.contains('/')
+                || GLIBC_FAMILY.contains(&needed.as_str())
+                || found.contains_key(needed)
+                || bundle_lib.is_some_and(|lib| lib.join(needed).exists())
+            {
+                continue;
+            }
+            let Some(host) = resolve(needed, &[], Path::new("/"), cache)
+                .and_then(|p| std::fs::canonicalize(p).ok())
+            else {
+                continue;
+            };
+            found.insert(needed.clone(), host.clone());
+            queue.push_back(host);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// The host's file for each of `sonames` it has, resolved as its loader would.
+pub fn host_libraries(sonames: &[String]) -> Vec<(String, PathBuf)> {
+    let cache = loader_cache();
+    sonames
+        .iter()
+        .filter_map(|name| {
+            let found = resolve(name, &[], Path::new("/"), cache)?;
+            Some((name.clone(), std::fs::canonicalize(found).ok()?))
+        })
+        .collect()
+}
+
 /// The loader's cache (`ldconfig -p`): soname → path, for this machine's word size. Read
 /// once per process: a build asks for it for each tier that carries the runtime or glibc.
 fn loader_cache() -> &'static BTreeMap<String, PathBuf> {
@@ -948,6 +1001,30 @@ mod tests {
             .expect("the name is in the string table");
         bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
         std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn system_libraries_are_what_extension_modules_link_beyond_glibc_and_carry_nowhere() {
+        let Some(libstdcxx) = loader_cache().get("libstdc++.so.6") else {
+            eprintln!("skipped: this host has no libstdc++.so.6");
+            return;
+        };
+        // An extension module that links libstdc++ (which links libgcc_s), as a manylinux
+        // wheel's C++ module does.
+        let site = tempfile::tempdir().unwrap();
+        let module = site.path().join("pkg/_ext.cpython-311-x86_64-linux-gnu.so");
+        copy_file(libstdcxx, &module).unwrap();
+        let names = |found: Vec<(String, PathBuf)>| -> Vec<String> {
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        assert_eq!(
+            names(system_libraries(site.path(), None)),
+            ["libgcc_s.so.1"]
+        );
+        // One the runtime bundle carries is not the system's to provide.
+        let bundle_lib = tempfile::tempdir().unwrap();
+        std::fs::write(bundle_lib.path().join("libgcc_s.so.1"), b"").unwrap();
+        assert!(system_libraries(site.path(), Some(bundle_lib.path())).is_empty());
     }
 
     #[tokio::test]
