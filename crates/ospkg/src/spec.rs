@@ -6,7 +6,7 @@
 //!  bundled (default)                        system
 //!  /usr/lib/NAME/bin/python3.X  runtime     /usr/share/NAME/   app + dependencies
 //!  /usr/lib/NAME/lib/...        + site      (/usr/lib/NAME/ when they hold compiled code)
-//!  /usr/bin/SCRIPT  #!/usr/lib/NAME/...     /usr/bin/SCRIPT    #!/usr/bin/python3 -I
+//!  /usr/bin/SCRIPT  #!/usr/lib/NAME/...     /usr/bin/SCRIPT    #!/usr/bin/python3 -Es
 //!  Depends: libc6 (>= 2.x)                  Depends: python3 (>= X.Y), python3 (<< X.Y+1)
 //! ```
 
@@ -321,7 +321,10 @@ pub async fn package_spec(
         add(entry);
     }
     for (script, entry) in &app.scripts {
-        let mut text = gradient_wheel::console_script(&format!("{interpreter} -I"), entry)
+        // -Es, not -I: the host's PYTHON* variables and user site-packages stay out, but
+        // sys.path[0] is the script's folder, as in a venv; under -I (which adds -P) the
+        // standard-library zip is there, and scripts that drop sys.path[0] lose it.
+        let mut text = gradient_wheel::console_script(&format!("{interpreter} -Es"), entry)
             .ok_or_else(|| OsPkgError::BadEntryPoint {
                 script: script.clone(),
                 entry: entry.clone(),
@@ -329,7 +332,7 @@ pub async fn package_spec(
         if layout == Layout::System {
             text = text.replacen(
                 "import sys\n",
-                &format!("import sys\nsys.path.insert(0, \"/{site_rel}\")\n"),
+                &format!("import sys\nsys.path.insert(1, \"/{site_rel}\")\n"),
                 1,
             );
         }
