@@ -152,9 +152,13 @@ impl Launch {
     }
 }
 
-/// After [`STDLIB_ZIP_PRELUDE`]: the arguments and `sys.path` of a venv's console script.
-const VENV_PATH: &str =
-    "import sys; sys.argv = sys.argv[1:]; sys.path.insert(0, sys.executable.rpartition('/')[0]); ";
+/// After [`STDLIB_ZIP_PRELUDE`]: the arguments and `sys.path` of a venv's console script,
+/// and the standard-library zip once more at the end of `sys.path` for scripts that drop
+/// `sys.path[0]` again in their `multiprocessing` children (gradient-wheel's
+/// `STDLIB_ZIP_AGAIN` says why; this crate depends on no other).
+const VENV_PATH: &str = "import sys; sys.argv = sys.argv[1:]; \
+    sys.path.insert(0, sys.executable.rpartition('/')[0]); \
+    sys.path.append('%s/lib/python%d%d.zip' % (sys.base_prefix, *sys.version_info[:2])); ";
 
 /// Run before the app: zipimport names a module's file by loading its code, then loads the
 /// code again to run it, so every standard-library module imported from the bundle's
@@ -190,7 +194,9 @@ mod tests {
         assert_eq!(launch.script("other"), Some("app.cli:Other.run"));
         assert_eq!(
             Launch::code("app.cli:Other.run"),
-            format!("{STDLIB_ZIP_PRELUDE}{VENV_PATH}from app.cli import Other; sys.exit(Other.run())")
+            format!(
+                "{STDLIB_ZIP_PRELUDE}{VENV_PATH}from app.cli import Other; sys.exit(Other.run())"
+            )
         );
         assert!(Launch::parse("python = x\ndefault = missing\n").is_err());
     }

@@ -324,7 +324,7 @@ pub async fn package_spec(
         // -Es, not -I: the host's PYTHON* variables and user site-packages stay out, but
         // sys.path[0] is the script's folder, as in a venv; under -I (which adds -P) the
         // standard-library zip is there, and scripts that drop sys.path[0] lose it.
-        let mut text = gradient_wheel::console_script(&format!("{interpreter} -Es"), entry)
+        let mut text = gradient_wheel::bundled_console_script(&format!("{interpreter} -Es"), entry)
             .ok_or_else(|| OsPkgError::BadEntryPoint {
                 script: script.clone(),
                 entry: entry.clone(),

@@ -18,7 +18,7 @@ mod tiers;
 pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
-pub use scripts::{console_script, is_object_reference};
+pub use scripts::{bundled_console_script, console_script, is_object_reference, STDLIB_ZIP_AGAIN};
 
 /// Where this crate stages entries in the cache (folder, name prefix): the cache of built
 /// distributions (`.KEY-*`).

@@ -11,6 +11,27 @@ pub fn console_script(interpreter: &str, entry: &str) -> Option<String> {
     ))
 }
 
+/// The code that adds the bundled standard-library zip (`lib/pythonXY.zip` of
+/// `sys.base_prefix`) once more at the end of `sys.path`. In a venv the entries after the
+/// script's folder are a zip that does not exist and then the standard library's folder, so
+/// a script that drops `sys.path[0]` again (in each `multiprocessing` child, where the main
+/// script runs again on the parent's `sys.path`) loses nothing; a bundle's standard library
+/// is that zip, and without a second entry such a script would lose it. Where the zip does
+/// not exist the entry costs one failed look-up, cached.
+pub const STDLIB_ZIP_AGAIN: &str =
+    "sys.path.append(\"%s/lib/python%d%d.zip\" % (sys.base_prefix, *sys.version_info[:2]))";
+
+/// [`console_script`] for an interpreter whose standard library may be a zip (gradient's
+/// runtime bundle): as an installer writes it, with [`STDLIB_ZIP_AGAIN`] after `import sys`.
+pub fn bundled_console_script(interpreter: &str, entry: &str) -> Option<String> {
+    let text = console_script(interpreter, entry)?;
+    Some(text.replacen(
+        "import sys\n",
+        &format!("import sys\n{STDLIB_ZIP_AGAIN}\n"),
+        1,
+    ))
+}
+
 /// Whether `entry` is an object reference as the entry-points spec defines it:
 /// `module.path:attr.path`, optionally followed by `[extras]`.
 pub fn is_object_reference(entry: &str) -> bool {
