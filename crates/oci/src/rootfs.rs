@@ -175,8 +175,8 @@ impl Rootfs {
 
 /// Run inside the new mount namespace, before `chroot`: `$1` the root, `$2` chroot's user
 /// option (or `--`), then the program and its arguments. Binds the host's device files
-/// over empty files in the root's /dev and mounts a fresh tmpfs on its /dev/shm (a bind mount in this namespace only: nothing is
-/// left mounted, and the root's files on disk stay plain).
+/// over empty files in the root's /dev and mounts a fresh tmpfs on its /dev/shm (in this
+/// namespace only: nothing is left mounted, and the root's files on disk stay plain).
 const WITH_DEVICES: &str = r#"root=$1; user=$2; shift 2
 mkdir -p "$root/dev" || exit 125
 for node in null zero full random urandom tty; do
