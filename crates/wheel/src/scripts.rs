@@ -63,7 +63,7 @@ fn object_reference(entry: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{console_script, is_object_reference};
+    use super::{bundled_console_script, console_script, is_object_reference, STDLIB_ZIP_AGAIN};
 
     #[test]
     fn writes_an_import_and_a_call_and_refuses_malformed_entries() {
@@ -77,5 +77,25 @@ mod tests {
         assert!(!is_object_reference("app:main [x] [y]"));
         assert!(!is_object_reference("os:system('id')"));
         assert!(!is_object_reference("app:main;__import__('os')"));
+    }
+
+    #[test]
+    fn a_bundled_script_adds_the_stdlib_zip_again_before_importing_the_app() {
+        let text =
+            bundled_console_script("/usr/lib/app/bin/python3.11 -Es", "app.cli:main").unwrap();
+        let again = text.find(STDLIB_ZIP_AGAIN).expect("the zip is added again");
+        assert!(text.find("import sys\n").unwrap() < again);
+        assert!(again < text.find("from app.cli import main").unwrap());
+        let checked = std::process::Command::new("python3")
+            .args([
+                "-I",
+                "-c",
+                &format!("import sys\n{STDLIB_ZIP_AGAIN}\nprint(sys.path[-1])"),
+            ])
+            .output();
+        if let Ok(output) = checked {
+            let last = String::from_utf8_lossy(&output.stdout);
+            assert!(last.trim().ends_with(".zip"), "{last}");
+        }
     }
 }
