@@ -47,7 +47,12 @@ fn console_scripts_see_a_venvs_sys_path_and_a_working_sys_executable() {
         .arg(out.path()));
     let manifest = read_json(&out.path().join("gradient-manifest.json"));
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), tiers.split(',').count(), "{}", stderr(&output));
+    assert_eq!(
+        artifacts.len(),
+        tiers.split(',').count(),
+        "{}",
+        stderr(&output)
+    );
     for artifact in artifacts {
         assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
     }
