@@ -412,3 +412,34 @@ fn a_cxx_extension_from_a_manylinux_wheel_runs_in_the_scratch_image_and_the_pack
         "{info}"
     );
 }
+
+#[test]
+fn console_scripts_see_a_venvs_sys_path_and_a_working_sys_executable() {
+    // venvlike drops sys.path[0] and then imports standard modules, runs sys.executable
+    // with -c and -m, computes in spawn and forkserver pools and makes a venv from
+    // sys.executable: the bundled interpreter ran with -I, which put the standard-library
+    // zip at sys.path[0], and the frozen app's sys.executable was not a usable Python.
+    let tiers = if require("rpm") {
+        "wheel,zipapp,frozen,oci,deb,rpm"
+    } else {
+        "wheel,zipapp,frozen,oci,deb"
+    };
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", tiers])
+        .arg(fixture("venv-like-app"))
+        .arg("--out")
+        .arg(out.path()));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(
+        artifacts.len(),
+        tiers.split(',').count(),
+        "{}",
+        stderr(&output)
+    );
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+    }
+    assert!(output.status.success(), "{}", stderr(&output));
+}

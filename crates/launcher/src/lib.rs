@@ -168,7 +168,10 @@ impl Launch {
     }
 
     /// The Python code that runs `target` (`module:function`) as `argv[0]`, after
-    /// [`STDLIB_ZIP_PRELUDE`].
+    /// [`STDLIB_ZIP_PRELUDE`]. `-I` leaves no script folder at `sys.path[0]`, so the
+    /// standard-library zip would be there, and scripts that drop `sys.path[0]` (in a venv,
+    /// their own folder) would lose the standard library: the interpreter's `bin` folder,
+    /// which holds no modules, takes the place of a venv's `bin`.
     pub fn code(target: &str) -> String {
         let (module, function) = target.split_once(':').unwrap_or((target, "main"));
         let function = function.split('[').next().unwrap_or(function).trim();
@@ -178,7 +181,7 @@ impl Launch {
             access = format!("{access}.{part}");
         }
         format!(
-            "{STDLIB_ZIP_PRELUDE}import sys; sys.argv = sys.argv[1:]; from {} import {head}; sys.exit({access}())",
+            "{STDLIB_ZIP_PRELUDE}{VENV_PATH}from {} import {head}; sys.exit({access}())",
             module.trim()
         )
     }
@@ -197,6 +200,14 @@ pub enum Target<'a> {
     /// A legacy script of another kind (a shell script), run as the program it is.
     Program(&'a str),
 }
+
+/// After [`STDLIB_ZIP_PRELUDE`]: the arguments and `sys.path` of a venv's console script,
+/// and the standard-library zip once more at the end of `sys.path` for scripts that drop
+/// `sys.path[0]` again in their `multiprocessing` children (gradient-wheel's
+/// `STDLIB_ZIP_AGAIN` says why; this crate depends on no other).
+const VENV_PATH: &str = "import sys; sys.argv = sys.argv[1:]; \
+    sys.path.insert(0, sys.executable.rpartition('/')[0]); \
+    sys.path.append('%s/lib/python%d%d.zip' % (sys.base_prefix, *sys.version_info[:2])); ";
 
 /// Run before the app: zipimport names a module's file by loading its code, then loads the
 /// code again to run it, so every standard-library module imported from the bundle's
@@ -232,7 +243,9 @@ mod tests {
         assert_eq!(launch.script("other"), Some("app.cli:Other.run"));
         assert_eq!(
             Launch::code("app.cli:Other.run"),
-            format!("{STDLIB_ZIP_PRELUDE}import sys; sys.argv = sys.argv[1:]; from app.cli import Other; sys.exit(Other.run())")
+            format!(
+                "{STDLIB_ZIP_PRELUDE}{VENV_PATH}from app.cli import Other; sys.exit(Other.run())"
+            )
         );
         assert!(Launch::parse("python = x\ndefault = missing\n").is_err());
     }

@@ -144,7 +144,9 @@ impl Rootfs {
     /// `program args` inside the root, as the image's user when this process may change
     /// user (as root), with the image's environment and no network, and the device files
     /// every engine and every system provides (`/dev/null`, `/dev/zero`, `/dev/full`,
-    /// `/dev/random`, `/dev/urandom`, `/dev/tty`), bound from the host.
+    /// `/dev/random`, `/dev/urandom`, `/dev/tty`), bound from the host, and a private
+    /// `/dev/shm` (a 64 MiB tmpfs, as Docker mounts), where `multiprocessing` makes its
+    /// semaphores.
     pub fn command(&self, program: &str, args: &[String]) -> Command {
         let mut command = Command::new("unshare");
         let root = gradient_python::is_root();
@@ -173,8 +175,8 @@ impl Rootfs {
 
 /// Run inside the new mount namespace, before `chroot`: `$1` the root, `$2` chroot's user
 /// option (or `--`), then the program and its arguments. Binds the host's device files
-/// over empty files in the root's /dev (a bind mount in this namespace only: nothing is
-/// left mounted, and the root's files on disk stay plain).
+/// over empty files in the root's /dev and mounts a fresh tmpfs on its /dev/shm (in this
+/// namespace only: nothing is left mounted, and the root's files on disk stay plain).
 const WITH_DEVICES: &str = r#"root=$1; user=$2; shift 2
 mkdir -p "$root/dev" || exit 125
 for node in null zero full random urandom tty; do
@@ -182,6 +184,7 @@ for node in null zero full random urandom tty; do
   [ -e "$root/dev/$node" ] || : > "$root/dev/$node" || exit 125
   mount --bind "/dev/$node" "$root/dev/$node" || exit 125
 done
+mkdir -p "$root/dev/shm" && mount -t tmpfs -o mode=1777,size=64m shm "$root/dev/shm" || exit 125
 if [ "$user" = -- ]; then exec chroot "$root" "$@"; fi
 exec chroot "$user" "$root" "$@""#;
 

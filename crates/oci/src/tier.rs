@@ -683,12 +683,13 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
 
     let mut script_files = BTreeMap::new();
     for (script, entry) in &app.scripts {
-        let text = gradient_wheel::console_script(&placement.python, entry).ok_or_else(|| {
-            OciError::BadEntryPoint {
-                script: script.clone(),
-                entry: entry.clone(),
-            }
-        })?;
+        let text =
+            gradient_wheel::bundled_console_script(&placement.python, entry).ok_or_else(|| {
+                OciError::BadEntryPoint {
+                    script: script.clone(),
+                    entry: entry.clone(),
+                }
+            })?;
         script_files.insert(script.clone(), text.into_bytes());
     }
     // Legacy scripts, as pip installs them: a Python one's `#!` line names the image's

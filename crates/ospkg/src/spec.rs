@@ -6,7 +6,7 @@
 //!  bundled (default)                        system
 //!  /usr/lib/NAME/bin/python3.X  runtime     /usr/share/NAME/   app + dependencies
 //!  /usr/lib/NAME/lib/...        + site      (/usr/lib/NAME/ when they hold compiled code)
-//!  /usr/bin/SCRIPT  #!/usr/lib/NAME/...     /usr/bin/SCRIPT    #!/usr/bin/python3 -I
+//!  /usr/bin/SCRIPT  #!/usr/lib/NAME/...     /usr/bin/SCRIPT    #!/usr/bin/python3 -Es
 //!  Depends: libc6 (>= 2.x)                  Depends: python3 (>= X.Y), python3 (<< X.Y+1)
 //! ```
 
@@ -399,7 +399,10 @@ pub async fn package_spec(
         add(entry);
     }
     for (script, entry) in &app.scripts {
-        let mut text = gradient_wheel::console_script(&format!("{interpreter} -I"), entry)
+        // -Es, not -I: the host's PYTHON* variables and user site-packages stay out, but
+        // sys.path[0] is the script's folder, as in a venv; under -I (which adds -P) the
+        // standard-library zip is there, and scripts that drop sys.path[0] lose it.
+        let mut text = gradient_wheel::bundled_console_script(&format!("{interpreter} -Es"), entry)
             .ok_or_else(|| OsPkgError::BadEntryPoint {
                 script: script.clone(),
                 entry: entry.clone(),
@@ -407,25 +410,26 @@ pub async fn package_spec(
         if layout == Layout::System {
             text = text.replacen(
                 "import sys\n",
-                &format!("import sys\nsys.path.insert(0, \"/{site_rel}\")\n"),
+                &format!("import sys\nsys.path.insert(1, \"/{site_rel}\")\n"),
                 1,
             );
         }
         add(file(&format!("usr/bin/{script}"), text.into_bytes(), 0o755));
     }
     // Legacy scripts, as pip installs them: a Python one's `#!` line names the package's
-    // Python (with the system layout, its first line also puts the app's folder on
-    // sys.path, as the console scripts do); any other is copied as it is.
+    // Python, run as the console scripts are (`-Es`: the script's folder first on
+    // sys.path, as in a venv; with the system layout, its first line also puts the app's
+    // folder right after it); any other is copied as it is.
     let legacy = gradient_wheel::metadata::inspect_wheel(wheel)?.legacy_scripts;
     for (script, data) in &legacy {
         let mut installed =
-            gradient_wheel::install_legacy_script(&format!("{interpreter} -I"), data);
+            gradient_wheel::install_legacy_script(&format!("{interpreter} -Es"), data);
         if layout == Layout::System && gradient_wheel::is_python_script(data) {
             let end = installed
                 .iter()
                 .position(|b| *b == b'\n')
                 .map_or(0, |at| at + 1);
-            let line = format!("import sys; sys.path.insert(0, \"/{site_rel}\")\n");
+            let line = format!("import sys; sys.path.insert(1, \"/{site_rel}\")\n");
             installed.splice(end..end, line.into_bytes());
         }
         add(file(&format!("usr/bin/{script}"), installed, 0o755));

@@ -18,7 +18,10 @@ mod tiers;
 pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
-pub use scripts::{console_script, install_legacy_script, is_object_reference, is_python_script};
+pub use scripts::{
+    bundled_console_script, console_script, install_legacy_script, is_object_reference,
+    is_python_script, STDLIB_ZIP_AGAIN,
+};
 
 /// Where this crate stages entries in the cache (folder, name prefix): the cache of built
 /// distributions (`.KEY-*`).

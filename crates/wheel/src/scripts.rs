@@ -46,6 +46,27 @@ pub fn install_legacy_script(interpreter: &str, content: &[u8]) -> Vec<u8> {
     script
 }
 
+/// The code that adds the bundled standard-library zip (`lib/pythonXY.zip` of
+/// `sys.base_prefix`) once more at the end of `sys.path`. In a venv the entries after the
+/// script's folder are a zip that does not exist and then the standard library's folder, so
+/// a script that drops `sys.path[0]` again (in each `multiprocessing` child, where the main
+/// script runs again on the parent's `sys.path`) loses nothing; a bundle's standard library
+/// is that zip, and without a second entry such a script would lose it. Where the zip does
+/// not exist the entry costs one failed look-up, cached.
+pub const STDLIB_ZIP_AGAIN: &str =
+    "sys.path.append(\"%s/lib/python%d%d.zip\" % (sys.base_prefix, *sys.version_info[:2]))";
+
+/// [`console_script`] for an interpreter whose standard library may be a zip (gradient's
+/// runtime bundle): as an installer writes it, with [`STDLIB_ZIP_AGAIN`] after `import sys`.
+pub fn bundled_console_script(interpreter: &str, entry: &str) -> Option<String> {
+    let text = console_script(interpreter, entry)?;
+    Some(text.replacen(
+        "import sys\n",
+        &format!("import sys\n{STDLIB_ZIP_AGAIN}\n"),
+        1,
+    ))
+}
+
 /// Whether `entry` is an object reference as the entry-points spec defines it:
 /// `module.path:attr.path`, optionally followed by `[extras]`.
 pub fn is_object_reference(entry: &str) -> bool {
@@ -77,7 +98,10 @@ fn object_reference(entry: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{console_script, install_legacy_script, is_object_reference, is_python_script};
+    use super::{
+        bundled_console_script, console_script, install_legacy_script, is_object_reference,
+        is_python_script, STDLIB_ZIP_AGAIN,
+    };
 
     #[test]
     fn python_legacy_scripts_get_the_interpreter_and_others_stay_as_they_are() {
@@ -119,5 +143,25 @@ mod tests {
         assert!(!is_object_reference("app:main [x] [y]"));
         assert!(!is_object_reference("os:system('id')"));
         assert!(!is_object_reference("app:main;__import__('os')"));
+    }
+
+    #[test]
+    fn a_bundled_script_adds_the_stdlib_zip_again_before_importing_the_app() {
+        let text =
+            bundled_console_script("/usr/lib/app/bin/python3.11 -Es", "app.cli:main").unwrap();
+        let again = text.find(STDLIB_ZIP_AGAIN).expect("the zip is added again");
+        assert!(text.find("import sys\n").unwrap() < again);
+        assert!(again < text.find("from app.cli import main").unwrap());
+        let checked = std::process::Command::new("python3")
+            .args([
+                "-I",
+                "-c",
+                &format!("import sys\n{STDLIB_ZIP_AGAIN}\nprint(sys.path[-1])"),
+            ])
+            .output();
+        if let Ok(output) = checked {
+            let last = String::from_utf8_lossy(&output.stdout);
+            assert!(last.trim().ends_with(".zip"), "{last}");
+        }
     }
 }

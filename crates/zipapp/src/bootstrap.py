@@ -348,6 +348,10 @@ def main():
         len(sys.path),
     )
     sys.path[first_site:first_site] = ours
+    # In a venv, sys.executable sees the app: so do the Pythons the app starts here (-c, -m,
+    # subprocesses), through PYTHONPATH, which they inherit.
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(ours + inherited)
     install_importer(archive, folder)
     if DISTRIBUTIONS:
         sys.meta_path.append(ArchiveDistributions(site))
