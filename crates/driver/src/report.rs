@@ -16,6 +16,8 @@ pub fn run_table(outcome: &crate::RunOutcome) -> String {
         .iter()
         .filter_map(|t| Some((t.tier, t.error.as_deref()?)))
         .filter(|(tier, _)| !outcome.manifest.artifacts.iter().any(|a| a.tier == *tier))
+        // A tier skipped with its reason (this host cannot build it) has its own row.
+        .filter(|(tier, _)| !outcome.manifest.skipped.iter().any(|s| s.tier == *tier))
         .collect();
     table_with_failures(&outcome.manifest, &failed)
 }
