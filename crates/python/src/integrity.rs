@@ -236,11 +236,11 @@ pub fn check(entry: &Path) -> State {
     // check): at the entry's top, beside the recorded trees, where no tier reads. Not while
     // a file is younger than two seconds: a write within the same clock tick could leave
     // its times unchanged (git's "racy" case), so such a file is hashed again next time.
-    let settled = |(_, _, _, _, _, ctime, _): &Identity| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        *ctime < now - 2
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let settled = |(_, _, _, _, _, ctime, ctime_nsec): &Identity| {
+        (*ctime as f64 + *ctime_nsec as f64 / 1e9) + 2.0 < now
     };
     if let Some(identities) = identities.filter(|all| all.iter().all(settled)) {
         let _ = std::fs::write(
