@@ -116,7 +116,9 @@ if docker_cli=/usr/bin/docker && "$docker_cli" version >/dev/null 2>&1; then
     if [ ! -f "$cached" ]; then
       command -v mmdebstrap >/dev/null || { echo "bench: mmdebstrap is missing (apt-get install mmdebstrap)" >&2; exit 2; }
       mkdir -p "$(dirname "$cached")"
-      mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python3-pip bookworm "$cached.tmp" - \
+      # --format=tar: mmdebstrap picks its output's format from the file name's extension,
+      # and `.tmp` is none it knows, so it would write a folder that `docker import` rejects.
+      mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-venv,python3-pip bookworm "$cached.tmp" - \
         < /etc/apt/sources.list.d/debian.sources
       mv "$cached.tmp" "$cached"
     fi
