@@ -37,7 +37,8 @@ impl Private {
     }
 
     /// What an interrupted run may have left: staging folders and files in the cache
-    /// (`.KEY-*`, `.runtime-*`, `.stripping-*`, `.layer-*`, `.storing-*`, `.tmp*`), partial
+    /// (`.KEY-*`, `.runtime-*`, `.stripping-*`, `.layer-*`, `.storing-*`, `.tmp*`, hook
+    /// logs being written, deb data parts, damaged entries put aside), partial
     /// files in the output folder (`.gradient-*`), and work folders in the temporary folder.
     fn debris(&self) -> Vec<PathBuf> {
         let staging = |name: &str| {
@@ -55,9 +56,12 @@ impl Private {
                     ".storing-",
                     ".tmp",
                     ".gradient-",
+                    ".backend-",
+                    ".deb-data-",
                 ]
                 .iter()
                 .any(|prefix| name.starts_with(prefix))
+                || name.contains(".discarded-")
         };
         // Not `locks/`: folder locks stay, by design, and are named after folders.
         let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&self.cache)
@@ -437,4 +441,41 @@ fn sigterm_during_a_smoke_test_ends_the_apps_own_children_too() {
         "the app's processes survived: {:?}",
         processes_with(&token)
     );
+}
+
+#[test]
+fn a_compare_killed_mid_run_leaves_its_cold_cache_for_the_next_run_to_sweep() {
+    // `compare --cold` runs on a private cache in the temporary folder; killed, it cannot
+    // remove it, and the next run does.
+    let private = Private::new();
+    let mut child = private
+        .gradient()
+        .args(["compare", "--cold", "--no-smoke", "--to", "wheel"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(&private.out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cold = || {
+        listing(&private.tmp)
+            .into_iter()
+            .any(|name| name.starts_with("gradient-cold-cache-"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), cold),
+        "the cold cache was made"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(cold(), "SIGKILL left it");
+    let next = run(private
+        .gradient()
+        .args(["build", "--to", "wheel", "--no-smoke"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(&private.out));
+    assert!(next.status.success(), "{}", stderr(&next));
+    assert_eq!(private.debris(), Vec::<PathBuf>::new());
 }

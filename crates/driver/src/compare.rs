@@ -56,19 +56,22 @@ pub struct CompareOutcome {
     pub comparison: Comparison,
 }
 
+/// The name prefix of `--cold`'s private cache, in the temporary folder.
+pub(crate) const COLD_CACHE_PREFIX: &str = "gradient-cold-cache-";
+
 pub async fn compare(
     mut options: CompareOptions,
     reporter: &dyn Reporter,
 ) -> Result<CompareOutcome, DriverError> {
     let cold_cache = if options.cold {
-        let dir = tempfile::Builder::new()
-            .prefix("gradient-cold-cache-")
-            .tempdir()
-            .map_err(|source| DriverError::Io {
-                action: "create a cache folder in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        // Locked while the comparison runs: a killed run's is swept by the next.
+        let dir =
+            gradient_python::staging::Staged::dir_in(&std::env::temp_dir(), COLD_CACHE_PREFIX)
+                .map_err(|source| DriverError::Io {
+                    action: "create a cache folder in",
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
         options.build.cache_dir = Some(dir.path().to_path_buf());
         Some(dir)
     } else {

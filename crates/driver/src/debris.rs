@@ -13,6 +13,8 @@ pub(crate) const WORK_PREFIX: &str = "gradient-build-";
 fn areas(cache: &Path, out_dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let mut areas = vec![
         (std::env::temp_dir(), WORK_PREFIX),
+        (std::env::temp_dir(), crate::peers::PEER_WORK_PREFIX),
+        (std::env::temp_dir(), crate::compare::COLD_CACHE_PREFIX),
         (out_dir.to_path_buf(), crate::publish::STAGING_PREFIX),
         (cache.join("tiers"), crate::tier_cache::STAGING_PREFIX),
     ];

@@ -271,14 +271,17 @@ pub async fn run_peers(
                 continue;
             }
         };
-        let work = match tempfile::Builder::new().prefix("gradient-peer-").tempdir() {
-            Ok(work) => work,
-            Err(error) => {
-                run.reason = Some(format!("cannot make a work folder: {error}"));
-                runs.push(run);
-                continue;
-            }
-        };
+        // Locked while the peer runs: a killed run's is swept by the next (crate::debris).
+        let work =
+            match gradient_python::staging::Staged::dir_in(&std::env::temp_dir(), PEER_WORK_PREFIX)
+            {
+                Ok(work) => work,
+                Err(error) => {
+                    run.reason = Some(format!("cannot make a work folder: {error}"));
+                    runs.push(run);
+                    continue;
+                }
+            };
         let env = |command: &mut Command| {
             command
                 .env("PROJECT", &target.project.root)
@@ -337,6 +340,9 @@ pub async fn run_peers(
     }
     runs
 }
+
+/// The name prefix of a peer's work folder, in the temporary folder.
+pub(crate) const PEER_WORK_PREFIX: &str = "gradient-peer-";
 
 /// Remove the staging folders (`peers/.NAME-XXXXXX`) that runs killed mid-peer left. The
 /// caller holds the output folder's lock, so no running peer is using one.
