@@ -10,7 +10,6 @@
 use gradient_core::{normalize_name, Project, Tier};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
 use tokio::process::Command;
 
@@ -452,19 +451,10 @@ fn slug(name: &str) -> String {
 
 /// Its standard output, trimmed; `Err` with the output's tail when it fails.
 async fn shell_output(mut command: Command) -> Result<String, String> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // In a group of its own: the shell's children (the peer tool and its own) end with it
-    // when the run is stopped.
-    let output = async {
-        gradient_python::ProcessGroup::spawn(&mut command)?
-            .output()
-            .await
-    }
-    .await
-    .map_err(|e| format!("could not start: {e}"))?;
+    // The shell's children (the peer tool and its own) end with it when the run stops.
+    let output = gradient_python::ProcessGroup::output_of(&mut command)
+        .await
+        .map_err(|e| format!("could not start: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() {
         Ok(stdout)

@@ -92,19 +92,11 @@ pub async fn build_with_pyinstaller(
         .env("PYTHONHASHSEED", "0")
         .env("SOURCE_DATE_EPOCH", source_date.seconds.to_string())
         .env("PYINSTALLER_CONFIG_DIR", work_dir.join("config"))
-        .current_dir(work_dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // In a group of its own, killed whole when the run stops (PyInstaller runs compilers
-    // and its bootloader's helpers).
-    let output = async {
-        gradient_python::ProcessGroup::spawn(&mut command)?
-            .output()
-            .await
-    }
-    .await
-    .map_err(io("run", &pyinstaller))?;
+        .current_dir(work_dir);
+    // Killed whole when the run stops (PyInstaller runs compilers and helpers of its own).
+    let output = gradient_python::ProcessGroup::output_of(&mut command)
+        .await
+        .map_err(io("run", &pyinstaller))?;
     if !output.status.success() {
         let text = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();

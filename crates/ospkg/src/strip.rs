@@ -83,20 +83,11 @@ pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
         return Ok(());
     }
     let mut command = Command::new("strip");
-    command
-        .arg("--strip-unneeded")
-        .args(objects)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    command.arg("--strip-unneeded").args(objects);
     // Killed with the run, not left writing into the staging folder the run removes.
-    let output = async {
-        gradient_python::ProcessGroup::spawn(&mut command)?
-            .output()
-            .await
-    }
-    .await
-    .map_err(io("run strip on", &objects[0]))?;
+    let output = gradient_python::ProcessGroup::output_of(&mut command)
+        .await
+        .map_err(io("run strip on", &objects[0]))?;
     if !output.status.success() {
         return Err(OsPkgError::Strip {
             detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),

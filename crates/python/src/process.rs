@@ -52,6 +52,18 @@ impl ProcessGroup {
         })
     }
 
+    /// Run `command` to its end in a group of its own, with no input and its output
+    /// captured (`Command::output`, for a group): its own children (an installer's builds,
+    /// an app's workers, a tool's compilers) end with it when the caller is dropped (the
+    /// run stopped, a timeout).
+    pub async fn output_of(command: &mut Command) -> std::io::Result<std::process::Output> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ProcessGroup::spawn(command)?.output().await
+    }
+
     /// Kill every process of the group now.
     pub fn kill(&self) {
         if self.group > 0 {
@@ -133,20 +145,15 @@ pub(crate) async fn run_checked(
     let std = command.as_std();
     let args: Vec<&std::ffi::OsStr> = std.get_args().collect();
     let shown = gradient_core::show_command(std.get_program(), &args);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // In a group of its own: an installer's own children (uv's and pip's build processes)
-    // end with it when the run is stopped.
-    let output = async { ProcessGroup::spawn(command)?.output().await }
-        .await
-        .map_err(|source| crate::PythonError::Command {
-            action: action.to_string(),
-            command: shown.clone(),
-            status: format!("an error: {source}"),
-            tail: String::new(),
-        })?;
+    let output =
+        ProcessGroup::output_of(command)
+            .await
+            .map_err(|source| crate::PythonError::Command {
+                action: action.to_string(),
+                command: shown.clone(),
+                status: format!("an error: {source}"),
+                tail: String::new(),
+            })?;
     if !output.status.success() {
         let text = format!(
             "{}{}",

@@ -1,7 +1,6 @@
 //! Running an artifact the way a target would, and judging what it did.
 
 use gradient_core::{SmokeCheck, Startup};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -11,14 +10,10 @@ pub const SMOKE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Run `command` (shown to users as `shown`) and check that it exits 0 and, when `expect` is
 /// given, that its standard output contains it.
 pub async fn run_check(shown: String, mut command: Command, expect: Option<&str>) -> SmokeCheck {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let started = Instant::now();
-    // In a process group of its own, killed whole on a timeout or when the run stops: an
-    // app's own children (a server's workers, a process pool) must not outlive the check.
-    let output = async { crate::ProcessGroup::spawn(&mut command)?.output().await };
+    // Killed whole on a timeout or when the run stops: an app's own children (a server's
+    // workers, a process pool) must not outlive the check.
+    let output = crate::ProcessGroup::output_of(&mut command);
     let result = tokio::time::timeout(SMOKE_TIMEOUT, output).await;
     let seconds = started.elapsed().as_secs_f64();
     let failed = |exit_code, detail: String| SmokeCheck {
