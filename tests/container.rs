@@ -7,23 +7,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Whether a Docker engine answers; panics when one is required and none does.
-fn engine() -> bool {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !answers && std::env::var("GRADIENT_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
-        panic!("GRADIENT_REQUIRE_DOCKER=1 but no Docker engine answers (`docker version` fails)");
-    }
-    if !answers {
-        eprintln!(
-            "skipped: no Docker engine answers (set GRADIENT_REQUIRE_DOCKER=1 to fail instead)"
-        );
-    }
-    answers
-}
-
 fn docker(args: &[&str]) -> std::process::Output {
     run(Command::new("docker").args(args))
 }
@@ -197,7 +180,7 @@ fn the_image_is_reproducible_well_formed_and_an_app_change_rewrites_only_the_app
 
 #[test]
 fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_the_tarball() {
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -265,7 +248,7 @@ fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_th
 
 #[test]
 fn after_an_app_change_the_engine_is_sent_only_the_app_layer() {
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -294,7 +277,7 @@ fn after_an_app_change_the_engine_is_sent_only_the_app_layer() {
 }
 
 #[test]
-fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the_engine() {
+fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the_docker_engine() {
     // The sample's own image is a base with CPython 3.11 at /usr/local/bin/python3.11.
     let out = tempfile::tempdir().unwrap();
     let base_out = out.path().join("base");
@@ -329,7 +312,7 @@ fn a_base_image_with_its_own_cpython_is_installed_against_from_disk_and_from_the
         serde_json::json!({"8080/tcp": {}})
     );
 
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     let load = docker(&["load", "-i", base_tar.to_str().unwrap()]);
@@ -390,7 +373,7 @@ fn without_an_engine_docker_fails_keeps_the_tarball_and_says_how_to_load_it() {
 
 #[test]
 fn a_cached_image_that_this_run_could_not_load_is_not_recorded_as_delivered() {
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -643,7 +626,7 @@ fn base_images_that_cannot_be_used_say_why() {
         ],
     );
 
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     // Not in the engine.
@@ -690,7 +673,7 @@ fn base_images_that_cannot_be_used_say_why() {
 #[test]
 fn an_engine_that_lacks_a_left_out_layer_is_sent_the_whole_tarball() {
     use sha2::{Digest, Sha256};
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -769,7 +752,7 @@ fn an_engine_that_lacks_a_left_out_layer_is_sent_the_whole_tarball() {
 
 #[test]
 fn interrupting_a_docker_smoke_test_removes_its_container() {
-    if !engine() {
+    if !docker_engine() {
         return;
     }
     // Every command of this app sleeps first: the interrupt lands while a container runs.

@@ -3,29 +3,51 @@
 
 use crate::util::*;
 
+/// `tiers`, with `rpm` when this host can check an rpm, and with `docker` (when asked) when
+/// an engine answers: CI has both, and there a missing one fails instead.
+fn checkable(tiers: &[&str], docker: bool) -> String {
+    let mut tiers = tiers.to_vec();
+    if require("rpm") {
+        tiers.push("rpm");
+    }
+    if docker && docker_engine() {
+        tiers.push("docker");
+    }
+    tiers.join(",")
+}
+
+/// `build --rebuild --to TIERS PROJECT EXTRA...` into a fresh folder: the run must pass,
+/// with one artifact per tier, each of whose smoke tests passed (so a smoke result cached
+/// from another build cannot hide a failure). The folder and the manifest.
+fn build_passing(
+    project: &std::path::Path,
+    tiers: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, serde_json::Value) {
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--rebuild", "--to", tiers])
+        .arg(project)
+        .arg("--out")
+        .arg(out.path())
+        .args(extra));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let artifacts = manifest["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), tiers.split(',').count(), "{manifest}");
+    for artifact in artifacts {
+        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
+    }
+    (out, manifest)
+}
+
 #[test]
 fn locale_device_files_and_tmp_work_in_the_image_and_the_package_roots() {
     // sysapp sets the locale from LANG=C.UTF-8, writes /dev/null, reads /dev/urandom and
     // writes in /tmp: the scratch image lacked the locale's files, and the roots the deb,
     // rpm and image are checked in had no /dev/null.
-    let tiers = if require("rpm") {
-        "wheel,zipapp,frozen,oci,deb,rpm"
-    } else {
-        "wheel,zipapp,frozen,oci,deb"
-    };
-    let out = tempfile::tempdir().unwrap();
-    let output = run(gradient()
-        .args(["build", "--rebuild", "--to", tiers])
-        .arg(fixture("system-app"))
-        .arg("--out")
-        .arg(out.path()));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let manifest = read_json(&out.path().join("gradient-manifest.json"));
-    let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), tiers.split(',').count());
-    for artifact in artifacts {
-        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
-    }
+    let tiers = checkable(&["wheel", "zipapp", "frozen", "oci", "deb"], false);
+    build_passing(&fixture("system-app"), &tiers, &[]);
 }
 
 #[test]
@@ -74,11 +96,7 @@ fn an_apps_own_c_extension_passes_the_sdist_check_and_a_missing_file_is_named() 
 fn with_stdlib_sources_tracebacks_and_inspect_see_the_standard_library() {
     // Bytecode-only by default (measured: see STDLIB_SOURCES_BY_DEFAULT); with
     // `stdlib-sources = true` every bundled tier shows stdlib lines as a venv does.
-    let tiers = if require("rpm") {
-        "frozen,oci,deb,rpm"
-    } else {
-        "frozen,oci,deb"
-    };
+    let tiers = checkable(&["frozen", "oci", "deb"], false);
     let build = |sources: bool| {
         let project = tempfile::tempdir().unwrap();
         copy_tree(&fixture("system-app"), project.path());
@@ -94,17 +112,7 @@ fn with_stdlib_sources_tracebacks_and_inspect_see_the_standard_library() {
             ),
         )
         .unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let output = run(gradient()
-            .args(["build", "--rebuild", "--to", tiers])
-            .arg(project.path())
-            .arg("--out")
-            .arg(out.path()));
-        assert!(output.status.success(), "{}", stderr(&output));
-        let manifest = read_json(&out.path().join("gradient-manifest.json"));
-        for artifact in manifest["artifacts"].as_array().unwrap() {
-            assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
-        }
+        build_passing(project.path(), &tiers, &[]);
     };
     build(true);
     build(false);
@@ -133,31 +141,12 @@ fn several_scripts_and_none_named_like_the_project_build_in_every_tier() {
     // multitool has mt-count and mt-upper and no `entry`: every tier but the wheel refused
     // it. Now the single-file tiers are multi-call files, the image has no entrypoint and
     // every script on PATH, and the packages install both scripts.
-    let docker = std::process::Command::new("docker")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let mut tiers = vec!["sdist", "wheel", "zipapp", "frozen", "oci", "deb"];
-    if require("rpm") {
-        tiers.push("rpm");
-    }
-    if docker {
-        tiers.push("docker");
-    }
-    let tiers = tiers.join(",");
-    let out = tempfile::tempdir().unwrap();
+    let tiers = checkable(&["sdist", "wheel", "zipapp", "frozen", "oci", "deb"], true);
+    let docker = tiers.contains("docker");
     let tag = "gradient-test-multitool:1";
-    let output = run(gradient()
-        .args(["build", "--rebuild", "--to", &tiers, "--tag", tag])
-        .arg(fixture("multi-tool"))
-        .arg("--out")
-        .arg(out.path()));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let (out, manifest) = build_passing(&fixture("multi-tool"), &tiers, &["--tag", tag]);
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), tiers.split(',').count(), "{manifest}");
     for artifact in artifacts {
-        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
         let commands: Vec<String> = artifact["smoke"]["checks"]
             .as_array()
             .unwrap()
@@ -252,32 +241,11 @@ fn legacy_scripts_are_installed_and_run_in_every_tier() {
     // legacy-scripts has no console script, only setuptools `scripts=` files: a Python one
     // (`#!python` in the wheel) and a shell one. Every tier but the wheel refused it ("has
     // no console script"); now each installs them as pip does and runs them by name.
-    let docker = std::process::Command::new("docker")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let mut tiers = vec!["sdist", "wheel", "zipapp", "frozen", "oci", "deb"];
-    if require("rpm") {
-        tiers.push("rpm");
-    }
-    if docker {
-        tiers.push("docker");
-    }
-    let tiers = tiers.join(",");
-    let out = tempfile::tempdir().unwrap();
+    let tiers = checkable(&["sdist", "wheel", "zipapp", "frozen", "oci", "deb"], true);
+    let docker = tiers.contains("docker");
     let tag = "gradient-test-legacy-scripts:1";
-    let output = run(gradient()
-        .args(["build", "--rebuild", "--to", &tiers, "--tag", tag])
-        .arg(fixture("legacy-scripts"))
-        .arg("--out")
-        .arg(out.path()));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let (out, manifest) = build_passing(&fixture("legacy-scripts"), &tiers, &["--tag", tag]);
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), tiers.split(',').count(), "{manifest}");
-    for artifact in artifacts {
-        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
-    }
 
     // The single-file tiers run both scripts by name.
     let links = tempfile::tempdir().unwrap();
@@ -365,30 +333,10 @@ fn a_cxx_extension_from_a_manylinux_wheel_runs_in_the_scratch_image_and_the_pack
     // cxxapp's dependency, murmurhash, is C++ and links the system's libstdc++.so.6 and
     // libgcc_s.so.1 (as the manylinux policy allows): the scratch image had neither, and
     // the frozen, deb and rpm targets were not told they must provide them.
-    let mut tiers = vec!["frozen", "oci", "deb"];
-    let engine = std::process::Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if engine {
-        tiers.push("docker");
-    }
-    if require("rpm") {
-        tiers.push("rpm");
-    }
-    let tiers = tiers.join(",");
-    let out = tempfile::tempdir().unwrap();
-    let output = run(gradient()
-        .args(["build", "--rebuild", "--to", &tiers])
-        .arg(fixture("cxx-app"))
-        .arg("--out")
-        .arg(out.path()));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let tiers = checkable(&["frozen", "oci", "deb"], true);
+    let (out, manifest) = build_passing(&fixture("cxx-app"), &tiers, &[]);
     let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(artifacts.len(), tiers.split(',').count());
     for artifact in artifacts {
-        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
         // What the target must provide says so where the target's system gives it.
         let libraries = &artifact["target_needs"]["libraries"];
         if ["frozen", "deb", "rpm"].contains(&artifact["tier"].as_str().unwrap()) {
@@ -419,27 +367,6 @@ fn console_scripts_see_a_venvs_sys_path_and_a_working_sys_executable() {
     // with -c and -m, computes in spawn and forkserver pools and makes a venv from
     // sys.executable: the bundled interpreter ran with -I, which put the standard-library
     // zip at sys.path[0], and the frozen app's sys.executable was not a usable Python.
-    let tiers = if require("rpm") {
-        "wheel,zipapp,frozen,oci,deb,rpm"
-    } else {
-        "wheel,zipapp,frozen,oci,deb"
-    };
-    let out = tempfile::tempdir().unwrap();
-    let output = run(gradient()
-        .args(["build", "--rebuild", "--to", tiers])
-        .arg(fixture("venv-like-app"))
-        .arg("--out")
-        .arg(out.path()));
-    let manifest = read_json(&out.path().join("gradient-manifest.json"));
-    let artifacts = manifest["artifacts"].as_array().unwrap();
-    assert_eq!(
-        artifacts.len(),
-        tiers.split(',').count(),
-        "{}",
-        stderr(&output)
-    );
-    for artifact in artifacts {
-        assert_eq!(artifact["smoke"]["passed"], true, "{artifact}");
-    }
-    assert!(output.status.success(), "{}", stderr(&output));
+    let tiers = checkable(&["wheel", "zipapp", "frozen", "oci", "deb"], false);
+    build_passing(&fixture("venv-like-app"), &tiers, &[]);
 }

@@ -196,3 +196,20 @@ pub fn pyenv_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".pyenv"))
 }
+
+/// Whether a Docker engine answers; panics when one is required and none does.
+pub fn docker_engine() -> bool {
+    let answers = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers && std::env::var("GRADIENT_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+        panic!("GRADIENT_REQUIRE_DOCKER=1 but no Docker engine answers (`docker version` fails)");
+    }
+    if !answers {
+        eprintln!(
+            "skipped: no Docker engine answers (set GRADIENT_REQUIRE_DOCKER=1 to fail instead)"
+        );
+    }
+    answers
+}
