@@ -26,15 +26,17 @@ fn empty_index() -> u16 {
     port
 }
 
-/// `gradient ARGS` with the secrets in its environment, at the most verbose level.
-fn run_with_secrets(port: u16, args: &[&std::ffi::OsStr]) -> std::process::Output {
+/// `gradient build --to TIERS PROJECT --out OUT` with the secrets in its environment, at
+/// the most verbose level.
+fn run_with_secrets(port: u16, tiers: &str, project: &Path, out: &Path) -> std::process::Output {
     let index = format!("http://alice:{PASSWORD}@127.0.0.1:{port}/simple");
     // --rebuild: the backend runs (and echoes its environment) even when an earlier test
-    // left its wheel in the shared cache.
+    // left its wheel in the shared cache; --direct: the leaky backend makes no sdist.
     run(gradient()
-        .arg("-vv")
-        .args(args)
-        .arg("--rebuild")
+        .args(["-vv", "build", "--rebuild", "--direct", "--to", tiers])
+        .arg(project)
+        .arg("--out")
+        .arg(out)
         .env("FOO_TOKEN", TOKEN)
         .env("UV_INDEX_URL", &index)
         .env("PIP_INDEX_URL", &index)
@@ -81,18 +83,7 @@ fn unsatisfiable_build_requirements_leave_no_secret() {
     )
     .unwrap();
     let out = project.path().join("dist");
-    let output = run_with_secrets(
-        port,
-        &[
-            "build".as_ref(),
-            "--to".as_ref(),
-            "wheel".as_ref(),
-            "--direct".as_ref(),
-            project.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let output = run_with_secrets(port, "wheel", project.path(), &out);
     fails_with(&output, 1, &["gradient-no-such-backend"]);
     // The command is shown as a program and its arguments, never with an environment.
     assert!(!stderr(&output).contains("env -i"), "{}", stderr(&output));
@@ -105,18 +96,7 @@ fn a_failing_backend_that_echoes_its_environment_leaves_no_secret() {
     let project = leaky_project();
     std::fs::write(project.path().join("FAIL"), "").unwrap();
     let out = project.path().join("dist");
-    let output = run_with_secrets(
-        port,
-        &[
-            "build".as_ref(),
-            "--to".as_ref(),
-            "wheel".as_ref(),
-            "--direct".as_ref(),
-            project.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let output = run_with_secrets(port, "wheel", project.path(), &out);
     fails_with(&output, 1, &["the build failed on purpose"]);
     // The backend did print the variables (masked): the check above is not vacuous.
     assert!(
@@ -145,18 +125,7 @@ fn an_unresolvable_dependency_leaves_no_secret_in_output_or_manifest() {
     let port = empty_index();
     let project = leaky_project();
     let out = project.path().join("dist");
-    let output = run_with_secrets(
-        port,
-        &[
-            "build".as_ref(),
-            "--to".as_ref(),
-            "wheel,zipapp".as_ref(),
-            "--direct".as_ref(),
-            project.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let output = run_with_secrets(port, "wheel,zipapp", project.path(), &out);
     fails_with(&output, 1, &["gradient-no-such-dist"]);
     assert!(
         stderr(&output).contains("FOO_TOKEN=***"),
@@ -174,18 +143,7 @@ fn a_failing_smoke_install_leaves_no_secret_in_output_or_manifest() {
     let port = empty_index();
     let project = leaky_project();
     let out = project.path().join("dist");
-    let output = run_with_secrets(
-        port,
-        &[
-            "build".as_ref(),
-            "--to".as_ref(),
-            "wheel".as_ref(),
-            "--direct".as_ref(),
-            project.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let output = run_with_secrets(port, "wheel", project.path(), &out);
     fails_with(
         &output,
         1,
