@@ -109,7 +109,10 @@ fn without_known_layers(archive: &[u8], known: &[&[String]]) -> Option<(Vec<u8>,
 #[derive(Clone, Debug)]
 pub struct ContainerRun {
     pub exit_code: i64,
+    /// Its standard output and error, as they came.
     pub output: String,
+    /// Its standard output alone.
+    pub stdout: String,
     /// From start to exit.
     pub seconds: f64,
 }
@@ -396,12 +399,17 @@ impl Engine {
             }),
         );
         let mut output = String::new();
+        let mut stdout = String::new();
         while let Some(Ok(line)) = logs.next().await {
+            if let bollard::container::LogOutput::StdOut { message } = &line {
+                stdout.push_str(&String::from_utf8_lossy(message));
+            }
             output.push_str(&line.to_string());
         }
         Ok(ContainerRun {
             exit_code,
             output,
+            stdout,
             seconds,
         })
     }
