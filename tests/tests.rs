@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod commands;
 mod container;
+mod differential;
 mod faults;
 mod fidelity;
 mod frozen;

@@ -109,8 +109,13 @@ def check(plan):
         except BaseException as error:
             result["entry_points"][shown(entry_point)] = why(error)
     for dist in metadata.distributions():
-        key = normal(dist.metadata["Name"] or "")
-        result["distributions"].setdefault(key, dist.version)
+        try:  # a damaged distribution is one the app cannot find either
+            key = normal(dist.metadata["Name"] or "")
+            version = dist.version
+        except Exception:
+            continue
+        if key:
+            result["distributions"].setdefault(key, version)
     return result
 
 
