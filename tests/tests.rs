@@ -18,4 +18,5 @@ mod report;
 mod run;
 mod secrets;
 mod signals;
+mod smoke;
 mod zipapp;

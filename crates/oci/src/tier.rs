@@ -17,8 +17,8 @@ use gradient_core::{
     Startup, TargetNeeds, Tier, Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
-    measure_runs, measure_startup, run_check, run_probe, smoke_commands, startup_command, Expect,
-    SmokeCommand,
+    ask_until_ended, judge_answer, measure_runs, measure_startup, run_check, run_probe,
+    smoke_commands, startup_command, Expect, Http, SmokeCommand,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -190,11 +190,18 @@ impl Backend for OciTier {
             app.smoke_commands(&cx.project, cx.reference.as_deref())
         {
             let program = format!("/usr/local/bin/{}", argv[0]);
-            let command = rootfs.command(&program, &argv[1..]);
+            let (command, network) = if expect.http.is_some() {
+                (
+                    rootfs.serving_command(&program, &argv[1..]),
+                    "the host's network",
+                )
+            } else {
+                (rootfs.command(&program, &argv[1..]), "no network")
+            };
             checks.push(
                 run_check(
                     format!(
-                        "{} (in the image's files, chroot, no network)",
+                        "{} (in the image's files, chroot, {network})",
                         argv.join(" ")
                     ),
                     command,
@@ -389,7 +396,9 @@ impl Backend for DockerTier {
         let (args, shown) = probe_arguments(&interpreter, code);
         let engine = Engine::connect().await?;
         let command = format!("docker run --network none --entrypoint {shown}");
-        let run = engine.run(&image, Some(&interpreter[..1]), &args).await?;
+        let run = engine
+            .run(&image, Some(&interpreter[..1]), &args, None)
+            .await?;
         Ok(Some(ProbeOutput {
             command,
             stdout: if run.exit_code == 0 {
@@ -501,7 +510,24 @@ async fn container_check(
                 ),
             )
         };
-    match engine.run(image, entrypoint.as_deref(), args).await {
+    if let Some(http) = &expect.http {
+        let shown = shown.replace(
+            "docker run --network none",
+            &format!("docker run -p 127.0.0.1:{0}:{0}", http.port),
+        );
+        return serve_check(
+            engine,
+            image,
+            entrypoint.as_deref(),
+            args,
+            shown,
+            expect,
+            http,
+        )
+        .await;
+    }
+    let stdin = expect.stdin.as_deref().map(str::as_bytes);
+    match engine.run(image, entrypoint.as_deref(), args, stdin).await {
         Err(error) => SmokeCheck {
             command: shown,
             passed: false,
@@ -546,6 +572,43 @@ async fn container_check(
                 },
             }
         }
+    }
+}
+
+/// A server in a container, its port published on 127.0.0.1: asked over HTTP until it
+/// answers, then stopped.
+async fn serve_check(
+    engine: &Engine,
+    image: &str,
+    entrypoint: Option<&[String]>,
+    args: &[String],
+    shown: String,
+    expect: &Expect,
+    http: &Http,
+) -> SmokeCheck {
+    let started = std::time::Instant::now();
+    let failed = |detail: String| SmokeCheck {
+        command: shown.clone(),
+        passed: false,
+        exit_code: None,
+        seconds: started.elapsed().as_secs_f64(),
+        detail,
+    };
+    let serving = match engine.serve(image, entrypoint, args, http.port).await {
+        Ok(serving) => serving,
+        Err(error) => return failed(error.to_string()),
+    };
+    let answer = ask_until_ended(http, || serving.ended()).await;
+    let printed = serving.stop().await;
+    match answer.and_then(|(status, body)| judge_answer(status, &body, expect)) {
+        Ok(detail) => SmokeCheck {
+            command: shown.clone(),
+            passed: true,
+            exit_code: None,
+            seconds: started.elapsed().as_secs_f64(),
+            detail,
+        },
+        Err(why) => failed(format!("{why}\n{}", tail(&printed))),
     }
 }
 

@@ -384,11 +384,19 @@ async fn run_installed(
     for SmokeCommand { argv, expect } in
         smoke_commands(&cx.project, cx.reference.as_deref(), app.scripts.keys())
     {
-        let command = rootfs.command(&format!("/usr/bin/{}", argv[0]), &argv[1..]);
+        let program = format!("/usr/bin/{}", argv[0]);
+        let (command, network) = if expect.http.is_some() {
+            (
+                rootfs.serving_command(&program, &argv[1..]),
+                "the host's network",
+            )
+        } else {
+            (rootfs.command(&program, &argv[1..]), "no network")
+        };
         checks.push(
             run_check(
                 format!(
-                    "{} (installed, chroot with only glibc, no network)",
+                    "{} (installed, chroot with only glibc, {network})",
                     argv.join(" ")
                 ),
                 command,

@@ -84,9 +84,9 @@ pub async fn run_check(shown: String, mut command: Command, expect: &Expect) -> 
     let excerpt = || crate::process::tail(&format!("{stdout}{stderr}"), 12);
     if code != Some(expect.exit) {
         let wanted = if expect.exit_from_reference {
-            format!(", as it does in the reference venv")
+            ", as it does in the reference venv"
         } else {
-            String::new()
+            ""
         };
         return failed(
             code,
@@ -152,7 +152,10 @@ async fn serve_check(
         }
     };
     let output = collect_output(&mut group);
-    let answer = ask_while_running(http, || group.child.try_wait().ok().flatten()).await;
+    let answer = ask_until_ended(http, || {
+        std::future::ready(group.child.try_wait().ok().flatten().map(|s| s.to_string()))
+    })
+    .await;
     group.kill();
     let _ = group.child.wait().await;
     let printed = output.await;
@@ -197,15 +200,15 @@ fn collect_output(group: &mut crate::ProcessGroup) -> impl std::future::Future<O
     }
 }
 
-/// Ask `http` until it answers; `exited` says when the server has ended (it never will
-/// answer then). The answer's status code and body.
-pub async fn ask_while_running<E: std::fmt::Display>(
+/// Ask `http` until it answers; `ended` says why the server has ended, when it has (it
+/// never will answer then). The answer's status code and body.
+pub async fn ask_until_ended<F: std::future::Future<Output = Option<String>>>(
     http: &Http,
-    mut exited: impl FnMut() -> Option<E>,
+    mut ended: impl FnMut() -> F,
 ) -> Result<(u16, String), String> {
     let deadline = Instant::now() + SERVE_TIMEOUT;
     loop {
-        if let Some(status) = exited() {
+        if let Some(status) = ended().await {
             return Err(format!(
                 "the server ended ({status}) before it answered http://127.0.0.1:{}{}",
                 http.port, http.path
