@@ -1,5 +1,7 @@
 //! The differential smoke test: the reference venv, made once per run when the first tier
-//! needs it, and the check that compares an artifact's probe with it.
+//! needs it (or read from the cache, where what came of it is kept by the digests of the
+//! wheel, the lock and the interpreter), and the check that compares an artifact's probe
+//! with it.
 
 use gradient_core::reference::{Comparison, Reference};
 use gradient_core::{Artifact, Backend, Inputs, InterpreterFacts, SmokeCheck, SmokeContext};
@@ -27,16 +29,42 @@ pub struct LazyReference<'a> {
     installer: &'a Installer,
     python: &'a InterpreterFacts,
     dir: std::path::PathBuf,
+    cache: std::path::PathBuf,
 }
 
+/// The cache's folder of references: `KEY.json` each.
+pub(crate) const CACHE_FOLDER: &str = "references";
+
 impl<'a> LazyReference<'a> {
-    pub fn new(installer: &'a Installer, python: &'a InterpreterFacts, work: &Path) -> Self {
+    pub fn new(
+        installer: &'a Installer,
+        python: &'a InterpreterFacts,
+        work: &Path,
+        cache: &Path,
+    ) -> Self {
         LazyReference {
             cell: tokio::sync::OnceCell::new(),
             installer,
             python,
             dir: work.join("reference"),
+            cache: cache.join(CACHE_FOLDER),
         }
+    }
+
+    /// Where the reference of these inputs is kept: named by the digest of everything it
+    /// comes from.
+    fn cached_file(&self, wheel: &Path, lock: &Path) -> Option<std::path::PathBuf> {
+        let key = format!(
+            "gradient {} {}\npython {} {}\nwheel {}\nlock {}\n",
+            env!("CARGO_PKG_VERSION"),
+            crate::tier_cache::this_executable(),
+            self.python.executable.display(),
+            self.python.full_version(),
+            crate::publish::file_digest(wheel).ok()?,
+            crate::publish::file_digest(lock).ok()?,
+        );
+        let name = crate::publish::sha256_hex(key.as_bytes());
+        Some(self.cache.join(format!("{}.json", &name[..32])))
     }
 
     pub async fn get(
@@ -63,27 +91,59 @@ impl<'a> LazyReference<'a> {
 
     async fn make(&self, inputs: &Inputs) -> Option<Result<Reference, String>> {
         let (wheel, wheelhouse) = (inputs.wheel.as_deref()?, inputs.wheelhouse.as_ref()?);
-        Some(
-            async {
-                let info =
-                    gradient_wheel::metadata::inspect_wheel(wheel).map_err(|e| e.to_string())?;
-                let mut distributions = vec![info.metadata.name.clone()];
-                distributions.extend(wheelhouse.packages.iter().map(|(name, _)| name.clone()));
-                let scripts = info.console_scripts.keys().cloned().collect();
-                std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-                make_reference(ReferenceRequest {
-                    installer: self.installer,
-                    python: &self.python.executable,
-                    wheel,
-                    lock: &wheelhouse.lock,
-                    distributions,
-                    scripts,
-                    dir: &self.dir,
-                })
-                .await
-            }
-            .await,
-        )
+        let cached = self.cached_file(wheel, &wheelhouse.lock);
+        // A file that does not read back as a reference is made again, and replaced.
+        if let Some(reference) = cached
+            .as_ref()
+            .and_then(|file| std::fs::read(file).ok())
+            .and_then(|bytes| serde_json::from_slice::<Reference>(&bytes).ok())
+        {
+            return Some(Ok(reference));
+        }
+        let made = self.make_venv(wheel, wheelhouse).await;
+        if let (Ok(reference), Some(file)) = (&made, &cached) {
+            keep(file, reference);
+        }
+        Some(made)
+    }
+
+    async fn make_venv(
+        &self,
+        wheel: &Path,
+        wheelhouse: &gradient_core::WheelhouseFiles,
+    ) -> Result<Reference, String> {
+        let info = gradient_wheel::metadata::inspect_wheel(wheel).map_err(|e| e.to_string())?;
+        let mut distributions = vec![info.metadata.name.clone()];
+        distributions.extend(wheelhouse.packages.iter().map(|(name, _)| name.clone()));
+        let scripts = info.console_scripts.keys().cloned().collect();
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        make_reference(ReferenceRequest {
+            installer: self.installer,
+            python: &self.python.executable,
+            wheel,
+            lock: &wheelhouse.lock,
+            distributions,
+            scripts,
+            dir: &self.dir,
+        })
+        .await
+    }
+}
+
+/// Write `reference` to `file` through a temporary file and a rename, so that a reader finds
+/// it whole or not at all. A cache that cannot be written costs only making it again.
+fn keep(file: &Path, reference: &Reference) {
+    let Some(folder) = file.parent() else { return };
+    let written = std::fs::create_dir_all(folder)
+        .and_then(|()| tempfile::NamedTempFile::new_in(folder))
+        .and_then(|mut temporary| {
+            use std::io::Write;
+            temporary.write_all(&serde_json::to_vec(reference).unwrap_or_default())?;
+            temporary.persist(file).map_err(|e| e.error)?;
+            Ok(())
+        });
+    if let Err(error) = written {
+        tracing::debug!("the reference venv's findings were not kept: {error}");
     }
 }
 
