@@ -519,7 +519,8 @@ fn an_entrypoint_of_the_projects_own_is_checked_to_be_in_the_image() {
         &["--to", "oci"],
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("ok (2/2)"), "{}", stdout(&output));
+    // The entrypoint, the smoke command, the comparison with the reference venv.
+    assert!(stdout(&output).contains("ok (3/3)"), "{}", stdout(&output));
     let layout = Layout::read(&only_file(&by_name.path().join("dist"), ".oci.tar"));
     let app_layer = layout.dir.path().join("blobs/sha256").join(
         layout

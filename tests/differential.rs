@@ -6,14 +6,20 @@
 use crate::util::*;
 use std::path::{Path, PathBuf};
 
-/// A copy of `fixture` whose pyproject.toml differs by a comment, so that its tier cache
-/// entries are this test's alone.
+/// A copy of `fixture` whose description says `tag`, so that its artifacts (whose metadata
+/// carries it) and their tier cache entries are this test's alone.
 fn own_copy(fixture_name: &str, tag: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture(fixture_name), dir.path());
     let pyproject = dir.path().join("pyproject.toml");
     let text = std::fs::read_to_string(&pyproject).unwrap();
-    std::fs::write(&pyproject, format!("{text}\n# differential test: {tag}\n")).unwrap();
+    assert!(text.contains("\ndescription = \""), "{text}");
+    let text = text.replacen(
+        "\ndescription = \"",
+        &format!("\ndescription = \"(differential test: {tag}) "),
+        1,
+    );
+    std::fs::write(&pyproject, text).unwrap();
     dir
 }
 

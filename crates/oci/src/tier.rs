@@ -224,12 +224,11 @@ impl Backend for OciTier {
         let app = App::of(&cx.project, &cx.inputs)?;
         let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
         let bin = rootfs.root.join("usr/local/bin");
-        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
-        else {
+        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let (args, shown) = probe_arguments(&interpreter, code);
-        let command = rootfs.command(&interpreter[0], &args);
+        let (args, shown) = probe_arguments(&start, code);
+        let command = rootfs.command(&start.interpreter[0], &args);
         Ok(Some(
             run_probe(format!("{shown} (in the image's files, chroot)"), command).await,
         ))
@@ -389,15 +388,14 @@ impl Backend for DockerTier {
                 _ => unpack_image(&artifact.path, &cx.scratch),
             })?;
         let bin = rootfs.root.join("usr/local/bin");
-        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
-        else {
+        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let (args, shown) = probe_arguments(&interpreter, code);
+        let (args, shown) = probe_arguments(&start, code);
         let engine = Engine::connect().await?;
         let command = format!("docker run --network none --entrypoint {shown}");
         let run = engine
-            .run(&image, Some(&interpreter[..1]), &args, None)
+            .run(&image, Some(&start.interpreter[..1]), &args, None)
             .await?;
         Ok(Some(ProbeOutput {
             command,
@@ -434,12 +432,15 @@ impl Backend for DockerTier {
     }
 }
 
-/// The arguments that run the probe `code` with an interpreter line's options, and how to
-/// show the command.
-fn probe_arguments(interpreter: &[String], code: &str) -> (Vec<String>, String) {
-    let mut args = interpreter[1..].to_vec();
-    args.extend(["-c".to_string(), code.to_string()]);
-    let shown = format!("{} -c PROBE", interpreter.join(" "));
+/// The arguments that run the probe `code` as the console scripts start (their `#!` line's
+/// options, then what they run before the import), and how to show the command.
+fn probe_arguments(start: &gradient_wheel::ScriptStart, code: &str) -> (Vec<String>, String) {
+    let mut args = start.interpreter[1..].to_vec();
+    args.extend(["-c".to_string(), format!("{}{code}", start.prelude)]);
+    let shown = format!(
+        "{} -c PROBE, after the scripts' own set-up",
+        start.interpreter.join(" ")
+    );
     (args, shown)
 }
 

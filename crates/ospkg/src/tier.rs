@@ -273,14 +273,16 @@ impl Backend for PackageTier {
         let app = App::of(&cx.project, wheel)?;
         let rootfs = installed_root(&cx.scratch.join("root"));
         let bin = rootfs.root.join("usr/bin");
-        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
-        else {
+        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let mut args = interpreter[1..].to_vec();
-        args.extend(["-c".to_string(), code.to_string()]);
-        let command = rootfs.command(&interpreter[0], &args);
-        let shown = format!("{} -c PROBE (installed, chroot)", interpreter.join(" "));
+        let mut args = start.interpreter[1..].to_vec();
+        args.extend(["-c".to_string(), format!("{}{code}", start.prelude)]);
+        let command = rootfs.command(&start.interpreter[0], &args);
+        let shown = format!(
+            "{} -c PROBE (installed, chroot, after the scripts' own set-up)",
+            start.interpreter.join(" ")
+        );
         Ok(Some(run_probe(shown, command).await))
     }
 

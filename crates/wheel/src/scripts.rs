@@ -31,28 +31,47 @@ pub fn is_python_script(content: &[u8]) -> bool {
         .is_some_and(|version| version.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
-/// The interpreter and its options from an installed console script's `#!` line
-/// (`["/usr/lib/app/bin/python3.11", "-Es"]`), when it is a Python script: what runs the
-/// app, and so what gradient's smoke test probes it with.
-pub fn script_interpreter(content: &[u8]) -> Option<Vec<String>> {
+/// How an installed console script starts its app: the interpreter and options of its `#!`
+/// line, and the code it runs before it imports the app (what it does to `sys.path`).
+/// gradient's smoke test runs its probe the same way, to see what the app sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptStart {
+    pub interpreter: Vec<String>,
+    pub prelude: String,
+}
+
+/// [`ScriptStart`] of a console script as [`console_script`] writes it; `None` when it is not
+/// a Python script.
+pub fn script_start(content: &[u8]) -> Option<ScriptStart> {
     if !is_python_script(content) {
         return None;
     }
-    let first = content.split(|b| *b == b'\n').next()?;
-    let line = String::from_utf8_lossy(first.strip_prefix(b"#!")?).into_owned();
-    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-    (!words.is_empty()).then_some(words)
+    let text = String::from_utf8_lossy(content);
+    let mut lines = text.lines();
+    let interpreter: Vec<String> = lines
+        .next()?
+        .strip_prefix("#!")?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let prelude: String = lines
+        .take_while(|line| !line.starts_with("from ") && !line.starts_with("if __name__"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    (!interpreter.is_empty()).then_some(ScriptStart {
+        interpreter,
+        prelude,
+    })
 }
 
-/// [`script_interpreter`] of the first of `scripts` installed in `bin` that is a Python
-/// script.
-pub fn installed_interpreter<'a>(
+/// [`script_start`] of the first of `scripts` installed in `bin` that is a Python script.
+pub fn installed_script_start<'a>(
     bin: &std::path::Path,
     scripts: impl IntoIterator<Item = &'a String>,
-) -> Option<Vec<String>> {
+) -> Option<ScriptStart> {
     scripts
         .into_iter()
-        .find_map(|script| script_interpreter(&std::fs::read(bin.join(script)).ok()?))
+        .find_map(|script| script_start(&std::fs::read(bin.join(script)).ok()?))
 }
 
 /// A legacy script as an installer writes it: a Python script's `#!` line replaced by one
@@ -126,6 +145,24 @@ mod tests {
         bundled_console_script, console_script, install_legacy_script, is_object_reference,
         is_python_script, STDLIB_ZIP_AGAIN,
     };
+
+    #[test]
+    fn a_console_scripts_start_is_its_interpreter_and_what_it_runs_before_the_import() {
+        let text = bundled_console_script("/usr/lib/app/bin/python3.11 -Es", "app.cli:main")
+            .unwrap()
+            .replacen(
+                "import sys\n",
+                "import sys\nsys.path.insert(1, \"/usr/lib/x\")\n",
+                1,
+            );
+        let start = script_start(text.as_bytes()).unwrap();
+        assert_eq!(start.interpreter, ["/usr/lib/app/bin/python3.11", "-Es"]);
+        assert_eq!(
+            start.prelude,
+            format!("import sys\nsys.path.insert(1, \"/usr/lib/x\")\n{STDLIB_ZIP_AGAIN}\n")
+        );
+        assert_eq!(script_start(b"#!/bin/sh\necho\n"), None);
+    }
 
     #[test]
     fn python_legacy_scripts_get_the_interpreter_and_others_stay_as_they_are() {
