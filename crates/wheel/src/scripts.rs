@@ -143,7 +143,7 @@ fn object_reference(entry: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::{
         bundled_console_script, console_script, install_legacy_script, is_object_reference,
-        is_python_script, STDLIB_ZIP_AGAIN,
+        is_python_script, script_start, STDLIB_ZIP_AGAIN,
     };
 
     #[test]
