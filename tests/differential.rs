@@ -45,14 +45,20 @@ fn smoke_of_broken(
         built["sha256"].as_str().unwrap(),
     );
 
-    // The cache entry that holds this very file.
+    // The cache entry that holds this very file: the newest of them (an entry stored by an
+    // earlier build of gradient may hold the same bytes).
     let tiers = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache/tiers");
     let entry: PathBuf = std::fs::read_dir(&tiers)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|dir| {
+        .filter(|dir| {
             let path = dir.join(file);
             path.is_file() && sha256_file(&path) == digest
+        })
+        .max_by_key(|dir| {
+            std::fs::metadata(dir.join("entry.json"))
+                .and_then(|m| m.modified())
+                .unwrap()
         })
         .unwrap_or_else(|| panic!("no cache entry in {} holds {file}", tiers.display()));
     let entry_json = entry.join("entry.json");
