@@ -170,6 +170,18 @@ pub struct SmokeContext {
     pub find_links: Option<PathBuf>,
     /// As in [`BuildContext::image_tags`].
     pub image_tags: Vec<String>,
+    /// What the app does in a plain venv, when the driver could find out: each console
+    /// script's `--help` must end as it ends there.
+    pub reference: Option<Arc<crate::reference::Reference>>,
+}
+
+/// What a probe (Python code run as the artifact's app runs) printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutput {
+    /// How it was run, as a user could type it.
+    pub command: String,
+    /// Its standard output, when it exited 0; else what went wrong, with its output's tail.
+    pub stdout: Result<String, String>,
 }
 
 /// One file a backend produced.
@@ -313,6 +325,20 @@ pub trait Backend: Send + Sync {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError>;
+
+    /// Run the Python program `code` with the interpreter the artifact's app runs on, seeing
+    /// the packages the app sees, as its target runs it (after [`Backend::smoke`], whose
+    /// scratch folder it may reuse). The driver compares what it prints with the same
+    /// program's output in a plain venv. `None`: this tier's artifacts carry no Python that
+    /// can be run so.
+    async fn probe(
+        &self,
+        _artifact: &Artifact,
+        _cx: &SmokeContext,
+        _code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        Ok(None)
+    }
 
     /// Measure the artifact's start-up (see [`Startup`]). The driver calls it after every
     /// tier's smoke test has passed, one tier at a time so that nothing else runs, with the

@@ -20,13 +20,14 @@ mod interpreter;
 mod ospackage;
 mod project;
 pub mod redact;
+pub mod reference;
 mod specifier;
 mod text;
 mod tier;
 
 pub use backend::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, RuntimeFiles, SmokeCheck,
-    SmokeContext, SmokeReport, Startup, Unavailable, WheelhouseFiles,
+    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, ProbeOutput, RuntimeFiles,
+    SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable, WheelhouseFiles,
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
@@ -37,7 +38,7 @@ pub use ospackage::{
 };
 pub use project::{
     is_valid_name, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project,
-    ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PYPROJECT,
+    ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,
 };
 pub use redact::{redact, show_command};
 pub use specifier::{is_pep440_version, python_satisfies};

@@ -166,9 +166,21 @@ pub enum FrozenEngine {
 pub struct SmokeConfig {
     /// The command, its first word a console script of the project (`["app", "--version"]`).
     pub command: Vec<String>,
-    /// A substring its standard output must contain.
+    /// A substring its standard output must contain (with `http`: the answer's body).
     pub expect: Option<String>,
+    /// The exit code it must end with (default 0).
+    pub expect_exit: Option<i32>,
+    /// Text written to its standard input.
+    pub stdin: Option<String>,
+    /// A server: `command` (with every `{port}` replaced by a free port) is started in the
+    /// background, and this path is asked for over HTTP on 127.0.0.1 at that port until it
+    /// answers; the answer must be a success whose body holds `expect`. Then the server is
+    /// stopped.
+    pub http: Option<String>,
 }
+
+/// What `{port}` stands for in a smoke command that serves HTTP.
+pub const PORT_PLACEHOLDER: &str = "{port}";
 
 /// Why a project could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -376,6 +388,29 @@ impl Project {
                     "`command` in [tool.gradient.smoke] is empty".into(),
                     Some("give the command as a list, e.g. command = [\"myapp\", \"--version\"]"),
                 ));
+            }
+            if let Some(path) = &smoke.http {
+                let at = find(text, "[tool.gradient.smoke]");
+                if !path.starts_with('/')
+                    || path.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(invalid(
+                        at,
+                        format!("[tool.gradient.smoke]: `http` must be a path that starts with `/`, without spaces, not `{path}`"),
+                        Some("e.g. http = \"/health\""),
+                    ));
+                }
+                if !smoke
+                    .command
+                    .iter()
+                    .any(|word| word.contains(PORT_PLACEHOLDER))
+                {
+                    return Err(invalid(
+                        at,
+                        "[tool.gradient.smoke]: with `http`, the command must say where to listen: put `{port}` where the port goes".into(),
+                        Some("e.g. command = [\"myapp\", \"serve\", \"--port\", \"{port}\"]; gradient replaces `{port}` with a free port"),
+                    ));
+                }
             }
         }
 

@@ -50,6 +50,10 @@ pub struct RowArtifact {
     /// `passed/total` smoke checks; `None` when not run.
     pub smoke_passed: Option<usize>,
     pub smoke_total: Option<usize>,
+    /// How many of the smoke test's checks came out as in the reference venv; `None` when
+    /// they were not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_in_venv: Option<crate::differential::ReferenceTally>,
     /// `--verify-reproducible`'s verdict; `None` when not checked.
     pub reproducible: Option<bool>,
     /// Start-up time, first run and warm, as its smoke test measured it; `None` when not
@@ -279,6 +283,7 @@ fn row(record: &ArtifactRecord) -> Row {
                 .as_ref()
                 .map(|s| s.checks.iter().filter(|c| c.passed).count()),
             smoke_total: record.smoke.as_ref().map(|s| s.checks.len()),
+            as_in_venv: record.smoke.as_ref().and_then(|s| s.reference.clone()),
             reproducible: record.reproducible,
             startup: record.startup().cloned(),
         }),
@@ -301,10 +306,13 @@ fn cells(row: &Row) -> [String; 8] {
             row.target_needs_text.clone(),
         ];
     };
-    let smoke = match (a.smoke_passed, a.smoke_total) {
+    let mut smoke = match (a.smoke_passed, a.smoke_total) {
         (Some(passed), Some(total)) => format!("{} ({passed}/{total})", row.status.text()),
         _ => row.status.text().to_string(),
     };
+    if let Some(tally) = &a.as_in_venv {
+        smoke.push_str(&format!("; {}/{} as in a venv", tally.matched, tally.total));
+    }
     [
         row.tier.to_string(),
         a.file.clone(),

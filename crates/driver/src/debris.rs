@@ -17,6 +17,7 @@ fn areas(cache: &Path, out_dir: &Path) -> Vec<(PathBuf, &'static str)> {
         (std::env::temp_dir(), crate::compare::COLD_CACHE_PREFIX),
         (out_dir.to_path_buf(), crate::publish::STAGING_PREFIX),
         (cache.join("tiers"), crate::tier_cache::STAGING_PREFIX),
+        (cache.join(crate::differential::CACHE_FOLDER), ".tmp"),
     ];
     areas.extend(gradient_python::staging_areas(cache));
     areas.extend(gradient_wheel::staging_areas(cache));

@@ -13,6 +13,7 @@ pub mod advise;
 pub mod compare;
 pub mod comparison;
 mod debris;
+pub mod differential;
 pub mod doctor;
 pub mod manifest;
 pub mod merge;

@@ -104,6 +104,10 @@ pub struct SmokeRecord {
     pub passed: bool,
     pub seconds: f64,
     pub checks: Vec<SmokeCheck>,
+    /// How many of its checks came out as in the reference venv (the app's wheel installed
+    /// from the same lock), when they were compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<crate::differential::ReferenceTally>,
     /// The artifact's start-up time, first run and warm, when the smoke test measured it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup: Option<Startup>,

@@ -48,6 +48,7 @@ fn table_with_failures(manifest: &Manifest, failed: &[(gradient_core::Tier, &str
         "BUILD".to_string(),
         "START (FIRST/WARM)".to_string(),
         "SMOKE".to_string(),
+        "AS IN VENV".to_string(),
         "REPRO".to_string(),
         "TARGET NEEDS".to_string(),
     ]];
@@ -71,6 +72,7 @@ fn table_with_failures(manifest: &Manifest, failed: &[(gradient_core::Tier, &str
                 None => "-".into(),
             },
             smoke,
+            reference_cell(artifact),
             match artifact.reproducible {
                 Some(true) => "yes".into(),
                 Some(false) => "NO".into(),
@@ -88,6 +90,7 @@ fn table_with_failures(manifest: &Manifest, failed: &[(gradient_core::Tier, &str
             "-".into(),
             "FAILED".into(),
             "-".into(),
+            "-".into(),
             error.lines().next().unwrap_or("").to_string(),
         ]);
     }
@@ -100,10 +103,20 @@ fn table_with_failures(manifest: &Manifest, failed: &[(gradient_core::Tier, &str
             "-".into(),
             "skipped".into(),
             "-".into(),
+            "-".into(),
             skipped.reason.lines().next().unwrap_or("").to_string(),
         ]);
     }
     render(&rows)
+}
+
+/// The AS IN VENV cell: how many of the smoke test's checks came out as in the reference
+/// venv (`matched/total`), or `-` when they were not compared.
+pub fn reference_cell(artifact: &crate::manifest::ArtifactRecord) -> String {
+    match artifact.smoke.as_ref().and_then(|s| s.reference.as_ref()) {
+        Some(tally) => format!("{}/{}", tally.matched, tally.total),
+        None => "-".to_string(),
+    }
 }
 
 /// The BUILD cell: the time, or `cached` for a tier reused from the cache.

@@ -1,6 +1,7 @@
 //! One `gradient build`: resolve everything, build shared inputs once, run the tiers
 //! concurrently, publish, smoke-test, write the manifest.
 
+use crate::differential::LazyReference;
 use crate::manifest::{
     ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
@@ -228,6 +229,7 @@ pub async fn build(
     // as it lands, so that one no record lists (its tier stopped by --fail-fast, or failed
     // between two files) can be taken out again.
     let published_files = std::sync::Mutex::new(Vec::new());
+    let reference = LazyReference::new(&installer, &python, work.path(), &cache);
     let runs = backends.iter().map(|backend| {
         run_tier(
             backend.as_ref(),
@@ -242,6 +244,7 @@ pub async fn build(
                 options: &options,
                 input_seconds: &input_seconds,
                 published_files: &published_files,
+                reference: &reference,
                 reporter,
             },
         )
@@ -940,6 +943,8 @@ struct TierRun<'a> {
     input_seconds: &'a BTreeMap<Input, f64>,
     /// Every file published into `out_dir` in this run.
     published_files: &'a std::sync::Mutex<Vec<PathBuf>>,
+    /// The plain venv the smoke tests compare with.
+    reference: &'a LazyReference<'a>,
     reporter: &'a dyn Reporter,
 }
 
@@ -1072,7 +1077,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
             ));
             record.smoke = None;
         } else if run.options.smoke && !(is_reused && passed_before) {
-            let cx = smoke_context(tier, &run);
+            let cx = smoke_context(tier, &run).await;
             let smoke = smoke_tier(backend, &artifact, &cx, &run).await;
             if smoke.passed {
                 to_time.push((records.len(), artifact.clone(), cx));
@@ -1387,9 +1392,13 @@ async fn verify_reproducible(
     }
 }
 
-/// A tier's smoke test context: a scratch folder of its own in the run's work folder.
-fn smoke_context(tier: Tier, run: &TierRun<'_>) -> SmokeContext {
+/// A tier's smoke test context: a scratch folder of its own in the run's work folder, and
+/// the reference venv (made now if no tier has asked for it yet).
+async fn smoke_context(tier: Tier, run: &TierRun<'_>) -> SmokeContext {
+    let warn = |text: &str| run.reporter.warn(text);
+    let reference = run.reference.get(run.inputs, &warn).await;
     SmokeContext {
+        reference,
         project: run.project.clone(),
         python: run.python.clone(),
         inputs: run.inputs.clone(),
@@ -1413,7 +1422,7 @@ async fn smoke_tier(
     };
     // A smoke test that cannot even run is a failed smoke test of a published artifact:
     // recorded as such, so the manifest still lists the file.
-    let report = outcome.unwrap_or_else(|err| SmokeReport {
+    let mut report = outcome.unwrap_or_else(|err| SmokeReport {
         checks: vec![SmokeCheck {
             command: format!("smoke-test {}", artifact.file_name()),
             passed: false,
@@ -1425,6 +1434,16 @@ async fn smoke_tier(
             ),
         }],
     });
+    // Then the same checks as in the reference venv, with the artifact's own Python.
+    let mut reference_tally = None;
+    if let Some(reference) = &cx.reference {
+        if let Some((check, tally)) =
+            crate::differential::compare_with_reference(backend, artifact, cx, reference).await
+        {
+            report.checks.push(check);
+            reference_tally = tally;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
 
     let passed = report.passed();
@@ -1445,6 +1464,7 @@ async fn smoke_tier(
         passed,
         seconds,
         checks: report.checks,
+        reference: reference_tally,
         startup: None,
     }
 }

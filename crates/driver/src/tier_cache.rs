@@ -238,7 +238,8 @@ pub fn same_file(published: &Path, cached: &Path) -> bool {
 
 /// This gradient executable, by size and time: a rebuilt gradient does not reuse the
 /// tiers of another build of the same version.
-fn this_executable() -> String {
+/// This gradient binary, by size and time: what cached results made by it are keyed on.
+pub(crate) fn this_executable() -> String {
     std::env::current_exe()
         .and_then(std::fs::metadata)
         .and_then(|m| {

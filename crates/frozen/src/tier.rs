@@ -5,12 +5,13 @@ use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input, InterpreterFacts,
-    Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
-    Unavailable,
+    ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup,
+    TargetNeeds, Tier, Unavailable,
 };
+use gradient_launcher::Launch;
 use gradient_python::smoke::{
-    concurrent_first_runs, concurrent_runs, measure_startup, run_check, smoke_commands,
-    startup_command,
+    concurrent_first_runs, concurrent_runs, measure_startup, run_check, run_probe, smoke_commands,
+    startup_command, Expect, SmokeCommand,
 };
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
@@ -154,7 +155,11 @@ impl Backend for FrozenTier {
             return Ok(SmokeReport { checks });
         }
         let names: Vec<&String> = scripts.keys().collect();
-        for (index, (argv, expect)) in smoke_commands(&cx.project, names).into_iter().enumerate() {
+        for (index, SmokeCommand { argv, expect }) in
+            smoke_commands(&cx.project, cx.reference.as_deref(), names)
+                .into_iter()
+                .enumerate()
+        {
             let link = links.join(&argv[0]);
             if !link.exists() {
                 std::os::unix::fs::symlink(&artifact.path, &link)?;
@@ -166,40 +171,76 @@ impl Backend for FrozenTier {
                 run_check(
                     format!("{shown} (first run, no Python on the host)"),
                     first,
-                    expect.as_deref(),
+                    &expect,
                 )
                 .await,
             );
             let warm = hidden.command(&link, &argv[1..], &cx.scratch, &cache);
-            checks.push(run_check(format!("{shown} (warm)"), warm, expect.as_deref()).await);
+            checks.push(run_check(format!("{shown} (warm)"), warm, &expect).await);
             // The main command (a multi-call file without a default: the first) also runs
-            // twice at once on an empty cache.
+            // twice at once on an empty cache (not a server: two cannot share its port).
             let main = match &default {
                 Some(default) => &argv[0] == default,
                 None => index == 0,
             };
-            if main {
+            if main && expect.http.is_none() {
                 let make = || hidden.command(&link, &argv[1..], &cx.scratch, "cache-concurrent");
                 checks.push(match cx.project.config.frozen.engine {
                     FrozenEngine::Gradient => {
                         let extractions = cx.scratch.join("cache-concurrent/gradient/frozen");
                         let shown = format!("2 concurrent first runs of {shown}");
-                        concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await
+                        concurrent_first_runs(shown, make, &expect, &extractions).await
                     }
                     // PyInstaller unpacks into a temporary folder on every run and removes it:
                     // there is no cache to share, only two runs that must both pass.
                     FrozenEngine::Pyinstaller => {
-                        concurrent_runs(
-                            format!("2 concurrent runs of {shown}"),
-                            make,
-                            expect.as_deref(),
-                        )
-                        .await
+                        concurrent_runs(format!("2 concurrent runs of {shown}"), make, &expect)
+                            .await
                     }
                 });
             }
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The bundled Python of the extraction the smoke test's first command made, run as the
+    /// launcher runs it, with every Python of the host hidden. PyInstaller's executables
+    /// carry no Python that can be run so.
+    async fn probe(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        if cx.project.config.frozen.engine != FrozenEngine::Gradient {
+            return Ok(None);
+        }
+        let extractions = cx.scratch.join("cache-0/gradient/frozen");
+        let extraction = std::fs::read_dir(&extractions)?
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| path.join("launch.txt").is_file())
+            .ok_or_else(|| format!("no extraction in `{}`", extractions.display()))?;
+        let launch = Launch::parse(&std::fs::read_to_string(extraction.join("launch.txt"))?)
+            .map_err(|e| e.to_string())?;
+        let hidden = HiddenPython::for_host(&cx.python);
+        let args = [
+            "-I".into(),
+            "-c".into(),
+            Launch::probe_code(code),
+            "probe".into(),
+        ];
+        let command = hidden.command(
+            &extraction.join(&launch.python),
+            &args,
+            &cx.scratch,
+            "cache-0",
+        );
+        let shown = format!(
+            "{} -I -c PROBE (the extracted Python, no Python on the host)",
+            launch.python
+        );
+        Ok(Some(run_probe(shown, command).await))
     }
 
     /// The executable on an empty extraction cache, then warm. Run straight, not in the
@@ -216,9 +257,11 @@ impl Backend for FrozenTier {
             .as_ref()
             .ok_or(FrozenError::MissingInput { what: "wheel" })?;
         let (scripts, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
-        let Some((argv, expect)) =
-            startup_command(&cx.project, default.iter().chain(scripts.keys()))
-        else {
+        let Some(SmokeCommand { argv, expect }) = startup_command(
+            &cx.project,
+            cx.reference.as_deref(),
+            default.iter().chain(scripts.keys()),
+        ) else {
             return Ok(None);
         };
         let dir = cx.scratch.join("startup");
@@ -239,7 +282,7 @@ impl Backend for FrozenTier {
                 .current_dir(&dir);
             command
         };
-        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+        Ok(Some(measure_startup(&argv, make, &expect).await?))
     }
 }
 
@@ -338,7 +381,7 @@ impl HiddenPython {
         let mut check = run_check(
             "hide every Python of the host (unshare --mount)".into(),
             command,
-            None,
+            &Expect::default(),
         )
         .await;
         if !check.passed {

@@ -185,6 +185,13 @@ impl Launch {
             module.trim()
         )
     }
+
+    /// The Python code that runs `code` as the bundled Python runs a console script (after
+    /// [`STDLIB_ZIP_PRELUDE`], with a venv's `sys.path`): how gradient's smoke test probes
+    /// what the app sees.
+    pub fn probe_code(code: &str) -> String {
+        format!("{STDLIB_ZIP_PRELUDE}{VENV_PATH}{code}")
+    }
 }
 
 const PYTHON_FILE: &str = "python-file:";

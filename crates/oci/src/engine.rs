@@ -109,9 +109,76 @@ fn without_known_layers(archive: &[u8], known: &[&[String]]) -> Option<(Vec<u8>,
 #[derive(Clone, Debug)]
 pub struct ContainerRun {
     pub exit_code: i64,
+    /// Its standard output and error, as they came.
     pub output: String,
+    /// Its standard output alone.
+    pub stdout: String,
     /// From start to exit.
     pub seconds: f64,
+}
+
+/// A served smoke container: asked over HTTP, then stopped and removed.
+pub struct Serving<'a> {
+    engine: &'a Engine,
+    id: String,
+    removal: Option<Removal>,
+}
+
+impl Serving<'_> {
+    /// Why the container is not running any more, if it is not.
+    pub async fn ended(&self) -> Option<String> {
+        let inspected = self
+            .engine
+            .docker
+            .inspect_container(
+                &self.id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        let state = inspected.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(format!("exit code {}", state.exit_code.unwrap_or_default()))
+    }
+
+    /// Stop and remove the container; what it printed.
+    pub async fn stop(mut self) -> String {
+        let docker = &self.engine.docker;
+        let mut logs = docker.logs(
+            &self.id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut output = String::new();
+        while let Some(Ok(line)) = logs.next().await {
+            output.push_str(&line.to_string());
+        }
+        let _ = docker.remove_container(&self.id, Some(forced())).await;
+        if let Some(removal) = self.removal.take() {
+            removal.disarm();
+        }
+        output
+    }
+}
+
+/// A smoke container's configuration: its image, entrypoint (`None`: the image's own)
+/// and command.
+fn container_body(
+    image: &str,
+    entrypoint: Option<&[String]>,
+    args: &[String],
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: entrypoint.map(<[String]>::to_vec),
+        cmd: Some(args.to_vec()),
+        ..Default::default()
+    }
 }
 
 impl Engine {
@@ -275,22 +342,88 @@ impl Engine {
     }
 
     /// Run `args` in a new container of `image` without a network (through `entrypoint`,
-    /// or the image's own), collect its output and exit code, and remove it.
+    /// or the image's own), with `stdin` (when given) written to its standard input, collect
+    /// its output and exit code, and remove it.
     pub async fn run(
         &self,
         image: &str,
         entrypoint: Option<&[String]>,
         args: &[String],
+        stdin: Option<&[u8]>,
     ) -> Result<ContainerRun, OciError> {
-        let rejected = |action| {
-            move |e: bollard::errors::Error| OciError::EngineRejected {
-                action,
-                message: chain(&e),
+        let mut body = container_body(image, entrypoint, args);
+        body.network_disabled = Some(true);
+        body.host_config = Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        });
+        if stdin.is_some() {
+            body.open_stdin = Some(true);
+            body.stdin_once = Some(true);
+            body.attach_stdin = Some(true);
+        }
+        let (id, removal) = self.create(body).await?;
+        let outcome = async {
+            if let Some(input) = stdin {
+                self.send_input(&id, input).await?;
             }
+            self.start_and_wait(&id).await
+        }
+        .await;
+        let _ = self.docker.remove_container(&id, Some(forced())).await;
+        removal.disarm();
+        outcome
+    }
+
+    /// Start a container of `image` running `args` (through `entrypoint`, or the image's
+    /// own) on the default network, its `port` published on 127.0.0.1 at the same number:
+    /// a server for a smoke test to ask. Removed when the returned guard is dropped.
+    pub async fn serve(
+        &self,
+        image: &str,
+        entrypoint: Option<&[String]>,
+        args: &[String],
+        port: u16,
+    ) -> Result<Serving<'_>, OciError> {
+        let mut body = container_body(image, entrypoint, args);
+        let exposed = format!("{port}/tcp");
+        body.exposed_ports = Some(vec![exposed.clone()]);
+        body.host_config = Some(HostConfig {
+            port_bindings: Some(
+                [(
+                    exposed,
+                    Some(vec![bollard::models::PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(port.to_string()),
+                    }]),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        });
+        let (id, removal) = self.create(body).await?;
+        let serving = Serving {
+            engine: self,
+            id,
+            removal: Some(removal),
         };
+        self.docker
+            .start_container(
+                &serving.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| OciError::EngineRejected {
+                action: "start the container",
+                message: chain(&e),
+            })?;
+        Ok(serving)
+    }
+
+    /// Create a smoke container, named and labelled with its owner before it exists, so that
+    /// it can be removed even if this run is dropped while the engine creates it.
+    async fn create(&self, mut body: ContainerCreateBody) -> Result<(String, Removal), OciError> {
         self.remove_abandoned().await;
-        // Named before it exists, so that it can be removed even if this run is dropped
-        // while the engine creates it.
         static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let name = format!(
             "gradient-smoke-{}-{}",
@@ -298,18 +431,7 @@ impl Engine {
             COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let removal = Removal::armed(name.clone());
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            labels: Some([(OWNER_LABEL.to_string(), Owner::this_process().label())].into()),
-            entrypoint: entrypoint.map(<[String]>::to_vec),
-            cmd: Some(args.to_vec()),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some("none".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        body.labels = Some([(OWNER_LABEL.to_string(), Owner::this_process().label())].into());
         let created = self
             .docker
             .create_container(
@@ -320,12 +442,42 @@ impl Engine {
                 body,
             )
             .await
-            .map_err(rejected("create a container"))?;
-        let id = created.id;
-        let outcome = self.start_and_wait(&id).await;
-        let _ = self.docker.remove_container(&id, Some(forced())).await;
-        removal.disarm();
-        outcome
+            .map_err(|e| OciError::EngineRejected {
+                action: "create a container",
+                message: chain(&e),
+            })?;
+        Ok((created.id, removal))
+    }
+
+    /// Attach to a created container's standard input, write `input` and close it: the
+    /// container reads it once started.
+    async fn send_input(&self, id: &str, input: &[u8]) -> Result<(), OciError> {
+        use tokio::io::AsyncWriteExt;
+        let rejected = |e: bollard::errors::Error| OciError::EngineRejected {
+            action: "attach to the container's input",
+            message: chain(&e),
+        };
+        let attached = self
+            .docker
+            .attach_container(
+                id,
+                Some(bollard::query_parameters::AttachContainerOptions {
+                    stdin: true,
+                    stream: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(rejected)?;
+        let mut writer = attached.input;
+        let written = async {
+            writer.write_all(input).await?;
+            writer.shutdown().await
+        };
+        written.await.map_err(|e| OciError::EngineRejected {
+            action: "write the container's input",
+            message: e.to_string(),
+        })
     }
 
     /// Remove the smoke containers that runs on this machine left when they were killed:
@@ -396,12 +548,17 @@ impl Engine {
             }),
         );
         let mut output = String::new();
+        let mut stdout = String::new();
         while let Some(Ok(line)) = logs.next().await {
+            if let bollard::container::LogOutput::StdOut { message } = &line {
+                stdout.push_str(&String::from_utf8_lossy(message));
+            }
             output.push_str(&line.to_string());
         }
         Ok(ContainerRun {
             exit_code,
             output,
+            stdout,
             seconds,
         })
     }

@@ -148,14 +148,27 @@ impl Rootfs {
     /// `/dev/shm` (a 64 MiB tmpfs, as Docker mounts), where `multiprocessing` makes its
     /// semaphores.
     pub fn command(&self, program: &str, args: &[String]) -> Command {
+        self.command_on(program, args, false)
+    }
+
+    /// As [`Rootfs::command`], on the host's network: for a server that a smoke test asks
+    /// on 127.0.0.1, as `docker run -p` lets the host reach it.
+    pub fn serving_command(&self, program: &str, args: &[String]) -> Command {
+        self.command_on(program, args, true)
+    }
+
+    fn command_on(&self, program: &str, args: &[String], host_network: bool) -> Command {
         let mut command = Command::new("unshare");
         let root = gradient_python::is_root();
         if !root {
             command.args(["--user", "--map-root-user"]);
         }
+        if !host_network {
+            command.arg("--net");
+        }
         // The loader finds `$ORIGIN` through /proc/self/exe: a fresh /proc, as an engine mounts.
         command
-            .args(["--net", "--mount", "--pid", "--fork"])
+            .args(["--mount", "--pid", "--fork"])
             .arg(format!("--mount-proc={}", self.root.join("proc").display()))
             .args(["sh", "-c", WITH_DEVICES, "sh"])
             .arg(&self.root);

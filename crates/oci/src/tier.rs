@@ -10,13 +10,15 @@ use crate::reference::{check_reference, default_tags};
 use crate::rootfs::{unpack_image, unpacked_image};
 use crate::{Engine, OciError};
 use async_trait::async_trait;
+use gradient_core::reference::Reference;
 use gradient_core::{
     normalize_name, Artifact, Backend, BackendError, BaseImage, BuildContext, Host, Input,
-    InterpreterFacts, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup,
-    TargetNeeds, Tier, Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
+    InterpreterFacts, ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport,
+    Startup, TargetNeeds, Tier, Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
-    measure_runs, measure_startup, run_check, smoke_commands, startup_command,
+    ask_until_ended, judge_answer, measure_runs, measure_startup, run_check, run_probe,
+    smoke_commands, startup_command, Expect, Http, SmokeCommand,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -184,22 +186,53 @@ impl Backend for OciTier {
         let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
         let mut checks = custom_entrypoint_check(&cx.project, || Ok(rootfs.starting_program()))?;
         let app = App::of(&cx.project, &cx.inputs)?;
-        for (argv, expect) in app.smoke_commands(&cx.project) {
+        for SmokeCommand { argv, expect } in
+            app.smoke_commands(&cx.project, cx.reference.as_deref())
+        {
             let program = format!("/usr/local/bin/{}", argv[0]);
-            let command = rootfs.command(&program, &argv[1..]);
+            let (command, network) = if expect.http.is_some() {
+                (
+                    rootfs.serving_command(&program, &argv[1..]),
+                    "the host's network",
+                )
+            } else {
+                (rootfs.command(&program, &argv[1..]), "no network")
+            };
             checks.push(
                 run_check(
                     format!(
-                        "{} (in the image's files, chroot, no network)",
+                        "{} (in the image's files, chroot, {network})",
                         argv.join(" ")
                     ),
                     command,
-                    expect.as_deref(),
+                    &expect,
                 )
                 .await,
             );
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The Python the console scripts name in their `#!` line, in the image's files the
+    /// smoke test unpacked (chroot, fresh namespaces, no network).
+    async fn probe(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        let app = App::of(&cx.project, &cx.inputs)?;
+        let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
+        let bin = rootfs.root.join("usr/local/bin");
+        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
+        else {
+            return Ok(None);
+        };
+        let (args, shown) = probe_arguments(&interpreter, code);
+        let command = rootfs.command(&interpreter[0], &args);
+        Ok(Some(
+            run_probe(format!("{shown} (in the image's files, chroot)"), command).await,
+        ))
     }
 
     /// In the image's files the smoke test unpacked (chroot, fresh namespaces, no engine),
@@ -211,13 +244,15 @@ impl Backend for OciTier {
     ) -> Result<Option<Startup>, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
         let main = app.default_script.iter().chain(app.scripts.keys());
-        let Some((argv, expect)) = startup_command(&cx.project, main) else {
+        let Some(SmokeCommand { argv, expect }) =
+            startup_command(&cx.project, cx.reference.as_deref(), main)
+        else {
             return Ok(None);
         };
         let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
         let program = format!("/usr/local/bin/{}", argv[0]);
         let make = || rootfs.command(&program, &argv[1..]);
-        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+        Ok(Some(measure_startup(&argv, make, &expect).await?))
     }
 }
 
@@ -330,10 +365,52 @@ impl Backend for DockerTier {
             tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))
                 .map(|rootfs| rootfs.starting_program())
         })?;
-        for (argv, expect) in app.smoke_commands(&cx.project) {
-            checks.push(container_check(&engine, &app, &image, cx, &argv, expect.as_deref()).await);
+        for SmokeCommand { argv, expect } in
+            app.smoke_commands(&cx.project, cx.reference.as_deref())
+        {
+            checks.push(container_check(&engine, &app, &image, cx, &argv, &expect).await);
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The Python the console scripts name in their `#!` line, in a container of the image
+    /// (without network), as its entrypoint.
+    async fn probe(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        let app = App::of(&cx.project, &cx.inputs)?;
+        let image = app.tags(&cx.image_tags)?.remove(0);
+        let rootfs =
+            tokio::task::block_in_place(|| match unpacked_image(&artifact.path, &cx.scratch) {
+                Ok(rootfs) if rootfs.root.is_dir() => Ok(rootfs),
+                _ => unpack_image(&artifact.path, &cx.scratch),
+            })?;
+        let bin = rootfs.root.join("usr/local/bin");
+        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
+        else {
+            return Ok(None);
+        };
+        let (args, shown) = probe_arguments(&interpreter, code);
+        let engine = Engine::connect().await?;
+        let command = format!("docker run --network none --entrypoint {shown}");
+        let run = engine
+            .run(&image, Some(&interpreter[..1]), &args, None)
+            .await?;
+        Ok(Some(ProbeOutput {
+            command,
+            stdout: if run.exit_code == 0 {
+                Ok(run.stdout)
+            } else {
+                Err(format!(
+                    "exited with {}\n{}",
+                    run.exit_code,
+                    tail(&run.output)
+                ))
+            },
+        }))
     }
 
     /// Two containers of the image in a row: the engine's first start of the freshly loaded
@@ -345,14 +422,25 @@ impl Backend for DockerTier {
     ) -> Result<Option<Startup>, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
         let main = app.default_script.iter().chain(app.scripts.keys());
-        let Some((argv, expect)) = startup_command(&cx.project, main) else {
+        let Some(SmokeCommand { argv, expect }) =
+            startup_command(&cx.project, cx.reference.as_deref(), main)
+        else {
             return Ok(None);
         };
         let image = app.tags(&cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let run = || container_check(&engine, &app, &image, cx, &argv, expect.as_deref());
+        let run = || container_check(&engine, &app, &image, cx, &argv, &expect);
         Ok(Some(measure_runs(&argv, run).await?))
     }
+}
+
+/// The arguments that run the probe `code` with an interpreter line's options, and how to
+/// show the command.
+fn probe_arguments(interpreter: &[String], code: &str) -> (Vec<String>, String) {
+    let mut args = interpreter[1..].to_vec();
+    args.extend(["-c".to_string(), code.to_string()]);
+    let shown = format!("{} -c PROBE", interpreter.join(" "));
+    (args, shown)
 }
 
 /// The numeric owner of a resolved image user (`root`, `UID` or `UID:GID`).
@@ -394,7 +482,7 @@ async fn container_check(
     image: &str,
     cx: &SmokeContext,
     argv: &[String],
-    expect: Option<&str>,
+    expect: &Expect,
 ) -> SmokeCheck {
     let own_entrypoint = cx.project.config.container.entrypoint.is_none();
     let (entrypoint, args, shown) =
@@ -422,7 +510,24 @@ async fn container_check(
                 ),
             )
         };
-    match engine.run(image, entrypoint.as_deref(), args).await {
+    if let Some(http) = &expect.http {
+        let shown = shown.replace(
+            "docker run --network none",
+            &format!("docker run -p 127.0.0.1:{0}:{0}", http.port),
+        );
+        return serve_check(
+            engine,
+            image,
+            entrypoint.as_deref(),
+            args,
+            shown,
+            expect,
+            http,
+        )
+        .await;
+    }
+    let stdin = expect.stdin.as_deref().map(str::as_bytes);
+    match engine.run(image, entrypoint.as_deref(), args, stdin).await {
         Err(error) => SmokeCheck {
             command: shown,
             passed: false,
@@ -431,25 +536,79 @@ async fn container_check(
             detail: error.to_string(),
         },
         Ok(run) => {
-            let printed = expect.is_none_or(|e| run.output.contains(e));
+            let printed = expect
+                .output
+                .as_deref()
+                .is_none_or(|e| run.output.contains(e));
+            let exited_as_expected = run.exit_code == i64::from(expect.exit);
             SmokeCheck {
                 command: shown,
-                passed: run.exit_code == 0 && printed,
+                passed: exited_as_expected && printed,
                 exit_code: Some(run.exit_code as i32),
                 seconds: run.seconds,
-                detail: if run.exit_code != 0 {
-                    format!("exited with {}\n{}", run.exit_code, tail(&run.output))
+                detail: if !exited_as_expected {
+                    format!(
+                        "exited with {}, expected exit code {}{}\n{}",
+                        run.exit_code,
+                        expect.exit,
+                        if expect.exit_from_reference {
+                            ", as it does in the reference venv"
+                        } else {
+                            ""
+                        },
+                        tail(&run.output)
+                    )
                 } else if !printed {
                     format!(
                         "expected `{}` in its output, got:\n{}",
-                        expect.unwrap_or_default(),
+                        expect.output.as_deref().unwrap_or_default(),
                         tail(&run.output)
                     )
                 } else {
-                    format!("container started and exited in {:.2}s", run.seconds)
+                    format!(
+                        "container started and exited {} in {:.2}s",
+                        run.exit_code, run.seconds
+                    )
                 },
             }
         }
+    }
+}
+
+/// A server in a container, its port published on 127.0.0.1: asked over HTTP until it
+/// answers, then stopped.
+async fn serve_check(
+    engine: &Engine,
+    image: &str,
+    entrypoint: Option<&[String]>,
+    args: &[String],
+    shown: String,
+    expect: &Expect,
+    http: &Http,
+) -> SmokeCheck {
+    let started = std::time::Instant::now();
+    let failed = |detail: String| SmokeCheck {
+        command: shown.clone(),
+        passed: false,
+        exit_code: None,
+        seconds: started.elapsed().as_secs_f64(),
+        detail,
+    };
+    let serving = match engine.serve(image, entrypoint, args, http.port).await {
+        Ok(serving) => serving,
+        Err(error) => return failed(error.to_string()),
+    };
+    let answer = ask_until_ended(http, || serving.ended()).await;
+    let printed = serving.stop().await;
+    match answer.and_then(|(status, body)| judge_answer(status, &body, expect)) {
+        Ok(detail) => SmokeCheck {
+            command: shown.clone(),
+            passed: true,
+            exit_code: None,
+            seconds: started.elapsed().as_secs_f64(),
+            detail,
+        },
+        Err(why) => failed(format!("{why}\n{}", tail(&printed))),
     }
 }
 
@@ -508,9 +667,13 @@ impl<'a> App<'a> {
         requested.iter().map(|t| check_reference(t)).collect()
     }
 
-    /// The smoke commands, each starting with a console script, and what each must print.
-    fn smoke_commands(&self, project: &Project) -> Vec<(Vec<String>, Option<String>)> {
-        smoke_commands(project, self.scripts.keys())
+    /// The smoke commands, each starting with a console script, and what each must do.
+    fn smoke_commands(
+        &self,
+        project: &Project,
+        reference: Option<&Reference>,
+    ) -> Vec<SmokeCommand> {
+        smoke_commands(project, reference, self.scripts.keys())
     }
 }
 

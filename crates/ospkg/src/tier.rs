@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
 use gradient_core::{
     Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Layout,
-    PackageFormat, Project, PythonNeed, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport,
-    Startup, TargetNeeds, Tier, Unavailable,
+    PackageFormat, ProbeOutput, Project, PythonNeed, RuntimeFiles, SmokeCheck, SmokeContext,
+    SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_oci::Rootfs;
-use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
+use gradient_python::smoke::{
+    measure_startup, run_check, run_probe, smoke_commands, startup_command, Expect, SmokeCommand,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::process::Command;
@@ -255,6 +257,33 @@ impl Backend for PackageTier {
         Ok(SmokeReport { checks })
     }
 
+    /// The Python the installed console scripts name in their `#!` line, in the root the
+    /// smoke test laid the package down in.
+    async fn probe(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        let wheel = cx
+            .inputs
+            .wheel
+            .as_deref()
+            .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
+        let app = App::of(&cx.project, wheel)?;
+        let rootfs = installed_root(&cx.scratch.join("root"));
+        let bin = rootfs.root.join("usr/bin");
+        let Some(interpreter) = gradient_wheel::installed_interpreter(&bin, app.scripts.keys())
+        else {
+            return Ok(None);
+        };
+        let mut args = interpreter[1..].to_vec();
+        args.extend(["-c".to_string(), code.to_string()]);
+        let command = rootfs.command(&interpreter[0], &args);
+        let shown = format!("{} -c PROBE (installed, chroot)", interpreter.join(" "));
+        Ok(Some(run_probe(shown, command).await))
+    }
+
     /// The installed command in the root the smoke test laid the package down in, twice.
     /// The rpm ships its byte-code compiled; the deb compiles it in `postinst`, which that
     /// root (laid down by `dpkg-deb -x`, as an unprivileged user) never ran, so both of its
@@ -270,13 +299,15 @@ impl Backend for PackageTier {
             .as_deref()
             .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
         let app = App::of(&cx.project, wheel)?;
-        let Some((argv, expect)) = startup_command(&cx.project, app.scripts.keys()) else {
+        let Some(SmokeCommand { argv, expect }) =
+            startup_command(&cx.project, cx.reference.as_deref(), app.scripts.keys())
+        else {
             return Ok(None);
         };
         let rootfs = installed_root(&cx.scratch.join("root"));
         let program = format!("/usr/bin/{}", argv[0]);
         let make = || rootfs.command(&program, &argv[1..]);
-        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+        Ok(Some(measure_startup(&argv, make, &expect).await?))
     }
 }
 
@@ -306,7 +337,7 @@ async fn tool_check(
     }
     let mut command = Command::new(tool);
     command.args(args).arg(file);
-    run_check(shown, command, expect).await
+    run_check(shown, command, &Expect::output(expect)).await
 }
 
 /// Prepare a root with the host's C library and the system libraries the package depends
@@ -334,7 +365,7 @@ async fn run_installed(
     let unpacked = run_check(
         format!("{unpack_shown} into a root with only glibc"),
         unpack,
-        None,
+        &Expect::default(),
     )
     .await;
     if !unpacked.passed {
@@ -350,16 +381,26 @@ async fn run_installed(
         .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
     let app = App::of(&cx.project, wheel)?;
     let mut checks = vec![unpacked];
-    for (argv, expect) in smoke_commands(&cx.project, app.scripts.keys()) {
-        let command = rootfs.command(&format!("/usr/bin/{}", argv[0]), &argv[1..]);
+    for SmokeCommand { argv, expect } in
+        smoke_commands(&cx.project, cx.reference.as_deref(), app.scripts.keys())
+    {
+        let program = format!("/usr/bin/{}", argv[0]);
+        let (command, network) = if expect.http.is_some() {
+            (
+                rootfs.serving_command(&program, &argv[1..]),
+                "the host's network",
+            )
+        } else {
+            (rootfs.command(&program, &argv[1..]), "no network")
+        };
         checks.push(
             run_check(
                 format!(
-                    "{} (installed, chroot with only glibc, no network)",
+                    "{} (installed, chroot with only glibc, {network})",
                     argv.join(" ")
                 ),
                 command,
-                expect.as_deref(),
+                &expect,
             )
             .await,
         );

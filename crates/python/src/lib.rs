@@ -21,6 +21,7 @@ pub mod integrity;
 pub mod interpreter;
 pub mod pep517;
 mod process;
+pub mod reference;
 pub mod runtime;
 pub mod smoke;
 pub mod staging;

@@ -57,11 +57,35 @@ impl ProcessGroup {
     /// an app's workers, a tool's compilers) end with it when the caller is dropped (the
     /// run stopped, a timeout).
     pub async fn output_of(command: &mut Command) -> std::io::Result<std::process::Output> {
+        ProcessGroup::output_with_input(command, None).await
+    }
+
+    /// As [`ProcessGroup::output_of`], with `input` (when given) written to its standard
+    /// input, which is then closed.
+    pub async fn output_with_input(
+        command: &mut Command,
+        input: Option<&[u8]>,
+    ) -> std::io::Result<std::process::Output> {
+        use tokio::io::AsyncWriteExt;
         command
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        ProcessGroup::spawn(command)?.output().await
+        let mut group = ProcessGroup::spawn(command)?;
+        let stdin = group.child.stdin.take();
+        let feed = async move {
+            if let (Some(mut stdin), Some(input)) = (stdin, input) {
+                // A program that exits without reading its input is not an error here.
+                let _ = stdin.write_all(input).await;
+            }
+            Ok(())
+        };
+        let (_, output) = tokio::try_join!(feed, group.output())?;
+        Ok(output)
     }
 
     /// Kill every process of the group now.

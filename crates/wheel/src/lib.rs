@@ -19,8 +19,8 @@ pub use build::{
     build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
 };
 pub use scripts::{
-    bundled_console_script, console_script, install_legacy_script, is_object_reference,
-    is_python_script, STDLIB_ZIP_AGAIN,
+    bundled_console_script, console_script, install_legacy_script, installed_interpreter,
+    is_object_reference, is_python_script, script_interpreter, STDLIB_ZIP_AGAIN,
 };
 
 /// Where this crate stages entries in the cache (folder, name prefix): the cache of built

@@ -31,6 +31,30 @@ pub fn is_python_script(content: &[u8]) -> bool {
         .is_some_and(|version| version.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
+/// The interpreter and its options from an installed console script's `#!` line
+/// (`["/usr/lib/app/bin/python3.11", "-Es"]`), when it is a Python script: what runs the
+/// app, and so what gradient's smoke test probes it with.
+pub fn script_interpreter(content: &[u8]) -> Option<Vec<String>> {
+    if !is_python_script(content) {
+        return None;
+    }
+    let first = content.split(|b| *b == b'\n').next()?;
+    let line = String::from_utf8_lossy(first.strip_prefix(b"#!")?).into_owned();
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// [`script_interpreter`] of the first of `scripts` installed in `bin` that is a Python
+/// script.
+pub fn installed_interpreter<'a>(
+    bin: &std::path::Path,
+    scripts: impl IntoIterator<Item = &'a String>,
+) -> Option<Vec<String>> {
+    scripts
+        .into_iter()
+        .find_map(|script| script_interpreter(&std::fs::read(bin.join(script)).ok()?))
+}
+
 /// A legacy script as an installer writes it: a Python script's `#!` line replaced by one
 /// for `interpreter` (pip does the same); any other file unchanged.
 pub fn install_legacy_script(interpreter: &str, content: &[u8]) -> Vec<u8> {

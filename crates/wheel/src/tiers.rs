@@ -3,11 +3,14 @@
 use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, ProbeOutput,
+    Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
+    Unavailable,
 };
 use gradient_python::installer::Source;
-use gradient_python::smoke::{measure_startup, run_check, smoke_commands, startup_command};
+use gradient_python::smoke::{
+    measure_startup, run_check, run_probe, smoke_commands, startup_command, SmokeCommand,
+};
 use gradient_python::Installer;
 use std::ffi::OsString;
 use std::path::Path;
@@ -204,13 +207,34 @@ impl Backend for WheelTier {
             return Ok(SmokeReport { checks });
         }
         let bin = venv.join("bin");
-        for (argv, expect) in smoke_commands(&cx.project, info.console_scripts.keys()) {
+        for SmokeCommand { argv, expect } in smoke_commands(
+            &cx.project,
+            cx.reference.as_deref(),
+            info.console_scripts.keys(),
+        ) {
             let mut command = Command::new(bin.join(&argv[0]));
             command.args(&argv[1..]);
             isolate(&mut command, &bin, &home, &cx.scratch);
-            checks.push(run_check(argv.join(" "), command, expect.as_deref()).await);
+            checks.push(run_check(argv.join(" "), command, &expect).await);
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The smoke test's environment's Python, as the console scripts run it.
+    async fn probe(
+        &self,
+        _artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        let bin = cx.scratch.join("venv/bin");
+        let home = cx.scratch.join("home");
+        let mut command = Command::new(bin.join("python"));
+        command.arg("-I").arg("-c").arg(code);
+        isolate(&mut command, &bin, &home, &cx.scratch);
+        Ok(Some(
+            run_probe("venv/bin/python -I -c PROBE".into(), command).await,
+        ))
     }
 
     /// The console script in the smoke test's environment. Its first run compiles the app's
@@ -222,7 +246,11 @@ impl Backend for WheelTier {
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
         let info = inspect_wheel(&artifact.path)?;
-        let Some((argv, expect)) = startup_command(&cx.project, info.console_scripts.keys()) else {
+        let Some(SmokeCommand { argv, expect }) = startup_command(
+            &cx.project,
+            cx.reference.as_deref(),
+            info.console_scripts.keys(),
+        ) else {
             return Ok(None);
         };
         let bin = cx.scratch.join("venv/bin");
@@ -242,7 +270,7 @@ impl Backend for WheelTier {
             isolate(&mut command, &bin, &home, &cx.scratch);
             command
         };
-        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+        Ok(Some(measure_startup(&argv, make, &expect).await?))
     }
 }
 

@@ -328,8 +328,8 @@ def install_importer(archive, cache):
     sys.path_importer_cache.clear()
 
 
-def main():
-    archive = os.path.dirname(os.path.abspath(__file__))
+def setup(archive):
+    """Make the archive's packages and their metadata importable, as the app sees them."""
     check_interpreter()
     folder = prepare(archive)
     site = os.path.join(archive, "site")
@@ -355,7 +355,12 @@ def main():
     install_importer(archive, folder)
     if DISTRIBUTIONS:
         sys.meta_path.append(ArchiveDistributions(site))
+    return folder
 
+
+def main():
+    archive = os.path.dirname(os.path.abspath(__file__))
+    folder = setup(archive)
     invoked = os.path.basename(sys.argv[0])
     if invoked.endswith(".pyz"):
         invoked = invoked[:-4]
@@ -382,4 +387,7 @@ def main():
     sys.exit(target())
 
 
-main()
+# Run as the archive's __main__; gradient's smoke test loads it under another name to
+# call setup() alone.
+if __name__ == "__main__":
+    main()

@@ -4,11 +4,12 @@
 use crate::{assemble, default_script, scripts_and_default, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Project,
-    PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, ProbeOutput,
+    Project, PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::smoke::{
-    concurrent_first_runs, measure_startup, run_check, smoke_commands, startup_command,
+    concurrent_first_runs, measure_startup, run_check, run_probe, smoke_commands, startup_command,
+    SmokeCommand,
 };
 use gradient_python::Installer;
 use std::path::Path;
@@ -102,9 +103,10 @@ impl Backend for ZipappTier {
         if let Some(default) = default.as_ref().filter(|d| !scripts.contains(d)) {
             scripts.push(default.clone());
         }
-        for (index, (argv, expect)) in smoke_commands(&cx.project, &scripts)
-            .into_iter()
-            .enumerate()
+        for (index, SmokeCommand { argv, expect }) in
+            smoke_commands(&cx.project, cx.reference.as_deref(), &scripts)
+                .into_iter()
+                .enumerate()
         {
             // Through the #! line, under the script's own name (a symlink, as a user would
             // install it), which also exercises the dispatch on the invoked name.
@@ -115,7 +117,7 @@ impl Backend for ZipappTier {
             let mut command = Command::new(&link);
             command.args(&argv[1..]);
             isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
-            checks.push(run_check(argv.join(" "), command, expect.as_deref()).await);
+            checks.push(run_check(argv.join(" "), command, &expect).await);
 
             // The main command once more, run by the interpreter as `python app.pyz`
             // (which only a file with a default can do), and twice at once on an empty
@@ -136,9 +138,12 @@ impl Backend for ZipappTier {
                         artifact.file_name(),
                         argv[1..].join(" ")
                     );
-                    checks.push(run_check(shown, command, expect.as_deref()).await);
+                    checks.push(run_check(shown, command, &expect).await);
                 }
 
+                if expect.http.is_some() {
+                    continue; // two servers at once cannot share the port
+                }
                 let make = || {
                     let mut command = if by_python {
                         let mut command = Command::new(&python);
@@ -161,12 +166,34 @@ impl Backend for ZipappTier {
                     },
                     argv[1..].join(" ")
                 );
-                checks.push(
-                    concurrent_first_runs(shown, make, expect.as_deref(), &extractions).await,
-                );
+                checks.push(concurrent_first_runs(shown, make, &expect, &extractions).await);
             }
         }
         Ok(SmokeReport { checks })
+    }
+
+    /// The smoke test's venv's Python (the target's Python), with the archive set up as its
+    /// `__main__` sets it up before running a script.
+    async fn probe(
+        &self,
+        artifact: &Artifact,
+        cx: &SmokeContext,
+        code: &str,
+    ) -> Result<Option<ProbeOutput>, BackendError> {
+        let bin = cx.scratch.join("venv/bin");
+        let archive = artifact.path.to_string_lossy();
+        let setup = format!(
+            "import zipimport as _z\n_ns = {{'__name__': '__gradient_probe__', '__file__': {archive:?} + '/__main__.py'}}\n\
+             exec(_z.zipimporter({archive:?}).get_code('__main__'), _ns)\n_ns['setup']({archive:?})\n"
+        );
+        let mut command = Command::new(bin.join("python"));
+        command.arg("-I").arg("-c").arg(format!("{setup}{code}"));
+        isolate(&mut command, &bin, &cx.scratch, "cache-0");
+        let shown = format!(
+            "python -I -c PROBE, after {}'s own set-up",
+            artifact.file_name()
+        );
+        Ok(Some(run_probe(shown, command).await))
     }
 
     /// Through the `#!` line (the smoke test's fresh venv first on PATH), on an empty
@@ -182,9 +209,11 @@ impl Backend for ZipappTier {
             .as_ref()
             .ok_or(ZipappError::MissingInput { what: "wheel" })?;
         let (scripts, default) = scripts_and_default(&cx.project, wheel)?;
-        let Some((argv, expect)) =
-            startup_command(&cx.project, default.iter().chain(scripts.keys()))
-        else {
+        let Some(SmokeCommand { argv, expect }) = startup_command(
+            &cx.project,
+            cx.reference.as_deref(),
+            default.iter().chain(scripts.keys()),
+        ) else {
             return Ok(None);
         };
         let bin = cx.scratch.join("venv/bin");
@@ -199,7 +228,7 @@ impl Backend for ZipappTier {
             isolate(&mut command, &bin, &cx.scratch, "cache-startup");
             command
         };
-        Ok(Some(measure_startup(&argv, make, expect.as_deref()).await?))
+        Ok(Some(measure_startup(&argv, make, &expect).await?))
     }
 }
 
