@@ -583,3 +583,38 @@ fn package_metadata_entry_point_plugins_and_namespace_packages_work_from_the_arc
     ));
     assert_eq!(stdout(&listed).trim(), "plugapp 2.0.1");
 }
+
+#[test]
+fn the_archives_metadata_wins_over_another_version_the_interpreter_has_installed() {
+    // An interpreter whose site-packages holds plugapp 1.0.0's metadata: the archive puts its
+    // site/ before site-packages, so the app imports its own code, and must read its own
+    // metadata too (importlib.metadata takes the first distribution of a name it finds).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let output = build_zipapp(&fixture("plugin-app"), &out, &["--no-smoke"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pyz = only_file(&out, ".pyz");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let python = clean_python(dir.path());
+    let site = run(Command::new(&python).args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+    ]));
+    let old = Path::new(stdout(&site).trim()).join("plugapp-1.0.0.dist-info");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        old.join("METADATA"),
+        "Metadata-Version: 2.1\nName: plugapp\nVersion: 1.0.0\n",
+    )
+    .unwrap();
+    let ran = run(clean(
+        Command::new(&python).arg("-I").arg(&pyz).arg("report"),
+        &home,
+    ));
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(
+        stdout(&ran).trim(),
+        "plugapp 2.0.1: plugins circle, square; circle(2) = 12.57"
+    );
+}

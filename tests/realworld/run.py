@@ -5,8 +5,9 @@ Usage: python3 tests/realworld/run.py [--only NAME,...] [--matrix docs/realworld
 
 Each project of tests/realworld/projects.toml is downloaded once (checked against PyPI's
 sha256, kept in $GRADIENT_REALWORLD_CACHE or ~/.cache/gradient-realworld), unpacked into a
-fresh folder, given its smoke command as [tool.gradient.smoke], and built with
-`gradient build --all`. A cell passes when the tier's artifact was built and its smoke test
+fresh folder, given its smoke test as [tool.gradient.smoke] (the command, and its `expect`,
+`stdin`, `expect_exit` and `http` when the entry has them), and built with
+`gradient build --all` (plus `--python X.Y` when the entry names a `python`). A cell passes when the tier's artifact was built and its smoke test
 passed; a tier gradient skips is shown with the reason gradient printed. Exits 1 when a
 cell fails.
 """
@@ -67,14 +68,40 @@ def unpack(sdist, into):
     return top
 
 
-def add_smoke(project_dir, smoke, expect):
+# The keys of a project's entry that go into [tool.gradient.smoke] as they are, besides
+# `smoke` (the command) and `expect`: the standard input fed to the command, the exit code
+# it must end with, and, for a web server, the path gradient GETs while it runs.
+SMOKE_KEYS = ["stdin", "expect_exit", "http"]
+
+
+def add_smoke(project_dir, project):
     """Give the project its smoke command, as a user would: in [tool.gradient.smoke]."""
     pyproject = project_dir / "pyproject.toml"
     text = pyproject.read_text() if pyproject.exists() else ""
-    table = "\n[tool.gradient.smoke]\ncommand = " + json.dumps(smoke) + "\n"
-    if expect:
-        table += "expect = " + json.dumps(expect) + "\n"
+    table = "\n[tool.gradient.smoke]\ncommand = " + json.dumps(project["smoke"]) + "\n"
+    if project["expect"]:
+        table += "expect = " + json.dumps(project["expect"]) + "\n"
+    for key in SMOKE_KEYS:
+        if key in project:
+            table += f"{key} = " + json.dumps(project[key]) + "\n"
     pyproject.write_text(text + table)
+
+
+def smoke_text(project):
+    """The smoke test as the matrix shows it: the command, what it is fed, what it must give."""
+    command = " ".join(project["smoke"])
+    if "http" in project:
+        text = f"`{command}`, then GET `{project['http']}`"
+    else:
+        text = f"`{command}`"
+    if "stdin" in project:
+        text += f" < `{json.dumps(project['stdin'])}`"
+    wants = []
+    if project.get("expect_exit", 0) != 0:
+        wants.append(f"exit {project['expect_exit']}")
+    if project["expect"]:
+        wants.append(f"`{project['expect']}`")
+    return text + " (" + (", ".join(wants) if wants else "exit 0") + ")"
 
 
 def judge_skips(cells, expected):
@@ -89,12 +116,14 @@ def judge_skips(cells, expected):
     return cells
 
 
-def build(gradient, project_dir, out):
-    """`gradient build --all`; the cells of this project, tier by tier."""
+def build(gradient, project_dir, out, python=None):
+    """`gradient build --all` (with `--python` when the project names one); the cells of this
+    project, tier by tier."""
     started = time.monotonic()
-    result = subprocess.run(
-        [gradient, "build", "--all", "--json", "--out", str(out), str(project_dir)],
-        capture_output=True, text=True)
+    command = [gradient, "build", "--all", "--json", "--out", str(out)]
+    if python:
+        command += ["--python", python]
+    result = subprocess.run(command + [str(project_dir)], capture_output=True, text=True)
     seconds = time.monotonic() - started
     cells = {}
     try:
@@ -148,12 +177,12 @@ def matrix(projects, results):
         row.append(f"{seconds:.0f} s")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Projects", "",
-              "| project | build backend | why it is here | smoke command (expected output) |",
-              "|---|---|---|---|"]
+              "| project | build backend | Python | why it is here | smoke command (expected output) |",
+              "|---|---|---|---|---|"]
     for project in projects:
-        expect = f" (`{project['expect']}`)" if project["expect"] else " (exit 0)"
-        lines.append(f"| {project['name']} {project['version']} | {project['backend']} | {project['why']} | "
-                     f"`{' '.join(project['smoke'])}`{expect} |")
+        python = project.get("python", "default")
+        lines.append(f"| {project['name']} {project['version']} | {project['backend']} | {python} | "
+                     f"{project['why']} | {smoke_text(project).replace('|', '/')} |")
     notes = []
     for project in projects:
         cells, _, _ = results[project["name"]]
@@ -197,8 +226,8 @@ def main():
                 results[name] = ({t: ("FAIL", f"download: {error}") for t in TIERS}, 0.0, "")
                 continue
             source = unpack(sdist, work / name)
-            add_smoke(source, project["smoke"], project["expect"])
-            cells, seconds, log = build(args.gradient, source, work / "out" / name)
+            add_smoke(source, project)
+            cells, seconds, log = build(args.gradient, source, work / "out" / name, project.get("python"))
             results[name] = (judge_skips(cells, project.get("skips", {})), seconds, log)
             for tier in TIERS:
                 status, detail = results[name][0][tier]

@@ -215,6 +215,10 @@ fn numeric_user(user: &str) -> String {
 
 /// Unpack one layer blob over `root`: `.wh.NAME` removes NAME, `.wh..wh..opq` empties its
 /// folder, everything else is written (the tar reader refuses paths that leave `root`).
+/// As root, each file gets the owner the layer gives it, as an engine does: the commands
+/// then run as the image's user (`chroot --userspec`), who must own its home folder as in
+/// the image, or an app that writes there (ansible's `~/.ansible/tmp`) fails here and not
+/// under the engine. Without root the commands run as the namespace's root, who owns all.
 fn apply_layer(blob: &Path, root: &Path) -> Result<(), OciError> {
     let file = std::fs::File::open(blob).map_err(io("open", blob))?;
     let mut reader = std::io::BufReader::new(file);
@@ -228,6 +232,7 @@ fn apply_layer(blob: &Path, root: &Path) -> Result<(), OciError> {
     };
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(gradient_python::is_root());
     archive.set_overwrite(true);
     for entry in archive.entries().map_err(io("read", blob))? {
         let mut entry = entry.map_err(io("read", blob))?;
@@ -262,7 +267,42 @@ fn remove(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_layer_unpacked_as_root_keeps_the_owners_it_gives_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("layer.tar");
+        let mut layer = tar::Builder::new(std::fs::File::create(&blob).unwrap());
+        for (path, uid) in [("home/app/", 1000u64), ("etc/", 0)] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_uid(uid);
+            header.set_gid(uid);
+            header.set_size(0);
+            layer
+                .append_data(&mut header, path, std::io::empty())
+                .unwrap();
+        }
+        layer.into_inner().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        apply_layer(&blob, &root).unwrap();
+        let owner = |path: &str| std::fs::metadata(root.join(path)).unwrap().uid();
+        if gradient_python::is_root() {
+            assert_eq!(
+                owner("home/app"),
+                1000,
+                "the image's user owns its home, as in the image"
+            );
+            assert_eq!(owner("etc"), 0);
+        } else {
+            // Unpacked as this user, who is the namespace's root the commands run as.
+            let me = std::fs::metadata(dir.path()).unwrap().uid();
+            assert_eq!(owner("home/app"), me);
+        }
+    }
 
     fn executable(path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -77,23 +77,111 @@ pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
     strip_files(&elf_files(dir)?).await
 }
 
-/// Strip `objects` in place (nothing when `strip` is missing).
+/// Strip `objects` in place (nothing when `strip` is missing), each into a copy beside it
+/// that replaces it only when the dynamic loader can still map it. `strip` rewrites a
+/// library whose segments were moved by patchelf (as auditwheel leaves the libraries it
+/// vendors into a wheel's `NAME.libs/`: numpy's OpenBLAS, for one) into one with a loadable
+/// segment off its page alignment, which the loader refuses ("ELF load command
+/// address/offset not page-aligned"): such a file is kept as it was, with its symbols.
 pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
     if objects.is_empty() || !on_path("strip") {
         return Ok(());
     }
-    let mut command = Command::new("strip");
-    command.arg("--strip-unneeded").args(objects);
-    // Killed with the run, not left writing into the staging folder the run removes.
-    let output = gradient_python::ProcessGroup::output_of(&mut command)
-        .await
-        .map_err(io("run strip on", &objects[0]))?;
-    if !output.status.success() {
-        return Err(OsPkgError::Strip {
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
+    for object in objects {
+        let name = object.file_name().expect("a file").to_string_lossy();
+        let copy = object.with_file_name(format!(".{name}.stripped"));
+        let mut command = Command::new("strip");
+        command
+            .arg("--strip-unneeded")
+            .arg("-o")
+            .arg(&copy)
+            .arg(object);
+        // Killed with the run, not left writing into the staging folder the run removes.
+        let output = gradient_python::ProcessGroup::output_of(&mut command)
+            .await
+            .map_err(io("run strip on", object))?;
+        if !output.status.success() {
+            let _ = std::fs::remove_file(&copy);
+            return Err(OsPkgError::Strip {
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        if loadable(&copy) {
+            let mode = std::fs::metadata(object)
+                .map_err(io("read", object))?
+                .permissions();
+            std::fs::set_permissions(&copy, mode).map_err(io("set the mode of", &copy))?;
+            std::fs::rename(&copy, object).map_err(io("replace", object))?;
+        } else {
+            std::fs::remove_file(&copy).map_err(io("remove", &copy))?;
+            tracing::info!(
+                "`{}` is kept unstripped: stripping it would leave a segment the dynamic loader cannot map (a library rewritten by patchelf)",
+                object.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// The smallest page size of the targets (x86_64, and aarch64 with 4 KiB pages): a loadable
+/// segment's address and file offset must be equal modulo it, and modulo its own alignment.
+const PAGE: u64 = 4096;
+
+/// Whether the dynamic loader can map every loadable segment (`PT_LOAD`) of the ELF file at
+/// `path`: its address and file offset equal modulo the page size and the segment's
+/// alignment. A file that cannot be read as ELF is not.
+pub(crate) fn loadable(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| segments_aligned(&bytes) == Some(true))
+}
+
+/// [`loadable`] on the file's bytes; `None` when they are not a whole ELF header and
+/// program header table.
+fn segments_aligned(elf: &[u8]) -> Option<bool> {
+    if elf.get(..4)? != b"\x7fELF" {
+        return None;
+    }
+    let wide = match elf.get(4)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let little = match elf.get(5)? {
+        1 => true,
+        2 => false,
+        _ => return None,
+    };
+    let read = |at: usize, len: usize| -> Option<u64> {
+        let field = elf.get(at..at.checked_add(len)?)?;
+        let mut value = 0u64;
+        for i in 0..len {
+            let byte = if little { field[len - 1 - i] } else { field[i] };
+            value = value << 8 | u64::from(byte);
+        }
+        Some(value)
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (read(0x20, 8)?, read(0x36, 2)?, read(0x38, 2)?)
+    } else {
+        (read(0x1c, 4)?, read(0x2a, 2)?, read(0x2c, 2)?)
+    };
+    for index in 0..phnum {
+        let at = usize::try_from(phoff.checked_add(index.checked_mul(phentsize)?)?).ok()?;
+        if read(at, 4)? != 1 {
+            continue; // not PT_LOAD
+        }
+        // 64-bit: p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
+        // 32-bit: p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align.
+        let (offset, vaddr, align) = if wide {
+            (read(at + 8, 8)?, read(at + 16, 8)?, read(at + 48, 8)?)
+        } else {
+            (read(at + 4, 4)?, read(at + 8, 4)?, read(at + 28, 4)?)
+        };
+        let shift = vaddr.wrapping_sub(offset);
+        if shift % PAGE != 0 || (align > 1 && shift % align != 0) {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 /// Copy a tree, keeping symlinks as links and permission bits.
@@ -139,4 +227,84 @@ fn is_elf(path: &Path) -> bool {
 pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segments_aligned;
+
+    /// An ELF header (64- or 32-bit, little-endian) and its program headers, each a
+    /// (type, offset, address, alignment).
+    fn elf(wide: bool, segments: &[(u32, u64, u64, u64)]) -> Vec<u8> {
+        let (header, entry) = if wide { (64usize, 56usize) } else { (52, 32) };
+        let mut bytes = vec![0u8; header + entry * segments.len()];
+        bytes[..4].copy_from_slice(b"\x7fELF");
+        bytes[4] = if wide { 2 } else { 1 };
+        bytes[5] = 1;
+        let put = |bytes: &mut Vec<u8>, at: usize, len: usize, value: u64| {
+            bytes[at..at + len].copy_from_slice(&value.to_le_bytes()[..len]);
+        };
+        if wide {
+            put(&mut bytes, 0x20, 8, header as u64);
+            put(&mut bytes, 0x36, 2, entry as u64);
+            put(&mut bytes, 0x38, 2, segments.len() as u64);
+        } else {
+            put(&mut bytes, 0x1c, 4, header as u64);
+            put(&mut bytes, 0x2a, 2, entry as u64);
+            put(&mut bytes, 0x2c, 2, segments.len() as u64);
+        }
+        for (i, &(kind, offset, vaddr, align)) in segments.iter().enumerate() {
+            let at = header + i * entry;
+            put(&mut bytes, at, 4, u64::from(kind));
+            if wide {
+                put(&mut bytes, at + 8, 8, offset);
+                put(&mut bytes, at + 16, 8, vaddr);
+                put(&mut bytes, at + 48, 8, align);
+            } else {
+                put(&mut bytes, at + 4, 4, offset);
+                put(&mut bytes, at + 8, 4, vaddr);
+                put(&mut bytes, at + 28, 4, align);
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn segments_whose_address_and_offset_agree_on_the_page_are_loadable() {
+        // The layout `readelf -l` shows for numpy's OpenBLAS as its wheel ships it.
+        let shipped = [
+            (1, 0, 0, 0x1000),
+            (1, 0x288800, 0x289800, 0x1000),
+            (1, 0x1750000, 0x166b000, 0x1000),
+        ];
+        assert_eq!(segments_aligned(&elf(true, &shipped)), Some(true));
+        assert_eq!(segments_aligned(&elf(false, &shipped)), Some(true));
+        // Segments of another type are not mapped and not looked at.
+        assert_eq!(
+            segments_aligned(&elf(true, &[(6, 0x40, 0x41, 8)])),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_segment_moved_off_its_page_is_not_loadable() {
+        // The same library after `strip --strip-unneeded`: patchelf's added segment now
+        // starts at file offset 0x1621098 for address 0x166b000.
+        let stripped = [(1, 0, 0, 0x1000), (1, 0x1621098, 0x166b000, 0x1000)];
+        assert_eq!(segments_aligned(&elf(true, &stripped)), Some(false));
+        assert_eq!(segments_aligned(&elf(false, &stripped)), Some(false));
+        // Agreeing on the page but not on the segment's own, larger alignment.
+        assert_eq!(
+            segments_aligned(&elf(true, &[(1, 0x1000, 0x201000 + 0x1000, 0x200000)])),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_whole_elf_header_are_not_judged() {
+        assert_eq!(segments_aligned(b"#!/bin/sh\n"), None);
+        let mut cut = elf(true, &[(1, 0, 0, 0x1000)]);
+        cut.truncate(70);
+        assert_eq!(segments_aligned(&cut), None);
+    }
 }

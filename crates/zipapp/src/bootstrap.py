@@ -354,7 +354,14 @@ def setup(archive):
     os.environ["PYTHONPATH"] = os.pathsep.join(ours + inherited)
     install_importer(archive, folder)
     if DISTRIBUTIONS:
-        sys.meta_path.append(ArchiveDistributions(site))
+        # Before the path finder, as the archive's site/ is before site-packages on sys.path:
+        # importlib.metadata takes the first distribution of a name it finds, so the
+        # metadata (version(), entry points, plugins) is that of the locked dependency the
+        # app imports, not of another version the target interpreter has installed.
+        from importlib.machinery import PathFinder
+
+        at = next((i for i, finder in enumerate(sys.meta_path) if finder is PathFinder), len(sys.meta_path))
+        sys.meta_path.insert(at, ArchiveDistributions(site))
     return folder
 
 
