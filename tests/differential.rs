@@ -213,6 +213,13 @@ fn a_package_whose_script_runs_python_with_i_loses_the_standard_library_and_fail
             .arg(&tree)
             .arg(deb));
     });
+    // The probe loads the script's module, which drops sys.path[0], then imports standard
+    // modules not loaded yet; so does the app's own command.
+    let detail = reference_check(&failed);
+    assert!(
+        detail.contains("(standard library, after the app's imports): ModuleNotFoundError"),
+        "{detail}"
+    );
     let (command, detail) = failed
         .iter()
         .find(|(command, _)| command.starts_with("venvlike check"))

@@ -19,6 +19,11 @@ pub struct ProbePlan {
     pub distributions: Vec<(String, String)>,
     /// Every entry point of those distributions.
     pub entry_points: Vec<EntryPointRef>,
+    /// Two standard modules that were not loaded yet once the app's modules and entry points
+    /// were: they must still import then (an app that drops `sys.path[0]` must not lose the
+    /// standard library).
+    #[serde(default)]
+    pub stdlib_later: Vec<String>,
 }
 
 /// One entry point, as a distribution's `entry_points.txt` declares it.
@@ -124,6 +129,13 @@ impl Reference {
                 found.imports.get(module),
             );
         }
+        for module in &self.plan.stdlib_later {
+            judge(
+                format!("import {module} (standard library, after the app's imports)"),
+                self.result.imports.get(module),
+                found.imports.get(module),
+            );
+        }
         for entry_point in &self.plan.entry_points {
             let shown = entry_point.shown();
             judge(
@@ -168,6 +180,7 @@ mod tests {
                     ("Zope.Interface".into(), "6".into()),
                 ],
                 entry_points: vec![entry_point.clone()],
+                stdlib_later: vec!["wave".into()],
             },
             result: ProbeResult {
                 imports: [
@@ -177,6 +190,7 @@ mod tests {
                         "tests".into(),
                         Some("ModuleNotFoundError: No module named 'pytest'".into()),
                     ),
+                    ("wave".into(), None),
                 ]
                 .into(),
                 distributions: [
@@ -194,7 +208,7 @@ mod tests {
     fn the_same_findings_match_every_counted_check() {
         let reference = reference();
         let comparison = reference.compare(&reference.result.clone());
-        assert_eq!((comparison.matched, comparison.total), (5, 5));
+        assert_eq!((comparison.matched, comparison.total), (6, 6));
         assert!(comparison.mismatches.is_empty());
         assert_eq!(
             comparison.failing_in_reference.len(),
@@ -216,8 +230,12 @@ mod tests {
             .distributions
             .insert("zope-interface".into(), "5".into());
         found.entry_points.clear();
+        found.imports.insert(
+            "wave".into(),
+            Some("ModuleNotFoundError: No module named 'wave'".into()),
+        );
         let comparison = reference.compare(&found);
-        assert_eq!((comparison.matched, comparison.total), (1, 5));
+        assert_eq!((comparison.matched, comparison.total), (1, 6));
         let text = comparison.mismatches.join("\n");
         assert!(
             text.contains("import ns.sub: ModuleNotFoundError"),
@@ -227,6 +245,12 @@ mod tests {
         assert!(text.contains("Zope.Interface is 5, locked 6"), "{text}");
         assert!(
             text.contains("entry point app.plugins p = plug:P (plug): not reported"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "import wave (standard library, after the app's imports): ModuleNotFoundError"
+            ),
             "{text}"
         );
     }

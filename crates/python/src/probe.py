@@ -18,6 +18,11 @@ import zlib
 # Top-level names that are not the app's code, though some projects ship them.
 NOT_MODULES = {"setup", "conftest", "__main__", "test", "tests"}
 
+# Standard modules that few apps load: after the app's modules and entry points are loaded
+# (some drop sys.path[0], as console scripts do), two of them not loaded yet must still
+# import, or the app would lose the standard library the first time it needs more of it.
+STDLIB_LATER = ["colorsys", "wave", "difflib", "fractions", "statistics", "csv", "sched"]
+
 
 def normal(name):
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -85,6 +90,11 @@ def discover(wanted):
     return plan
 
 
+def later_standard_modules():
+    """The first two of STDLIB_LATER not loaded yet."""
+    return [name for name in STDLIB_LATER if name not in sys.modules][:2]
+
+
 def shown(entry_point):
     return "entry point %s %s = %s (%s)" % (
         entry_point["group"], entry_point["name"], entry_point["value"], entry_point["distribution"]
@@ -108,6 +118,14 @@ def check(plan):
             result["entry_points"][shown(entry_point)] = None
         except BaseException as error:
             result["entry_points"][shown(entry_point)] = why(error)
+    if plan.get("stdlib_later") is None:
+        plan["stdlib_later"] = later_standard_modules()
+    for module in plan["stdlib_later"]:
+        try:
+            importlib.import_module(module)
+            result["imports"][module] = None
+        except BaseException as error:
+            result["imports"][module] = why(error)
     for dist in metadata.distributions():
         try:  # a damaged distribution is one the app cannot find either
             key = normal(dist.metadata["Name"] or "")
