@@ -138,6 +138,9 @@ def build(gradient, project_dir, out, python=None):
             note = f"{artifact['size'] / 2**20:.1f} MiB" if artifact["size"] > 2**20 else f"{artifact['size'] // 1024} KiB"
             if startup:
                 note += f", starts in {startup['warm_seconds']:.2f} s"
+            reference = smoke.get("reference")
+            if reference:
+                note += f", {reference['matched']}/{reference['total']} checks as in a venv"
             cells[artifact["tier"]] = ("pass", note)
         else:
             failed = [c for c in smoke.get("checks", []) if not c["passed"]]
@@ -157,8 +160,10 @@ def matrix(projects, results):
         "Written by `just test-realworld` (`python3 tests/realworld/run.py`): each application below is",
         "downloaded from PyPI as its sdist (pinned, checked against PyPI's sha256), given its smoke",
         "command as `[tool.gradient.smoke]`, and built with `gradient build --all`. Every tier's artifact is",
-        "smoke-tested the way its target runs it, offline. A cell is `pass` when the artifact was built",
-        "and its smoke test passed, or `skip` with the reason gradient itself printed.",
+        "smoke-tested the way its target runs it, offline, and compared with the app in a plain venv (every",
+        "module imports, every entry point loads, every locked distribution is listed at its version). A",
+        "cell is `pass` when the artifact was built and its smoke test, that comparison included, passed,",
+        "or `skip` with the reason gradient itself printed.",
         "",
         "The suite needs PyPI and takes several minutes, so it is not part of `cargo test`: run it as a job",
         "of its own (`just test-realworld`, or `cargo build --release && python3 tests/realworld/run.py`). The",
@@ -197,7 +202,7 @@ def matrix(projects, results):
         cells, _, _ = results[project["name"]]
         sizes.append(f"- {project['name']}: " + "; ".join(
             f"{tier} {cells[tier][1]}" for tier in TIERS if cells[tier][0] == "pass"))
-    lines += ["", "## Sizes and warm start-up of each passing artifact", ""] + sizes
+    lines += ["", "## Sizes, warm start-up and checks matching the reference venv, of each passing artifact", ""] + sizes
     lines += ["", f"Python {sys.version.split()[0]}; written {time.strftime('%Y-%m-%d')}.", ""]
     return "\n".join(lines)
 
