@@ -151,14 +151,20 @@ async fn serve_check(
             }
         }
     };
-    let output = collect_output(&mut group);
+    // Read as it comes (a task of its own), so that a chatty server never blocks on a full
+    // pipe while it is asked.
+    let output = tokio::spawn(collect_output(&mut group));
     let answer = ask_until_ended(http, || {
         std::future::ready(group.child.try_wait().ok().flatten().map(|s| s.to_string()))
     })
     .await;
     group.kill();
     let _ = group.child.wait().await;
-    let printed = output.await;
+    // A child that left the group could hold the pipes open: its output is not waited for.
+    let printed = match tokio::time::timeout(Duration::from_secs(5), output).await {
+        Ok(Ok(printed)) => printed,
+        _ => "(the output was not read to its end)".into(),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let judged = answer.and_then(|(status, body)| judge_answer(status, &body, expect));
     SmokeCheck {
@@ -173,9 +179,10 @@ async fn serve_check(
     }
 }
 
-/// Read a background child's output to its end (it ends when the child is killed), so that
-/// a chatty server never blocks on a full pipe.
-fn collect_output(group: &mut crate::ProcessGroup) -> impl std::future::Future<Output = String> {
+/// Read a background child's output to its end (it ends when the child is killed).
+fn collect_output(
+    group: &mut crate::ProcessGroup,
+) -> impl std::future::Future<Output = String> + Send + 'static {
     use tokio::io::AsyncReadExt;
     let (stdout, stderr) = (group.child.stdout.take(), group.child.stderr.take());
     async move {
