@@ -400,6 +400,13 @@ impl Project {
                         Some("e.g. http = \"/health\""),
                     ));
                 }
+                if smoke.stdin.is_some() || smoke.expect_exit.is_some() {
+                    return Err(invalid(
+                        at,
+                        "[tool.gradient.smoke]: a server (`http`) gets no `stdin` and is stopped, not awaited: `expect_exit` does not apply".into(),
+                        Some("leave out `stdin` and `expect_exit`, or check the command without `http`"),
+                    ));
+                }
                 if !smoke
                     .command
                     .iter()

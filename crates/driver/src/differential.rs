@@ -30,6 +30,9 @@ pub struct LazyReference<'a> {
     python: &'a InterpreterFacts,
     dir: std::path::PathBuf,
     cache: std::path::PathBuf,
+    /// `--find-links`: the reference venv installs only from there, as the wheel's smoke
+    /// test does.
+    find_links: Option<std::path::PathBuf>,
 }
 
 /// The cache's folder of references: `KEY.json` each.
@@ -41,6 +44,7 @@ impl<'a> LazyReference<'a> {
         python: &'a InterpreterFacts,
         work: &Path,
         cache: &Path,
+        find_links: Option<std::path::PathBuf>,
     ) -> Self {
         LazyReference {
             cell: tokio::sync::OnceCell::new(),
@@ -48,6 +52,7 @@ impl<'a> LazyReference<'a> {
             python,
             dir: work.join("reference"),
             cache: cache.join(CACHE_FOLDER),
+            find_links,
         }
     }
 
@@ -124,6 +129,10 @@ impl<'a> LazyReference<'a> {
             lock: &wheelhouse.lock,
             distributions,
             scripts,
+            source: match &self.find_links {
+                Some(folder) => gradient_python::installer::Source::Offline(folder),
+                None => gradient_python::installer::Source::Index,
+            },
             dir: &self.dir,
         })
         .await

@@ -229,7 +229,13 @@ pub async fn build(
     // as it lands, so that one no record lists (its tier stopped by --fail-fast, or failed
     // between two files) can be taken out again.
     let published_files = std::sync::Mutex::new(Vec::new());
-    let reference = LazyReference::new(&installer, &python, work.path(), &cache);
+    let reference = LazyReference::new(
+        &installer,
+        &python,
+        work.path(),
+        &cache,
+        options.find_links.clone(),
+    );
     let runs = backends.iter().map(|backend| {
         run_tier(
             backend.as_ref(),

@@ -237,8 +237,7 @@ pub fn same_file(published: &Path, cached: &Path) -> bool {
 }
 
 /// This gradient executable, by size and time: a rebuilt gradient does not reuse the
-/// tiers of another build of the same version.
-/// This gradient binary, by size and time: what cached results made by it are keyed on.
+/// tiers (or the reference venv's findings) of another build of the same version.
 pub(crate) fn this_executable() -> String {
     std::env::current_exe()
         .and_then(std::fs::metadata)

@@ -216,7 +216,13 @@ impl Backend for FrozenTier {
             return Ok(None);
         }
         let extractions = cx.scratch.join("cache-0/gradient/frozen");
-        let extraction = std::fs::read_dir(&extractions)?
+        let extraction = std::fs::read_dir(&extractions)
+            .map_err(|e| {
+                format!(
+                    "the smoke test's first run made no extraction in `{}` ({e})",
+                    extractions.display()
+                )
+            })?
             .flatten()
             .map(|entry| entry.path())
             .find(|path| path.join("launch.txt").is_file())

@@ -166,6 +166,22 @@ impl Serving<'_> {
     }
 }
 
+/// Write `input` to a container's standard input and close it.
+async fn write_and_close(
+    mut writer: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    input: &[u8],
+) -> Result<(), OciError> {
+    use tokio::io::AsyncWriteExt;
+    let written = async {
+        writer.write_all(input).await?;
+        writer.shutdown().await
+    };
+    written.await.map_err(|e| OciError::EngineRejected {
+        action: "write the container's input",
+        message: e.to_string(),
+    })
+}
+
 /// A smoke container's configuration: its image, entrypoint (`None`: the image's own)
 /// and command.
 fn container_body(
@@ -363,13 +379,34 @@ impl Engine {
             body.attach_stdin = Some(true);
         }
         let (id, removal) = self.create(body).await?;
-        let outcome = async {
-            if let Some(input) = stdin {
-                self.send_input(&id, input).await?;
-            }
-            self.start_and_wait(&id).await
-        }
-        .await;
+        // At most SMOKE_TIMEOUT; dropped on the timeout, the run's container is removed by
+        // its guard. The input is written while the container runs, never before it starts:
+        // more than the pipes hold would wait for a reader that has not started.
+        let outcome = tokio::time::timeout(gradient_python::smoke::SMOKE_TIMEOUT, async {
+            let input = match stdin {
+                Some(input) => Some((self.attach_input(&id).await?, input)),
+                None => None,
+            };
+            let send = async {
+                match input {
+                    Some((writer, input)) => write_and_close(writer, input).await,
+                    None => Ok(()),
+                }
+            };
+            let (sent, run) = tokio::join!(send, self.start_and_wait(&id));
+            sent?;
+            run
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(OciError::EngineRejected {
+                action: "run the container",
+                message: format!(
+                    "it did not finish within {}s",
+                    gradient_python::smoke::SMOKE_TIMEOUT.as_secs()
+                ),
+            })
+        });
         let _ = self.docker.remove_container(&id, Some(forced())).await;
         removal.disarm();
         outcome
@@ -449,14 +486,11 @@ impl Engine {
         Ok((created.id, removal))
     }
 
-    /// Attach to a created container's standard input, write `input` and close it: the
-    /// container reads it once started.
-    async fn send_input(&self, id: &str, input: &[u8]) -> Result<(), OciError> {
-        use tokio::io::AsyncWriteExt;
-        let rejected = |e: bollard::errors::Error| OciError::EngineRejected {
-            action: "attach to the container's input",
-            message: chain(&e),
-        };
+    /// Attach to a created container's standard input, before it starts.
+    async fn attach_input(
+        &self,
+        id: &str,
+    ) -> Result<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>, OciError> {
         let attached = self
             .docker
             .attach_container(
@@ -468,16 +502,11 @@ impl Engine {
                 }),
             )
             .await
-            .map_err(rejected)?;
-        let mut writer = attached.input;
-        let written = async {
-            writer.write_all(input).await?;
-            writer.shutdown().await
-        };
-        written.await.map_err(|e| OciError::EngineRejected {
-            action: "write the container's input",
-            message: e.to_string(),
-        })
+            .map_err(|e| OciError::EngineRejected {
+                action: "attach to the container's input",
+                message: chain(&e),
+            })?;
+        Ok(attached.input)
     }
 
     /// Remove the smoke containers that runs on this machine left when they were killed:

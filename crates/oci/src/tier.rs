@@ -227,7 +227,7 @@ impl Backend for OciTier {
         let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let (args, shown) = probe_arguments(&start, code);
+        let (args, shown) = start.probe_arguments("/usr/local/bin", code);
         let command = rootfs.command(&start.interpreter[0], &args);
         Ok(Some(
             run_probe(format!("{shown} (in the image's files, chroot)"), command).await,
@@ -391,9 +391,13 @@ impl Backend for DockerTier {
         let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let (args, shown) = probe_arguments(&start, code);
+        let (args, _) = start.probe_arguments("/usr/local/bin", code);
         let engine = Engine::connect().await?;
-        let command = format!("docker run --network none --entrypoint {shown}");
+        let command = format!(
+            "docker run --network none --entrypoint {} {image} {} -c PROBE, after the scripts' own set-up",
+            start.interpreter[0],
+            start.interpreter[1..].join(" ")
+        );
         let run = engine
             .run(&image, Some(&start.interpreter[..1]), &args, None)
             .await?;
@@ -430,18 +434,6 @@ impl Backend for DockerTier {
         let run = || container_check(&engine, &app, &image, cx, &argv, &expect);
         Ok(Some(measure_runs(&argv, run).await?))
     }
-}
-
-/// The arguments that run the probe `code` as the console scripts start (their `#!` line's
-/// options, then what they run before the import), and how to show the command.
-fn probe_arguments(start: &gradient_wheel::ScriptStart, code: &str) -> (Vec<String>, String) {
-    let mut args = start.interpreter[1..].to_vec();
-    args.extend(["-c".to_string(), format!("{}{code}", start.prelude)]);
-    let shown = format!(
-        "{} -c PROBE, after the scripts' own set-up",
-        start.interpreter.join(" ")
-    );
-    (args, shown)
 }
 
 /// The numeric owner of a resolved image user (`root`, `UID` or `UID:GID`).

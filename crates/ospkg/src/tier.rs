@@ -276,13 +276,9 @@ impl Backend for PackageTier {
         let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
             return Ok(None);
         };
-        let mut args = start.interpreter[1..].to_vec();
-        args.extend(["-c".to_string(), format!("{}{code}", start.prelude)]);
+        let (args, shown) = start.probe_arguments("/usr/bin", code);
         let command = rootfs.command(&start.interpreter[0], &args);
-        let shown = format!(
-            "{} -c PROBE (installed, chroot, after the scripts' own set-up)",
-            start.interpreter.join(" ")
-        );
+        let shown = format!("{shown} (installed, chroot)");
         Ok(Some(run_probe(shown, command).await))
     }
 

@@ -43,6 +43,8 @@ def top_level_modules(dist):
         top = parts[0]
         if top in ("..", "__pycache__") or top.endswith((".dist-info", ".egg-info", ".data")):
             continue
+        if len(parts) > 1 and not top.isidentifier():
+            continue  # a folder of libraries (NAME.libs) or data, not a package
         if len(parts) == 1:
             if top.endswith(".py"):
                 names.add(top[:-3])

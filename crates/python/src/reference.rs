@@ -52,6 +52,8 @@ pub struct ReferenceRequest<'a> {
     pub lock: &'a Path,
     pub distributions: Vec<String>,
     pub scripts: Vec<String>,
+    /// Where the installs take packages from: as the wheel's smoke test does (`--find-links`).
+    pub source: Source<'a>,
     /// A fresh folder of its own.
     pub dir: &'a Path,
 }
@@ -77,13 +79,13 @@ pub async fn make_reference(request: ReferenceRequest<'_>) -> Result<Reference, 
     if locked_dependencies {
         request
             .installer
-            .install(&python, &lock, Source::Index)
+            .install(&python, &lock, request.source)
             .await
             .map_err(|e| e.to_string())?;
     }
     request
         .installer
-        .install(&python, &[request.wheel.into()], Source::Index)
+        .install(&python, &[request.wheel.into()], request.source)
         .await
         .map_err(|e| e.to_string())?;
 
@@ -124,7 +126,11 @@ pub async fn make_reference(request: ReferenceRequest<'_>) -> Result<Reference, 
         let mut command = run(&bin.join(script));
         command.arg("--help");
         let output = finished(&mut command, &format!("{script} --help")).await?;
-        if let Some(code) = output.status.code() {
+        // A traceback is a crash, not the script's answer: artifacts must then exit 0
+        // rather than crash alike.
+        let crashed =
+            String::from_utf8_lossy(&output.stderr).contains("Traceback (most recent call last)");
+        if let (Some(code), false) = (output.status.code(), crashed) {
             help_exit.insert(script.clone(), code);
         }
     }

@@ -154,16 +154,26 @@ async fn serve_check(
     // Read as it comes (a task of its own), so that a chatty server never blocks on a full
     // pipe while it is asked.
     let output = tokio::spawn(collect_output(&mut group));
-    let answer = ask_until_ended(http, || {
-        std::future::ready(group.child.try_wait().ok().flatten().map(|s| s.to_string()))
-    })
-    .await;
+    let mut ended =
+        || std::future::ready(group.child.try_wait().ok().flatten().map(|s| s.to_string()));
+    let mut answer = ask_until_ended(http, &mut ended).await;
+    // An answer from a server that has ended came from something else on the port.
+    if let (Ok(_), Some(status)) = (&answer, ended().await) {
+        answer = Err(format!(
+            "the server ended ({status}): what answered on port {} was not this server",
+            http.port
+        ));
+    }
     group.kill();
     let _ = group.child.wait().await;
     // A child that left the group could hold the pipes open: its output is not waited for.
+    let reading = output.abort_handle();
     let printed = match tokio::time::timeout(Duration::from_secs(5), output).await {
         Ok(Ok(printed)) => printed,
-        _ => "(the output was not read to its end)".into(),
+        _ => {
+            reading.abort();
+            "(the output was not read to its end)".into()
+        }
     };
     let seconds = started.elapsed().as_secs_f64();
     let judged = answer.and_then(|(status, body)| judge_answer(status, &body, expect));
@@ -387,8 +397,10 @@ pub fn smoke_commands<'a>(
 ) -> Vec<SmokeCommand> {
     match &project.config.smoke {
         Some(smoke) => {
+            // A server's port: a free one of 127.0.0.1 (0 when none could be found, which
+            // the server cannot listen on: its check then fails and says so).
             let port = if smoke.http.is_some() {
-                free_port().unwrap_or(8000)
+                free_port().unwrap_or(0)
             } else {
                 0
             };

@@ -40,6 +40,24 @@ pub struct ScriptStart {
     pub prelude: String,
 }
 
+impl ScriptStart {
+    /// The arguments that run the Python program `code` as the console scripts in `bin`
+    /// start: their `#!` line's options, their folder first on `sys.path` (where `-c` would
+    /// put the working folder), then what they run before the import. And how to show it.
+    pub fn probe_arguments(&self, bin: &str, code: &str) -> (Vec<String>, String) {
+        let mut args = self.interpreter[1..].to_vec();
+        let folder = format!(
+            "import sys\nif sys.path and sys.path[0] == \"\":\n    sys.path[0] = {bin:?}\n"
+        );
+        args.extend(["-c".to_string(), format!("{folder}{}{code}", self.prelude)]);
+        let shown = format!(
+            "{} -c PROBE, after the scripts' own set-up",
+            self.interpreter.join(" ")
+        );
+        (args, shown)
+    }
+}
+
 /// [`ScriptStart`] of a console script as [`console_script`] writes it; `None` when it is not
 /// a Python script.
 pub fn script_start(content: &[u8]) -> Option<ScriptStart> {

@@ -181,13 +181,16 @@ impl Backend for ZipappTier {
         code: &str,
     ) -> Result<Option<ProbeOutput>, BackendError> {
         let bin = cx.scratch.join("venv/bin");
-        let archive = artifact.path.to_string_lossy();
-        let setup = format!(
-            "import zipimport as _z\n_ns = {{'__name__': '__gradient_probe__', '__file__': {archive:?} + '/__main__.py'}}\n\
-             exec(_z.zipimporter({archive:?}).get_code('__main__'), _ns)\n_ns['setup']({archive:?})\n"
-        );
+        // The archive's path rides as the program's argument, never inside its text.
+        let setup = "import sys, zipimport as _z\n_archive = sys.argv[1]\n\
+             _ns = {'__name__': '__gradient_probe__', '__file__': _archive + '/__main__.py'}\n\
+             exec(_z.zipimporter(_archive).get_code('__main__'), _ns)\n_ns['setup'](_archive)\n";
         let mut command = Command::new(bin.join("python"));
-        command.arg("-I").arg("-c").arg(format!("{setup}{code}"));
+        command
+            .arg("-I")
+            .arg("-c")
+            .arg(format!("{setup}{code}"))
+            .arg(&artifact.path);
         isolate(&mut command, &bin, &cx.scratch, "cache-0");
         let shown = format!(
             "python -I -c PROBE, after {}'s own set-up",
