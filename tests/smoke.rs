@@ -167,3 +167,21 @@ fn a_server_command_must_say_where_its_port_goes() {
         &["pyproject.toml:", "put `{port}` where the port goes"],
     );
 }
+
+#[test]
+fn a_server_command_with_standard_input_or_an_exit_code_is_refused() {
+    let project = serveapp_with_smoke(
+        "command = [\"serveapp\", \"serve\", \"--port\", \"{port}\"]\nhttp = \"/health\"\nstdin = \"x\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .args(["build", "--to", "wheel"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path()));
+    fails_with(
+        &output,
+        2,
+        &["pyproject.toml:", "a server (`http`) gets no `stdin`"],
+    );
+}
