@@ -3,8 +3,7 @@
 //! there and, through each tier, with every artifact's own Python.
 
 use crate::installer::{Installer, Source};
-use crate::smoke::SMOKE_TIMEOUT;
-use crate::ProcessGroup;
+use crate::smoke::output_within_timeout;
 use base64::Engine as _;
 use gradient_core::reference::{ProbePlan, ProbeResult, Reference};
 use std::ffi::OsString;
@@ -142,12 +141,7 @@ pub async fn make_reference(request: ReferenceRequest<'_>) -> Result<Reference, 
 }
 
 async fn finished(command: &mut Command, what: &str) -> Result<std::process::Output, String> {
-    match tokio::time::timeout(SMOKE_TIMEOUT, ProcessGroup::output_of(command)).await {
-        Err(_) => Err(format!(
-            "{what} did not finish within {}s in the reference venv",
-            SMOKE_TIMEOUT.as_secs()
-        )),
-        Ok(Err(error)) => Err(format!("{what} could not be started: {error}")),
-        Ok(Ok(output)) => Ok(output),
-    }
+    output_within_timeout(command, None)
+        .await
+        .map_err(|why| format!("{what} in the reference venv {why}"))
 }

@@ -58,8 +58,7 @@ pub async fn run_check(shown: String, mut command: Command, expect: &Expect) -> 
     // Killed whole on a timeout or when the run stops: an app's own children (a server's
     // workers, a process pool) must not outlive the check.
     let input = expect.stdin.as_deref().map(str::as_bytes);
-    let output = crate::ProcessGroup::output_with_input(&mut command, input);
-    let result = tokio::time::timeout(SMOKE_TIMEOUT, output).await;
+    let result = output_within_timeout(&mut command, input).await;
     let seconds = started.elapsed().as_secs_f64();
     let failed = |exit_code, detail: String| SmokeCheck {
         command: shown.clone(),
@@ -69,14 +68,8 @@ pub async fn run_check(shown: String, mut command: Command, expect: &Expect) -> 
         detail,
     };
     let output = match result {
-        Err(_) => {
-            return failed(
-                None,
-                format!("did not finish within {}s", SMOKE_TIMEOUT.as_secs()),
-            )
-        }
-        Ok(Err(err)) => return failed(None, format!("could not be started: {err}")),
-        Ok(Ok(output)) => output,
+        Err(why) => return failed(None, why),
+        Ok(output) => output,
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -119,6 +112,24 @@ pub async fn run_check(shown: String, mut command: Command, expect: &Expect) -> 
         exit_code: code,
         seconds,
         detail,
+    }
+}
+
+/// Run `command` to its end in a group of its own, `input` on its standard input, for at
+/// most [`SMOKE_TIMEOUT`]: its output, or why there is none (`did not finish within …`,
+/// `could not be started: …`).
+pub async fn output_within_timeout(
+    command: &mut Command,
+    input: Option<&[u8]>,
+) -> Result<std::process::Output, String> {
+    let output = crate::ProcessGroup::output_with_input(command, input);
+    match tokio::time::timeout(SMOKE_TIMEOUT, output).await {
+        Err(_) => Err(format!(
+            "did not finish within {}s",
+            SMOKE_TIMEOUT.as_secs()
+        )),
+        Ok(Err(err)) => Err(format!("could not be started: {err}")),
+        Ok(Ok(output)) => Ok(output),
     }
 }
 
@@ -300,17 +311,12 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// Run a probe program's command: its standard output when it exits 0.
 pub async fn run_probe(shown: String, mut command: Command) -> gradient_core::ProbeOutput {
-    let output = crate::ProcessGroup::output_of(&mut command);
-    let stdout = match tokio::time::timeout(SMOKE_TIMEOUT, output).await {
-        Err(_) => Err(format!(
-            "did not finish within {}s",
-            SMOKE_TIMEOUT.as_secs()
-        )),
-        Ok(Err(err)) => Err(format!("could not be started: {err}")),
-        Ok(Ok(output)) if output.status.success() => {
+    let stdout = match output_within_timeout(&mut command, None).await {
+        Err(why) => Err(why),
+        Ok(output) if output.status.success() => {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         }
-        Ok(Ok(output)) => Err(format!(
+        Ok(output) => Err(format!(
             "exited with {}\n{}",
             output.status,
             crate::process::tail(&String::from_utf8_lossy(&output.stderr), 12)
