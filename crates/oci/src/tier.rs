@@ -223,11 +223,13 @@ impl Backend for OciTier {
     ) -> Result<Option<ProbeOutput>, BackendError> {
         let app = App::of(&cx.project, &cx.inputs)?;
         let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
-        let bin = rootfs.root.join("usr/local/bin");
-        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
+        let scripts = app.scripts.keys();
+        let Some(start) =
+            gradient_wheel::installed_script_start(&rootfs.root, "/usr/local/bin", scripts)
+        else {
             return Ok(None);
         };
-        let (args, shown) = start.probe_arguments("/usr/local/bin", code);
+        let (args, shown) = start.probe_arguments(code);
         let command = rootfs.command(&start.interpreter[0], &args);
         Ok(Some(
             run_probe(format!("{shown} (in the image's files, chroot)"), command).await,
@@ -387,11 +389,13 @@ impl Backend for DockerTier {
                 Ok(rootfs) if rootfs.root.is_dir() => Ok(rootfs),
                 _ => unpack_image(&artifact.path, &cx.scratch),
             })?;
-        let bin = rootfs.root.join("usr/local/bin");
-        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
+        let scripts = app.scripts.keys();
+        let Some(start) =
+            gradient_wheel::installed_script_start(&rootfs.root, "/usr/local/bin", scripts)
+        else {
             return Ok(None);
         };
-        let (args, _) = start.probe_arguments("/usr/local/bin", code);
+        let (args, _) = start.probe_arguments(code);
         let engine = Engine::connect().await?;
         let command = format!(
             "docker run --network none --entrypoint {} {image} {} -c PROBE, after the scripts' own set-up",

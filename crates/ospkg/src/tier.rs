@@ -272,11 +272,12 @@ impl Backend for PackageTier {
             .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
         let app = App::of(&cx.project, wheel)?;
         let rootfs = installed_root(&cx.scratch.join("root"));
-        let bin = rootfs.root.join("usr/bin");
-        let Some(start) = gradient_wheel::installed_script_start(&bin, app.scripts.keys()) else {
+        let scripts = app.scripts.keys();
+        let Some(start) = gradient_wheel::installed_script_start(&rootfs.root, "/usr/bin", scripts)
+        else {
             return Ok(None);
         };
-        let (args, shown) = start.probe_arguments("/usr/bin", code);
+        let (args, shown) = start.probe_arguments(code);
         let command = rootfs.command(&start.interpreter[0], &args);
         let shown = format!("{shown} (installed, chroot)");
         Ok(Some(run_probe(shown, command).await))

@@ -38,16 +38,20 @@ pub fn is_python_script(content: &[u8]) -> bool {
 pub struct ScriptStart {
     pub interpreter: Vec<String>,
     pub prelude: String,
+    /// The folder the script is installed in, as its target sees it (`/usr/bin`); empty
+    /// when not known.
+    pub folder: String,
 }
 
 impl ScriptStart {
-    /// The arguments that run the Python program `code` as the console scripts in `bin`
-    /// start: their `#!` line's options, their folder first on `sys.path` (where `-c` would
-    /// put the working folder), then what they run before the import. And how to show it.
-    pub fn probe_arguments(&self, bin: &str, code: &str) -> (Vec<String>, String) {
+    /// The arguments that run the Python program `code` as the console script starts: its
+    /// `#!` line's options, its folder first on `sys.path` (where `-c` would put the working
+    /// folder), then what it runs before the import. And how to show it.
+    pub fn probe_arguments(&self, code: &str) -> (Vec<String>, String) {
         let mut args = self.interpreter[1..].to_vec();
         let folder = format!(
-            "import sys\nif sys.path and sys.path[0] == \"\":\n    sys.path[0] = {bin:?}\n"
+            "import sys\nif sys.path and sys.path[0] == \"\":\n    sys.path[0] = {:?}\n",
+            self.folder
         );
         args.extend(["-c".to_string(), format!("{folder}{}{code}", self.prelude)]);
         let shown = format!(
@@ -79,17 +83,23 @@ pub fn script_start(content: &[u8]) -> Option<ScriptStart> {
     (!interpreter.is_empty()).then_some(ScriptStart {
         interpreter,
         prelude,
+        folder: String::new(),
     })
 }
 
-/// [`script_start`] of the first of `scripts` installed in `bin` that is a Python script.
+/// [`script_start`] of the first of `scripts` installed in `folder` (absolute, as the target
+/// sees it) of the file tree at `root` that is a Python script.
 pub fn installed_script_start<'a>(
-    bin: &std::path::Path,
+    root: &std::path::Path,
+    folder: &str,
     scripts: impl IntoIterator<Item = &'a String>,
 ) -> Option<ScriptStart> {
-    scripts
+    let bin = root.join(folder.trim_start_matches('/'));
+    let mut start = scripts
         .into_iter()
-        .find_map(|script| script_start(&std::fs::read(bin.join(script)).ok()?))
+        .find_map(|script| script_start(&std::fs::read(bin.join(script)).ok()?))?;
+    start.folder = folder.to_string();
+    Some(start)
 }
 
 /// A legacy script as an installer writes it: a Python script's `#!` line replaced by one
