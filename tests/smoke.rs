@@ -150,38 +150,31 @@ fn an_exit_code_other_than_the_expected_one_fails_the_smoke_test() {
     );
 }
 
-#[test]
-fn a_server_command_must_say_where_its_port_goes() {
-    let project = serveapp_with_smoke(
-        "command = [\"serveapp\", \"serve\", \"--port\", \"8000\"]\nhttp = \"/health\"\n",
-    );
+/// `serve-app` with `table` as its smoke settings is refused before anything is built, at
+/// its place in pyproject.toml, saying `says`.
+fn refused_smoke(table: &str, says: &str) {
+    let project = serveapp_with_smoke(table);
     let out = tempfile::tempdir().unwrap();
     let output = run(gradient()
         .args(["build", "--to", "wheel"])
         .arg(project.path())
         .arg("--out")
         .arg(out.path()));
-    fails_with(
-        &output,
-        2,
-        &["pyproject.toml:", "put `{port}` where the port goes"],
+    fails_with(&output, 2, &["pyproject.toml:", says]);
+}
+
+#[test]
+fn a_server_command_must_say_where_its_port_goes() {
+    refused_smoke(
+        "command = [\"serveapp\", \"serve\", \"--port\", \"8000\"]\nhttp = \"/health\"\n",
+        "put `{port}` where the port goes",
     );
 }
 
 #[test]
 fn a_server_command_with_standard_input_or_an_exit_code_is_refused() {
-    let project = serveapp_with_smoke(
+    refused_smoke(
         "command = [\"serveapp\", \"serve\", \"--port\", \"{port}\"]\nhttp = \"/health\"\nstdin = \"x\"\n",
-    );
-    let out = tempfile::tempdir().unwrap();
-    let output = run(gradient()
-        .args(["build", "--to", "wheel"])
-        .arg(project.path())
-        .arg("--out")
-        .arg(out.path()));
-    fails_with(
-        &output,
-        2,
-        &["pyproject.toml:", "a server (`http`) gets no `stdin`"],
+        "a server (`http`) gets no `stdin`",
     );
 }
