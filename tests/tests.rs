@@ -14,6 +14,7 @@ mod fidelity;
 mod frozen;
 mod hostile;
 mod ospkg;
+mod plan;
 mod report;
 mod run;
 mod secrets;

@@ -564,6 +564,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
                 "TIER".to_string(),
                 "STATUS".to_string(),
                 "INPUTS".to_string(),
+                "WRITES".to_string(),
                 "LAST BUILD".to_string(),
             ]];
             for planned in &plan {
@@ -582,6 +583,15 @@ async fn plan(args: PlanArgs) -> ExitCode {
                         Some(why) => format!("skipped: {}", why.lines().next().unwrap_or("")),
                     },
                     inputs.join(", "),
+                    planned
+                        .artifacts
+                        .iter()
+                        .map(|file| match file.settled {
+                            true => file.name.clone(),
+                            false => format!("{} (expected)", file.name),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     match &planned.last_build_cached {
                         Some(file) => format!("{file} cached (reused if nothing changed)"),
                         None => "not cached".to_string(),

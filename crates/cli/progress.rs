@@ -2,7 +2,7 @@
 //! otherwise (CI logs, pipes), nothing but warnings with `--quiet`.
 
 use gradient_core::Tier;
-use gradient_driver::Reporter;
+use gradient_driver::{Event, EventKind, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -26,19 +26,27 @@ struct Lines {
     quiet: bool,
 }
 
+/// `zipapp: ` before a tier's text, nothing before the run's.
+fn prefix(event: &Event<'_>) -> String {
+    event.tier.map(|t| format!("{t}: ")).unwrap_or_default()
+}
+
 impl Reporter for Lines {
-    fn step(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("{message} ...");
+    fn report(&self, event: Event<'_>) {
+        let (prefix, text) = (prefix(&event), event.text);
+        match event.kind {
+            EventKind::Step if !self.quiet => eprintln!("{prefix}{text} ..."),
+            EventKind::Done { seconds } if !self.quiet => {
+                eprintln!("  {prefix}{text} ({seconds:.2}s)")
+            }
+            EventKind::Warning => {
+                eprintln!(
+                    "warning: {}",
+                    gradient_core::redact(&format!("{prefix}{text}"))
+                )
+            }
+            _ => {}
         }
-    }
-    fn done(&self, message: &str, seconds: f64) {
-        if !self.quiet {
-            eprintln!("  {message} ({seconds:.2}s)");
-        }
-    }
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {}", gradient_core::redact(message));
     }
 }
 
@@ -59,17 +67,11 @@ impl Bars {
         }
     }
 
-    /// The line for `message` (its tier's for `zipapp: wrote …`, else the shared one) and
-    /// the message without the tier's name, which the line shows already.
-    fn bar<'m>(&self, message: &'m str) -> (ProgressBar, &'m str) {
-        let (key, text) = match message.split_once(": ") {
-            Some((head, rest)) if Tier::parse(head).is_ok() => (head, rest),
-            _ => ("gradient", message),
-        };
-        let key = key.to_string();
+    /// The live line of `tier`, or the shared one.
+    fn bar(&self, tier: Option<Tier>) -> ProgressBar {
+        let key = tier.map_or("gradient", Tier::name).to_string();
         let mut bars = self.bars.lock().expect("not poisoned");
-        let bar = bars
-            .entry(key.clone())
+        bars.entry(key.clone())
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
@@ -82,29 +84,32 @@ impl Bars {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
             })
-            .clone();
-        (bar, text)
+            .clone()
     }
 }
 
 impl Reporter for Bars {
-    fn step(&self, message: &str) {
-        let (bar, text) = self.bar(message);
-        bar.set_message(format!("{text} ..."));
-    }
-    fn done(&self, message: &str, seconds: f64) {
-        let _ = self.multi.println(format!("  {message} ({seconds:.2}s)"));
-        let (bar, text) = self.bar(message);
-        bar.set_message(text.to_string());
-    }
-    fn warn(&self, message: &str) {
-        let _ = self
-            .multi
-            .println(format!("warning: {}", gradient_core::redact(message)));
-    }
-    fn tier_done(&self, tier: Tier) {
-        if let Some(bar) = self.bars.lock().expect("not poisoned").remove(tier.name()) {
-            bar.finish_and_clear();
+    fn report(&self, event: Event<'_>) {
+        let text = event.text;
+        match event.kind {
+            EventKind::Step => self.bar(event.tier).set_message(format!("{text} ...")),
+            EventKind::Done { seconds } => {
+                let line = format!("  {}{text} ({seconds:.2}s)", prefix(&event));
+                let _ = self.multi.println(line);
+                self.bar(event.tier).set_message(text.to_string());
+            }
+            EventKind::Warning => {
+                let line = format!("{}{text}", prefix(&event));
+                let _ = self
+                    .multi
+                    .println(format!("warning: {}", gradient_core::redact(&line)));
+            }
+            EventKind::Finished => {
+                let key = event.tier.map_or("gradient", Tier::name);
+                if let Some(bar) = self.bars.lock().expect("not poisoned").remove(key) {
+                    bar.finish_and_clear();
+                }
+            }
         }
     }
 }

@@ -37,6 +37,56 @@ impl Input {
     }
 }
 
+/// The app as a plan knows it: its name and version (from `pyproject.toml`, or from the
+/// built distributions once they exist), and the distributions' own file names when they
+/// are built or cached. Every tier names its files from this.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AppIdentity {
+    /// The name as declared (`Sample-App`); tiers normalise it in their formats' rules.
+    pub name: String,
+    /// `None` while the build backend decides it (a dynamic version) and nothing is built.
+    pub version: Option<String>,
+    /// The sdist's file name, once built or found in the cache.
+    pub sdist_file: Option<String>,
+    /// The wheel's file name, once built or found in the cache.
+    pub wheel_file: Option<String>,
+}
+
+impl AppIdentity {
+    /// The version for a file name: `VERSION` while the build backend has not said it.
+    pub fn version_in_name(&self) -> &str {
+        self.version.as_deref().unwrap_or("VERSION")
+    }
+
+    /// `NAME-VERSION` with the name normalised (`sample-app-1.0`), the stem of the files
+    /// gradient itself writes.
+    pub fn stem(&self) -> String {
+        format!(
+            "{}-{}",
+            crate::normalize_name(&self.name),
+            self.version_in_name()
+        )
+    }
+
+    /// A file named from the name and version only: settled once the version is known.
+    pub fn planned(&self, name: String) -> PlannedFile {
+        PlannedFile {
+            name,
+            settled: self.version.is_some(),
+        }
+    }
+}
+
+/// A file a tier writes into the output folder, as the plan names it before building.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedFile {
+    pub name: String,
+    /// `false` when the name is the plan's best prediction of something only the build
+    /// decides (a wheel's tags before the wheel is built, a dynamic version, whether a
+    /// package carries compiled code); the build then names it and says so when it differs.
+    pub settled: bool,
+}
+
 /// The shared inputs built so far in this run: a typed registry that later steps read.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
@@ -249,6 +299,22 @@ pub trait Backend: Send + Sync {
 
     /// The shared inputs the driver must build before calling [`Backend::build`].
     fn inputs(&self) -> &'static [Input];
+
+    /// The tier whose build makes this tier's files, when this tier only delivers them
+    /// (docker loads the oci tier's image into an engine); `None` for a tier that builds.
+    /// The driver then never calls this tier's [`Backend::build`].
+    fn delivers(&self) -> Option<Tier> {
+        None
+    }
+
+    /// The files [`Backend::build`] writes for `app`, in its order, named as the build
+    /// names them (both call one function). The plan lists them before anything is built.
+    fn artifact_files(
+        &self,
+        project: &Project,
+        python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile>;
 
     /// Whether this host can build the tier, and if not, why.
     fn preflight(&self, host: &Host) -> Result<(), Unavailable>;

@@ -26,8 +26,9 @@ mod text;
 mod tier;
 
 pub use backend::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, ProbeOutput, RuntimeFiles,
-    SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable, WheelhouseFiles,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, PlannedFile,
+    ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable,
+    WheelhouseFiles,
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};

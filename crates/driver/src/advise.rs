@@ -222,31 +222,36 @@ pub async fn advise_project(
     python: Option<&str>,
     facts: &TargetFacts,
 ) -> Result<Vec<Advice>, crate::DriverError> {
-    use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
-    let project = gradient_core::Project::load(project_dir)?;
-    let request = python
-        .or(project.config.python.as_deref())
-        .map(PythonRequest::parse)
-        .unwrap_or(PythonRequest::Default);
-    let interpreter = find_interpreter(&request, &cache_root()).await?;
-    let out_dir = out_dir
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| project.root.join("dist"));
+    let options = crate::BuildOptions {
+        project_dir: project_dir.to_path_buf(),
+        out_dir: out_dir.map(std::path::Path::to_path_buf),
+        python: python.map(str::to_string),
+        tiers: Tier::ALL.to_vec(),
+        ..crate::BuildOptions::default()
+    };
+    let plan = crate::Plan::resolve(&options, crate::Purpose::Preview, &crate::Silent).await?;
+    let interpreter = match (&plan.python, plan.python_error) {
+        (Some(python), _) => python.clone(),
+        (None, Some(error)) => return Err(error.into()),
+        (None, None) => unreachable!("a plan without an interpreter says why"),
+    };
     let built: Option<crate::manifest::Manifest> =
-        std::fs::read(out_dir.join(crate::manifest::MANIFEST_FILE))
+        std::fs::read(plan.out_dir.join(crate::manifest::MANIFEST_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let tiers: Vec<(Tier, TargetNeeds)> = crate::registry::backends(&Installer::detect())
+    let tiers: Vec<(Tier, TargetNeeds)> = plan
+        .entries
         .iter()
-        .map(|backend| {
-            let tier = backend.tier();
+        .map(|entry| {
+            let tier = entry.tier;
             let recorded = built.as_ref().and_then(|m| {
                 m.artifacts
                     .iter()
                     .find(|a| a.tier == tier)
                     .map(|a| a.target_needs.clone())
             });
-            let needs = recorded.unwrap_or_else(|| backend.target_needs(&project, &interpreter));
+            let needs =
+                recorded.unwrap_or_else(|| entry.backend.target_needs(&plan.project, &interpreter));
             (tier, needs)
         })
         .collect();

@@ -86,7 +86,7 @@ pub async fn compare(
     drop(cold_cache);
     // The build released its locks; the peers' output and the comparison go into the same
     // folder, so it is locked again until they are written.
-    let _lock = crate::run::lock_output_folder(&run.out_dir, reporter).await?;
+    let _lock = crate::locks::lock_output_folder(&run.out_dir, reporter).await?;
 
     let peers = if options.peers {
         let project = gradient_core::Project::load(&project_dir)?;

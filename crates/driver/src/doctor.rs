@@ -2,7 +2,7 @@
 
 use crate::registry;
 use gradient_core::{Host, Tier};
-use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
+use gradient_python::{cache_root, Installer};
 
 /// The state of one tier on this host.
 #[derive(Clone, Debug)]
@@ -22,17 +22,15 @@ pub struct Diagnosis {
     pub tiers: Vec<(Tier, TierStatus)>,
 }
 
-/// Look at the host.
+/// Look at the host, as a build's plan does (`crate::plan::survey_host`), with the
+/// container engine always asked.
 pub async fn diagnose(python: Option<&str>) -> Diagnosis {
     let cache = cache_root();
-    let request = python
-        .map(PythonRequest::parse)
-        .unwrap_or(PythonRequest::Default);
-    let found = find_interpreter(&request, &cache).await;
-    let installer = Installer::detect();
+    let survey = crate::plan::survey_host(python, &cache, true).await;
+    let installer = survey.installer;
     let host = Host {
-        interpreter: found.as_ref().ok().cloned().map(std::sync::Arc::new),
-        container_engine: Some(gradient_oci::Engine::probe().await),
+        interpreter: survey.interpreter.as_ref().ok().cloned(),
+        container_engine: survey.container_engine,
     };
     let backends = registry::backends(&installer);
     let tiers = Tier::ALL
@@ -48,6 +46,7 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
             (tier, status)
         })
         .collect();
+    let found = survey.interpreter;
     Diagnosis {
         interpreter: found.map(|f| f.to_string()).map_err(|e| e.to_string()),
         installer: match &installer {

@@ -15,6 +15,7 @@ pub mod comparison;
 mod debris;
 pub mod differential;
 pub mod doctor;
+mod locks;
 pub mod manifest;
 pub mod merge;
 pub mod peers;
@@ -29,22 +30,79 @@ mod tier_cache;
 
 /// Check an image reference given with `--tag` (and give it `:latest` when it has no tag).
 pub use gradient_oci::check_reference as check_image_reference;
+pub use plan::{Plan, Purpose};
 pub use run::{build, error_chain, BuildOptions, RunOutcome, TierOutcome};
 pub use source_date::resolve_source_date;
 
 use std::path::PathBuf;
 
-/// Where progress goes. The CLI implements it; tests can record it.
+/// Where progress goes: typed events, which the CLI renders (live lines per tier on a
+/// terminal, plain lines otherwise); tests can record them. The driver never formats a tier
+/// into the text: `tier` says whose event it is.
 pub trait Reporter: Send + Sync {
-    /// Something long starts.
-    fn step(&self, message: &str);
+    fn report(&self, event: Event<'_>);
+
+    /// Something long starts (for the run as a whole).
+    fn step(&self, text: &str) {
+        self.report(Event::new(None, EventKind::Step, text));
+    }
     /// Something finished, in `seconds`.
-    fn done(&self, message: &str, seconds: f64);
+    fn done(&self, text: &str, seconds: f64) {
+        self.report(Event::new(None, EventKind::Done { seconds }, text));
+    }
     /// Something the user should know but that does not stop the run.
-    fn warn(&self, message: &str);
+    fn warn(&self, text: &str) {
+        self.report(Event::new(None, EventKind::Warning, text));
+    }
+    /// A tier finished one of its steps, in `seconds`.
+    fn tier_done(&self, tier: gradient_core::Tier, text: &str, seconds: f64) {
+        self.report(Event::new(Some(tier), EventKind::Done { seconds }, text));
+    }
+    /// A tier's warning.
+    fn tier_warn(&self, tier: gradient_core::Tier, text: &str) {
+        self.report(Event::new(Some(tier), EventKind::Warning, text));
+    }
     /// A tier has nothing more to do in this run (built, published and smoke-tested, or
     /// failed).
-    fn tier_done(&self, _tier: gradient_core::Tier) {}
+    fn tier_finished(&self, tier: gradient_core::Tier) {
+        self.report(Event::new(Some(tier), EventKind::Finished, ""));
+    }
+}
+
+/// One thing a run reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event<'a> {
+    /// The tier it is about; `None` for the run's shared work.
+    pub tier: Option<gradient_core::Tier>,
+    pub kind: EventKind,
+    /// What happened, without the tier's name (secrets are masked by the renderer).
+    pub text: &'a str,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(tier: Option<gradient_core::Tier>, kind: EventKind, text: &'a str) -> Event<'a> {
+        Event { tier, kind, text }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EventKind {
+    /// Something long starts.
+    Step,
+    /// Something finished, in `seconds`.
+    Done {
+        seconds: f64,
+    },
+    Warning,
+    /// The tier has nothing more to do.
+    Finished,
+}
+
+/// A reporter that shows nothing (a preview's plan has nothing to report).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: Event<'_>) {}
 }
 
 /// Why a run could not start or could not finish its shared work.

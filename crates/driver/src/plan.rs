@@ -1,17 +1,323 @@
-//! `gradient plan`: what a build would do, without building: which tiers this host can
-//! build (or why not), the shared inputs each stands on, and whether the output folder's
-//! last build of it is still kept in the tier cache. `--format github-matrix` turns the
-//! buildable tiers into a job matrix, so a CI system can build them on separate runners.
+//! The plan of a run, resolved once: every decision a build makes before it builds
+//! anything. [`Plan::resolve`] reads the options and the project and decides the output
+//! folder, the cache, the build interpreter, the source date, the installer, which tiers
+//! this host builds and why the others are skipped, the shared inputs they stand on, and
+//! the name of every file each tier writes. `build` executes a plan; `gradient plan` shows
+//! one (`--format github-matrix` turns its buildable tiers into a CI job matrix); `doctor`
+//! reads the host part ([`survey_host`]); `advise` reads the tiers' target needs.
+//!
+//! A plan entry is a tier built for a platform: today always the host's.
 
-use crate::doctor::{diagnose, TierStatus};
 use crate::manifest::{Manifest, MANIFEST_FILE};
-use gradient_core::{Input, Tier};
+use crate::{registry, resolve_source_date, BuildOptions, DriverError, Reporter};
+use gradient_core::{
+    python_satisfies, AppIdentity, Backend, Host, Input, InterpreterFacts, PlannedFile, Project,
+    SourceDate, Tier, Unavailable,
+};
+use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
 use serde::Serialize;
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+/// What the plan is for: a build refuses what it cannot do; a preview (`gradient plan`,
+/// `advise`) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Build,
+    Preview,
+}
+
+/// One tier of the plan, for one platform.
+#[derive(Clone)]
+pub struct PlanEntry {
+    pub tier: Tier,
+    /// `linux/amd64`: the platform the artifacts run on (the host's).
+    pub platform: String,
+    pub backend: Arc<dyn Backend>,
+    /// The backend whose `build` makes this tier's files: itself, or the tier it delivers
+    /// (docker delivers the oci tier's tarball).
+    pub builder: Arc<dyn Backend>,
+    /// `None` when this host builds it; else why not.
+    pub unavailable: Option<Unavailable>,
+    /// The files the tier writes into the output folder, named before building.
+    pub files: Vec<PlannedFile>,
+}
+
+/// Every decision of a run, made once.
+pub struct Plan {
+    pub project: Arc<Project>,
+    /// Absolute.
+    pub out_dir: PathBuf,
+    pub cache: PathBuf,
+    /// The build interpreter; `None` only in a preview, when none was found (`python_error`).
+    pub python: Option<Arc<InterpreterFacts>>,
+    pub python_error: Option<gradient_python::PythonError>,
+    pub installer: Installer,
+    pub source_date: SourceDate,
+    /// The app's name and version (and, once built, its distributions' names).
+    pub app: AppIdentity,
+    /// The requested tiers this build of gradient has, along the gradient.
+    pub entries: Vec<PlanEntry>,
+}
+
+impl Plan {
+    /// Decide everything `options` asks for. A build refuses what it cannot do (no tier, a
+    /// tier not in this version, an unusable output folder, no interpreter, one the project
+    /// excludes); a preview records it as the tiers' reason instead.
+    pub async fn resolve(
+        options: &BuildOptions,
+        purpose: Purpose,
+        reporter: &dyn Reporter,
+    ) -> Result<Plan, DriverError> {
+        let mut project = Project::load(&options.project_dir)?;
+        if let Some(entry) = &options.entry {
+            project.config.entry = Some(entry.clone());
+        }
+        let project = Arc::new(project);
+        if purpose == Purpose::Build {
+            if options.tiers.is_empty() {
+                return Err(DriverError::NothingRequested);
+            }
+            if let Some(tier) = options.tiers.iter().find(|t| !registry::is_available(**t)) {
+                return Err(DriverError::Planned {
+                    tier: *tier,
+                    available: registry::available_names(),
+                });
+            }
+            check_default_tags(&project, options)?;
+        }
+        let out_dir = std::path::absolute(
+            options
+                .out_dir
+                .clone()
+                .unwrap_or_else(|| project.root.join("dist")),
+        )
+        .map_err(|source| DriverError::Io {
+            action: "resolve",
+            path: project.root.join("dist"),
+            source,
+        })?;
+        let cache = match purpose {
+            Purpose::Build => {
+                crate::publish::check_writable(&out_dir).map_err(|reason| DriverError::Output {
+                    path: out_dir.clone(),
+                    reason,
+                })?;
+                crate::locks::usable_cache(
+                    options.cache_dir.clone().unwrap_or_else(cache_root),
+                    reporter,
+                )
+            }
+            Purpose::Preview => options.cache_dir.clone().unwrap_or_else(cache_root),
+        };
+
+        // A value the build would refuse is refused by a preview too, rather than planned
+        // around.
+        let source_date = resolve_source_date(&project.root).await?;
+        let python_request = options
+            .python
+            .as_deref()
+            .or(project.config.python.as_deref());
+        // A container engine is asked for only where its answer decides something: a
+        // preview shows it, `--all` skips docker without one, a named docker tier fails
+        // later with the engine's own error.
+        let probe_engine =
+            options.tiers.contains(&Tier::Docker) && (options.all || purpose == Purpose::Preview);
+        let survey = survey_host(python_request, &cache, probe_engine).await;
+        let (python, python_error) = match survey.interpreter {
+            Ok(python) => {
+                if purpose == Purpose::Build {
+                    check_requires_python(&project, &python)?;
+                }
+                (Some(python), None)
+            }
+            Err(error) if purpose == Purpose::Build => return Err(error.into()),
+            Err(error) => (None, Some(error)),
+        };
+        if let Some(python) = &python {
+            tracing::info!("build interpreter: {python}");
+        }
+        tracing::info!("source date: {source_date}");
+        tracing::info!("installer: {}", survey.installer.name());
+
+        let app = AppIdentity {
+            name: project.display_name(),
+            version: project.version.clone(),
+            sdist_file: None,
+            wheel_file: None,
+        };
+        let host = Host {
+            interpreter: python.clone(),
+            container_engine: survey.container_engine,
+        };
+        let backends = registry::backends(&survey.installer);
+        let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
+        let entries = backends
+            .iter()
+            .filter(|backend| requested.contains(&backend.tier()))
+            .map(|backend| {
+                let builder = backend
+                    .delivers()
+                    .and_then(|tier| backends.iter().find(|b| b.tier() == tier))
+                    .unwrap_or(backend)
+                    .clone();
+                PlanEntry {
+                    tier: backend.tier(),
+                    platform: host_platform(),
+                    backend: backend.clone(),
+                    builder,
+                    unavailable: backend.preflight(&host).err(),
+                    files: Vec::new(),
+                }
+            })
+            .collect();
+        let mut plan = Plan {
+            project,
+            out_dir,
+            cache,
+            python,
+            python_error,
+            installer: survey.installer,
+            source_date,
+            app,
+            entries,
+        };
+        plan.name_files();
+        Ok(plan)
+    }
+
+    /// The build interpreter of a build plan.
+    pub fn python(&self) -> &Arc<InterpreterFacts> {
+        self.python
+            .as_ref()
+            .expect("a build plan has its interpreter")
+    }
+
+    /// The entries this host builds.
+    pub fn buildable(&self) -> impl Iterator<Item = &PlanEntry> {
+        self.entries.iter().filter(|e| e.unavailable.is_none())
+    }
+
+    /// The shared inputs the buildable tiers stand on.
+    pub fn needed_inputs(&self) -> BTreeSet<Input> {
+        self.buildable()
+            .flat_map(|e| e.builder.inputs().iter().copied())
+            .collect()
+    }
+
+    /// The name of the lock file a build publishes, when a tier needs the wheelhouse.
+    pub fn lock_file(&self) -> Option<String> {
+        self.needed_inputs()
+            .contains(&Input::Wheelhouse)
+            .then(|| format!("{}.lock.txt", self.app.stem()))
+    }
+
+    /// What the built distributions say about the app (its name and version as built, the
+    /// files' own names): the files are named again from it.
+    pub fn settle(&mut self, app: AppIdentity) {
+        self.app = app;
+        self.name_files();
+    }
+
+    fn name_files(&mut self) {
+        for entry in &mut self.entries {
+            entry.files = match &self.python {
+                Some(python) => entry
+                    .builder
+                    .artifact_files(&self.project, python, &self.app),
+                None => Vec::new(),
+            };
+        }
+    }
+}
+
+/// `linux/amd64`, `linux/arm64`: the host's platform in the OCI notation.
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
+/// What the host offers a build: the interpreter, the installer, a container engine (when
+/// asked for).
+pub struct HostSurvey {
+    pub interpreter: Result<Arc<InterpreterFacts>, gradient_python::PythonError>,
+    pub installer: Installer,
+    pub container_engine: Option<Result<String, String>>,
+}
+
+/// Look at the host: the interpreter `python` names (a version or a path; else `python3`),
+/// the installer, and, when `probe_engine`, the container engine.
+pub async fn survey_host(python: Option<&str>, cache: &Path, probe_engine: bool) -> HostSurvey {
+    let request = python
+        .map(PythonRequest::parse)
+        .unwrap_or(PythonRequest::Default);
+    let interpreter = find_interpreter(&request, cache).await.map(Arc::new);
+    let container_engine = match probe_engine {
+        true => Some(gradient_oci::Engine::probe().await),
+        false => None,
+    };
+    HostSurvey {
+        interpreter,
+        installer: Installer::detect(),
+        container_engine,
+    }
+}
+
+/// Without `--tag`, an image is tagged `NAME:VERSION`: when the project declares both, a
+/// reference that cannot be made from them (a version longer than a tag may be) is a usage
+/// error before any build work, not the engine's refusal after it. A version the backend
+/// computes is checked by the image tiers.
+fn check_default_tags(project: &Project, options: &BuildOptions) -> Result<(), DriverError> {
+    let images = options
+        .tiers
+        .iter()
+        .any(|t| matches!(t, Tier::Oci | Tier::Docker));
+    if let (true, true, Some(name), Some(version)) = (
+        images,
+        options.tags.is_empty(),
+        &project.name,
+        &project.version,
+    ) {
+        gradient_oci::default_tags(&gradient_core::normalize_name(name), version)?;
+    }
+    Ok(())
+}
+
+/// Refuse an interpreter that the project's `requires-python` excludes.
+fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result<(), DriverError> {
+    let Some(spec) = &project.requires_python else {
+        return Ok(());
+    };
+    if python_satisfies(spec, python.version) != Some(false) {
+        return Ok(());
+    }
+    let suggestion = (8..=14)
+        .map(|minor| (3, minor, 0))
+        .find(|v| python_satisfies(spec, *v) == Some(true))
+        .map(|(major, minor, _)| format!("{major}.{minor}"))
+        .unwrap_or_else(|| "X.Y".into());
+    Err(DriverError::PythonExcluded {
+        project: project.display_name(),
+        spec: spec.clone(),
+        pyproject: project
+            .pyproject
+            .clone()
+            .unwrap_or_else(|| project.root.join("pyproject.toml")),
+        found: python.to_string(),
+        suggestion,
+    })
+}
+
+/// One tier of `gradient plan`'s answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedTier {
     pub tier: Tier,
+    pub platform: String,
     /// `None` when this host can build it; else why not.
     pub unavailable: Option<String>,
     pub inputs: Vec<Input>,
@@ -19,154 +325,143 @@ pub struct PlannedTier {
     /// reuses them. The wheelhouse counts as cached when the dependencies of the output
     /// folder's lock file are installed (a changed requirement makes a new lock).
     pub cached_inputs: Vec<Input>,
+    /// The files the tier writes into the output folder (its artifacts), named before
+    /// building; `settled: false` marks a name only the build decides for certain.
+    pub artifacts: Vec<PlannedFile>,
+    /// Every file a build of this tier puts into the output folder: its artifacts, their
+    /// SBOMs, and the lock file of the dependencies it carries. Every build also writes
+    /// [`RUN_FILES`].
+    pub files: Vec<String>,
     /// The file the output folder's last build of this tier wrote, when the tier cache still
     /// holds it (a rebuild with unchanged inputs reuses it).
     pub last_build_cached: Option<String>,
 }
 
-/// The plan for `tiers` of the project in `project_dir`, whose output folder is `out_dir`.
+/// The files every build that makes an artifact writes into its output folder, besides
+/// the tiers' own.
+pub const RUN_FILES: [&str; 5] = [
+    MANIFEST_FILE,
+    crate::manifest::SUMS_FILE,
+    crate::comparison::REPORT_FILES[0],
+    crate::comparison::REPORT_FILES[1],
+    crate::comparison::REPORT_FILES[2],
+];
+
+/// `gradient plan`: the plan for `tiers` of the project in `project_dir`, whose output
+/// folder is `out_dir`, with what the cache already holds.
 pub async fn plan(
     project_dir: &Path,
     out_dir: Option<&Path>,
     python: Option<&str>,
     tiers: &[Tier],
-) -> Result<Vec<PlannedTier>, crate::DriverError> {
-    let project = gradient_core::Project::load(project_dir)?;
-    // A value `build` would refuse is refused here too, rather than planned around.
-    crate::resolve_source_date(&project.root).await?;
-    let diagnosis = diagnose(python.or(project.config.python.as_deref())).await;
-    let out_dir = out_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| project.root.join("dist"));
-    let last: Option<Manifest> = std::fs::read(out_dir.join(MANIFEST_FILE))
+) -> Result<Vec<PlannedTier>, DriverError> {
+    let options = BuildOptions {
+        project_dir: project_dir.to_path_buf(),
+        out_dir: out_dir.map(Path::to_path_buf),
+        python: python.map(str::to_string),
+        tiers: tiers.to_vec(),
+        ..BuildOptions::default()
+    };
+    let mut plan = Plan::resolve(&options, Purpose::Preview, &crate::Silent).await?;
+    let last: Option<Manifest> = std::fs::read(plan.out_dir.join(MANIFEST_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let cache = gradient_python::cache_root();
-    let installer = gradient_python::Installer::detect();
-    let backends = crate::registry::backends(&installer);
-    let needed: Vec<Input> = backends
-        .iter()
-        .filter(|b| tiers.contains(&b.tier()))
-        .flat_map(|b| b.inputs().iter().copied())
-        .collect();
-    let cached_inputs = cached_inputs(
-        &project,
-        python,
-        &out_dir,
-        &needed,
-        last.as_ref(),
-        &installer,
-        &cache,
-    )
-    .await;
+    let (cached_inputs, built) = cached_inputs(&plan, last.as_ref()).await;
+    if let Some(built) = built {
+        plan.settle(built);
+    }
+    let lock_file = plan.lock_file();
     let mut planned = Vec::new();
-    for tier in Tier::ALL.into_iter().filter(|t| tiers.contains(t)) {
-        let Some(backend) = backends.iter().find(|b| b.tier() == tier) else {
-            continue;
-        };
-        let unavailable =
-            diagnosis
-                .tiers
-                .iter()
-                .find(|(t, _)| *t == tier)
-                .and_then(|(_, status)| match status {
-                    TierStatus::Ready => None,
-                    TierStatus::Unavailable(why) => Some(why.clone()),
-                    TierStatus::Planned => Some("not in this version of gradient".into()),
-                });
+    for entry in &plan.entries {
+        let inputs = entry.builder.inputs();
         let last_build_cached = last.as_ref().and_then(|manifest| {
-            let record = manifest.artifacts.iter().find(|a| a.tier == tier)?;
-            crate::tier_cache::holds(&cache, tier, &record.file, &record.sha256)
+            let record = manifest.artifacts.iter().find(|a| a.tier == entry.tier)?;
+            crate::tier_cache::holds(&plan.cache, entry.tier, &record.file, &record.sha256)
                 .then(|| record.file.clone())
         });
+        let mut files: Vec<String> = entry
+            .files
+            .iter()
+            .flat_map(|f| [f.name.clone(), crate::sbom::sbom_file_name(&f.name)])
+            .collect();
+        if inputs.contains(&Input::Wheelhouse) {
+            files.extend(lock_file.clone());
+        }
         planned.push(PlannedTier {
-            tier,
-            unavailable,
-            inputs: backend.inputs().to_vec(),
-            cached_inputs: backend
-                .inputs()
+            tier: entry.tier,
+            platform: entry.platform.clone(),
+            unavailable: entry.unavailable.as_ref().map(Unavailable::to_string),
+            inputs: inputs.to_vec(),
+            cached_inputs: inputs
                 .iter()
                 .filter(|i| cached_inputs.contains(i))
                 .copied()
                 .collect(),
+            artifacts: entry.files.clone(),
+            files,
             last_build_cached,
         });
     }
     Ok(planned)
 }
 
-/// Which of the `needed` shared inputs the cache holds, as the build would look them up;
-/// none when no interpreter is found.
-async fn cached_inputs(
-    project: &gradient_core::Project,
-    python: Option<&str>,
-    out_dir: &Path,
-    needed: &[Input],
-    last: Option<&Manifest>,
-    installer: &gradient_python::Installer,
-    cache: &Path,
-) -> Vec<Input> {
-    let request = python
-        .or(project.config.python.as_deref())
-        .map(gradient_python::PythonRequest::parse)
-        .unwrap_or(gradient_python::PythonRequest::Default);
-    let Ok(python) = gradient_python::find_interpreter(&request, cache).await else {
-        return Vec::new();
+/// Which of the plan's shared inputs the cache holds, as the build would look them up, and
+/// the cached distributions' account of the app (their names settle the plan's); nothing
+/// when no interpreter is found.
+async fn cached_inputs(plan: &Plan, last: Option<&Manifest>) -> (Vec<Input>, Option<AppIdentity>) {
+    let Some(python) = &plan.python else {
+        return (Vec::new(), None);
     };
-    let Ok(source_date) = crate::resolve_source_date(&project.root).await else {
-        return Vec::new();
-    };
+    let needed = plan.needed_inputs();
+    let project = &plan.project;
     let mut cached = Vec::new();
+    let mut built = None;
     let want_sdist = needed.contains(&Input::Sdist);
     let want_wheel = needed.contains(&Input::Wheel) || needed.contains(&Input::Wheelhouse);
     if want_sdist || want_wheel {
         let work = std::env::temp_dir();
         let request = gradient_wheel::BuildRequest {
             project,
-            python: &python,
-            installer,
-            cache_root: cache,
+            python,
+            installer: &plan.installer,
+            cache_root: &plan.cache,
             work_dir: &work,
-            source_date,
+            source_date: plan.source_date,
             route: gradient_wheel::WheelRoute::ViaSdist,
             want_sdist,
             want_wheel,
             use_cache: true,
-            out_dir: Some(out_dir),
+            out_dir: Some(&plan.out_dir),
             hook_timeout: None,
         };
-        if gradient_wheel::distributions_cached(&request).await {
+        if let Some(dists) = gradient_wheel::cached_distributions(&request).await {
             cached.extend([Input::Sdist, Input::Wheel]);
+            built = Some(dists);
         }
     }
     if needed.contains(&Input::Wheelhouse) {
-        let name = last
-            .map(|m| m.project.clone())
-            .map(|p| (p.name, p.version))
-            .unwrap_or_else(|| {
-                (
-                    project.display_name(),
-                    project.version.clone().unwrap_or_default(),
-                )
-            });
-        let lock = out_dir.join(format!(
-            "{}-{}.lock.txt",
-            gradient_core::normalize_name(&name.0),
-            name.1
-        ));
+        let stem = match last {
+            Some(manifest) => format!(
+                "{}-{}",
+                gradient_core::normalize_name(&manifest.project.name),
+                manifest.project.version
+            ),
+            None => plan.app.stem(),
+        };
+        let lock = plan.out_dir.join(format!("{stem}.lock.txt"));
         if std::fs::read_to_string(lock)
-            .is_ok_and(|lock| gradient_python::wheelhouse::site_cached(&lock, &python, cache))
+            .is_ok_and(|lock| gradient_python::wheelhouse::site_cached(&lock, python, &plan.cache))
         {
             cached.push(Input::Wheelhouse);
         }
     }
     if needed.contains(&Input::Runtime) && project.config.runtime.archive.is_none() {
         let stdlib = gradient_python::runtime::StdlibChoice::of(&project.config.runtime);
-        if gradient_python::runtime::runtime_cached(&python, &stdlib, cache) {
+        if gradient_python::runtime::runtime_cached(python, &stdlib, &plan.cache) {
             cached.push(Input::Runtime);
         }
     }
-    cached
+    (cached, built)
 }
 
 /// A GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`): one job per tier

@@ -6,17 +6,16 @@ use crate::manifest::{
     ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
     MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
-use crate::publish::{
-    check_writable, publish_checked, publish_file, write_atomically, write_text_atomically,
-};
+use crate::plan::{Plan, PlanEntry, Purpose};
+use crate::publish::{publish_checked, publish_file, write_atomically, write_text_atomically};
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
-use crate::{registry, resolve_source_date, DriverError, Reporter};
+use crate::{DriverError, Reporter};
 use gradient_core::{
-    python_satisfies, Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts,
-    Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
+    AppIdentity, Artifact, Backend, BuildContext, Input, Inputs, InterpreterFacts, Project,
+    SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
-use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
+use gradient_python::Installer;
 use gradient_wheel::{build_distributions, BuildRequest, WheelRoute};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -89,109 +88,107 @@ impl RunOutcome {
     }
 }
 
-/// Run a build.
+/// Run a build: resolve its plan, then execute it, one step after another.
 pub async fn build(
     options: BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, DriverError> {
-    let mut project = Project::load(&options.project_dir)?;
-    if let Some(entry) = &options.entry {
-        project.config.entry = Some(entry.clone());
-    }
-    let project = Arc::new(project);
-    if options.tiers.is_empty() {
-        return Err(DriverError::NothingRequested);
-    }
-    if let Some(tier) = options.tiers.iter().find(|t| !registry::is_available(**t)) {
-        return Err(DriverError::Planned {
-            tier: *tier,
-            available: registry::available_names(),
-        });
-    }
-    check_default_tags(&project, &options)?;
-    let out_dir = std::path::absolute(
-        options
-            .out_dir
-            .clone()
-            .unwrap_or_else(|| project.root.join("dist")),
-    )
-    .map_err(|source| DriverError::Io {
-        action: "resolve",
-        path: project.root.join("dist"),
-        source,
-    })?;
-    check_writable(&out_dir).map_err(|reason| DriverError::Output {
-        path: out_dir.clone(),
-        reason,
-    })?;
-
-    let cache = usable_cache(
-        options.cache_dir.clone().unwrap_or_else(cache_root),
+    let mut plan = Plan::resolve(&options, Purpose::Build, reporter).await?;
+    let mut skipped = announce_skipped(&plan, reporter);
+    let work = open_work_folder(&plan, &options, reporter).await?;
+    let shared = build_inputs(&mut plan, &work, &options, reporter).await?;
+    let results = run_tiers(&plan, &work, &shared, &options, reporter).await;
+    let results = time_startup_and_keep(&plan, results, reporter).await;
+    let (outcomes, mut records) = tally(&plan, results, &mut skipped, &options);
+    remove_unlisted(
+        work.published_files
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+        &records,
+        || crate::manifest::listed_before(&plan.out_dir),
         reporter,
     );
-    // Held until the run ends: a second run on the same project, or into the same output
-    // folder, waits for this one.
-    let lock_root = match options.cache_dir {
-        Some(_) => locks_root(reporter),
-        None => cache.clone(),
+    let project_record = ProjectRecord {
+        name: plan.app.name.clone(),
+        version: plan.app.version.clone().unwrap_or_default(),
     };
-    let _locks = lock_folders(
+    write_sboms(&plan, &shared.inputs, &project_record, &mut records).await?;
+    let mut manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        gradient_version: env!("CARGO_PKG_VERSION").to_string(),
+        project: project_record,
+        source_date: plan.source_date,
+        python: PythonRecord::from(plan.python().as_ref()),
+        artifacts: records,
+        skipped,
+        inputs: shared.records,
+    };
+    let earlier = write_run_files(&plan, &mut manifest, reporter)?;
+    Ok(RunOutcome {
+        manifest,
+        out_dir: plan.out_dir.clone(),
+        tiers: outcomes,
+        interpreter: plan.python().clone(),
+        installer: plan.installer.name().to_string(),
+        earlier,
+    })
+}
+
+/// The tiers this host cannot build, said, as the manifest records them.
+fn announce_skipped(plan: &Plan, reporter: &dyn Reporter) -> Vec<SkippedRecord> {
+    let mut skipped = Vec::new();
+    for entry in &plan.entries {
+        if let Some(unavailable) = &entry.unavailable {
+            reporter.warn(&format!("skipping {}: {unavailable}", entry.tier));
+            skipped.push(SkippedRecord {
+                tier: entry.tier,
+                reason: unavailable.to_string(),
+            });
+        }
+    }
+    skipped
+}
+
+/// The run's private folders: the project and output folder locks (a second run on the same
+/// project, or into the same output folder, waits for this one), the debris of killed runs
+/// swept, and a work folder that can run programs.
+struct WorkFolder {
+    _locks: Vec<std::fs::File>,
+    /// Held under a lock while the run lives, removed when it ends (also when the run is
+    /// dropped on a signal); after a SIGKILL, by the next run's sweep.
+    staged: gradient_python::staging::Staged,
+    /// Every file published into the output folder in this run, noted as it lands, so that
+    /// one no record lists (its tier stopped by --fail-fast, or failed between two files)
+    /// can be taken out again.
+    published_files: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl WorkFolder {
+    fn path(&self) -> &Path {
+        self.staged.path()
+    }
+}
+
+async fn open_work_folder(
+    plan: &Plan,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<WorkFolder, DriverError> {
+    let lock_root = match options.cache_dir {
+        Some(_) => crate::locks::locks_root(reporter),
+        None => plan.cache.clone(),
+    };
+    let locks = crate::locks::lock_folders(
         &lock_root,
-        &[(&project.root, "building"), (&out_dir, "writing into")],
+        &[
+            (&plan.project.root, "building"),
+            (&plan.out_dir, "writing into"),
+        ],
         reporter,
     )
     .await?;
-    let request = options
-        .python
-        .as_deref()
-        .or(project.config.python.as_deref())
-        .map(PythonRequest::parse)
-        .unwrap_or(PythonRequest::Default);
-    crate::debris::sweep(&cache, &out_dir);
-    let python = Arc::new(find_interpreter(&request, &cache).await?);
-    check_requires_python(&project, &python)?;
-    let source_date = resolve_source_date(&project.root).await?;
-    tracing::info!("build interpreter: {python}");
-    tracing::info!("source date: {source_date}");
-    let installer = Installer::detect();
-    tracing::info!("installer: {}", installer.name());
-
-    // Plan: the requested backends this host can build, and the inputs they share.
-    let container_engine = if options.all && options.tiers.contains(&Tier::Docker) {
-        Some(gradient_oci::Engine::probe().await)
-    } else {
-        None
-    };
-    let host = Host {
-        interpreter: Some(python.clone()),
-        container_engine,
-    };
-    let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
-    let mut skipped = Vec::new();
-    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
-    for backend in registry::backends(&installer) {
-        if !requested.contains(&backend.tier()) {
-            continue;
-        }
-        match backend.preflight(&host) {
-            Ok(()) => backends.push(backend),
-            Err(unavailable) => {
-                reporter.warn(&format!("skipping {}: {unavailable}", backend.tier()));
-                skipped.push(SkippedRecord {
-                    tier: backend.tier(),
-                    reason: unavailable.to_string(),
-                });
-            }
-        }
-    }
-    let needed: BTreeSet<Input> = backends
-        .iter()
-        .flat_map(|b| b.inputs().iter().copied())
-        .collect();
-
-    // Held under a lock while the run lives, removed when it ends (also when the run is
-    // dropped on a signal); after a SIGKILL, by the next run's sweep.
-    let work =
+    crate::debris::sweep(&plan.cache, &plan.out_dir);
+    let staged =
         gradient_python::staging::Staged::dir_in(&std::env::temp_dir(), crate::debris::WORK_PREFIX)
             .map_err(|source| DriverError::Io {
                 action: "create a work folder in",
@@ -199,58 +196,51 @@ pub async fn build(
                 source,
             })?;
     if options.smoke {
-        check_can_execute(work.path())?;
+        check_can_execute(staged.path())?;
     }
-    let shared = build_inputs(
-        &needed,
-        &backends,
-        InputRun {
-            project: &project,
-            python: &python,
-            installer: &installer,
-            cache: &cache,
-            work: work.path(),
-            out_dir: &out_dir,
-            source_date,
-            options: &options,
-            reporter,
-        },
-    )
-    .await?;
-    let SharedInputs {
-        inputs,
-        seconds: input_seconds,
-        built_name,
-        records: input_records,
-    } = shared;
-    let inputs = Arc::new(inputs);
+    Ok(WorkFolder {
+        _locks: locks,
+        staged,
+        published_files: std::sync::Mutex::new(Vec::new()),
+    })
+}
 
-    // The tiers, concurrently. Each file a tier puts into the output folder is noted here
-    // as it lands, so that one no record lists (its tier stopped by --fail-fast, or failed
-    // between two files) can be taken out again.
-    let published_files = std::sync::Mutex::new(Vec::new());
+/// Every buildable tier, concurrently: build (or reuse), publish, deliver, smoke-test.
+/// `--fail-fast` drops the others when one fails. A tier the plan delivers from another's
+/// build (docker from oci) shares that one build.
+async fn run_tiers(
+    plan: &Plan,
+    work: &WorkFolder,
+    shared: &SharedInputs,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Vec<(PlanEntry, Option<TierResult>)> {
+    let entries: Vec<PlanEntry> = plan.buildable().cloned().collect();
+    let inputs = Arc::new(shared.inputs.clone());
     let reference = LazyReference::new(
-        &installer,
-        &python,
+        &plan.installer,
+        plan.python(),
         work.path(),
-        &cache,
+        &plan.cache,
         options.find_links.clone(),
     );
-    let runs = backends.iter().map(|backend| {
+    let builds = SharedBuilds::default();
+    let runs = entries.iter().map(|entry| {
         run_tier(
-            backend.as_ref(),
+            entry,
             TierRun {
-                project: &project,
-                python: &python,
+                project: &plan.project,
+                python: plan.python(),
                 inputs: &inputs,
-                cache: &cache,
+                cache: &plan.cache,
                 work: work.path(),
-                out_dir: &out_dir,
-                source_date,
-                options: &options,
-                input_seconds: &input_seconds,
-                published_files: &published_files,
+                out_dir: &plan.out_dir,
+                source_date: plan.source_date,
+                options,
+                input_seconds: &shared.seconds,
+                published_files: &work.published_files,
                 reference: &reference,
+                builds: &builds,
                 reporter,
             },
         )
@@ -259,11 +249,10 @@ pub async fn build(
         .enumerate()
         .map(|(index, run)| async move { (index, run.await) })
         .collect();
-    let mut results: Vec<Option<Result<FinishedTier, TierFailure>>> =
-        backends.iter().map(|_| None).collect();
+    let mut results: Vec<Option<TierResult>> = entries.iter().map(|_| None).collect();
     while let Some((index, result)) = futures::StreamExt::next(&mut pending).await {
         if result.is_err() {
-            reporter.tier_done(backends[index].tier());
+            reporter.tier_finished(entries[index].tier);
         }
         // A tier that refuses the project under --all is a skip, not a failure.
         let refused = matches!(
@@ -281,18 +270,35 @@ pub async fn build(
         }
     }
     drop(pending);
+    entries.into_iter().zip(results).collect()
+}
 
-    // Start-up times, one artifact at a time with nothing else running, then the cache.
-    for (backend, result) in backends.iter().zip(&mut results) {
+/// Start-up times, one artifact at a time with nothing else running, then each finished
+/// tier kept in the cache.
+async fn time_startup_and_keep(
+    plan: &Plan,
+    mut results: Vec<(PlanEntry, Option<TierResult>)>,
+    reporter: &dyn Reporter,
+) -> Vec<(PlanEntry, Option<TierResult>)> {
+    for (entry, result) in &mut results {
         if let Some(Ok(finished)) = result {
-            measure_startup(backend.as_ref(), finished, reporter).await;
-            keep_in_cache(finished, &out_dir, reporter);
-            reporter.tier_done(finished.tier);
+            measure_startup(entry.backend.as_ref(), finished, reporter).await;
+            keep_in_cache(finished, &plan.out_dir, reporter);
+            reporter.tier_finished(finished.tier);
         }
     }
+    results
+}
 
-    // `--all` asks for what this host can build; a tier named with `--to` that it cannot
-    // build fails the run, with its reason.
+/// How each tier went, and the records of the files the run published. `--all` asks for
+/// what this host can build; a tier named with `--to` that it cannot build fails the run,
+/// with its reason.
+fn tally(
+    plan: &Plan,
+    results: Vec<(PlanEntry, Option<TierResult>)>,
+    skipped: &mut Vec<SkippedRecord>,
+    options: &BuildOptions,
+) -> (Vec<TierOutcome>, Vec<ArtifactRecord>) {
     let mut outcomes: Vec<TierOutcome> = skipped
         .iter()
         .map(|skip| TierOutcome {
@@ -301,7 +307,7 @@ pub async fn build(
         })
         .collect();
     let mut records = Vec::new();
-    for (backend, result) in backends.iter().zip(results) {
+    for (entry, result) in results {
         let error = match &result {
             // Refused for this project: a skip with its reason, which fails the run only
             // when the tier was named with --to.
@@ -311,7 +317,7 @@ pub async fn build(
                 ..
             })) => {
                 skipped.push(SkippedRecord {
-                    tier: backend.tier(),
+                    tier: entry.tier,
                     reason: refused.to_string(),
                 });
                 (!options.all).then(|| error.clone())
@@ -325,145 +331,142 @@ pub async fn build(
             None => {}
         }
         outcomes.push(TierOutcome {
-            tier: backend.tier(),
+            tier: entry.tier,
             error,
         });
     }
+    for record in &records {
+        check_named_as_planned(plan, record);
+    }
+    (outcomes, records)
+}
 
-    remove_unlisted(
-        published_files
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner()),
-        &records,
-        || crate::manifest::listed_before(&out_dir),
-        reporter,
-    );
+/// The plan named every file before the build; a tier that wrote another name is a bug in
+/// gradient (the tier's build and its `artifact_files` disagree), logged for a report.
+fn check_named_as_planned(plan: &Plan, record: &ArtifactRecord) {
+    let planned: Vec<&str> = plan
+        .entries
+        .iter()
+        .filter(|e| e.tier == record.tier)
+        .flat_map(|e| e.files.iter().map(|f| f.name.as_str()))
+        .collect();
+    if !planned.contains(&record.file.as_str()) {
+        tracing::warn!(
+            "{}: wrote `{}`, but the plan named {planned:?}",
+            record.tier,
+            record.file
+        );
+    }
+}
 
-    let (name, version) = built_name.unwrap_or_else(|| {
-        (
-            project.display_name(),
-            project.version.clone().unwrap_or_default(),
-        )
-    });
-    let project_record = ProjectRecord { name, version };
-    let python_record = PythonRecord::from(python.as_ref());
+/// Each published file's CycloneDX SBOM beside it. An artifact without its SBOM is not a
+/// finished run: an error stops it.
+async fn write_sboms(
+    plan: &Plan,
+    inputs: &Inputs,
+    project_record: &ProjectRecord,
+    records: &mut [ArtifactRecord],
+) -> Result<(), DriverError> {
+    let python_record = PythonRecord::from(plan.python().as_ref());
     let mut sboms: BTreeMap<String, crate::manifest::SbomRecord> = BTreeMap::new();
-    for record in &mut records {
+    for record in records.iter_mut() {
         // oci and docker publish one file: the first along the gradient describes it.
         if let Some(sbom) = sboms.get(&record.file) {
             record.sbom = Some(sbom.clone());
             continue;
         }
-        let backend = backends.iter().find(|b| b.tier() == record.tier);
+        let backend = plan.entries.iter().find(|e| e.tier == record.tier);
         let shipped = match (backend, &inputs.runtime) {
-            (Some(backend), Some(runtime)) => {
-                backend.shipped_runtime(&project, runtime, &cache).await
+            (Some(entry), Some(runtime)) => {
+                entry
+                    .backend
+                    .shipped_runtime(&plan.project, runtime, &plan.cache)
+                    .await
             }
             _ => None,
         };
         let sources = crate::sbom::SbomSources {
-            project: &project_record,
+            project: project_record,
             app_wheel: inputs.wheel.as_deref(),
             wheelhouse: inputs.wheelhouse.as_ref(),
             runtime: shipped.as_ref().map(|(runtime, _)| runtime),
             runtime_libraries: shipped.as_ref().is_some_and(|(_, libraries)| *libraries),
             python: &python_record,
-            source_date,
+            source_date: plan.source_date,
         };
-        // An artifact without its SBOM is not a finished run: the error stops it.
         let sbom =
-            write_sbom(record, &sources, &out_dir).map_err(|source| DriverError::Publish {
+            write_sbom(record, &sources, &plan.out_dir).map_err(|source| DriverError::Publish {
                 action: "write the bill of materials of",
-                path: out_dir.join(&record.file),
+                path: plan.out_dir.join(&record.file),
                 source,
             })?;
         sboms.insert(record.file.clone(), sbom.clone());
         record.sbom = Some(sbom);
     }
-    let mut manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        gradient_version: env!("CARGO_PKG_VERSION").to_string(),
-        project: project_record,
-        source_date,
-        python: python_record,
-        artifacts: records,
-        skipped,
-        inputs: input_records,
-    };
-    let mut earlier = Vec::new();
-    if !manifest.artifacts.is_empty() {
-        let built_now: Vec<Tier> = manifest.artifacts.iter().map(|a| a.tier).collect();
-        for note in manifest.merge_previous(&out_dir) {
-            reporter.warn(&note);
-        }
-        earlier = manifest
-            .artifacts
-            .iter()
-            .map(|a| a.tier)
-            .filter(|tier| !built_now.contains(tier))
-            .collect();
-        earlier.dedup();
-        let io = |path: PathBuf| {
-            move |source| DriverError::Publish {
-                action: "write",
-                path,
-                source,
-            }
-        };
-        let manifest_path = out_dir.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-        write_text_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
-        let sums_path = out_dir.join(SUMS_FILE);
-        write_atomically(&sums_path, manifest.sha256sums().as_bytes())
-            .map_err(io(sums_path.clone()))?;
-        crate::comparison::write_reports(&out_dir, &manifest).map_err(io(out_dir.clone()))?;
-        // In a GitHub Actions job: the comparison goes on the run's summary page too.
-        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
-            let markdown = crate::comparison::Comparison::of(&manifest).markdown();
-            let appended = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&summary)
-                .and_then(|mut file| {
-                    let text = crate::publish::redact_bytes(markdown.as_bytes());
-                    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())
-                });
-            if let Err(error) = appended {
-                reporter.warn(&format!(
-                    "could not append the summary to GITHUB_STEP_SUMMARY (`{}`): {error}",
-                    Path::new(&summary).display()
-                ));
-            }
-        }
-    }
-    Ok(RunOutcome {
-        manifest,
-        out_dir,
-        tiers: outcomes,
-        interpreter: python,
-        installer: installer.name().to_string(),
-        earlier,
-    })
+    Ok(())
 }
 
-/// Without `--tag`, an image is tagged `NAME:VERSION`: when the project declares both, a
-/// reference that cannot be made from them (a version longer than a tag may be) is a usage
-/// error before any build work, not the engine's refusal after it. A version the backend
-/// computes is checked by the image tiers.
-fn check_default_tags(project: &Project, options: &BuildOptions) -> Result<(), DriverError> {
-    let images = options
-        .tiers
-        .iter()
-        .any(|t| matches!(t, Tier::Oci | Tier::Docker));
-    if let (true, true, Some(name), Some(version)) = (
-        images,
-        options.tags.is_empty(),
-        &project.name,
-        &project.version,
-    ) {
-        gradient_oci::default_tags(&gradient_core::normalize_name(name), version)?;
+/// The manifest (with the records it keeps from the folder's previous one), SHA256SUMS, the
+/// comparison reports and, in a GitHub Actions job, the step summary; each written
+/// atomically. Returns the tiers whose records were kept from the previous manifest.
+fn write_run_files(
+    plan: &Plan,
+    manifest: &mut Manifest,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Tier>, DriverError> {
+    if manifest.artifacts.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let out_dir = &plan.out_dir;
+    let built_now: Vec<Tier> = manifest.artifacts.iter().map(|a| a.tier).collect();
+    for note in manifest.merge_previous(out_dir) {
+        reporter.warn(&note);
+    }
+    let mut earlier: Vec<Tier> = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.tier)
+        .filter(|tier| !built_now.contains(tier))
+        .collect();
+    earlier.dedup();
+    let io = |path: PathBuf| {
+        move |source| DriverError::Publish {
+            action: "write",
+            path,
+            source,
+        }
+    };
+    let manifest_path = out_dir.join(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+    write_text_atomically(&manifest_path, &json).map_err(io(manifest_path.clone()))?;
+    let sums_path = out_dir.join(SUMS_FILE);
+    write_atomically(&sums_path, manifest.sha256sums().as_bytes())
+        .map_err(io(sums_path.clone()))?;
+    crate::comparison::write_reports(out_dir, manifest).map_err(io(out_dir.clone()))?;
+    append_step_summary(manifest, reporter);
+    Ok(earlier)
+}
+
+/// In a GitHub Actions job: the comparison goes on the run's summary page too.
+fn append_step_summary(manifest: &Manifest, reporter: &dyn Reporter) {
+    let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let markdown = crate::comparison::Comparison::of(manifest).markdown();
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&summary)
+        .and_then(|mut file| {
+            let text = crate::publish::redact_bytes(markdown.as_bytes());
+            std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())
+        });
+    if let Err(error) = appended {
+        reporter.warn(&format!(
+            "could not append the summary to GITHUB_STEP_SUMMARY (`{}`): {error}",
+            Path::new(&summary).display()
+        ));
+    }
 }
 
 /// Write the CycloneDX SBOM of `record`'s file beside it (atomically, and only when its
@@ -501,8 +504,8 @@ fn tier_error(result: &Result<FinishedTier, TierFailure>) -> Option<String> {
 struct SharedInputs {
     inputs: Inputs,
     seconds: BTreeMap<Input, f64>,
-    /// `(name, version)` as the backend wrote them.
-    built_name: Option<(String, String)>,
+    /// The app as the built distributions name it.
+    app: Option<AppIdentity>,
     /// Inputs published into the output folder (the lock file).
     records: Vec<InputRecord>,
 }
@@ -519,38 +522,58 @@ struct InputRun<'a> {
     reporter: &'a dyn Reporter,
 }
 
-/// Build each input in `needed` once. The runtime needs nothing else: it is bundled, and
-/// the tiers' runtime-only parts are made ([`Backend::prepare`]), while the sdist and the
-/// wheel build and the wheelhouse is resolved from the wheel's requirements.
+/// Build each input the plan needs once, then name the tiers' files from what was built.
+/// The runtime needs nothing else: it is bundled, and the tiers' runtime-only parts are
+/// made ([`Backend::prepare`]), while the sdist and the wheel build and the wheelhouse is
+/// resolved from the wheel's requirements.
 async fn build_inputs(
-    needed: &BTreeSet<Input>,
-    backends: &[Arc<dyn Backend>],
-    run: InputRun<'_>,
+    plan: &mut Plan,
+    work: &WorkFolder,
+    options: &BuildOptions,
+    reporter: &dyn Reporter,
 ) -> Result<SharedInputs, DriverError> {
+    let needed = plan.needed_inputs();
+    let mut builders: Vec<Arc<dyn Backend>> = Vec::new();
+    for entry in plan.buildable() {
+        if !builders.iter().any(|b| b.tier() == entry.builder.tier()) {
+            builders.push(entry.builder.clone());
+        }
+    }
+    let run = InputRun {
+        project: &plan.project,
+        python: plan.python(),
+        installer: &plan.installer,
+        cache: &plan.cache,
+        work: work.path(),
+        out_dir: &plan.out_dir,
+        source_date: plan.source_date,
+        options,
+        reporter,
+    };
     let runtime_and_parts = async {
         if !needed.contains(&Input::Runtime) {
             return Ok(None);
         }
         let (runtime, seconds) = build_runtime(&run).await?;
-        for backend in backends {
+        for builder in &builders {
             let started = Instant::now();
-            if let Some(made) = backend.prepare(run.project, &runtime, run.cache).await {
-                run.reporter.done(
-                    &format!("{}: {made}", backend.tier()),
-                    started.elapsed().as_secs_f64(),
-                );
+            if let Some(made) = builder.prepare(run.project, &runtime, run.cache).await {
+                reporter.tier_done(builder.tier(), &made, started.elapsed().as_secs_f64());
             }
         }
         Ok::<_, DriverError>(Some((runtime, seconds)))
     };
     let (shared, runtime) = tokio::join!(
-        build_distributions_and_wheelhouse(needed, &run),
+        build_distributions_and_wheelhouse(&needed, &run),
         runtime_and_parts
     );
     let mut shared = shared?;
     if let Some((runtime, seconds)) = runtime? {
         shared.seconds.insert(Input::Runtime, seconds);
         shared.inputs.runtime = Some(runtime);
+    }
+    if let Some(app) = shared.app.clone() {
+        plan.settle(app);
     }
     Ok(shared)
 }
@@ -569,7 +592,7 @@ async fn build_distributions_and_wheelhouse(
     let mut shared = SharedInputs {
         inputs: Inputs::default(),
         seconds: BTreeMap::new(),
-        built_name: None,
+        app: None,
         records: Vec::new(),
     };
     let want_wheel = needed.contains(&Input::Wheel) || needed.contains(&Input::Wheelhouse);
@@ -616,11 +639,20 @@ async fn build_distributions_and_wheelhouse(
 
     shared.seconds.insert(Input::Sdist, dists.sdist_seconds);
     shared.seconds.insert(Input::Wheel, dists.wheel_seconds);
-    if let Some((_, info)) = &dists.wheel {
-        shared.built_name = Some((info.metadata.name.clone(), info.metadata.version.clone()));
-    } else if let Some(metadata) = &dists.sdist_metadata {
-        shared.built_name = Some((metadata.name.clone(), metadata.version.clone()));
-    }
+    let file_name = |path: &Path| {
+        path.file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+    };
+    let metadata = match (&dists.wheel, &dists.sdist_metadata) {
+        (Some((_, info)), _) => Some(&info.metadata),
+        (None, metadata) => metadata.as_ref(),
+    };
+    shared.app = metadata.map(|metadata| AppIdentity {
+        name: metadata.name.clone(),
+        version: Some(metadata.version.clone()),
+        sdist_file: dists.sdist.as_deref().and_then(file_name),
+        wheel_file: dists.wheel.as_ref().and_then(|(path, _)| file_name(path)),
+    });
     shared.inputs.sdist_matches_source = dists.sdist_matches_source;
     shared.inputs.distributions_cached = dists.cached;
 
@@ -755,188 +787,6 @@ async fn build_runtime(
     Ok((files, seconds))
 }
 
-/// Refuse an interpreter that the project's `requires-python` excludes.
-fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result<(), DriverError> {
-    let Some(spec) = &project.requires_python else {
-        return Ok(());
-    };
-    if python_satisfies(spec, python.version) != Some(false) {
-        return Ok(());
-    }
-    let suggestion = (8..=14)
-        .map(|minor| (3, minor, 0))
-        .find(|v| python_satisfies(spec, *v) == Some(true))
-        .map(|(major, minor, _)| format!("{major}.{minor}"))
-        .unwrap_or_else(|| "X.Y".into());
-    Err(DriverError::PythonExcluded {
-        project: project.display_name(),
-        spec: spec.clone(),
-        pyproject: project
-            .pyproject
-            .clone()
-            .unwrap_or_else(|| project.root.join("pyproject.toml")),
-        found: python.to_string(),
-        suggestion,
-    })
-}
-
-/// Where the folder locks live: the user's cache, also for a run with a cache of its own
-/// (`compare --cold`), since a lock is about a folder, not about cached content.
-fn locks_root(reporter: &dyn Reporter) -> PathBuf {
-    usable_cache(cache_root(), reporter)
-}
-
-/// The output folder's lock, for work on it after a run (`compare` adds its peers' output
-/// and its reports): held until the returned value is dropped.
-pub(crate) async fn lock_output_folder(
-    out_dir: &Path,
-    reporter: &dyn Reporter,
-) -> Result<Vec<std::fs::File>, DriverError> {
-    lock_folders(
-        &locks_root(reporter),
-        &[(out_dir, "writing into")],
-        reporter,
-    )
-    .await
-}
-
-/// Take the lock of each folder (each given with what the run does there, for the message a
-/// waiting run shows), in one global order (by lock file), so that two runs whose folders
-/// cross cannot wait for each other; the same folder twice is locked once.
-async fn lock_folders(
-    cache: &Path,
-    folders: &[(&Path, &str)],
-    reporter: &dyn Reporter,
-) -> Result<Vec<std::fs::File>, DriverError> {
-    let mut wanted: Vec<(PathBuf, PathBuf, &str)> = folders
-        .iter()
-        .map(|(folder, doing)| {
-            let folder = real_path(folder);
-            (lock_path(cache, &folder), folder, *doing)
-        })
-        .collect();
-    wanted.sort_by(|a, b| a.0.cmp(&b.0));
-    wanted.dedup_by(|a, b| a.0 == b.0);
-    let mut held = Vec::new();
-    for (path, folder, doing) in wanted {
-        held.push(lock_folder(&path, &folder, doing, reporter).await?);
-    }
-    Ok(held)
-}
-
-/// `folder` with symbolic links resolved, also before it exists (an output folder the run
-/// will make): its nearest existing ancestor resolved, the rest as given, where a `..`
-/// takes back the name before it (a folder that does not exist yet is no link). So one
-/// folder has one lock however it is named.
-fn real_path(folder: &Path) -> PathBuf {
-    let mut existing = folder;
-    let mut rest = Vec::new();
-    while std::fs::metadata(existing).is_err() {
-        match (existing.parent(), existing.components().next_back()) {
-            (Some(parent), Some(last)) => {
-                rest.push(last);
-                existing = parent;
-            }
-            _ => return folder.to_path_buf(),
-        }
-    }
-    let mut real = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
-    for part in rest.into_iter().rev() {
-        match part {
-            std::path::Component::ParentDir => {
-                real.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => real.push(other),
-        }
-    }
-    real
-}
-
-/// `CACHE/locks/NAME-HASH.lock` for a folder (its real path).
-fn lock_path(cache: &Path, folder: &Path) -> PathBuf {
-    let digest = crate::publish::sha256_hex(folder.to_string_lossy().as_bytes());
-    let name = folder
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    cache
-        .join("locks")
-        .join(format!("{name}-{}.lock", &digest[..16]))
-}
-
-/// Take the lock at `path` (holding the owner's pid), waiting and saying so when another run
-/// holds it. The lock goes with the process, however it ends.
-async fn lock_folder(
-    path: &Path,
-    root: &Path,
-    doing: &str,
-    reporter: &dyn Reporter,
-) -> Result<std::fs::File, DriverError> {
-    use std::io::{Read, Seek, Write};
-    let io = |action| {
-        let path = path.to_path_buf();
-        move |source| DriverError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    if let Some(locks) = path.parent() {
-        std::fs::create_dir_all(locks).map_err(io("create"))?;
-    }
-    let mut file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io("open"))?;
-    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
-        let mut owner = String::new();
-        let _ = file.read_to_string(&mut owner);
-        // The pid of the last run that held the lock; shown only while that process lives.
-        let owner = match owner.trim() {
-            pid if !pid.is_empty() && Path::new("/proc").join(pid).exists() => {
-                format!(" (pid {pid})")
-            }
-            _ => String::new(),
-        };
-        reporter.warn(&format!(
-            "another gradient run{owner} is {doing} `{}`; waiting for it to finish (lock: `{}`)",
-            root.display(),
-            path.display()
-        ));
-        file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-            .await
-            .expect("the lock wait does not panic")
-            .map_err(io("lock"))?;
-    }
-    file.set_len(0).map_err(io("write"))?;
-    file.rewind().map_err(io("write"))?;
-    write!(file, "{}", std::process::id()).map_err(io("write"))?;
-    Ok(file)
-}
-
-/// gradient's cache, or a folder in the temp dir when it cannot be written (said on stderr).
-fn usable_cache(root: PathBuf, reporter: &dyn Reporter) -> PathBuf {
-    let writable = std::fs::create_dir_all(&root).is_ok() && tempfile::tempfile_in(&root).is_ok();
-    if writable {
-        return root;
-    }
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0);
-    let fallback = std::env::temp_dir().join(format!("gradient-cache-{uid}"));
-    reporter.warn(&format!(
-        "cannot write to the cache `{}`; using `{}` for this run (set GRADIENT_CACHE_DIR to choose)",
-        root.display(),
-        fallback.display()
-    ));
-    fallback
-}
-
 struct TierRun<'a> {
     cache: &'a Path,
     project: &'a Arc<Project>,
@@ -951,7 +801,55 @@ struct TierRun<'a> {
     published_files: &'a std::sync::Mutex<Vec<PathBuf>>,
     /// The plain venv the smoke tests compare with.
     reference: &'a LazyReference<'a>,
+    builds: &'a SharedBuilds,
     reporter: &'a dyn Reporter,
+}
+
+/// How a tier's run ended.
+type TierResult = Result<FinishedTier, TierFailure>;
+
+/// The builds of a run, by the tier that builds: a tier the plan delivers from another's
+/// build (docker, from oci's image) awaits that same build rather than making its own.
+#[derive(Default)]
+struct SharedBuilds(std::sync::Mutex<BTreeMap<Tier, Arc<BuildCell>>>);
+
+type BuildCell = tokio::sync::OnceCell<Result<Vec<Artifact>, String>>;
+
+impl SharedBuilds {
+    /// `entry`'s artifacts, built by its builder in the builder's work folder (once per
+    /// run), as `entry`'s tier's.
+    async fn build(&self, entry: &PlanEntry, cx: &BuildContext) -> Result<Vec<Artifact>, String> {
+        let builder = entry.builder.tier();
+        let cell = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(builder)
+            .or_default()
+            .clone();
+        let built = cell
+            .get_or_init(|| async {
+                let cx = BuildContext {
+                    work_dir: cx.work_dir.with_file_name(builder.name()),
+                    ..cx.clone()
+                };
+                std::fs::create_dir_all(&cx.work_dir).map_err(|e| e.to_string())?;
+                entry
+                    .builder
+                    .build(&cx)
+                    .await
+                    .map_err(|e| error_chain(e.as_ref()))
+            })
+            .await;
+        let artifacts = built.clone()?;
+        Ok(artifacts
+            .into_iter()
+            .map(|artifact| Artifact {
+                tier: entry.tier,
+                ..artifact
+            })
+            .collect())
+    }
 }
 
 impl TierRun<'_> {
@@ -999,8 +897,9 @@ impl From<String> for TierFailure {
 
 /// Build (or reuse from the tier cache), publish, deliver and smoke-test one tier, and
 /// rebuild it to compare when asked. Errors come back as text for the summary.
-async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTier, TierFailure> {
-    let tier = backend.tier();
+async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
+    let backend = entry.backend.as_ref();
+    let tier = entry.tier;
     let work_dir = run.work.join(tier.name());
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -1041,7 +940,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
                     refused: Some(refused),
                 });
             }
-            build_and_publish(backend, &cx, &run, started).await?
+            build_and_publish(entry, &cx, &run, started).await?
         }
     };
 
@@ -1056,15 +955,14 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
             Ok(delivered) => {
                 if let Some(what) = &delivered {
                     let seconds = delivering.elapsed().as_secs_f64();
-                    run.reporter.done(&format!("{tier}: {what}"), seconds);
+                    run.reporter.tier_done(tier, what, seconds);
                 }
                 record.delivered = delivered;
             }
             Err(error) => {
                 // The file stays published and listed; the tier fails, and a smoke result
                 // cached from an earlier run, whose delivery worked, does not speak for this one.
-                run.reporter
-                    .warn(&format!("{tier}: {}", error_chain(error.as_ref())));
+                run.reporter.tier_warn(tier, &error_chain(error.as_ref()));
                 record.smoke = None;
                 records.push(record);
                 return Err(TierFailure {
@@ -1077,8 +975,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
         let passed_before = record.smoke.as_ref().is_some_and(|s| s.passed);
         let unchecked = backend.smoke_needs().err().filter(|_| !checkers_required());
         if let (Some(missing), true) = (&unchecked, run.options.smoke) {
-            run.reporter.warn(&format!(
-                "{tier}: {} is published unchecked: {missing}\n  (set GRADIENT_REQUIRE_CHECKERS=1 to fail instead)",
+            run.reporter.tier_warn(tier, &format!("{} is published unchecked: {missing}\n  (set GRADIENT_REQUIRE_CHECKERS=1 to fail instead)",
                 artifact.file_name()
             ));
             record.smoke = None;
@@ -1091,8 +988,9 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
             record.smoke = Some(smoke);
             smoked = true;
         } else if run.options.smoke {
-            run.reporter.done(
-                &format!("{tier}: smoke test passed before with this file (cached)"),
+            run.reporter.tier_done(
+                tier,
+                "smoke test passed before with this file (cached)",
                 0.0,
             );
         } else if !is_reused {
@@ -1101,7 +999,7 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
         records.push(record);
     }
     if run.options.verify_reproducible {
-        verify_reproducible(backend, &cx, &mut records, &run).await;
+        verify_reproducible(entry, &cx, &mut records, &run).await;
     }
     Ok(FinishedTier {
         tier,
@@ -1125,9 +1023,10 @@ async fn measure_startup(
         let started = Instant::now();
         match backend.startup(&artifact, &cx).await {
             Ok(Some(startup)) => {
-                reporter.done(
+                reporter.tier_done(
+                    tier,
                     &format!(
-                        "{tier}: `{}` started and finished in {:.3}s on its first run, {:.3}s warm",
+                        "`{}` started and finished in {:.3}s on its first run, {:.3}s warm",
                         startup.command, startup.first_run_seconds, startup.warm_seconds
                     ),
                     started.elapsed().as_secs_f64(),
@@ -1137,10 +1036,10 @@ async fn measure_startup(
                 }
             }
             Ok(None) => {}
-            Err(error) => reporter.warn(&format!(
-                "{tier}: start-up not measured: {}",
-                error_chain(error.as_ref())
-            )),
+            Err(error) => reporter.tier_warn(
+                tier,
+                &format!("start-up not measured: {}", error_chain(error.as_ref())),
+            ),
         }
     }
 }
@@ -1207,11 +1106,13 @@ fn keep_in_cache(finished: &FinishedTier, out_dir: &Path, reporter: &dyn Reporte
         Ok(())
     };
     if let Err(error) = stored {
-        reporter.warn(&format!(
-            "{}: could not keep the build in the cache `{}`: {error}",
+        reporter.tier_warn(
             finished.tier,
-            slot.dir.display()
-        ));
+            &format!(
+                "could not keep the build in the cache `{}`: {error}",
+                slot.dir.display()
+            ),
+        );
     }
 }
 
@@ -1220,18 +1121,16 @@ type PublishedTier = Vec<(Artifact, ArtifactRecord)>;
 
 /// Build the tier into its work folder and publish what it wrote into the output folder.
 async fn build_and_publish(
-    backend: &dyn Backend,
+    entry: &PlanEntry,
     cx: &BuildContext,
     run: &TierRun<'_>,
     started: Instant,
 ) -> Result<PublishedTier, TierFailure> {
-    let tier = backend.tier();
-    let artifacts = backend
-        .build(cx)
-        .await
-        .map_err(|e| error_chain(e.as_ref()))?;
+    let tier = entry.tier;
+    let artifacts = run.builds.build(entry, cx).await?;
     // A tier's build time includes the shared input it stands on.
-    let input_time = backend
+    let input_time = entry
+        .builder
         .inputs()
         .first()
         .and_then(|input| run.input_seconds.get(input))
@@ -1255,8 +1154,9 @@ async fn build_and_publish(
             path: file.path.clone(),
             ..artifact
         };
-        run.reporter.done(
-            &format!("{tier}: wrote {}", artifact.file_name()),
+        run.reporter.tier_done(
+            tier,
+            &format!("wrote {}", artifact.file_name()),
             build_seconds,
         );
         let record = ArtifactRecord {
@@ -1323,11 +1223,9 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
         }
         record.build_seconds = started.elapsed().as_secs_f64();
         record.reused = true;
-        run.reporter.done(
-            &format!(
-                "{}: reused {} (nothing it is built from changed)",
-                record.tier, record.file
-            ),
+        run.reporter.tier_done(
+            record.tier,
+            &format!("reused {} (nothing it is built from changed)", record.file),
             record.build_seconds,
         );
         let artifact = Artifact {
@@ -1342,12 +1240,13 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
 
 /// Build the tier once more, apart, and record for each file whether the bytes are the same.
 async fn verify_reproducible(
-    backend: &dyn Backend,
+    entry: &PlanEntry,
     cx: &BuildContext,
     records: &mut [ArtifactRecord],
     run: &TierRun<'_>,
 ) {
-    let tier = backend.tier();
+    let tier = entry.tier;
+    let backend = entry.builder.as_ref();
     let started = Instant::now();
     // A cache of its own, empty: what the first build cached (image layers, packed runtime
     // parts, the stripped runtime) is made again, not compared with itself.
@@ -1368,7 +1267,7 @@ async fn verify_reproducible(
         Ok(artifacts) => artifacts,
         Err(error) => {
             run.reporter
-                .warn(&format!("{tier}: the second build failed: {error}"));
+                .tier_warn(tier, &format!("the second build failed: {error}"));
             for record in records.iter_mut() {
                 record.reproducible = Some(false);
             }
@@ -1382,18 +1281,19 @@ async fn verify_reproducible(
             .is_some_and(|digest| digest == record.sha256);
         record.reproducible = Some(same);
         if same {
-            run.reporter.done(
-                &format!(
-                    "{tier}: a second build of {} gave the same bytes",
-                    record.file
-                ),
+            run.reporter.tier_done(
+                tier,
+                &format!("a second build of {} gave the same bytes", record.file),
                 started.elapsed().as_secs_f64(),
             );
         } else {
-            run.reporter.warn(&format!(
-                "{tier}: a second build of {} gave different bytes: not reproducible",
-                record.file
-            ));
+            run.reporter.tier_warn(
+                tier,
+                &format!(
+                    "a second build of {} gave different bytes: not reproducible",
+                    record.file
+                ),
+            );
         }
     }
 }
@@ -1455,15 +1355,16 @@ async fn smoke_tier(
     let passed = report.passed();
     for check in &report.checks {
         if check.passed {
-            run.reporter.done(
-                &format!("{tier}: smoke `{}` ok", check.command),
+            run.reporter.tier_done(
+                tier,
+                &format!("smoke `{}` ok", check.command),
                 check.seconds,
             );
         } else {
-            run.reporter.warn(&format!(
-                "{tier}: smoke `{}` failed: {}",
-                check.command, check.detail
-            ));
+            run.reporter.tier_warn(
+                tier,
+                &format!("smoke `{}` failed: {}", check.command, check.detail),
+            );
         }
     }
     SmokeRecord {
@@ -1542,10 +1443,10 @@ mod tests {
     struct Said(std::sync::Mutex<Vec<String>>);
 
     impl Reporter for Said {
-        fn step(&self, _: &str) {}
-        fn done(&self, _: &str, _: f64) {}
-        fn warn(&self, message: &str) {
-            self.0.lock().unwrap().push(message.to_string());
+        fn report(&self, event: crate::Event<'_>) {
+            if event.kind == crate::EventKind::Warning {
+                self.0.lock().unwrap().push(event.text.to_string());
+            }
         }
     }
 
@@ -1595,34 +1496,5 @@ mod tests {
         let said = said.0.into_inner().unwrap();
         assert_eq!(said.len(), 1);
         assert!(said[0].contains("app-1.0-linux-x86_64"), "{said:?}");
-    }
-
-    #[test]
-    fn a_folder_has_one_lock_whether_it_exists_yet_or_is_named_through_a_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real");
-        std::fs::create_dir(&real).unwrap();
-        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
-        let cache = dir.path().join("cache");
-        let lock = |folder: &Path| lock_path(&cache, &real_path(folder));
-        assert_eq!(
-            lock(&real.join("dist")),
-            lock(&dir.path().join("link/dist"))
-        );
-        std::fs::create_dir(real.join("dist")).unwrap();
-        assert_eq!(
-            lock(&real.join("dist")),
-            lock(&dir.path().join("link/dist"))
-        );
-        assert_ne!(lock(&real.join("dist")), lock(&real.join("other")));
-        // `..` and `.` through folders that do not exist yet.
-        assert_eq!(
-            lock(&real.join("new/../later/./out")),
-            lock(&real.join("later/out"))
-        );
-        assert_eq!(
-            lock(&dir.path().join("link/new/../dist")),
-            lock(&real.join("dist"))
-        );
     }
 }

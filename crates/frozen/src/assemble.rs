@@ -14,8 +14,16 @@ const PYTHON_DIR: &str = "python";
 /// Where legacy (setuptools `scripts=`) scripts sit inside the extraction folder.
 const LEGACY_DIR: &str = "scripts";
 
+/// `NAME-VERSION-PLATFORM` (`sampleapp-1.0-linux-x86_64`: the architecture keeps its own
+/// underscore), from the normalised name: what either engine writes and the plan lists.
+pub fn file_name(name: &str, version: &str, python: &gradient_core::InterpreterFacts) -> String {
+    let platform = python.platform_tag.replacen('_', "-", 1);
+    format!("{name}-{version}-{platform}")
+}
+
 /// A built frozen executable.
 #[derive(Clone, Debug)]
+
 pub struct Frozen {
     pub path: PathBuf,
     /// None for a multi-call executable without a default.
@@ -80,9 +88,7 @@ pub async fn assemble(
     write_tar_gz(&app_part, &app_entries, cx.source_date.seconds)?;
 
     let runtime_part = runtime_part(runtime, &cx.cache_dir)?;
-    // linux_x86_64 → linux-x86_64: the architecture keeps its own underscore.
-    let platform = python.platform_tag.replacen('_', "-", 1);
-    let path = work_dir.join(format!("{name}-{}-{platform}", info.metadata.version));
+    let path = work_dir.join(file_name(&name, &info.metadata.version, python));
     write_executable(&path, &name, &[&runtime_part, &app_part])?;
     Ok(Frozen {
         path,

@@ -52,12 +52,11 @@ pub async fn build_with_pyinstaller(
     let entry = work_dir.join("entry.py");
     std::fs::write(&entry, entry_script(&target)).map_err(io("write", &entry))?;
 
-    let name = format!(
-        "{}-{}-{}",
-        normalize_name(&info.metadata.name),
-        info.metadata.version,
-        // The same name as gradient's own engine writes: linux_x86_64 → linux-x86_64.
-        python.platform_tag.replacen('_', "-", 1)
+    // The same name as gradient's own engine writes.
+    let name = crate::assemble::file_name(
+        &normalize_name(&info.metadata.name),
+        &info.metadata.version,
+        python,
     );
     let mut command = Command::new(pyinstaller.join("bin/python"));
     command

@@ -4,9 +4,9 @@ use crate::pyinstaller::build_with_pyinstaller;
 use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input, InterpreterFacts,
-    ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup,
-    TargetNeeds, Tier, Unavailable,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input,
+    InterpreterFacts, PlannedFile, ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext,
+    SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_launcher::Launch;
 use gradient_python::smoke::{
@@ -43,6 +43,20 @@ impl Backend for FrozenTier {
 
     fn inputs(&self) -> &'static [Input] {
         &[Input::Runtime, Input::Wheelhouse, Input::Wheel]
+    }
+
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        let name = gradient_core::normalize_name(&app.name);
+        vec![app.planned(crate::assemble::file_name(
+            &name,
+            app.version_in_name(),
+            python,
+        ))]
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {

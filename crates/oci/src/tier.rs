@@ -12,9 +12,10 @@ use crate::{Engine, OciError};
 use async_trait::async_trait;
 use gradient_core::reference::Reference;
 use gradient_core::{
-    normalize_name, Artifact, Backend, BackendError, BaseImage, BuildContext, Host, Input,
-    InterpreterFacts, ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport,
-    Startup, TargetNeeds, Tier, Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
+    normalize_name, AppIdentity, Artifact, Backend, BackendError, BaseImage, BuildContext, Host,
+    Input, InterpreterFacts, PlannedFile, ProbeOutput, Project, RuntimeFiles, SmokeCheck,
+    SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable, DEFAULT_USER,
+    FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
     ask_until_ended, judge_answer, measure_runs, measure_startup, run_check, run_probe,
@@ -45,6 +46,18 @@ fn container_needs() -> TargetNeeds {
 const INPUTS: &[Input] = &[Input::Runtime, Input::Wheelhouse, Input::Wheel];
 
 /// The image tarball, as `tier`'s artifact.
+/// `NAME-VERSION.oci.tar`, from the normalised name: what the build writes and the plan
+/// lists, for the oci tier and for docker, which delivers the same file.
+pub fn file_name(name: &str, version: &str) -> String {
+    format!("{name}-{version}.oci.tar")
+}
+
+/// The image tarball, as the plan names it.
+fn planned_image(app: &AppIdentity) -> Vec<PlannedFile> {
+    let name = gradient_core::normalize_name(&app.name);
+    vec![app.planned(file_name(&name, app.version_in_name()))]
+}
+
 async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, BackendError> {
     Ok(vec![Artifact {
         tier,
@@ -146,6 +159,15 @@ impl Backend for OciTier {
 
     fn inputs(&self) -> &'static [Input] {
         INPUTS
+    }
+
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        planned_image(app)
     }
 
     fn fingerprint(&self, project: &Project) -> Option<String> {
@@ -271,6 +293,15 @@ impl Backend for DockerTier {
         INPUTS
     }
 
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        planned_image(app)
+    }
+
     fn fingerprint(&self, project: &Project) -> Option<String> {
         base_fingerprint(project)
     }
@@ -301,8 +332,17 @@ impl Backend for DockerTier {
         prepare_base_layers(project, runtime, cache).await
     }
 
+    fn delivers(&self) -> Option<Tier> {
+        Some(Tier::Oci)
+    }
+
+    /// Never called by the driver, which has the oci tier build the image once.
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        image_artifact(cx, Tier::Docker).await
+        let mut artifacts = OciTier.build(cx).await?;
+        for artifact in &mut artifacts {
+            artifact.tier = Tier::Docker;
+        }
+        Ok(artifacts)
     }
 
     async fn shipped_runtime(
@@ -935,7 +975,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         created: gradient_archive::rfc3339(mtime),
         tags,
     };
-    let path = cx.work_dir.join(format!("{name}-{version}.oci.tar"));
+    let path = cx.work_dir.join(file_name(name, version));
     tokio::task::block_in_place(|| write_image(&spec, mtime, &path))?;
     Ok(path)
 }

@@ -37,13 +37,17 @@ pub fn architecture(native: bool) -> &'static str {
 
 /// `NAME_VERSION-REVISION_ARCH.deb` (the epoch is not part of file names).
 pub fn file_name(spec: &PackageSpec) -> String {
-    format!(
-        "{}_{}-{}_{}.deb",
-        spec.name,
-        spec.version.upstream,
-        spec.revision,
-        architecture(spec.native)
+    package_file_name(
+        &spec.name,
+        &spec.version.upstream,
+        &spec.revision,
+        spec.native,
     )
+}
+
+/// [`file_name`] from its parts, as the plan names the package before it is built.
+pub fn package_file_name(name: &str, upstream: &str, revision: &str, native: bool) -> String {
+    format!("{name}_{upstream}-{revision}_{}.deb", architecture(native))
 }
 
 /// Write the package to `path`; the runtime's part of the data is kept in `cache`.

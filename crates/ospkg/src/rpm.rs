@@ -17,13 +17,17 @@ pub fn architecture(native: bool) -> &'static str {
 
 /// `NAME-VERSION-RELEASE.ARCH.rpm`.
 pub fn file_name(spec: &PackageSpec) -> String {
-    format!(
-        "{}-{}-{}.{}.rpm",
-        spec.name,
-        spec.version.upstream,
-        spec.revision,
-        architecture(spec.native)
+    package_file_name(
+        &spec.name,
+        &spec.version.upstream,
+        &spec.revision,
+        spec.native,
     )
+}
+
+/// [`file_name`] from its parts, as the plan names the package before it is built.
+pub fn package_file_name(name: &str, upstream: &str, revision: &str, native: bool) -> String {
+    format!("{name}-{upstream}-{revision}.{}.rpm", architecture(native))
 }
 
 /// Write the package to `path`.

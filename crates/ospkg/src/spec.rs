@@ -143,12 +143,22 @@ pub fn name_and_version(
     app: &App,
     format: PackageFormat,
 ) -> Result<(String, PackageVersion), OsPkgError> {
+    package_name_and_version(project, &app.metadata.name, &app.metadata.version, format)
+}
+
+/// [`name_and_version`] from the app's declared name and its version.
+pub fn package_name_and_version(
+    project: &Project,
+    app_name: &str,
+    app_version: &str,
+    format: PackageFormat,
+) -> Result<(String, PackageVersion), OsPkgError> {
     let config = package_config(project, format);
     let table = format.table();
     let name = match &config.name {
         Some(name) => name.get_ref().clone(),
         None => {
-            let derived = normalize_name(&app.metadata.name);
+            let derived = normalize_name(app_name);
             check_package_name(format, &derived).map_err(|rule| OsPkgError::Unmappable {
                 what: format!("the name `{derived}`"),
                 rule,
@@ -159,13 +169,11 @@ pub fn name_and_version(
     };
     let version = match &config.version {
         Some(version) => PackageVersion {
-            epoch: map_version(&app.metadata.version)
-                .ok()
-                .and_then(|v| v.epoch),
+            epoch: map_version(app_version).ok().and_then(|v| v.epoch),
             upstream: version.get_ref().clone(),
         },
         None => {
-            let version = &app.metadata.version;
+            let version = app_version;
             let mapped = map_version(version).map_err(|rule| OsPkgError::Unmappable {
                 what: format!("the version `{version}`"),
                 rule,

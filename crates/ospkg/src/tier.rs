@@ -3,14 +3,17 @@
 //! (and, for the `system` layout, a CPython standing in for the distribution's python3) and
 //! run its console scripts there, in a chroot without network.
 
-use crate::spec::{name_and_version, package_config, package_maintainer, package_spec, App};
+use crate::spec::{
+    name_and_version, package_config, package_maintainer, package_name_and_version, package_spec,
+    App,
+};
 use crate::{deb, io, rpm, OsPkgError};
 use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, Layout,
-    PackageFormat, ProbeOutput, Project, PythonNeed, RuntimeFiles, SmokeCheck, SmokeContext,
-    SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
+    Layout, PackageFormat, PlannedFile, ProbeOutput, Project, PythonNeed, RuntimeFiles, SmokeCheck,
+    SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_oci::Rootfs;
 use gradient_python::smoke::{
@@ -126,6 +129,39 @@ impl Backend for PackageTier {
 
     fn inputs(&self) -> &'static [Input] {
         INPUTS
+    }
+
+    fn artifact_files(
+        &self,
+        project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        let format = self.0;
+        // A name or version the format cannot take: the build refuses it, with the reason.
+        // A version only the build backend knows yet is named by its placeholder.
+        let version = app.version.as_deref().unwrap_or("0");
+        let Ok((name, version)) = package_name_and_version(project, &app.name, version, format)
+        else {
+            return Vec::new();
+        };
+        let upstream = match &app.version {
+            Some(_) => version.upstream,
+            None => app.version_in_name().to_string(),
+        };
+        let config = package_config(project, format);
+        // A bundled runtime is compiled code; with the system's Python, the package is
+        // architecture-dependent only when some wheel carries compiled code.
+        let bundled = config.layout() == Layout::Bundled;
+        let revision = config.revision();
+        let name = match format {
+            PackageFormat::Deb => deb::package_file_name(&name, &upstream, &revision, bundled),
+            PackageFormat::Rpm => rpm::package_file_name(&name, &upstream, &revision, bundled),
+        };
+        vec![PlannedFile {
+            name,
+            settled: app.version.is_some() && bundled,
+        }]
     }
 
     fn fingerprint(&self, _project: &Project) -> Option<String> {

@@ -5,7 +5,7 @@ use crate::metadata::{
 };
 use crate::{cache, WheelError};
 use gradient_archive::{extract_tar_gz, normalise_tar_gz, normalise_zip, ZipOrder};
-use gradient_core::{InterpreterFacts, Project, SourceDate};
+use gradient_core::{AppIdentity, InterpreterFacts, Project, SourceDate};
 use gradient_python::{BuildEnv, HookRunner, HookSettings, Installer};
 use serde_json::Value;
 use std::ffi::OsString;
@@ -60,13 +60,23 @@ pub struct Distributions {
     pub sdist_matches_source: Option<Result<Option<String>, String>>,
 }
 
-/// Whether the cache holds an identical earlier build of `request` (for `plan`: its files
-/// are not read).
-pub async fn distributions_cached(request: &BuildRequest<'_>) -> bool {
-    match cache::key(request, request.out_dir).await {
-        Some(key) => cache::holds(request.cache_root, &key),
-        None => false,
-    }
+/// What the cache's identical earlier build of `request` says about the app, when it holds
+/// one (for `plan`): the files' names, and the name and version the wheel's name carries.
+pub async fn cached_distributions(request: &BuildRequest<'_>) -> Option<AppIdentity> {
+    let key = cache::key(request, request.out_dir).await?;
+    let (sdist_file, wheel_file) = cache::names(request.cache_root, &key)?;
+    // `NAME-VERSION-TAGS.whl` or `NAME-VERSION.tar.gz`, NAME with `_` for separators.
+    let stem = wheel_file.as_deref().or(sdist_file
+        .as_deref()
+        .and_then(|s| s.strip_suffix(".tar.gz")))?;
+    let mut parts = stem.split('-');
+    let (name, version) = (parts.next()?.to_string(), parts.next()?.to_string());
+    Some(AppIdentity {
+        name,
+        version: Some(version),
+        sdist_file,
+        wheel_file,
+    })
 }
 
 /// Build what `request` asks for, or reuse the cached files of an identical earlier build.

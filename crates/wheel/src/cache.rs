@@ -141,9 +141,14 @@ pub(crate) enum Lookup {
     Corrupt(String),
 }
 
-/// Whether an entry for `key` exists (its files not checked).
-pub(crate) fn holds(cache_root: &Path, key: &str) -> bool {
-    cache_root.join("dists").join(key).join(RECORD).is_file()
+/// The file names of the sdist and the wheel an entry holds, without reading them.
+pub(crate) fn names(cache_root: &Path, key: &str) -> Option<(Option<String>, Option<String>)> {
+    let bytes = std::fs::read(cache_root.join("dists").join(key).join(RECORD)).ok()?;
+    let record: Record = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        record.sdist.map(|(name, _)| name),
+        record.wheel.map(|(name, _)| name),
+    ))
 }
 
 pub(crate) fn lookup(cache_root: &Path, key: &str, dest: &Path) -> Lookup {

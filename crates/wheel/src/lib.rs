@@ -16,7 +16,7 @@ mod scripts;
 mod tiers;
 
 pub use build::{
-    build_distributions, distributions_cached, BuildRequest, Distributions, WheelRoute,
+    build_distributions, cached_distributions, BuildRequest, Distributions, WheelRoute,
 };
 pub use scripts::{
     bundled_console_script, console_script, install_legacy_script, installed_script_start,

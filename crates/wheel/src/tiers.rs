@@ -3,9 +3,9 @@
 use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, ProbeOutput,
-    Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
-    Unavailable,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
+    PlannedFile, ProbeOutput, Project, PythonNeed, SmokeCheck, SmokeContext, SmokeReport, Startup,
+    TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::installer::Source;
 use gradient_python::smoke::{
@@ -51,6 +51,29 @@ impl Backend for SdistTier {
 
     fn inputs(&self) -> &'static [Input] {
         &[Input::Sdist, Input::Wheel]
+    }
+
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        vec![match &app.sdist_file {
+            Some(file) => PlannedFile {
+                name: file.clone(),
+                settled: true,
+            },
+            // The name the build backends write today (PEP 625); the build has the last word.
+            None => PlannedFile {
+                name: format!(
+                    "{}-{}.tar.gz",
+                    distribution_name(app),
+                    app.version_in_name()
+                ),
+                settled: false,
+            },
+        }]
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -136,6 +159,29 @@ impl Backend for WheelTier {
 
     fn inputs(&self) -> &'static [Input] {
         &[Input::Wheel]
+    }
+
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        vec![match &app.wheel_file {
+            Some(file) => PlannedFile {
+                name: file.clone(),
+                settled: true,
+            },
+            // A pure-Python wheel's name; only the build knows the tags for certain.
+            None => PlannedFile {
+                name: format!(
+                    "{}-{}-py3-none-any.whl",
+                    distribution_name(app),
+                    app.version_in_name()
+                ),
+                settled: false,
+            },
+        }]
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
@@ -284,4 +330,9 @@ fn isolate(command: &mut Command, bin: &Path, home: &Path, cwd: &Path) {
         .env("LANG", "C.UTF-8")
         .env("PYTHONNOUSERSITE", "1")
         .current_dir(cwd);
+}
+
+/// The distribution's name in its files' names: normalised, `_` for separators.
+fn distribution_name(app: &AppIdentity) -> String {
+    gradient_core::normalize_name(&app.name).replace('-', "_")
 }

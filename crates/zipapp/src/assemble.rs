@@ -12,8 +12,14 @@ const BOOTSTRAP: &str = include_str!("bootstrap.py");
 /// The archive comment holds the sha256 (hex) of every byte before it.
 const DIGEST_LEN: usize = 64;
 
+/// `NAME-VERSION.pyz`, from the normalised name: what the build writes and the plan lists.
+pub fn file_name(name: &str, version: &str) -> String {
+    format!("{name}-{version}.pyz")
+}
+
 /// A built zipapp.
 #[derive(Clone, Debug)]
+
 pub struct Zipapp {
     pub path: PathBuf,
     /// Top-level names extracted on first run.
@@ -172,7 +178,7 @@ pub async fn assemble(
         .as_ref()
         .map(|s| s.get_ref().clone())
         .unwrap_or_else(|| format!("/usr/bin/env python{}", python.short_version()));
-    let path = work_dir.join(format!("{name}-{version}.pyz"));
+    let path = work_dir.join(file_name(&name, &version));
     write_zip_with(
         &path,
         &entries,

@@ -4,8 +4,9 @@
 use crate::{assemble, default_script, scripts_and_default, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
-    Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts, ProbeOutput,
-    Project, PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
+    PlannedFile, ProbeOutput, Project, PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds,
+    Tier, Unavailable,
 };
 use gradient_python::smoke::{
     concurrent_first_runs, measure_startup, run_check, run_probe, smoke_commands, startup_command,
@@ -41,6 +42,16 @@ impl Backend for ZipappTier {
 
     fn inputs(&self) -> &'static [Input] {
         &[Input::Wheelhouse, Input::Wheel]
+    }
+
+    fn artifact_files(
+        &self,
+        _project: &Project,
+        _python: &InterpreterFacts,
+        app: &AppIdentity,
+    ) -> Vec<PlannedFile> {
+        let name = gradient_core::normalize_name(&app.name);
+        vec![app.planned(crate::assemble::file_name(&name, app.version_in_name()))]
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
