@@ -580,7 +580,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
                     planned.tier.to_string(),
                     match &planned.unavailable {
                         None => "would build".to_string(),
-                        Some(why) => format!("skipped: {}", why.lines().next().unwrap_or("")),
+                        Some(why) => format!("skipped: {}", why.reason),
                     },
                     inputs.join(", "),
                     planned
@@ -668,7 +668,10 @@ async fn doctor(python: Option<String>) -> ExitCode {
     for (tier, status) in &diagnosis.tiers {
         let status = match status {
             TierStatus::Ready => "ready".to_string(),
-            TierStatus::Unavailable(why) => format!("unavailable: {}", why.replace('\n', " ")),
+            TierStatus::Unavailable(why) => match &why.hint {
+                Some(hint) => format!("unavailable: {} (hint: {hint})", why.reason),
+                None => format!("unavailable: {}", why.reason),
+            },
             TierStatus::Planned => "planned (not in this version)".to_string(),
         };
         rows.push([tier.to_string(), status]);

@@ -8,7 +8,7 @@ use gradient_python::{cache_root, Installer};
 #[derive(Clone, Debug)]
 pub enum TierStatus {
     Ready,
-    Unavailable(String),
+    Unavailable(gradient_core::Unavailable),
     Planned,
 }
 
@@ -40,7 +40,7 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
                 None => TierStatus::Planned,
                 Some(backend) => match backend.preflight(&host) {
                     Ok(()) => TierStatus::Ready,
-                    Err(unavailable) => TierStatus::Unavailable(unavailable.to_string()),
+                    Err(unavailable) => TierStatus::Unavailable(unavailable),
                 },
             };
             (tier, status)

@@ -318,8 +318,8 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
 pub struct PlannedTier {
     pub tier: Tier,
     pub platform: String,
-    /// `None` when this host can build it; else why not.
-    pub unavailable: Option<String>,
+    /// `None` when this host can build it; else why not (`reason`, `hint`).
+    pub unavailable: Option<Unavailable>,
     pub inputs: Vec<Input>,
     /// Those of `inputs` the cache already holds for this project and interpreter: a build
     /// reuses them. The wheelhouse counts as cached when the dependencies of the output
@@ -390,7 +390,7 @@ pub async fn plan(
         planned.push(PlannedTier {
             tier: entry.tier,
             platform: entry.platform.clone(),
-            unavailable: entry.unavailable.as_ref().map(Unavailable::to_string),
+            unavailable: entry.unavailable.clone(),
             inputs: inputs.to_vec(),
             cached_inputs: inputs
                 .iter()
