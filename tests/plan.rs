@@ -10,7 +10,7 @@ fn build_writes_exactly_the_files_plan_listed() {
     for project in ["sampleapp", "hatch-app", "poetry-app"] {
         let out = tempfile::tempdir().unwrap();
         let output = run(gradient()
-            .args(["plan", "--all", "--format", "json", "--out"])
+            .args(["plan", "--all", "--json", "--out"])
             .arg(out.path())
             .arg(fixture(project)));
         assert!(output.status.success(), "{}", stderr(&output));

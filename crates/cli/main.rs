@@ -199,6 +199,9 @@ struct PlanArgs {
     /// tiers this host can build).
     #[arg(long, default_value = "text", value_parser = ["text", "json", "github-matrix"])]
     format: String,
+    /// The same as `--format json`, as for `build` and `advise`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -548,7 +551,12 @@ async fn plan(args: PlanArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match args.format.as_str() {
+    let format = if args.json {
+        "json"
+    } else {
+        args.format.as_str()
+    };
+    match format {
         "json" => print_json(&plan),
         "github-matrix" => {
             let matrix = gradient_driver::plan::github_matrix(&plan);
