@@ -53,6 +53,24 @@ pub struct Entry {
     pub mode: u32,
 }
 
+/// The folder entries that lead to and include `path`: `a`, `a/b`, `a/b/c` for `a/b/c`.
+pub fn folder_entries(path: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut current = String::new();
+    for part in path.split('/') {
+        if !current.is_empty() {
+            current.push('/');
+        }
+        current.push_str(part);
+        entries.push(Entry {
+            path: current.clone(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+        });
+    }
+    entries
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     File(Vec<u8>),

@@ -13,6 +13,7 @@
 //! `gradient-driver`. Keeping the shared types here breaks what would otherwise be a
 //! dependency cycle between the driver and the backends.
 
+mod app;
 mod backend;
 mod container;
 mod epoch;
@@ -25,6 +26,7 @@ mod specifier;
 mod text;
 mod tier;
 
+pub use app::EntryError;
 pub use backend::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, PlannedFile,
     ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable,

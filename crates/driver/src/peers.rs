@@ -218,7 +218,7 @@ pub async fn run_peers(
 ) -> Vec<PeerRun> {
     let script = target
         .wheel
-        .and_then(|wheel| gradient_zipapp::scripts_and_default(target.project, wheel).ok())
+        .and_then(|wheel| gradient_wheel::scripts_and_default(target.project, wheel).ok())
         .and_then(|(_, default)| default)
         .unwrap_or_else(|| main_script(target.project, target.name));
     remove_stale_staging(&target.out_dir.join("peers"));

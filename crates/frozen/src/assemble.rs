@@ -40,13 +40,13 @@ pub async fn assemble(
     let (project, python, work_dir) = (&cx.project, &cx.python, &cx.work_dir);
     let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
     let name = normalize_name(&info.metadata.name);
-    let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
+    let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
 
     // The app part: site-packages (dependencies and the app, compiled) and launch.txt.
     let app_root = work_dir.join("app");
     let site = app_root.join(PYTHON_DIR).join(&runtime.site_packages);
     gradient_python::wheelhouse::copy_site(dependencies, &site)?;
-    gradient_zipapp::install_wheel_files(wheel, &site)?;
+    gradient_wheel::install_wheel_files(wheel, &site)?;
     gradient_python::runtime::compile_tree(&python.executable, &site, &app_root, &[]).await?;
     // Legacy scripts as the wheel has them, under scripts/, for the launcher to run.
     let mut scripts: Vec<(String, String)> = scripts.into_iter().collect();

@@ -28,7 +28,11 @@ pub enum FrozenError {
     #[error("the {what} input was not built")]
     MissingInput { what: &'static str },
     #[error(transparent)]
-    Zipapp(#[from] gradient_zipapp::ZipappError),
+    Entry(#[from] gradient_core::EntryError),
+    /// Only for builders that run one script (the pyinstaller engine): gradient's own
+    /// single-file tiers are multi-call files instead.
+    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one\n  hint: choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each")]
+    AmbiguousEntry { project: String, scripts: String },
     #[error(transparent)]
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]

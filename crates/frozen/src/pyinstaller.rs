@@ -35,10 +35,10 @@ pub async fn build_with_pyinstaller(
     // The app and its dependencies in one folder PyInstaller searches.
     let site = work_dir.join("site");
     gradient_python::wheelhouse::copy_site(dependencies, &site)?;
-    gradient_zipapp::install_wheel_files(wheel, &site)?;
+    gradient_wheel::install_wheel_files(wheel, &site)?;
     let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-    let (scripts, default) = gradient_zipapp::scripts_and_default(project, wheel)?;
-    let default = default.ok_or_else(|| gradient_zipapp::ZipappError::AmbiguousEntry {
+    let (scripts, default) = gradient_wheel::scripts_and_default(project, wheel)?;
+    let default = default.ok_or_else(|| FrozenError::AmbiguousEntry {
         project: normalize_name(&info.metadata.name),
         scripts: scripts.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;

@@ -160,7 +160,7 @@ impl Backend for FrozenTier {
             .wheel
             .as_ref()
             .ok_or(FrozenError::MissingInput { what: "wheel" })?;
-        let (scripts, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let (scripts, default) = gradient_wheel::scripts_and_default(&cx.project, wheel)?;
         let hidden = HiddenPython::for_host(&cx.python);
         let links = cx.scratch.join("links");
         std::fs::create_dir_all(&links)?;
@@ -276,7 +276,7 @@ impl Backend for FrozenTier {
             .wheel
             .as_ref()
             .ok_or(FrozenError::MissingInput { what: "wheel" })?;
-        let (scripts, default) = gradient_zipapp::scripts_and_default(&cx.project, wheel)?;
+        let (scripts, default) = gradient_wheel::scripts_and_default(&cx.project, wheel)?;
         let Some(SmokeCommand { argv, expect }) = startup_command(
             &cx.project,
             cx.reference.as_deref(),

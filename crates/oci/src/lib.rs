@@ -20,12 +20,10 @@ mod rootfs;
 mod tier;
 
 pub use base::{find_python, BasePython};
-pub use content::{scratch_base, system_libraries};
 pub use engine::{engine_address, Engine, HeldImage};
 pub use image::{ImageDigests, ImageSpec};
 pub use layer::{make_layer, staging_areas, Layer};
 pub use reference::{check_reference, default_tags};
-pub use rootfs::Rootfs;
 pub use tier::{DockerTier, OciTier};
 
 use std::path::{Path, PathBuf};
@@ -61,8 +59,6 @@ pub enum OciError {
     BadReference { reference: String, reason: String },
     #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user")]
     UnknownUser { user: String },
-    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)\n  hint: a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"")]
-    NoGlibc,
     #[error(
         "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
     )]
@@ -81,7 +77,9 @@ pub enum OciError {
     #[error(transparent)]
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]
-    Zipapp(#[from] gradient_zipapp::ZipappError),
+    Sandbox(#[from] gradient_sandbox::SandboxError),
+    #[error(transparent)]
+    Entry(#[from] gradient_core::EntryError),
 }
 
 /// The `OciError::Io` for `action` on `path`, for `map_err`.

@@ -686,7 +686,7 @@ impl<'a> App<'a> {
             .as_deref()
             .ok_or(OciError::MissingInput { what: "wheel" })?;
         let metadata = gradient_wheel::metadata::inspect_wheel(wheel)?.metadata;
-        let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
+        let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
         Ok(App {
             wheel,
             name: normalize_name(&metadata.name),
@@ -776,7 +776,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     };
 
     let user = match settings.user() {
-        user if user == DEFAULT_USER => format!("{0}:{0}", content::APP_UID),
+        user if user == DEFAULT_USER => format!("{0}:{0}", gradient_sandbox::APP_UID),
         // The scratch image's /etc/passwd has root, app and nobody.
         user if base.is_none() && user == "nobody" => "65534:65534".to_string(),
         user if base.is_none()
@@ -802,7 +802,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             layer,
             created_by: format!(
                 "gradient: C library from the build host, /etc, user {DEFAULT_USER} ({})",
-                content::APP_UID
+                gradient_sandbox::APP_UID
             ),
         });
     }
@@ -817,7 +817,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     };
     if !system.is_empty() {
         let glibc = gradient_python::runtime::glibc_files();
-        let entries = content::system_libraries(&glibc, &system)?;
+        let entries = gradient_sandbox::system_libraries(&glibc, &system)?;
         let layer =
             tokio::task::block_in_place(|| make_layer(&entries, FALLBACK_EPOCH, &root, cache))?;
         let names: Vec<&str> = system.iter().map(|(name, _)| name.as_str()).collect();
@@ -903,7 +903,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         &staging.join("app"),
         &placement,
         &cx.python.executable,
-        |site| Ok(gradient_zipapp::install_wheel_files(app.wheel, site)?),
+        |site| Ok(gradient_wheel::install_wheel_files(app.wheel, site)?),
         &script_files,
     )
     .await?;
@@ -984,8 +984,13 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
 /// when these glibc files made it before.
 fn scratch_layer(cache: &Path) -> Result<Layer, OciError> {
     layer_by_recipe(scratch_recipe().as_deref(), cache, || {
-        let entries = content::scratch_base(&gradient_python::runtime::glibc_files())?;
-        make_layer(&entries, FALLBACK_EPOCH, &content::scratch_owner, cache)
+        let entries = gradient_sandbox::scratch_base(&gradient_python::runtime::glibc_files())?;
+        make_layer(
+            &entries,
+            FALLBACK_EPOCH,
+            &gradient_sandbox::scratch_owner,
+            cache,
+        )
     })
 }
 
@@ -1001,7 +1006,7 @@ fn runtime_layer(runtime: &RuntimeFiles, cache: &Path) -> Result<Layer, OciError
 
 fn scratch_recipe() -> Option<String> {
     // 2: carries the C.UTF-8 locale.
-    let locale = stamp(Path::new(content::HOST_LOCALE)).unwrap_or_default();
+    let locale = stamp(Path::new(gradient_sandbox::HOST_LOCALE)).unwrap_or_default();
     glibc_stamps().map(|stamps| format!("scratch base 2\n{stamps}\n{locale}"))
 }
 

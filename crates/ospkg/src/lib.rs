@@ -68,9 +68,9 @@ pub enum OsPkgError {
     #[error(transparent)]
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]
-    Zipapp(#[from] gradient_zipapp::ZipappError),
+    Entry(#[from] gradient_core::EntryError),
     #[error(transparent)]
-    Oci(#[from] gradient_oci::OciError),
+    Sandbox(#[from] gradient_sandbox::SandboxError),
 }
 
 /// The `OsPkgError::Io` for `action` on `path`, for `map_err`.

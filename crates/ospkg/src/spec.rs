@@ -127,7 +127,7 @@ pub struct App {
 impl App {
     pub fn of(project: &Project, wheel: &Path) -> Result<App, OsPkgError> {
         let metadata = gradient_wheel::metadata::inspect_wheel(wheel)?.metadata;
-        let (scripts, default_script) = gradient_zipapp::scripts_and_default(project, wheel)?;
+        let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
         Ok(App {
             metadata,
             scripts,
@@ -319,7 +319,7 @@ pub async fn package_spec(
     let mut site = staging.join(&site_rel);
     std::fs::create_dir_all(&site).map_err(io("create", &site))?;
     gradient_python::wheelhouse::copy_site(&wheelhouse.site, &site)?;
-    gradient_zipapp::install_wheel_files(wheel, &site)?;
+    gradient_wheel::install_wheel_files(wheel, &site)?;
     let objects = crate::strip::elf_files(&site)?;
     crate::strip::strip_files(&objects).await?;
     let site_glibc = highest_glibc(&objects)?;

@@ -15,10 +15,10 @@ use gradient_core::{
     Layout, PackageFormat, PlannedFile, ProbeOutput, Project, PythonNeed, RuntimeFiles, SmokeCheck,
     SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
-use gradient_oci::Rootfs;
 use gradient_python::smoke::{
     measure_startup, run_check, run_probe, smoke_commands, startup_command, Expect, SmokeCommand,
 };
+use gradient_sandbox::Rootfs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::process::Command;
@@ -386,9 +386,9 @@ async fn run_installed(
     libraries: &[String],
 ) -> Result<Vec<SmokeCheck>, OsPkgError> {
     let glibc = gradient_python::runtime::glibc_files();
-    let mut base = gradient_oci::scratch_base(&glibc)?;
+    let mut base = gradient_sandbox::scratch_base(&glibc)?;
     let depended_on = gradient_python::runtime::host_libraries(libraries);
-    base.extend(gradient_oci::system_libraries(&glibc, &depended_on)?);
+    base.extend(gradient_sandbox::system_libraries(&glibc, &depended_on)?);
     let layout = package_config(&cx.project, format).layout();
     if layout == Layout::System {
         // The distribution's python3, played by the build's runtime bundle at /usr.
@@ -455,7 +455,7 @@ fn installed_root(root: &Path) -> Rootfs {
                 format!("/home/{}", gradient_core::DEFAULT_USER),
             ),
         ],
-        user: "1000:1000".into(),
+        user: format!("{0}:{0}", gradient_sandbox::APP_UID),
         entrypoint: Vec::new(),
         cmd: Vec::new(),
     }
@@ -474,10 +474,11 @@ fn write_entries(root: &Path, entries: &[Entry]) -> Result<(), OsPkgError> {
                 let mode = gradient_archive::normal_mode(entry.mode, true);
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                     .map_err(io("chmod", &path))?;
+                let uid = gradient_sandbox::APP_UID as u32;
                 if entry.path == format!("home/{}", gradient_core::DEFAULT_USER)
                     && gradient_python::is_root()
                 {
-                    std::os::unix::fs::chown(&path, Some(1000), Some(1000))
+                    std::os::unix::fs::chown(&path, Some(uid), Some(uid))
                         .map_err(io("chown", &path))?;
                 }
             }

@@ -9,12 +9,14 @@
 //! returns both files, byte-reproducible and checked ([`metadata`]). The driver builds them
 //! once per run as shared inputs; [`SdistTier`] and [`WheelTier`] publish and smoke-test them.
 
+mod app;
 mod build;
 mod cache;
 pub mod metadata;
 mod scripts;
 mod tiers;
 
+pub use app::{choose_scripts, install_wheel_files, scripts_and_default};
 pub use build::{
     build_distributions, cached_distributions, BuildRequest, Distributions, WheelRoute,
 };
@@ -30,7 +32,7 @@ pub fn staging_areas(cache: &std::path::Path) -> Vec<(std::path::PathBuf, &'stat
 }
 pub use tiers::{SdistTier, WheelTier};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why an sdist or wheel could not be built or does not pass its checks.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub enum WheelError {
     Hook(#[from] gradient_python::HookError),
     #[error(transparent)]
     Archive(#[from] gradient_archive::ArchiveError),
+    #[error(transparent)]
+    Entry(#[from] gradient_core::EntryError),
     #[error("the build backend's `{hook}` hook returned {value}, not a {expected}")]
     BadHookResult {
         hook: &'static str,
@@ -62,4 +66,14 @@ pub enum WheelError {
         problem: String,
         hint: String,
     },
+}
+
+/// The `WheelError::Io` for `action` on `path`, for `map_err`.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WheelError {
+    let path = path.to_path_buf();
+    move |source| WheelError::Io {
+        action,
+        path,
+        source,
+    }
 }

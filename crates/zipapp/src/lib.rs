@@ -15,7 +15,7 @@
 mod assemble;
 mod tier;
 
-pub use assemble::{assemble, default_script, install_wheel_files, scripts_and_default, Zipapp};
+pub use assemble::{assemble, Zipapp};
 pub use tier::ZipappTier;
 
 use std::path::{Path, PathBuf};
@@ -23,20 +23,10 @@ use std::path::{Path, PathBuf};
 /// Why a zipapp could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipappError {
-    #[error("{project} has no console script, so a single-file app of it has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
-    NoEntry { project: String },
-    /// Only for builders that run one script (the pyinstaller engine): gradient's own
-    /// single-file tiers are multi-call files instead.
-    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one\n  hint: choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each")]
-    AmbiguousEntry { project: String, scripts: String },
-    #[error("[tool.gradient] entry `{entry}` is neither a console script of {project} ({scripts}) nor `module:function`")]
-    UnknownEntry {
-        entry: String,
-        project: String,
-        scripts: String,
-    },
     #[error("the {what} input was not built")]
     MissingInput { what: &'static str },
+    #[error(transparent)]
+    Entry(#[from] gradient_core::EntryError),
     #[error(transparent)]
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]

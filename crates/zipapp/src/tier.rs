@@ -1,7 +1,7 @@
 //! The zipapp tier: build the `.pyz`, and smoke-test it with an interpreter that has none
 //! of its dependencies.
 
-use crate::{assemble, default_script, scripts_and_default, ZipappError};
+use crate::{assemble, ZipappError};
 use async_trait::async_trait;
 use gradient_core::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
@@ -13,6 +13,7 @@ use gradient_python::smoke::{
     SmokeCommand,
 };
 use gradient_python::Installer;
+use gradient_wheel::scripts_and_default;
 use std::path::Path;
 use tokio::process::Command;
 
@@ -99,7 +100,7 @@ impl Backend for ZipappTier {
             .wheel
             .as_ref()
             .ok_or(ZipappError::MissingInput { what: "wheel" })?;
-        let default = default_script(&cx.project, wheel)?;
+        let default = scripts_and_default(&cx.project, wheel)?.1;
         let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
         let venv = cx.scratch.join("venv");
         let python = self
