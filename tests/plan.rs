@@ -1,5 +1,6 @@
 //! `gradient plan` names every file before anything is built, and `build` writes exactly
-//! those files.
+//! those files: a setuptools app, a hatchling one, and one with a C extension (whose wheel
+//! is tagged for this interpreter and platform).
 
 use crate::util::*;
 use std::collections::BTreeSet;
@@ -7,7 +8,7 @@ use std::collections::BTreeSet;
 #[test]
 fn build_writes_exactly_the_files_plan_listed() {
     let require_docker = std::env::var("GRADIENT_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
-    for project in ["sampleapp", "hatch-app", "poetry-app"] {
+    for project in ["sampleapp", "hatch-app", "cext-app"] {
         let out = tempfile::tempdir().unwrap();
         let output = run(gradient()
             .args(["plan", "--all", "--json", "--out"])

@@ -163,8 +163,8 @@ impl Backend for WheelTier {
 
     fn artifact_files(
         &self,
-        _project: &Project,
-        _python: &InterpreterFacts,
+        project: &Project,
+        python: &InterpreterFacts,
         app: &AppIdentity,
     ) -> Vec<PlannedFile> {
         vec![match &app.wheel_file {
@@ -172,15 +172,25 @@ impl Backend for WheelTier {
                 name: file.clone(),
                 settled: true,
             },
-            // A pure-Python wheel's name; only the build knows the tags for certain.
-            None => PlannedFile {
-                name: format!(
-                    "{}-{}-py3-none-any.whl",
-                    distribution_name(app),
-                    app.version_in_name()
-                ),
-                settled: false,
-            },
+            // Only the build knows the tags for certain: a project with C, C++, Cython or
+            // Rust sources is expected to make a wheel for this interpreter and platform.
+            None => {
+                let tags = match has_compiled_sources(&project.root) {
+                    true => format!(
+                        "{}-{}-{}",
+                        python.python_tag, python.abi_tag, python.platform_tag
+                    ),
+                    false => "py3-none-any".to_string(),
+                };
+                PlannedFile {
+                    name: format!(
+                        "{}-{}-{tags}.whl",
+                        distribution_name(app),
+                        app.version_in_name()
+                    ),
+                    settled: false,
+                }
+            }
         }]
     }
 
@@ -335,4 +345,30 @@ fn isolate(command: &mut Command, bin: &Path, home: &Path, cwd: &Path) {
 /// The distribution's name in its files' names: normalised, `_` for separators.
 fn distribution_name(app: &AppIdentity) -> String {
     gradient_core::normalize_name(&app.name).replace('-', "_")
+}
+
+/// Whether the project's tree holds sources a build backend compiles (`.c`, `.cpp`, `.pyx`,
+/// `.rs`, ...), outside hidden, build-output and virtual-environment folders; the first
+/// 20,000 entries are looked at.
+fn has_compiled_sources(root: &Path) -> bool {
+    const COMPILED: [&str; 7] = ["c", "cc", "cpp", "cxx", "pyx", "rs", "f90"];
+    const SKIPPED: [&str; 5] = ["build", "dist", "target", "node_modules", "__pycache__"];
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0
+                || !(name.starts_with('.')
+                    || (e.file_type().is_dir()
+                        && (SKIPPED.contains(&name.as_ref())
+                            || e.path().join("pyvenv.cfg").exists())))
+        })
+        .take(20_000)
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_type().is_file()
+                && e.path()
+                    .extension()
+                    .is_some_and(|x| COMPILED.contains(&x.to_string_lossy().as_ref()))
+        })
 }
