@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One packaging tier. The order of the variants is the order of the gradient.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -30,6 +31,7 @@ pub enum Tier {
 }
 
 /// How much a tier asks of the target: the rungs of the packaging gradient, lowest first.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rung {
@@ -46,6 +48,7 @@ pub enum Rung {
 }
 
 /// The Python a target must provide.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PythonNeed {
     /// A PEP 440 specifier (`>=3.9`), or an exact `X.Y` when the artifact is built for one.
@@ -56,6 +59,7 @@ pub struct PythonNeed {
 
 /// What the machine that runs an artifact must provide. Data, not prose: `Display` renders
 /// it for people, serde for machines.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetNeeds {
     /// A Python interpreter; `None` when the artifact carries its own.
