@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An intermediate product that several tiers share, built once per run by the driver.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Input {
@@ -254,6 +255,7 @@ impl Artifact {
 }
 
 /// One command a smoke test ran, and what came of it.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SmokeCheck {
     /// What was checked, as a user could type it (`sampleapp greet X`).
@@ -280,6 +282,7 @@ impl SmokeReport {
 /// How long an artifact takes to run its first smoke command (the project's own, or
 /// `--help`) as its target runs it: once with the artifact's own caches empty (nothing
 /// extracted, nothing compiled yet) and once more at once (warm).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Startup {
     /// The command measured, as a user could type it.

@@ -8,6 +8,7 @@ pub const FALLBACK_EPOCH: u64 = 315_532_800;
 
 /// Where the build's timestamp came from; shown with `-v` so a user knows why two
 /// machines agree (or do not).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceDateOrigin {
@@ -20,6 +21,7 @@ pub enum SourceDateOrigin {
 }
 
 /// The timestamp written into every archive entry and passed to build backends.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceDate {
     pub seconds: u64,

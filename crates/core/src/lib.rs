@@ -46,4 +46,4 @@ pub use project::{
 pub use redact::{redact, show_command};
 pub use specifier::{is_pep440_version, python_satisfies};
 pub use text::line_break;
-pub use tier::{PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};
+pub use tier::{Carries, PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One packaging tier. The order of the variants is the order of the gradient.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -30,6 +31,7 @@ pub enum Tier {
 }
 
 /// How much a tier asks of the target: the rungs of the packaging gradient, lowest first.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rung {
@@ -46,6 +48,7 @@ pub enum Rung {
 }
 
 /// The Python a target must provide.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PythonNeed {
     /// A PEP 440 specifier (`>=3.9`), or an exact `X.Y` when the artifact is built for one.
@@ -56,6 +59,7 @@ pub struct PythonNeed {
 
 /// What the machine that runs an artifact must provide. Data, not prose: `Display` renders
 /// it for people, serde for machines.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetNeeds {
     /// A Python interpreter; `None` when the artifact carries its own.
@@ -76,6 +80,53 @@ pub struct TargetNeeds {
     pub container_engine: bool,
     /// A system package manager (`dpkg`, `rpm`).
     pub package_manager: Option<String>,
+    /// What the artifact brings along itself, so that the target need not provide it.
+    /// Absent in manifests written before gradient recorded it: read as carrying nothing.
+    #[serde(default)]
+    pub carries: Carries,
+}
+
+/// What an artifact carries inside: the facts `gradient advise` and the SBOM decide on,
+/// set by each tier's backend.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carries {
+    /// The app's locked dependencies: the target fetches none from a package index, so an
+    /// offline target runs it.
+    pub dependencies: bool,
+    /// A CPython interpreter of its own, which runs on the target's C library unless the
+    /// artifact carries a userspace too.
+    pub cpython: bool,
+    /// A whole userspace (a container image's root file system, its C library included).
+    pub userspace: bool,
+}
+
+impl Carries {
+    /// The locked dependencies only (a zipapp).
+    pub const DEPENDENCIES: Carries = Carries {
+        dependencies: true,
+        cpython: false,
+        userspace: false,
+    };
+    /// The dependencies and a CPython that runs on the target's C library (a frozen
+    /// executable, a bundled package).
+    pub const DEPENDENCIES_AND_CPYTHON: Carries = Carries {
+        dependencies: true,
+        cpython: true,
+        userspace: false,
+    };
+    /// The dependencies, a CPython and the userspace it runs on (a container image).
+    pub const EVERYTHING: Carries = Carries {
+        dependencies: true,
+        cpython: true,
+        userspace: true,
+    };
+
+    /// Whether the artifact's CPython runs on the target's own C library, so the target
+    /// must have a glibc recent enough for it.
+    pub fn cpython_on_the_target_libc(self) -> bool {
+        self.cpython && !self.userspace
+    }
 }
 
 impl fmt::Display for TargetNeeds {
@@ -207,25 +258,30 @@ impl Tier {
                     implementation: Some("cpython".to_string()),
                 }),
                 platform: Some("the build's platform, if compiled code is inside".to_string()),
+                carries: Carries::DEPENDENCIES,
                 ..TargetNeeds::default()
             },
             Tier::Frozen => TargetNeeds {
                 glibc: Some("the bundle's minimum".to_string()),
                 platform: Some("linux_x86_64".to_string()),
+                carries: Carries::DEPENDENCIES_AND_CPYTHON,
                 ..TargetNeeds::default()
             },
             Tier::Oci | Tier::Docker => TargetNeeds {
                 container_engine: true,
+                carries: Carries::EVERYTHING,
                 ..TargetNeeds::default()
             },
             Tier::Deb => TargetNeeds {
                 package_manager: Some("dpkg".to_string()),
                 glibc: Some("the bundle's minimum".to_string()),
+                carries: Carries::DEPENDENCIES_AND_CPYTHON,
                 ..TargetNeeds::default()
             },
             Tier::Rpm => TargetNeeds {
                 package_manager: Some("rpm".to_string()),
                 glibc: Some("the bundle's minimum".to_string()),
+                carries: Carries::DEPENDENCIES_AND_CPYTHON,
                 ..TargetNeeds::default()
             },
         }
@@ -276,6 +332,45 @@ mod tests {
         let err = Tier::parse("flatpak").unwrap_err().to_string();
         assert!(err.contains("unknown tier `flatpak`"), "{err}");
         assert!(err.contains("sdist, wheel, zipapp"), "{err}");
+    }
+
+    #[test]
+    fn what_a_tier_carries_grows_along_the_gradient() {
+        let carries: Vec<Carries> = Tier::ALL
+            .iter()
+            .map(|t| t.generic_needs().carries)
+            .collect();
+        // What one tier carries, every tier on a higher rung carries too.
+        for (tier, carried) in Tier::ALL.iter().zip(&carries) {
+            for (higher, more) in Tier::ALL.iter().zip(&carries) {
+                if higher.rung() > tier.rung() {
+                    assert!(
+                        more.dependencies >= carried.dependencies,
+                        "{higher} / {tier}"
+                    );
+                    assert!(more.cpython >= carried.cpython, "{higher} / {tier}");
+                }
+            }
+        }
+        assert!(Tier::Frozen
+            .generic_needs()
+            .carries
+            .cpython_on_the_target_libc());
+        assert!(!Tier::Oci
+            .generic_needs()
+            .carries
+            .cpython_on_the_target_libc());
+        assert_eq!(Tier::Wheel.generic_needs().carries, Carries::default());
+    }
+
+    #[test]
+    fn a_manifest_written_before_carries_was_recorded_reads_as_carrying_nothing() {
+        let needs: TargetNeeds = serde_json::from_str(
+            r#"{"python": null, "installer": false, "build_backend": false, "platform": null,
+                "glibc": "2.17", "container_engine": false, "package_manager": null}"#,
+        )
+        .unwrap();
+        assert_eq!(needs.carries, Carries::default());
     }
 
     #[test]

@@ -85,14 +85,14 @@ pub struct Advice {
 /// lowest rung first (they ask the most of the target and carry the least: the smallest
 /// artifact that will run), then the rest.
 pub fn advise(facts: &TargetFacts, tiers: &[(Tier, TargetNeeds)]) -> Vec<Advice> {
-    let mut advice: Vec<Advice> = tiers
+    let mut advice: Vec<(Advice, bool)> = tiers
         .iter()
-        .map(|(tier, needs)| judge(facts, *tier, needs))
+        .map(|(tier, needs)| (judge(facts, *tier, needs), needs.build_backend))
         .collect();
     // Within a rung the tier that asks less of the target first: the wheel before the sdist,
     // which the target must also build.
-    advice.sort_by_key(|a| (!a.fits, a.tier.rung(), a.tier == Tier::Sdist, a.tier));
-    advice
+    advice.sort_by_key(|(a, builds)| (!a.fits, a.tier.rung(), *builds, a.tier));
+    advice.into_iter().map(|(advice, _)| advice).collect()
 }
 
 fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
@@ -119,7 +119,7 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
             missing.push("pip (or uv) to install it".into());
         }
         // Dependencies come from an index when the artifact does not carry them.
-        if facts.offline && matches!(tier, Tier::Sdist | Tier::Wheel) {
+        if facts.offline && !needs.carries.dependencies {
             missing.push("a package index for the dependencies (the target is offline)".into());
         }
     }
@@ -130,9 +130,9 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
             relies.push("the build backend, fetched from the index at install time".into());
         }
     }
-    // Tiers that bring CPython need a glibc; its minimum is known once the runtime is built.
-    let bundles_cpython = matches!(tier, Tier::Frozen | Tier::Deb | Tier::Rpm);
-    if needs.glibc.is_none() && bundles_cpython {
+    // A CPython brought along runs on the target's glibc (unless the artifact brings a
+    // userspace too); its minimum is known once the runtime is built.
+    if needs.glibc.is_none() && needs.carries.cpython_on_the_target_libc() {
         match facts.glibc {
             None if facts.musl => missing.push("glibc; the target has musl".into()),
             None => missing.push("glibc".into()),
@@ -331,6 +331,31 @@ mod tests {
         assert!(ranking.contains(&(Tier::Deb, false)));
         let ranking = ranked(&["musl"], false);
         assert!(ranking.iter().all(|(_, fits)| !fits));
+    }
+
+    #[test]
+    fn the_verdict_follows_what_the_artifact_carries_not_its_tier() {
+        let facts = TargetFacts::parse(&["python3.11".into(), "dpkg".into()], true).unwrap();
+        let bundled = needs(Tier::Deb);
+        // A package for the distribution's python3: no CPython inside, so no glibc asked.
+        let mut system = Tier::Deb.generic_needs();
+        system.glibc = None;
+        system.carries.cpython = false;
+        system.python = Some(PythonNeed {
+            version: Some("3.11 as python3".into()),
+            implementation: Some("cpython".into()),
+        });
+        let advice = advise(&facts, &[(Tier::Deb, bundled), (Tier::Rpm, system)]);
+        assert!(!advice.iter().find(|a| a.tier == Tier::Deb).unwrap().fits);
+        let rpm = advice.iter().find(|a| a.tier == Tier::Rpm).unwrap();
+        assert!(rpm.fits, "{:?}", rpm.reasons);
+
+        // A wheel that carried its dependencies would need no index on an offline target.
+        let facts = TargetFacts::parse(&["python3.11".into(), "pip".into()], true).unwrap();
+        let mut wheel = needs(Tier::Wheel);
+        assert!(!advise(&facts, &[(Tier::Wheel, wheel.clone())])[0].fits);
+        wheel.carries.dependencies = true;
+        assert!(advise(&facts, &[(Tier::Wheel, wheel)])[0].fits);
     }
 
     #[test]

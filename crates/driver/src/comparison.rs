@@ -1,127 +1,47 @@
 //! The side-by-side comparison a run leaves beside its artifacts: `report.json` (for
-//! machines, versioned by [`REPORT_SCHEMA_VERSION`]), `report.md` (for pull requests and CI
-//! summaries) and `report.html` (one self-contained page with SVG charts, no scripts, no
-//! network). All three are made from the manifest, one row per tier along the gradient.
+//! machines; its types are gradient-schema's `Comparison`, re-exported here), `report.md`
+//! (for pull requests and CI summaries) and `report.html` (one self-contained page with SVG
+//! charts, no scripts, no network). All three are made from the manifest, one row per tier
+//! along the gradient.
 
-use crate::manifest::{ArtifactRecord, Manifest, ProjectRecord, PythonRecord};
+use crate::manifest::Manifest;
 use crate::report::human_size;
-use gradient_core::{Rung, SourceDate, Startup, TargetNeeds, Tier};
-use serde::{Deserialize, Serialize};
+use gradient_core::Rung;
+pub use gradient_schema::report::*;
 use std::path::Path;
 
-/// Bumped on any change to `report.json` that is not a pure addition.
-pub const REPORT_SCHEMA_VERSION: u32 = 1;
-pub const REPORT_FILES: [&str; 3] = ["report.json", "report.md", "report.html"];
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    pub schema_version: u32,
-    pub gradient_version: String,
-    pub project: ProjectRecord,
-    pub python: PythonRecord,
-    pub source_date: SourceDate,
-    /// Along the gradient: from "the target has Python and pip" to "a package manager".
-    pub rows: Vec<Row>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    pub tier: Tier,
-    /// What the target must run at least, in general.
-    pub rung: Rung,
-    /// What this artifact asks of its target, for people.
-    pub target_needs_text: String,
-    pub status: Status,
-    /// Absent when the tier was skipped.
-    pub artifact: Option<RowArtifact>,
-    /// Why the tier was skipped.
-    pub skipped_reason: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RowArtifact {
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
-    pub build_seconds: f64,
-    /// Taken from the cache of an earlier identical build.
-    pub reused: bool,
-    pub target_needs: TargetNeeds,
-    /// `passed/total` smoke checks; `None` when not run.
-    pub smoke_passed: Option<usize>,
-    pub smoke_total: Option<usize>,
-    /// How many of the smoke test's checks came out as in the reference venv; `None` when
-    /// they were not compared.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_in_venv: Option<crate::differential::ReferenceTally>,
-    /// `--verify-reproducible`'s verdict; `None` when not checked.
-    pub reproducible: Option<bool>,
-    /// Start-up time, first run and warm, as its smoke test measured it; `None` when not
-    /// measured (the sdist is not run, or smoke tests were off).
-    pub startup: Option<Startup>,
-}
-
-impl RowArtifact {
-    /// Its build time as the reports show it: `cached` for a reused tier.
-    fn build_label(&self) -> String {
-        if self.reused {
-            "cached".to_string()
-        } else {
-            format!("{:.2} s", self.build_seconds)
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Passed,
-    SmokeFailed,
-    NotSmokeTested,
-    Skipped,
-}
-
-impl Status {
-    fn text(self) -> &'static str {
-        match self {
-            Status::Passed => "passed",
-            Status::SmokeFailed => "smoke test FAILED",
-            Status::NotSmokeTested => "not smoke-tested",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-impl Comparison {
-    pub fn of(manifest: &Manifest) -> Comparison {
-        let mut rows = Vec::new();
-        for tier in Tier::ALL {
-            for record in manifest.artifacts.iter().filter(|a| a.tier == tier) {
-                rows.push(row(record));
-            }
-            for skipped in manifest.skipped.iter().filter(|s| s.tier == tier) {
-                rows.push(Row {
-                    tier,
-                    rung: tier.rung(),
-                    target_needs_text: tier.generic_needs().to_string(),
-                    status: Status::Skipped,
-                    artifact: None,
-                    skipped_reason: Some(skipped.reason.clone()),
-                });
-            }
-        }
-        Comparison {
-            schema_version: REPORT_SCHEMA_VERSION,
-            gradient_version: manifest.gradient_version.clone(),
-            project: manifest.project.clone(),
-            python: manifest.python.clone(),
-            source_date: manifest.source_date,
-            rows,
-        }
-    }
-
+/// The comparison rendered as the three report files.
+pub trait Render {
     /// `report.json`, `report.md` and `report.html` as `(file name, bytes)`.
-    pub fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+    fn files(&self) -> Vec<(&'static str, Vec<u8>)>;
+    /// The comparison as a Markdown table, with a title line.
+    fn markdown(&self) -> String;
+    /// One self-contained page: the table and three charts along the gradient.
+    fn html(&self) -> String;
+}
+
+/// Its build time as the reports show it: `cached` for a reused tier.
+fn build_label(artifact: &RowArtifact) -> String {
+    if artifact.reused {
+        "cached".to_string()
+    } else {
+        format!("{:.2} s", artifact.build_seconds)
+    }
+}
+
+/// A status as the reports show it.
+fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::SmokeFailed => "smoke test FAILED",
+        Status::NotSmokeTested => "not smoke-tested",
+        Status::Skipped => "skipped",
+        Status::Unknown => "unknown",
+    }
+}
+
+impl Render for Comparison {
+    fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
         let json = serde_json::to_vec_pretty(self).expect("the report serialises");
         vec![
             (REPORT_FILES[0], json),
@@ -130,8 +50,7 @@ impl Comparison {
         ]
     }
 
-    /// The comparison as a Markdown table, with a title line.
-    pub fn markdown(&self) -> String {
+    fn markdown(&self) -> String {
         let mut out = format!(
             "## gradient: {} {}\n\n| tier | file | size | build | start-up (first / warm) | smoke | reproducible | target needs |\n|---|---|---|---|---|---|---|---|\n",
             self.project.name, self.project.version
@@ -154,8 +73,7 @@ impl Comparison {
         out
     }
 
-    /// One self-contained page: the table and three charts along the gradient.
-    pub fn html(&self) -> String {
+    fn html(&self) -> String {
         let title = format!("gradient: {} {}", self.project.name, self.project.version);
         let mut table = String::from(
             "<table id=\"comparison\">\n<thead><tr><th>tier</th><th>file</th><th>size</th><th>build</th><th>start-up (first / warm)</th><th>smoke</th><th>reproducible</th><th>target needs</th></tr></thead>\n<tbody>\n",
@@ -208,7 +126,7 @@ impl Comparison {
                     (
                         r.tier.to_string(),
                         a.build_seconds,
-                        a.build_label(),
+                        build_label(a),
                         rung_text(r.rung),
                     )
                 })
@@ -260,37 +178,6 @@ pub fn write_reports(out_dir: &Path, manifest: &Manifest) -> std::io::Result<()>
     Ok(())
 }
 
-fn row(record: &ArtifactRecord) -> Row {
-    let status = match &record.smoke {
-        None => Status::NotSmokeTested,
-        Some(smoke) if smoke.passed => Status::Passed,
-        Some(_) => Status::SmokeFailed,
-    };
-    Row {
-        tier: record.tier,
-        rung: record.tier.rung(),
-        target_needs_text: record.target_needs.to_string(),
-        status,
-        artifact: Some(RowArtifact {
-            file: record.file.clone(),
-            size: record.size,
-            sha256: record.sha256.clone(),
-            build_seconds: record.build_seconds,
-            reused: record.reused,
-            target_needs: record.target_needs.clone(),
-            smoke_passed: record
-                .smoke
-                .as_ref()
-                .map(|s| s.checks.iter().filter(|c| c.passed).count()),
-            smoke_total: record.smoke.as_ref().map(|s| s.checks.len()),
-            as_in_venv: record.smoke.as_ref().and_then(|s| s.reference.clone()),
-            reproducible: record.reproducible,
-            startup: record.startup().cloned(),
-        }),
-        skipped_reason: None,
-    }
-}
-
 /// tier, file, size, build, start-up, smoke, reproducible, target needs.
 fn cells(row: &Row) -> [String; 8] {
     let Some(a) = &row.artifact else {
@@ -307,8 +194,8 @@ fn cells(row: &Row) -> [String; 8] {
         ];
     };
     let mut smoke = match (a.smoke_passed, a.smoke_total) {
-        (Some(passed), Some(total)) => format!("{} ({passed}/{total})", row.status.text()),
-        _ => row.status.text().to_string(),
+        (Some(passed), Some(total)) => format!("{} ({passed}/{total})", status_text(row.status)),
+        _ => status_text(row.status).to_string(),
     };
     if let Some(tally) = &a.as_in_venv {
         smoke.push_str(&format!("; {}/{} as in a venv", tally.matched, tally.total));
@@ -317,7 +204,7 @@ fn cells(row: &Row) -> [String; 8] {
         row.tier.to_string(),
         a.file.clone(),
         human_size(a.size),
-        a.build_label(),
+        build_label(a),
         match &a.startup {
             Some(s) => format!("{:.3} s / {:.3} s", s.first_run_seconds, s.warm_seconds),
             None => "-".into(),

@@ -7,19 +7,10 @@ use gradient_core::reference::{Comparison, Reference};
 use gradient_core::{Artifact, Backend, Inputs, InterpreterFacts, SmokeCheck, SmokeContext};
 use gradient_python::reference::{check_program, make_reference, parse_result, ReferenceRequest};
 use gradient_python::Installer;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
-/// How many of an artifact's checks came out as in the reference venv, for the manifest
-/// and the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReferenceTally {
-    pub matched: usize,
-    pub total: usize,
-    /// Checks that fail in the reference venv too: reported, not counted.
-    pub failing_in_reference: usize,
-}
+pub use gradient_schema::ReferenceTally;
 
 /// The reference of this run, made on first use and shared by every tier: `None` when the
 /// run has no wheel and lock to make it from, or it could not be made (said once, as a

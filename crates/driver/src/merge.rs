@@ -221,3 +221,81 @@ fn same_place(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ArtifactRecord, ProjectRecord, PythonRecord};
+    use gradient_core::{SourceDate, SourceDateOrigin, Tier};
+
+    /// A folder as a run leaves it: `file` with `bytes`, listed as the wheel.
+    fn built_folder(dir: &Path, file: &str, bytes: &[u8]) -> serde_json::Value {
+        std::fs::write(dir.join(file), bytes).unwrap();
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            gradient_version: "0.1.0".into(),
+            project: ProjectRecord {
+                name: "sampleapp".into(),
+                version: "1.2.3".into(),
+            },
+            source_date: SourceDate {
+                seconds: 315_532_800,
+                origin: SourceDateOrigin::Fixed,
+            },
+            python: PythonRecord {
+                implementation: "cpython".into(),
+                version: "3.11.7".into(),
+                python_tag: "cp311".into(),
+                abi_tag: "cp311".into(),
+                platform_tag: "linux_x86_64".into(),
+            },
+            artifacts: vec![ArtifactRecord {
+                tier: Tier::Wheel,
+                file: file.into(),
+                sha256: file_digest(&dir.join(file)).unwrap(),
+                size: bytes.len() as u64,
+                build_seconds: 0.5,
+                target_needs: Tier::Wheel.generic_needs(),
+                smoke: None,
+                delivered: None,
+                reused: false,
+                reproducible: None,
+                sbom: None,
+            }],
+            skipped: Vec::new(),
+            inputs: Vec::new(),
+        };
+        serde_json::to_value(&manifest).unwrap()
+    }
+
+    #[test]
+    fn a_record_of_a_tier_this_gradient_does_not_know_is_left_out_of_the_merge() {
+        let (built, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut manifest = built_folder(built.path(), "sampleapp-1.2.3-py3-none-any.whl", b"wheel");
+        // As a newer gradient would list a tier of its own.
+        std::fs::write(built.path().join("sampleapp.flatpak"), b"flatpak").unwrap();
+        let mut flatpak = manifest["artifacts"][0].clone();
+        flatpak["tier"] = "flatpak".into();
+        flatpak["file"] = "sampleapp.flatpak".into();
+        flatpak["sha256"] = file_digest(&built.path().join("sampleapp.flatpak"))
+            .unwrap()
+            .into();
+        manifest["artifacts"].as_array_mut().unwrap().push(flatpak);
+        std::fs::write(
+            built.path().join(MANIFEST_FILE),
+            serde_json::to_vec_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+
+        let merged = merge(&[built.path().to_path_buf()], out.path()).unwrap();
+        let tiers: Vec<Tier> = merged.artifacts.iter().map(|a| a.tier).collect();
+        assert_eq!(tiers, [Tier::Wheel]);
+        assert!(out
+            .path()
+            .join("sampleapp-1.2.3-py3-none-any.whl")
+            .is_file());
+        assert!(!out.path().join("sampleapp.flatpak").exists());
+        let sums = std::fs::read_to_string(out.path().join(SUMS_FILE)).unwrap();
+        assert!(!sums.contains("flatpak"), "{sums}");
+    }
+}

@@ -45,3 +45,35 @@ pub fn available_names() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradient_core::{InterpreterFacts, Project};
+
+    /// What a backend says its artifact carries is what its tier carries in general (the
+    /// listing of `gradient tiers` and the skipped rows of the report use the latter).
+    #[test]
+    fn every_backend_carries_what_its_tier_carries_in_general() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+        let project = Project::load(&fixtures.join("sampleapp")).unwrap();
+        let python = InterpreterFacts {
+            executable: "/usr/bin/python3.11".into(),
+            implementation: "cpython".into(),
+            version: (3, 11, 7),
+            python_tag: "cp311".into(),
+            abi_tag: "cp311".into(),
+            platform_tag: "linux_x86_64".into(),
+            base_prefix: "/usr".into(),
+            libc: Some(("glibc".into(), "2.36".into())),
+        };
+        for backend in backends(&Installer::Pip) {
+            let tier = backend.tier();
+            assert_eq!(
+                backend.target_needs(&project, &python).carries,
+                tier.generic_needs().carries,
+                "{tier}"
+            );
+        }
+    }
+}

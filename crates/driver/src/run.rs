@@ -1,10 +1,11 @@
 //! One `gradient build`: resolve everything, build shared inputs once, run the tiers
 //! concurrently, publish, smoke-test, write the manifest.
 
+use crate::comparison::Render;
 use crate::differential::LazyReference;
 use crate::manifest::{
-    ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, SkippedRecord, SmokeRecord,
-    MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
+    ArtifactRecord, InputRecord, Manifest, OutputFolder, ProjectRecord, PythonRecord,
+    SkippedRecord, SmokeRecord, MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
 };
 use crate::plan::{Plan, PlanEntry, Purpose};
 use crate::publish::{publish_checked, publish_file, write_atomically, write_text_atomically};

@@ -59,9 +59,10 @@ pub fn sbom_file_name(artifact_file: &str) -> String {
 /// A CycloneDX 1.5 JSON document for `artifact`, deterministic (same inputs, same bytes).
 pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>, io::Error> {
     let project = sources.project;
-    let kind = match artifact.tier {
-        Tier::Oci | Tier::Docker => "container",
-        _ => "application",
+    let kind = if artifact.target_needs.carries.userspace {
+        "container"
+    } else {
+        "application"
     };
     let mut app = json!({
         "type": kind,
@@ -85,9 +86,8 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
         }
     }
 
-    // Every tier above the wheel carries the locked dependencies; which runtime it carries
-    // is its backend's answer (`sources.runtime`).
-    let distributions = !matches!(artifact.tier, Tier::Sdist | Tier::Wheel);
+    // Which runtime it carries is its backend's answer (`sources.runtime`).
+    let distributions = artifact.target_needs.carries.dependencies;
     let mut components = Vec::new();
     if let Some(wheelhouse) = sources.wheelhouse.filter(|_| distributions) {
         components.extend(python_distributions(wheelhouse, &project.name)?);

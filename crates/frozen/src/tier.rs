@@ -37,6 +37,7 @@ impl Backend for FrozenTier {
             platform: Some(python.platform_tag.clone()),
             // Known once the runtime is bundled: the highest GLIBC_x.y it references.
             glibc: Some("the bundle's minimum".into()),
+            carries: gradient_core::Carries::DEPENDENCIES_AND_CPYTHON,
             ..TargetNeeds::default()
         }
     }

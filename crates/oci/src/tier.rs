@@ -38,6 +38,7 @@ fn container_needs() -> TargetNeeds {
     TargetNeeds {
         platform: Some("linux/amd64".into()),
         container_engine: true,
+        carries: gradient_core::Carries::EVERYTHING,
         ..TargetNeeds::default()
     }
 }

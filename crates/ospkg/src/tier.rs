@@ -59,9 +59,12 @@ fn needs(
         package_manager: Some(manager.into()),
         platform: Some(python.platform_tag.clone()),
         glibc,
+        carries: gradient_core::Carries::DEPENDENCIES_AND_CPYTHON,
         ..TargetNeeds::default()
     };
     if config.layout() == Layout::System {
+        // The distribution's python3 runs the app: the package carries no CPython.
+        needs.carries.cpython = false;
         let (major, minor) = config
             .python()
             .unwrap_or((python.version.0, python.version.1));

@@ -37,6 +37,7 @@ impl Backend for ZipappTier {
                 version: Some(python.short_version()),
                 implementation: Some(python.implementation.clone()),
             }),
+            carries: gradient_core::Carries::DEPENDENCIES,
             ..TargetNeeds::default()
         }
     }
