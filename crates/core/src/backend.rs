@@ -69,11 +69,19 @@ impl AppIdentity {
         )
     }
 
-    /// A file named from the name and version only: settled once the version is known.
+    /// Whether the version is known and in the form the build backend writes it (`1.0rc1`;
+    /// `1.0-RC1` in `pyproject.toml` becomes `1.0rc1` in the built files).
+    pub fn version_settled(&self) -> bool {
+        self.version
+            .as_deref()
+            .is_some_and(crate::specifier::is_normalised_version)
+    }
+
+    /// A file named from the name and version only: settled once the version is.
     pub fn planned(&self, name: String) -> PlannedFile {
         PlannedFile {
             name,
-            settled: self.version.is_some(),
+            settled: self.version_settled(),
         }
     }
 }

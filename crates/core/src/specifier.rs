@@ -40,6 +40,33 @@ pub fn python_satisfies(spec: &str, version: (u32, u32, u32)) -> Option<bool> {
     Some(all)
 }
 
+/// Whether `text` is a public version in PEP 440's normal form (`1.0`, `2.1rc1`,
+/// `1.0.post2.dev3`), which build backends write unchanged: `N(.N)*[{a|b|rc}N][.postN][.devN]`.
+pub fn is_normalised_version(text: &str) -> bool {
+    let digits = leading_digits;
+    let mut rest = text;
+    let n = digits(rest);
+    if n == 0 {
+        return false;
+    }
+    rest = &rest[n..];
+    while let Some(after) = rest.strip_prefix('.').filter(|a| digits(a) > 0) {
+        rest = &after[digits(after)..];
+    }
+    for label in ["a", "b", "rc"] {
+        if let Some(after) = rest.strip_prefix(label).filter(|a| digits(a) > 0) {
+            rest = &after[digits(after)..];
+            break;
+        }
+    }
+    for label in [".post", ".dev"] {
+        if let Some(after) = rest.strip_prefix(label).filter(|a| digits(a) > 0) {
+            rest = &after[digits(after)..];
+        }
+    }
+    rest.is_empty()
+}
+
 /// Whether `text` is a version PEP 440 accepts, in any spelling it allows (`v1.0`,
 /// `1.0-beta.2`, `1.0_rc1`, `1.0-1`), which build backends then normalise.
 pub fn is_pep440_version(text: &str) -> bool {
@@ -101,8 +128,27 @@ fn labelled_part<'a>(s: &'a str, labels: &[&str]) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::is_pep440_version;
     use super::python_satisfies as sat;
+    use super::{is_normalised_version, is_pep440_version};
+
+    #[test]
+    fn normalised_versions_are_told_from_other_spellings() {
+        for normal in ["1", "1.0", "2.1rc1", "1.0a2", "1.0.post2.dev3", "3.12.0b1"] {
+            assert!(is_normalised_version(normal), "{normal}");
+        }
+        for other in [
+            "v1.0",
+            "1.0-RC1",
+            "1.0_rc1",
+            "1.0-1",
+            "1!1.0",
+            "1.0+local",
+            "1.",
+            "",
+        ] {
+            assert!(!is_normalised_version(other), "{other}");
+        }
+    }
 
     #[test]
     fn pep440_accepts_every_spelling_it_allows_and_nothing_else() {

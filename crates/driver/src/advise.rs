@@ -229,7 +229,7 @@ pub async fn advise_project(
         tiers: Tier::ALL.to_vec(),
         ..crate::BuildOptions::default()
     };
-    let plan = crate::Plan::resolve(&options, crate::Purpose::Preview, &crate::Silent).await?;
+    let plan = crate::Plan::resolve(&options, crate::Purpose::Advice, &crate::Silent).await?;
     let interpreter = match (&plan.python, plan.python_error) {
         (Some(python), _) => python.clone(),
         (None, Some(error)) => return Err(error.into()),

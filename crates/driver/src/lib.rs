@@ -55,7 +55,7 @@ pub trait Reporter: Send + Sync {
         self.report(Event::new(None, EventKind::Warning, text));
     }
     /// A tier finished one of its steps, in `seconds`.
-    fn tier_done(&self, tier: gradient_core::Tier, text: &str, seconds: f64) {
+    fn tier_step_done(&self, tier: gradient_core::Tier, text: &str, seconds: f64) {
         self.report(Event::new(Some(tier), EventKind::Done { seconds }, text));
     }
     /// A tier's warning.
@@ -75,7 +75,8 @@ pub struct Event<'a> {
     /// The tier it is about; `None` for the run's shared work.
     pub tier: Option<gradient_core::Tier>,
     pub kind: EventKind,
-    /// What happened, without the tier's name (secrets are masked by the renderer).
+    /// What happened, without the tier's name: the renderer puts it in front (and masks
+    /// secrets in warnings, the text that can carry a tool's output).
     pub text: &'a str,
 }
 

@@ -20,12 +20,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// What the plan is for: a build refuses what it cannot do; a preview (`gradient plan`,
-/// `advise`) shows it.
+/// What the plan is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
+    /// `build`: what the run cannot do is an error, before any work.
     Build,
+    /// `gradient plan`: what a build would refuse is each tier's reason instead (a bad
+    /// `SOURCE_DATE_EPOCH` is refused here too); the container engine is asked.
     Preview,
+    /// `advise`: what the tiers ask of a target. Neither this host's container engine nor
+    /// the source date matters.
+    Advice,
 }
 
 /// One tier of the plan, for one platform.
@@ -63,8 +68,9 @@ pub struct Plan {
 
 impl Plan {
     /// Decide everything `options` asks for. A build refuses what it cannot do (no tier, a
-    /// tier not in this version, an unusable output folder, no interpreter, one the project
-    /// excludes); a preview records it as the tiers' reason instead.
+    /// tier not in this version, a default image tag the version cannot make, an unusable
+    /// output folder, no interpreter, one the project excludes); a preview gives each tier
+    /// that reason instead (see [`Purpose`]).
     pub async fn resolve(
         options: &BuildOptions,
         purpose: Purpose,
@@ -75,7 +81,8 @@ impl Plan {
             project.config.entry = Some(entry.clone());
         }
         let project = Arc::new(project);
-        if purpose == Purpose::Build {
+        let building = purpose == Purpose::Build;
+        if building {
             if options.tiers.is_empty() {
                 return Err(DriverError::NothingRequested);
             }
@@ -85,8 +92,18 @@ impl Plan {
                     available: registry::available_names(),
                 });
             }
-            check_default_tags(&project, options)?;
         }
+        // What a build refuses and a preview shows as every tier's reason.
+        let mut refusal: Option<DriverError> = None;
+        let mut refuse = |result: Result<(), DriverError>| match result {
+            Err(error) if building => Err(error),
+            Err(error) => {
+                refusal.get_or_insert(error);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        };
+        refuse(check_default_tags(&project, options))?;
         let out_dir = std::path::absolute(
             options
                 .out_dir
@@ -98,23 +115,22 @@ impl Plan {
             path: project.root.join("dist"),
             source,
         })?;
+        refuse(
+            crate::publish::check_writable(&out_dir).map_err(|reason| DriverError::Output {
+                path: out_dir.clone(),
+                reason,
+            }),
+        )?;
         let cache = match purpose {
-            Purpose::Build => {
-                crate::publish::check_writable(&out_dir).map_err(|reason| DriverError::Output {
-                    path: out_dir.clone(),
-                    reason,
-                })?;
-                crate::locks::usable_cache(
-                    options.cache_dir.clone().unwrap_or_else(cache_root),
-                    reporter,
-                )
+            Purpose::Build => crate::locks::usable_cache(
+                options.cache_dir.clone().unwrap_or_else(cache_root),
+                reporter,
+            ),
+            Purpose::Preview | Purpose::Advice => {
+                options.cache_dir.clone().unwrap_or_else(cache_root)
             }
-            Purpose::Preview => options.cache_dir.clone().unwrap_or_else(cache_root),
         };
 
-        // A value the build would refuse is refused by a preview too, rather than planned
-        // around.
-        let source_date = resolve_source_date(&project.root).await?;
         let python_request = options
             .python
             .as_deref()
@@ -122,18 +138,26 @@ impl Plan {
         // A container engine is asked for only where its answer decides something: a
         // preview shows it, `--all` skips docker without one, a named docker tier fails
         // later with the engine's own error.
-        let probe_engine =
-            options.tiers.contains(&Tier::Docker) && (options.all || purpose == Purpose::Preview);
+        let probe_engine = options.tiers.contains(&Tier::Docker)
+            && (purpose == Purpose::Preview || (building && options.all));
         let survey = survey_host(python_request, &cache, probe_engine).await;
         let (python, python_error) = match survey.interpreter {
             Ok(python) => {
-                if purpose == Purpose::Build {
-                    check_requires_python(&project, &python)?;
-                }
+                refuse(check_requires_python(&project, &python))?;
                 (Some(python), None)
             }
-            Err(error) if purpose == Purpose::Build => return Err(error.into()),
+            Err(error) if building => return Err(error.into()),
             Err(error) => (None, Some(error)),
+        };
+        // A value the build would refuse is refused by a preview too, rather than planned
+        // around; advice does not depend on it.
+        let source_date = match (purpose, resolve_source_date(&project.root).await) {
+            (_, Ok(date)) => date,
+            (Purpose::Advice, Err(_)) => SourceDate {
+                seconds: gradient_core::FALLBACK_EPOCH,
+                origin: gradient_core::SourceDateOrigin::Fixed,
+            },
+            (_, Err(error)) => return Err(error),
         };
         if let Some(python) = &python {
             tracing::info!("build interpreter: {python}");
@@ -162,12 +186,19 @@ impl Plan {
                     .and_then(|tier| backends.iter().find(|b| b.tier() == tier))
                     .unwrap_or(backend)
                     .clone();
+                let unavailable = match &refusal {
+                    Some(refused) => Some(Unavailable {
+                        reason: crate::error_chain(refused),
+                        hint: None,
+                    }),
+                    None => backend.preflight(&host).err(),
+                };
                 PlanEntry {
                     tier: backend.tier(),
                     platform: host_platform(),
                     backend: backend.clone(),
                     builder,
-                    unavailable: backend.preflight(&host).err(),
+                    unavailable,
                     files: Vec::new(),
                 }
             })
@@ -206,11 +237,9 @@ impl Plan {
             .collect()
     }
 
-    /// The name of the lock file a build publishes, when a tier needs the wheelhouse.
-    pub fn lock_file(&self) -> Option<String> {
-        self.needed_inputs()
-            .contains(&Input::Wheelhouse)
-            .then(|| format!("{}.lock.txt", self.app.stem()))
+    /// The name of the lock file a build publishes when a tier carries the dependencies.
+    pub fn lock_file(&self) -> String {
+        format!("{}.lock.txt", self.app.stem())
     }
 
     /// What the built distributions say about the app (its name and version as built, the
@@ -385,7 +414,7 @@ pub async fn plan(
             .flat_map(|f| [f.name.clone(), crate::sbom::sbom_file_name(&f.name)])
             .collect();
         if inputs.contains(&Input::Wheelhouse) {
-            files.extend(lock_file.clone());
+            files.push(lock_file.clone());
         }
         planned.push(PlannedTier {
             tier: entry.tier,

@@ -12,8 +12,8 @@ use crate::publish::{publish_checked, publish_file, write_atomically, write_text
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{DriverError, Reporter};
 use gradient_core::{
-    AppIdentity, Artifact, Backend, BuildContext, Input, Inputs, InterpreterFacts, Project,
-    SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
+    AppIdentity, Artifact, Backend, BuildContext, Input, Inputs, InterpreterFacts, PlannedFile,
+    Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
 use gradient_python::Installer;
@@ -95,8 +95,8 @@ pub async fn build(
     reporter: &dyn Reporter,
 ) -> Result<RunOutcome, DriverError> {
     let mut plan = Plan::resolve(&options, Purpose::Build, reporter).await?;
-    let mut skipped = announce_skipped(&plan, reporter);
     let work = open_work_folder(&plan, &options, reporter).await?;
+    let mut skipped = announce_skipped(&plan, reporter);
     let shared = build_inputs(&mut plan, &work, &options, reporter).await?;
     let results = run_tiers(&plan, &work, &shared, &options, reporter).await;
     let results = time_startup_and_keep(&plan, results, reporter).await;
@@ -342,16 +342,19 @@ fn tally(
     (outcomes, records)
 }
 
-/// The plan named every file before the build; a tier that wrote another name is a bug in
-/// gradient (the tier's build and its `artifact_files` disagree), logged for a report.
+/// The plan named every file before the build, and named them again from the built
+/// distributions; a tier that wrote another name than a settled one is a bug in gradient
+/// (the tier's build and its `artifact_files` disagree), logged for a report. A name the
+/// plan could only predict (`settled: false`) is the build's to decide.
 fn check_named_as_planned(plan: &Plan, record: &ArtifactRecord) {
-    let planned: Vec<&str> = plan
+    let files: Vec<&PlannedFile> = plan
         .entries
         .iter()
         .filter(|e| e.tier == record.tier)
-        .flat_map(|e| e.files.iter().map(|f| f.name.as_str()))
+        .flat_map(|e| &e.files)
         .collect();
-    if !planned.contains(&record.file.as_str()) {
+    let planned: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    if files.iter().all(|f| f.settled) && !planned.contains(&record.file.as_str()) {
         tracing::warn!(
             "{}: wrote `{}`, but the plan named {planned:?}",
             record.tier,
@@ -534,10 +537,14 @@ async fn build_inputs(
     reporter: &dyn Reporter,
 ) -> Result<SharedInputs, DriverError> {
     let needed = plan.needed_inputs();
-    let mut builders: Vec<Arc<dyn Backend>> = Vec::new();
+    // Each builder once, with the first tier it builds for (whose line shows its work).
+    let mut builders: Vec<(Arc<dyn Backend>, Tier)> = Vec::new();
     for entry in plan.buildable() {
-        if !builders.iter().any(|b| b.tier() == entry.builder.tier()) {
-            builders.push(entry.builder.clone());
+        if !builders
+            .iter()
+            .any(|(b, _)| b.tier() == entry.builder.tier())
+        {
+            builders.push((entry.builder.clone(), entry.tier));
         }
     }
     let run = InputRun {
@@ -556,10 +563,10 @@ async fn build_inputs(
             return Ok(None);
         }
         let (runtime, seconds) = build_runtime(&run).await?;
-        for builder in &builders {
+        for (builder, tier) in &builders {
             let started = Instant::now();
             if let Some(made) = builder.prepare(run.project, &runtime, run.cache).await {
-                reporter.tier_done(builder.tier(), &made, started.elapsed().as_secs_f64());
+                reporter.tier_step_done(*tier, &made, started.elapsed().as_secs_f64());
             }
         }
         Ok::<_, DriverError>(Some((runtime, seconds)))
@@ -956,7 +963,7 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
             Ok(delivered) => {
                 if let Some(what) = &delivered {
                     let seconds = delivering.elapsed().as_secs_f64();
-                    run.reporter.tier_done(tier, what, seconds);
+                    run.reporter.tier_step_done(tier, what, seconds);
                 }
                 record.delivered = delivered;
             }
@@ -989,7 +996,7 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
             record.smoke = Some(smoke);
             smoked = true;
         } else if run.options.smoke {
-            run.reporter.tier_done(
+            run.reporter.tier_step_done(
                 tier,
                 "smoke test passed before with this file (cached)",
                 0.0,
@@ -1024,7 +1031,7 @@ async fn measure_startup(
         let started = Instant::now();
         match backend.startup(&artifact, &cx).await {
             Ok(Some(startup)) => {
-                reporter.tier_done(
+                reporter.tier_step_done(
                     tier,
                     &format!(
                         "`{}` started and finished in {:.3}s on its first run, {:.3}s warm",
@@ -1155,7 +1162,7 @@ async fn build_and_publish(
             path: file.path.clone(),
             ..artifact
         };
-        run.reporter.tier_done(
+        run.reporter.tier_step_done(
             tier,
             &format!("wrote {}", artifact.file_name()),
             build_seconds,
@@ -1224,7 +1231,7 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
         }
         record.build_seconds = started.elapsed().as_secs_f64();
         record.reused = true;
-        run.reporter.tier_done(
+        run.reporter.tier_step_done(
             record.tier,
             &format!("reused {} (nothing it is built from changed)", record.file),
             record.build_seconds,
@@ -1282,7 +1289,7 @@ async fn verify_reproducible(
             .is_some_and(|digest| digest == record.sha256);
         record.reproducible = Some(same);
         if same {
-            run.reporter.tier_done(
+            run.reporter.tier_step_done(
                 tier,
                 &format!("a second build of {} gave the same bytes", record.file),
                 started.elapsed().as_secs_f64(),
@@ -1356,7 +1363,7 @@ async fn smoke_tier(
     let passed = report.passed();
     for check in &report.checks {
         if check.passed {
-            run.reporter.tier_done(
+            run.reporter.tier_step_done(
                 tier,
                 &format!("smoke `{}` ok", check.command),
                 check.seconds,

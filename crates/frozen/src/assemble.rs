@@ -23,7 +23,6 @@ pub fn file_name(name: &str, version: &str, python: &gradient_core::InterpreterF
 
 /// A built frozen executable.
 #[derive(Clone, Debug)]
-
 pub struct Frozen {
     pub path: PathBuf,
     /// None for a multi-call executable without a default.

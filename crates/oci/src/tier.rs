@@ -46,7 +46,6 @@ fn container_needs() -> TargetNeeds {
 /// Both tiers build the same image from the same inputs.
 const INPUTS: &[Input] = &[Input::Runtime, Input::Wheelhouse, Input::Wheel];
 
-/// The image tarball, as `tier`'s artifact.
 /// `NAME-VERSION.oci.tar`, from the normalised name: what the build writes and the plan
 /// lists, for the oci tier and for docker, which delivers the same file.
 pub fn file_name(name: &str, version: &str) -> String {
@@ -59,6 +58,7 @@ fn planned_image(app: &AppIdentity) -> Vec<PlannedFile> {
     vec![app.planned(file_name(&name, app.version_in_name()))]
 }
 
+/// The image tarball, as `tier`'s artifact.
 async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, BackendError> {
     Ok(vec![Artifact {
         tier,

@@ -141,18 +141,20 @@ impl Backend for PackageTier {
         app: &AppIdentity,
     ) -> Vec<PlannedFile> {
         let format = self.0;
+        let config = package_config(project, format);
         // A name or version the format cannot take: the build refuses it, with the reason.
-        // A version only the build backend knows yet is named by its placeholder.
+        // A version only the build backend knows yet (and no `version` setting) is named
+        // by its placeholder.
         let version = app.version.as_deref().unwrap_or("0");
         let Ok((name, version)) = package_name_and_version(project, &app.name, version, format)
         else {
             return Vec::new();
         };
-        let upstream = match &app.version {
-            Some(_) => version.upstream,
-            None => app.version_in_name().to_string(),
+        let version_settled = config.version.is_some() || app.version_settled();
+        let upstream = match (&app.version, &config.version) {
+            (None, None) => app.version_in_name().to_string(),
+            _ => version.upstream,
         };
-        let config = package_config(project, format);
         // A bundled runtime is compiled code; with the system's Python, the package is
         // architecture-dependent only when some wheel carries compiled code.
         let bundled = config.layout() == Layout::Bundled;
@@ -163,7 +165,7 @@ impl Backend for PackageTier {
         };
         vec![PlannedFile {
             name,
-            settled: app.version.is_some() && bundled,
+            settled: version_settled && bundled,
         }]
     }
 

@@ -65,12 +65,17 @@ pub struct Distributions {
 pub async fn cached_distributions(request: &BuildRequest<'_>) -> Option<AppIdentity> {
     let key = cache::key(request, request.out_dir).await?;
     let (sdist_file, wheel_file) = cache::names(request.cache_root, &key)?;
-    // `NAME-VERSION-TAGS.whl` or `NAME-VERSION.tar.gz`, NAME with `_` for separators.
-    let stem = wheel_file.as_deref().or(sdist_file
-        .as_deref()
-        .and_then(|s| s.strip_suffix(".tar.gz")))?;
-    let mut parts = stem.split('-');
-    let (name, version) = (parts.next()?.to_string(), parts.next()?.to_string());
+    // `NAME-VERSION-TAGS.whl`, NAME with `_` for separators; or `NAME-VERSION.tar.gz`,
+    // where an older backend may have kept `-` in NAME.
+    let (name, version) = match (&wheel_file, &sdist_file) {
+        (Some(wheel), _) => {
+            let mut parts = wheel.split('-');
+            (parts.next()?, parts.next()?)
+        }
+        (None, Some(sdist)) => sdist.strip_suffix(".tar.gz")?.rsplit_once('-')?,
+        (None, None) => return None,
+    };
+    let (name, version) = (name.to_string(), version.to_string());
     Some(AppIdentity {
         name,
         version: Some(version),

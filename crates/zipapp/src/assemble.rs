@@ -20,7 +20,6 @@ pub fn file_name(name: &str, version: &str) -> String {
 
 /// A built zipapp.
 #[derive(Clone, Debug)]
-
 pub struct Zipapp {
     pub path: PathBuf,
     /// Top-level names extracted on first run.
