@@ -4,7 +4,7 @@
 //! [`BuildContext`], publishes the [`Artifact`]s it returns into the output folder, then asks
 //! the same backend to smoke-test them as its target would run them.
 
-use crate::{InterpreterFacts, Project, SourceDate, TargetNeeds, Tier};
+use crate::{AppWheel, InterpreterFacts, MissingInput, Project, SourceDate, TargetNeeds, Tier};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,7 +100,8 @@ pub struct PlannedFile {
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     pub sdist: Option<PathBuf>,
-    pub wheel: Option<PathBuf>,
+    /// The app's wheel, read once: its file, metadata and scripts.
+    pub app: Option<AppWheel>,
     /// Whether the wheel built from the unpacked sdist is byte-identical to one built
     /// straight from the source tree (`Err` says what differs); `None` when not compared.
     /// A difference means the sdist is missing something the source tree has.
@@ -110,6 +111,32 @@ pub struct Inputs {
     pub distributions_cached: bool,
     pub wheelhouse: Option<WheelhouseFiles>,
     pub runtime: Option<RuntimeFiles>,
+}
+
+impl Inputs {
+    /// The app's wheel, read: what a tier that builds from it needs.
+    pub fn app(&self) -> Result<&AppWheel, MissingInput> {
+        self.app.as_ref().ok_or(MissingInput { what: "wheel" })
+    }
+
+    /// The app's wheel file, if it was built.
+    pub fn wheel(&self) -> Option<&Path> {
+        self.app.as_ref().map(|app| app.path.as_path())
+    }
+
+    /// The wheelhouse: what a tier that ships the dependencies needs.
+    pub fn wheelhouse(&self) -> Result<&WheelhouseFiles, MissingInput> {
+        self.wheelhouse
+            .as_ref()
+            .ok_or(MissingInput { what: "wheelhouse" })
+    }
+
+    /// The runtime bundle: what a tier that ships CPython needs.
+    pub fn runtime(&self) -> Result<&RuntimeFiles, MissingInput> {
+        self.runtime
+            .as_ref()
+            .ok_or(MissingInput { what: "runtime" })
+    }
 }
 
 /// The runtime bundle as the tiers see it.

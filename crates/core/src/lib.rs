@@ -26,7 +26,7 @@ mod specifier;
 mod text;
 mod tier;
 
-pub use app::EntryError;
+pub use app::{AppScripts, AppWheel, CoreMetadata, EntryError, MissingInput, Tag, WheelInfo};
 pub use backend::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, PlannedFile,
     ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable,

@@ -86,8 +86,8 @@ impl<'a> LazyReference<'a> {
     }
 
     async fn make(&self, inputs: &Inputs) -> Option<Result<Reference, String>> {
-        let (wheel, wheelhouse) = (inputs.wheel.as_deref()?, inputs.wheelhouse.as_ref()?);
-        let cached = self.cached_file(wheel, &wheelhouse.lock);
+        let (app, wheelhouse) = (inputs.app.as_ref()?, inputs.wheelhouse.as_ref()?);
+        let cached = self.cached_file(&app.path, &wheelhouse.lock);
         // A file that does not read back as a reference is made again, and replaced.
         if let Some(reference) = cached
             .as_ref()
@@ -96,7 +96,7 @@ impl<'a> LazyReference<'a> {
         {
             return Some(Ok(reference));
         }
-        let made = self.make_venv(wheel, wheelhouse).await;
+        let made = self.make_venv(app, wheelhouse).await;
         if let (Ok(reference), Some(file)) = (&made, &cached) {
             keep(file, reference);
         }
@@ -105,10 +105,10 @@ impl<'a> LazyReference<'a> {
 
     async fn make_venv(
         &self,
-        wheel: &Path,
+        app: &gradient_core::AppWheel,
         wheelhouse: &gradient_core::WheelhouseFiles,
     ) -> Result<Reference, String> {
-        let info = gradient_wheel::metadata::inspect_wheel(wheel).map_err(|e| e.to_string())?;
+        let info = &app.info;
         let mut distributions = vec![info.metadata.name.clone()];
         distributions.extend(wheelhouse.packages.iter().map(|(name, _)| name.clone()));
         let scripts = info.console_scripts.keys().cloned().collect();
@@ -116,7 +116,7 @@ impl<'a> LazyReference<'a> {
         make_reference(ReferenceRequest {
             installer: self.installer,
             python: &self.python.executable,
-            wheel,
+            wheel: &app.path,
             lock: &wheelhouse.lock,
             distributions,
             scripts,

@@ -218,8 +218,8 @@ pub async fn run_peers(
 ) -> Vec<PeerRun> {
     let script = target
         .wheel
-        .and_then(|wheel| gradient_wheel::scripts_and_default(target.project, wheel).ok())
-        .and_then(|(_, default)| default)
+        .and_then(|wheel| gradient_wheel::read_app_wheel(target.project, wheel).ok())
+        .and_then(|app| app.entry.ok()?.default)
         .unwrap_or_else(|| main_script(target.project, target.name));
     remove_stale_staging(&target.out_dir.join("peers"));
     let mut runs = Vec::new();

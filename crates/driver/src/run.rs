@@ -391,7 +391,7 @@ async fn write_sboms(
         };
         let sources = crate::sbom::SbomSources {
             project: project_record,
-            app_wheel: inputs.wheel.as_deref(),
+            app: inputs.app.as_ref().map(|app| app.metadata()),
             wheelhouse: inputs.wheelhouse.as_ref(),
             runtime: shipped.as_ref().map(|(runtime, _)| runtime),
             runtime_libraries: shipped.as_ref().is_some_and(|(_, libraries)| *libraries),
@@ -731,7 +731,9 @@ async fn build_distributions_and_wheelhouse(
             packages: wheelhouse.packages,
         });
     }
-    shared.inputs.wheel = dists.wheel.map(|(path, _)| path);
+    shared.inputs.app = dists
+        .wheel
+        .map(|(path, info)| gradient_wheel::app_wheel(project, path, info));
 
     Ok(shared)
 }

@@ -14,7 +14,6 @@
 
 use crate::manifest::{ArtifactRecord, ProjectRecord, PythonRecord};
 use crate::publish::file_digest;
-use gradient_archive::EntryKind;
 use gradient_core::{normalize_name, RuntimeFiles, SourceDate, Tier, WheelhouseFiles};
 use gradient_wheel::metadata::{parse_core_metadata, CoreMetadata};
 use serde_json::{json, Value};
@@ -26,8 +25,9 @@ use std::path::Path;
 /// What an artifact's bill of materials is made from.
 pub struct SbomSources<'a> {
     pub project: &'a ProjectRecord,
-    /// The app's own wheel (its METADATA gives the app's licence); None when not built.
-    pub app_wheel: Option<&'a Path>,
+    /// The app's own core metadata, as its wheel has it (it gives the app's licence);
+    /// `None` when no wheel was built.
+    pub app: Option<&'a CoreMetadata>,
     pub wheelhouse: Option<&'a WheelhouseFiles>,
     /// The runtime bundle as the artifact ships it; `None` when it ships none.
     pub runtime: Option<&'a RuntimeFiles>,
@@ -80,10 +80,8 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
             property("gradient:file", &artifact.file),
         ],
     });
-    if let Some(wheel) = sources.app_wheel {
-        if let Some(licenses) = wheel_metadata(wheel)?.as_ref().and_then(licenses) {
-            app["licenses"] = licenses;
-        }
+    if let Some(licenses) = sources.app.and_then(licenses) {
+        app["licenses"] = licenses;
     }
 
     // Which runtime it carries is its backend's answer (`sources.runtime`).
@@ -334,20 +332,6 @@ fn licenses(metadata: &CoreMetadata) -> Option<Value> {
         .map(|l| Value::Array(vec![named(l)]))
 }
 
-/// The METADATA of a wheel's top-level `.dist-info`, if it has one.
-fn wheel_metadata(wheel: &Path) -> io::Result<Option<CoreMetadata>> {
-    let entries = gradient_archive::read_zip_entries(wheel).map_err(io::Error::other)?;
-    Ok(entries.iter().find_map(|entry| {
-        let (dir, leaf) = entry.path.split_once('/')?;
-        match &entry.kind {
-            EntryKind::File(data) if dir.ends_with(".dist-info") && leaf == "METADATA" => {
-                Some(parse_core_metadata(&String::from_utf8_lossy(data)))
-            }
-            _ => None,
-        }
-    }))
-}
-
 fn read_text(path: &Path) -> io::Result<String> {
     std::fs::read_to_string(path).map_err(|e| context(e, path))
 }
@@ -360,7 +344,6 @@ fn context(error: io::Error, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gradient_archive::Entry;
     use gradient_core::SourceDateOrigin;
     use std::fs;
 
@@ -368,7 +351,7 @@ mod tests {
         _dir: tempfile::TempDir,
         project: ProjectRecord,
         python: PythonRecord,
-        wheel: std::path::PathBuf,
+        metadata: Option<CoreMetadata>,
         wheelhouse: WheelhouseFiles,
         runtime: RuntimeFiles,
     }
@@ -408,20 +391,8 @@ mod tests {
         fs::create_dir_all(root.join("bundle/lib/python3.11")).unwrap();
         fs::write(root.join("bundle/lib/libfoo.so.1"), LIBFOO).unwrap();
         fs::write(root.join("bundle/lib/python311.zip"), b"zip").unwrap();
-        let wheel = root.join("sample_app-1.2.3-py3-none-any.whl");
-        let entry = |path: &str, data: &[u8]| Entry {
-            path: path.into(),
-            kind: EntryKind::File(data.to_vec()),
-            mode: 0o644,
-        };
-        let entries = [
-            entry("sample_app/__init__.py", b""),
-            entry(
-                "sample_app-1.2.3.dist-info/METADATA",
-                b"Name: sample-app\nVersion: 1.2.3\nLicense-Expression: MIT\n",
-            ),
-        ];
-        gradient_archive::write_zip(&wheel, &entries, 315_532_800).unwrap();
+        let metadata =
+            parse_core_metadata("Name: sample-app\nVersion: 1.2.3\nLicense-Expression: MIT\n");
         Fixture {
             project: ProjectRecord {
                 name: "Sample.App".into(),
@@ -434,7 +405,7 @@ mod tests {
                 abi_tag: "cp311".into(),
                 platform_tag: "linux_x86_64".into(),
             },
-            wheel,
+            metadata: Some(metadata),
             wheelhouse: WheelhouseFiles {
                 site: root.join("site"),
                 lock,
@@ -470,7 +441,7 @@ mod tests {
     fn sources(f: &Fixture, seconds: u64) -> SbomSources<'_> {
         SbomSources {
             project: &f.project,
-            app_wheel: Some(&f.wheel),
+            app: f.metadata.as_ref(),
             wheelhouse: Some(&f.wheelhouse),
             runtime: Some(&f.runtime),
             runtime_libraries: true,
@@ -568,7 +539,7 @@ mod tests {
     fn a_package_without_the_runtime_lists_only_the_distributions() {
         let f = fixture();
         let sources = SbomSources {
-            app_wheel: None,
+            app: None,
             runtime: None,
             runtime_libraries: false,
             ..sources(&f, 0)

@@ -86,7 +86,7 @@ impl Slot {
         for input in parts.backend.inputs() {
             let line = match input {
                 Input::Sdist => file_digest(inputs.sdist.as_ref()?).ok()?,
-                Input::Wheel => file_digest(inputs.wheel.as_ref()?).ok()?,
+                Input::Wheel => file_digest(inputs.wheel()?).ok()?,
                 Input::Wheelhouse => {
                     let wheelhouse = inputs.wheelhouse.as_ref()?;
                     format!(

@@ -2,7 +2,9 @@
 
 use crate::{io, FrozenError, LAUNCHER};
 use gradient_archive::{write_tar_gz, Entry, EntryKind};
-use gradient_core::{normalize_name, BuildContext, RuntimeFiles, FALLBACK_EPOCH};
+use gradient_core::{
+    normalize_name, AppScripts, AppWheel, BuildContext, RuntimeFiles, FALLBACK_EPOCH,
+};
 use gradient_launcher::{write_trailer, Launch, Trailer};
 use gradient_python::integrity::{self, State};
 use sha2::{Digest, Sha256};
@@ -32,20 +34,23 @@ pub struct Frozen {
 /// Build `NAME-VERSION-PLATFORM` in the build's work folder.
 pub async fn assemble(
     cx: &BuildContext,
-    wheel: &Path,
+    app: &AppWheel,
     dependencies: &Path,
     runtime: &RuntimeFiles,
 ) -> Result<Frozen, FrozenError> {
-    let (project, python, work_dir) = (&cx.project, &cx.python, &cx.work_dir);
-    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-    let name = normalize_name(&info.metadata.name);
-    let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
+    let (python, work_dir) = (&cx.python, &cx.work_dir);
+    let info = &app.info;
+    let name = normalize_name(app.name());
+    let AppScripts {
+        scripts,
+        default: default_script,
+    } = app.scripts()?.clone();
 
     // The app part: site-packages (dependencies and the app, compiled) and launch.txt.
     let app_root = work_dir.join("app");
     let site = app_root.join(PYTHON_DIR).join(&runtime.site_packages);
     gradient_python::wheelhouse::copy_site(dependencies, &site)?;
-    gradient_wheel::install_wheel_files(wheel, &site)?;
+    gradient_wheel::install_wheel_files(&app.path, &site)?;
     gradient_python::runtime::compile_tree(&python.executable, &site, &app_root, &[]).await?;
     // Legacy scripts as the wheel has them, under scripts/, for the launcher to run.
     let mut scripts: Vec<(String, String)> = scripts.into_iter().collect();

@@ -25,8 +25,6 @@ pub const LAUNCHER: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER"));
 /// Why a frozen executable could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum FrozenError {
-    #[error("the {what} input was not built")]
-    MissingInput { what: &'static str },
     #[error(transparent)]
     Entry(#[from] gradient_core::EntryError),
     /// Only for builders that run one script (the pyinstaller engine): gradient's own

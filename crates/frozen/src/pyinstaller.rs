@@ -4,7 +4,7 @@
 //! compared on the same project.
 
 use crate::{io, FrozenError};
-use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
+use gradient_core::{normalize_name, AppScripts, AppWheel, InterpreterFacts, SourceDate};
 use gradient_python::installer::Source;
 use gradient_python::Installer;
 use sha2::Digest;
@@ -19,12 +19,10 @@ pub const PYINSTALLER: &str = "pyinstaller==6.22.3";
 const COMPLETE: &str = "gradient-complete";
 
 /// Build `NAME-VERSION-PLATFORM` in `work_dir` with PyInstaller.
-#[allow(clippy::too_many_arguments)]
 pub async fn build_with_pyinstaller(
-    project: &Project,
     python: &InterpreterFacts,
     installer: &Installer,
-    wheel: &Path,
+    app: &AppWheel,
     dependencies: &Path,
     work_dir: &Path,
     source_date: SourceDate,
@@ -35,10 +33,10 @@ pub async fn build_with_pyinstaller(
     // The app and its dependencies in one folder PyInstaller searches.
     let site = work_dir.join("site");
     gradient_python::wheelhouse::copy_site(dependencies, &site)?;
-    gradient_wheel::install_wheel_files(wheel, &site)?;
-    let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
-    let (scripts, default) = gradient_wheel::scripts_and_default(project, wheel)?;
-    let default = default.ok_or_else(|| FrozenError::AmbiguousEntry {
+    gradient_wheel::install_wheel_files(&app.path, &site)?;
+    let info = &app.info;
+    let AppScripts { scripts, default } = app.scripts()?;
+    let default = default.clone().ok_or_else(|| FrozenError::AmbiguousEntry {
         project: normalize_name(&info.metadata.name),
         scripts: scripts.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;

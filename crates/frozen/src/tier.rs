@@ -1,12 +1,12 @@
 //! The frozen tier: build the executable, and smoke-test it where no Python exists.
 
+use crate::assemble;
 use crate::pyinstaller::build_with_pyinstaller;
-use crate::{assemble, FrozenError};
 use async_trait::async_trait;
 use gradient_core::{
-    AppIdentity, Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host, Input,
-    InterpreterFacts, PlannedFile, ProbeOutput, Project, RuntimeFiles, SmokeCheck, SmokeContext,
-    SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    AppIdentity, AppScripts, Artifact, Backend, BackendError, BuildContext, FrozenEngine, Host,
+    Input, InterpreterFacts, PlannedFile, ProbeOutput, Project, RuntimeFiles, SmokeCheck,
+    SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_launcher::Launch;
 use gradient_python::smoke::{
@@ -113,18 +113,16 @@ impl Backend for FrozenTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let missing = |what| FrozenError::MissingInput { what };
-        let wheel = cx.inputs.wheel.as_ref().ok_or(missing("wheel"))?;
-        let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
-        let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+        let app = cx.inputs.app()?;
+        let wheelhouse = cx.inputs.wheelhouse()?;
+        let runtime = cx.inputs.runtime()?;
         let path = match cx.project.config.frozen.engine {
-            FrozenEngine::Gradient => assemble(cx, wheel, &wheelhouse.site, runtime).await?.path,
+            FrozenEngine::Gradient => assemble(cx, app, &wheelhouse.site, runtime).await?.path,
             FrozenEngine::Pyinstaller => {
                 build_with_pyinstaller(
-                    &cx.project,
                     &cx.python,
                     &self.installer,
-                    wheel,
+                    app,
                     &wheelhouse.site,
                     &cx.work_dir,
                     cx.source_date,
@@ -156,12 +154,7 @@ impl Backend for FrozenTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(FrozenError::MissingInput { what: "wheel" })?;
-        let (scripts, default) = gradient_wheel::scripts_and_default(&cx.project, wheel)?;
+        let AppScripts { scripts, default } = cx.inputs.app()?.scripts()?;
         let hidden = HiddenPython::for_host(&cx.python);
         let links = cx.scratch.join("links");
         std::fs::create_dir_all(&links)?;
@@ -272,12 +265,7 @@ impl Backend for FrozenTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(FrozenError::MissingInput { what: "wheel" })?;
-        let (scripts, default) = gradient_wheel::scripts_and_default(&cx.project, wheel)?;
+        let AppScripts { scripts, default } = cx.inputs.app()?.scripts()?;
         let Some(SmokeCommand { argv, expect }) = startup_command(
             &cx.project,
             cx.reference.as_deref(),

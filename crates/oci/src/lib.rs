@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 /// Why an image could not be built, loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("the {what} was not built before the container tier ran")]
-    MissingInput { what: &'static str },
+    #[error(transparent)]
+    MissingInput(#[from] gradient_core::MissingInput),
     #[error("no Docker engine answers at {address}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens")]
     NoEngine { address: String, reason: String },
     #[error("permission denied on the Docker engine at {address}\n  hint: add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use")]

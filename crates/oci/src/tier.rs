@@ -10,12 +10,11 @@ use crate::reference::{check_reference, default_tags};
 use crate::rootfs::{unpack_image, unpacked_image};
 use crate::{Engine, OciError};
 use async_trait::async_trait;
-use gradient_core::reference::Reference;
 use gradient_core::{
-    normalize_name, AppIdentity, Artifact, Backend, BackendError, BaseImage, BuildContext, Host,
-    Input, InterpreterFacts, PlannedFile, ProbeOutput, Project, RuntimeFiles, SmokeCheck,
-    SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable, DEFAULT_USER,
-    FALLBACK_EPOCH,
+    normalize_name, AppIdentity, AppScripts, AppWheel, Artifact, Backend, BackendError, BaseImage,
+    BuildContext, Host, Input, Inputs, InterpreterFacts, PlannedFile, ProbeOutput, Project,
+    RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    DEFAULT_USER, FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
     ask_until_ended, judge_answer, measure_runs, measure_startup, run_check, run_probe,
@@ -208,9 +207,9 @@ impl Backend for OciTier {
     ) -> Result<SmokeReport, BackendError> {
         let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
         let mut checks = custom_entrypoint_check(&cx.project, || Ok(rootfs.starting_program()))?;
-        let app = App::of(&cx.project, &cx.inputs)?;
+        let (_, entry) = app_and_scripts(&cx.inputs)?;
         for SmokeCommand { argv, expect } in
-            app.smoke_commands(&cx.project, cx.reference.as_deref())
+            smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
         {
             let program = format!("/usr/local/bin/{}", argv[0]);
             let (command, network) = if expect.http.is_some() {
@@ -244,9 +243,9 @@ impl Backend for OciTier {
         cx: &SmokeContext,
         code: &str,
     ) -> Result<Option<ProbeOutput>, BackendError> {
-        let app = App::of(&cx.project, &cx.inputs)?;
+        let (_, entry) = app_and_scripts(&cx.inputs)?;
         let rootfs = unpacked_image(&artifact.path, &cx.scratch)?;
-        let scripts = app.scripts.keys();
+        let scripts = entry.scripts.keys();
         let Some(start) =
             gradient_wheel::installed_script_start(&rootfs.root, "/usr/local/bin", scripts)
         else {
@@ -266,8 +265,8 @@ impl Backend for OciTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let app = App::of(&cx.project, &cx.inputs)?;
-        let main = app.default_script.iter().chain(app.scripts.keys());
+        let (_, entry) = app_and_scripts(&cx.inputs)?;
+        let main = entry.default.iter().chain(entry.scripts.keys());
         let Some(SmokeCommand { argv, expect }) =
             startup_command(&cx.project, cx.reference.as_deref(), main)
         else {
@@ -360,7 +359,7 @@ impl Backend for DockerTier {
         artifact: &Artifact,
         cx: &BuildContext,
     ) -> Result<Option<String>, BackendError> {
-        let tags = App::of(&cx.project, &cx.inputs)?.tags(&cx.image_tags)?;
+        let tags = image_tags(app_and_scripts(&cx.inputs)?.0, &cx.image_tags)?;
         let engine = Engine::connect()
             .await
             .map_err(|e| not_loaded(e, artifact))?;
@@ -400,17 +399,17 @@ impl Backend for DockerTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
-        let app = App::of(&cx.project, &cx.inputs)?;
-        let image = app.tags(&cx.image_tags)?.remove(0);
+        let (app, entry) = app_and_scripts(&cx.inputs)?;
+        let image = image_tags(app, &cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
         let mut checks = custom_entrypoint_check(&cx.project, || {
             tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))
                 .map(|rootfs| rootfs.starting_program())
         })?;
         for SmokeCommand { argv, expect } in
-            app.smoke_commands(&cx.project, cx.reference.as_deref())
+            smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
         {
-            checks.push(container_check(&engine, &app, &image, cx, &argv, &expect).await);
+            checks.push(container_check(&engine, entry, &image, cx, &argv, &expect).await);
         }
         Ok(SmokeReport { checks })
     }
@@ -423,14 +422,14 @@ impl Backend for DockerTier {
         cx: &SmokeContext,
         code: &str,
     ) -> Result<Option<ProbeOutput>, BackendError> {
-        let app = App::of(&cx.project, &cx.inputs)?;
-        let image = app.tags(&cx.image_tags)?.remove(0);
+        let (app, entry) = app_and_scripts(&cx.inputs)?;
+        let image = image_tags(app, &cx.image_tags)?.remove(0);
         let rootfs =
             tokio::task::block_in_place(|| match unpacked_image(&artifact.path, &cx.scratch) {
                 Ok(rootfs) if rootfs.root.is_dir() => Ok(rootfs),
                 _ => unpack_image(&artifact.path, &cx.scratch),
             })?;
-        let scripts = app.scripts.keys();
+        let scripts = entry.scripts.keys();
         let Some(start) =
             gradient_wheel::installed_script_start(&rootfs.root, "/usr/local/bin", scripts)
         else {
@@ -467,16 +466,16 @@ impl Backend for DockerTier {
         _artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let app = App::of(&cx.project, &cx.inputs)?;
-        let main = app.default_script.iter().chain(app.scripts.keys());
+        let (app, entry) = app_and_scripts(&cx.inputs)?;
+        let main = entry.default.iter().chain(entry.scripts.keys());
         let Some(SmokeCommand { argv, expect }) =
             startup_command(&cx.project, cx.reference.as_deref(), main)
         else {
             return Ok(None);
         };
-        let image = app.tags(&cx.image_tags)?.remove(0);
+        let image = image_tags(app, &cx.image_tags)?.remove(0);
         let engine = Engine::connect().await?;
-        let run = || container_check(&engine, &app, &image, cx, &argv, &expect);
+        let run = || container_check(&engine, entry, &image, cx, &argv, &expect);
         Ok(Some(measure_runs(&argv, run).await?))
     }
 }
@@ -516,7 +515,7 @@ fn custom_entrypoint_check(
 /// when it exits 0 and prints `expect` (when given).
 async fn container_check(
     engine: &Engine,
-    app: &App<'_>,
+    entry: &AppScripts,
     image: &str,
     cx: &SmokeContext,
     argv: &[String],
@@ -524,13 +523,13 @@ async fn container_check(
 ) -> SmokeCheck {
     let own_entrypoint = cx.project.config.container.entrypoint.is_none();
     let (entrypoint, args, shown) =
-        if own_entrypoint && app.default_script.as_deref() == Some(argv[0].as_str()) {
+        if own_entrypoint && entry.default.as_deref() == Some(argv[0].as_str()) {
             (
                 None,
                 &argv[1..],
                 format!("docker run --network none {image} {}", argv[1..].join(" ")),
             )
-        } else if own_entrypoint && app.default_script.is_none() {
+        } else if own_entrypoint && entry.default.is_none() {
             // No entrypoint: the script is the command, as a user runs it.
             (
                 None,
@@ -669,60 +668,27 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-/// What the container tiers read from the app's wheel.
-struct App<'a> {
-    wheel: &'a Path,
-    /// The normalised project name, as images are named.
-    name: String,
-    metadata: gradient_wheel::metadata::CoreMetadata,
-    scripts: BTreeMap<String, String>,
-    /// None when several scripts have no default: the image then has no entrypoint.
-    default_script: Option<String>,
+/// The app's wheel and the scripts its image runs: what every container step reads.
+fn app_and_scripts(inputs: &Inputs) -> Result<(&AppWheel, &AppScripts), OciError> {
+    let app = inputs.app()?;
+    Ok((app, app.scripts()?))
 }
 
-impl<'a> App<'a> {
-    fn of(project: &Project, inputs: &'a gradient_core::Inputs) -> Result<App<'a>, OciError> {
-        let wheel = inputs
-            .wheel
-            .as_deref()
-            .ok_or(OciError::MissingInput { what: "wheel" })?;
-        let metadata = gradient_wheel::metadata::inspect_wheel(wheel)?.metadata;
-        let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
-        Ok(App {
-            wheel,
-            name: normalize_name(&metadata.name),
-            metadata,
-            scripts,
-            default_script,
-        })
+/// The references the image is tagged with: `--tag`, else the defaults.
+fn image_tags(app: &AppWheel, requested: &[String]) -> Result<Vec<String>, OciError> {
+    if requested.is_empty() {
+        return default_tags(&normalize_name(app.name()), app.version());
     }
-
-    /// The references the image is tagged with: `--tag`, else the defaults.
-    fn tags(&self, requested: &[String]) -> Result<Vec<String>, OciError> {
-        if requested.is_empty() {
-            return default_tags(&self.name, &self.metadata.version);
-        }
-        requested.iter().map(|t| check_reference(t)).collect()
-    }
-
-    /// The smoke commands, each starting with a console script, and what each must do.
-    fn smoke_commands(
-        &self,
-        project: &Project,
-        reference: Option<&Reference>,
-    ) -> Vec<SmokeCommand> {
-        smoke_commands(project, reference, self.scripts.keys())
-    }
+    requested.iter().map(|t| check_reference(t)).collect()
 }
 
 /// Build the image tarball in `cx.work_dir` and return its path.
 async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
-    let missing = |what| OciError::MissingInput { what };
-    let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
-    let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
-    let app = App::of(&cx.project, &cx.inputs)?;
-    let (name, version) = (&app.name, &app.metadata.version);
-    let tags = app.tags(&cx.image_tags)?;
+    let wheelhouse = cx.inputs.wheelhouse()?;
+    let runtime = cx.inputs.runtime()?;
+    let (app, entry) = app_and_scripts(&cx.inputs)?;
+    let (name, version) = (&normalize_name(app.name()), app.version());
+    let tags = image_tags(app, &cx.image_tags)?;
     let settings = &cx.project.config.container;
     let mtime = cx.source_date.seconds;
 
@@ -883,20 +849,19 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     });
 
     let mut script_files = BTreeMap::new();
-    for (script, entry) in &app.scripts {
+    for (script, target) in &entry.scripts {
         let text =
-            gradient_wheel::bundled_console_script(&placement.python, entry).ok_or_else(|| {
+            gradient_wheel::bundled_console_script(&placement.python, target).ok_or_else(|| {
                 OciError::BadEntryPoint {
                     script: script.clone(),
-                    entry: entry.clone(),
+                    entry: target.clone(),
                 }
             })?;
         script_files.insert(script.clone(), text.into_bytes());
     }
     // Legacy scripts, as pip installs them: a Python one's `#!` line names the image's
     // Python, any other is copied as it is.
-    let legacy = gradient_wheel::metadata::inspect_wheel(app.wheel)?.legacy_scripts;
-    for (script, data) in &legacy {
+    for (script, data) in &app.info.legacy_scripts {
         let installed = gradient_wheel::install_legacy_script(&placement.python, data);
         script_files.insert(script.clone(), installed);
     }
@@ -904,7 +869,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         &staging.join("app"),
         &placement,
         &cx.python.executable,
-        |site| Ok(gradient_wheel::install_wheel_files(app.wheel, site)?),
+        |site| Ok(gradient_wheel::install_wheel_files(&app.path, site)?),
         &script_files,
     )
     .await?;
@@ -960,7 +925,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             entrypoint: settings
                 .entrypoint()
                 .or_else(|| {
-                    let default = app.default_script.as_ref()?;
+                    let default = entry.default.as_ref()?;
                     Some(vec![format!("/{}/{}", placement.bin, default)])
                 })
                 // Several scripts and no default: none hides the others, each runs by
@@ -971,7 +936,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             user,
             workdir,
             ports: settings.ports(),
-            labels: labels(&cx.project, &app.metadata),
+            labels: labels(&cx.project, app.metadata()),
         },
         created: gradient_archive::rfc3339(mtime),
         tags,

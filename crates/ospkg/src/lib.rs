@@ -17,7 +17,7 @@ mod spec;
 mod strip;
 mod tier;
 
-pub use spec::{name_and_version, package_config, App, PackageSpec};
+pub use spec::{name_and_version, package_config, PackageSpec};
 pub use strip::{staging_areas, stripped_runtime};
 pub use tier::PackageTier;
 
@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 /// Why a package could not be built or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum OsPkgError {
-    #[error("the {what} was not built before the package tier ran")]
-    MissingInput { what: &'static str },
+    #[error(transparent)]
+    MissingInput(#[from] gradient_core::MissingInput),
     #[error("{what} cannot be used in the package: {rule}\n  hint: set {setting}")]
     Unmappable {
         what: String,

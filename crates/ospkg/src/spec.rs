@@ -13,8 +13,8 @@
 use crate::{io, OsPkgError};
 use gradient_archive::{tree_entries, Entry, EntryKind};
 use gradient_core::{
-    check_package_name, check_package_version, map_version, normalize_name, BuildContext, Layout,
-    PackageConfig, PackageFormat, PackageVersion, Project, ServiceConfig,
+    check_package_name, check_package_version, map_version, normalize_name, AppWheel, BuildContext,
+    Layout, PackageConfig, PackageFormat, PackageVersion, Project, ServiceConfig,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -116,34 +116,15 @@ pub fn package_config(project: &Project, format: PackageFormat) -> &PackageConfi
     }
 }
 
-/// What the app's wheel says, as the package tiers need it.
-pub struct App {
-    pub metadata: gradient_wheel::metadata::CoreMetadata,
-    pub scripts: BTreeMap<String, String>,
-    /// None when several scripts have no default; every script is installed either way.
-    pub default_script: Option<String>,
-}
-
-impl App {
-    pub fn of(project: &Project, wheel: &Path) -> Result<App, OsPkgError> {
-        let metadata = gradient_wheel::metadata::inspect_wheel(wheel)?.metadata;
-        let (scripts, default_script) = gradient_wheel::scripts_and_default(project, wheel)?;
-        Ok(App {
-            metadata,
-            scripts,
-            default_script,
-        })
-    }
-}
-
 /// The package's name and version in `format`'s rules: the settings, else the project's
 /// normalised name and its PEP 440 version mapped.
 pub fn name_and_version(
     project: &Project,
-    app: &App,
+    app: &AppWheel,
     format: PackageFormat,
 ) -> Result<(String, PackageVersion), OsPkgError> {
-    package_name_and_version(project, &app.metadata.name, &app.metadata.version, format)
+    let metadata = app.metadata();
+    package_name_and_version(project, &metadata.name, &metadata.version, format)
 }
 
 /// [`name_and_version`] from the app's declared name and its version.
@@ -218,7 +199,7 @@ fn debian_package(soname: &str) -> Option<&'static str> {
 /// email address.
 pub fn package_maintainer(
     project: &Project,
-    app: &App,
+    app: &AppWheel,
     format: PackageFormat,
 ) -> Result<Option<String>, OsPkgError> {
     let from_environment = match format {
@@ -227,7 +208,7 @@ pub fn package_maintainer(
     };
     let maintainer = match &package_config(project, format).maintainer {
         Some(m) => Some(m.get_ref().clone()),
-        None => from_environment.or_else(|| app.metadata.maintainer()),
+        None => from_environment.or_else(|| app.metadata().maintainer()),
     };
     if format == PackageFormat::Deb {
         match &maintainer {
@@ -291,15 +272,14 @@ pub async fn package_spec(
     cx: &BuildContext,
     format: PackageFormat,
 ) -> Result<PackageSpec, OsPkgError> {
-    let missing = |what| OsPkgError::MissingInput { what };
-    let wheel = cx.inputs.wheel.as_deref().ok_or(missing("wheel"))?;
-    let wheelhouse = cx.inputs.wheelhouse.as_ref().ok_or(missing("wheelhouse"))?;
+    let app = cx.inputs.app()?;
+    let app_scripts = app.scripts()?;
+    let wheelhouse = cx.inputs.wheelhouse()?;
     let project = &cx.project;
-    let app = App::of(project, wheel)?;
-    let (name, version) = name_and_version(project, &app, format)?;
+    let (name, version) = name_and_version(project, app, format)?;
     let config = package_config(project, format);
     let layout = config.layout();
-    let maintainer = package_maintainer(project, &app, format)?;
+    let maintainer = package_maintainer(project, app, format)?;
 
     // The app and its dependencies, staged where they will be installed. The system
     // layout runs on the distribution's python3, the build interpreter's X.Y by default.
@@ -311,7 +291,7 @@ pub async fn package_spec(
     let staging = cx.work_dir.join("root");
     let site_rel = match layout {
         Layout::Bundled => {
-            let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+            let runtime = cx.inputs.runtime()?;
             format!("usr/lib/{name}/{}", runtime.site_packages)
         }
         Layout::System => format!("usr/share/{name}"),
@@ -319,7 +299,7 @@ pub async fn package_spec(
     let mut site = staging.join(&site_rel);
     std::fs::create_dir_all(&site).map_err(io("create", &site))?;
     gradient_python::wheelhouse::copy_site(&wheelhouse.site, &site)?;
-    gradient_wheel::install_wheel_files(wheel, &site)?;
+    gradient_wheel::install_wheel_files(&app.path, &site)?;
     let objects = crate::strip::elf_files(&site)?;
     crate::strip::strip_files(&objects).await?;
     let site_glibc = highest_glibc(&objects)?;
@@ -348,7 +328,7 @@ pub async fn package_spec(
     }
     let interpreter = match layout {
         Layout::Bundled => {
-            let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+            let runtime = cx.inputs.runtime()?;
             format!("/usr/lib/{name}/{}", runtime.python)
         }
         Layout::System => "/usr/bin/python3".to_string(),
@@ -362,7 +342,7 @@ pub async fn package_spec(
     let mut files: BTreeMap<String, Entry> = BTreeMap::new();
     let mut runtime_part = None;
     if layout == Layout::Bundled {
-        let runtime = cx.inputs.runtime.as_ref().ok_or(missing("runtime"))?;
+        let runtime = cx.inputs.runtime()?;
         let stripped = crate::strip::stripped_runtime(runtime, &cx.cache_dir).await?;
         let mut paths: BTreeSet<String> = ["usr", "usr/lib", &format!("usr/lib/{name}")]
             .into_iter()
@@ -406,15 +386,16 @@ pub async fn package_spec(
     for entry in tree_entries(&staging, "")? {
         add(entry);
     }
-    for (script, entry) in &app.scripts {
+    for (script, target) in &app_scripts.scripts {
         // -Es, not -I: the host's PYTHON* variables and user site-packages stay out, but
         // sys.path[0] is the script's folder, as in a venv; under -I (which adds -P) the
         // standard-library zip is there, and scripts that drop sys.path[0] lose it.
-        let mut text = gradient_wheel::bundled_console_script(&format!("{interpreter} -Es"), entry)
-            .ok_or_else(|| OsPkgError::BadEntryPoint {
-                script: script.clone(),
-                entry: entry.clone(),
-            })?;
+        let mut text =
+            gradient_wheel::bundled_console_script(&format!("{interpreter} -Es"), target)
+                .ok_or_else(|| OsPkgError::BadEntryPoint {
+                    script: script.clone(),
+                    entry: target.clone(),
+                })?;
         if layout == Layout::System {
             text = text.replacen(
                 "import sys\n",
@@ -428,8 +409,7 @@ pub async fn package_spec(
     // Python, run as the console scripts are (`-Es`: the script's folder first on
     // sys.path, as in a venv; with the system layout, its first line also puts the app's
     // folder right after it); any other is copied as it is.
-    let legacy = gradient_wheel::metadata::inspect_wheel(wheel)?.legacy_scripts;
-    for (script, data) in &legacy {
+    for (script, data) in &app.info.legacy_scripts {
         let mut installed =
             gradient_wheel::install_legacy_script(&format!("{interpreter} -Es"), data);
         if layout == Layout::System && gradient_wheel::is_python_script(data) {
@@ -444,29 +424,29 @@ pub async fn package_spec(
     }
 
     let summary = app
-        .metadata
+        .metadata()
         .summary
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| format!("the {} application", app.metadata.name));
+        .unwrap_or_else(|| format!("the {} application", app.metadata().name));
     let python_text = format!("{major}.{minor}");
     let description = match layout {
         Layout::Bundled => format!(
             "{} {} with its own CPython {} and {} Python dependencies, installed under /usr/lib/{name}; it needs nothing of the system but its C library.",
-            app.metadata.name,
-            app.metadata.version,
+            app.metadata().name,
+            app.metadata().version,
             cx.python.full_version(),
             wheelhouse.packages.len()
         ),
         Layout::System => format!(
             "{} {} with {} Python dependencies under /{site_rel}, run by the system's python3 ({python_text}).",
-            app.metadata.name,
-            app.metadata.version,
+            app.metadata().name,
+            app.metadata().version,
             wheelhouse.packages.len()
         ),
     };
     let license = app
-        .metadata
+        .metadata()
         .license_name()
         .unwrap_or("LicenseRef-unknown")
         .to_string();
@@ -476,7 +456,7 @@ pub async fn package_spec(
         PackageFormat::Rpm => format!("usr/share/licenses/{name}"),
     };
     let copyright = copyright_text(
-        &app,
+        app,
         &license,
         wheelhouse,
         &site,
@@ -491,10 +471,15 @@ pub async fn package_spec(
     let service_user = service_user(project.config.service.as_ref(), &name);
     if let Some(service) = &project.config.service {
         if let Some(program) = service.command.as_ref().and_then(|c| c.get_ref().first()) {
-            if !app.scripts.contains_key(program) {
+            if !app_scripts.scripts.contains_key(program) {
                 return Err(OsPkgError::ServiceNotAScript {
                     program: program.clone(),
-                    scripts: app.scripts.keys().cloned().collect::<Vec<_>>().join(", "),
+                    scripts: app_scripts
+                        .scripts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -502,12 +487,17 @@ pub async fn package_spec(
             PackageFormat::Deb => "lib/systemd/system",
             PackageFormat::Rpm => "usr/lib/systemd/system",
         };
-        let command = match (&service.command, &app.default_script) {
+        let command = match (&service.command, &app_scripts.default) {
             (Some(command), _) => command.get_ref().clone(),
             (None, Some(default)) => vec![default.clone()],
             (None, None) => {
                 return Err(OsPkgError::ServiceWithoutCommand {
-                    scripts: app.scripts.keys().cloned().collect::<Vec<_>>().join(", "),
+                    scripts: app_scripts
+                        .scripts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
             }
         };
@@ -608,14 +598,14 @@ pub async fn package_spec(
         summary,
         description,
         maintainer,
-        homepage: app.metadata.homepage().map(str::to_string),
+        homepage: app.metadata().homepage().map(str::to_string),
         license,
         depends,
         system_libraries,
         files,
         runtime_part,
         scripts,
-        project_version: app.metadata.version.clone(),
+        project_version: app.metadata().version.clone(),
         name,
         version,
     })
@@ -659,13 +649,13 @@ fn unit_text(service: &ServiceConfig, command: &[String], summary: &str, user: &
 
 /// What the copyright file says: the app's license, then what the package bundles.
 fn copyright_text(
-    app: &App,
+    app: &AppWheel,
     license: &str,
     wheelhouse: &gradient_core::WheelhouseFiles,
     site: &Path,
     cpython: Option<String>,
 ) -> String {
-    let meta = &app.metadata;
+    let meta = app.metadata();
     let holder = meta
         .maintainer()
         .or_else(|| meta.author.clone())

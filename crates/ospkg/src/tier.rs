@@ -5,7 +5,6 @@
 
 use crate::spec::{
     name_and_version, package_config, package_maintainer, package_name_and_version, package_spec,
-    App,
 };
 use crate::{deb, io, rpm, OsPkgError};
 use async_trait::async_trait;
@@ -194,12 +193,12 @@ impl Backend for PackageTier {
     /// maintainer's email: said before building, with the setting that fixes it.
     fn check(&self, cx: &BuildContext) -> Result<(), Unavailable> {
         let refuse = |error: OsPkgError| Unavailable::from_message(&error.to_string());
-        let Some(wheel) = cx.inputs.wheel.as_deref() else {
+        let Some(app) = &cx.inputs.app else {
             return Ok(());
         };
-        let app = App::of(&cx.project, wheel).map_err(refuse)?;
-        name_and_version(&cx.project, &app, self.0).map_err(refuse)?;
-        package_maintainer(&cx.project, &app, self.0).map_err(refuse)?;
+        app.scripts().map_err(|e| refuse(e.into()))?;
+        name_and_version(&cx.project, app, self.0).map_err(refuse)?;
+        package_maintainer(&cx.project, app, self.0).map_err(refuse)?;
         Ok(())
     }
 
@@ -306,14 +305,9 @@ impl Backend for PackageTier {
         cx: &SmokeContext,
         code: &str,
     ) -> Result<Option<ProbeOutput>, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_deref()
-            .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
-        let app = App::of(&cx.project, wheel)?;
+        let app_scripts = cx.inputs.app()?.scripts()?;
         let rootfs = installed_root(&cx.scratch.join("root"));
-        let scripts = app.scripts.keys();
+        let scripts = app_scripts.scripts.keys();
         let Some(start) = gradient_wheel::installed_script_start(&rootfs.root, "/usr/bin", scripts)
         else {
             return Ok(None);
@@ -333,15 +327,12 @@ impl Backend for PackageTier {
         _artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_deref()
-            .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
-        let app = App::of(&cx.project, wheel)?;
-        let Some(SmokeCommand { argv, expect }) =
-            startup_command(&cx.project, cx.reference.as_deref(), app.scripts.keys())
-        else {
+        let app_scripts = cx.inputs.app()?.scripts()?;
+        let Some(SmokeCommand { argv, expect }) = startup_command(
+            &cx.project,
+            cx.reference.as_deref(),
+            app_scripts.scripts.keys(),
+        ) else {
             return Ok(None);
         };
         let rootfs = installed_root(&cx.scratch.join("root"));
@@ -414,16 +405,13 @@ async fn run_installed(
     let proc = root.join("proc");
     std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
     let rootfs = installed_root(root);
-    let wheel = cx
-        .inputs
-        .wheel
-        .as_deref()
-        .ok_or(OsPkgError::MissingInput { what: "wheel" })?;
-    let app = App::of(&cx.project, wheel)?;
+    let app_scripts = cx.inputs.app()?.scripts()?;
     let mut checks = vec![unpacked];
-    for SmokeCommand { argv, expect } in
-        smoke_commands(&cx.project, cx.reference.as_deref(), app.scripts.keys())
-    {
+    for SmokeCommand { argv, expect } in smoke_commands(
+        &cx.project,
+        cx.reference.as_deref(),
+        app_scripts.scripts.keys(),
+    ) {
         let program = format!("/usr/bin/{}", argv[0]);
         let (command, network) = if expect.http.is_some() {
             (

@@ -4,30 +4,28 @@
 use crate::metadata::{inspect_wheel, WheelInfo};
 use crate::{io, WheelError};
 use gradient_archive::{read_zip_entries, EntryKind};
-use gradient_core::{normalize_name, EntryError, Project};
+use gradient_core::{normalize_name, AppScripts, AppWheel, EntryError, Project};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Every script a single-file app of `wheel` can run (name → `module:function`), and the
-/// one it runs by default, if any. Shared by the tiers that run the app's scripts.
-pub fn scripts_and_default(
-    project: &Project,
-    wheel: &Path,
-) -> Result<(BTreeMap<String, String>, Option<String>), WheelError> {
-    Ok(choose_scripts(project, &inspect_wheel(wheel)?)?)
+/// The app's wheel at `path`, read and checked ([`inspect_wheel`]), with the scripts an
+/// artifact of it runs.
+pub fn read_app_wheel(project: &Project, path: &Path) -> Result<AppWheel, WheelError> {
+    let info = inspect_wheel(path)?;
+    Ok(app_wheel(project, path.to_path_buf(), info))
 }
 
-/// As [`scripts_and_default`], for a wheel already read.
-pub fn choose_scripts(
-    project: &Project,
-    info: &WheelInfo,
-) -> Result<(BTreeMap<String, String>, Option<String>), EntryError> {
-    choose_entry(
+/// The app's wheel at `path`, already read into `info` (as building it does), with the
+/// scripts an artifact of it runs: read once, then shared by every tier.
+pub fn app_wheel(project: &Project, path: PathBuf, info: WheelInfo) -> AppWheel {
+    let entry = choose_entry(
         project,
         &normalize_name(&info.metadata.name),
         &info.console_scripts,
         info.legacy_scripts.keys(),
     )
+    .map(|(scripts, default)| AppScripts { scripts, default });
+    AppWheel { path, info, entry }
 }
 
 /// The scripts a single-file app can run, and which one runs by default: `entry`, else the one

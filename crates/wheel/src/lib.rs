@@ -16,7 +16,7 @@ pub mod metadata;
 mod scripts;
 mod tiers;
 
-pub use app::{choose_scripts, install_wheel_files, scripts_and_default};
+pub use app::{app_wheel, install_wheel_files, read_app_wheel};
 pub use build::{
     build_distributions, cached_distributions, BuildRequest, Distributions, WheelRoute,
 };

@@ -5,142 +5,76 @@ use crate::WheelError;
 use base64::Engine;
 use gradient_archive::{read_tar_gz_entries, read_zip_entries, EntryKind};
 use gradient_core::{normalize_name, Project};
+pub use gradient_core::{CoreMetadata, Tag, WheelInfo};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The core metadata fields gradient uses (METADATA in a wheel, PKG-INFO in an sdist).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CoreMetadata {
-    pub name: String,
-    pub version: String,
-    pub summary: Option<String>,
-    pub requires_python: Option<String>,
-    pub requires_dist: Vec<String>,
-    /// `License-Expression` (an SPDX expression).
-    pub license_expression: Option<String>,
-    /// `License` alone, when it fits on one line (not a licence's whole text).
-    pub license_field: Option<String>,
-    pub classifiers: Vec<String>,
-    /// `Author`, `Author-email`, `Maintainer`, `Maintainer-email` as written.
-    pub author: Option<String>,
-    pub author_email: Option<String>,
-    pub maintainer: Option<String>,
-    pub maintainer_email: Option<String>,
-    /// `Home-page`, then `Project-URL: label, url` in order.
-    pub urls: Vec<(String, String)>,
-}
-
-impl CoreMetadata {
-    /// The licence's name, for a package's or an image's licence field: the SPDX
-    /// `License-Expression`, else a `License` field of one short line (not a licence's whole
-    /// text, not `UNKNOWN`).
-    pub fn license_name(&self) -> Option<&str> {
-        self.license_expression
-            .as_deref()
-            .filter(|l| !l.is_empty())
-            .or_else(|| self.short_license_field())
-    }
-
-    /// The `License` field when it names a licence: one short line, not `UNKNOWN`.
-    pub fn short_license_field(&self) -> Option<&str> {
-        self.license_field
-            .as_deref()
-            .filter(|l| !l.is_empty() && l.len() <= 100)
-            .filter(|l| !l.eq_ignore_ascii_case("UNKNOWN"))
-    }
-
-    /// Who maintains the project, as `Name <email>`: the first maintainer with an email,
-    /// else the first author with one; else whoever is named, without an email.
-    pub fn maintainer(&self) -> Option<String> {
-        let with_email = |names: &Option<String>, emails: &Option<String>| {
-            let email = emails.as_deref()?.split(',').next()?.trim().to_string();
-            if email.contains('<') {
-                return Some(email);
-            }
-            match names.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-                Some(name) => Some(format!("{name} <{email}>")),
-                None => Some(email),
-            }
-        };
-        with_email(&self.maintainer, &self.maintainer_email)
-            .or_else(|| with_email(&self.author, &self.author_email))
-            .or_else(|| self.maintainer.clone().or_else(|| self.author.clone()))
-            .filter(|m| !m.trim().is_empty())
-    }
-
-    /// Check the fields gradient copies into packages, images and file names, as a hostile
-    /// backend may write them: each must be one line (a `\r` ends a header for Python's own
-    /// parser, so the field would mean one thing to pip and another to gradient, and in a
-    /// Debian control file it adds fields), the name a PEP 508 name and the version PEP 440.
-    /// `Err` is the problem, naming the field and `source` (METADATA or PKG-INFO).
-    pub fn check(&self, source: &str) -> Result<(), String> {
-        let mut fields: Vec<(&str, &str)> = vec![("Name", &self.name), ("Version", &self.version)];
-        let optional = [
-            ("Summary", &self.summary),
-            ("Requires-Python", &self.requires_python),
-            ("License-Expression", &self.license_expression),
-            ("License", &self.license_field),
-            ("Author", &self.author),
-            ("Author-email", &self.author_email),
-            ("Maintainer", &self.maintainer),
-            ("Maintainer-email", &self.maintainer_email),
-        ];
-        fields.extend(
-            optional
-                .iter()
-                .filter_map(|(field, value)| Some((*field, value.as_deref()?))),
-        );
-        fields.extend(
-            self.requires_dist
-                .iter()
-                .map(|r| ("Requires-Dist", r.as_str())),
-        );
-        fields.extend(self.classifiers.iter().map(|c| ("Classifier", c.as_str())));
-        for (label, url) in &self.urls {
-            let field = if label == "Home-page" {
-                "Home-page"
-            } else {
-                "Project-URL"
-            };
-            fields.extend([(field, label.as_str()), (field, url.as_str())]);
-        }
-        for (field, value) in fields {
-            if let Some(c) = gradient_core::line_break(value) {
-                return Err(format!(
-                    "{source}'s `{field}` holds a line break or control character ({}): `{}`\n  hint: every header of {source} is one line; check what the build backend writes",
-                    c.escape_unicode(),
-                    shown(value)
-                ));
-            }
-        }
-        if !gradient_core::is_valid_name(&self.name) {
-            return Err(format!(
-                "{source}'s `Name` is `{}`, not a valid project name (PEP 508)",
-                self.name
-            ));
-        }
-        if !gradient_core::is_pep440_version(&self.version) {
-            return Err(format!(
-                "{source}'s `Version` is `{}`, not a PEP 440 version",
-                self.version
-            ));
-        }
-        Ok(())
-    }
-
-    /// The project's home page: `Home-page`, else a URL labelled like one, else the first.
-    pub fn homepage(&self) -> Option<&str> {
-        ["home-page", "homepage", "home", "source", "repository"]
+/// Check the fields gradient copies into packages, images and file names, as a hostile
+/// backend may write them: each must be one line (a `\r` ends a header for Python's own
+/// parser, so the field would mean one thing to pip and another to gradient, and in a
+/// Debian control file it adds fields), the name a PEP 508 name and the version PEP 440.
+/// `Err` is the problem, naming the field and `source` (METADATA or PKG-INFO).
+pub fn check_core_metadata(metadata: &CoreMetadata, source: &str) -> Result<(), String> {
+    let mut fields: Vec<(&str, &str)> =
+        vec![("Name", &metadata.name), ("Version", &metadata.version)];
+    let optional = [
+        ("Summary", &metadata.summary),
+        ("Requires-Python", &metadata.requires_python),
+        ("License-Expression", &metadata.license_expression),
+        ("License", &metadata.license_field),
+        ("Author", &metadata.author),
+        ("Author-email", &metadata.author_email),
+        ("Maintainer", &metadata.maintainer),
+        ("Maintainer-email", &metadata.maintainer_email),
+    ];
+    fields.extend(
+        optional
             .iter()
-            .find_map(|label| {
-                self.urls
-                    .iter()
-                    .find(|(l, _)| l.to_ascii_lowercase() == *label)
-            })
-            .or_else(|| self.urls.first())
-            .map(|(_, url)| url.as_str())
+            .filter_map(|(field, value)| Some((*field, value.as_deref()?))),
+    );
+    fields.extend(
+        metadata
+            .requires_dist
+            .iter()
+            .map(|r| ("Requires-Dist", r.as_str())),
+    );
+    fields.extend(
+        metadata
+            .classifiers
+            .iter()
+            .map(|c| ("Classifier", c.as_str())),
+    );
+    for (label, url) in &metadata.urls {
+        let field = if label == "Home-page" {
+            "Home-page"
+        } else {
+            "Project-URL"
+        };
+        fields.extend([(field, label.as_str()), (field, url.as_str())]);
     }
+    for (field, value) in fields {
+        if let Some(c) = gradient_core::line_break(value) {
+            return Err(format!(
+                "{source}'s `{field}` holds a line break or control character ({}): `{}`\n  hint: every header of {source} is one line; check what the build backend writes",
+                c.escape_unicode(),
+                shown(value)
+            ));
+        }
+    }
+    if !gradient_core::is_valid_name(&metadata.name) {
+        return Err(format!(
+            "{source}'s `Name` is `{}`, not a valid project name (PEP 508)",
+            metadata.name
+        ));
+    }
+    if !gradient_core::is_pep440_version(&metadata.version) {
+        return Err(format!(
+            "{source}'s `Version` is `{}`, not a PEP 440 version",
+            metadata.version
+        ));
+    }
+    Ok(())
 }
 
 /// Parse RFC 822-style core metadata; only the header block is read.
@@ -187,42 +121,6 @@ pub fn parse_core_metadata(text: &str) -> CoreMetadata {
         }
     }
     metadata
-}
-
-/// A wheel's compatibility tag.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Tag {
-    pub python: String,
-    pub abi: String,
-    pub platform: String,
-}
-
-impl std::fmt::Display for Tag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}-{}", self.python, self.abi, self.platform)
-    }
-}
-
-/// What a wheel holds, once checked.
-#[derive(Clone, Debug)]
-pub struct WheelInfo {
-    pub metadata: CoreMetadata,
-    pub tags: Vec<Tag>,
-    pub root_is_purelib: bool,
-    /// `[console_scripts]` of entry_points.txt: name → `module:function`.
-    pub console_scripts: BTreeMap<String, String>,
-    /// Legacy scripts (setuptools `scripts=`), the files of `NAME.data/scripts/`: name →
-    /// content as the wheel holds it (a Python script's first line is then `#!python`).
-    pub legacy_scripts: BTreeMap<String, Vec<u8>>,
-    /// Whether it holds compiled code (`.so` files).
-    pub has_native_code: bool,
-}
-
-impl WheelInfo {
-    /// Pure Python for any platform (`py3-none-any`).
-    pub fn is_universal(&self) -> bool {
-        self.tags.iter().all(|t| t.platform == "any")
-    }
 }
 
 /// Expand a compressed tag set (`py2.py3-none-any`) into every tag it stands for.
@@ -365,7 +263,7 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     }
 
     let metadata = parse_core_metadata(&read("METADATA")?);
-    metadata.check("METADATA").map_err(&invalid)?;
+    check_core_metadata(&metadata, "METADATA").map_err(&invalid)?;
     if normalize_name(&metadata.name).replace('-', "_") != normalize_name(name).replace('-', "_") {
         return Err(invalid(format!(
             "its file name says `{name}` but METADATA says `{}`",
@@ -504,7 +402,7 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
         ));
     }
     let metadata = parse_core_metadata(&pkg_info);
-    metadata.check("PKG-INFO").map_err(invalid)?;
+    check_core_metadata(&metadata, "PKG-INFO").map_err(invalid)?;
     Ok(metadata)
 }
 
@@ -902,29 +800,31 @@ mod tests {
 
     #[test]
     fn metadata_fields_must_be_one_line_and_name_and_version_well_formed() {
-        let ok = parse_core_metadata("Name: demo\nVersion: 1.0\nSummary: a\tdemo\n");
-        assert_eq!(ok.check("METADATA"), Ok(()));
-        let err = parse_core_metadata("Name: demo\nVersion: 1.0\nAuthor: A\rBreaks: libc6\n")
-            .check("METADATA")
-            .unwrap_err();
+        let check =
+            |text: &str, source: &str| check_core_metadata(&parse_core_metadata(text), source);
+        assert_eq!(
+            check("Name: demo\nVersion: 1.0\nSummary: a\tdemo\n", "METADATA"),
+            Ok(())
+        );
+        let err = check(
+            "Name: demo\nVersion: 1.0\nAuthor: A\rBreaks: libc6\n",
+            "METADATA",
+        )
+        .unwrap_err();
         assert!(
             err.starts_with("METADATA's `Author` holds a line break"),
             "{err}"
         );
         assert!(err.contains("`A\\rBreaks: libc6`"), "{err}");
-        let err = parse_core_metadata(
+        let err = check(
             "Name: demo\nVersion: 1.0\nProject-URL: Source, https://x\u{2028}y\n",
+            "PKG-INFO",
         )
-        .check("PKG-INFO")
         .unwrap_err();
         assert!(err.starts_with("PKG-INFO's `Project-URL`"), "{err}");
-        let err = parse_core_metadata("Name: ../x\nVersion: 1.0\n")
-            .check("METADATA")
-            .unwrap_err();
+        let err = check("Name: ../x\nVersion: 1.0\n", "METADATA").unwrap_err();
         assert!(err.contains("not a valid project name"), "{err}");
-        let err = parse_core_metadata("Name: x\nVersion: 1.0/../../y\n")
-            .check("METADATA")
-            .unwrap_err();
+        let err = check("Name: x\nVersion: 1.0/../../y\n", "METADATA").unwrap_err();
         assert!(err.contains("not a PEP 440 version"), "{err}");
     }
 

@@ -1,6 +1,6 @@
 //! The sdist and wheel tiers: they publish the shared distributions and smoke-test them.
 
-use crate::metadata::{check_against_project, inspect_sdist, inspect_wheel};
+use crate::metadata::{check_against_project, inspect_sdist};
 use async_trait::async_trait;
 use gradient_core::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
@@ -199,12 +199,8 @@ impl Backend for WheelTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let path = cx
-            .inputs
-            .wheel
-            .clone()
-            .ok_or("the wheel input was not built")?;
-        let info = inspect_wheel(&path)?;
+        let app = cx.inputs.app()?;
+        let info = &app.info;
         let mut needs = self.target_needs(&cx.project, &cx.python);
         if let Some(requires_python) = info.metadata.requires_python.clone() {
             needs.python = Some(PythonNeed {
@@ -218,7 +214,7 @@ impl Backend for WheelTier {
         }
         Ok(vec![Artifact {
             tier: Tier::Wheel,
-            path,
+            path: app.path.clone(),
             needs,
         }])
     }
@@ -228,7 +224,7 @@ impl Backend for WheelTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
-        let info = inspect_wheel(&artifact.path)?;
+        let info = &cx.inputs.app()?.info;
         let venv = cx.scratch.join("venv");
         let home = cx.scratch.join("home");
         std::fs::create_dir_all(&home)?;
@@ -298,10 +294,10 @@ impl Backend for WheelTier {
     /// first, as after an install that does not compile), the warm run finds it compiled.
     async fn startup(
         &self,
-        artifact: &Artifact,
+        _artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let info = inspect_wheel(&artifact.path)?;
+        let info = &cx.inputs.app()?.info;
         let Some(SmokeCommand { argv, expect }) = startup_command(
             &cx.project,
             cx.reference.as_deref(),

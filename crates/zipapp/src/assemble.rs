@@ -2,9 +2,8 @@
 
 use crate::{io, ZipappError};
 use gradient_archive::{write_zip_with, Entry, EntryKind};
-use gradient_core::{normalize_name, InterpreterFacts, Project, SourceDate};
-use gradient_wheel::metadata::inspect_wheel;
-use gradient_wheel::{choose_scripts, install_wheel_files};
+use gradient_core::{normalize_name, AppScripts, AppWheel, InterpreterFacts, Project, SourceDate};
+use gradient_wheel::install_wheel_files;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,19 +34,22 @@ pub struct Zipapp {
 pub async fn assemble(
     project: &Project,
     python: &InterpreterFacts,
-    wheel: &Path,
+    app: &AppWheel,
     site: &Path,
     work_dir: &Path,
     source_date: SourceDate,
 ) -> Result<Zipapp, ZipappError> {
-    let info = inspect_wheel(wheel)?;
+    let info = &app.info;
     let name = normalize_name(&info.metadata.name);
     let version = info.metadata.version.clone();
-    let (scripts, default_script) = choose_scripts(project, &info)?;
+    let AppScripts {
+        scripts,
+        default: default_script,
+    } = app.scripts()?.clone();
 
     // The app, installed from its wheel by hand (root, purelib and platlib).
     let app_dir = work_dir.join("app");
-    install_wheel_files(wheel, &app_dir)?;
+    install_wheel_files(&app.path, &app_dir)?;
 
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for tree in [site, app_dir.as_path()] {

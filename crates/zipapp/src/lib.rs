@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 /// Why a zipapp could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipappError {
-    #[error("the {what} input was not built")]
-    MissingInput { what: &'static str },
     #[error(transparent)]
     Entry(#[from] gradient_core::EntryError),
     #[error(transparent)]

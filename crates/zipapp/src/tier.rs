@@ -1,19 +1,18 @@
 //! The zipapp tier: build the `.pyz`, and smoke-test it with an interpreter that has none
 //! of its dependencies.
 
-use crate::{assemble, ZipappError};
+use crate::assemble;
 use async_trait::async_trait;
 use gradient_core::{
-    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
-    PlannedFile, ProbeOutput, Project, PythonNeed, SmokeContext, SmokeReport, Startup, TargetNeeds,
-    Tier, Unavailable,
+    AppIdentity, AppScripts, Artifact, Backend, BackendError, BuildContext, Host, Input,
+    InterpreterFacts, PlannedFile, ProbeOutput, Project, PythonNeed, SmokeContext, SmokeReport,
+    Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::smoke::{
     concurrent_first_runs, measure_startup, run_check, run_probe, smoke_commands, startup_command,
     SmokeCommand,
 };
 use gradient_python::Installer;
-use gradient_wheel::scripts_and_default;
 use std::path::Path;
 use tokio::process::Command;
 
@@ -61,20 +60,11 @@ impl Backend for ZipappTier {
     }
 
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(ZipappError::MissingInput { what: "wheel" })?;
-        let wheelhouse = cx
-            .inputs
-            .wheelhouse
-            .as_ref()
-            .ok_or(ZipappError::MissingInput { what: "wheelhouse" })?;
+        let wheelhouse = cx.inputs.wheelhouse()?;
         let zipapp = assemble(
             &cx.project,
             &cx.python,
-            wheel,
+            cx.inputs.app()?,
             &wheelhouse.site,
             &cx.work_dir,
             cx.source_date,
@@ -96,13 +86,9 @@ impl Backend for ZipappTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(ZipappError::MissingInput { what: "wheel" })?;
-        let default = scripts_and_default(&cx.project, wheel)?.1;
-        let info = gradient_wheel::metadata::inspect_wheel(wheel)?;
+        let app = cx.inputs.app()?;
+        let default = &app.scripts()?.default;
+        let info = &app.info;
         let venv = cx.scratch.join("venv");
         let python = self
             .installer
@@ -219,12 +205,7 @@ impl Backend for ZipappTier {
         artifact: &Artifact,
         cx: &SmokeContext,
     ) -> Result<Option<Startup>, BackendError> {
-        let wheel = cx
-            .inputs
-            .wheel
-            .as_ref()
-            .ok_or(ZipappError::MissingInput { what: "wheel" })?;
-        let (scripts, default) = scripts_and_default(&cx.project, wheel)?;
+        let AppScripts { scripts, default } = cx.inputs.app()?.scripts()?;
         let Some(SmokeCommand { argv, expect }) = startup_command(
             &cx.project,
             cx.reference.as_deref(),
