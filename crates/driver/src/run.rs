@@ -12,8 +12,9 @@ use crate::publish::{
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{registry, resolve_source_date, DriverError, Reporter};
 use gradient_core::{
-    python_satisfies, Artifact, Backend, BuildContext, Host, Input, Inputs, InterpreterFacts,
-    Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
+    python_satisfies, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs,
+    InterpreterFacts, Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier,
+    WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
 use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
@@ -65,8 +66,11 @@ pub struct BuildOptions {
 #[derive(Clone, Debug)]
 pub struct TierOutcome {
     pub tier: Tier,
-    /// The error, when building, publishing or smoke-testing failed.
+    /// The error, when building, publishing or smoke-testing failed: its message and
+    /// causes, one per line ([`gradient_core::error_chain`]).
     pub error: Option<String>,
+    /// What the user can do about the error.
+    pub hint: Option<String>,
 }
 
 /// Everything a finished run knows; the CLI renders it.
@@ -168,6 +172,7 @@ pub async fn build(
     };
     let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
     let mut skipped = Vec::new();
+    let mut unavailable_here = Vec::new();
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
     for backend in registry::backends(&installer) {
         if !requested.contains(&backend.tier()) {
@@ -181,6 +186,7 @@ pub async fn build(
                     tier: backend.tier(),
                     reason: unavailable.to_string(),
                 });
+                unavailable_here.push((backend.tier(), unavailable));
             }
         }
     }
@@ -293,31 +299,52 @@ pub async fn build(
 
     // `--all` asks for what this host can build; a tier named with `--to` that it cannot
     // build fails the run, with its reason.
-    let mut outcomes: Vec<TierOutcome> = skipped
-        .iter()
-        .map(|skip| TierOutcome {
-            tier: skip.tier,
-            error: (!options.all).then(|| format!("cannot be built on this host: {}", skip.reason)),
+    let mut outcomes: Vec<TierOutcome> = unavailable_here
+        .into_iter()
+        .map(|(tier, unavailable)| match options.all {
+            true => TierOutcome {
+                tier,
+                error: None,
+                hint: None,
+            },
+            false => TierOutcome {
+                tier,
+                error: Some(format!(
+                    "cannot be built on this host: {}",
+                    unavailable.reason
+                )),
+                hint: unavailable.hint,
+            },
         })
         .collect();
     let mut records = Vec::new();
     for (backend, result) in backends.iter().zip(results) {
-        let error = match &result {
+        let (error, hint) = match &result {
             // Refused for this project: a skip with its reason, which fails the run only
             // when the tier was named with --to.
             Some(Err(TierFailure {
                 refused: Some(refused),
                 error,
+                hint,
                 ..
             })) => {
                 skipped.push(SkippedRecord {
                     tier: backend.tier(),
                     reason: refused.to_string(),
                 });
-                (!options.all).then(|| error.clone())
+                match options.all {
+                    true => (None, None),
+                    false => (Some(error.clone()), hint.clone()),
+                }
             }
-            Some(result) => tier_error(result),
-            None => Some("stopped: another tier failed and --fail-fast was given".to_string()),
+            Some(result) => match tier_error(result) {
+                Some((error, hint)) => (Some(error), hint),
+                None => (None, None),
+            },
+            None => (
+                Some("stopped: another tier failed and --fail-fast was given".to_string()),
+                None,
+            ),
         };
         match result {
             Some(Ok(mut finished)) => records.append(&mut finished.records),
@@ -327,6 +354,7 @@ pub async fn build(
         outcomes.push(TierOutcome {
             tier: backend.tier(),
             error,
+            hint,
         });
     }
 
@@ -485,15 +513,15 @@ fn write_sbom(
     })
 }
 
-/// Why a finished tier counts as failed: its error, or its first failed smoke test.
-fn tier_error(result: &Result<FinishedTier, TierFailure>) -> Option<String> {
+/// Why a finished tier counts as failed: its error and hint, or its first failed smoke test.
+fn tier_error(result: &Result<FinishedTier, TierFailure>) -> Option<(String, Option<String>)> {
     match result {
         Ok(finished) => finished
             .records
             .iter()
             .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
-            .map(|r| format!("smoke test of {} failed", r.file)),
-        Err(failure) => Some(failure.error.clone()),
+            .map(|r| (format!("smoke test of {} failed", r.file), None)),
+        Err(failure) => Some((failure.error.clone(), failure.hint.clone())),
     }
 }
 
@@ -982,7 +1010,9 @@ struct FinishedTier {
 /// A tier that failed: why, and what it had published before it failed.
 struct TierFailure {
     records: Vec<ArtifactRecord>,
+    /// The error and its causes ([`gradient_core::error_chain`]), and its hint.
     error: String,
+    hint: Option<String>,
     /// The tier refused this project before building ([`Backend::check`]): a skip.
     refused: Option<gradient_core::Unavailable>,
 }
@@ -992,6 +1022,18 @@ impl From<String> for TierFailure {
         TierFailure {
             records: Vec::new(),
             error,
+            hint: None,
+            refused: None,
+        }
+    }
+}
+
+impl From<BackendError> for TierFailure {
+    fn from(error: BackendError) -> Self {
+        TierFailure {
+            records: Vec::new(),
+            error: error.chain(),
+            hint: error.hint().map(str::to_string),
             refused: None,
         }
     }
@@ -1037,7 +1079,8 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
                 run.reporter.warn(&format!("skipping {tier}: {refused}"));
                 return Err(TierFailure {
                     records: Vec::new(),
-                    error: format!("cannot be built for this project: {refused}"),
+                    error: format!("cannot be built for this project: {}", refused.reason),
+                    hint: refused.hint.clone(),
                     refused: Some(refused),
                 });
             }
@@ -1063,14 +1106,15 @@ async fn run_tier(backend: &dyn Backend, run: TierRun<'_>) -> Result<FinishedTie
             Err(error) => {
                 // The file stays published and listed; the tier fails, and a smoke result
                 // cached from an earlier run, whose delivery worked, does not speak for this one.
-                run.reporter
-                    .warn(&format!("{tier}: {}", error_chain(error.as_ref())));
+                run.reporter.warn(&format!(
+                    "{tier}: {}",
+                    gradient_core::render(&error.chain(), error.hint())
+                ));
                 record.smoke = None;
                 records.push(record);
                 return Err(TierFailure {
                     records,
-                    error: error_chain(error.as_ref()),
-                    refused: None,
+                    ..error.into()
                 });
             }
         }
@@ -1139,7 +1183,7 @@ async fn measure_startup(
             Ok(None) => {}
             Err(error) => reporter.warn(&format!(
                 "{tier}: start-up not measured: {}",
-                error_chain(error.as_ref())
+                gradient_core::render(&error.chain(), error.hint())
             )),
         }
     }
@@ -1226,10 +1270,7 @@ async fn build_and_publish(
     started: Instant,
 ) -> Result<PublishedTier, TierFailure> {
     let tier = backend.tier();
-    let artifacts = backend
-        .build(cx)
-        .await
-        .map_err(|e| error_chain(e.as_ref()))?;
+    let artifacts = backend.build(cx).await?;
     // A tier's build time includes the shared input it stands on.
     let input_time = backend
         .inputs()
@@ -1361,7 +1402,7 @@ async fn verify_reproducible(
         Ok(()) => backend
             .build(&again)
             .await
-            .map_err(|e| error_chain(e.as_ref())),
+            .map_err(|e| gradient_core::render(&e.chain(), e.hint())),
         Err(error) => Err(error.to_string()),
     };
     let artifacts = match rebuilt {
@@ -1436,7 +1477,7 @@ async fn smoke_tier(
             seconds: started.elapsed().as_secs_f64(),
             detail: format!(
                 "the smoke test could not run: {}",
-                error_chain(err.as_ref())
+                gradient_core::render(&err.chain(), err.hint())
             ),
         }],
     });
@@ -1517,21 +1558,6 @@ fn check_can_execute(work: &Path) -> Result<(), DriverError> {
             source,
         }),
     }
-}
-
-/// An error and its causes on one line each, as users read them, with secrets masked (this
-/// is the text that reaches the terminal, the manifest and the reports).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(&format!("\n  caused by: {cause_text}"));
-        }
-        source = cause.source();
-    }
-    gradient_core::redact(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub enum FrozenError {
     Archive(#[from] gradient_archive::ArchiveError),
     #[error(transparent)]
     Python(#[from] gradient_python::PythonError),
-    #[error("the default script `{script}` is a legacy `scripts=` file, which the pyinstaller engine cannot run\n  hint: use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]")]
+    #[error("the default script `{script}` is a legacy `scripts=` file, which the pyinstaller engine cannot run")]
     PyInstallerLegacyScript { script: String },
     #[error("PyInstaller failed:\n{detail}")]
     PyInstaller { detail: String },
@@ -46,6 +46,18 @@ pub enum FrozenError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl gradient_core::Hint for FrozenError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FrozenError::Zipapp(error) => error.hint(),
+            FrozenError::Wheel(error) => error.hint(),
+            FrozenError::Python(error) => error.hint(),
+            FrozenError::PyInstallerLegacyScript { .. } => Some("use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]".into()),
+            _ => None,
+        }
+    }
 }
 
 /// The `FrozenError::Io` for `action` on `path`, for `map_err`.

@@ -35,33 +35,33 @@ use std::path::{Path, PathBuf};
 pub enum OciError {
     #[error("the {what} was not built before the container tier ran")]
     MissingInput { what: &'static str },
-    #[error("no Docker engine answers at {address}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens")]
+    #[error("no Docker engine answers at {address}: {reason}")]
     NoEngine { address: String, reason: String },
-    #[error("permission denied on the Docker engine at {address}\n  hint: add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use")]
+    #[error("permission denied on the Docker engine at {address}")]
     EnginePermission { address: String },
     #[error("the Docker engine refused to {action}: {message}")]
     EngineRejected {
         action: &'static str,
         message: String,
     },
-    #[error("the base image `{image}` is not in the local engine\n  hint: no registry is contacted: make it first (`docker pull`, `docker build`, or `docker load -i FILE`), or use base = \"oci:PATH\" for an image on disk")]
+    #[error("the base image `{image}` is not in the local engine")]
     BaseNotFound { image: String },
-    #[error("the base image `{}` does not exist\n  hint: `base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder", path.display())]
+    #[error("the base image `{}` does not exist", path.display())]
     BaseMissing { path: PathBuf },
     #[error("the base image {base} cannot be used: {reason}")]
     BadBase { base: String, reason: String },
-    #[error("the base image {base} has CPython {found} at {python}, but the dependencies were resolved for CPython {wanted}\n  hint: build with --python {found}, or choose a base with CPython {wanted}")]
+    #[error("the base image {base} has CPython {found} at {python}, but the dependencies were resolved for CPython {wanted}")]
     BasePythonMismatch {
         base: String,
         python: String,
         found: String,
         wanted: String,
     },
-    #[error("`{reference}` is not a valid image reference: {reason}\n  hint: use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)")]
+    #[error("`{reference}` is not a valid image reference: {reason}")]
     BadReference { reference: String, reason: String },
-    #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user")]
+    #[error("user `{user}` does not exist in a scratch image")]
     UnknownUser { user: String },
-    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)\n  hint: a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"")]
+    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)")]
     NoGlibc,
     #[error(
         "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
@@ -82,6 +82,25 @@ pub enum OciError {
     Wheel(#[from] gradient_wheel::WheelError),
     #[error(transparent)]
     Zipapp(#[from] gradient_zipapp::ZipappError),
+}
+
+impl gradient_core::Hint for OciError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            OciError::NoEngine { .. } => "start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens".into(),
+            OciError::EnginePermission { .. } => "add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use".into(),
+            OciError::BaseNotFound { .. } => "no registry is contacted: make it first (`docker pull`, `docker build`, or `docker load -i FILE`), or use base = \"oci:PATH\" for an image on disk".into(),
+            OciError::BaseMissing { .. } => "`base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder".into(),
+            OciError::BasePythonMismatch { found, wanted, .. } => format!("build with --python {found}, or choose a base with CPython {wanted}"),
+            OciError::BadReference { .. } => "use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)".into(),
+            OciError::UnknownUser { .. } => "use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user".into(),
+            OciError::NoGlibc => "a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"".into(),
+            OciError::Python(error) => return error.hint(),
+            OciError::Wheel(error) => return error.hint(),
+            OciError::Zipapp(error) => return error.hint(),
+            _ => return None,
+        })
+    }
 }
 
 /// The `OciError::Io` for `action` on `path`, for `map_err`.

@@ -56,10 +56,24 @@ pub enum WheelError {
     },
     #[error("`{file}` is invalid: {problem}")]
     Invalid { file: String, problem: String },
-    #[error("`{file}` does not match pyproject.toml: {problem}\n  hint: {hint}")]
+    #[error("`{file}` does not match pyproject.toml: {problem}")]
     Mismatch {
         file: String,
         problem: String,
         hint: String,
     },
+}
+
+impl gradient_core::Hint for WheelError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            WheelError::Python(error) => error.hint(),
+            WheelError::Hook(error) => error.hint(),
+            WheelError::Mismatch { hint, .. } => Some(hint.clone()),
+            WheelError::Archive(_)
+            | WheelError::BadHookResult { .. }
+            | WheelError::Io { .. }
+            | WheelError::Invalid { .. } => None,
+        }
+    }
 }

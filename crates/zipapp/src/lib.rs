@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 /// Why a zipapp could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipappError {
-    #[error("{project} has no console script, so a single-file app of it has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
+    #[error("{project} has no console script, so a single-file app of it has nothing to run")]
     NoEntry { project: String },
     /// Only for builders that run one script (the pyinstaller engine): gradient's own
     /// single-file tiers are multi-call files instead.
-    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one\n  hint: choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each")]
+    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one")]
     AmbiguousEntry { project: String, scripts: String },
     #[error("[tool.gradient] entry `{entry}` is neither a console script of {project} ({scripts}) nor `module:function`")]
     UnknownEntry {
@@ -50,6 +50,21 @@ pub enum ZipappError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl gradient_core::Hint for ZipappError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ZipappError::NoEntry { .. } => Some(
+                "add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]"
+                    .into(),
+            ),
+            ZipappError::AmbiguousEntry { .. } => Some("choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each".into()),
+            ZipappError::Wheel(error) => error.hint(),
+            ZipappError::Python(error) => error.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// The `ZipappError::Io` for `action` on `path`, for `map_err`.
