@@ -55,7 +55,11 @@ pub enum WheelError {
         source: std::io::Error,
     },
     #[error("`{file}` is invalid: {problem}")]
-    Invalid { file: String, problem: String },
+    Invalid {
+        file: String,
+        problem: String,
+        hint: Option<String>,
+    },
     #[error("`{file}` does not match pyproject.toml: {problem}")]
     Mismatch {
         file: String,
@@ -70,10 +74,10 @@ impl gradient_core::Hint for WheelError {
             WheelError::Python(error) => error.hint(),
             WheelError::Hook(error) => error.hint(),
             WheelError::Mismatch { hint, .. } => Some(hint.clone()),
-            WheelError::Archive(_)
-            | WheelError::BadHookResult { .. }
-            | WheelError::Io { .. }
-            | WheelError::Invalid { .. } => None,
+            WheelError::Invalid { hint, .. } => hint.clone(),
+            WheelError::Archive(_) | WheelError::BadHookResult { .. } | WheelError::Io { .. } => {
+                None
+            }
         }
     }
 }
