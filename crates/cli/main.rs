@@ -8,9 +8,10 @@
 //! up (SIGHUP: the terminal closed).
 
 use clap::{Args, Parser, Subcommand};
+use gradient_core::Hint;
 use gradient_core::Tier;
 use gradient_driver::doctor::TierStatus;
-use gradient_driver::{error_chain, report, BuildOptions, DriverError};
+use gradient_driver::{report, BuildOptions, DriverError};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -229,11 +230,12 @@ struct AdviseArgs {
 }
 
 fn parse_tag(text: &str) -> Result<String, String> {
-    gradient_driver::check_image_reference(text).map_err(|e| e.to_string())
+    gradient_driver::check_image_reference(text)
+        .map_err(|e| gradient_core::render(&e.to_string(), e.hint().as_deref()))
 }
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
-    Tier::parse(text).map_err(|e| e.to_string())
+    Tier::parse(text).map_err(|e| gradient_core::render(&e.to_string(), e.hint().as_deref()))
 }
 
 fn main() -> ExitCode {
@@ -369,10 +371,21 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
     }
 }
 
+/// Print an error on stderr, the one way gradient shows errors: `error: MESSAGE`, a
+/// `  caused by: ...` line per cause, then `  hint: ...` when there is one.
+fn print_error(err: &(impl std::error::Error + Hint + 'static)) {
+    say_error(&gradient_core::error_chain(err), err.hint().as_deref());
+}
+
+/// As [`print_error`], for an error chain already made text (a tier's, or the CLI's own).
+fn say_error(chain: &str, hint: Option<&str>) {
+    eprintln!("error: {}", gradient_core::render(chain, hint));
+}
+
 /// The exit code of a run that could not finish: a failed shared input or a failure writing
 /// results is a failed build (1); anything else stopped the run before it could start (2).
 fn driver_failure(err: DriverError) -> ExitCode {
-    eprintln!("error: {}", error_chain(&err));
+    print_error(&err);
     let code = match err {
         DriverError::Input { .. }
         | DriverError::Wheelhouse(_)
@@ -388,10 +401,10 @@ fn tier_failures(outcome: &gradient_driver::RunOutcome) -> ExitCode {
     let failures: Vec<_> = outcome
         .tiers
         .iter()
-        .filter_map(|t| t.error.as_ref().map(|e| (t.tier, e)))
+        .filter_map(|t| t.error.as_ref().map(|e| (t.tier, e, &t.hint)))
         .collect();
-    for (tier, error) in &failures {
-        eprintln!("error: {tier} failed: {}", gradient_core::redact(error));
+    for (tier, error, hint) in &failures {
+        say_error(&format!("{tier} failed: {error}"), hint.as_deref());
     }
     if failures.is_empty() {
         ExitCode::SUCCESS
@@ -470,7 +483,7 @@ fn merge_reports(args: ReportArgs) -> ExitCode {
     let manifest = match gradient_driver::merge::merge(&args.merge, &args.out) {
         Ok(manifest) => manifest,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            print_error(&err);
             return ExitCode::from(2);
         }
     };
@@ -547,7 +560,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
     {
         Ok(plan) => plan,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            print_error(&err);
             return ExitCode::from(2);
         }
     };
@@ -563,7 +576,10 @@ async fn plan(args: PlanArgs) -> ExitCode {
             println!("{matrix}");
             // GitHub refuses an empty matrix with a message about the workflow file.
             if matrix["include"].as_array().is_some_and(Vec::is_empty) {
-                eprintln!("error: this host can build none of the tiers asked for, and a GitHub job matrix cannot be empty\n  hint: run `gradient plan` without --format to see why each tier is unavailable");
+                say_error(
+                    "this host can build none of the tiers asked for, and a GitHub job matrix cannot be empty",
+                    Some("run `gradient plan` without --format to see why each tier is unavailable"),
+                );
                 return ExitCode::from(1);
             }
         }
@@ -617,12 +633,18 @@ async fn advise(args: AdviseArgs) -> ExitCode {
     let facts = match TargetFacts::parse(&args.has, args.offline) {
         Ok(facts) => facts,
         Err(err) => {
-            eprintln!("error: {err}");
+            print_error(&err);
             return ExitCode::from(2);
         }
     };
     if args.has.is_empty() {
-        eprintln!("error: say what the target has\n  hint: e.g. --has python3.11,pip or --has glibc2.31,docker; known values are {}", gradient_driver::advise::KNOWN_FACTS);
+        say_error(
+            "say what the target has",
+            Some(&format!(
+                "e.g. --has python3.11,pip or --has glibc2.31,docker; known values are {}",
+                gradient_driver::advise::KNOWN_FACTS
+            )),
+        );
         return ExitCode::from(2);
     }
     let advice = match advise_project(
@@ -635,7 +657,7 @@ async fn advise(args: AdviseArgs) -> ExitCode {
     {
         Ok(advice) => advice,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            print_error(&err);
             return ExitCode::from(2);
         }
     };

@@ -57,10 +57,12 @@ pub struct MissingInput {
     pub what: &'static str,
 }
 
+impl crate::Hint for MissingInput {}
+
 /// Why the app's scripts leave an artifact that runs one of them nothing to run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("{project} has no console script, so a single-file app of it has nothing to run\n  hint: add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]")]
+    #[error("{project} has no console script, so a single-file app of it has nothing to run")]
     NoEntry { project: String },
     #[error("[tool.gradient] entry `{entry}` is neither a console script of {project} ({scripts}) nor `module:function`")]
     UnknownEntry {
@@ -68,6 +70,18 @@ pub enum EntryError {
         project: String,
         scripts: String,
     },
+}
+
+impl crate::Hint for EntryError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EntryError::NoEntry { .. } => Some(
+                "add [project.scripts], or set `entry = \"module:function\"` in [tool.gradient]"
+                    .into(),
+            ),
+            EntryError::UnknownEntry { .. } => None,
+        }
+    }
 }
 
 /// The core metadata fields gradient uses (METADATA in a wheel, PKG-INFO in an sdist).

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Errors cross the trait boxed: each backend crate keeps its own `thiserror` enum.
-pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// Errors cross the trait boxed with their hint: each backend crate keeps its own
+/// `thiserror` enum, which implements [`Hint`](crate::Hint).
+pub type BackendError = crate::TierError;
 
 /// An intermediate product that several tiers share, built once per run by the driver.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -179,7 +180,7 @@ pub struct Host {
     /// The build interpreter, when one was found.
     pub interpreter: Option<Arc<InterpreterFacts>>,
     /// The container engine: its version, or why none answers; `None` when not asked.
-    pub container_engine: Option<Result<String, String>>,
+    pub container_engine: Option<Result<String, Unavailable>>,
 }
 
 impl Host {
@@ -203,17 +204,11 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
-    /// From an error's text: its first lines the reason, a `hint: ...` line the hint.
-    pub fn from_message(message: &str) -> Unavailable {
-        match message.split_once("\n  hint: ") {
-            Some((reason, hint)) => Unavailable {
-                reason: reason.trim_end_matches(',').to_string(),
-                hint: Some(hint.to_string()),
-            },
-            None => Unavailable {
-                reason: message.to_string(),
-                hint: None,
-            },
+    /// From an error that makes a tier unavailable: its text the reason, its hint the hint.
+    pub fn from_error(error: &(impl std::error::Error + crate::Hint + 'static)) -> Unavailable {
+        Unavailable {
+            reason: crate::error_chain(error),
+            hint: error.hint(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod app;
 mod backend;
 mod container;
 mod epoch;
+mod error;
 mod interpreter;
 mod ospackage;
 mod project;
@@ -34,6 +35,7 @@ pub use backend::{
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};
+pub use error::{error_chain, render, Hint, TierError};
 pub use interpreter::InterpreterFacts;
 pub use ospackage::{
     check_package_name, check_package_version, maintainer_email, map_version, Layout,

@@ -185,11 +185,11 @@ pub const PORT_PLACEHOLDER: &str = "{port}";
 /// Why a project could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    #[error("no pyproject.toml or setup.py in `{}`\n  hint: point gradient at a Python project folder (one with a pyproject.toml)", dir.display())]
+    #[error("no pyproject.toml or setup.py in `{}`", dir.display())]
     NotFound { dir: PathBuf },
-    #[error("the project folder `{}` does not exist\n  hint: check the path; it names the folder that holds pyproject.toml", dir.display())]
+    #[error("the project folder `{}` does not exist", dir.display())]
     Missing { dir: PathBuf },
-    #[error("`{}` is a file, not a project folder\n  hint: name the folder that holds pyproject.toml{}", path.display(), path.parent().map(|p| format!(" (`{}`?)", p.display())).unwrap_or_default())]
+    #[error("`{}` is a file, not a project folder", path.display())]
     NotAFolder { path: PathBuf },
     #[error("failed to read `{}`", path.display())]
     Read {
@@ -197,7 +197,7 @@ pub enum ProjectError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: {message}{}", path.display(), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    #[error("{}:{line}:{column}: {message}", path.display())]
     Invalid {
         path: PathBuf,
         line: usize,
@@ -205,6 +205,27 @@ pub enum ProjectError {
         message: String,
         hint: Option<String>,
     },
+}
+
+impl crate::Hint for ProjectError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ProjectError::NotFound { .. } => {
+                Some("point gradient at a Python project folder (one with a pyproject.toml)".into())
+            }
+            ProjectError::Missing { .. } => {
+                Some("check the path; it names the folder that holds pyproject.toml".into())
+            }
+            ProjectError::NotAFolder { path } => Some(format!(
+                "name the folder that holds pyproject.toml{}",
+                path.parent()
+                    .map(|p| format!(" (`{}`?)", p.display()))
+                    .unwrap_or_default()
+            )),
+            ProjectError::Read { .. } => None,
+            ProjectError::Invalid { hint, .. } => hint.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -663,6 +684,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// An error as the CLI shows it: its text and its hint.
+    fn shown(err: ProjectError) -> String {
+        crate::render(&err.to_string(), crate::Hint::hint(&err).as_deref())
+    }
+
     fn parse(text: &str) -> Result<Project, ProjectError> {
         Project::parse(Path::new("/p"), Path::new("/p/pyproject.toml"), text)
     }
@@ -708,8 +734,8 @@ expect = "1.0"
     #[test]
     fn missing_name_points_at_the_project_table() {
         let err = parse("[build-system]\nrequires = []\n\n[project]\nversion = \"1\"\n")
-            .unwrap_err()
-            .to_string();
+            .map_err(shown)
+            .unwrap_err();
         assert!(
             err.starts_with("/p/pyproject.toml:4:1: [project] has no `name`"),
             "{err}"
@@ -719,7 +745,9 @@ expect = "1.0"
     #[test]
     fn version_may_be_dynamic_but_not_missing() {
         assert!(parse("[project]\nname = \"x\"\ndynamic = [\"version\"]\n").is_ok());
-        let err = parse("[project]\nname = \"x\"\n").unwrap_err().to_string();
+        let err = parse("[project]\nname = \"x\"\n")
+            .map_err(shown)
+            .unwrap_err();
         assert!(err.contains("no `version`"), "{err}");
     }
 
@@ -727,27 +755,27 @@ expect = "1.0"
     fn unknown_gradient_settings_are_rejected_with_position() {
         let err =
             parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npyhton = \"3.11\"\n")
-                .unwrap_err()
-                .to_string();
+                .map_err(shown)
+                .unwrap_err();
         assert!(err.starts_with("/p/pyproject.toml:5:1"), "{err}");
         assert!(err.contains("pyhton"), "{err}");
         assert!(err.contains("hint: did you mean `python`?"), "{err}");
         // A value of the wrong type is not a syntax error either.
         let err =
             parse("[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\npython = 3.11\n")
-                .unwrap_err()
-                .to_string();
+                .map_err(shown)
+                .unwrap_err();
         assert!(err.contains("hint: give the value the type named"), "{err}");
         // Broken syntax keeps its own hint.
-        let err = parse("[project]\nname = \"x\n").unwrap_err().to_string();
+        let err = parse("[project]\nname = \"x\n").map_err(shown).unwrap_err();
         assert!(err.contains("hint: fix the TOML syntax"), "{err}");
     }
 
     #[test]
     fn a_version_that_is_not_pep440_is_refused_at_its_position() {
         let err = parse("[project]\nname = \"x\"\nversion = \"1.2.3-beta_final!x\"\n")
-            .unwrap_err()
-            .to_string();
+            .map_err(shown)
+            .unwrap_err();
         assert!(
             err.starts_with(
                 "/p/pyproject.toml:3:11: `1.2.3-beta_final!x` is not a PEP 440 version"
@@ -765,7 +793,7 @@ expect = "1.0"
             ))
         };
         assert!(with("[\"cli\"]").is_ok(), "names compare normalised");
-        let err = with("[\"clj\"]").unwrap_err().to_string();
+        let err = with("[\"clj\"]").map_err(shown).unwrap_err();
         assert!(
             err.starts_with("/p/pyproject.toml:7:1: `extras` names `clj`"),
             "{err}"
@@ -774,8 +802,8 @@ expect = "1.0"
         let err = parse(
             "[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\nextras = [\"nope\"]\n",
         )
-        .unwrap_err()
-        .to_string();
+        .map_err(shown)
+        .unwrap_err();
         assert!(
             err.contains("declares no [project.optional-dependencies]"),
             "{err}"
@@ -799,7 +827,7 @@ expect = "1.0"
         assert!(matches!(err, ProjectError::Missing { .. }), "{err}");
         let file = dir.path().join("README.md");
         std::fs::write(&file, "x").unwrap();
-        let err = Project::load(&file).unwrap_err().to_string();
+        let err = Project::load(&file).map_err(shown).unwrap_err();
         assert!(err.contains("is a file, not a project folder"), "{err}");
         let err = Project::load(dir.path()).unwrap_err();
         assert!(matches!(err, ProjectError::NotFound { .. }), "{err}");
@@ -813,7 +841,7 @@ expect = "1.0"
             ))
         };
         let refused = |extra: &str, says: &str| {
-            let err = with(extra).unwrap_err().to_string();
+            let err = with(extra).map_err(shown).unwrap_err();
             assert!(err.contains(says), "expected {says:?} in {err}");
             err
         };

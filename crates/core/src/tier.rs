@@ -174,9 +174,16 @@ impl fmt::Display for TargetNeeds {
 
 /// A tier name on the command line that names no tier.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown tier `{name}`\n  hint: valid tiers are {}", Tier::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))]
+#[error("unknown tier `{name}`")]
 pub struct UnknownTier {
     pub name: String,
+}
+
+impl crate::Hint for UnknownTier {
+    fn hint(&self) -> Option<String> {
+        let names: Vec<&str> = Tier::ALL.iter().map(|t| t.name()).collect();
+        Some(format!("valid tiers are {}", names.join(", ")))
+    }
 }
 
 impl Tier {
@@ -329,9 +336,10 @@ mod tests {
         for tier in Tier::ALL {
             assert_eq!(Tier::parse(tier.name()).unwrap(), tier);
         }
-        let err = Tier::parse("flatpak").unwrap_err().to_string();
-        assert!(err.contains("unknown tier `flatpak`"), "{err}");
-        assert!(err.contains("sdist, wheel, zipapp"), "{err}");
+        let err = Tier::parse("flatpak").unwrap_err();
+        assert_eq!(err.to_string(), "unknown tier `flatpak`");
+        let hint = crate::Hint::hint(&err).unwrap_or_default();
+        assert!(hint.contains("sdist, wheel, zipapp"), "{hint}");
     }
 
     #[test]

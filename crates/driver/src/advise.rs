@@ -27,9 +27,15 @@ pub struct TargetFacts {
 
 /// A `--has` value gradient does not understand.
 #[derive(Debug, thiserror::Error)]
-#[error("`--has {value}` is not something gradient knows about\n  hint: known values are {KNOWN_FACTS} (and --offline)")]
+#[error("`--has {value}` is not something gradient knows about")]
 pub struct UnknownFact {
     pub value: String,
+}
+
+impl gradient_core::Hint for UnknownFact {
+    fn hint(&self) -> Option<String> {
+        Some(format!("known values are {KNOWN_FACTS} (and --offline)"))
+    }
 }
 
 impl TargetFacts {
@@ -361,7 +367,8 @@ mod tests {
     #[test]
     fn unknown_values_are_refused_with_the_known_ones() {
         let error = TargetFacts::parse(&["kubernetes".into()], false).unwrap_err();
-        assert!(error.to_string().contains("dpkg"));
+        let hint = gradient_core::Hint::hint(&error).unwrap_or_default();
+        assert!(hint.contains("dpkg"), "{hint}");
         assert!(TargetFacts::parse(&["python3.x".into()], false).is_err());
         assert_eq!(
             TargetFacts::parse(&["Python3.12".into()], false)

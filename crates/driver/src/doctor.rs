@@ -48,7 +48,9 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
         .collect();
     let found = survey.interpreter;
     Diagnosis {
-        interpreter: found.map(|f| f.to_string()).map_err(|e| e.to_string()),
+        interpreter: found.map(|f| f.to_string()).map_err(|e| {
+            gradient_core::render(&e.to_string(), gradient_core::Hint::hint(&e).as_deref())
+        }),
         installer: match &installer {
             Installer::Uv(path) => format!("uv ({})", path.display()),
             Installer::Pip if std::env::var("GRADIENT_INSTALLER").is_ok_and(|v| v == "pip") => {

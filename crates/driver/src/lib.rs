@@ -31,7 +31,7 @@ mod tier_cache;
 /// Check an image reference given with `--tag` (and give it `:latest` when it has no tag).
 pub use gradient_oci::check_reference as check_image_reference;
 pub use plan::{Plan, Purpose};
-pub use run::{build, error_chain, BuildOptions, RunOutcome, TierOutcome};
+pub use run::{build, BuildOptions, RunOutcome, TierOutcome};
 pub use source_date::resolve_source_date;
 
 use std::path::PathBuf;
@@ -115,17 +115,17 @@ pub enum DriverError {
     Python(#[from] gradient_python::PythonError),
     #[error(transparent)]
     Tier(#[from] gradient_core::UnknownTier),
-    #[error("failed to build the {input}: {source}")]
+    #[error("failed to build the {input}")]
     Input {
         input: &'static str,
         #[source]
         source: gradient_wheel::WheelError,
     },
-    #[error("failed to bundle the runtime: {0}")]
+    #[error("failed to bundle the runtime")]
     Runtime(#[source] gradient_python::runtime::RuntimeError),
-    #[error("failed to build the wheelhouse: {0}")]
+    #[error("failed to build the wheelhouse")]
     Wheelhouse(#[from] gradient_python::wheelhouse::WheelhouseError),
-    #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}\n  hint: pass --python with a version that fits, e.g. --python {suggestion}", pyproject.display())]
+    #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}", pyproject.display())]
     PythonExcluded {
         project: String,
         spec: String,
@@ -133,7 +133,7 @@ pub enum DriverError {
         found: String,
         suggestion: String,
     },
-    #[error("tier `{tier}` is planned but not built yet in this version of gradient\n  hint: available tiers are {available}; `gradient tiers` shows the whole gradient")]
+    #[error("tier `{tier}` is planned but not built yet in this version of gradient")]
     Planned {
         tier: gradient_core::Tier,
         available: String,
@@ -141,13 +141,13 @@ pub enum DriverError {
     /// An image reference that cannot be made (the default tag from the project's version).
     #[error(transparent)]
     Image(#[from] gradient_oci::OciError),
-    #[error("no tiers requested\n  hint: pass --to sdist,wheel or --all")]
+    #[error("no tiers requested")]
     NothingRequested,
-    #[error("cannot write to the output folder `{}`: {reason}\n  hint: choose another one with --out DIR", path.display())]
+    #[error("cannot write to the output folder `{}`: {reason}", path.display())]
     Output { path: PathBuf, reason: String },
-    #[error("SOURCE_DATE_EPOCH=`{value}` is {why}\n  hint: unset it, or set it to e.g. `$(git log -1 --format=%ct)`")]
+    #[error("SOURCE_DATE_EPOCH=`{value}` is {why}")]
     SourceDate { value: String, why: &'static str },
-    #[error("the temporary folder `{}` cannot run programs (mounted noexec?), and the smoke tests run each artifact from there\n  hint: set TMPDIR to a folder that allows execution (e.g. `TMPDIR=$HOME/.cache/tmp`), or pass --no-smoke", path.display())]
+    #[error("the temporary folder `{}` cannot run programs (mounted noexec?), and the smoke tests run each artifact from there", path.display())]
     NoExec { path: PathBuf },
     /// Writing results failed after the build (the output folder may already hold some).
     #[error("failed to {action} `{}`", path.display())]
@@ -164,4 +164,113 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl gradient_core::Hint for DriverError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            DriverError::Project(error) => return error.hint(),
+            DriverError::Python(error) => return error.hint(),
+            DriverError::Tier(error) => return error.hint(),
+            DriverError::Input { source, .. } => return source.hint(),
+            DriverError::Runtime(error) => return error.hint(),
+            DriverError::Wheelhouse(error) => return error.hint(),
+            DriverError::Image(error) => return error.hint(),
+            DriverError::PythonExcluded { suggestion, .. } => {
+                format!("pass --python with a version that fits, e.g. --python {suggestion}")
+            }
+            DriverError::Planned { available, .. } => format!(
+                "available tiers are {available}; `gradient tiers` shows the whole gradient"
+            ),
+            DriverError::NothingRequested => "pass --to sdist,wheel or --all".into(),
+            DriverError::Output { .. } => "choose another one with --out DIR".into(),
+            DriverError::SourceDate { .. } => {
+                "unset it, or set it to e.g. `$(git log -1 --format=%ct)`".into()
+            }
+            DriverError::NoExec { .. } => "set TMPDIR to a folder that allows execution (e.g. `TMPDIR=$HOME/.cache/tmp`), or pass --no-smoke".into(),
+            DriverError::Publish { .. } | DriverError::Io { .. } => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gradient_core::Hint;
+    use std::path::PathBuf;
+
+    /// An error as the CLI prints it, and its text alone.
+    fn shown(error: &(impl std::error::Error + Hint + 'static)) -> (String, Option<String>) {
+        (gradient_core::error_chain(error), error.hint())
+    }
+
+    /// Errors of every crate, hinted ones among them: the text says what went wrong, the
+    /// hint what to do, and no text carries a hint inside it.
+    #[test]
+    fn no_error_text_carries_its_hint() {
+        use gradient_oci::OciError;
+        use gradient_ospkg::OsPkgError;
+        use gradient_python::pep517::HookError;
+        use gradient_python::runtime::RuntimeError;
+        use gradient_python::wheelhouse::WheelhouseError;
+        use gradient_python::PythonError;
+        use gradient_wheel::WheelError;
+        use gradient_zipapp::ZipappError;
+        let path = || PathBuf::from("/p/x");
+        let not_found = || PythonError::NotFound {
+            request: "3.11".into(),
+            hint_version: "3.11".into(),
+            searched: vec!["python3.11".into()],
+        };
+        let mismatch = || WheelError::Mismatch {
+            file: "x.whl".into(),
+            problem: "names differ".into(),
+            hint: "rename it".into(),
+        };
+        let hinted: Vec<(String, Option<String>)> = vec![
+            shown(&gradient_core::Project::load(&path()).unwrap_err()),
+            shown(&gradient_core::Tier::parse("flatpak").unwrap_err()),
+            shown(&not_found()),
+            shown(&HookError::TimedOut {
+                hook: "build_wheel".into(),
+                seconds: 1,
+                tail: String::new(),
+            }),
+            shown(&WheelhouseError::CredentialsInUrl {
+                requirement: "x".into(),
+            }),
+            shown(&RuntimeError::ArchiveMissing { path: path() }),
+            shown(&mismatch()),
+            shown(&ZipappError::Entry(gradient_core::EntryError::NoEntry {
+                project: "x".into(),
+            })),
+            shown(&gradient_frozen::FrozenError::PyInstallerLegacyScript { script: "x".into() }),
+            shown(&OciError::Sandbox(gradient_sandbox::SandboxError::NoGlibc)),
+            shown(&OsPkgError::Unmappable {
+                what: "x".into(),
+                rule: "y".into(),
+                setting: "z".into(),
+            }),
+            shown(&super::DriverError::NothingRequested),
+            shown(&super::DriverError::Input {
+                input: "wheel",
+                source: mismatch(),
+            }),
+            shown(&super::DriverError::Python(not_found())),
+            shown(&crate::merge::MergeError::Damaged {
+                path: path(),
+                reason: "x".into(),
+            }),
+            shown(&crate::advise::UnknownFact { value: "x".into() }),
+        ];
+        for (text, hint) in &hinted {
+            assert!(!text.contains("hint:"), "{text}");
+            assert!(hint.as_ref().is_some_and(|h| !h.is_empty()), "{text}");
+        }
+        // A wrapper keeps its cause out of its own text: the chain shows it once.
+        let (text, _) = &hinted[12];
+        assert_eq!(
+            text,
+            "failed to build the wheel\n  caused by: `x.whl` does not match pyproject.toml: names differ"
+        );
+    }
 }

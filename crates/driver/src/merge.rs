@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("no manifest in `{}`: {source}\n  hint: give the output folders of `gradient build` runs (each holds {MANIFEST_FILE})", dir.display())]
+    #[error("no manifest in `{}`", dir.display())]
     Missing {
         dir: PathBuf,
         #[source]
@@ -19,7 +19,7 @@ pub enum MergeError {
     },
     #[error("`{}` is not a gradient manifest: {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
-    #[error("`{}` has schema version {found}; this gradient reads version {SCHEMA_VERSION}\n  hint: merge manifests written by the same gradient version", path.display())]
+    #[error("`{}` has schema version {found}; this gradient reads version {SCHEMA_VERSION}", path.display())]
     Schema { path: PathBuf, found: u32 },
     #[error("the manifests are of different projects: {first} in `{}`, {other} in `{}`", first_dir.display(), other_dir.display())]
     OtherProject {
@@ -28,7 +28,7 @@ pub enum MergeError {
         other: String,
         other_dir: PathBuf,
     },
-    #[error("the folders were built with different {what}: {first} in `{}`, {other} in `{}`\n  hint: merge the folders of one release build, made with one SOURCE_DATE_EPOCH and one interpreter", first_dir.display(), other_dir.display())]
+    #[error("the folders were built with different {what}: {first} in `{}`, {other} in `{}`", first_dir.display(), other_dir.display())]
     Different {
         what: &'static str,
         first: String,
@@ -36,21 +36,42 @@ pub enum MergeError {
         other: String,
         other_dir: PathBuf,
     },
-    #[error("`{file}` differs between `{}` and `{}`\n  hint: merge the folders of one release build, or rebuild the tier", first_dir.display(), other_dir.display())]
+    #[error("`{file}` differs between `{}` and `{}`", first_dir.display(), other_dir.display())]
     Conflict {
         file: String,
         first_dir: PathBuf,
         other_dir: PathBuf,
     },
-    #[error("`{}` does not match its manifest ({reason})\n  hint: download it again, or rebuild that tier", path.display())]
+    #[error("`{}` does not match its manifest ({reason})", path.display())]
     Damaged { path: PathBuf, reason: String },
-    #[error("failed to {action} `{}`: {source}", path.display())]
+    #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl gradient_core::Hint for MergeError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            MergeError::Missing { .. } => format!(
+                "give the output folders of `gradient build` runs (each holds {MANIFEST_FILE})"
+            ),
+            MergeError::Schema { .. } => {
+                "merge manifests written by the same gradient version".into()
+            }
+            MergeError::Different { .. } => "merge the folders of one release build, made with one SOURCE_DATE_EPOCH and one interpreter".into(),
+            MergeError::Conflict { .. } => {
+                "merge the folders of one release build, or rebuild the tier".into()
+            }
+            MergeError::Damaged { .. } => "download it again, or rebuild that tier".into(),
+            MergeError::Unreadable { .. } | MergeError::OtherProject { .. } | MergeError::Io { .. } => {
+                return None
+            }
+        })
+    }
 }
 
 /// Read the manifests in `dirs`, check every file they list, copy the files into `out` and

@@ -187,10 +187,7 @@ impl Plan {
                     .unwrap_or(backend)
                     .clone();
                 let unavailable = match &refusal {
-                    Some(refused) => Some(Unavailable {
-                        reason: crate::error_chain(refused),
-                        hint: None,
-                    }),
+                    Some(refused) => Some(Unavailable::from_error(refused)),
                     None => backend.preflight(&host).err(),
                 };
                 PlanEntry {
@@ -276,7 +273,7 @@ pub fn host_platform() -> String {
 pub struct HostSurvey {
     pub interpreter: Result<Arc<InterpreterFacts>, gradient_python::PythonError>,
     pub installer: Installer,
-    pub container_engine: Option<Result<String, String>>,
+    pub container_engine: Option<Result<String, Unavailable>>,
 }
 
 /// Look at the host: the interpreter `python` names (a version or a path; else `python3`),

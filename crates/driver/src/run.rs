@@ -12,8 +12,9 @@ use crate::publish::{publish_checked, publish_file, write_atomically, write_text
 use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{DriverError, Reporter};
 use gradient_core::{
-    AppIdentity, Artifact, Backend, BuildContext, Input, Inputs, InterpreterFacts, PlannedFile,
-    Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate, Tier, WheelhouseFiles,
+    render, AppIdentity, Artifact, Backend, BackendError, BuildContext, Input, Inputs,
+    InterpreterFacts, PlannedFile, Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate,
+    Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
 use gradient_python::Installer;
@@ -65,8 +66,11 @@ pub struct BuildOptions {
 #[derive(Clone, Debug)]
 pub struct TierOutcome {
     pub tier: Tier,
-    /// The error, when building, publishing or smoke-testing failed.
+    /// The error, when building, publishing or smoke-testing failed: its message and
+    /// causes, one per line ([`gradient_core::error_chain`]).
     pub error: Option<String>,
+    /// What the user can do about the error.
+    pub hint: Option<String>,
 }
 
 /// Everything a finished run knows; the CLI renders it.
@@ -300,31 +304,54 @@ fn tally(
     skipped: &mut Vec<SkippedRecord>,
     options: &BuildOptions,
 ) -> (Vec<TierOutcome>, Vec<ArtifactRecord>) {
-    let mut outcomes: Vec<TierOutcome> = skipped
+    let mut outcomes: Vec<TierOutcome> = plan
+        .entries
         .iter()
-        .map(|skip| TierOutcome {
-            tier: skip.tier,
-            error: (!options.all).then(|| format!("cannot be built on this host: {}", skip.reason)),
+        .filter_map(|entry| Some((entry.tier, entry.unavailable.as_ref()?)))
+        .map(|(tier, unavailable)| match options.all {
+            true => TierOutcome {
+                tier,
+                error: None,
+                hint: None,
+            },
+            false => TierOutcome {
+                tier,
+                error: Some(format!(
+                    "cannot be built on this host: {}",
+                    unavailable.reason
+                )),
+                hint: unavailable.hint.clone(),
+            },
         })
         .collect();
     let mut records = Vec::new();
     for (entry, result) in results {
-        let error = match &result {
+        let (error, hint) = match &result {
             // Refused for this project: a skip with its reason, which fails the run only
             // when the tier was named with --to.
             Some(Err(TierFailure {
                 refused: Some(refused),
                 error,
+                hint,
                 ..
             })) => {
                 skipped.push(SkippedRecord {
                     tier: entry.tier,
                     reason: refused.to_string(),
                 });
-                (!options.all).then(|| error.clone())
+                match options.all {
+                    true => (None, None),
+                    false => (Some(error.clone()), hint.clone()),
+                }
             }
-            Some(result) => tier_error(result),
-            None => Some("stopped: another tier failed and --fail-fast was given".to_string()),
+            Some(result) => match tier_error(result) {
+                Some((error, hint)) => (Some(error), hint),
+                None => (None, None),
+            },
+            None => (
+                Some("stopped: another tier failed and --fail-fast was given".to_string()),
+                None,
+            ),
         };
         match result {
             Some(Ok(mut finished)) => records.append(&mut finished.records),
@@ -334,6 +361,7 @@ fn tally(
         outcomes.push(TierOutcome {
             tier: entry.tier,
             error,
+            hint,
         });
     }
     for record in &records {
@@ -492,15 +520,15 @@ fn write_sbom(
     })
 }
 
-/// Why a finished tier counts as failed: its error, or its first failed smoke test.
-fn tier_error(result: &Result<FinishedTier, TierFailure>) -> Option<String> {
+/// Why a finished tier counts as failed: its error and hint, or its first failed smoke test.
+fn tier_error(result: &TierResult) -> Option<(String, Option<String>)> {
     match result {
         Ok(finished) => finished
             .records
             .iter()
             .find(|r| r.smoke.as_ref().is_some_and(|s| !s.passed))
-            .map(|r| format!("smoke test of {} failed", r.file)),
-        Err(failure) => Some(failure.error.clone()),
+            .map(|r| (format!("smoke test of {} failed", r.file), None)),
+        Err(failure) => Some((failure.error.clone(), failure.hint.clone())),
     }
 }
 
@@ -823,12 +851,17 @@ type TierResult = Result<FinishedTier, TierFailure>;
 #[derive(Default)]
 struct SharedBuilds(std::sync::Mutex<BTreeMap<Tier, Arc<BuildCell>>>);
 
-type BuildCell = tokio::sync::OnceCell<Result<Vec<Artifact>, String>>;
+/// A build's artifacts, or its error (chain and hint, for every tier that awaits it).
+type BuildCell = tokio::sync::OnceCell<Result<Vec<Artifact>, (String, Option<String>)>>;
 
 impl SharedBuilds {
     /// `entry`'s artifacts, built by its builder in the builder's work folder (once per
     /// run), as `entry`'s tier's.
-    async fn build(&self, entry: &PlanEntry, cx: &BuildContext) -> Result<Vec<Artifact>, String> {
+    async fn build(
+        &self,
+        entry: &PlanEntry,
+        cx: &BuildContext,
+    ) -> Result<Vec<Artifact>, TierFailure> {
         let builder = entry.builder.tier();
         let cell = self
             .0
@@ -843,15 +876,20 @@ impl SharedBuilds {
                     work_dir: cx.work_dir.with_file_name(builder.name()),
                     ..cx.clone()
                 };
-                std::fs::create_dir_all(&cx.work_dir).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(&cx.work_dir).map_err(|e| (e.to_string(), None))?;
                 entry
                     .builder
                     .build(&cx)
                     .await
-                    .map_err(|e| error_chain(e.as_ref()))
+                    .map_err(|e| (e.chain(), e.hint().map(str::to_string)))
             })
             .await;
-        let artifacts = built.clone()?;
+        let artifacts = built.clone().map_err(|(error, hint)| TierFailure {
+            records: Vec::new(),
+            error,
+            hint,
+            refused: None,
+        })?;
         Ok(artifacts
             .into_iter()
             .map(|artifact| Artifact {
@@ -890,7 +928,9 @@ struct FinishedTier {
 /// A tier that failed: why, and what it had published before it failed.
 struct TierFailure {
     records: Vec<ArtifactRecord>,
+    /// The error and its causes ([`gradient_core::error_chain`]), and its hint.
     error: String,
+    hint: Option<String>,
     /// The tier refused this project before building ([`Backend::check`]): a skip.
     refused: Option<gradient_core::Unavailable>,
 }
@@ -900,6 +940,18 @@ impl From<String> for TierFailure {
         TierFailure {
             records: Vec::new(),
             error,
+            hint: None,
+            refused: None,
+        }
+    }
+}
+
+impl From<BackendError> for TierFailure {
+    fn from(error: BackendError) -> Self {
+        TierFailure {
+            records: Vec::new(),
+            error: error.chain(),
+            hint: error.hint().map(str::to_string),
             refused: None,
         }
     }
@@ -946,7 +998,8 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
                 run.reporter.warn(&format!("skipping {tier}: {refused}"));
                 return Err(TierFailure {
                     records: Vec::new(),
-                    error: format!("cannot be built for this project: {refused}"),
+                    error: format!("cannot be built for this project: {}", refused.reason),
+                    hint: refused.hint.clone(),
                     refused: Some(refused),
                 });
             }
@@ -972,13 +1025,13 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
             Err(error) => {
                 // The file stays published and listed; the tier fails, and a smoke result
                 // cached from an earlier run, whose delivery worked, does not speak for this one.
-                run.reporter.tier_warn(tier, &error_chain(error.as_ref()));
+                run.reporter
+                    .tier_warn(tier, &render(&error.chain(), error.hint()));
                 record.smoke = None;
                 records.push(record);
                 return Err(TierFailure {
                     records,
-                    error: error_chain(error.as_ref()),
-                    refused: None,
+                    ..error.into()
                 });
             }
         }
@@ -1003,7 +1056,9 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
                 "smoke test passed before with this file (cached)",
                 0.0,
             );
-        } else if !is_reused {
+        } else if !(is_reused && passed_before) {
+            // Not smoke-tested in this run: a failure an earlier run recorded for this file
+            // does not fail a run that was asked not to smoke-test.
             record.smoke = None;
         }
         records.push(record);
@@ -1048,7 +1103,10 @@ async fn measure_startup(
             Ok(None) => {}
             Err(error) => reporter.tier_warn(
                 tier,
-                &format!("start-up not measured: {}", error_chain(error.as_ref())),
+                &format!(
+                    "start-up not measured: {}",
+                    render(&error.chain(), error.hint())
+                ),
             ),
         }
     }
@@ -1270,7 +1328,7 @@ async fn verify_reproducible(
         Ok(()) => backend
             .build(&again)
             .await
-            .map_err(|e| error_chain(e.as_ref())),
+            .map_err(|e| render(&e.chain(), e.hint())),
         Err(error) => Err(error.to_string()),
     };
     let artifacts = match rebuilt {
@@ -1346,7 +1404,7 @@ async fn smoke_tier(
             seconds: started.elapsed().as_secs_f64(),
             detail: format!(
                 "the smoke test could not run: {}",
-                error_chain(err.as_ref())
+                render(&err.chain(), err.hint())
             ),
         }],
     });
@@ -1428,21 +1486,6 @@ fn check_can_execute(work: &Path) -> Result<(), DriverError> {
             source,
         }),
     }
-}
-
-/// An error and its causes on one line each, as users read them, with secrets masked (this
-/// is the text that reaches the terminal, the manifest and the reports).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(&format!("\n  caused by: {cause_text}"));
-        }
-        source = cause.source();
-    }
-    gradient_core::redact(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub enum FrozenError {
     Entry(#[from] gradient_core::EntryError),
     /// Only for builders that run one script (the pyinstaller engine): gradient's own
     /// single-file tiers are multi-call files instead.
-    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one\n  hint: choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each")]
+    #[error("{project} has several console scripts ({scripts}) and none is named like the project, and the pyinstaller engine runs only one")]
     AmbiguousEntry { project: String, scripts: String },
     #[error(transparent)]
     Wheel(#[from] gradient_wheel::WheelError),
@@ -37,7 +37,7 @@ pub enum FrozenError {
     Archive(#[from] gradient_archive::ArchiveError),
     #[error(transparent)]
     Python(#[from] gradient_python::PythonError),
-    #[error("the default script `{script}` is a legacy `scripts=` file, which the pyinstaller engine cannot run\n  hint: use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]")]
+    #[error("the default script `{script}` is a legacy `scripts=` file, which the pyinstaller engine cannot run")]
     PyInstallerLegacyScript { script: String },
     #[error("PyInstaller failed:\n{detail}")]
     PyInstaller { detail: String },
@@ -48,6 +48,19 @@ pub enum FrozenError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl gradient_core::Hint for FrozenError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FrozenError::Entry(error) => error.hint(),
+            FrozenError::AmbiguousEntry { .. } => Some("choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each".into()),
+            FrozenError::Wheel(error) => error.hint(),
+            FrozenError::Python(error) => error.hint(),
+            FrozenError::PyInstallerLegacyScript { .. } => Some("use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]".into()),
+            _ => None,
+        }
+    }
 }
 
 /// The `FrozenError::Io` for `action` on `path`, for `map_err`.

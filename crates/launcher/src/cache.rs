@@ -423,7 +423,7 @@ mod tests {
         let error = extract_into(&mut exe, &trailer, &dir.path().join("cache"), "app-0")
             .err()
             .expect("a damaged payload is not extracted");
-        let message = error.to_string();
+        let message = format!("{error}\n{}", error.hint().unwrap_or_default());
         assert!(message.contains("this executable is damaged"), "{message}");
         assert!(!message.contains("free some space"), "{message}");
     }

@@ -43,10 +43,19 @@ pub enum LaunchError {
 impl std::fmt::Display for LaunchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LaunchError::NoPayload(why) => write!(f, "this executable carries no app payload: {why}\n  hint: it is damaged (truncated?); download or build it again"),
-            LaunchError::Damaged(why) => write!(f, "this executable is damaged: {why}\n  hint: download or build it again; nothing was extracted"),
-            LaunchError::Unsafe(what) => write!(f, "the payload holds an unsafe entry {what}; refusing to extract it\n  hint: gradient did not write this payload as it is; build the executable again"),
-            LaunchError::NotPrivate(path) => write!(f, "the fallback cache `{}` is not a private folder of this user; refusing to use it\n  hint: set GRADIENT_FROZEN_CACHE to a folder of your own", path.display()),
+            LaunchError::NoPayload(why) => {
+                write!(f, "this executable carries no app payload: {why}")
+            }
+            LaunchError::Damaged(why) => write!(f, "this executable is damaged: {why}"),
+            LaunchError::Unsafe(what) => write!(
+                f,
+                "the payload holds an unsafe entry {what}; refusing to extract it"
+            ),
+            LaunchError::NotPrivate(path) => write!(
+                f,
+                "the fallback cache `{}` is not a private folder of this user; refusing to use it",
+                path.display()
+            ),
             LaunchError::Extract { folder, error } => {
                 write!(f, "failed to extract into `{}`: {error}", folder.display())?;
                 // The tar reader wraps the cause (a full disk, say) without showing it.
@@ -55,10 +64,30 @@ impl std::fmt::Display for LaunchError {
                     write!(f, ": {inner}")?;
                     cause = inner.source();
                 }
-                write!(f, "\n  hint: free some space, or point GRADIENT_FROZEN_CACHE at a writable folder with room")
+                Ok(())
             }
             LaunchError::Launch(why) => write!(f, "the extracted app is incomplete: {why}"),
             LaunchError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl LaunchError {
+    /// What the user can do about it, printed on a `hint:` line of its own.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            LaunchError::NoPayload(_) => {
+                Some("it is damaged (truncated?); download or build it again")
+            }
+            LaunchError::Damaged(_) => Some("download or build it again; nothing was extracted"),
+            LaunchError::Unsafe(_) => {
+                Some("gradient did not write this payload as it is; build the executable again")
+            }
+            LaunchError::NotPrivate(_) => Some("set GRADIENT_FROZEN_CACHE to a folder of your own"),
+            LaunchError::Extract { .. } => Some(
+                "free some space, or point GRADIENT_FROZEN_CACHE at a writable folder with room",
+            ),
+            LaunchError::Launch(_) | LaunchError::Io(_) => None,
         }
     }
 }

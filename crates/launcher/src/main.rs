@@ -10,7 +10,10 @@ fn main() {
         Err(error) => error,
     };
     let exe = std::env::args().next().unwrap_or_else(|| "app".into());
-    eprintln!("{exe}: {error}");
+    match error.hint() {
+        Some(hint) => eprintln!("{exe}: {error}\n  hint: {hint}"),
+        None => eprintln!("{exe}: {error}"),
+    }
     std::process::exit(1);
 }
 

@@ -199,10 +199,10 @@ fn container_body(
 
 impl Engine {
     /// The engine's version, or why none can be used, for preflight checks and `doctor`.
-    pub async fn probe() -> Result<String, String> {
+    pub async fn probe() -> Result<String, gradient_core::Unavailable> {
         match Engine::connect().await {
             Ok(engine) => Ok(engine.version),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(gradient_core::Unavailable::from_error(&error)),
         }
     }
 

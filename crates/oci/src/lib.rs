@@ -33,31 +33,31 @@ use std::path::{Path, PathBuf};
 pub enum OciError {
     #[error(transparent)]
     MissingInput(#[from] gradient_core::MissingInput),
-    #[error("no Docker engine answers at {address}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens")]
+    #[error("no Docker engine answers at {address}: {reason}")]
     NoEngine { address: String, reason: String },
-    #[error("permission denied on the Docker engine at {address}\n  hint: add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use")]
+    #[error("permission denied on the Docker engine at {address}")]
     EnginePermission { address: String },
     #[error("the Docker engine refused to {action}: {message}")]
     EngineRejected {
         action: &'static str,
         message: String,
     },
-    #[error("the base image `{image}` is not in the local engine\n  hint: no registry is contacted: make it first (`docker pull`, `docker build`, or `docker load -i FILE`), or use base = \"oci:PATH\" for an image on disk")]
+    #[error("the base image `{image}` is not in the local engine")]
     BaseNotFound { image: String },
-    #[error("the base image `{}` does not exist\n  hint: `base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder", path.display())]
+    #[error("the base image `{}` does not exist", path.display())]
     BaseMissing { path: PathBuf },
     #[error("the base image {base} cannot be used: {reason}")]
     BadBase { base: String, reason: String },
-    #[error("the base image {base} has CPython {found} at {python}, but the dependencies were resolved for CPython {wanted}\n  hint: build with --python {found}, or choose a base with CPython {wanted}")]
+    #[error("the base image {base} has CPython {found} at {python}, but the dependencies were resolved for CPython {wanted}")]
     BasePythonMismatch {
         base: String,
         python: String,
         found: String,
         wanted: String,
     },
-    #[error("`{reference}` is not a valid image reference: {reason}\n  hint: use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)")]
+    #[error("`{reference}` is not a valid image reference: {reason}")]
     BadReference { reference: String, reason: String },
-    #[error("user `{user}` does not exist in a scratch image\n  hint: use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user")]
+    #[error("user `{user}` does not exist in a scratch image")]
     UnknownUser { user: String },
     #[error(
         "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
@@ -80,6 +80,25 @@ pub enum OciError {
     Sandbox(#[from] gradient_sandbox::SandboxError),
     #[error(transparent)]
     Entry(#[from] gradient_core::EntryError),
+}
+
+impl gradient_core::Hint for OciError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            OciError::NoEngine { .. } => "start one (`sudo systemctl start docker`, or `dockerd &`), or set DOCKER_HOST to where it listens".into(),
+            OciError::EnginePermission { .. } => "add yourself to the `docker` group (`sudo usermod -aG docker $USER`, then log in again), or set DOCKER_HOST to an engine you may use".into(),
+            OciError::BaseNotFound { .. } => "no registry is contacted: make it first (`docker pull`, `docker build`, or `docker load -i FILE`), or use base = \"oci:PATH\" for an image on disk".into(),
+            OciError::BaseMissing { .. } => "`base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder".into(),
+            OciError::BasePythonMismatch { found, wanted, .. } => format!("build with --python {found}, or choose a base with CPython {wanted}"),
+            OciError::BadReference { .. } => "use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)".into(),
+            OciError::UnknownUser { .. } => "use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user".into(),
+            OciError::Python(error) => return error.hint(),
+            OciError::Wheel(error) => return error.hint(),
+            OciError::Entry(error) => return error.hint(),
+            OciError::Sandbox(error) => return error.hint(),
+            _ => return None,
+        })
+    }
 }
 
 /// The `OciError::Io` for `action` on `path`, for `map_err`.

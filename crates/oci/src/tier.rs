@@ -309,12 +309,11 @@ impl Backend for DockerTier {
     /// The engine first: what the docker tier adds to the oci tier's needs is the reason
     /// a user looks for on its row.
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
-        if let Some(Err(error)) = &host.container_engine {
-            let engine = Unavailable::from_message(error);
+        if let Some(Err(engine)) = &host.container_engine {
             let oci = "the oci tier writes the same image as a tarball";
             return Err(Unavailable {
                 reason: format!("no Docker engine: {}", engine.reason),
-                hint: Some(match engine.hint {
+                hint: Some(match &engine.hint {
                     Some(hint) => format!("{hint}; {oci}"),
                     None => oci.to_string(),
                 }),
@@ -570,7 +569,7 @@ async fn container_check(
             passed: false,
             exit_code: None,
             seconds: 0.0,
-            detail: error.to_string(),
+            detail: with_hint(&error),
         },
         Ok(run) => {
             let printed = expect
@@ -633,7 +632,7 @@ async fn serve_check(
     };
     let serving = match engine.serve(image, entrypoint, args, http.port).await {
         Ok(serving) => serving,
-        Err(error) => return failed(error.to_string()),
+        Err(error) => return failed(with_hint(&error)),
     };
     let answer = ask_until_ended(http, || serving.ended()).await;
     let printed = serving.stop().await;
@@ -647,6 +646,14 @@ async fn serve_check(
         },
         Err(why) => failed(format!("{why}\n{}", tail(&printed))),
     }
+}
+
+/// An engine's error as a smoke check's detail: its text, then its hint.
+fn with_hint(error: &OciError) -> String {
+    gradient_core::render(
+        &error.to_string(),
+        gradient_core::Hint::hint(error).as_deref(),
+    )
 }
 
 /// The image is in the output folder but not in the engine: say how to load it by hand.

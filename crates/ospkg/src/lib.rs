@@ -28,15 +28,17 @@ use std::path::{Path, PathBuf};
 pub enum OsPkgError {
     #[error(transparent)]
     MissingInput(#[from] gradient_core::MissingInput),
-    #[error("{what} cannot be used in the package: {rule}\n  hint: set {setting}")]
+    #[error("{what} cannot be used in the package: {rule}")]
     Unmappable {
         what: String,
         rule: String,
         setting: String,
     },
-    #[error("a Debian package needs a maintainer with an email address, and the project has {found}\n  hint: set maintainer = \"Name <email>\" in [tool.gradient.deb], or DEBFULLNAME and DEBEMAIL in the environment (as for dch), or add an email to [project] authors or maintainers (`{{ name = \"...\", email = \"...\" }}`)")]
+    #[error(
+        "a Debian package needs a maintainer with an email address, and the project has {found}"
+    )]
     NoMaintainer { found: String },
-    #[error("the `system` layout runs the distribution's python3 {python}, and `{dist}` is built for {tags}\n  hint: use layout = \"bundled\" (the package brings its own CPython), or build with --python {python} so the dependencies are resolved for it")]
+    #[error("the `system` layout runs the distribution's python3 {python}, and `{dist}` is built for {tags}")]
     WheelDoesNotFit {
         dist: String,
         tags: String,
@@ -46,9 +48,9 @@ pub enum OsPkgError {
         "the entry point `{entry}` of script `{script}` cannot be turned into a console script"
     )]
     BadEntryPoint { script: String, entry: String },
-    #[error("[tool.gradient.service] command starts with `{program}`, which is not a console script of the project ({scripts})\n  hint: start the command with one of those; the unit runs /usr/bin/SCRIPT")]
+    #[error("[tool.gradient.service] command starts with `{program}`, which is not a console script of the project ({scripts})")]
     ServiceNotAScript { program: String, scripts: String },
-    #[error("[tool.gradient.service] has no command, and the project has several console scripts ({scripts}) and no default one\n  hint: set command = [\"SCRIPT\", ...] in [tool.gradient.service], or entry = \"SCRIPT\" in [tool.gradient]")]
+    #[error("[tool.gradient.service] has no command, and the project has several console scripts ({scripts}) and no default one")]
     ServiceWithoutCommand { scripts: String },
     #[error("`strip` failed on the package's compiled code: {detail}")]
     Strip { detail: String },
@@ -71,6 +73,23 @@ pub enum OsPkgError {
     Entry(#[from] gradient_core::EntryError),
     #[error(transparent)]
     Sandbox(#[from] gradient_sandbox::SandboxError),
+}
+
+impl gradient_core::Hint for OsPkgError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            OsPkgError::Unmappable { setting, .. } => format!("set {setting}"),
+            OsPkgError::NoMaintainer { .. } => "set maintainer = \"Name <email>\" in [tool.gradient.deb], or DEBFULLNAME and DEBEMAIL in the environment (as for dch), or add an email to [project] authors or maintainers (`{ name = \"...\", email = \"...\" }`)".into(),
+            OsPkgError::WheelDoesNotFit { python, .. } => format!("use layout = \"bundled\" (the package brings its own CPython), or build with --python {python} so the dependencies are resolved for it"),
+            OsPkgError::ServiceNotAScript { .. } => "start the command with one of those; the unit runs /usr/bin/SCRIPT".into(),
+            OsPkgError::ServiceWithoutCommand { .. } => "set command = [\"SCRIPT\", ...] in [tool.gradient.service], or entry = \"SCRIPT\" in [tool.gradient]".into(),
+            OsPkgError::Python(error) => return error.hint(),
+            OsPkgError::Wheel(error) => return error.hint(),
+            OsPkgError::Entry(error) => return error.hint(),
+            OsPkgError::Sandbox(error) => return error.hint(),
+            _ => return None,
+        })
+    }
 }
 
 /// The `OsPkgError::Io` for `action` on `path`, for `map_err`.

@@ -192,7 +192,7 @@ impl Backend for PackageTier {
     /// A name or version the format cannot express, or a Debian package without a
     /// maintainer's email: said before building, with the setting that fixes it.
     fn check(&self, cx: &BuildContext) -> Result<(), Unavailable> {
-        let refuse = |error: OsPkgError| Unavailable::from_message(&error.to_string());
+        let refuse = |error: OsPkgError| Unavailable::from_error(&error);
         let Some(app) = &cx.inputs.app else {
             return Ok(());
         };

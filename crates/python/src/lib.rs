@@ -63,10 +63,21 @@ pub fn cache_root() -> PathBuf {
     base.join("gradient")
 }
 
+impl gradient_core::Hint for PythonError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PythonError::NotFound { hint_version, .. } => Some(format!(
+                "install one (e.g. `pyenv install {hint_version}`), or pass `--python /path/to/python3`"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Why something Python-related failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PythonError {
-    #[error("no Python interpreter found for {request}{}\n  hint: install one (e.g. `pyenv install {hint_version}`), or pass `--python /path/to/python3`", if searched.is_empty() { String::new() } else { format!(" (looked for {})", searched.join(", ")) })]
+    #[error("no Python interpreter found for {request}{}", if searched.is_empty() { String::new() } else { format!(" (looked for {})", searched.join(", ")) })]
     NotFound {
         request: String,
         hint_version: String,

@@ -43,17 +43,33 @@ pub struct HookSettings {
     pub cache_root: PathBuf,
 }
 
+impl gradient_core::Hint for HookError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            HookError::Unavailable { pyproject, .. } => Some(format!(
+                "check `build-backend` and `requires` in [build-system] of `{}`",
+                pyproject.display()
+            )),
+            HookError::Failed { .. } => Some("run with -v to see the output as it comes".into()),
+            HookError::TimedOut { .. } => {
+                Some("allow it longer with --hook-timeout SECONDS (0 for no limit)".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Why a hook call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("failed to import the build backend `{backend}`: {message}\n{tail}\n  hint: check `build-backend` and `requires` in [build-system] of `{}`", pyproject.display())]
+    #[error("failed to import the build backend `{backend}`: {message}\n{tail}")]
     Unavailable {
         backend: String,
         message: String,
         tail: String,
         pyproject: PathBuf,
     },
-    #[error("the build backend's `{hook}` hook failed: {message}\n  last lines of the backend's output:\n{tail}\n  hint: run with -v to see the output as it comes")]
+    #[error("the build backend's `{hook}` hook failed: {message}\n  last lines of the backend's output:\n{tail}")]
     Failed {
         hook: String,
         message: String,
@@ -67,7 +83,7 @@ pub enum HookError {
     },
     #[error("the build backend's process ended unexpectedly during `{hook}`\n{tail}")]
     Crashed { hook: String, tail: String },
-    #[error("the build backend's `{hook}` hook did not finish within {seconds} seconds and was stopped\n  last lines of the backend's output:\n{tail}\n  hint: allow it longer with --hook-timeout SECONDS (0 for no limit)")]
+    #[error("the build backend's `{hook}` hook did not finish within {seconds} seconds and was stopped\n  last lines of the backend's output:\n{tail}")]
     TimedOut {
         hook: String,
         seconds: u64,

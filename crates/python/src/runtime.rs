@@ -120,25 +120,25 @@ pub struct Runtime {
 /// Why a runtime could not be bundled.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("the runtime archive `{}` does not exist\n  hint: fix `runtime` in [tool.gradient] (relative to the project folder), or remove it to bundle the build interpreter", path.display())]
+    #[error("the runtime archive `{}` does not exist", path.display())]
     ArchiveMissing { path: PathBuf },
-    #[error("the runtime archive `{}` cannot be read: {reason}\n  hint: it must be a .tar.gz of a relocatable CPython (with bin/pythonX.Y inside); download it again", path.display())]
+    #[error("the runtime archive `{}` cannot be read: {reason}", path.display())]
     ArchiveCorrupt { path: PathBuf, reason: String },
-    #[error("the runtime archive `{}` holds a CPython for {found}, and this build is for {wanted}\n  hint: use an archive built for {wanted}", path.display())]
+    #[error("the runtime archive `{}` holds a CPython for {found}, and this build is for {wanted}", path.display())]
     ArchiveOtherPlatform {
         path: PathBuf,
         found: String,
         wanted: String,
     },
-    #[error("the runtime archive `{}` holds CPython {found}, but the build interpreter is {wanted}: the dependencies and bytecode are made for the latter\n  hint: build with --python {found}, or use an archive of CPython {wanted}", path.display())]
+    #[error("the runtime archive `{}` holds CPython {found}, but the build interpreter is {wanted}: the dependencies and bytecode are made for the latter", path.display())]
     ArchiveOtherVersion {
         path: PathBuf,
         found: String,
         wanted: String,
     },
-    #[error("`{}` cannot be bundled: {reason}\n  hint: use a CPython built with a shared libpython and a RUNPATH (pyenv's, or a relocatable build)", python.display())]
+    #[error("`{}` cannot be bundled: {reason}", python.display())]
     Unsupported { python: PathBuf, reason: String },
-    #[error("{module} needs {library}, which is not on this machine\n  hint: install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude")]
+    #[error("{module} needs {library}, which is not on this machine")]
     MissingLibrary { library: String, module: String },
     #[error("failed to {action} `{}`", path.display())]
     Io {
@@ -149,6 +149,21 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Python(#[from] PythonError),
+}
+
+impl gradient_core::Hint for RuntimeError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            RuntimeError::ArchiveMissing { .. } => "fix `runtime` in [tool.gradient] (relative to the project folder), or remove it to bundle the build interpreter".into(),
+            RuntimeError::ArchiveCorrupt { .. } => "it must be a .tar.gz of a relocatable CPython (with bin/pythonX.Y inside); download it again".into(),
+            RuntimeError::ArchiveOtherPlatform { wanted, .. } => format!("use an archive built for {wanted}"),
+            RuntimeError::ArchiveOtherVersion { found, wanted, .. } => format!("build with --python {found}, or use an archive of CPython {wanted}"),
+            RuntimeError::Unsupported { .. } => "use a CPython built with a shared libpython and a RUNPATH (pyenv's, or a relocatable build)".into(),
+            RuntimeError::MissingLibrary { .. } => "install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude".into(),
+            RuntimeError::Io { .. } => return None,
+            RuntimeError::Python(error) => return error.hint(),
+        })
+    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -1081,13 +1096,14 @@ mod tests {
             cache.path(),
         )
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+        let hint = gradient_core::Hint::hint(&err);
+        let err = err.to_string();
         assert!(
             err.contains(&module_name) && err.contains("libq.so.1"),
             "{err}"
         );
-        assert!(err.contains("hint:"), "{err}");
+        assert!(hint.is_some(), "{err}");
     }
 
     #[tokio::test]

@@ -368,6 +368,8 @@ pub struct StartupFailed {
     pub detail: String,
 }
 
+impl gradient_core::Hint for StartupFailed {}
+
 /// The command start-up is measured by: `[tool.gradient.smoke]`'s (unless it is a server),
 /// else the main script's `--help` (the one `entry` names, else the one named like the
 /// project, else the first of `scripts`), so that every tier times the same command.

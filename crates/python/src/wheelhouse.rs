@@ -66,18 +66,29 @@ struct Marker {
 /// Why the dependencies could not be resolved or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum WheelhouseError {
-    #[error("failed to resolve the dependencies of {app} ({requirements})\n{message}\n  hint: check [project] dependencies in pyproject.toml; the resolver's last words are above")]
+    #[error("failed to resolve the dependencies of {app} ({requirements})\n{message}")]
     Unresolvable {
         app: String,
         requirements: String,
         message: String,
     },
-    #[error("failed to install the locked dependencies for {python}\n{message}\n  hint: a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels")]
+    #[error("failed to install the locked dependencies for {python}\n{message}")]
     Install { python: String, message: String },
-    #[error("the dependency `{requirement}` carries credentials in its URL, which the published lock file and SBOMs would record\n  hint: give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them")]
+    #[error("the dependency `{requirement}` carries credentials in its URL, which the published lock file and SBOMs would record")]
     CredentialsInUrl { requirement: String },
     #[error(transparent)]
     Python(#[from] PythonError),
+}
+
+impl gradient_core::Hint for WheelhouseError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            WheelhouseError::Unresolvable { .. } => "check [project] dependencies in pyproject.toml; the resolver's last words are above".into(),
+            WheelhouseError::Install { .. } => "a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels".into(),
+            WheelhouseError::CredentialsInUrl { .. } => "give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them".into(),
+            WheelhouseError::Python(error) => return error.hint(),
+        })
+    }
 }
 
 impl WheelhouseRequest<'_> {

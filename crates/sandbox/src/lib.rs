@@ -21,7 +21,7 @@ use std::path::PathBuf;
 /// Why a scratch root could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)\n  hint: a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\"")]
+    #[error("the build host's C library was not found (no libc.so.6 in the loader cache)")]
     NoGlibc,
     #[error("failed to {action} `{}`", path.display())]
     Io {
@@ -32,4 +32,16 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Archive(#[from] gradient_archive::ArchiveError),
+}
+
+impl gradient_core::Hint for SandboxError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SandboxError::NoGlibc => Some(
+                "a scratch image carries the host's glibc; run `ldconfig`, or use a base image with base = \"docker:NAME:TAG\""
+                    .into(),
+            ),
+            SandboxError::Io { .. } | SandboxError::Archive(_) => None,
+        }
+    }
 }

@@ -275,6 +275,7 @@ async fn build_with_hooks(
                         sdist_metadata.name,
                         sdist_metadata.version
                     ),
+                    hint: None,
                 });
             }
         }

@@ -59,8 +59,12 @@ pub enum WheelError {
         source: std::io::Error,
     },
     #[error("`{file}` is invalid: {problem}")]
-    Invalid { file: String, problem: String },
-    #[error("`{file}` does not match pyproject.toml: {problem}\n  hint: {hint}")]
+    Invalid {
+        file: String,
+        problem: String,
+        hint: Option<String>,
+    },
+    #[error("`{file}` does not match pyproject.toml: {problem}")]
     Mismatch {
         file: String,
         problem: String,
@@ -75,5 +79,20 @@ pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Erro
         action,
         path,
         source,
+    }
+}
+
+impl gradient_core::Hint for WheelError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            WheelError::Python(error) => error.hint(),
+            WheelError::Hook(error) => error.hint(),
+            WheelError::Entry(error) => error.hint(),
+            WheelError::Mismatch { hint, .. } => Some(hint.clone()),
+            WheelError::Invalid { hint, .. } => hint.clone(),
+            WheelError::Archive(_) | WheelError::BadHookResult { .. } | WheelError::Io { .. } => {
+                None
+            }
+        }
     }
 }

@@ -10,12 +10,25 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// What a check found wrong, and what to do about it when there is something to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub text: String,
+    pub hint: Option<String>,
+}
+
+impl From<String> for Problem {
+    fn from(text: String) -> Problem {
+        Problem { text, hint: None }
+    }
+}
+
 /// Check the fields gradient copies into packages, images and file names, as a hostile
 /// backend may write them: each must be one line (a `\r` ends a header for Python's own
 /// parser, so the field would mean one thing to pip and another to gradient, and in a
 /// Debian control file it adds fields), the name a PEP 508 name and the version PEP 440.
 /// `Err` is the problem, naming the field and `source` (METADATA or PKG-INFO).
-pub fn check_core_metadata(metadata: &CoreMetadata, source: &str) -> Result<(), String> {
+pub fn check_core_metadata(metadata: &CoreMetadata, source: &str) -> Result<(), Problem> {
     let mut fields: Vec<(&str, &str)> =
         vec![("Name", &metadata.name), ("Version", &metadata.version)];
     let optional = [
@@ -55,24 +68,31 @@ pub fn check_core_metadata(metadata: &CoreMetadata, source: &str) -> Result<(), 
     }
     for (field, value) in fields {
         if let Some(c) = gradient_core::line_break(value) {
-            return Err(format!(
-                "{source}'s `{field}` holds a line break or control character ({}): `{}`\n  hint: every header of {source} is one line; check what the build backend writes",
-                c.escape_unicode(),
-                shown(value)
-            ));
+            return Err(Problem {
+                text: format!(
+                    "{source}'s `{field}` holds a line break or control character ({}): `{}`",
+                    c.escape_unicode(),
+                    shown(value)
+                ),
+                hint: Some(format!(
+                    "every header of {source} is one line; check what the build backend writes"
+                )),
+            });
         }
     }
     if !gradient_core::is_valid_name(&metadata.name) {
         return Err(format!(
             "{source}'s `Name` is `{}`, not a valid project name (PEP 508)",
             metadata.name
-        ));
+        )
+        .into());
     }
     if !gradient_core::is_pep440_version(&metadata.version) {
         return Err(format!(
             "{source}'s `Version` is `{}`, not a PEP 440 version",
             metadata.version
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -151,6 +171,12 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     let invalid = |problem: String| WheelError::Invalid {
         file: file.clone(),
         problem,
+        hint: None,
+    };
+    let found = |problem: Problem| WheelError::Invalid {
+        file: file.clone(),
+        problem: problem.text,
+        hint: problem.hint,
     };
     let stem = file
         .strip_suffix(".whl")
@@ -167,7 +193,7 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
 
     let entries = read_zip_entries(path)?;
     for entry in &entries {
-        check_entry_path(&entry.path).map_err(&invalid)?;
+        check_entry_path(&entry.path).map_err(&found)?;
     }
     let files: BTreeMap<&str, &[u8]> = entries
         .iter()
@@ -263,7 +289,7 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
     }
 
     let metadata = parse_core_metadata(&read("METADATA")?);
-    check_core_metadata(&metadata, "METADATA").map_err(&invalid)?;
+    check_core_metadata(&metadata, "METADATA").map_err(&found)?;
     if normalize_name(&metadata.name).replace('-', "_") != normalize_name(name).replace('-', "_") {
         return Err(invalid(format!(
             "its file name says `{name}` but METADATA says `{}`",
@@ -275,23 +301,32 @@ pub fn inspect_wheel(path: &Path) -> Result<WheelInfo, WheelError> {
         .unwrap_or_default();
     for (script, target) in &console_scripts {
         check_script_name(script).map_err(|why| {
-            invalid(format!(
-                "its console script `{}` of `{}` is not a safe file name: {why}\n  hint: a script becomes a file in bin/; its name must be letters, digits, `_`, `.` and `-` (the entry-points spec's advice), not `.` or `..`, not starting with `-`",
-                shown(script),
-                metadata.name
-            ))
+            found(Problem {
+                text: format!(
+                    "its console script `{}` of `{}` is not a safe file name: {why}",
+                    shown(script),
+                    metadata.name
+                ),
+                hint: Some("a script becomes a file in bin/; its name must be letters, digits, `_`, `.` and `-` (the entry-points spec's advice), not `.` or `..`, not starting with `-`".into()),
+            })
         })?;
         if !crate::scripts::is_object_reference(target) {
-            return Err(invalid(format!(
-                "its console script `{script}` runs `{}`, which is not a `module:function` reference\n  hint: an entry point names an importable module and an attribute, like `app.cli:main`",
-                shown(target)
-            )));
+            return Err(found(Problem {
+                text: format!(
+                    "its console script `{script}` runs `{}`, which is not a `module:function` reference",
+                    shown(target)
+                ),
+                hint: Some("an entry point names an importable module and an attribute, like `app.cli:main`".into()),
+            }));
         }
         let module = target.split(':').next().unwrap_or_default().trim();
         if holds_module(&files, module) == Some(false) {
-            return Err(invalid(format!(
-                "the console script `{script}` runs `{target}`, but the wheel holds no module `{module}`\n  hint: check the script's entry in [project.scripts] against the package's modules"
-            )));
+            return Err(found(Problem {
+                text: format!(
+                    "the console script `{script}` runs `{target}`, but the wheel holds no module `{module}`"
+                ),
+                hint: Some("check the script's entry in [project.scripts] against the package's modules".into()),
+            }));
         }
     }
     let mut legacy_scripts = BTreeMap::new();
@@ -371,6 +406,12 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
     let invalid = |problem: String| WheelError::Invalid {
         file: file.clone(),
         problem,
+        hint: None,
+    };
+    let found = |problem: Problem| WheelError::Invalid {
+        file: file.clone(),
+        problem: problem.text,
+        hint: problem.hint,
     };
     let top = file
         .strip_suffix(".tar.gz")
@@ -402,7 +443,7 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
         ));
     }
     let metadata = parse_core_metadata(&pkg_info);
-    check_core_metadata(&metadata, "PKG-INFO").map_err(invalid)?;
+    check_core_metadata(&metadata, "PKG-INFO").map_err(found)?;
     Ok(metadata)
 }
 
@@ -410,20 +451,21 @@ pub fn inspect_sdist(path: &Path) -> Result<CoreMetadata, WheelError> {
 /// requires: the root for most entries, the scheme's folder for `NAME.data/SCHEME/...`. A
 /// `\` counts as a separator too (it is one where the wheel may be installed), and a name
 /// with a line break would add lines to RECORD-like lists (a deb's md5sums).
-fn check_entry_path(entry: &str) -> Result<(), String> {
+fn check_entry_path(entry: &str) -> Result<(), Problem> {
     let shown = shown(entry);
     if gradient_core::line_break(entry).is_some() {
-        return Err(format!(
-            "the entry `{shown}` has a control character in its name"
-        ));
+        return Err(format!("the entry `{shown}` has a control character in its name").into());
     }
     let parts: Vec<&str> = entry.split(['/', '\\']).collect();
     let drive = parts[0].len() == 2 && parts[0].ends_with(':');
-    let outside = || {
-        format!("the entry `{shown}` is outside the folder it installs into\n  hint: pip refuses to install such a wheel; check what the build backend puts into it")
+    let outside = |how: &str| Problem {
+        text: format!("the entry `{shown}` is outside the folder it installs into{how}"),
+        hint: Some(
+            "pip refuses to install such a wheel; check what the build backend puts into it".into(),
+        ),
     };
     if entry.starts_with(['/', '\\']) || drive {
-        return Err(outside().replacen(" into", " into (an absolute path)", 1));
+        return Err(outside(" (an absolute path)"));
     }
     // Whether a path climbs above where it starts.
     let climbs = |parts: &[&str]| {
@@ -442,21 +484,23 @@ fn check_entry_path(entry: &str) -> Result<(), String> {
         })
     };
     if climbs(&parts) {
-        return Err(outside());
+        return Err(outside(""));
     }
     if let Some((first, rest)) = parts.split_first().filter(|(f, _)| f.ends_with(".data")) {
         let Some((scheme, rest)) = rest.split_first().filter(|(_, r)| !r.is_empty()) else {
             return Err(format!(
                 "the entry `{shown}` is not in a scheme's folder of `{first}/` (like `{first}/data/FILE`)"
-            ));
+            )
+            .into());
         };
         if !["purelib", "platlib", "headers", "scripts", "data"].contains(scheme) {
             return Err(format!(
                 "the entry `{shown}` is in `{first}/{scheme}/`, and `{scheme}` is not an install scheme (purelib, platlib, headers, scripts, data)"
-            ));
+            )
+            .into());
         }
         if climbs(rest) {
-            return Err(outside());
+            return Err(outside(""));
         }
     }
     Ok(())
@@ -768,7 +812,7 @@ mod tests {
             "app-1.0.data/../../x",
             "app-1.0.data/purelib/../x",
         ] {
-            let err = check_entry_path(bad).unwrap_err();
+            let err = check_entry_path(bad).unwrap_err().text;
             assert!(
                 err.contains("outside the folder it installs into"),
                 "{bad}: {err}"
@@ -776,12 +820,15 @@ mod tests {
         }
         assert!(check_entry_path("app-1.0.data/lib/x")
             .unwrap_err()
+            .text
             .contains("not an install scheme"));
         assert!(check_entry_path("app-1.0.data/x")
             .unwrap_err()
+            .text
             .contains("not in a scheme's folder"));
         assert!(check_entry_path("app/x\nline.py")
             .unwrap_err()
+            .text
             .contains("`app/x\\nline.py` has a control character"));
     }
 
@@ -800,8 +847,9 @@ mod tests {
 
     #[test]
     fn metadata_fields_must_be_one_line_and_name_and_version_well_formed() {
-        let check =
-            |text: &str, source: &str| check_core_metadata(&parse_core_metadata(text), source);
+        let check = |text: &str, source: &str| {
+            check_core_metadata(&parse_core_metadata(text), source).map_err(|p| p.text)
+        };
         assert_eq!(
             check("Name: demo\nVersion: 1.0\nSummary: a\tdemo\n", "METADATA"),
             Ok(())

@@ -40,6 +40,17 @@ pub enum ZipappError {
     },
 }
 
+impl gradient_core::Hint for ZipappError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ZipappError::Entry(error) => error.hint(),
+            ZipappError::Wheel(error) => error.hint(),
+            ZipappError::Python(error) => error.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// The `ZipappError::Io` for `action` on `path`, for `map_err`.
 pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ZipappError {
     let path = path.to_path_buf();
