@@ -699,8 +699,11 @@ async fn doctor(python: Option<String>) -> ExitCode {
         let status = match status {
             TierStatus::Ready => "ready".to_string(),
             TierStatus::Unavailable(why) => match &why.hint {
-                Some(hint) => format!("unavailable: {} (hint: {hint})", why.reason),
-                None => format!("unavailable: {}", why.reason),
+                Some(hint) => format!(
+                    "unavailable: {} (hint: {hint})",
+                    why.reason.replace('\n', " ")
+                ),
+                None => format!("unavailable: {}", why.reason.replace('\n', " ")),
             },
             TierStatus::Planned => "planned (not in this version)".to_string(),
         };

@@ -62,7 +62,7 @@ impl crate::Hint for MissingInput {}
 /// Why the app's scripts leave an artifact that runs one of them nothing to run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("{project} has no console script, so a single-file app of it has nothing to run")]
+    #[error("{project} has no console script, so an artifact that runs one has nothing to run")]
     NoEntry { project: String },
     #[error("[tool.gradient] entry `{entry}` is neither a console script of {project} ({scripts}) nor `module:function`")]
     UnknownEntry {

@@ -74,6 +74,28 @@ impl gradient_core::Hint for MergeError {
     }
 }
 
+/// Say which files a manifest lists under a tier this gradient does not know (a newer one
+/// wrote it): reading leaves their records out, so the merged folder will not hold them.
+fn warn_of_unknown_tiers(dir: &Path, manifest: &Manifest) {
+    let Ok(bytes) = std::fs::read(dir.join(MANIFEST_FILE)) else {
+        return;
+    };
+    let Ok(raw) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return;
+    };
+    let known: Vec<&str> = manifest.artifacts.iter().map(|a| a.file.as_str()).collect();
+    for record in raw["artifacts"].as_array().into_iter().flatten() {
+        let file = record["file"].as_str().unwrap_or("?");
+        if !known.contains(&file) {
+            tracing::warn!(
+                "`{file}` in `{}` is of tier `{}`, which this gradient does not know (a newer one wrote it): it is left out of the merged folder",
+                dir.display(),
+                record["tier"].as_str().unwrap_or("?")
+            );
+        }
+    }
+}
+
 /// Read the manifests in `dirs`, check every file they list, copy the files into `out` and
 /// write the joined manifest, `SHA256SUMS` and reports there.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
@@ -82,6 +104,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
     let mut files: Vec<(String, String, PathBuf)> = Vec::new();
     for dir in dirs {
         let manifest = read(dir)?;
+        warn_of_unknown_tiers(dir, &manifest);
         let listed: Vec<(String, String)> = manifest
             .listed_files()
             .into_iter()

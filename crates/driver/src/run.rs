@@ -147,7 +147,8 @@ fn announce_skipped(plan: &Plan, reporter: &dyn Reporter) -> Vec<SkippedRecord> 
             reporter.warn(&format!("skipping {}: {unavailable}", entry.tier));
             skipped.push(SkippedRecord {
                 tier: entry.tier,
-                reason: unavailable.to_string(),
+                reason: unavailable.reason.clone(),
+                hint: unavailable.hint.clone(),
             });
         }
     }
@@ -337,7 +338,8 @@ fn tally(
             })) => {
                 skipped.push(SkippedRecord {
                     tier: entry.tier,
-                    reason: refused.to_string(),
+                    reason: refused.reason.clone(),
+                    hint: refused.hint.clone(),
                 });
                 match options.all {
                     true => (None, None),

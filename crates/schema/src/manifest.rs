@@ -136,6 +136,9 @@ pub struct SmokeRecord {
 pub struct SkippedRecord {
     pub tier: Tier,
     pub reason: String,
+    /// What would make this host build it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl ArtifactRecord {

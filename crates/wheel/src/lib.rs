@@ -43,8 +43,6 @@ pub enum WheelError {
     Hook(#[from] gradient_python::HookError),
     #[error(transparent)]
     Archive(#[from] gradient_archive::ArchiveError),
-    #[error(transparent)]
-    Entry(#[from] gradient_core::EntryError),
     #[error("the build backend's `{hook}` hook returned {value}, not a {expected}")]
     BadHookResult {
         hook: &'static str,
@@ -87,7 +85,6 @@ impl gradient_core::Hint for WheelError {
         match self {
             WheelError::Python(error) => error.hint(),
             WheelError::Hook(error) => error.hint(),
-            WheelError::Entry(error) => error.hint(),
             WheelError::Mismatch { hint, .. } => Some(hint.clone()),
             WheelError::Invalid { hint, .. } => hint.clone(),
             WheelError::Archive(_) | WheelError::BadHookResult { .. } | WheelError::Io { .. } => {
