@@ -219,7 +219,7 @@ pub fn package_maintainer(
             }
             Some(m) if gradient_core::maintainer_email(m).is_none() => {
                 return Err(OsPkgError::NoMaintainer {
-                    found: format!("the maintainer `{m}`, without an email address,"),
+                    found: format!("the maintainer `{m}`, without an email address"),
                 })
             }
             Some(_) => {}
