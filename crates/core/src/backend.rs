@@ -150,16 +150,26 @@ pub struct RuntimeFiles {
     pub site_packages: String,
     /// The oldest glibc that runs it.
     pub glibc: Option<String>,
+    /// What the bundle was made from (a digest of its marker, which names the host
+    /// libraries it copied and their sizes and times): the same folder made again from a
+    /// changed host library gets another one.
+    pub id: String,
 }
 
 impl RuntimeFiles {
-    /// The bundle's cache key (its cache folder is `runtimes/KEY/bundle`): what names the
-    /// things made from it once and kept in the cache.
+    /// The bundle's cache key: its cache folder's name (`runtimes/KEY/bundle`, from the
+    /// interpreter) and [`RuntimeFiles::id`]. It names the things made from it once and kept
+    /// in the cache, so none outlives the bundle it was made from.
     pub fn key(&self) -> String {
-        self.dir
+        let folder = self
+            .dir
             .parent()
             .and_then(Path::file_name)
-            .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned())
+            .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned());
+        match self.id.get(..12) {
+            Some(id) => format!("{folder}-{id}"),
+            None => folder,
+        }
     }
 }
 

@@ -819,6 +819,7 @@ async fn build_runtime(
         seconds,
     );
     let files = gradient_core::RuntimeFiles {
+        id: runtime.identity(),
         dir: runtime.dir,
         python: runtime.python,
         site_packages: runtime.site_packages,

@@ -416,6 +416,7 @@ mod tests {
                 python: "bin/python3.11".into(),
                 site_packages: "lib/python3.11/site-packages".into(),
                 glibc: None,
+                id: String::new(),
             },
             _dir: dir,
         }

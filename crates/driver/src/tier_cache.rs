@@ -95,8 +95,11 @@ impl Slot {
                         wheelhouse.site.display()
                     )
                 }
-                // The bundle's folder is named by its content key.
-                Input::Runtime => inputs.runtime.as_ref()?.dir.display().to_string(),
+                // The bundle's folder and what it was made from.
+                Input::Runtime => {
+                    let runtime = inputs.runtime.as_ref()?;
+                    format!("{} {}", runtime.dir.display(), runtime.key())
+                }
             };
             text.push_str(&format!("input {} {line}\n", input.name()));
         }

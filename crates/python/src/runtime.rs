@@ -113,8 +113,39 @@ pub struct Runtime {
     pub libraries: Vec<String>,
     /// Libraries an object needs that were found nowhere: `(library, needed by)`.
     pub missing: Vec<(String, String)>,
+    /// Where each bundled library came from on the host, with its size and modification
+    /// time then: a cached bundle whose host library has changed since (a security update
+    /// of zlib) is made again rather than shipping the old copy.
+    #[serde(default)]
+    pub sources: Vec<(PathBuf, String)>,
     #[serde(skip)]
     pub reused: bool,
+}
+
+impl Runtime {
+    /// A digest of what the bundle holds and was made from (its marker's fields): the
+    /// same bundle made again from a changed host library gets another one.
+    pub fn identity(&self) -> String {
+        let marker = serde_json::to_vec(self).expect("runtime serialises");
+        hex::encode(Sha256::digest(&marker))
+    }
+
+    /// Whether every host library the bundle copied is still as it was then.
+    fn sources_unchanged(&self) -> bool {
+        // A marker from before sources were recorded cannot tell: made again, once.
+        if self.sources.len() != self.libraries.len() {
+            return false;
+        }
+        self.sources
+            .iter()
+            .all(|(path, stamp)| file_stamp(path).as_deref() == Some(stamp.as_str()))
+    }
+}
+
+/// A file's size and modification time, as text (following symbolic links).
+fn file_stamp(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(format!("{} {:?}", meta.len(), meta.modified().ok()?))
 }
 
 /// Why a runtime could not be bundled.
@@ -231,6 +262,15 @@ fn cached_runtime(dir: &Path) -> Option<Runtime> {
         .ok()
         .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
         .filter(|runtime| runtime.missing.is_empty())?;
+    if !runtime.sources_unchanged() {
+        tracing::info!(
+            "a library the cached runtime bundle `{}` copied has changed on this host; making it again",
+            dir.display()
+        );
+        // Out of the way, as a damaged one: a new bundle does not replace a whole one.
+        let _ = integrity::discard(dir);
+        return None;
+    }
     match integrity::check(dir) {
         State::Intact => Some(runtime),
         State::Unsealed => None,
@@ -282,7 +322,7 @@ pub fn runtime_cached(python: &InterpreterFacts, stdlib: &StdlibChoice, cache_ro
         && std::fs::read(dir.join(MARKER))
             .ok()
             .and_then(|b| serde_json::from_slice::<Runtime>(&b).ok())
-            .is_some_and(|runtime| runtime.missing.is_empty())
+            .is_some_and(|runtime| runtime.missing.is_empty() && runtime.sources_unchanged())
 }
 
 /// Unpack a user-named relocatable CPython archive (`.tar.gz`, holding `bin/pythonX.Y`
@@ -514,6 +554,7 @@ fn assemble(
         ));
     }
     let mut bundled: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut sources = Vec::new();
     let mut missing = Vec::new();
     let mut glibc: Option<(u32, u32)> = None;
     let mut search_paths_fixed = Vec::new();
@@ -543,6 +584,7 @@ fn assemble(
                 Some(found) => {
                     let target = lib.join(needed);
                     copy_file(&found, &target)?;
+                    sources.push((found.clone(), file_stamp(&found).unwrap_or_default()));
                     bundled.insert(needed.clone(), target.clone());
                     queue.push_back((found, target));
                 }
@@ -591,6 +633,7 @@ fn assemble(
         glibc: glibc.map(|(major, minor)| format!("{major}.{minor}")),
         libraries: bundled.into_keys().collect(),
         missing,
+        sources,
         reused: false,
     })
 }
@@ -1004,6 +1047,33 @@ pub async fn compile_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bundle_whose_host_library_changed_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = dir.path().join("libz.so.1");
+        std::fs::write(&library, b"zlib 1.2.13").unwrap();
+        let runtime = Runtime {
+            dir: dir.path().to_path_buf(),
+            python: "bin/python3.11".into(),
+            site_packages: "lib/python3.11/site-packages".into(),
+            glibc: None,
+            libraries: vec!["libz.so.1".into()],
+            missing: Vec::new(),
+            sources: vec![(library.clone(), file_stamp(&library).unwrap())],
+            reused: false,
+        };
+        assert!(runtime.sources_unchanged());
+        // A security update replaces the file: another size and time.
+        std::fs::write(&library, b"zlib 1.2.13+deb12u1").unwrap();
+        assert!(!runtime.sources_unchanged());
+        // A marker written before sources were recorded cannot vouch for its libraries.
+        let older = Runtime {
+            sources: Vec::new(),
+            ..runtime
+        };
+        assert!(!older.sources_unchanged());
+    }
 
     /// Rename one DT_NEEDED string of an ELF file in place (same length).
     fn rename_needed(path: &Path, from: &str, to: &str) {
