@@ -43,26 +43,17 @@ pub fn python_satisfies(spec: &str, version: (u32, u32, u32)) -> Option<bool> {
 /// Whether `text` is a public version in PEP 440's normal form (`1.0`, `2.1rc1`,
 /// `1.0.post2.dev3`), which build backends write unchanged: `N(.N)*[{a|b|rc}N][.postN][.devN]`.
 pub fn is_normalised_version(text: &str) -> bool {
-    let digits = leading_digits;
-    let mut rest = text;
-    let n = digits(rest);
-    if n == 0 {
+    let Some(mut rest) = after_release(text) else {
         return false;
-    }
-    rest = &rest[n..];
-    while let Some(after) = rest.strip_prefix('.').filter(|a| digits(a) > 0) {
-        rest = &after[digits(after)..];
-    }
-    for label in ["a", "b", "rc"] {
-        if let Some(after) = rest.strip_prefix(label).filter(|a| digits(a) > 0) {
-            rest = &after[digits(after)..];
-            break;
-        }
+    };
+    if let Some(after) = ["a", "b", "rc"]
+        .iter()
+        .find_map(|label| after_number(rest, label))
+    {
+        rest = after;
     }
     for label in [".post", ".dev"] {
-        if let Some(after) = rest.strip_prefix(label).filter(|a| digits(a) > 0) {
-            rest = &after[digits(after)..];
-        }
+        rest = after_number(rest, label).unwrap_or(rest);
     }
     rest.is_empty()
 }
@@ -81,29 +72,19 @@ pub fn is_pep440_version(text: &str) -> bool {
             .split(['-', '_', '.'])
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
     });
-    let digits = leading_digits;
-    let mut rest = match public.split_once('!') {
-        Some((epoch, rest)) if !epoch.is_empty() && digits(epoch) == epoch.len() => rest,
+    let rest = match public.split_once('!') {
+        Some((epoch, rest)) if !epoch.is_empty() && leading_digits(epoch) == epoch.len() => rest,
         Some(_) => return false,
         None => public,
     };
-    // The release: N(.N)*
-    let n = digits(rest);
-    if n == 0 {
+    let Some(mut rest) = after_release(rest) else {
         return false;
-    }
-    rest = &rest[n..];
-    while let Some(after) = rest.strip_prefix('.').filter(|a| digits(a) > 0) {
-        rest = &after[digits(after)..];
-    }
+    };
     rest = labelled_part(
         rest,
         &["alpha", "beta", "preview", "pre", "rc", "a", "b", "c"],
     );
-    rest = match rest.strip_prefix('-').filter(|a| digits(a) > 0) {
-        Some(after) => &after[digits(after)..],
-        None => labelled_part(rest, &["post", "rev", "r"]),
-    };
+    rest = after_number(rest, "-").unwrap_or_else(|| labelled_part(rest, &["post", "rev", "r"]));
     rest = labelled_part(rest, &["dev"]);
     rest.is_empty() && local_ok
 }
@@ -111,6 +92,22 @@ pub fn is_pep440_version(text: &str) -> bool {
 /// How many ASCII digits `s` starts with.
 fn leading_digits(s: &str) -> usize {
     s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())
+}
+
+/// `s` after its release, `N(.N)*`; `None` when it does not start with one.
+fn after_release(s: &str) -> Option<&str> {
+    let mut rest = after_number(s, "")?;
+    while let Some(after) = after_number(rest, ".") {
+        rest = after;
+    }
+    Some(rest)
+}
+
+/// `s` after `prefix` and the number that follows it; `None` when they do not start it.
+fn after_number<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let after = s.strip_prefix(prefix)?;
+    let n = leading_digits(after);
+    (n > 0).then(|| &after[n..])
 }
 
 /// `s` after an optional PEP 440 part `[-_.]? LABEL [-_.]? N?`, for one of `labels`

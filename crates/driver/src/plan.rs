@@ -45,7 +45,8 @@ pub struct PlanEntry {
     pub builder: Arc<dyn Backend>,
     /// `None` when this host builds it; else why not.
     pub unavailable: Option<Unavailable>,
-    /// The files the tier writes into the output folder, named before building.
+    /// The files the tier writes into the output folder: named from `pyproject.toml` in a
+    /// preview, from the built distributions in a build (after [`Plan::settle`]).
     pub files: Vec<PlannedFile>,
 }
 
@@ -211,7 +212,11 @@ impl Plan {
             app,
             entries,
         };
-        plan.name_files();
+        // A build names the files once its distributions say what the app is
+        // (`Plan::settle`); naming them from `pyproject.toml` first would be work thrown away.
+        if !building {
+            plan.name_files();
+        }
         Ok(plan)
     }
 

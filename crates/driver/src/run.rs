@@ -384,7 +384,8 @@ fn check_named_as_planned(plan: &Plan, record: &ArtifactRecord) {
         .flat_map(|e| &e.files)
         .collect();
     let planned: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-    if files.iter().all(|f| f.settled) && !planned.contains(&record.file.as_str()) {
+    let settled = !files.is_empty() && files.iter().all(|f| f.settled);
+    if settled && !planned.contains(&record.file.as_str()) {
         tracing::warn!(
             "{}: wrote `{}`, but the plan named {planned:?}",
             record.tier,
