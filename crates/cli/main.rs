@@ -143,9 +143,38 @@ struct BuildArgs {
     /// script's name, or `module:function`), over `[tool.gradient] entry`.
     #[arg(long, value_name = "NAME")]
     entry: Option<String>,
+    #[command(flatten)]
+    lock: LockArgs,
     /// Print the manifest as JSON on stdout instead of the table (progress stays on stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// Where the dependencies' versions come from.
+#[derive(Args)]
+struct LockArgs {
+    /// Take the dependencies' versions and hashes from this lock: a pylock.toml (PEP 751),
+    /// a uv.lock, or a requirements file hashed throughout [default: `[tool.gradient] lock`,
+    /// else the first of pylock.toml, uv.lock, requirements.txt found in the project].
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// Fail (exit 2, nothing written) when the project has no lock or it is out of date
+    /// with pyproject.toml; without it a stale lock is a warning and is used as it is.
+    #[arg(long)]
+    locked: bool,
+    /// Ignore the project's lock and resolve the dependencies afresh.
+    #[arg(long, conflicts_with_all = ["lock", "locked"])]
+    no_lock: bool,
+}
+
+impl LockArgs {
+    fn options(&self) -> gradient_driver::project_lock::LockOptions {
+        gradient_driver::project_lock::LockOptions {
+            file: self.lock.clone(),
+            locked: self.locked,
+            ignore: self.no_lock,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -203,6 +232,8 @@ struct PlanArgs {
     /// The same as `--format json`, as for `build` and `advise`.
     #[arg(long, conflicts_with = "format")]
     json: bool,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 #[derive(Args)]
@@ -368,6 +399,7 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
             .then(|| std::time::Duration::from_secs(args.hook_timeout)),
         cache_dir: None,
         entry: args.entry.clone(),
+        lock: args.lock.options(),
     }
 }
 
@@ -555,6 +587,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
         args.out.as_deref(),
         args.python.as_deref(),
         &tiers,
+        &args.lock.options(),
     )
     .await
     {
@@ -623,6 +656,12 @@ async fn plan(args: PlanArgs) -> ExitCode {
                 ]);
             }
             print!("{}", report::render(&rows));
+            if let Some(lock) = plan.iter().find_map(|p| p.lock.as_ref()) {
+                println!("\ndependencies: {}", lock.summary());
+                for line in lock.differences.iter().chain(&lock.disagreements) {
+                    println!("  {line}");
+                }
+            }
         }
     }
     ExitCode::SUCCESS

@@ -112,6 +112,10 @@ pub struct Inputs {
     pub distributions_cached: bool,
     pub wheelhouse: Option<WheelhouseFiles>,
     pub runtime: Option<RuntimeFiles>,
+    /// When the project's lock decides the dependencies: its pins for this platform, as
+    /// hashed requirements. The wheel's smoke test installs them first, as a target that
+    /// deploys the wheel with its lock does.
+    pub pinned: Option<PathBuf>,
 }
 
 impl Inputs {
@@ -180,8 +184,19 @@ pub struct WheelhouseFiles {
     pub site: PathBuf,
     /// The lock file (pip requirements with hashes).
     pub lock: PathBuf,
-    /// `(name, version)` of every locked dependency.
-    pub packages: Vec<(String, String)>,
+    /// Every dependency carried, at its locked version.
+    pub packages: Vec<LockedDependency>,
+}
+
+/// One dependency as the wheelhouse carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedDependency {
+    /// Normalised name.
+    pub name: String,
+    pub version: String,
+    /// The SHA-256 of the file it was installed from; several when the lock cannot tell
+    /// which of its files the installer took.
+    pub sha256: Vec<String>,
 }
 
 /// What a backend's preflight may look at.

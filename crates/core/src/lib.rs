@@ -29,9 +29,9 @@ mod tier;
 
 pub use app::{AppScripts, AppWheel, CoreMetadata, EntryError, MissingInput, Tag, WheelInfo};
 pub use backend::{
-    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs, PlannedFile,
-    ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, Unavailable,
-    WheelhouseFiles,
+    AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs,
+    LockedDependency, PlannedFile, ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext,
+    SmokeReport, Startup, Unavailable, WheelhouseFiles,
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};

@@ -72,6 +72,12 @@ pub struct Config {
     /// Optional dependency groups (`[project.optional-dependencies]`) to bundle.
     #[serde(default)]
     pub extras: Vec<String>,
+    /// Dependency groups a lock records, to bundle besides its default ones.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The lock to take versions from, relative to the project folder (default: the first
+    /// of `pylock.toml`, `uv.lock`, a hashed `requirements.txt`).
+    pub lock: Option<String>,
     /// `[tool.gradient.zipapp]`.
     #[serde(default)]
     pub zipapp: ZipappConfig,
@@ -503,6 +509,23 @@ impl Project {
         let mut project = Project::legacy(root.to_path_buf());
         project.pyproject = Some(path.to_path_buf());
         project.build_system = build_system;
+        // A project's own settings name a file inside it: a hostile pyproject.toml must not
+        // make gradient read (and quote, in a parse error) a file elsewhere on the machine.
+        if let Some(lock) = &config.lock {
+            let lock_path = Path::new(lock);
+            let inside = !lock.is_empty()
+                && lock_path.is_relative()
+                && lock_path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(invalid(
+                    find(text, "lock"),
+                    format!("`lock = {lock:?}` is not a path inside the project folder"),
+                    Some("name the lock relative to the folder of pyproject.toml (`lock = \"uv.lock\"`); a lock elsewhere is given with --lock FILE"),
+                ));
+            }
+        }
         project.config = config;
         let Some(table) = raw.project else {
             // A project without [project] (poetry 1, legacy setuptools with setup.cfg):

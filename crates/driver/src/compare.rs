@@ -3,6 +3,7 @@
 //! `compare.md` in the output folder.
 
 use crate::peers::{run_peers, PeerProject, PeerRun, PeerStatus};
+use crate::plural;
 use crate::publish::write_text_atomically;
 use crate::report::{human_size, render};
 use crate::{build, BuildOptions, DriverError, Reporter, RunOutcome};
@@ -257,14 +258,6 @@ fn summary(comparison: &Comparison) -> String {
         }
     }
     out
-}
-
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
 }
 
 fn markdown(comparison: &Comparison, run: &RunOutcome) -> String {

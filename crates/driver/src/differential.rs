@@ -110,7 +110,7 @@ impl<'a> LazyReference<'a> {
     ) -> Result<Reference, String> {
         let info = &app.info;
         let mut distributions = vec![info.metadata.name.clone()];
-        distributions.extend(wheelhouse.packages.iter().map(|(name, _)| name.clone()));
+        distributions.extend(wheelhouse.packages.iter().map(|p| p.name.clone()));
         let scripts = info.console_scripts.keys().cloned().collect();
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
         make_reference(ReferenceRequest {

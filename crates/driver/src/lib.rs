@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod merge;
 pub mod peers;
 pub mod plan;
+pub mod project_lock;
 mod publish;
 pub mod registry;
 pub mod report;
@@ -99,6 +100,15 @@ pub enum EventKind {
     Finished,
 }
 
+/// `1 package`, `3 packages`.
+pub(crate) fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// A reporter that shows nothing (a preview's plan has nothing to report).
 pub struct Silent;
 
@@ -157,6 +167,15 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Lock(#[from] gradient_lock::LockError),
+    #[error("--locked, and the project `{}` has no lock (pylock.toml, pylock.NAME.toml, uv.lock, or requirements.txt hashed throughout)", project.display())]
+    NoLock { project: PathBuf },
+    #[error("the lock `{}` is out of date with pyproject.toml:\n  {}", lock.display(), differences.join("\n  "))]
+    StaleLock {
+        lock: PathBuf,
+        differences: Vec<String>,
+    },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,
@@ -188,6 +207,9 @@ impl gradient_core::Hint for DriverError {
                 "unset it, or set it to e.g. `$(git log -1 --format=%ct)`".into()
             }
             DriverError::NoExec { .. } => "set TMPDIR to a folder that allows execution (e.g. `TMPDIR=$HOME/.cache/tmp`), or pass --no-smoke".into(),
+            DriverError::Lock(error) => return error.hint(),
+            DriverError::NoLock { .. } => "make one (`uv lock`), name one with --lock FILE, or drop --locked to resolve afresh".into(),
+            DriverError::StaleLock { .. } => "make the lock again (`uv lock`, or the tool that wrote it), or drop --locked to build from the lock as it is".into(),
             DriverError::Publish { .. } | DriverError::Io { .. } => return None,
         })
     }

@@ -65,6 +65,9 @@ pub struct Plan {
     pub app: AppIdentity,
     /// The requested tiers this build of gradient has, along the gradient.
     pub entries: Vec<PlanEntry>,
+    /// The project's lock the dependencies come from; `None` when they are resolved (no
+    /// lock, `--no-lock`, no tier carries them, or no interpreter to choose for).
+    pub lock: Option<crate::project_lock::PlannedLock>,
 }
 
 impl Plan {
@@ -211,7 +214,29 @@ impl Plan {
             source_date,
             app,
             entries,
+            lock: None,
         };
+        // The lock is read only when a tier carries the dependencies. What is wrong with it
+        // stops a build; a preview gives it as those tiers' reason.
+        if let (true, Some(python)) = (
+            plan.needed_inputs().contains(&Input::Wheelhouse),
+            plan.python.clone(),
+        ) {
+            match crate::project_lock::plan_lock(&plan.project, &python, &options.lock) {
+                Ok(lock) => plan.lock = lock,
+                Err(error) if building => return Err(error),
+                Err(error) => {
+                    let unavailable = Unavailable::from_error(&error);
+                    for entry in &mut plan.entries {
+                        if entry.unavailable.is_none()
+                            && entry.builder.inputs().contains(&Input::Wheelhouse)
+                        {
+                            entry.unavailable = Some(unavailable.clone());
+                        }
+                    }
+                }
+            }
+        }
         // A build names the files once its distributions say what the app is
         // (`Plan::settle`); naming them from `pyproject.toml` first would be work thrown away.
         if !building {
@@ -242,6 +267,15 @@ impl Plan {
     /// The name of the lock file a build publishes when a tier carries the dependencies.
     pub fn lock_file(&self) -> String {
         format!("{}.lock.txt", self.app.stem())
+    }
+
+    /// The name of the PEP 751 lock a build publishes beside it: `pylock.NAME.toml` (the
+    /// standard's file names leave no room for the version's dots).
+    pub fn pylock_file(&self) -> String {
+        format!(
+            "pylock.{}.toml",
+            gradient_core::normalize_name(&self.app.name)
+        )
     }
 
     /// What the built distributions say about the app (its name and version as built, the
@@ -366,6 +400,72 @@ pub struct PlannedTier {
     /// The file the output folder's last build of this tier wrote, when the tier cache still
     /// holds it (a rebuild with unchanged inputs reuses it).
     pub last_build_cached: Option<String>,
+    /// For a tier that carries the dependencies: where their versions come from.
+    pub lock: Option<LockStatus>,
+}
+
+/// Where a build takes the dependencies' versions from, as `gradient plan` says it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LockStatus {
+    /// The project's lock file (relative to the project folder when inside it); `None` when
+    /// the dependencies are resolved afresh.
+    pub file: Option<String>,
+    /// `PEP 751 lock`, `uv lock`, `hashed requirements`.
+    pub format: Option<String>,
+    /// Whether the lock is current with pyproject.toml (`None` without a lock).
+    pub current: Option<bool>,
+    /// How it differs from pyproject.toml.
+    pub differences: Vec<String>,
+    /// Other locks in the project that pin other versions.
+    pub disagreements: Vec<String>,
+    /// How many packages it installs on this platform.
+    pub packages: Option<usize>,
+}
+
+impl LockStatus {
+    fn of(plan: &Plan) -> LockStatus {
+        match &plan.lock {
+            Some(lock) => LockStatus {
+                file: Some(
+                    lock.file
+                        .path
+                        .strip_prefix(&plan.project.root)
+                        .unwrap_or(&lock.file.path)
+                        .display()
+                        .to_string(),
+                ),
+                format: Some(lock.file.format.to_string()),
+                current: Some(lock.is_current()),
+                differences: lock.differences.clone(),
+                disagreements: lock.disagreements.clone(),
+                packages: Some(lock.packages.len()),
+            },
+            None => LockStatus {
+                file: None,
+                format: None,
+                current: None,
+                differences: Vec::new(),
+                disagreements: Vec::new(),
+                packages: None,
+            },
+        }
+    }
+
+    /// One line: `from uv.lock (uv lock, 3 packages), current`.
+    pub fn summary(&self) -> String {
+        match (&self.file, &self.format) {
+            (Some(file), Some(format)) => format!(
+                "from {file} ({format}, {} here), {}",
+                crate::plural(self.packages.unwrap_or_default(), "package"),
+                if self.current == Some(true) {
+                    "current with pyproject.toml"
+                } else {
+                    "OUT OF DATE with pyproject.toml"
+                }
+            ),
+            _ => "resolved afresh from the wheel's requirements (no lock used: none found, or --no-lock)".to_string(),
+        }
+    }
 }
 
 /// The files every build that makes an artifact writes into its output folder, besides
@@ -385,12 +485,14 @@ pub async fn plan(
     out_dir: Option<&Path>,
     python: Option<&str>,
     tiers: &[Tier],
+    lock: &crate::project_lock::LockOptions,
 ) -> Result<Vec<PlannedTier>, DriverError> {
     let options = BuildOptions {
         project_dir: project_dir.to_path_buf(),
         out_dir: out_dir.map(Path::to_path_buf),
         python: python.map(str::to_string),
         tiers: tiers.to_vec(),
+        lock: lock.clone(),
         ..BuildOptions::default()
     };
     let mut plan = Plan::resolve(&options, Purpose::Preview, &crate::Silent).await?;
@@ -417,6 +519,7 @@ pub async fn plan(
             .collect();
         if inputs.contains(&Input::Wheelhouse) {
             files.push(lock_file.clone());
+            files.push(plan.pylock_file());
         }
         planned.push(PlannedTier {
             tier: entry.tier,
@@ -431,6 +534,9 @@ pub async fn plan(
             artifacts: entry.files.clone(),
             files,
             last_build_cached,
+            lock: inputs
+                .contains(&Input::Wheelhouse)
+                .then(|| LockStatus::of(&plan)),
         });
     }
     Ok(planned)
@@ -480,9 +586,18 @@ async fn cached_inputs(plan: &Plan, last: Option<&Manifest>) -> (Vec<Input>, Opt
             None => plan.app.stem(),
         };
         let lock = plan.out_dir.join(format!("{stem}.lock.txt"));
-        if std::fs::read_to_string(lock)
-            .is_ok_and(|lock| gradient_python::wheelhouse::site_cached(&lock, python, &plan.cache))
-        {
+        // The published lock says which project lock it came from (by digest).
+        let from_same_lock = |text: &str| {
+            plan.lock.as_ref().is_none_or(|l| {
+                text.lines()
+                    .next()
+                    .is_some_and(|first| first.contains(&l.sha256))
+            })
+        };
+        if std::fs::read_to_string(lock).is_ok_and(|lock| {
+            from_same_lock(&lock)
+                && gradient_python::wheelhouse::site_cached(&lock, python, &plan.cache)
+        }) {
             cached.push(Input::Wheelhouse);
         }
     }

@@ -16,7 +16,7 @@ use gradient_core::{
     InterpreterFacts, PlannedFile, Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate,
     Tier, WheelhouseFiles,
 };
-use gradient_python::wheelhouse::{build_wheelhouse, WheelhouseRequest};
+use gradient_python::wheelhouse::{build_wheelhouse, ProjectLock, WheelhouseRequest};
 use gradient_python::Installer;
 use gradient_wheel::{build_distributions, BuildRequest, WheelRoute};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +60,8 @@ pub struct BuildOptions {
     /// `--entry`: the default script of the single-file tiers and the image, over
     /// `[tool.gradient] entry`.
     pub entry: Option<String>,
+    /// `--lock`, `--locked`, `--no-lock`.
+    pub lock: crate::project_lock::LockOptions,
 }
 
 /// How one tier went.
@@ -555,6 +557,8 @@ struct InputRun<'a> {
     source_date: SourceDate,
     options: &'a BuildOptions,
     reporter: &'a dyn Reporter,
+    /// The project's lock, when the dependencies come from one.
+    lock: Option<&'a crate::project_lock::PlannedLock>,
 }
 
 /// Build each input the plan needs once, then name the tiers' files from what was built.
@@ -588,6 +592,7 @@ async fn build_inputs(
         source_date: plan.source_date,
         options,
         reporter,
+        lock: plan.lock.as_ref(),
     };
     let runtime_and_parts = async {
         if !needed.contains(&Input::Runtime) {
@@ -696,14 +701,47 @@ async fn build_distributions_and_wheelhouse(
     shared.inputs.distributions_cached = dists.cached;
 
     shared.inputs.sdist = dists.sdist;
+    if let (Some(lock), true) = (run.lock, want_wheel) {
+        let pinned = run.work.join("pinned-by-the-project-lock.txt");
+        let packages: Vec<&gradient_lock::Package> = lock.packages.iter().collect();
+        let text = gradient_lock::requirements_text(
+            &[format!("The pins of {} for this platform.", lock.name())],
+            &packages,
+        );
+        std::fs::write(&pinned, text).map_err(|source| DriverError::Io {
+            action: "write",
+            path: pinned.clone(),
+            source,
+        })?;
+        shared.inputs.pinned = Some(pinned);
+    }
 
     if let (true, Some((wheel, info))) = (needed.contains(&Input::Wheelhouse), &dists.wheel) {
         let name = gradient_core::normalize_name(&info.metadata.name);
         let lock_name = format!("{name}-{}.lock.txt", info.metadata.version);
-        reporter.step(&format!(
-            "locking and installing the dependencies of {name}"
-        ));
+        let pylock_name = format!("pylock.{name}.toml");
+        let lock_file_name = run.lock.map(|l| l.name());
+        match (run.lock, &lock_file_name) {
+            (Some(lock), Some(file)) => {
+                reporter.step(&format!(
+                    "installing the dependencies of {name} as {file} locks them"
+                ));
+                for line in lock.disagreements.iter() {
+                    reporter.warn(line);
+                }
+                if !lock.is_current() {
+                    reporter.warn(&format!(
+                        "{file} is out of date with pyproject.toml, and is used as it is (--locked makes this an error):\n  {}",
+                        lock.differences.join("\n  ")
+                    ));
+                }
+            }
+            _ => reporter.step(&format!(
+                "locking and installing the dependencies of {name}"
+            )),
+        }
         let started = Instant::now();
+        let groups = run.lock.map(|l| l.groups.clone()).unwrap_or_default();
         let wheelhouse = build_wheelhouse(WheelhouseRequest {
             python,
             installer: run.installer,
@@ -712,8 +750,17 @@ async fn build_distributions_and_wheelhouse(
             app_name: &name,
             app_version: &info.metadata.version,
             extras: &project.config.extras,
+            groups: &groups,
             requires_dist: &info.metadata.requires_dist,
-            previous_lock: std::fs::read_to_string(run.out_dir.join(&lock_name)).ok(),
+            locked: run
+                .lock
+                .zip(lock_file_name.as_deref())
+                .map(|(lock, file_name)| ProjectLock {
+                    file_name,
+                    sha256: &lock.sha256,
+                    packages: &lock.packages,
+                }),
+            previous_lock: std::fs::read_to_string(run.out_dir.join(&pylock_name)).ok(),
             find_links: run.options.find_links.as_deref(),
             work_dir: &run.work.join("wheelhouse"),
         })
@@ -723,10 +770,10 @@ async fn build_distributions_and_wheelhouse(
             &format!(
                 "wheelhouse: {} packages ({}, {})",
                 wheelhouse.packages.len(),
-                if wheelhouse.lock_reused {
-                    "lock reused"
-                } else {
-                    "resolved"
+                match (&lock_file_name, wheelhouse.lock_reused) {
+                    (Some(file), _) => format!("from {file}"),
+                    (None, true) => "lock reused".to_string(),
+                    (None, false) => "resolved".to_string(),
                 },
                 if wheelhouse.site_reused {
                     "installed tree cached"
@@ -737,7 +784,6 @@ async fn build_distributions_and_wheelhouse(
             seconds,
         );
         shared.seconds.insert(Input::Wheelhouse, seconds);
-        let lock_path = run.work.join(&lock_name);
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
             move |source| DriverError::Publish {
@@ -746,19 +792,29 @@ async fn build_distributions_and_wheelhouse(
                 source,
             }
         };
-        std::fs::write(&lock_path, &wheelhouse.lock).map_err(io("write", &lock_path))?;
         std::fs::create_dir_all(run.out_dir).map_err(io("create", run.out_dir))?;
-        let published =
-            publish_file(&lock_path, run.out_dir).map_err(io("write into", run.out_dir))?;
-        shared.records.push(InputRecord {
-            input: Input::Wheelhouse,
-            file: lock_name,
-            sha256: published.sha256,
-            size: published.size,
-        });
+        // The hashed requirements the installer read, and the PEP 751 lock of what the
+        // tree carries, each published beside the artifacts.
+        let mut published_lock = None;
+        for (file, text) in [
+            (&lock_name, &wheelhouse.lock),
+            (&pylock_name, &wheelhouse.pylock),
+        ] {
+            let path = run.work.join(file);
+            std::fs::write(&path, text).map_err(io("write", &path))?;
+            let published =
+                publish_file(&path, run.out_dir).map_err(io("write into", run.out_dir))?;
+            shared.records.push(InputRecord {
+                input: Input::Wheelhouse,
+                file: file.clone(),
+                sha256: published.sha256,
+                size: published.size,
+            });
+            published_lock.get_or_insert(published.path);
+        }
         shared.inputs.wheelhouse = Some(WheelhouseFiles {
             site: wheelhouse.site,
-            lock: published.path,
+            lock: published_lock.expect("the lock was published"),
             packages: wheelhouse.packages,
         });
     }

@@ -178,7 +178,12 @@ fn cpython(version: &str) -> Value {
 
 /// Every distribution installed in the wheelhouse but the app, sorted by name.
 fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<Vec<Value>> {
-    let hashes = locked_hashes(&read_text(&wheelhouse.lock)?);
+    // The digest of the file each package was installed from, as the published lock says.
+    let hashes: BTreeMap<&str, &Vec<String>> = wheelhouse
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), &p.sha256))
+        .collect();
     let mut dists = Vec::new();
     for entry in std::fs::read_dir(&wheelhouse.site).map_err(|e| context(e, &wheelhouse.site))? {
         let path = entry?.path();
@@ -204,7 +209,7 @@ fn python_distributions(wheelhouse: &WheelhouseFiles, app: &str) -> io::Result<V
             if let Some(licenses) = licenses(m) {
                 component["licenses"] = licenses;
             }
-            if let Some(digests) = hashes.get(&name) {
+            if let Some(digests) = hashes.get(name.as_str()) {
                 component["hashes"] = digests.iter().map(|h| sha256_hash(h)).collect();
             }
             component
@@ -276,39 +281,6 @@ fn library_digests(bundle: &Path, lib: &Path, names: &[String]) -> io::Result<Ve
         let _ = crate::publish::write_atomically(&kept_at, &bytes);
     }
     Ok(names.iter().map(|name| now[name].2.clone()).collect())
-}
-
-/// `--hash=sha256:` digests of each requirement in a pip lock file, by normalised name, sorted.
-fn locked_hashes(lock: &str) -> BTreeMap<String, Vec<String>> {
-    let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current = None;
-    for line in lock.lines() {
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        // A requirement starts at the line's beginning; its options follow, indented.
-        if !line.starts_with(char::is_whitespace) && !text.starts_with('-') {
-            let end = text
-                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-                .unwrap_or(text.len());
-            current = Some(normalize_name(&text[..end]));
-        }
-        if let Some(name) = &current {
-            let found = text
-                .split_whitespace()
-                .filter_map(|t| t.strip_prefix("--hash=sha256:"));
-            hashes
-                .entry(name.clone())
-                .or_default()
-                .extend(found.map(str::to_string));
-        }
-    }
-    for digests in hashes.values_mut() {
-        digests.sort_unstable();
-        digests.dedup();
-    }
-    hashes
 }
 
 /// CycloneDX `licenses`: the SPDX expression, else the OSI classifiers, else a short
@@ -409,7 +381,18 @@ mod tests {
             wheelhouse: WheelhouseFiles {
                 site: root.join("site"),
                 lock,
-                packages: vec![],
+                packages: vec![
+                    gradient_core::LockedDependency {
+                        name: "click".into(),
+                        version: "8.1.7".into(),
+                        sha256: vec!["aa".into(), "bb".into()],
+                    },
+                    gradient_core::LockedDependency {
+                        name: "msgpack".into(),
+                        version: "1.0.8".into(),
+                        sha256: vec!["cc".into()],
+                    },
+                ],
             },
             runtime: RuntimeFiles {
                 dir: root.join("bundle"),

@@ -676,7 +676,12 @@ fn copyright_text(
     if let Some(version) = cpython {
         text.push_str(&format!("  CPython {version} (PSF-2.0)\n"));
     }
-    for (dist, version) in &wheelhouse.packages {
+    for gradient_core::LockedDependency {
+        name: dist,
+        version,
+        ..
+    } in &wheelhouse.packages
+    {
         let license = dist_license(site, dist).unwrap_or_else(|| "see its metadata".into());
         text.push_str(&format!("  {dist} {version} ({license})\n"));
     }

@@ -1,27 +1,31 @@
-//! The wheelhouse: the project's runtime dependencies, resolved once into a lock with exact
-//! versions and hashes, then installed once into a tree that every upper tier reuses.
+//! The wheelhouse: the project's runtime dependencies, pinned with exact versions and
+//! hashes (from the project's own lock, or resolved once), then installed once into a tree
+//! that every upper tier reuses.
 //!
 //! ```text
-//!  app wheel (+ extras) ──resolve (uv pip compile | pip --dry-run --report)──► lock text
-//!  lock text + interpreter ──key──► cache_root()/wheelhouses/KEY/site   (installed)
+//!  project lock ──select for this target──┐
+//!  app wheel (+ extras) ──resolve──────────┴─► packages ──► hashed requirements (installer)
+//!  hashed requirements + interpreter ──key──► cache_root()/wheelhouses/KEY/site (installed)
+//!  installed tree + packages ──► what is carried ──► pylock.toml, SBOM
 //! ```
-//! A lock from an earlier run whose inputs (the app's requirements, extras, interpreter) are
-//! unchanged is reused as it is: builds stay reproducible until the user asks to re-resolve.
-//! The tree is made in a staging folder, sealed with the digest of every file
-//! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
+//! Without a project lock, a `pylock.toml` published by an earlier run whose inputs (the
+//! app's requirements, extras, interpreter) are unchanged is reused as it is: builds stay
+//! reproducible until the user asks to re-resolve. The tree is made in a staging folder,
+//! sealed with the digest of every file ([`crate::integrity`]) and renamed into place;
+//! checked against those digests when reused.
 
 use crate::installer::Installer;
 use crate::integrity::{self, State};
 use crate::process::run_checked;
 use crate::PythonError;
-use gradient_core::InterpreterFacts;
+use gradient_core::{InterpreterFacts, LockedDependency};
+use gradient_lock::{Environment, Lock, LockError, LockFile, LockFormat, Package};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 const MARKER: &str = "gradient-wheelhouse.json";
-const INPUTS_PREFIX: &str = "# inputs: ";
 
 /// What to resolve.
 pub struct WheelhouseRequest<'a> {
@@ -34,9 +38,13 @@ pub struct WheelhouseRequest<'a> {
     pub app_name: &'a str,
     pub app_version: &'a str,
     pub extras: &'a [String],
+    /// Dependency groups to bundle (from a project lock).
+    pub groups: &'a [String],
     /// The app's Requires-Dist, part of the lock's inputs.
     pub requires_dist: &'a [String],
-    /// A lock written by an earlier run (its text), reused when its inputs match.
+    /// The project's lock, when the build uses one: then nothing is resolved.
+    pub locked: Option<ProjectLock<'a>>,
+    /// A pylock.toml published by an earlier run (its text), reused when its inputs match.
     pub previous_lock: Option<String>,
     /// Resolve and install only from this folder (no index).
     pub find_links: Option<&'a Path>,
@@ -44,15 +52,26 @@ pub struct WheelhouseRequest<'a> {
     pub work_dir: &'a Path,
 }
 
+/// The project's own lock, already read and selected for the target.
+pub struct ProjectLock<'a> {
+    /// The lock's file name, as the published files mention it.
+    pub file_name: &'a str,
+    pub sha256: &'a str,
+    /// What it installs for the target.
+    pub packages: &'a [Package],
+}
+
 /// A locked, installed set of dependencies.
 #[derive(Clone, Debug)]
 pub struct Wheelhouse {
-    /// The lock file's text (pip requirements format, every line with `--hash`).
+    /// The hashed requirements the installer read (every line with `--hash`).
     pub lock: String,
+    /// A PEP 751 lock of exactly what the tree carries.
+    pub pylock: String,
     /// The installed dependencies (without the app), as the installer left them.
     pub site: PathBuf,
-    /// `(name, version)` of every locked package.
-    pub packages: Vec<(String, String)>,
+    /// Every package carried, with the digest of the file it came from.
+    pub packages: Vec<LockedDependency>,
     /// Whether the lock came from an earlier run, and the tree from the cache.
     pub lock_reused: bool,
     pub site_reused: bool,
@@ -76,6 +95,8 @@ pub enum WheelhouseError {
     Install { python: String, message: String },
     #[error("the dependency `{requirement}` carries credentials in its URL, which the published lock file and SBOMs would record")]
     CredentialsInUrl { requirement: String },
+    #[error("the resolver's lock could not be read")]
+    Lock(#[source] LockError),
     #[error(transparent)]
     Python(#[from] PythonError),
 }
@@ -84,15 +105,35 @@ impl gradient_core::Hint for WheelhouseError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             WheelhouseError::Unresolvable { .. } => "check [project] dependencies in pyproject.toml; the resolver's last words are above".into(),
+            WheelhouseError::Install { message, .. } if message.contains("hash") => "a file the index serves does not match the lock's hash: the lock or the index changed; make the lock again (`uv lock`) if the change is expected".into(),
             WheelhouseError::Install { .. } => "a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels".into(),
             WheelhouseError::CredentialsInUrl { .. } => "give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them".into(),
+            WheelhouseError::Lock(error) => return gradient_core::Hint::hint(error),
             WheelhouseError::Python(error) => return error.hint(),
         })
     }
 }
 
+/// The marker environment of `python`'s platform with these extras and groups bundled.
+pub fn target_environment(
+    python: &InterpreterFacts,
+    extras: &[String],
+    groups: &[String],
+) -> Environment {
+    let mut env = Environment::linux(&python.implementation, python.version, &python.platform_tag);
+    env.extras = extras
+        .iter()
+        .map(|e| gradient_core::normalize_name(e))
+        .collect();
+    env.dependency_groups = groups
+        .iter()
+        .map(|g| gradient_core::normalize_name(g))
+        .collect();
+    env
+}
+
 impl WheelhouseRequest<'_> {
-    /// The hash of everything the lock depends on.
+    /// The hash of everything a resolution depends on.
     fn inputs_hash(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [
@@ -122,6 +163,17 @@ impl WheelhouseRequest<'_> {
         }
         hex::encode(hasher.finalize())
     }
+
+    /// `cpython 3.11 (cp311, linux_x86_64)`.
+    fn target(&self) -> String {
+        format!(
+            "{} {} ({}, {})",
+            self.python.implementation,
+            self.python.short_version(),
+            self.python.abi_tag,
+            self.python.platform_tag
+        )
+    }
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PythonError {
@@ -133,7 +185,17 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Pytho
     }
 }
 
-/// Resolve (or reuse the lock) and materialise the dependencies.
+/// A pylock.toml from a resolver or an earlier run, read.
+fn read_pylock(text: String, name: &str) -> Result<Lock, LockError> {
+    let file = LockFile {
+        path: PathBuf::from(name),
+        format: LockFormat::Pylock,
+    };
+    Lock::parse(file, text)
+}
+
+/// Pin (from the project's lock, an earlier run's, or a resolution) and materialise the
+/// dependencies.
 pub async fn build_wheelhouse(
     request: WheelhouseRequest<'_>,
 ) -> Result<Wheelhouse, WheelhouseError> {
@@ -148,16 +210,53 @@ pub async fn build_wheelhouse(
             requirement: gradient_core::redact(requirement).into_owned(),
         });
     }
-    let inputs = request.inputs_hash();
     std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
-    let (lock, lock_reused) = match request.previous_lock.as_ref().filter(|text| {
-        text.lines()
-            .any(|l| l.strip_prefix(INPUTS_PREFIX) == Some(inputs.as_str()))
-    }) {
-        Some(text) => (text.clone(), true),
-        None => (resolve(&request, &inputs).await?, false),
+    let env = target_environment(request.python, request.extras, request.groups);
+    let (packages, lock_reused, inputs, origin) = match &request.locked {
+        Some(locked) => (
+            locked.packages.to_vec(),
+            false,
+            None,
+            format!("from {} (sha256 {})", locked.file_name, locked.sha256),
+        ),
+        None => {
+            let inputs = request.inputs_hash();
+            let previous = request
+                .previous_lock
+                .clone()
+                .and_then(|text| read_pylock(text, "the published pylock.toml").ok())
+                .filter(|lock| lock.gradient_inputs.as_deref() == Some(inputs.as_str()));
+            let (lock, reused) = match previous {
+                Some(lock) => (lock, true),
+                None => (resolve(&request).await?, false),
+            };
+            let packages = lock
+                .select(request.app_name, &env)
+                .map_err(WheelhouseError::Lock)?
+                .into_iter()
+                .cloned()
+                .collect();
+            (
+                packages,
+                reused,
+                Some(inputs),
+                "resolved by gradient".to_string(),
+            )
+        }
     };
-    let packages = locked_packages(&lock);
+    let refs: Vec<&Package> = packages.iter().collect();
+    let lock = gradient_lock::requirements_text(
+        &[
+            format!(
+                "Locked dependencies of {} {} for {}, {origin}.",
+                request.app_name,
+                request.app_version,
+                request.target()
+            ),
+            "Install with: pip install --require-hashes --no-deps -r THIS_FILE".into(),
+        ],
+        &refs,
+    );
 
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
     let key = &site_key(&lock_sha256, request.python);
@@ -170,45 +269,71 @@ pub async fn build_wheelhouse(
         .is_some_and(|m| m.lock_sha256 == lock_sha256);
     // Tiers copy the installed files into their artifacts: they must be as installed.
     let state = integrity::check(&dir);
-    if installed && state == State::Intact {
-        return Ok(Wheelhouse {
-            lock,
-            site,
-            packages,
-            lock_reused,
-            site_reused: true,
-        });
+    let site_reused = installed && state == State::Intact;
+    if !site_reused {
+        match state {
+            State::Damaged { .. } => tracing::warn!(
+                "the cached wheelhouse `{}` is damaged: {state}; installing it again",
+                dir.display()
+            ),
+            _ if dir.exists() => {
+                tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display())
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+        if dir.exists() {
+            integrity::discard(&dir).map_err(io("remove", &dir))?;
+        }
+        let staging = crate::staging::Staged::dir_in(&parent, &format!(".{key}-"))
+            .map_err(io("create", &parent))?;
+        let staged_site = staging.path().join("site");
+        let lock_path = request.work_dir.join("requirements.lock.txt");
+        std::fs::write(&lock_path, &lock).map_err(io("write", &lock_path))?;
+        install_locked(&request, &lock_path, &staged_site).await?;
+        // Console scripts installed with --target carry this machine's paths: tiers make their own.
+        let _ = std::fs::remove_dir_all(staged_site.join("bin"));
+        let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
+        std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
+        integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
+        integrity::settle(staging, &dir).map_err(io("move into place", &dir))?;
     }
-    match state {
-        State::Damaged { .. } => tracing::warn!(
-            "the cached wheelhouse `{}` is damaged: {state}; installing it again",
-            dir.display()
-        ),
-        _ if dir.exists() => tracing::warn!("rebuilding incomplete wheelhouse {}", dir.display()),
-        _ => {}
-    }
-    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-    if dir.exists() {
-        integrity::discard(&dir).map_err(io("remove", &dir))?;
-    }
-    let staging = crate::staging::Staged::dir_in(&parent, &format!(".{key}-"))
-        .map_err(io("create", &parent))?;
-    let staged_site = staging.path().join("site");
-    let lock_path = request.work_dir.join("requirements.lock.txt");
-    std::fs::write(&lock_path, &lock).map_err(io("write", &lock_path))?;
-    install_locked(&request, &lock_path, &staged_site).await?;
-    // Console scripts installed with --target carry this machine's paths: tiers make their own.
-    let _ = std::fs::remove_dir_all(staged_site.join("bin"));
-    let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
-    std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
-    integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
-    integrity::settle(staging, &dir).map_err(io("move into place", &dir))?;
+    let carried = gradient_lock::carried(&site, &refs);
+    let pylock = gradient_lock::pylock_text(
+        &gradient_lock::PylockHeader {
+            comment: format!(
+                "Exactly the dependencies {} {} carries for {}, {origin}.\nWritten by gradient (PEP 751).",
+                request.app_name,
+                request.app_version,
+                request.target()
+            ),
+            environment: format!(
+                "sys_platform == 'linux' and platform_machine == '{}' and implementation_name == '{}' and python_full_version == '{}'",
+                env.platform_machine,
+                env.implementation_name,
+                request.python.full_version()
+            ),
+            requires_python: format!("=={}", request.python.full_version()),
+            extras: env.extras.iter().cloned().collect(),
+            groups: env.dependency_groups.iter().cloned().collect(),
+            inputs,
+        },
+        &carried,
+    );
     Ok(Wheelhouse {
         lock,
+        pylock,
         site,
-        packages,
+        packages: carried
+            .into_iter()
+            .map(|c| LockedDependency {
+                name: c.name,
+                version: c.version,
+                sha256: c.files.into_iter().map(|f| f.sha256).collect(),
+            })
+            .collect(),
         lock_reused,
-        site_reused: false,
+        site_reused,
     })
 }
 
@@ -223,7 +348,8 @@ fn site_key(lock_sha256: &str, python: &InterpreterFacts) -> String {
     hex::encode(key.finalize())[..20].to_string()
 }
 
-/// Whether the dependencies of `lock` are installed in the cache for `python` (for `plan`).
+/// Whether the dependencies of hashed requirements `lock` are installed in the cache for
+/// `python` (for `plan`).
 pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> bool {
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
     let dir = cache_root
@@ -236,8 +362,8 @@ pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> 
             .is_some_and(|m| m.lock_sha256 == lock_sha256)
 }
 
-/// Resolve the app's dependencies for the target interpreter into lock text.
-async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String, WheelhouseError> {
+/// Resolve the app's dependencies for the target interpreter into a lock.
+async fn resolve(request: &WheelhouseRequest<'_>) -> Result<Lock, WheelhouseError> {
     let extras = if request.extras.is_empty() {
         String::new()
     } else {
@@ -261,7 +387,7 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
         },
         other => WheelhouseError::Python(other),
     };
-    let body = match request.installer {
+    match request.installer {
         Installer::Uv(uv) => {
             let input = request.work_dir.join("requirements.in");
             std::fs::write(&input, format!("{app}\n")).map_err(|source| PythonError::Io {
@@ -276,7 +402,8 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
                     "compile",
                     "--quiet",
                     "--no-config",
-                    "--generate-hashes",
+                    "--format",
+                    "pylock.toml",
                     "--no-header",
                     "--no-annotate",
                 ])
@@ -292,7 +419,11 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
             let output = run_checked(&mut command, "resolve dependencies")
                 .await
                 .map_err(unresolvable)?;
-            String::from_utf8_lossy(&output.stdout).into_owned()
+            read_pylock(
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                "uv's resolution",
+            )
+            .map_err(WheelhouseError::Lock)
         }
         Installer::Pip => {
             let report = request.work_dir.join("pip-report.json");
@@ -318,21 +449,9 @@ async fn resolve(request: &WheelhouseRequest<'_>, inputs: &str) -> Result<String
             run_checked(&mut command, "resolve dependencies")
                 .await
                 .map_err(unresolvable)?;
-            lock_from_pip_report(&report, request.app_name)?
+            lock_from_pip_report(&report, request.app_name)
         }
-    };
-    Ok(format!(
-        "# Locked dependencies of {} {} for {} {} ({}, {}), written by gradient.\n\
-         # Install with: pip install --require-hashes --no-deps -r THIS_FILE\n\
-         {INPUTS_PREFIX}{inputs}\n{}",
-        request.app_name,
-        request.app_version,
-        request.python.implementation,
-        request.python.short_version(),
-        request.python.abi_tag,
-        request.python.platform_tag,
-        body.trim_start()
-    ))
+    }
 }
 
 /// A `file://` URL for an absolute `path`, every byte outside RFC 3986's unreserved set
@@ -351,23 +470,23 @@ fn file_url(path: &Path) -> String {
     url
 }
 
-/// pip's installation report as lock text.
-fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<String, WheelhouseError> {
+/// pip's installation report as a lock: each package with the one file pip chose.
+fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<Lock, WheelhouseError> {
     let text = std::fs::read_to_string(report).map_err(|source| PythonError::Io {
         action: "read",
         path: report.to_path_buf(),
         source,
     })?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let mut lines = Vec::new();
+    let mut packages = Vec::new();
     for item in json["install"].as_array().into_iter().flatten() {
-        let name = item["metadata"]["name"].as_str().unwrap_or_default();
-        if gradient_core::normalize_name(name) == gradient_core::normalize_name(app_name) {
+        let name =
+            gradient_core::normalize_name(item["metadata"]["name"].as_str().unwrap_or_default());
+        if name == gradient_core::normalize_name(app_name) {
             continue;
         }
-        let version = item["metadata"]["version"].as_str().unwrap_or_default();
         let info = &item["download_info"]["archive_info"];
-        let hash = info["hashes"]["sha256"]
+        let sha256 = info["hashes"]["sha256"]
             .as_str()
             .map(str::to_string)
             .or_else(|| {
@@ -377,25 +496,53 @@ fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<String, Wheelho
                     .map(str::to_string)
             })
             .unwrap_or_default();
-        lines.push(format!(
-            "{}=={version} \\\n    --hash=sha256:{hash}\n",
-            gradient_core::normalize_name(name)
-        ));
+        let url = item["download_info"]["url"].as_str().map(str::to_string);
+        let file_name = url
+            .as_deref()
+            .and_then(|u| u.split(['#', '?']).next())
+            .and_then(|u| u.rsplit('/').next())
+            .map(str::to_string);
+        packages.push(Package {
+            version: item["metadata"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            marker: None,
+            source: gradient_lock::Source::Index(None),
+            files: vec![gradient_lock::LockedFile {
+                kind: if file_name.as_deref().is_some_and(|n| n.ends_with(".whl")) {
+                    gradient_lock::FileKind::Wheel
+                } else {
+                    gradient_lock::FileKind::Sdist
+                },
+                name: file_name,
+                url,
+                size: None,
+                sha256,
+            }],
+            line: 0,
+            dependencies: Vec::new(),
+            optional: Vec::new(),
+            groups: Vec::new(),
+            name,
+        });
     }
-    lines.sort();
-    Ok(lines.concat())
-}
-
-/// `(name, version)` of each `name==version` line of lock text.
-pub fn locked_packages(lock: &str) -> Vec<(String, String)> {
-    lock.lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with(' '))
-        .filter_map(|l| {
-            let spec = l.split_whitespace().next()?;
-            let (name, version) = spec.split_once("==")?;
-            Some((name.to_string(), version.to_string()))
-        })
-        .collect()
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Lock {
+        file: LockFile {
+            path: report.to_path_buf(),
+            format: LockFormat::Pylock,
+        },
+        text,
+        requires_python: None,
+        packages,
+        root: None,
+        project: None,
+        environments: Vec::new(),
+        default_groups: Vec::new(),
+        recorded: None,
+        gradient_inputs: None,
+    })
 }
 
 async fn install_locked(
@@ -493,18 +640,6 @@ mod tests {
         assert_eq!(
             super::file_url(std::path::Path::new("/tmp/a#b/50%/c d/é.whl")),
             "file:///tmp/a%23b/50%25/c%20d/%C3%A9.whl"
-        );
-    }
-
-    #[test]
-    fn locked_packages_reads_name_and_version_lines() {
-        let lock = "# header\nclick==8.1.7 \\\n    --hash=sha256:aa\nmsgpack==1.1.0 \\\n    --hash=sha256:bb\n";
-        assert_eq!(
-            super::locked_packages(lock),
-            [
-                ("click".to_string(), "8.1.7".to_string()),
-                ("msgpack".to_string(), "1.1.0".to_string())
-            ]
         );
     }
 }

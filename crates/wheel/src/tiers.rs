@@ -236,12 +236,41 @@ impl Backend for WheelTier {
             Some(folder) => Source::Offline(folder),
             None => Source::Index,
         };
+        let mut checks = Vec::new();
+        // A project with a lock deploys the wheel with it: its pins first (hash-checked),
+        // then the wheel, whose requirements they already meet.
+        if let Some(pinned) = &cx.inputs.pinned {
+            let started = std::time::Instant::now();
+            let install = self
+                .installer
+                .install(&venv_python, &["-r".into(), pinned.into()], source)
+                .await;
+            checks.push(SmokeCheck {
+                command: format!(
+                    "{} -r the lock's pins",
+                    match self.installer {
+                        Installer::Uv(_) => "uv pip install",
+                        Installer::Pip => "pip install",
+                    }
+                ),
+                passed: install.is_ok(),
+                exit_code: None,
+                seconds: started.elapsed().as_secs_f64(),
+                detail: match &install {
+                    Ok(()) => "the locked dependencies installed, every file hash-checked".into(),
+                    Err(err) => err.to_string(),
+                },
+            });
+            if install.is_err() {
+                return Ok(SmokeReport { checks });
+            }
+        }
         let started = std::time::Instant::now();
         let install = self
             .installer
             .install(&venv_python, &[OsString::from(&artifact.path)], source)
             .await;
-        let mut checks = vec![SmokeCheck {
+        checks.push(SmokeCheck {
             command: match self.installer {
                 Installer::Uv(_) => format!("uv pip install {}", artifact.file_name()),
                 Installer::Pip => format!("pip install {}", artifact.file_name()),
@@ -254,7 +283,7 @@ impl Backend for WheelTier {
                 Ok(()) => "installed into a fresh virtual environment".into(),
                 Err(err) => err.to_string(),
             },
-        }];
+        });
         if install.is_err() {
             return Ok(SmokeReport { checks });
         }

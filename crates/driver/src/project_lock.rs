@@ -1,0 +1,164 @@
+//! The project's lock in a plan: which file a build takes its versions from, whether it is
+//! still current with `pyproject.toml`, and what it installs on the build's platform.
+//!
+//! gradient looks for `pylock.toml` (or a single `pylock.NAME.toml`), then `uv.lock`, then a
+//! requirements file hashed throughout, unless `--lock FILE` or `[tool.gradient] lock` names
+//! one; `--no-lock` resolves afresh. A stale lock is a warning, or with `--locked` an error.
+
+use crate::DriverError;
+use gradient_core::{InterpreterFacts, Project};
+use gradient_lock::{Lock, LockFile, Package, ProjectRequirements};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What the user said about locks.
+#[derive(Clone, Debug, Default)]
+pub struct LockOptions {
+    /// `--lock FILE`.
+    pub file: Option<PathBuf>,
+    /// `--locked`: a missing or stale lock is an error.
+    pub locked: bool,
+    /// `--no-lock`: resolve afresh, whatever lock the project has.
+    pub ignore: bool,
+}
+
+/// The lock a build uses.
+#[derive(Clone, Debug)]
+pub struct PlannedLock {
+    pub file: LockFile,
+    pub sha256: String,
+    /// What it installs on the build's platform, the app left out.
+    pub packages: Vec<Package>,
+    /// The dependency groups bundled: `[tool.gradient] groups` and the lock's defaults.
+    pub groups: Vec<String>,
+    /// How it differs from `pyproject.toml`; empty when current.
+    pub differences: Vec<String>,
+    /// Other locks in the project that pin other versions, with what differs.
+    pub disagreements: Vec<String>,
+}
+
+impl PlannedLock {
+    /// The lock's file name, as messages and published files mention it.
+    pub fn name(&self) -> String {
+        self.file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn is_current(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// The project's lock as `options` choose it, read and selected for `python`; `None` when
+/// the build resolves afresh.
+pub fn plan_lock(
+    project: &Project,
+    python: &InterpreterFacts,
+    options: &LockOptions,
+) -> Result<Option<PlannedLock>, DriverError> {
+    if options.ignore {
+        return Ok(None);
+    }
+    let named = options
+        .file
+        .clone()
+        .or_else(|| project.config.lock.as_ref().map(|l| project.root.join(l)));
+    let (chosen, others) = match named {
+        Some(path) => (gradient_lock::named(&path)?, Vec::new()),
+        None => {
+            let mut found = gradient_lock::discover(&project.root)?.into_iter();
+            match found.next() {
+                Some(first) => (first, found.collect()),
+                None if options.locked => {
+                    return Err(DriverError::NoLock {
+                        project: project.root.clone(),
+                    })
+                }
+                None => return Ok(None),
+            }
+        }
+    };
+    let lock = Lock::read(&chosen)?;
+    let app = gradient_core::normalize_name(&project.display_name());
+    let mut groups: Vec<String> = project.config.groups.clone();
+    groups.extend(lock.default_groups.iter().cloned());
+    groups.sort();
+    groups.dedup();
+    let env =
+        gradient_python::wheelhouse::target_environment(python, &project.config.extras, &groups);
+    let selected: Vec<&Package> = lock.select(&app, &env)?;
+    let differences = if project.declares_metadata {
+        lock.staleness(
+            &ProjectRequirements {
+                dependencies: &project.dependencies,
+                optional: &project.optional_dependencies,
+                requires_python: project.requires_python.as_deref(),
+            },
+            &selected,
+            &env,
+        )
+    } else {
+        Vec::new()
+    };
+    let mut planned = PlannedLock {
+        sha256: hex::encode(Sha256::digest(lock.text.as_bytes())),
+        file: chosen,
+        packages: selected.iter().map(|p| (*p).clone()).collect(),
+        groups,
+        differences,
+        disagreements: Vec::new(),
+    };
+    if options.locked && !planned.is_current() {
+        return Err(DriverError::StaleLock {
+            lock: planned.file.path.clone(),
+            differences: planned.differences.clone(),
+        });
+    }
+    for other in others {
+        let versions = |packages: &[&Package]| -> BTreeMap<String, String> {
+            packages
+                .iter()
+                .map(|p| (p.name.clone(), p.version.clone()))
+                .collect()
+        };
+        let ours = versions(&selected);
+        let theirs = match Lock::read(&other).and_then(|l| {
+            let chosen = versions(&l.select(&app, &env)?);
+            Ok(chosen)
+        }) {
+            Ok(theirs) => theirs,
+            Err(_) => continue,
+        };
+        let mut names: Vec<&String> = ours.keys().chain(theirs.keys()).collect();
+        names.sort();
+        names.dedup();
+        let differing: Vec<String> = names
+            .into_iter()
+            .filter(|n| ours.get(*n) != theirs.get(*n))
+            .map(|n| {
+                let show = |v: Option<&String>| v.map_or("none".to_string(), |v| v.clone());
+                format!("{n} {} vs {}", show(ours.get(n)), show(theirs.get(n)))
+            })
+            .collect();
+        if !differing.is_empty() {
+            let file_name = |f: &LockFile| {
+                f.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            planned.disagreements.push(format!(
+                "{} and {} disagree ({}); gradient uses {}: it reads pylock.toml, then uv.lock, then hashed requirements (name another with --lock FILE)",
+                file_name(&planned.file),
+                file_name(&other),
+                differing.join(", "),
+                file_name(&planned.file),
+            ));
+        }
+    }
+    Ok(Some(planned))
+}
