@@ -14,6 +14,7 @@ mod faults;
 mod fidelity;
 mod frozen;
 mod hostile;
+mod lock;
 mod ospkg;
 mod plan;
 mod report;

@@ -137,16 +137,15 @@ fn sampleapp_pyz_runs_on_a_clean_interpreter_reproducibly() {
         .arg("-c")
         .arg("SHA256SUMS")
         .current_dir(&first));
-    // The .pyz, its SBOM and the lock.
-    assert_eq!(stdout(&sums).matches(": OK").count(), 3);
+    // The .pyz, its SBOM and the lock, as hashed requirements and as PEP 751.
+    assert_eq!(stdout(&sums).matches(": OK").count(), 4);
 
-    // Same inputs, same bytes; and the second build reuses the lock without resolving.
+    // Same inputs, same bytes; and the second build reuses the published lock without
+    // resolving.
     std::fs::create_dir_all(&second).unwrap();
-    std::fs::copy(
-        first.join("sampleapp-1.2.3.lock.txt"),
-        second.join("sampleapp-1.2.3.lock.txt"),
-    )
-    .unwrap();
+    for lock in ["pylock.sampleapp.toml", "sampleapp-1.2.3.lock.txt"] {
+        std::fs::copy(first.join(lock), second.join(lock)).unwrap();
+    }
     let again = build_zipapp(&fixture("sampleapp"), &second, &["--no-smoke", "--rebuild"]);
     assert!(stderr(&again).contains("lock reused"), "{}", stderr(&again));
     assert_eq!(sha256_file(&pyz), sha256_file(&only_file(&second, ".pyz")));

@@ -8,8 +8,10 @@ sha256, kept in $GRADIENT_REALWORLD_CACHE or ~/.cache/gradient-realworld), unpac
 fresh folder, given its smoke test as [tool.gradient.smoke] (the command, and its `expect`,
 `stdin`, `expect_exit` and `http` when the entry has them), and built with
 `gradient build --all` (plus `--python X.Y` when the entry names a `python`). A cell passes when the tier's artifact was built and its smoke test
-passed; a tier gradient skips is shown with the reason gradient printed. Exits 1 when a
-cell fails.
+passed; a tier gradient skips is shown with the reason gradient printed. A project whose
+entry names a `lock` (the lock its sdist ships) must have been built from it, as the
+published lock file's first line says; else every tier that carries its dependencies fails.
+Exits 1 when a cell fails.
 """
 import argparse
 import hashlib
@@ -153,6 +155,30 @@ def build(gradient, project_dir, out, python=None):
     return cells, seconds, result.stderr
 
 
+CARRYING = ["zipapp", "frozen", "oci", "docker", "deb", "rpm"]
+
+
+def lock_source(out):
+    """Where the build took the dependencies' versions from, as the published hashed lock's
+    first line says: `uv.lock`, `pylock.toml`, ..., `resolved`; `none` without one."""
+    locks = sorted(Path(out).glob("*.lock.txt"))
+    if not locks:
+        return "none"
+    first = locks[0].read_text().splitlines()[0]
+    if ", from " in first:
+        return first.split(", from ", 1)[1].split(" (sha256")[0]
+    return "resolved"
+
+
+def judge_lock(cells, expected, source):
+    """Every tier that carries the dependencies fails when they did not come from the lock
+    the project ships."""
+    if expected is None or source == expected:
+        return cells
+    return {tier: (("FAIL", f"built from {source}, not from its {expected}") if tier in CARRYING and status == "pass" else (status, detail))
+            for tier, (status, detail) in cells.items()}
+
+
 def matrix(projects, results):
     lines = [
         "# Real projects",
@@ -170,15 +196,19 @@ def matrix(projects, results):
         "sdists are kept in `$GRADIENT_REALWORLD_CACHE` (default `~/.cache/gradient-realworld`) between runs;",
         "`--only NAME,...` runs some of the projects.",
         "",
-        "| project | " + " | ".join(TIERS) + " | time |",
-        "|---|" + "---|" * (len(TIERS) + 1),
+        "The column *versions from* says where the dependencies' versions came from: the lock the",
+        "project's sdist ships (`uv.lock`, `pylock.toml`), which gradient reads, or gradient's own resolution.",
+        "",
+        "| project | " + " | ".join(TIERS) + " | versions from | time |",
+        "|---|" + "---|" * (len(TIERS) + 2),
     ]
     for project in projects:
-        cells, seconds, _ = results[project["name"]]
+        cells, seconds, _, source = results[project["name"]]
         row = [f"{project['name']} {project['version']}"]
         for tier in TIERS:
             status, _ = cells[tier]
             row.append({"pass": "pass", "skip": "skip¹", "FAIL": "**FAIL**"}[status])
+        row.append(source)
         row.append(f"{seconds:.0f} s")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Projects", "",
@@ -190,7 +220,7 @@ def matrix(projects, results):
                      f"{project['why']} | {smoke_text(project).replace('|', '/')} |")
     notes = []
     for project in projects:
-        cells, _, _ = results[project["name"]]
+        cells, _, _, _ = results[project["name"]]
         for tier in TIERS:
             status, detail = cells[tier]
             if status != "pass":
@@ -199,7 +229,7 @@ def matrix(projects, results):
         lines += ["", "## Skips and failures (¹)", ""] + notes
     sizes = []
     for project in projects:
-        cells, _, _ = results[project["name"]]
+        cells, _, _, _ = results[project["name"]]
         sizes.append(f"- {project['name']}: " + "; ".join(
             f"{tier} {cells[tier][1]}" for tier in TIERS if cells[tier][0] == "pass"))
     lines += ["", "## Sizes, warm start-up and checks matching the reference venv, of each passing artifact", ""] + sizes
@@ -228,19 +258,21 @@ def main():
                 sdist = download(name, version, cache)
             except Exception as error:  # the network, or PyPI's answer
                 print(f"   download failed: {error}", file=sys.stderr)
-                results[name] = ({t: ("FAIL", f"download: {error}") for t in TIERS}, 0.0, "")
+                results[name] = ({t: ("FAIL", f"download: {error}") for t in TIERS}, 0.0, "", "none")
                 continue
             source = unpack(sdist, work / name)
             add_smoke(source, project)
             cells, seconds, log = build(args.gradient, source, work / "out" / name, project.get("python"))
-            results[name] = (judge_skips(cells, project.get("skips", {})), seconds, log)
+            source_of_versions = lock_source(work / "out" / name)
+            cells = judge_lock(judge_skips(cells, project.get("skips", {})), project.get("lock"), source_of_versions)
+            results[name] = (cells, seconds, log, source_of_versions)
             for tier in TIERS:
                 status, detail = results[name][0][tier]
                 print(f"   {tier:7} {status:4} {detail}", file=sys.stderr, flush=True)
             if any(s == "FAIL" for s, _ in results[name][0].values()):
                 print(results[name][2][-3000:], file=sys.stderr)
     Path(args.matrix).write_text(matrix(projects, results))
-    failed = [n for n, (cells, _, _) in results.items() if any(s == "FAIL" for s, _ in cells.values())]
+    failed = [n for n, (cells, _, _, _) in results.items() if any(s == "FAIL" for s, _ in cells.values())]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -169,6 +169,8 @@ pub enum DriverError {
     },
     #[error(transparent)]
     Lock(#[from] gradient_lock::LockError),
+    #[error("the lock `{}` leads outside the project folder (a symlink?)", lock.display())]
+    LockOutside { lock: PathBuf },
     #[error("--locked, and the project `{}` has no lock (pylock.toml, pylock.NAME.toml, uv.lock, or requirements.txt hashed throughout)", project.display())]
     NoLock { project: PathBuf },
     #[error("the lock `{}` is out of date with pyproject.toml:\n  {}", lock.display(), differences.join("\n  "))]
@@ -208,6 +210,7 @@ impl gradient_core::Hint for DriverError {
             }
             DriverError::NoExec { .. } => "set TMPDIR to a folder that allows execution (e.g. `TMPDIR=$HOME/.cache/tmp`), or pass --no-smoke".into(),
             DriverError::Lock(error) => return error.hint(),
+            DriverError::LockOutside { .. } => "a project's lock is a file of its own; a lock elsewhere is named with --lock FILE".into(),
             DriverError::NoLock { .. } => "make one (`uv lock`), name one with --lock FILE, or drop --locked to resolve afresh".into(),
             DriverError::StaleLock { .. } => "make the lock again (`uv lock`, or the tool that wrote it), or drop --locked to build from the lock as it is".into(),
             DriverError::Publish { .. } | DriverError::Io { .. } => return None,

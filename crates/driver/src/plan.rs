@@ -412,7 +412,8 @@ pub struct LockStatus {
     pub file: Option<String>,
     /// `PEP 751 lock`, `uv lock`, `hashed requirements`.
     pub format: Option<String>,
-    /// Whether the lock is current with pyproject.toml (`None` without a lock).
+    /// Whether the lock is current with pyproject.toml (`None` without a lock, or when the
+    /// project's dependencies are dynamic and cannot be compared before building).
     pub current: Option<bool>,
     /// How it differs from pyproject.toml.
     pub differences: Vec<String>,
@@ -435,7 +436,7 @@ impl LockStatus {
                         .to_string(),
                 ),
                 format: Some(lock.file.format.to_string()),
-                current: Some(lock.is_current()),
+                current: lock.judged.then(|| lock.is_current()),
                 differences: lock.differences.clone(),
                 disagreements: lock.disagreements.clone(),
                 packages: Some(lock.packages.len()),
@@ -457,10 +458,10 @@ impl LockStatus {
             (Some(file), Some(format)) => format!(
                 "from {file} ({format}, {} here), {}",
                 crate::plural(self.packages.unwrap_or_default(), "package"),
-                if self.current == Some(true) {
-                    "current with pyproject.toml"
-                } else {
-                    "OUT OF DATE with pyproject.toml"
+                match self.current {
+                    Some(true) => "current with pyproject.toml",
+                    Some(false) => "OUT OF DATE with pyproject.toml",
+                    None => "not compared with pyproject.toml (its dependencies are dynamic)",
                 }
             ),
             _ => "resolved afresh from the wheel's requirements (no lock used: none found, or --no-lock)".to_string(),

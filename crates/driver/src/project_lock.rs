@@ -34,6 +34,9 @@ pub struct PlannedLock {
     pub groups: Vec<String>,
     /// How it differs from `pyproject.toml`; empty when current.
     pub differences: Vec<String>,
+    /// Whether it could be compared with `pyproject.toml` at all (not when the dependencies
+    /// are dynamic, or the project has no `[project]` table).
+    pub judged: bool,
     /// Other locks in the project that pin other versions, with what differs.
     pub disagreements: Vec<String>,
 }
@@ -53,6 +56,15 @@ impl PlannedLock {
     }
 }
 
+/// `lock` when its real path (symlinks followed) is inside the project's real folder.
+fn inside_project(project: &Project, lock: LockFile) -> Result<LockFile, DriverError> {
+    let real = |path: &std::path::Path| std::fs::canonicalize(path).ok();
+    match (real(&lock.path), real(&project.root)) {
+        (Some(file), Some(root)) if file.starts_with(&root) => Ok(lock),
+        _ => Err(DriverError::LockOutside { lock: lock.path }),
+    }
+}
+
 /// The project's lock as `options` choose it, read and selected for `python`; `None` when
 /// the build resolves afresh.
 pub fn plan_lock(
@@ -63,16 +75,18 @@ pub fn plan_lock(
     if options.ignore {
         return Ok(None);
     }
-    let named = options
-        .file
-        .clone()
-        .or_else(|| project.config.lock.as_ref().map(|l| project.root.join(l)));
-    let (chosen, others) = match named {
-        Some(path) => (gradient_lock::named(&path)?, Vec::new()),
-        None => {
+    let (chosen, others) = match (&options.file, &project.config.lock) {
+        // The user's own flag names any file; the project's setting and what is found in
+        // it must stay inside the project, symlinks followed.
+        (Some(path), _) => (gradient_lock::named(path)?, Vec::new()),
+        (None, Some(setting)) => (
+            inside_project(project, gradient_lock::named(&project.root.join(setting))?)?,
+            Vec::new(),
+        ),
+        (None, None) => {
             let mut found = gradient_lock::discover(&project.root)?.into_iter();
             match found.next() {
-                Some(first) => (first, found.collect()),
+                Some(first) => (inside_project(project, first)?, found.collect()),
                 None if options.locked => {
                     return Err(DriverError::NoLock {
                         project: project.root.clone(),
@@ -83,15 +97,22 @@ pub fn plan_lock(
         }
     };
     let lock = Lock::read(&chosen)?;
-    let app = gradient_core::normalize_name(&project.display_name());
+    // A project without [project] says its name only through its backend.
+    let app = project.name.as_deref().map(gradient_core::normalize_name);
     let mut groups: Vec<String> = project.config.groups.clone();
     groups.extend(lock.default_groups.iter().cloned());
     groups.sort();
     groups.dedup();
     let env =
         gradient_python::wheelhouse::target_environment(python, &project.config.extras, &groups);
-    let selected: Vec<&Package> = lock.select(&app, &env)?;
-    let differences = if project.declares_metadata {
+    let selected: Vec<&Package> = lock.select(app.as_deref(), &env)?;
+    // Requirements the backend computes cannot be compared before it runs.
+    let judged = project.declares_metadata
+        && !project
+            .dynamic
+            .iter()
+            .any(|d| d == "dependencies" || d == "optional-dependencies");
+    let differences = if judged {
         lock.staleness(
             &ProjectRequirements {
                 dependencies: &project.dependencies,
@@ -110,6 +131,7 @@ pub fn plan_lock(
         packages: selected.iter().map(|p| (*p).clone()).collect(),
         groups,
         differences,
+        judged,
         disagreements: Vec::new(),
     };
     if options.locked && !planned.is_current() {
@@ -127,7 +149,7 @@ pub fn plan_lock(
         };
         let ours = versions(&selected);
         let theirs = match Lock::read(&other).and_then(|l| {
-            let chosen = versions(&l.select(&app, &env)?);
+            let chosen = versions(&l.select(app.as_deref(), &env)?);
             Ok(chosen)
         }) {
             Ok(theirs) => theirs,

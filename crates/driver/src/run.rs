@@ -729,6 +729,11 @@ async fn build_distributions_and_wheelhouse(
                 for line in lock.disagreements.iter() {
                     reporter.warn(line);
                 }
+                if !lock.judged {
+                    reporter.warn(&format!(
+                        "{file} is used as it is: the project's dependencies are dynamic, so whether it is current cannot be told before the build"
+                    ));
+                }
                 if !lock.is_current() {
                     reporter.warn(&format!(
                         "{file} is out of date with pyproject.toml, and is used as it is (--locked makes this an error):\n  {}",
@@ -760,7 +765,9 @@ async fn build_distributions_and_wheelhouse(
                     sha256: &lock.sha256,
                     packages: &lock.packages,
                 }),
-            previous_lock: std::fs::read_to_string(run.out_dir.join(&pylock_name)).ok(),
+            previous_lock: std::fs::read_to_string(run.out_dir.join(&pylock_name))
+                .ok()
+                .zip(std::fs::read_to_string(run.out_dir.join(&lock_name)).ok()),
             find_links: run.options.find_links.as_deref(),
             work_dir: &run.work.join("wheelhouse"),
         })

@@ -88,6 +88,8 @@ pub struct LockedFile {
 pub struct Edge {
     pub name: String,
     pub version: Option<String>,
+    /// The source, when the name and version alone are ambiguous.
+    pub source: Option<Source>,
     pub marker: Option<Marker>,
     pub extras: Vec<String>,
 }
@@ -127,8 +129,14 @@ pub struct Lock {
     pub default_groups: Vec<String>,
     /// uv.lock: the root's requirements as the lock recorded them (to judge staleness).
     pub recorded: Option<stale::Recorded>,
-    /// A lock gradient published: the digest of the inputs it was resolved from.
+    /// A lock gradient published: the digest of the inputs it was resolved from, and of the
+    /// hashed requirements the installer read.
     pub gradient_inputs: Option<String>,
+    pub gradient_requirements: Option<String>,
+    /// The extras and dependency groups the lock covers, when it says (pylock.toml's
+    /// `extras` and `dependency-groups`).
+    pub known_extras: Option<Vec<String>>,
+    pub known_groups: Option<Vec<String>>,
 }
 
 /// Why a lock cannot be used.
@@ -201,16 +209,16 @@ pub enum LockError {
         formats: String,
         supported: String,
     },
-    #[error("the lock `{}` does not cover the extra or group `{name}` the build bundles", path.display())]
+    #[error("the lock `{}` does not cover the {name} the build bundles", path.display())]
     UnknownGroup { path: PathBuf, name: String },
 }
 
 impl gradient_core::Hint for LockError {
     fn hint(&self) -> Option<String> {
-        let remake = "make the lock again with the tool that wrote it (`uv lock`, `uv export --format pylock.toml -o pylock.toml`), or build without it: --no-lock";
+        let remake = "make the lock again with the tool that wrote it (`uv lock`, `uv export --format pylock.toml --no-dev -o pylock.toml`), or build without it: --no-lock";
         Some(match self {
             LockError::Read { .. } => return None,
-            LockError::Missing { .. } => "check the path given to --lock or `[tool.gradient] lock`; it is read relative to the project folder".into(),
+            LockError::Missing { .. } => "check the path: --lock reads it from the current folder, `[tool.gradient] lock` from the project folder".into(),
             LockError::Invalid { .. } | LockError::NotALock { .. } | LockError::Version { .. } | LockError::Dangling { .. } => remake.into(),
             LockError::Ambiguous { .. } => "name the one to use: --lock FILE, or `lock = \"pylock.NAME.toml\"` under [tool.gradient]".into(),
             LockError::OtherProject { .. } => "a lock belongs to the project it was made in: lock this project (`uv lock`), or name its own lock with --lock".into(),
@@ -307,6 +315,13 @@ pub fn named(path: &Path) -> Result<LockFile, LockError> {
     })
 }
 
+impl Package {
+    /// Whether it is pinned to a version (not a direct URL).
+    pub fn version_pinned(&self) -> bool {
+        !matches!(self.source, Source::Url(_)) && !self.version.is_empty()
+    }
+}
+
 impl Lock {
     /// Read and parse `file`.
     pub fn read(file: &LockFile) -> Result<Lock, LockError> {
@@ -327,14 +342,40 @@ impl Lock {
 
     /// The packages `env` installs for the app `app` (which is itself left out), in name
     /// order; extras and groups come from `env`.
-    pub fn select(&self, app: &str, env: &Environment) -> Result<Vec<&Package>, LockError> {
-        let app = gradient_core::normalize_name(app);
-        if let Some(locked) = &self.project {
-            if *locked != app {
+    /// `app` is `None` when the project does not say its name (a `setup.py` project): then
+    /// whose lock it is cannot be checked.
+    pub fn select(&self, app: Option<&str>, env: &Environment) -> Result<Vec<&Package>, LockError> {
+        let app = app.map(gradient_core::normalize_name);
+        if let (Some(locked), Some(app)) = (&self.project, &app) {
+            if locked != app {
                 return Err(LockError::OtherProject {
                     path: self.file.path.clone(),
                     locked: locked.clone(),
-                    project: app,
+                    project: app.clone(),
+                });
+            }
+        }
+        let (major, minor, micro) = parse_triple(&env.python_full_version);
+        if let Some(spec) = &self.requires_python {
+            if gradient_core::python_satisfies(spec, (major, minor, micro)) == Some(false) {
+                return Err(LockError::NotForTarget {
+                    path: self.file.path.clone(),
+                    target: describe(env),
+                    environments: vec![format!("requires-python {spec}")],
+                });
+            }
+        }
+        for (wanted, known, what) in [
+            (&env.extras, &self.known_extras, "extra"),
+            (&env.dependency_groups, &self.known_groups, "group"),
+        ] {
+            let missing = known
+                .as_ref()
+                .and_then(|known| wanted.iter().find(|w| !known.contains(w)));
+            if let Some(missing) = missing {
+                return Err(LockError::UnknownGroup {
+                    path: self.file.path.clone(),
+                    name: format!("{what} `{missing}`"),
                 });
             }
         }
@@ -350,7 +391,7 @@ impl Lock {
             None => self
                 .packages
                 .iter()
-                .filter(|p| p.name != app)
+                .filter(|p| Some(&p.name) != app.as_ref())
                 .filter(|p| p.marker.as_ref().is_none_or(|m| m.evaluate(env)))
                 .collect(),
         };
@@ -390,19 +431,67 @@ impl Lock {
                 Source::Index(Some(url)) | Source::Url(url) => Some(url.as_str()),
                 _ => None,
             };
-            if urls
-                .chain(index)
-                .any(|u| gradient_core::redact(u).as_ref() != u)
-            {
+            let urls: Vec<&str> = urls.chain(index).collect();
+            if urls.iter().any(|u| gradient_core::redact(u).as_ref() != *u) {
                 return Err(LockError::CredentialsInUrl {
                     path: self.file.path.clone(),
                     line: package.line,
                     package: package.name.clone(),
                 });
             }
+            // What becomes a line of the installer's requirements must be what it claims to
+            // be: a hostile lock must not smuggle options (`--index-url`, `-r FILE`) in.
+            let invalid = |message: String| LockError::Invalid {
+                path: self.file.path.clone(),
+                line: package.line,
+                column: 1,
+                message,
+            };
+            if !gradient_core::is_valid_name(&package.name) {
+                return Err(invalid(
+                    "a package name that is not a valid project name".into(),
+                ));
+            }
+            if !matches!(package.source, Source::Url(_))
+                && version::Version::parse(&package.version).is_none()
+            {
+                return Err(invalid(format!(
+                    "`{}` has a version that is not a PEP 440 version",
+                    package.name
+                )));
+            }
+            if urls
+                .iter()
+                .any(|u| u.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(invalid(format!(
+                    "`{}` has a URL with spaces or control characters",
+                    package.name
+                )));
+            }
+            if package
+                .files
+                .iter()
+                .any(|f| f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(invalid(format!(
+                    "`{}` has a sha256 that is not 64 hexadecimal digits",
+                    package.name
+                )));
+            }
         }
         Ok(chosen)
     }
+}
+
+/// `(3, 11, 7)` from `3.11.7` (missing parts are 0).
+fn parse_triple(text: &str) -> (u32, u32, u32) {
+    let mut parts = text.split('.').map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
 }
 
 /// `cpython 3.11.7 on linux/x86_64`.
@@ -423,6 +512,22 @@ fn marker_texts(text: &str, count: usize) -> Vec<String> {
     toml::from_str::<Environments>(text)
         .map(|e| e.environments)
         .unwrap_or_else(|_| vec![format!("{count} markers")])
+}
+
+/// The byte offsets where each line of a text starts, to name lines without rescanning.
+pub(crate) struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex(starts)
+    }
+
+    /// The 1-based line of byte `offset`.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 /// The 1-based line and column of byte `offset` in `text`.

@@ -112,7 +112,11 @@ impl Marker {
     /// Parse `text`; the error says what was expected where.
     pub fn parse(text: &str) -> Result<Marker, String> {
         let tokens = tokenize(text)?;
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            depth: 0,
+        };
         let marker = parser.or()?;
         match parser.tokens.get(parser.at) {
             None => Ok(marker),
@@ -162,8 +166,9 @@ fn compare(left: &Operand, op: &str, right: &Operand, env: &Environment) -> bool
     }
     // Version comparisons read the variable's value as the candidate: `'3.10' <= python_version`
     // is `python_version >= '3.10'`.
+    let containment = matches!(op, "in" | "not in");
     let (left, op, right) = match (left, right) {
-        (Operand::Literal(_), Operand::Variable(_)) => (right, flipped(op), left),
+        (Operand::Literal(_), Operand::Variable(_)) if !containment => (right, flipped(op), left),
         _ => (left, op, right),
     };
     let resolve = |operand: &Operand| -> String {
@@ -175,7 +180,9 @@ fn compare(left: &Operand, op: &str, right: &Operand, env: &Environment) -> bool
     let (a, b) = (resolve(left), resolve(right));
     let versioned =
         matches!(left, Operand::Variable(n) if n.ends_with("_version") && n != "platform_version");
-    if versioned && !matches!(op, "in" | "not in") && Version::parse(&b).is_some() {
+    // `python_full_version == '3.11.*'`: a prefix match, as uv writes it.
+    let comparable = Version::parse(b.strip_suffix(".*").unwrap_or(&b)).is_some();
+    if versioned && !containment && comparable {
         if let Some(held) = Version::parse(&a)
             .and_then(|version| crate::version::satisfies(&version, &format!("{op}{b}")))
         {
@@ -295,7 +302,12 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    depth: usize,
 }
+
+/// How deep parentheses may nest: real markers use two or three levels; a hostile one must
+/// not exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn next(&mut self) -> Option<Token> {
@@ -337,7 +349,14 @@ impl Parser {
     fn atom(&mut self) -> Result<Marker, String> {
         if self.peek() == Some(&Token::Open) {
             self.at += 1;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(format!(
+                    "a marker nested deeper than {MAX_DEPTH} parentheses"
+                ));
+            }
             let inner = self.or()?;
+            self.depth -= 1;
             return match self.next() {
                 Some(Token::Close) => Ok(inner),
                 _ => Err("a `(` without its `)` in a marker".into()),
@@ -406,6 +425,11 @@ mod tests {
         assert!(holds("'cli' in extras"));
         assert!(holds("'dev' not in dependency_groups"));
         assert!(holds("'linux' in sys_platform"));
+        assert!(holds("'x86' in platform_machine"));
+        assert!(!holds("'x86' not in platform_machine"));
+        assert!(holds("python_full_version == '3.11.*'"));
+        assert!(!holds("python_full_version != '3.11.*'"));
+        assert!(holds("python_version != '3.10.*'"));
         assert!(holds("platform_python_implementation == 'CPython'"));
         assert!(holds("python_version ~= '3.9'"));
         assert!(holds("'3.10' <= python_version"));
@@ -426,6 +450,12 @@ mod tests {
         assert!(Marker::parse("(python_version == '3'")
             .unwrap_err()
             .contains(")"));
+        let deep = format!(
+            "{}python_version == '3'{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(Marker::parse(&deep).unwrap_err().contains("nested deeper"));
     }
 
     #[test]

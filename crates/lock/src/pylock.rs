@@ -2,8 +2,8 @@
 //! its marker holds (markers may test the `extras` and `dependency_groups` sets).
 
 use crate::{
-    kind_of, line_column, lock_marker, toml_error, url_file_name, FileKind, Lock, LockError,
-    LockFile, LockedFile, Package, Source,
+    kind_of, lock_marker, toml_error, url_file_name, FileKind, Lock, LockError, LockFile,
+    LockedFile, Package, Source,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -19,6 +19,9 @@ struct Raw {
     requires_python: Option<String>,
     #[serde(default, rename = "default-groups")]
     default_groups: Vec<String>,
+    extras: Option<Vec<String>>,
+    #[serde(rename = "dependency-groups")]
+    dependency_groups: Option<Vec<String>>,
     #[serde(default)]
     packages: Vec<Spanned<RawPackage>>,
     tool: Option<RawTool>,
@@ -32,6 +35,7 @@ struct RawTool {
 #[derive(Deserialize)]
 struct RawGradient {
     inputs: Option<String>,
+    requirements: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -80,10 +84,11 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
         .iter()
         .map(|m| lock_marker(&file, 1, m))
         .collect::<Result<_, _>>()?;
+    let lines = crate::LineIndex::new(&text);
     let mut packages = Vec::new();
     let mut project = None;
     for spanned in &raw.packages {
-        let line = line_column(&text, spanned.span().start).0;
+        let line = lines.line(spanned.span().start);
         let p = spanned.get_ref();
         let name = gradient_core::normalize_name(&p.name);
         if p.directory
@@ -149,6 +154,7 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
             groups: Vec::new(),
         });
     }
+    let gradient = raw.tool.and_then(|t| t.gradient);
     Ok(Lock {
         file,
         requires_python: raw.requires_python,
@@ -162,7 +168,14 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
             .map(|g| gradient_core::normalize_name(g))
             .collect(),
         recorded: None,
-        gradient_inputs: raw.tool.and_then(|t| t.gradient).and_then(|g| g.inputs),
+        gradient_inputs: gradient.as_ref().and_then(|g| g.inputs.clone()),
+        gradient_requirements: gradient.and_then(|g| g.requirements),
+        known_extras: raw
+            .extras
+            .map(|e| e.iter().map(|x| gradient_core::normalize_name(x)).collect()),
+        known_groups: raw
+            .dependency_groups
+            .map(|g| g.iter().map(|x| gradient_core::normalize_name(x)).collect()),
         text,
     })
 }

@@ -117,8 +117,9 @@ pub struct PylockHeader {
     pub requires_python: String,
     pub extras: Vec<String>,
     pub groups: Vec<String>,
-    /// The digest of what the lock was resolved from, when gradient resolved it.
-    pub inputs: Option<String>,
+    /// When gradient resolved the lock: the digest of what it was resolved from, and of the
+    /// hashed requirements the installer read (so that a later run reuses both as they are).
+    pub inputs: Option<(String, String)>,
 }
 
 /// A TOML basic string.
@@ -219,8 +220,12 @@ pub fn pylock_text(header: &PylockHeader, carried: &[Carried]) -> String {
             text.push_str(&format!("{key} = {}\n", file_table(first)));
         }
     }
-    if let Some(inputs) = &header.inputs {
-        text.push_str(&format!("\n[tool.gradient]\ninputs = {}\n", quote(inputs)));
+    if let Some((inputs, requirements)) = &header.inputs {
+        text.push_str(&format!(
+            "\n[tool.gradient]\ninputs = {}\nrequirements = {}\n",
+            quote(inputs),
+            quote(requirements)
+        ));
     }
     text
 }

@@ -58,9 +58,31 @@ fn split_hashes(line: &str) -> (String, Vec<String>) {
     (requirement.trim().to_string(), hashes)
 }
 
-/// Whether `text` reads as a hashed lock: requirements, each with a hash.
+/// Options that pull in other files or editable trees: a lock lists every package itself.
+const NOT_IN_A_LOCK: [&str; 6] = [
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-e",
+    "--editable",
+];
+
+fn option_name(line: &str) -> &str {
+    line.split([' ', '=']).next().unwrap_or_default()
+}
+
+/// Whether `text` reads as a hashed lock: requirements, each with a hash, and no option
+/// that pulls in other files.
 pub(crate) fn is_hashed_lock(text: &str) -> bool {
-    let requirements: Vec<(String, Vec<String>)> = logical_lines(text)
+    let lines = logical_lines(text);
+    if lines
+        .iter()
+        .any(|(_, l)| NOT_IN_A_LOCK.contains(&option_name(l)))
+    {
+        return false;
+    }
+    let requirements: Vec<(String, Vec<String>)> = lines
         .into_iter()
         .filter(|(_, l)| !l.starts_with('-'))
         .map(|(_, l)| split_hashes(&l))
@@ -78,17 +100,8 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
     let mut packages = Vec::new();
     for (line, logical) in logical_lines(&text) {
         if logical.starts_with('-') {
-            let option = logical.split([' ', '=']).next().unwrap_or_default();
-            if [
-                "-r",
-                "--requirement",
-                "-c",
-                "--constraint",
-                "-e",
-                "--editable",
-            ]
-            .contains(&option)
-            {
+            let option = option_name(&logical);
+            if NOT_IN_A_LOCK.contains(&option) {
                 return Err(invalid(
                     line,
                     format!(
@@ -100,23 +113,31 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
             continue;
         }
         let (requirement_text, hashes) = split_hashes(&logical);
-        let requirement = Requirement::parse(&requirement_text).map_err(|m| invalid(line, m))?;
+        // Messages name the requirement's project, never the whole line: a file taken for a
+        // lock may hold something else (a symlink to credentials, say).
+        let requirement = Requirement::parse(&requirement_text).map_err(|_| {
+            invalid(
+                line,
+                "not a requirement (`name==version --hash=sha256:...`)".into(),
+            )
+        })?;
+        let name = &requirement.name;
         let version = match (&requirement.url, requirement.specifier.as_slice()) {
             (Some(_), _) => String::new(),
             (None, [one]) if one.starts_with("==") && !one.ends_with(".*") => {
                 one.trim_start_matches('=').to_string()
             }
-            _ => return Err(invalid(
-                line,
-                format!(
-                    "`{requirement_text}` is not pinned: a lock names one version (`name==1.2.3`)"
-                ),
-            )),
+            _ => {
+                return Err(invalid(
+                    line,
+                    format!("`{name}` is not pinned: a lock names one version (`name==1.2.3`)"),
+                ))
+            }
         };
         if hashes.is_empty() {
             return Err(invalid(
                 line,
-                format!("`{requirement_text}` has no --hash=sha256: digest"),
+                format!("`{name}` has no --hash=sha256: digest"),
             ));
         }
         let source = match &requirement.url {
@@ -161,6 +182,9 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
         default_groups: Vec::new(),
         recorded: None,
         gradient_inputs: None,
+        gradient_requirements: None,
+        known_extras: None,
+        known_groups: None,
     })
 }
 
@@ -179,19 +203,20 @@ mod tests {
 
     #[test]
     fn hashed_requirements_read_as_a_lock() {
-        let lock = lock(
+        let (a, b, c) = ("A".repeat(64), "b".repeat(64), "c".repeat(64));
+        let lock = lock(&format!(
             "# made by hand\n--index-url https://example.invalid/simple\n\
-             click==8.1.7 \\\n    --hash=sha256:AA \\\n    --hash=sha256:bb\n\
-             colorama==0.4.6 ; sys_platform == 'win32' --hash=sha256:cc\n",
-        )
+             click==8.1.7 \\\n    --hash=sha256:{a} \\\n    --hash=sha256:{b}\n\
+             colorama==0.4.6 ; sys_platform == 'win32' --hash=sha256:{c}\n",
+        ))
         .unwrap();
         let env = Environment::linux("cpython", (3, 11, 7), "linux_x86_64");
-        let chosen = lock.select("app", &env).unwrap();
+        let chosen = lock.select(Some("app"), &env).unwrap();
         assert_eq!(chosen.len(), 1);
         assert_eq!(chosen[0].name, "click");
         assert_eq!(chosen[0].version, "8.1.7");
         let hashes: Vec<&str> = chosen[0].files.iter().map(|f| f.sha256.as_str()).collect();
-        assert_eq!(hashes, ["aa", "bb"]);
+        assert_eq!(hashes, ["a".repeat(64), "b".repeat(64)]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! uv.lock records the requirements it was made from: they must equal the project's, by
 //! meaning (`>=8.1,<9` equals `<9, >=8.1`; two markers are equal when they hold in the same
 //! environments, judged over a spread of platforms, Python versions and extras), which is the
-//! judgement `uv lock --check` makes. pylock.toml and hashed requirements record no inputs:
-//! they are current when every requirement of the project that applies to the target is met
+//! judgement `uv lock --check` makes. pylock.toml and hashed requirements record no inputs.
+//! For every lock, each requirement of the project that applies to the target must be met
 //! by a package the lock installs there.
 
 use crate::marker::Environment;
@@ -125,8 +125,8 @@ impl Lock {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match &self.recorded {
-            Some(recorded) => {
+        if let Some(recorded) = &self.recorded {
+            {
                 let extras: BTreeSet<String> =
                     asked.iter().filter_map(|a| a.extra.clone()).collect();
                 let envs = spread(&extras);
@@ -175,30 +175,29 @@ impl Lock {
                     ));
                 }
             }
-            None => {
-                for a in asked
-                    .iter()
-                    .filter(|a| a.holds(env) && a.requirement.url.is_none())
-                {
-                    let spec = a.requirement.specifier.join(",");
-                    match selected.iter().find(|p| p.name == a.requirement.name) {
-                        None => differences.push(format!(
-                            "pyproject.toml asks for `{}`; {file} installs no {} for {}",
-                            a.requirement.text,
-                            a.requirement.name,
-                            crate::describe(env)
-                        )),
-                        Some(p) => {
-                            let met = Version::parse(&p.version)
-                                .and_then(|v| satisfies(&v, &spec))
-                                .unwrap_or(true);
-                            if !met {
-                                differences.push(format!(
-                                    "pyproject.toml asks for `{}`; {file} pins {} {}",
-                                    a.requirement.text, p.name, p.version
-                                ));
-                            }
-                        }
+        }
+        // Every lock: what the project asks for on the target must be what it installs there.
+        for a in asked
+            .iter()
+            .filter(|a| a.holds(env) && a.requirement.url.is_none())
+        {
+            let spec = a.requirement.specifier.join(",");
+            match selected.iter().find(|p| p.name == a.requirement.name) {
+                None => differences.push(format!(
+                    "pyproject.toml asks for `{}`; {file} installs no {} for {}",
+                    a.requirement.text,
+                    a.requirement.name,
+                    crate::describe(env)
+                )),
+                Some(p) => {
+                    let met = Version::parse(&p.version)
+                        .and_then(|v| satisfies(&v, &spec))
+                        .unwrap_or(true);
+                    if !met {
+                        differences.push(format!(
+                            "pyproject.toml asks for `{}`; {file} pins {} {}",
+                            a.requirement.text, p.name, p.version
+                        ));
                     }
                 }
             }

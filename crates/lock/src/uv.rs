@@ -4,8 +4,8 @@
 use crate::requirement::{split_specifier, Requirement};
 use crate::stale::Recorded;
 use crate::{
-    kind_of, line_column, lock_marker, toml_error, url_file_name, Edge, Environment, Lock,
-    LockError, LockFile, LockedFile, Package, Source,
+    kind_of, lock_marker, toml_error, url_file_name, Edge, Environment, Lock, LockError, LockFile,
+    LockedFile, Package, Source,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,8 @@ struct RawPackage {
 struct RawEdge {
     name: String,
     version: Option<String>,
+    /// Given when one name and version comes from several sources (indexes).
+    source: Option<BTreeMap<String, toml::Value>>,
     marker: Option<String>,
     #[serde(default)]
     extra: Vec<String>,
@@ -89,11 +91,12 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
             })
         }
     }
+    let lines = crate::LineIndex::new(&text);
     let mut packages = Vec::new();
     let mut root = None;
     let mut recorded = None;
     for spanned in &raw.package {
-        let line = line_column(&text, spanned.span().start).0;
+        let line = lines.line(spanned.span().start);
         let raw_package = spanned.get_ref();
         let name = gradient_core::normalize_name(&raw_package.name);
         let local = ["editable", "virtual", "directory"]
@@ -111,7 +114,7 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
                 requires_python: raw.requires_python.clone(),
             });
         }
-        let source = source(&raw_package.source);
+        let source = source_of(&raw_package.source);
         let mut files = Vec::new();
         let direct = match &source {
             Source::Url(url) => Some(url.clone()),
@@ -153,6 +156,7 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
                     Ok(Edge {
                         name: gradient_core::normalize_name(&e.name),
                         version: e.version.clone(),
+                        source: e.source.as_ref().map(source_of),
                         marker: e
                             .marker
                             .as_deref()
@@ -204,10 +208,13 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
         default_groups: Vec::new(),
         recorded,
         gradient_inputs: None,
+        gradient_requirements: None,
+        known_extras: None,
+        known_groups: None,
     })
 }
 
-fn source(table: &BTreeMap<String, toml::Value>) -> Source {
+fn source_of(table: &BTreeMap<String, toml::Value>) -> Source {
     let get = |key: &str| table.get(key).and_then(|v| v.as_str()).map(str::to_string);
     if let Some(url) = get("registry") {
         Source::Index(Some(url))
@@ -292,23 +299,40 @@ pub(crate) fn walk<'a>(
                 .map(|(_, e)| e)
                 .ok_or_else(|| LockError::UnknownGroup {
                     path: lock.file.path.clone(),
-                    name: name.clone(),
+                    name: format!("extra or group `{name}`"),
                 })?;
             start.extend(edges);
         }
     }
+    // Where extras or groups conflict (`[tool.uv] conflicts`), uv's markers name them as
+    // `extra == 'extra-N-ROOT-EXTRA'` and `'group-N-ROOT-GROUP'` (N: the length of ROOT).
+    let mut env = env.clone();
+    let root_name = &root_package.name;
+    let encoded: Vec<String> = env
+        .extras
+        .iter()
+        .map(|e| format!("extra-{}-{root_name}-{e}", root_name.len()))
+        .chain(
+            env.dependency_groups
+                .iter()
+                .map(|g| format!("group-{}-{root_name}-{g}", root_name.len())),
+        )
+        .collect();
+    env.extras.extend(encoded);
     let mut seen: BTreeSet<(usize, Vec<String>)> = BTreeSet::new();
     let mut queue: Vec<&Edge> = start;
     let mut chosen = Vec::new();
     while let Some(edge) = queue.pop() {
-        if edge.marker.as_ref().is_some_and(|m| !m.evaluate(env)) {
+        if edge.marker.as_ref().is_some_and(|m| !m.evaluate(&env)) {
             continue;
         }
         let index = lock
             .packages
             .iter()
             .position(|p| {
-                p.name == edge.name && edge.version.as_ref().is_none_or(|v| *v == p.version)
+                p.name == edge.name
+                    && edge.version.as_ref().is_none_or(|v| *v == p.version)
+                    && edge.source.as_ref().is_none_or(|s| *s == p.source)
             })
             .ok_or_else(|| LockError::Dangling {
                 path: lock.file.path.clone(),

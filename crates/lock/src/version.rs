@@ -76,7 +76,10 @@ impl Version {
             let (n, after) = number(after);
             version.post = Some(n.unwrap_or(0));
             rest = after;
-        } else if let Some(after) = rest.strip_prefix('-') {
+        } else if let Some(after) = rest
+            .strip_prefix('-')
+            .filter(|a| a.starts_with(|c: char| c.is_ascii_digit()))
+        {
             // `1.0-1`: an implicit post-release.
             let (n, after) = number(after);
             version.post = Some(n?);
@@ -256,8 +259,7 @@ fn clause_holds(version: &Version, clause: &str) -> Option<bool> {
             order.is_lt()
                 && !(candidate.is_prerelease()
                     && !target.is_prerelease()
-                    && candidate.release == target.release
-                    && candidate.epoch == target.epoch)
+                    && same_release(&candidate, &target))
         }
         ">" => {
             order.is_gt()
@@ -277,6 +279,13 @@ fn clause_holds(version: &Version, clause: &str) -> Option<bool> {
         }
         _ => return None,
     })
+}
+
+/// Whether two versions have the same epoch and release (`2` is `2.0`).
+fn same_release(a: &Version, b: &Version) -> bool {
+    let len = a.release.len().max(b.release.len());
+    a.epoch == b.epoch
+        && (0..len).all(|i| a.release.get(i).unwrap_or(&0) == b.release.get(i).unwrap_or(&0))
 }
 
 impl Version {
@@ -321,6 +330,7 @@ mod tests {
         assert_ne!(v("1.0"), v("1.0+local"));
         assert_eq!(v("1.0-beta.2").to_string(), "1.0b2");
         assert_eq!(v("1.0-1").to_string(), "1.0.post1");
+        assert_eq!(v("1.0-dev1").to_string(), "1.0.dev1");
         assert!(Version::parse("1.0x").is_none());
         assert!(Version::parse("").is_none());
     }
@@ -337,6 +347,7 @@ mod tests {
             ("2.3.1", "==2.*", true),
             ("3.0", "==2.*", false),
             ("2.0rc1", "<2.0", false),
+            ("2.0rc1", "<2", false),
             ("1.9", "<2.0", true),
             ("2.0.post1", ">2.0", false),
             ("2.0.1", ">2.0", true),

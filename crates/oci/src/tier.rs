@@ -601,10 +601,14 @@ async fn container_check(
                         tail(&run.output)
                     )
                 } else {
-                    format!(
+                    let exited = format!(
                         "container started and exited {} in {:.2}s",
                         run.exit_code, run.seconds
-                    )
+                    );
+                    match expect.output.as_deref() {
+                        Some(expected) => format!("printed `{expected}`; {exited}"),
+                        None => exited,
+                    }
                 },
             }
         }

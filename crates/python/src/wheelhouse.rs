@@ -44,8 +44,9 @@ pub struct WheelhouseRequest<'a> {
     pub requires_dist: &'a [String],
     /// The project's lock, when the build uses one: then nothing is resolved.
     pub locked: Option<ProjectLock<'a>>,
-    /// A pylock.toml published by an earlier run (its text), reused when its inputs match.
-    pub previous_lock: Option<String>,
+    /// The pylock.toml and hashed requirements an earlier run published (their text), reused
+    /// as they are when their inputs match.
+    pub previous_lock: Option<(String, String)>,
     /// Resolve and install only from this folder (no index).
     pub find_links: Option<&'a Path>,
     /// A scratch folder.
@@ -97,6 +98,10 @@ pub enum WheelhouseError {
     CredentialsInUrl { requirement: String },
     #[error("the resolver's lock could not be read")]
     Lock(#[source] LockError),
+    #[error(
+        "the index serves no file of {package} {version} whose SHA-256 the project's lock gives"
+    )]
+    NoLockedFile { package: String, version: String },
     #[error(transparent)]
     Python(#[from] PythonError),
 }
@@ -105,10 +110,11 @@ impl gradient_core::Hint for WheelhouseError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             WheelhouseError::Unresolvable { .. } => "check [project] dependencies in pyproject.toml; the resolver's last words are above".into(),
-            WheelhouseError::Install { message, .. } if message.contains("hash") => "a file the index serves does not match the lock's hash: the lock or the index changed; make the lock again (`uv lock`) if the change is expected".into(),
+            WheelhouseError::Install { message, .. } if message.to_lowercase().contains("hash mismatch") || message.contains("do not match the hashes") => "a file the index serves does not match the lock's hash: the lock or the index changed; make the lock again (`uv lock`) if the change is expected".into(),
             WheelhouseError::Install { .. } => "a dependency without a wheel for this interpreter must build from its sdist; install its build requirements (a compiler, headers) or pick versions that ship wheels".into(),
             WheelhouseError::CredentialsInUrl { .. } => "give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them".into(),
             WheelhouseError::Lock(error) => return gradient_core::Hint::hint(error),
+            WheelhouseError::NoLockedFile { .. } => "the lock or the index changed; make the lock again (`pip-compile --generate-hashes`, `uv pip compile --generate-hashes`) if the change is expected".into(),
             WheelhouseError::Python(error) => return error.hint(),
         })
     }
@@ -139,7 +145,7 @@ impl WheelhouseRequest<'_> {
         for part in [
             self.app_name,
             &self.python.implementation,
-            &self.python.short_version(),
+            &self.python.full_version(),
             &self.python.abi_tag,
             &self.python.platform_tag,
         ] {
@@ -212,51 +218,71 @@ pub async fn build_wheelhouse(
     }
     std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
     let env = target_environment(request.python, request.extras, request.groups);
-    let (packages, lock_reused, inputs, origin) = match &request.locked {
-        Some(locked) => (
-            locked.packages.to_vec(),
+    let select = |lock: &Lock| -> Result<Vec<Package>, LockError> {
+        Ok(lock
+            .select(Some(request.app_name), &env)?
+            .into_iter()
+            .cloned()
+            .collect())
+    };
+    // An earlier run's resolution is reused as published: its pylock.toml (the files the
+    // tree carried) and the hashed requirements the installer read, byte for byte, so that
+    // the tree's cache key and the published files stay the same. One whose inputs changed,
+    // or that does not serve this target any more, is resolved again.
+    let inputs = request.inputs_hash();
+    let reusable = match (&request.locked, &request.previous_lock) {
+        (None, Some((pylock, requirements))) => {
+            read_pylock(pylock.clone(), "the published pylock.toml")
+                .ok()
+                .filter(|lock| lock.gradient_inputs.as_deref() == Some(inputs.as_str()))
+                .filter(|lock| {
+                    lock.gradient_requirements.as_deref()
+                        == Some(hex::encode(Sha256::digest(requirements.as_bytes())).as_str())
+                })
+                .and_then(|lock| select(&lock).ok())
+                .map(|packages| (packages, requirements.clone()))
+        }
+        _ => None,
+    };
+    let (packages, lock_reused, origin, previous_requirements) = match (&request.locked, reusable) {
+        (Some(locked), _) => (
+            name_locked_files(&request, locked.packages).await?,
             false,
-            None,
             format!("from {} (sha256 {})", locked.file_name, locked.sha256),
+            None,
         ),
-        None => {
-            let inputs = request.inputs_hash();
-            let previous = request
-                .previous_lock
-                .clone()
-                .and_then(|text| read_pylock(text, "the published pylock.toml").ok())
-                .filter(|lock| lock.gradient_inputs.as_deref() == Some(inputs.as_str()));
-            let (lock, reused) = match previous {
-                Some(lock) => (lock, true),
-                None => (resolve(&request).await?, false),
-            };
-            let packages = lock
-                .select(request.app_name, &env)
-                .map_err(WheelhouseError::Lock)?
-                .into_iter()
-                .cloned()
-                .collect();
+        (None, Some((packages, requirements))) => (
+            packages,
+            true,
+            "resolved by gradient".to_string(),
+            Some(requirements),
+        ),
+        (None, None) => {
+            let resolution = resolve(&request, &Resolve::App).await?;
             (
-                packages,
-                reused,
-                Some(inputs),
+                select(&resolution).map_err(WheelhouseError::Lock)?,
+                false,
                 "resolved by gradient".to_string(),
+                None,
             )
         }
     };
+    let inputs = request.locked.is_none().then_some(inputs);
     let refs: Vec<&Package> = packages.iter().collect();
-    let lock = gradient_lock::requirements_text(
-        &[
-            format!(
-                "Locked dependencies of {} {} for {}, {origin}.",
-                request.app_name,
-                request.app_version,
-                request.target()
-            ),
-            "Install with: pip install --require-hashes --no-deps -r THIS_FILE".into(),
-        ],
-        &refs,
-    );
+    let lock = previous_requirements.unwrap_or_else(|| {
+        gradient_lock::requirements_text(
+            &[
+                format!(
+                    "Locked dependencies of {} {} for {}, {origin}.",
+                    request.app_name,
+                    request.app_version,
+                    request.target()
+                ),
+                "Install with: pip install --require-hashes --no-deps -r THIS_FILE".into(),
+            ],
+            &refs,
+        )
+    });
 
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
     let key = &site_key(&lock_sha256, request.python);
@@ -293,7 +319,10 @@ pub async fn build_wheelhouse(
         install_locked(&request, &lock_path, &staged_site).await?;
         // Console scripts installed with --target carry this machine's paths: tiers make their own.
         let _ = std::fs::remove_dir_all(staged_site.join("bin"));
-        let marker = serde_json::to_vec(&Marker { lock_sha256 }).expect("marker serialises");
+        let marker = serde_json::to_vec(&Marker {
+            lock_sha256: lock_sha256.clone(),
+        })
+        .expect("marker serialises");
         std::fs::write(staging.path().join(MARKER), marker).map_err(io("write", staging.path()))?;
         integrity::seal(staging.path()).map_err(io("record the digests of", staging.path()))?;
         integrity::settle(staging, &dir).map_err(io("move into place", &dir))?;
@@ -316,7 +345,7 @@ pub async fn build_wheelhouse(
             requires_python: format!("=={}", request.python.full_version()),
             extras: env.extras.iter().cloned().collect(),
             groups: env.dependency_groups.iter().cloned().collect(),
-            inputs,
+            inputs: inputs.map(|i| (i, lock_sha256.clone())),
         },
         &carried,
     );
@@ -362,18 +391,80 @@ pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> 
             .is_some_and(|m| m.lock_sha256 == lock_sha256)
 }
 
-/// Resolve the app's dependencies for the target interpreter into a lock.
-async fn resolve(request: &WheelhouseRequest<'_>) -> Result<Lock, WheelhouseError> {
+/// What to resolve.
+enum Resolve {
+    /// The app's wheel with its extras, and everything it needs.
+    App,
+    /// Exactly these pins (`name==version` lines), nothing else: to learn their files.
+    Pins(String),
+}
+
+/// The files of a hashed-requirements lock are known by digest only: the resolver names
+/// them (URL, file name) for exactly the pinned versions, and each package keeps the files
+/// whose digest the lock gives. A pin none of whose hashes the index serves is refused here,
+/// before anything is installed.
+async fn name_locked_files(
+    request: &WheelhouseRequest<'_>,
+    packages: &[Package],
+) -> Result<Vec<Package>, WheelhouseError> {
+    let unnamed: Vec<&Package> = packages
+        .iter()
+        .filter(|p| p.files.iter().any(|f| f.name.is_none()) && p.version_pinned())
+        .collect();
+    if unnamed.is_empty() {
+        return Ok(packages.to_vec());
+    }
+    let pins: String = unnamed
+        .iter()
+        .map(|p| format!("{}=={}\n", p.name, p.version))
+        .collect();
+    let resolution = resolve(request, &Resolve::Pins(pins)).await?;
+    let mut named = Vec::new();
+    for package in packages {
+        if !unnamed.iter().any(|u| u.name == package.name) {
+            named.push(package.clone());
+            continue;
+        }
+        let locked: Vec<&str> = package.files.iter().map(|f| f.sha256.as_str()).collect();
+        let served: Vec<gradient_lock::LockedFile> = resolution
+            .packages
+            .iter()
+            .filter(|r| r.name == package.name)
+            .flat_map(|r| r.files.iter())
+            .filter(|f| locked.contains(&f.sha256.as_str()))
+            .cloned()
+            .collect();
+        if served.is_empty() {
+            return Err(WheelhouseError::NoLockedFile {
+                package: package.name.clone(),
+                version: package.version.clone(),
+            });
+        }
+        named.push(Package {
+            files: served,
+            ..package.clone()
+        });
+    }
+    Ok(named)
+}
+
+/// Resolve for the target interpreter into a lock: the app's dependencies, or the files of
+/// given pins.
+async fn resolve(request: &WheelhouseRequest<'_>, what: &Resolve) -> Result<Lock, WheelhouseError> {
     let extras = if request.extras.is_empty() {
         String::new()
     } else {
         format!("[{}]", request.extras.join(","))
     };
-    let app = format!(
-        "{}{extras} @ {}",
-        request.app_name,
-        file_url(request.app_wheel)
-    );
+    let input_text = match what {
+        Resolve::App => format!(
+            "{}{extras} @ {}\n",
+            request.app_name,
+            file_url(request.app_wheel)
+        ),
+        Resolve::Pins(pins) => pins.clone(),
+    };
+    let no_deps = matches!(what, Resolve::Pins(_));
     let requirements = if request.requires_dist.is_empty() {
         "no dependencies".to_string()
     } else {
@@ -390,7 +481,7 @@ async fn resolve(request: &WheelhouseRequest<'_>) -> Result<Lock, WheelhouseErro
     match request.installer {
         Installer::Uv(uv) => {
             let input = request.work_dir.join("requirements.in");
-            std::fs::write(&input, format!("{app}\n")).map_err(|source| PythonError::Io {
+            std::fs::write(&input, &input_text).map_err(|source| PythonError::Io {
                 action: "write",
                 path: input.clone(),
                 source,
@@ -413,6 +504,9 @@ async fn resolve(request: &WheelhouseRequest<'_>) -> Result<Lock, WheelhouseErro
                 .arg(&input)
                 .env_clear()
                 .envs(crate::isolated_env());
+            if no_deps {
+                command.arg("--no-deps");
+            }
             if let Some(folder) = request.find_links {
                 command.arg("--no-index").arg("--find-links").arg(folder);
             }
@@ -440,9 +534,22 @@ async fn resolve(request: &WheelhouseRequest<'_>) -> Result<Lock, WheelhouseErro
                     "--report",
                 ])
                 .arg(&report)
-                .arg(&app)
                 .env_clear()
                 .envs(crate::isolated_env());
+            match what {
+                Resolve::App => {
+                    command.arg(input_text.trim_end());
+                }
+                Resolve::Pins(_) => {
+                    let input = request.work_dir.join("pins.txt");
+                    std::fs::write(&input, &input_text).map_err(|source| PythonError::Io {
+                        action: "write",
+                        path: input.clone(),
+                        source,
+                    })?;
+                    command.arg("--no-deps").arg("-r").arg(input);
+                }
+            }
             if let Some(folder) = request.find_links {
                 command.arg("--no-index").arg("--find-links").arg(folder);
             }
@@ -542,6 +649,9 @@ fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<Lock, Wheelhous
         default_groups: Vec::new(),
         recorded: None,
         gradient_inputs: None,
+        gradient_requirements: None,
+        known_extras: None,
+        known_groups: None,
     })
 }
 

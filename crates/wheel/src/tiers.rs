@@ -265,10 +265,17 @@ impl Backend for WheelTier {
                 return Ok(SmokeReport { checks });
             }
         }
+        // After the lock's pins, the wheel alone: a dependency the lock left out must show
+        // as missing, not be fetched from the index.
+        let mut wheel_install = Vec::new();
+        if cx.inputs.pinned.is_some() {
+            wheel_install.push(OsString::from("--no-deps"));
+        }
+        wheel_install.push(OsString::from(&artifact.path));
         let started = std::time::Instant::now();
         let install = self
             .installer
-            .install(&venv_python, &[OsString::from(&artifact.path)], source)
+            .install(&venv_python, &wheel_install, source)
             .await;
         checks.push(SmokeCheck {
             command: match self.installer {
