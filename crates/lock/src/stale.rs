@@ -126,54 +126,50 @@ impl Lock {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Some(recorded) = &self.recorded {
+            let extras: BTreeSet<String> = asked.iter().filter_map(|a| a.extra.clone()).collect();
+            let envs = spread(&extras);
+            let same = |a: &Asked, r: &Requirement| {
+                a.requirement.name == r.name
+                    && a.requirement.extras == r.extras
+                    && a.requirement.specifier == r.specifier
+                    && a.requirement.url == r.url
+                    && envs.iter().all(|env| {
+                        a.holds(env) == r.marker.as_ref().is_none_or(|m| m.evaluate(env))
+                    })
+            };
+            let mut matched = vec![false; recorded.requires_dist.len()];
+            for a in &asked {
+                match (0..recorded.requires_dist.len())
+                    .find(|&i| !matched[i] && same(a, &recorded.requires_dist[i]))
+                {
+                    Some(i) => matched[i] = true,
+                    None => differences.push(format!(
+                        "pyproject.toml asks for `{}`{}, which {file} does not record",
+                        a.requirement.text,
+                        a.extra
+                            .as_ref()
+                            .map(|e| format!(" (extra `{e}`)"))
+                            .unwrap_or_default()
+                    )),
+                }
+            }
+            for (r, _) in recorded
+                .requires_dist
+                .iter()
+                .zip(&matched)
+                .filter(|(_, m)| !**m)
             {
-                let extras: BTreeSet<String> =
-                    asked.iter().filter_map(|a| a.extra.clone()).collect();
-                let envs = spread(&extras);
-                let same = |a: &Asked, r: &Requirement| {
-                    a.requirement.name == r.name
-                        && a.requirement.extras == r.extras
-                        && a.requirement.specifier == r.specifier
-                        && a.requirement.url == r.url
-                        && envs.iter().all(|env| {
-                            a.holds(env) == r.marker.as_ref().is_none_or(|m| m.evaluate(env))
-                        })
-                };
-                let mut matched = vec![false; recorded.requires_dist.len()];
-                for a in &asked {
-                    match (0..recorded.requires_dist.len())
-                        .find(|&i| !matched[i] && same(a, &recorded.requires_dist[i]))
-                    {
-                        Some(i) => matched[i] = true,
-                        None => differences.push(format!(
-                            "pyproject.toml asks for `{}`{}, which {file} does not record",
-                            a.requirement.text,
-                            a.extra
-                                .as_ref()
-                                .map(|e| format!(" (extra `{e}`)"))
-                                .unwrap_or_default()
-                        )),
-                    }
-                }
-                for (r, _) in recorded
-                    .requires_dist
-                    .iter()
-                    .zip(&matched)
-                    .filter(|(_, m)| !**m)
-                {
-                    differences.push(format!(
-                        "{file} records `{}`, which pyproject.toml no longer asks for",
-                        r.text
-                    ));
-                }
-                if !same_python_range(project.requires_python, recorded.requires_python.as_deref())
-                {
-                    differences.push(format!(
-                        "pyproject.toml's requires-python is `{}`; {file} was made for `{}`",
-                        project.requires_python.unwrap_or("(none)"),
-                        recorded.requires_python.as_deref().unwrap_or("(none)")
-                    ));
-                }
+                differences.push(format!(
+                    "{file} records `{}`, which pyproject.toml no longer asks for",
+                    r.text
+                ));
+            }
+            if !same_python_range(project.requires_python, recorded.requires_python.as_deref()) {
+                differences.push(format!(
+                    "pyproject.toml's requires-python is `{}`; {file} was made for `{}`",
+                    project.requires_python.unwrap_or("(none)"),
+                    recorded.requires_python.as_deref().unwrap_or("(none)")
+                ));
             }
         }
         // Every lock: what the project asks for on the target must be what it installs there.
