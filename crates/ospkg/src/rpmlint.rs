@@ -236,24 +236,21 @@ fn so_path(path: &str) -> bool {
     if !(folder.ends_with("/lib") || folder.ends_with("/lib64")) {
         return false;
     }
-    let mut parts = file.split(".so");
-    let stem = parts.next().unwrap_or_default();
-    let Some(tail) = file.strip_prefix(stem).and_then(|t| t.strip_prefix(".so")) else {
-        return false;
-    };
-    if stem.is_empty() {
-        return false;
-    }
-    tail.is_empty()
-        || tail.strip_prefix('.').is_some_and(|numbers| {
-            numbers
-                .split('.')
-                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        })
+    file.match_indices(".so").any(|(at, _)| {
+        let tail = &file[at + 3..];
+        at > 0
+            && (tail.is_empty()
+                || tail.strip_prefix('.').is_some_and(|numbers| {
+                    numbers
+                        .split('.')
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                }))
+    })
 }
 
-/// rpmlint's library path for the ldconfig check: `lib` + a letter or digit, then
-/// `.so.` + a version, in a folder named `lib` or `lib64` (the first form of its regex).
+/// rpmlint's library path for the ldconfig check, in a folder named `lib` or `lib64`:
+/// `lib` + a letter or digit, then `.so.` + a version (`libz.so.1`), or a version before
+/// `.so` (`libfoo-2.1.so`).
 fn ldconfig_path(path: &str) -> bool {
     let path = format!("/{path}");
     let Some((folder, file)) = path.rsplit_once('/') else {
@@ -265,20 +262,32 @@ fn ldconfig_path(path: &str) -> bool {
     let Some(rest) = file.strip_prefix("lib") else {
         return false;
     };
-    let Some((stem, version)) = rest.split_once(".so.") else {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    if !alnum(rest.bytes().next()) {
+        return false;
+    }
+    if let Some((stem, version)) = rest.split_once(".so.") {
+        if (stem.len() == 1 || alnum(stem.bytes().last()))
+            && stem.bytes().all(|b| word(b) || b == b'-' || b == b'.')
+            && !version.is_empty()
+            && version.bytes().all(|b| word(b) || b == b'+' || b == b'.')
+        {
+            return true;
+        }
+    }
+    // A word, `-` and a digit, then nothing or `[\w.-]*` ending in a letter or digit.
+    let Some(stem) = rest.strip_suffix(".so") else {
         return false;
     };
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    stem.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-        && stem
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && stem.bytes().all(|b| word(b) || b == b'-' || b == b'.')
-        && !version.is_empty()
-        && version.bytes().all(|b| word(b) || b == b'+' || b == b'.')
+    let Some((name, version)) = stem.split_once('-') else {
+        return false;
+    };
+    name.bytes().all(word)
+        && version.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && (version.len() == 1
+            || (alnum(version.bytes().last())
+                && version.bytes().all(|b| word(b) || b == b'-' || b == b'.')))
 }
 
 /// rpmlint's `[^.][0-9]`: a digit after anything but a dot somewhere in the path.
@@ -357,10 +366,28 @@ mod tests {
             "usr/lib/app/lib/python3.11/lib-dynload/_ssl.cpython-311.so"
         ));
         assert!(!so_path("usr/lib/app/lib/libfoo.so.1a"));
+        assert!(so_path("usr/lib/app/lib/libfoo.so.x.so.2"));
+        assert!(!so_path("usr/lib/app/lib/.so"));
         assert!(ldconfig_path("usr/lib/app/lib/libbz2.so.1.0"));
         assert!(ldconfig_path("usr/lib/app/lib/libpython3.11.so.1.0"));
         assert!(!ldconfig_path("usr/lib/app/lib/libfoo.so"));
         assert!(!ldconfig_path("usr/lib/app/bin/libfoo.so.1"));
+        for (file, library) in [
+            ("libz.so.1", true),
+            ("libbz2.so.1.0", true),
+            ("liba.so.1", true),
+            ("libfoo-2.1.so", true),
+            ("libfoo-2.so", true),
+            ("libfoo-x.so", false),
+            ("lib_x.so.1", false),
+            ("libx-.so.1", false),
+        ] {
+            assert_eq!(
+                ldconfig_path(&format!("usr/lib/app/lib/{file}")),
+                library,
+                "{file}"
+            );
+        }
         assert!(versioned("/usr/lib/app/lib/python3.11"));
         assert!(!versioned("/usr/lib/app/bin"));
         assert!(!versioned("/usr/share/doc/app.2"));
