@@ -265,7 +265,7 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
         "shared libraries are executable in an rpm:\n{modes}"
     );
 
-    // rpmlint, with the filters the package ships: no error.
+    // rpmlint, with the filters the package ships (and the build puts beside it): no error.
     if require("rpmlint") {
         let (errors, warnings, report) = rpmlint(&first, out.path());
         assert_eq!(errors, 0, "rpmlint errors:\n{report}");
@@ -295,26 +295,33 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
     assert!(left.is_empty(), "erasing left files behind: {left:#?}");
 }
 
-/// rpmlint on `rpm` with the rpmlintrc the package carries (taken out into `dir`): its
-/// errors, its warnings and its report.
+/// rpmlint on `rpm` as it is published: with the `NAME.rpmlintrc` beside it, which must be
+/// the one the package carries (taken out into `dir`). Its errors, warnings and report.
 fn rpmlint(rpm: &Path, dir: &Path) -> (u64, u64, String) {
     let name = stdout(&run(Command::new("rpm")
         .args(["-qp", "--qf", "%{NAME}"])
         .arg(rpm)));
     let shipped = format!("./usr/share/doc/{name}/{name}.rpmlintrc");
-    let rpmlintrc = dir.join(format!("{name}.rpmlintrc"));
+    let carried = dir.join(format!("{name}.rpmlintrc"));
     let taken = run(Command::new("sh")
         .arg("-c")
         .arg(format!(
             "rpm2cpio \"$1\" | cpio --quiet -i --to-stdout '{shipped}' > \"$2\""
         ))
-        .args(["sh", rpm.to_str().unwrap(), rpmlintrc.to_str().unwrap()]));
+        .args(["sh", rpm.to_str().unwrap(), carried.to_str().unwrap()]));
     assert!(taken.status.success(), "{shipped} in the package");
-    assert!(std::fs::read_to_string(&rpmlintrc)
-        .unwrap()
-        .contains("addFilter("));
-    let output = run(Command::new("rpmlint").arg("-r").arg(&rpmlintrc).arg(rpm));
+    let carried = std::fs::read_to_string(&carried).unwrap();
+    assert!(carried.contains("addFilter("), "{carried}");
+    let beside = rpm.with_file_name(format!("{name}.rpmlintrc"));
+    assert_eq!(
+        std::fs::read_to_string(&beside).ok().as_deref(),
+        Some(carried.as_str()),
+        "the package's rpmlintrc beside it"
+    );
+    // rpmlint finds it there by itself.
+    let output = run(Command::new("rpmlint").arg(rpm));
     let report = stdout(&output);
+    assert!(report.contains("rpmlintrc:"), "{report}");
     // ` 1 packages and 0 specfiles checked; 0 errors, 1 warnings, 0 badness; ...`
     let count = |what: &str| {
         report

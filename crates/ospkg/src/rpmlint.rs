@@ -1,6 +1,8 @@
 //! The rpmlint filters of a package: `/usr/share/doc/NAME/NAME.rpmlintrc`, one `addFilter`
-//! for each tag the package draws by design, with the reason above it. rpmlint 2.4 reads
-//! filters given with `-r FILE` (or a `*.rpmlintrc` beside the one rpm it checks), and
+//! for each tag the package draws by design, with the reason above it, and written again
+//! beside the published rpm as `NAME.rpmlintrc`. rpmlint 2.4 reads filters given with
+//! `-r FILE` or the one `*.rpmlintrc` beside the single rpm it checks (nothing inside a
+//! package), and
 //! reports a filter that matches nothing as an error (`unused-rpmlintrc-filter`): so each
 //! filter is written only when the package's files draw its tag, which is decided here by
 //! rpmlint's own rules (the paths it takes for libraries, the ELF sections and symbols it
@@ -17,6 +19,7 @@
 use crate::spec::PackageSpec;
 use gradient_archive::{Entry, EntryKind};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The package's files as the rpm lists them (only the folders it owns), its rpmlintrc
 /// among them, sorted.
@@ -51,6 +54,30 @@ pub(crate) fn with_rpmlintrc(spec: &PackageSpec, arch: &str) -> Vec<Entry> {
     });
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files
+}
+
+/// The rpmlintrc the package at `rpm` carries, named `NAME.rpmlintrc`: rpmlint reads the one
+/// `*.rpmlintrc` in the folder of the single package it checks. `None` for a package
+/// without one, or one that cannot be read.
+pub(crate) fn shipped(rpm: &Path) -> Option<(String, Vec<u8>)> {
+    let package = ::rpm::Package::open(rpm).ok()?;
+    let name = package.metadata.get_name().ok()?.to_string();
+    let wanted = format!("/usr/share/doc/{name}/{name}.rpmlintrc");
+    for file in package.files().ok()? {
+        let file = file.ok()?;
+        if file.metadata.path() == Path::new(&wanted) {
+            return Some((format!("{name}.rpmlintrc"), file.into_content()?));
+        }
+    }
+    None
+}
+
+/// `NAME.rpmlintrc` for the package file `NAME-VERSION-RELEASE.ARCH.rpm` (neither version
+/// nor release holds a `-`).
+pub(crate) fn file_name(rpm_file: &str) -> Option<String> {
+    let mut parts = rpm_file.strip_suffix(".rpm")?.rsplitn(3, '-');
+    let name = parts.nth(2).filter(|n| !n.is_empty())?;
+    Some(format!("{name}.rpmlintrc"))
 }
 
 /// The rpmlintrc of a package holding `files` (paths relative to `/`).
@@ -394,6 +421,11 @@ mod tests {
         assert!(stdlib_zip("app", "usr/lib/app/lib/python311.zip"));
         assert!(!stdlib_zip("app", "usr/lib/app/lib/python3.11/x.zip"));
         assert_eq!(escape("my.app+x"), "my\\.app\\+x");
+        assert_eq!(
+            file_name("my-app-1.2~rc1-1.x86_64.rpm").as_deref(),
+            Some("my-app.rpmlintrc")
+        );
+        assert_eq!(file_name("x.deb"), None);
     }
 
     #[test]
