@@ -180,7 +180,7 @@ pub fn require(tool: &str) -> bool {
         assert!(
             std::env::var_os("CI").is_none()
                 && std::env::var("GRADIENT_REQUIRE_CHECKERS").map_or(true, |v| v != "1"),
-            "CI must provide `{tool}` (see .ci/run)"
+            "CI (and GRADIENT_REQUIRE_CHECKERS=1) must provide `{tool}` (see .ci/run)"
         );
         eprintln!("skipping: `{tool}` is not installed");
     }
