@@ -1,6 +1,7 @@
 //! The OS-package tiers: the deb checked by dpkg-deb and lintian and installed into a clean
 //! Debian root (made once with mmdebstrap from Debian's packages and kept between runs), the
-//! rpm checked by rpm and installed with `rpm --root`; both run there and removed again.
+//! rpm checked by rpm and rpmlint and installed with `rpm --root`; both run there and removed
+//! again.
 //! Install tests need root (chroot); CI runs as root and installs the tools (.ci/run).
 
 use crate::util::*;
@@ -256,6 +257,21 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
         .args(["-qp", "--requires"])
         .arg(&first)));
     assert!(requires.contains("glibc >= 2."), "{requires}");
+    let modes = stdout(&run(Command::new("rpm")
+        .args(["-qp", "--qf", "[%{FILEMODES:perms} %{FILENAMES}\\n]"])
+        .arg(&first)));
+    assert!(
+        modes.contains("-rwxr-xr-x /usr/lib/sampleapp/lib/libpython3.11.so.1.0"),
+        "shared libraries are executable in an rpm:\n{modes}"
+    );
+
+    // rpmlint, with the filters the package ships (and the build puts beside it): no error.
+    if require("rpmlint") {
+        let (errors, warnings, report) = rpmlint(&first, out.path());
+        assert_eq!(errors, 0, "rpmlint errors:\n{report}");
+        // Debian's rpmlint lists no valid licence, so it flags every one; nothing else.
+        assert!(warnings <= 1, "rpmlint warnings:\n{report}");
+    }
 
     if !can_chroot() {
         return;
@@ -277,6 +293,48 @@ fn the_rpm_is_reproducible_checked_by_rpm_and_installs_runs_and_erases_in_a_clea
     assert!(erased.status.success());
     let left = left_behind(&root, &before);
     assert!(left.is_empty(), "erasing left files behind: {left:#?}");
+}
+
+/// rpmlint on `rpm` as it is published: with the `NAME.rpmlintrc` beside it, which must be
+/// the one the package carries (taken out into `dir`). Its errors, warnings and report.
+fn rpmlint(rpm: &Path, dir: &Path) -> (u64, u64, String) {
+    let name = stdout(&run(Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME}"])
+        .arg(rpm)));
+    let shipped = format!("./usr/share/doc/{name}/{name}.rpmlintrc");
+    let carried = dir.join(format!("{name}.rpmlintrc"));
+    let taken = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "rpm2cpio \"$1\" | cpio --quiet -i --to-stdout '{shipped}' > \"$2\""
+        ))
+        .args(["sh", rpm.to_str().unwrap(), carried.to_str().unwrap()]));
+    assert!(taken.status.success(), "{shipped} in the package");
+    let carried = std::fs::read_to_string(&carried).unwrap();
+    assert!(carried.contains("addFilter("), "{carried}");
+    let beside = rpm.with_file_name(format!("{name}.rpmlintrc"));
+    assert_eq!(
+        std::fs::read_to_string(&beside).ok().as_deref(),
+        Some(carried.as_str()),
+        "the package's rpmlintrc beside it"
+    );
+    // rpmlint finds it there by itself.
+    let output = run(Command::new("rpmlint").arg(rpm));
+    let report = stdout(&output);
+    assert!(report.contains("rpmlintrc:"), "{report}");
+    // ` 1 packages and 0 specfiles checked; 0 errors, 1 warnings, 0 badness; ...`
+    let count = |what: &str| {
+        report
+            .lines()
+            .find(|l| l.contains("packages and"))
+            .and_then(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| w.trim_end_matches(',') == what)?;
+                words.get(at.checked_sub(1)?)?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no count of {what} in:\n{report}"))
+    };
+    (count("errors"), count("warnings"), report)
 }
 
 #[test]

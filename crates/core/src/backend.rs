@@ -385,6 +385,20 @@ pub trait Backend: Send + Sync {
         Some(String::new())
     }
 
+    /// Files the driver writes beside a published artifact of this tier, by name, made from
+    /// the artifact itself (so also for one taken from the cache): the rpm's rpmlintrc,
+    /// which rpmlint reads from the folder of the package it checks. They are not artifacts:
+    /// the manifest does not list them.
+    fn beside(&self, _artifact: &Path) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
+    /// The names of the files [`Backend::beside`] writes for the artifact named `file`,
+    /// for the plan to list before anything is built.
+    fn beside_names(&self, _file: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether this host has what the smoke test needs to check an artifact (a package
     /// manager such as `rpm`). A checker that is missing is not a failed artifact: the
     /// driver publishes it unchecked and says what to install, unless the run insists

@@ -516,7 +516,11 @@ pub async fn plan(
         let mut files: Vec<String> = entry
             .files
             .iter()
-            .flat_map(|f| [f.name.clone(), crate::sbom::sbom_file_name(&f.name)])
+            .flat_map(|f| {
+                let mut names = vec![f.name.clone(), crate::sbom::sbom_file_name(&f.name)];
+                names.extend(entry.backend.beside_names(&f.name));
+                names
+            })
             .collect();
         if inputs.contains(&Input::Wheelhouse) {
             files.push(lock_file.clone());

@@ -120,6 +120,7 @@ pub async fn build(
         version: plan.app.version.clone().unwrap_or_default(),
     };
     write_sboms(&plan, &shared.inputs, &project_record, &mut records).await?;
+    write_beside(&plan, &records, reporter);
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         gradient_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -503,6 +504,25 @@ fn append_step_summary(manifest: &Manifest, reporter: &dyn Reporter) {
             "could not append the summary to GITHUB_STEP_SUMMARY (`{}`): {error}",
             Path::new(&summary).display()
         ));
+    }
+}
+
+/// What a tier writes beside its published artifacts (the rpm's rpmlintrc), only when its
+/// bytes change. Not an artifact: one that cannot be written is a warning.
+fn write_beside(plan: &Plan, records: &[ArtifactRecord], reporter: &dyn Reporter) {
+    for record in records {
+        let Some(entry) = plan.entries.iter().find(|e| e.tier == record.tier) else {
+            continue;
+        };
+        for (name, bytes) in entry.backend.beside(&plan.out_dir.join(&record.file)) {
+            let path = plan.out_dir.join(&name);
+            if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
+                continue;
+            }
+            if let Err(error) = crate::publish::write_atomically(&path, &bytes) {
+                reporter.warn(&format!("could not write `{}`: {error}", path.display()));
+            }
+        }
     }
 }
 

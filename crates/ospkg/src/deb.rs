@@ -192,22 +192,10 @@ fn synopsis(summary: &str) -> String {
 
 /// The extended description: each line indented by one space, wrapped near 72 columns.
 fn extended(text: &str) -> String {
-    let mut out = String::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + word.len() + 1 > 72 {
-            out.push_str(&format!(" {line}\n"));
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        out.push_str(&format!(" {line}\n"));
-    }
-    out
+    crate::spec::wrap(text, 72)
+        .iter()
+        .map(|line| format!(" {line}\n"))
+        .collect()
 }
 
 fn md5sums(files: &[&Entry]) -> String {

@@ -6,12 +6,14 @@
 //!                                           depends, scripts, service unit
 //!        ─► deb.rs: ar(debian-binary, control.tar.gz, data.tar.gz) ─► NAME_V-1_ARCH.deb
 //!        ─► rpm.rs: the rpm crate, zstd payload, unsigned             ─► NAME-V-1.ARCH.rpm
+//!           (with rpmlint.rs: the filters for what rpmlint flags by design, in the package)
 //!  smoke: dpkg-deb --info/--contents, rpm -qip / -K, then the package laid down in a root
 //!         holding only the host's C library, and its console script run there (chroot)
 //! ```
 
 mod deb;
 mod rpm;
+mod rpmlint;
 mod scripts;
 mod spec;
 mod strip;

@@ -1,5 +1,7 @@
 //! A `.rpm` written natively with the `rpm` crate (no signing, zstd payload), every file
-//! time and the build time at the source date, so the same spec gives the same bytes.
+//! time and the build time at the source date, so the same spec gives the same bytes. The
+//! package carries `/usr/share/doc/NAME/NAME.rpmlintrc`, the rpmlint filters for what it
+//! draws by design (see `rpmlint.rs`).
 
 use crate::spec::PackageSpec;
 use crate::{io, OsPkgError};
@@ -33,9 +35,7 @@ pub fn package_file_name(name: &str, upstream: &str, revision: &str, native: boo
 /// Write the package to `path`.
 pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPkgError> {
     let failed = |e: ::rpm::Error| OsPkgError::Rpm(e.to_string());
-    // One line without a final full stop, as RPM's packaging guidelines (and rpmlint) ask.
-    let summary = spec.summary.lines().next().unwrap_or("").trim();
-    let summary = summary.trim_end_matches('.');
+    let summary = summary(&spec.summary);
     let config = ::rpm::BuildConfig::v4()
         .compression(::rpm::CompressionWithLevel::Zstd(3))
         .source_date(mtime as u32);
@@ -44,15 +44,25 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
         &spec.version.upstream,
         &spec.license,
         architecture(spec.native),
-        summary,
+        &summary,
     );
     builder
         .using_config(config)
         .release(spec.revision.clone())
-        .description(spec.description.clone())
+        // rpmlint: description-line-too-long (over 79 characters).
+        .description(crate::spec::wrap(&spec.description, 72).join("\n"))
+        // What rpmbuild writes when a spec names no group (Fedora's guidelines dropped the
+        // tag); rpmlint counts it as none (no-group-tag), see rpmlint.rs.
+        .group("Unspecified")
         .build_host("gradient")
         .add_changelog_entry(
-            spec.maintainer.clone().unwrap_or_else(|| spec.name.clone()),
+            // `NAME <EMAIL> - [EPOCH:]VERSION-RELEASE`, as rpmbuild's %changelog has it
+            // (rpmlint: no-version-in-last-changelog).
+            format!(
+                "{} - {}",
+                spec.maintainer.as_deref().unwrap_or(&spec.name),
+                spec.full_version()
+            ),
             format!(
                 "- Packaged by gradient from {} {}.",
                 spec.name, spec.project_version
@@ -75,7 +85,8 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
             Some((_, version)) => ::rpm::Dependency::less(&dependency.name, version),
         });
     }
-    for entry in &spec.files {
+    let files = crate::rpmlint::with_rpmlintrc(spec, architecture(spec.native));
+    for entry in &files {
         let dest = format!("/{}", entry.path);
         let mode = (gradient_archive::normal_mode(entry.mode, matches!(entry.kind, EntryKind::Dir))
             & 0o7777) as u16;
@@ -98,6 +109,8 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
                 let mut options = ::rpm::FileOptions::new(dest).permissions(mode);
                 if entry.path.starts_with("usr/share/licenses/") {
                     options = options.license();
+                } else if entry.path.starts_with("usr/share/doc/") {
+                    options = options.doc();
                 }
                 builder
                     .with_file_contents(data.clone(), options)
@@ -122,4 +135,27 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
     let mut out = Vec::new();
     package.write(&mut out).map_err(failed)?;
     std::fs::write(path, out).map_err(io("write", path))
+}
+
+/// The summary as RPM's packaging guidelines (and rpmlint) ask: one line without a final
+/// full stop, of at most 79 characters (cut at a word).
+fn summary(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let line = line.trim_end_matches('.');
+    crate::spec::wrap(line, 79)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_is_one_line_of_79_characters_at_most_without_a_full_stop() {
+        assert_eq!(summary("A tool.\nMore."), "A tool");
+        let long = summary(&"word ".repeat(30));
+        assert!(long.len() <= 79 && long.ends_with("word"), "{long}");
+    }
 }

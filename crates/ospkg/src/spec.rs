@@ -108,6 +108,25 @@ impl PackageSpec {
     }
 }
 
+/// `text`'s words in lines of at most `width` characters (a longer word stands alone).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + word.chars().count() + 1 > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// The `[tool.gradient.deb]` or `[tool.gradient.rpm]` table.
 pub fn package_config(project: &Project, format: PackageFormat) -> &PackageConfig {
     match format {
@@ -349,10 +368,16 @@ pub async fn package_spec(
             .map(str::to_string)
             .collect();
         for mut entry in tree_entries(&stripped, &format!("usr/lib/{name}"))? {
-            // Shared libraries are not programs (lintian: shared-library-is-executable).
+            // Shared libraries: Debian wants them not executable (lintian:
+            // shared-library-is-executable), RPM distributions executable, as rpm's own
+            // ELF dependency generators only read executable files (rpmlint:
+            // shared-library-not-executable).
             let file_name = entry.path.rsplit('/').next().unwrap_or_default();
             if file_name.starts_with("lib") && file_name.contains(".so") {
-                entry.mode = 0o644;
+                entry.mode = match format {
+                    PackageFormat::Deb => 0o644,
+                    PackageFormat::Rpm => 0o755,
+                };
             }
             paths.insert(entry.path.clone());
             files.insert(entry.path.clone(), entry);

@@ -232,6 +232,21 @@ impl Backend for PackageTier {
         }
     }
 
+    /// The rpm's rpmlintrc as `NAME.rpmlintrc`, where a plain `rpmlint PACKAGE.rpm` finds it.
+    fn beside(&self, artifact: &Path) -> Vec<(String, Vec<u8>)> {
+        match self.0 {
+            PackageFormat::Deb => Vec::new(),
+            PackageFormat::Rpm => crate::rpmlint::shipped(artifact).into_iter().collect(),
+        }
+    }
+
+    fn beside_names(&self, file: &str) -> Vec<String> {
+        match self.0 {
+            PackageFormat::Deb => Vec::new(),
+            PackageFormat::Rpm => crate::rpmlint::file_name(file).into_iter().collect(),
+        }
+    }
+
     fn smoke_needs(&self) -> Result<(), Unavailable> {
         let (tool, hint) = match self.0 {
             PackageFormat::Deb => ("dpkg-deb", "apt-get install dpkg"),
