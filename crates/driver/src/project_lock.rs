@@ -115,6 +115,7 @@ pub fn plan_lock(
     let differences = if judged {
         lock.staleness(
             &ProjectRequirements {
+                version: project.version.as_deref(),
                 dependencies: &project.dependencies,
                 optional: &project.optional_dependencies,
                 requires_python: project.requires_python.as_deref(),

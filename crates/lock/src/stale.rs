@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// What pyproject.toml asks for.
 pub struct ProjectRequirements<'a> {
+    /// The project's version, when `pyproject.toml` states it.
+    pub version: Option<&'a str>,
     pub dependencies: &'a [String],
     pub optional: &'a BTreeMap<String, Vec<String>>,
     pub requires_python: Option<&'a str>,
@@ -23,6 +25,8 @@ pub struct ProjectRequirements<'a> {
 /// The requirements a uv.lock recorded for its project.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// The project's own version as the lock recorded it.
+    pub version: String,
     pub requires_dist: Vec<Requirement>,
     pub requires_python: Option<String>,
 }
@@ -126,6 +130,19 @@ impl Lock {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if let Some(recorded) = &self.recorded {
+            let same_version = |v: &str| match (
+                crate::version::Version::parse(v),
+                crate::version::Version::parse(&recorded.version),
+            ) {
+                (Some(a), Some(b)) => a == b,
+                _ => v == recorded.version,
+            };
+            if let Some(version) = project.version.filter(|v| !same_version(v)) {
+                differences.push(format!(
+                    "pyproject.toml's version is {version}; {file} was made for {}",
+                    recorded.version
+                ));
+            }
             let extras: BTreeSet<String> = asked.iter().filter_map(|a| a.extra.clone()).collect();
             let envs = spread(&extras);
             let same = |a: &Asked, r: &Requirement| {

@@ -105,6 +105,7 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
         if local == Some(".") && root.is_none() {
             root = Some(packages.len());
             recorded = Some(Recorded {
+                version: raw_package.version.clone().unwrap_or_default(),
                 requires_dist: raw_package
                     .metadata
                     .iter()

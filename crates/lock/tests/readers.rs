@@ -119,6 +119,7 @@ fn a_fresh_lock_is_current_however_pyproject_spells_its_requirements() {
     let env = target((3, 11, 7));
     let selected = lock.select(Some("st"), &env).unwrap();
     let project = ProjectRequirements {
+        version: Some("0.1.0"),
         dependencies: &dependencies,
         optional: &optional,
         requires_python: Some(">=3.9"),
@@ -139,6 +140,17 @@ fn a_fresh_lock_is_current_however_pyproject_spells_its_requirements() {
     let differences = lock.staleness(&project, &selected, &env);
     assert!(
         differences.iter().any(|d| d.contains("Requests>=2.40")),
+        "{differences:?}"
+    );
+    // So is a new version of the project itself, as `uv lock --check` judges.
+    let bumped = ProjectRequirements {
+        version: Some("0.2.0"),
+        dependencies: &dependencies,
+        ..project
+    };
+    let differences = lock.staleness(&bumped, &selected, &env);
+    assert!(
+        differences.iter().any(|d| d.contains("version is 0.2.0")),
         "{differences:?}"
     );
 }
