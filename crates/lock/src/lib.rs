@@ -188,6 +188,14 @@ pub enum LockError {
         package: String,
         version: String,
     },
+    #[error("{}:{line}: the lock has only wheels of `{package}` {version}, none for {target}, and no sdist", path.display())]
+    NoWheelForTarget {
+        path: PathBuf,
+        line: usize,
+        package: String,
+        version: String,
+        target: String,
+    },
     #[error("`{}` pins {package} at {} for {target}: its markers overlap", path.display(), versions.join(" and "))]
     TwoVersions {
         path: PathBuf,
@@ -225,6 +233,7 @@ impl gradient_core::Hint for LockError {
             LockError::NotForTarget { .. } => "lock for this platform too (uv: `[tool.uv] environments`), or build without the lock: --no-lock".into(),
             LockError::UnsupportedSource { .. } => "publish the dependency to an index (or a URL of its archive) and lock it from there; only archives with hashes can be checked".into(),
             LockError::NoHashedFile { .. } => "make the lock with hashes (uv always writes them; `pip-compile --generate-hashes`, `uv pip compile --generate-hashes`)".into(),
+            LockError::NoWheelForTarget { .. } => "lock on a machine (or with `[tool.uv] required-environments`) that includes this platform, or pick a version that ships a wheel or an sdist for it".into(),
             LockError::TwoVersions { .. } => "give the two entries markers that exclude each other, or make the lock again".into(),
             LockError::CredentialsInUrl { .. } => "give the credentials to the installer (a netrc file, a keyring, the index settings uv and pip read from the environment) and lock the URL without them".into(),
             LockError::UnknownGroup { .. } => "lock with that extra or group (`uv lock` records every extra; `uv export --all-extras`), or leave it out of `[tool.gradient] extras`".into(),
@@ -424,6 +433,25 @@ impl Lock {
                     line: package.line,
                     package: package.name.clone(),
                     version: package.version.clone(),
+                });
+            }
+            // Only wheels, none for this platform: say so, rather than let the installer
+            // fetch another file and refuse its hash.
+            let named: Vec<&str> = package
+                .files
+                .iter()
+                .filter_map(|f| f.name.as_deref())
+                .collect();
+            if named.len() == package.files.len()
+                && named.iter().all(|n| n.ends_with(".whl"))
+                && !named.iter().any(|n| render::wheel_fits(n, env))
+            {
+                return Err(LockError::NoWheelForTarget {
+                    path: self.file.path.clone(),
+                    line: package.line,
+                    package: package.name.clone(),
+                    version: package.version.clone(),
+                    target: describe(env),
                 });
             }
             let urls = package.files.iter().filter_map(|f| f.url.as_deref());

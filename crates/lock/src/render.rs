@@ -56,6 +56,42 @@ fn wheel_tags(file_name: &str) -> BTreeSet<String> {
     tags
 }
 
+/// Whether a wheel (by its file name) can install on `env`'s platform and interpreter: a
+/// CPython or generic Python tag of its version (or an older stable-ABI one), and a Linux
+/// platform of its machine (glibc's `manylinux` or plain `linux`; not `musllinux`) or `any`.
+/// It does not check the glibc version a `manylinux` tag asks for.
+pub(crate) fn wheel_fits(file_name: &str, env: &crate::Environment) -> bool {
+    let mut version = env.python_version.split('.');
+    let (major, minor) = (
+        version.next().unwrap_or("3"),
+        version.next().unwrap_or("0").parse::<u32>().unwrap_or(0),
+    );
+    let cp = format!("cp{major}{minor}");
+    let machine = &env.platform_machine;
+    wheel_tags(file_name).iter().any(|tag| {
+        let mut parts = tag.splitn(3, '-');
+        let (python, abi, platform) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let older_cpython = |t: &str| {
+            t.strip_prefix(&format!("cp{major}"))
+                .and_then(|m| m.parse::<u32>().ok())
+                .is_some_and(|m| m <= minor)
+        };
+        let python_fits = python == cp
+            || python == format!("py{major}")
+            || python == format!("py{major}{minor}")
+            || (abi == "abi3" && older_cpython(python));
+        let abi_fits = abi == "none" || abi == "abi3" || abi == cp;
+        let platform_fits = platform == "any"
+            || ((platform.starts_with("manylinux") || platform.starts_with("linux_"))
+                && platform.ends_with(&format!("_{machine}")));
+        python_fits && abi_fits && platform_fits
+    })
+}
+
 /// The `Tag:` lines of each distribution installed in `site`, by normalised name.
 fn installed_tags(site: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut tags = BTreeMap::new();
@@ -241,6 +277,33 @@ mod tests {
         assert_eq!(tags.len(), 2);
         assert!(tags.contains("cp311-cp311-manylinux_2_17_x86_64"));
         assert_eq!(wheel_tags("six-1.16.0-py2.py3-none-any.whl").len(), 2);
+    }
+
+    #[test]
+    fn wheels_fit_their_own_platform_and_interpreter() {
+        let x86 = crate::Environment::linux("cpython", (3, 11, 7), "linux_x86_64");
+        let arm = crate::Environment::linux("cpython", (3, 11, 7), "linux_aarch64");
+        let msgpack = "msgpack-1.1.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl";
+        assert!(wheel_fits(msgpack, &x86));
+        assert!(!wheel_fits(msgpack, &arm));
+        assert!(!wheel_fits(
+            "msgpack-1.1.2-cp312-cp312-manylinux_2_17_x86_64.whl",
+            &x86
+        ));
+        assert!(!wheel_fits(
+            "msgpack-1.1.2-cp311-cp311-musllinux_1_2_x86_64.whl",
+            &x86
+        ));
+        assert!(!wheel_fits("msgpack-1.1.2-cp311-cp311-win_amd64.whl", &x86));
+        assert!(wheel_fits("six-1.16.0-py2.py3-none-any.whl", &arm));
+        assert!(wheel_fits(
+            "cryptography-44.0.0-cp39-abi3-manylinux_2_28_aarch64.whl",
+            &arm
+        ));
+        assert!(!wheel_fits(
+            "cryptography-44.0.0-cp312-abi3-manylinux_2_28_aarch64.whl",
+            &arm
+        ));
     }
 
     #[test]
