@@ -257,6 +257,10 @@ fn a_stale_lock_stops_a_locked_build_before_anything_is_written() {
             &["is out of date with pyproject.toml", says, "hint:"],
         );
         assert!(!out.exists(), "nothing written: {:?}", listing(&out));
+        // The wheel alone uses the lock too: its smoke test installs the pins.
+        let output = build(project.path(), &out, &["--to", "wheel", "--locked"]);
+        fails_with(&output, 2, &["is out of date with pyproject.toml"]);
+        assert!(!out.exists(), "nothing written: {:?}", listing(&out));
         // Without --locked the lock is used as it is, with a warning.
         let output = build(project.path(), &out, &["--to", "zipapp", "--no-smoke"]);
         assert!(output.status.success(), "{}", stderr(&output));
@@ -303,7 +307,11 @@ fn damaged_or_foreign_locks_are_refused_with_file_and_line() {
                     .map(|l| format!("{l}\n"))
                     .collect()
             }),
-            &["only wheels of `msgpack` 1.0.8, none for cpython", "and no sdist", "hint:"],
+            &[
+                "only wheels of `msgpack` 1.0.8, none for cpython",
+                "and no sdist",
+                "hint:",
+            ],
         ),
         (
             "uvlock-app",

@@ -216,21 +216,21 @@ impl Plan {
             entries,
             lock: None,
         };
-        // The lock is read only when a tier carries the dependencies. What is wrong with it
-        // stops a build; a preview gives it as those tiers' reason.
-        if let (true, Some(python)) = (
-            plan.needed_inputs().contains(&Input::Wheelhouse),
-            plan.python.clone(),
-        ) {
+        // The lock is read only when a tier uses it: those that carry the dependencies, and
+        // the wheel, whose smoke test installs its pins. What is wrong with it stops a build;
+        // a preview gives it as those tiers' reason.
+        let uses_lock = |entry: &PlanEntry| {
+            entry.tier == Tier::Wheel || entry.builder.inputs().contains(&Input::Wheelhouse)
+        };
+        let lock_used = plan.buildable().any(uses_lock);
+        if let (true, Some(python)) = (lock_used, plan.python.clone()) {
             match crate::project_lock::plan_lock(&plan.project, &python, &options.lock) {
                 Ok(lock) => plan.lock = lock,
                 Err(error) if building => return Err(error),
                 Err(error) => {
                     let unavailable = Unavailable::from_error(&error);
                     for entry in &mut plan.entries {
-                        if entry.unavailable.is_none()
-                            && entry.builder.inputs().contains(&Input::Wheelhouse)
-                        {
+                        if entry.unavailable.is_none() && uses_lock(entry) {
                             entry.unavailable = Some(unavailable.clone());
                         }
                     }
@@ -400,7 +400,8 @@ pub struct PlannedTier {
     /// The file the output folder's last build of this tier wrote, when the tier cache still
     /// holds it (a rebuild with unchanged inputs reuses it).
     pub last_build_cached: Option<String>,
-    /// For a tier that carries the dependencies: where their versions come from.
+    /// For a tier that carries the dependencies, and the wheel (whose smoke test installs
+    /// them): where their versions come from.
     pub lock: Option<LockStatus>,
 }
 
@@ -539,8 +540,7 @@ pub async fn plan(
             artifacts: entry.files.clone(),
             files,
             last_build_cached,
-            lock: inputs
-                .contains(&Input::Wheelhouse)
+            lock: (entry.tier == Tier::Wheel || inputs.contains(&Input::Wheelhouse))
                 .then(|| LockStatus::of(&plan)),
         });
     }
