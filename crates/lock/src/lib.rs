@@ -417,98 +417,106 @@ impl Lock {
             }
         }
         for package in &chosen {
-            let unsupported = |what: String| LockError::UnsupportedSource {
+            self.check(package, env)?;
+        }
+        Ok(chosen)
+    }
+
+    /// What a selected package must be before any of it becomes the installer's input: from
+    /// an index or a URL, with hashes, a file for this target, and nothing in its name,
+    /// version, digests or URLs that could read as an installer option.
+    fn check(&self, package: &Package, env: &Environment) -> Result<(), LockError> {
+        let unsupported = |what: String| LockError::UnsupportedSource {
+            path: self.file.path.clone(),
+            line: package.line,
+            package: package.name.clone(),
+            version: package.version.clone(),
+            what,
+        };
+        if let Source::Unsupported(what) = &package.source {
+            return Err(unsupported(what.clone()));
+        }
+        if package.files.is_empty() {
+            return Err(LockError::NoHashedFile {
                 path: self.file.path.clone(),
                 line: package.line,
                 package: package.name.clone(),
                 version: package.version.clone(),
-                what,
-            };
-            if let Source::Unsupported(what) = &package.source {
-                return Err(unsupported(what.clone()));
-            }
-            if package.files.is_empty() {
-                return Err(LockError::NoHashedFile {
-                    path: self.file.path.clone(),
-                    line: package.line,
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                });
-            }
-            // Only wheels, none for this platform: say so, rather than let the installer
-            // fetch another file and refuse its hash.
-            let named: Vec<&str> = package
-                .files
-                .iter()
-                .filter_map(|f| f.name.as_deref())
-                .collect();
-            if named.len() == package.files.len()
-                && named.iter().all(|n| n.ends_with(".whl"))
-                && !named.iter().any(|n| render::wheel_fits(n, env))
-            {
-                return Err(LockError::NoWheelForTarget {
-                    path: self.file.path.clone(),
-                    line: package.line,
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    target: describe(env),
-                });
-            }
-            let urls = package.files.iter().filter_map(|f| f.url.as_deref());
-            let index = match &package.source {
-                Source::Index(Some(url)) | Source::Url(url) => Some(url.as_str()),
-                _ => None,
-            };
-            let urls: Vec<&str> = urls.chain(index).collect();
-            if urls.iter().any(|u| gradient_core::redact(u).as_ref() != *u) {
-                return Err(LockError::CredentialsInUrl {
-                    path: self.file.path.clone(),
-                    line: package.line,
-                    package: package.name.clone(),
-                });
-            }
-            // What becomes a line of the installer's requirements must be what it claims to
-            // be: a hostile lock must not smuggle options (`--index-url`, `-r FILE`) in.
-            let invalid = |message: String| LockError::Invalid {
+            });
+        }
+        // Only wheels, none for this platform: say so, rather than let the installer
+        // fetch another file and refuse its hash.
+        let named: Vec<&str> = package
+            .files
+            .iter()
+            .filter_map(|f| f.name.as_deref())
+            .collect();
+        if named.len() == package.files.len()
+            && named.iter().all(|n| n.ends_with(".whl"))
+            && !named.iter().any(|n| render::wheel_fits(n, env))
+        {
+            return Err(LockError::NoWheelForTarget {
                 path: self.file.path.clone(),
                 line: package.line,
-                column: 1,
-                message,
-            };
-            if !gradient_core::is_valid_name(&package.name) {
-                return Err(invalid(
-                    "a package name that is not a valid project name".into(),
-                ));
-            }
-            if !matches!(package.source, Source::Url(_))
-                && version::Version::parse(&package.version).is_none()
-            {
-                return Err(invalid(format!(
-                    "`{}` has a version that is not a PEP 440 version",
-                    package.name
-                )));
-            }
-            if urls
-                .iter()
-                .any(|u| u.chars().any(|c| c.is_whitespace() || c.is_control()))
-            {
-                return Err(invalid(format!(
-                    "`{}` has a URL with spaces or control characters",
-                    package.name
-                )));
-            }
-            if package
-                .files
-                .iter()
-                .any(|f| f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()))
-            {
-                return Err(invalid(format!(
-                    "`{}` has a sha256 that is not 64 hexadecimal digits",
-                    package.name
-                )));
-            }
+                package: package.name.clone(),
+                version: package.version.clone(),
+                target: describe(env),
+            });
         }
-        Ok(chosen)
+        let urls = package.files.iter().filter_map(|f| f.url.as_deref());
+        let index = match &package.source {
+            Source::Index(Some(url)) | Source::Url(url) => Some(url.as_str()),
+            _ => None,
+        };
+        let urls: Vec<&str> = urls.chain(index).collect();
+        if urls.iter().any(|u| gradient_core::redact(u).as_ref() != *u) {
+            return Err(LockError::CredentialsInUrl {
+                path: self.file.path.clone(),
+                line: package.line,
+                package: package.name.clone(),
+            });
+        }
+        // What becomes a line of the installer's requirements must be what it claims to
+        // be: a hostile lock must not smuggle options (`--index-url`, `-r FILE`) in.
+        let invalid = |message: String| LockError::Invalid {
+            path: self.file.path.clone(),
+            line: package.line,
+            column: 1,
+            message,
+        };
+        if !gradient_core::is_valid_name(&package.name) {
+            return Err(invalid(
+                "a package name that is not a valid project name".into(),
+            ));
+        }
+        if !matches!(package.source, Source::Url(_))
+            && version::Version::parse(&package.version).is_none()
+        {
+            return Err(invalid(format!(
+                "`{}` has a version that is not a PEP 440 version",
+                package.name
+            )));
+        }
+        if urls
+            .iter()
+            .any(|u| u.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(format!(
+                "`{}` has a URL with spaces or control characters",
+                package.name
+            )));
+        }
+        if package
+            .files
+            .iter()
+            .any(|f| f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(invalid(format!(
+                "`{}` has a sha256 that is not 64 hexadecimal digits",
+                package.name
+            )));
+        }
+        Ok(())
     }
 }
 
