@@ -194,13 +194,14 @@ hyperfine --style basic -N --warmup 2 --runs $((runs * 2)) --export-json "$resul
 
 echo "== the lock step: a warm build --all from the project's uv.lock, against --no-lock" >&2
 # Both rebuild nothing; one reads, selects and judges fixtures/uvlock-app's uv.lock, the
-# other reuses the pylock.toml its last resolution published.
+# other reuses the pylock.toml its last resolution published. Without smoke tests: the
+# fixture's own smoke test expects the locked click, which --no-lock does not ship.
 locked=fixtures/uvlock-app
-"$gradient" build -q --all "$locked" --out "$work/locked" >/dev/null
-"$gradient" build -q --all --no-lock "$locked" --out "$work/unlocked" >/dev/null
+"$gradient" build -q --all --no-smoke "$locked" --out "$work/locked" >/dev/null
+"$gradient" build -q --all --no-smoke --no-lock "$locked" --out "$work/unlocked" >/dev/null
 hyperfine --style basic -N --warmup 2 --runs $((runs * 2)) --export-json "$results/lock-noop.json" \
-  -n "gradient build --all (from uv.lock)" "$gradient build -q --all $locked --out $work/locked" \
-  -n "gradient build --all --no-lock" "$gradient build -q --all --no-lock $locked --out $work/unlocked"
+  -n "gradient build --all (from uv.lock)" "$gradient build -q --all --no-smoke $locked --out $work/locked" \
+  -n "gradient build --all --no-lock" "$gradient build -q --all --no-smoke --no-lock $locked --out $work/unlocked"
 
 echo "== the whole gradient, cold, against every reference tool: gradient compare --peers" >&2
 # The peers' tools in a venv of their own, first on PATH; the docker peer starts from the

@@ -33,7 +33,7 @@ SCENARIOS = [
     ("deb-build", "Debian package of fixtures/sampleapp, warm wheelhouse and runtime, the package written anew (the reference: a venv with the same wheels and `dpkg-deb --build`)",
      ["venv + dpkg-deb --build"]),
     ("all-noop", "every tier (`build --all`, smoke tests included) when nothing changed since the last run", []),
-    ("lock-noop", "the lock step: every tier of fixtures/uvlock-app when nothing changed, its versions read from its uv.lock (selected, judged current) or, with `--no-lock`, from the pylock.toml its last resolution published",
+    ("lock-noop", "the lock step: every tier of fixtures/uvlock-app (`build --all --no-smoke`) when nothing changed, its versions read from its uv.lock (selected, judged current) or, with `--no-lock`, from the pylock.toml its last resolution published",
      ["gradient build --all --no-lock"]),
 ]
 

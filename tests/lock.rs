@@ -69,7 +69,7 @@ fn zip_names(path: &Path) -> Vec<String> {
 /// whose hash the lock gives, and that the SBOMs and the published pylock.toml agree.
 fn every_tier_carries_the_pin(fixture_name: &str, lock_name: &str, dist: &str, version: &str) {
     let out = tempfile::tempdir().unwrap();
-    docker_engine();
+    let with_docker = docker_engine();
     let output = build(&fixture(fixture_name), out.path(), &["--all"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stderr(&output);
@@ -101,6 +101,19 @@ fn every_tier_carries_the_pin(fixture_name: &str, lock_name: &str, dist: &str, v
         "{requirements}"
     );
 
+    let built: Vec<&str> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tier"].as_str().unwrap())
+        .collect();
+    let mut every = vec!["sdist", "wheel", "zipapp", "frozen", "oci", "deb", "rpm"];
+    if with_docker {
+        every.push("docker");
+    }
+    for tier in every {
+        assert!(built.contains(&tier), "{tier} built: {built:?}");
+    }
     let expect = format!("{dist} {version}");
     for artifact in manifest["artifacts"].as_array().unwrap() {
         let tier = artifact["tier"].as_str().unwrap();
