@@ -332,6 +332,26 @@ impl Package {
 }
 
 impl Lock {
+    /// A flat lock of `packages` that says nothing else: no project, environments, groups
+    /// or recorded inputs (hashed requirements; an installer's report).
+    pub fn flat(file: LockFile, text: String, packages: Vec<Package>) -> Lock {
+        Lock {
+            file,
+            text,
+            requires_python: None,
+            packages,
+            root: None,
+            project: None,
+            environments: Vec::new(),
+            default_groups: Vec::new(),
+            recorded: None,
+            gradient_inputs: None,
+            gradient_requirements: None,
+            known_extras: None,
+            known_groups: None,
+        }
+    }
+
     /// Read and parse `file`.
     pub fn read(file: &LockFile) -> Result<Lock, LockError> {
         let text = std::fs::read_to_string(&file.path).map_err(|source| LockError::Read {

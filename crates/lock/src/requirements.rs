@@ -171,21 +171,7 @@ pub(crate) fn parse(file: LockFile, text: String) -> Result<Lock, LockError> {
             reason: "it names no requirement".into(),
         });
     }
-    Ok(Lock {
-        file,
-        text,
-        requires_python: None,
-        packages,
-        root: None,
-        project: None,
-        environments: Vec::new(),
-        default_groups: Vec::new(),
-        recorded: None,
-        gradient_inputs: None,
-        gradient_requirements: None,
-        known_extras: None,
-        known_groups: None,
-    })
+    Ok(Lock::flat(file, text, packages))
 }
 
 #[cfg(test)]

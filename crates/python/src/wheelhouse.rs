@@ -635,24 +635,11 @@ fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<Lock, Wheelhous
         });
     }
     packages.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Lock {
-        file: LockFile {
-            path: report.to_path_buf(),
-            format: LockFormat::Pylock,
-        },
-        text,
-        requires_python: None,
-        packages,
-        root: None,
-        project: None,
-        environments: Vec::new(),
-        default_groups: Vec::new(),
-        recorded: None,
-        gradient_inputs: None,
-        gradient_requirements: None,
-        known_extras: None,
-        known_groups: None,
-    })
+    let file = LockFile {
+        path: report.to_path_buf(),
+        format: LockFormat::Pylock,
+    };
+    Ok(Lock::flat(file, text, packages))
 }
 
 async fn install_locked(
