@@ -158,6 +158,21 @@ fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
     assert!(text.contains("the target is offline"), "{text}");
     assert!(text.contains("the target has 3.9"), "{text}");
 
+    // An arm64 target: what this x86_64 host builds for its own machine does not fit.
+    assert_eq!(std::env::consts::ARCH, "x86_64", "these tests run on x86_64 hosts");
+    let output = advise("arm64,glibc2.99,docker,python3.11,pip", &[]);
+    let text = stdout(&output);
+    let frozen = text.lines().find(|l| l.contains(" frozen ")).unwrap();
+    assert!(
+        frozen.starts_with("no")
+            && frozen.contains("needs an x86_64 machine; the target is aarch64"),
+        "{text}"
+    );
+    assert!(
+        text.contains("best fit: gradient build --to wheel"),
+        "{text}"
+    );
+
     let output = advise("kubernetes", &[]);
     fails_with(
         &output,

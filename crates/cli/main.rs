@@ -242,7 +242,8 @@ struct AdviseArgs {
     #[arg(default_value = ".")]
     project: PathBuf,
     /// What the target machine has, comma separated or repeated: python3, python3.X, pip,
-    /// uv, glibc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum.
+    /// uv, glibc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum, and
+    /// its machine: x86_64 (amd64) or aarch64 (arm64).
     #[arg(long, value_delimiter = ',', value_name = "FACT,...")]
     has: Vec<String>,
     /// The target reaches no package index.

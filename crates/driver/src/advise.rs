@@ -7,7 +7,7 @@ use gradient_core::{python_satisfies, TargetNeeds, Tier};
 use serde::Serialize;
 
 /// What `--has` understands, for the help text and for the error on anything else.
-pub const KNOWN_FACTS: &str = "python, python3, python3.X, pip, pip3, uv, glibc, libc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum, zypper";
+pub const KNOWN_FACTS: &str = "python, python3, python3.X, pip, pip3, uv, glibc, libc, glibcX.Y, musl, docker, podman, containerd, dpkg, apt, rpm, dnf, yum, zypper, x86_64 (amd64), aarch64 (arm64)";
 
 /// What the target machine provides, as the user said.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct TargetFacts {
     pub container_engine: bool,
     /// `dpkg`, `rpm`.
     pub package_managers: Vec<String>,
+    /// The machine's architecture, `x86_64` or `aarch64`, when given.
+    pub machine: Option<String>,
     /// No package index is reachable from the target.
     pub offline: bool,
 }
@@ -58,6 +60,8 @@ impl TargetFacts {
                 "docker" | "podman" | "containerd" => facts.container_engine = true,
                 "dpkg" | "apt" => facts.package_managers.push("dpkg".into()),
                 "rpm" | "dnf" | "yum" | "zypper" => facts.package_managers.push("rpm".into()),
+                "x86_64" | "amd64" | "x86-64" => facts.machine = Some("x86_64".into()),
+                "aarch64" | "arm64" => facts.machine = Some("aarch64".into()),
                 _ => {
                     if let Some(version) = text.strip_prefix("python") {
                         facts.python = Some(Some(parse_xy(version).ok_or_else(unknown)?));
@@ -162,6 +166,18 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
             },
         }
     }
+    // An artifact bound to a platform runs only on that machine (the image as built for its
+    // platform; gradient builds for the host's).
+    if let (Some(platform), Some(machine)) = (&needs.platform, &facts.machine) {
+        match machine_of(platform) {
+            Some(built) if built != machine => {
+                missing.push(format!("an {built} machine; the target is {machine}"))
+            }
+            Some(built) => relies.push(format!("its {built} machine")),
+            // Not known before the build: say what it depends on.
+            None => relies.push(platform.clone()),
+        }
+    }
     if needs.container_engine {
         if facts.container_engine {
             relies.push("its container engine".into());
@@ -191,6 +207,22 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
         fits,
         reasons,
     }
+}
+
+/// The machine a platform (`linux_x86_64`, `manylinux_2_17_aarch64`, `linux/amd64`, or
+/// several joined by `|`) is bound to, when it names exactly one.
+fn machine_of(platform: &str) -> Option<&'static str> {
+    let mut machines = platform.split('|').map(|p| {
+        if p.ends_with("x86_64") || p.ends_with("/amd64") {
+            Some("x86_64")
+        } else if p.ends_with("aarch64") || p.ends_with("/arm64") {
+            Some("aarch64")
+        } else {
+            None
+        }
+    });
+    let first = machines.next()??;
+    machines.all(|m| m == Some(first)).then_some(first)
 }
 
 /// Whether Python `have` meets `wanted`: an exact `X.Y` (with anything after it, as in
@@ -362,6 +394,55 @@ mod tests {
         assert!(!advise(&facts, &[(Tier::Wheel, wheel.clone())])[0].fits);
         wheel.carries.dependencies = true;
         assert!(advise(&facts, &[(Tier::Wheel, wheel)])[0].fits);
+    }
+
+    #[test]
+    fn an_artifact_built_for_one_machine_does_not_fit_another() {
+        let mut frozen = needs(Tier::Frozen);
+        frozen.platform = Some("linux_x86_64".into());
+        let mut docker = needs(Tier::Docker);
+        docker.platform = Some("linux/amd64".into());
+        let mut zipapp = needs(Tier::Zipapp);
+        zipapp.platform = Some("the build's platform, if compiled code is inside".into());
+        let tiers = [
+            (Tier::Frozen, frozen),
+            (Tier::Docker, docker),
+            (Tier::Zipapp, zipapp),
+        ];
+        let has = |values: &[&str]| {
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            TargetFacts::parse(&values, false).unwrap()
+        };
+        let on_arm = advise(
+            &has(&["arm64", "glibc2.39", "docker", "python3.11"]),
+            &tiers,
+        );
+        let verdict =
+            |advice: &[Advice], tier| advice.iter().find(|a| a.tier == tier).unwrap().clone();
+        let frozen = verdict(&on_arm, Tier::Frozen);
+        assert!(!frozen.fits);
+        assert_eq!(
+            frozen.reasons,
+            ["needs an x86_64 machine; the target is aarch64"]
+        );
+        assert!(!verdict(&on_arm, Tier::Docker).fits);
+        assert!(
+            verdict(&on_arm, Tier::Zipapp).fits,
+            "a pure .pyz runs anywhere"
+        );
+        let on_x86 = advise(&has(&["amd64", "glibc2.39", "docker"]), &tiers);
+        let frozen = verdict(&on_x86, Tier::Frozen);
+        assert!(
+            frozen.fits && frozen.reasons[1].contains("its x86_64 machine"),
+            "{:?}",
+            frozen.reasons
+        );
+        assert!(verdict(&on_x86, Tier::Docker).fits);
+        assert_eq!(
+            machine_of("manylinux_2_17_aarch64|linux_aarch64"),
+            Some("aarch64")
+        );
+        assert_eq!(machine_of("linux_x86_64|linux_aarch64"), None);
     }
 
     #[test]
