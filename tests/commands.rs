@@ -61,6 +61,26 @@ fn doctor_reports_what_this_host_can_build() {
             .any(|l| l.starts_with("rpm") && l.contains("ready")),
         "{text}"
     );
+    // The platforms: the host's is built and runs natively; the other is not built, and
+    // runs only where an emulator is registered for it.
+    let line = |platform: &str| {
+        text.lines()
+            .find(|l| l.starts_with(platform))
+            .unwrap_or_default()
+    };
+    assert!(
+        line("linux/amd64").contains("yes (the host's)")
+            && line("linux/amd64").ends_with("natively"),
+        "{text}"
+    );
+    let arm = line("linux/arm64");
+    let emulated = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|t| t.starts_with("enabled"));
+    assert!(
+        arm.contains("no: this version builds for the host's platform only"),
+        "{text}"
+    );
+    assert_eq!(arm.contains("under emulation"), emulated, "{text}");
 }
 
 #[test]

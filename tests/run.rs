@@ -159,7 +159,11 @@ fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
     assert!(text.contains("the target has 3.9"), "{text}");
 
     // An arm64 target: what this x86_64 host builds for its own machine does not fit.
-    assert_eq!(std::env::consts::ARCH, "x86_64", "these tests run on x86_64 hosts");
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "these tests run on x86_64 hosts"
+    );
     let output = advise("arm64,glibc2.99,docker,python3.11,pip", &[]);
     let text = stdout(&output);
     let frozen = text.lines().find(|l| l.contains(" frozen ")).unwrap();

@@ -750,6 +750,26 @@ async fn doctor(python: Option<String>) -> ExitCode {
         rows.push([tier.to_string(), status]);
     }
     print!("{}", report::render(&rows));
+    println!();
+    let mut rows = vec![[
+        "PLATFORM".to_string(),
+        "BUILDS".to_string(),
+        "ITS PROGRAMS RUN HERE".to_string(),
+    ]];
+    for platform in &diagnosis.platforms {
+        rows.push([
+            platform.platform.clone(),
+            match platform.builds {
+                true => "yes (the host's)".to_string(),
+                false => "no: this version builds for the host's platform only".to_string(),
+            },
+            match &platform.runs {
+                Ok(how) => how.clone(),
+                Err(why) => format!("no: {why}"),
+            },
+        ]);
+    }
+    print!("{}", report::render(&rows));
     if diagnosis.interpreter.is_ok() {
         ExitCode::SUCCESS
     } else {

@@ -20,6 +20,52 @@ pub struct Diagnosis {
     pub installer: String,
     pub cache_root: String,
     pub tiers: Vec<(Tier, TierStatus)>,
+    /// The Linux platforms gradient knows, and what this host can do for each.
+    pub platforms: Vec<PlatformStatus>,
+}
+
+/// What this host can do for one platform.
+#[derive(Clone, Debug)]
+pub struct PlatformStatus {
+    /// `linux/amd64`, `linux/arm64`.
+    pub platform: String,
+    /// Whether this version of gradient builds its artifacts here: the host's own only.
+    pub builds: bool,
+    /// How its programs run here (natively, under emulation), or why they cannot: what a
+    /// smoke test of its artifacts would need.
+    pub runs: Result<String, String>,
+}
+
+/// The platforms gradient knows, with the machine name the kernel's emulators use.
+const PLATFORMS: [(&str, &str); 2] = [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")];
+
+/// Each known platform: built here or not, and whether its programs run here.
+fn platforms() -> Vec<PlatformStatus> {
+    let host = crate::plan::host_platform();
+    PLATFORMS
+        .iter()
+        .map(|(platform, machine)| {
+            let native = *platform == host;
+            let runs = if native {
+                Ok("natively".to_string())
+            } else {
+                // binfmt_misc's entry for the machine, as Debian's qemu-user-static names it.
+                let entry = format!("/proc/sys/fs/binfmt_misc/qemu-{machine}");
+                match std::fs::read_to_string(&entry) {
+                    Ok(text) if text.lines().next() == Some("enabled") => {
+                        Ok(format!("under emulation (binfmt_misc: qemu-{machine})"))
+                    }
+                    Ok(_) => Err(format!("its emulator is registered but disabled (`update-binfmts --enable qemu-{machine}`)")),
+                    Err(_) => Err("no emulator is registered (apt-get install qemu-user-static; mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable)".to_string()),
+                }
+            };
+            PlatformStatus {
+                platform: platform.to_string(),
+                builds: native,
+                runs,
+            }
+        })
+        .collect()
 }
 
 /// Look at the host, as a build's plan does (`crate::plan::survey_host`), with the
@@ -60,5 +106,6 @@ pub async fn diagnose(python: Option<&str>) -> Diagnosis {
         },
         cache_root: cache.display().to_string(),
         tiers,
+        platforms: platforms(),
     }
 }
