@@ -809,6 +809,30 @@ expect = "1.0"
     }
 
     #[test]
+    fn a_lock_setting_must_stay_inside_the_project() {
+        let with = |lock: &str| {
+            parse(&format!(
+                "[project]\nname = \"x\"\nversion = \"1\"\n[tool.gradient]\nlock = \"{lock}\"\n"
+            ))
+        };
+        assert_eq!(
+            with("locks/uv.lock").unwrap().config.lock.as_deref(),
+            Some("locks/uv.lock")
+        );
+        for outside in ["/etc/passwd", "../other/uv.lock", "a/../../b", ""] {
+            let err = with(outside).unwrap_err().to_string();
+            assert!(
+                err.starts_with("/p/pyproject.toml:5:1: `lock ="),
+                "{outside}: {err}"
+            );
+            assert!(
+                err.contains("is not a path inside the project folder"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn extras_must_name_declared_groups() {
         let with = |extras: &str| {
             parse(&format!(
