@@ -166,6 +166,26 @@ pub struct Tag {
     pub platform: String,
 }
 
+impl Tag {
+    /// Every tag a compressed tag set (`py2.py3-none-any`) stands for, sorted.
+    pub fn expand(python: &str, abi: &str, platform: &str) -> Vec<Tag> {
+        let mut tags = Vec::new();
+        for p in python.split('.') {
+            for a in abi.split('.') {
+                for pl in platform.split('.') {
+                    tags.push(Tag {
+                        python: p.into(),
+                        abi: a.into(),
+                        platform: pl.into(),
+                    });
+                }
+            }
+        }
+        tags.sort();
+        tags
+    }
+}
+
 impl std::fmt::Display for Tag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}-{}", self.python, self.abi, self.platform)

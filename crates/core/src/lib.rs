@@ -42,8 +42,8 @@ pub use ospackage::{
     PackageConfig, PackageFormat, PackageVersion, ServiceConfig,
 };
 pub use project::{
-    is_valid_name, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine, Project,
-    ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,
+    is_valid_name, line_column, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine,
+    Project, ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,
 };
 pub use redact::{redact, show_command};
 pub use specifier::{is_pep440_version, python_satisfies};

@@ -86,7 +86,13 @@ pub fn plan_lock(
         (None, None) => {
             let mut found = gradient_lock::discover(&project.root)?.into_iter();
             match found.next() {
-                Some(first) => (inside_project(project, first)?, found.collect()),
+                // The others are only compared; one leading outside is not read at all.
+                Some(first) => (
+                    inside_project(project, first)?,
+                    found
+                        .filter_map(|other| inside_project(project, other).ok())
+                        .collect(),
+                ),
                 None if options.locked => {
                     return Err(DriverError::NoLock {
                         project: project.root.clone(),

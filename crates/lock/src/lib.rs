@@ -586,18 +586,9 @@ impl LineIndex {
     }
 }
 
-/// The 1-based line and column of byte `offset` in `text`.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
-}
-
 /// A TOML error as an [`LockError::Invalid`] naming its line.
 pub(crate) fn toml_error(file: &LockFile, text: &str, err: toml::de::Error) -> LockError {
-    let (line, column) = line_column(text, err.span().map_or(0, |s| s.start));
+    let (line, column) = gradient_core::line_column(text, err.span().map_or(0, |s| s.start));
     LockError::Invalid {
         path: file.path.clone(),
         line,
@@ -607,7 +598,7 @@ pub(crate) fn toml_error(file: &LockFile, text: &str, err: toml::de::Error) -> L
 }
 
 /// The file name at the end of a URL (percent escapes left as they are).
-pub(crate) fn url_file_name(url: &str) -> Option<String> {
+pub fn url_file_name(url: &str) -> Option<String> {
     let path = url.split(['#', '?']).next()?;
     path.rsplit('/')
         .next()
@@ -616,7 +607,7 @@ pub(crate) fn url_file_name(url: &str) -> Option<String> {
 }
 
 /// The kind of a distribution file by its name.
-pub(crate) fn kind_of(name: &str) -> FileKind {
+pub fn kind_of(name: &str) -> FileKind {
     if name.ends_with(".whl") {
         FileKind::Wheel
     } else {

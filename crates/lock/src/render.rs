@@ -43,17 +43,11 @@ fn wheel_tags(file_name: &str) -> BTreeSet<String> {
     if parts.len() < 5 {
         return BTreeSet::new();
     }
-    let [python, abi, platform] =
-        [parts.len() - 3, parts.len() - 2, parts.len() - 1].map(|i| parts[i]);
-    let mut tags = BTreeSet::new();
-    for p in python.split('.') {
-        for a in abi.split('.') {
-            for pl in platform.split('.') {
-                tags.insert(format!("{p}-{a}-{pl}"));
-            }
-        }
-    }
-    tags
+    let n = parts.len();
+    gradient_core::Tag::expand(parts[n - 3], parts[n - 2], parts[n - 1])
+        .iter()
+        .map(|tag| tag.to_string())
+        .collect()
 }
 
 /// Whether a wheel (by its file name) can install on `env`'s platform and interpreter: a

@@ -604,11 +604,7 @@ fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<Lock, Wheelhous
             })
             .unwrap_or_default();
         let url = item["download_info"]["url"].as_str().map(str::to_string);
-        let file_name = url
-            .as_deref()
-            .and_then(|u| u.split(['#', '?']).next())
-            .and_then(|u| u.rsplit('/').next())
-            .map(str::to_string);
+        let file_name = url.as_deref().and_then(gradient_lock::url_file_name);
         packages.push(Package {
             version: item["metadata"]["version"]
                 .as_str()
@@ -617,11 +613,9 @@ fn lock_from_pip_report(report: &Path, app_name: &str) -> Result<Lock, Wheelhous
             marker: None,
             source: gradient_lock::Source::Index(None),
             files: vec![gradient_lock::LockedFile {
-                kind: if file_name.as_deref().is_some_and(|n| n.ends_with(".whl")) {
-                    gradient_lock::FileKind::Wheel
-                } else {
-                    gradient_lock::FileKind::Sdist
-                },
+                kind: file_name
+                    .as_deref()
+                    .map_or(gradient_lock::FileKind::Sdist, gradient_lock::kind_of),
                 name: file_name,
                 url,
                 size: None,

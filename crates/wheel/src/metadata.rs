@@ -145,20 +145,7 @@ pub fn parse_core_metadata(text: &str) -> CoreMetadata {
 
 /// Expand a compressed tag set (`py2.py3-none-any`) into every tag it stands for.
 pub fn expand_tags(python: &str, abi: &str, platform: &str) -> Vec<Tag> {
-    let mut tags = Vec::new();
-    for p in python.split('.') {
-        for a in abi.split('.') {
-            for pl in platform.split('.') {
-                tags.push(Tag {
-                    python: p.into(),
-                    abi: a.into(),
-                    platform: pl.into(),
-                });
-            }
-        }
-    }
-    tags.sort();
-    tags
+    Tag::expand(python, abi, platform)
 }
 
 /// Open a wheel and check it: file name, WHEEL tags, RECORD hashes and sizes.
