@@ -514,7 +514,20 @@ fn write_beside(plan: &Plan, records: &[ArtifactRecord], reporter: &dyn Reporter
         let Some(entry) = plan.entries.iter().find(|e| e.tier == record.tier) else {
             continue;
         };
-        for (name, bytes) in entry.backend.beside(&plan.out_dir.join(&record.file)) {
+        let artifact = plan.out_dir.join(&record.file);
+        // Taking a file out of the artifact means reading all of it (an rpm's payload is
+        // decompressed): done only when one beside it is missing or older than the artifact.
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let current = entry.backend.beside_names(&record.file).iter().all(|name| {
+            match (modified(&plan.out_dir.join(name)), modified(&artifact)) {
+                (Some(beside), Some(made)) => beside >= made,
+                _ => false,
+            }
+        });
+        if current {
+            continue;
+        }
+        for (name, bytes) in entry.backend.beside(&artifact) {
             let path = plan.out_dir.join(&name);
             if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
                 continue;
