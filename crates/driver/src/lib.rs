@@ -21,7 +21,7 @@ pub mod merge;
 pub mod peers;
 pub mod plan;
 pub mod project_lock;
-mod publish;
+pub mod publish;
 pub mod registry;
 pub mod report;
 mod run;

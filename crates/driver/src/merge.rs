@@ -103,7 +103,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
     // Each file once: (name, sha256, the folder it comes from).
     let mut files: Vec<(String, String, PathBuf)> = Vec::new();
     for dir in dirs {
-        let manifest = read(dir)?;
+        let manifest = read_manifest(dir)?;
         warn_of_unknown_tiers(dir, &manifest);
         let listed: Vec<(String, String)> = manifest
             .listed_files()
@@ -205,7 +205,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
     Ok(manifest)
 }
 
-fn read(dir: &Path) -> Result<Manifest, MergeError> {
+/// Read the manifest of an output folder written by this gradient's schema version,
+/// refusing one that lists a file outside its folder.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, MergeError> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&path).map_err(|source| MergeError::Missing {
         dir: dir.to_path_buf(),

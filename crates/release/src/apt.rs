@@ -1,0 +1,1 @@
+//! An apt repository in the output folder: `Packages`, `Release`, a signed `InRelease`.

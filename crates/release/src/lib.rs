@@ -1,0 +1,28 @@
+//! gradient's release step: take an output folder that `gradient build` wrote, check every
+//! file against its manifest, and hand the artifacts on to where their users fetch them —
+//! an image registry, a package index, apt and yum repositories in the folder — signed and
+//! with provenance; and check all of that again, offline, with `gradient verify`.
+//!
+//! Each destination is a module of its own; [`keys`] holds the two kinds of signing key
+//! (OpenPGP for what Debian and RPM tooling checks, ECDSA P-256 for images and
+//! attestations, in the formats cosign reads).
+
+pub mod apt;
+pub mod folder;
+pub mod index;
+pub mod keys;
+pub mod registry;
+pub mod yum;
+
+/// What a destination did with one thing it was given: sent it, or found it already there.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Sent {
+    /// What was sent (`sampleapp-1.2.3-py3-none-any.whl`, `image sampleapp:1.2.3`).
+    pub what: String,
+    /// Where it went (a URL or a path), without credentials.
+    pub to: String,
+    /// The digest the destination acknowledged (or that it already held).
+    pub digest: String,
+    /// False when the destination already had it and nothing was sent.
+    pub sent: bool,
+}

@@ -1,0 +1,1 @@
+//! Images to a registry over the OCI distribution API, without a daemon.

@@ -1,0 +1,1 @@
+//! A yum/dnf repository in the output folder: `repodata/` with a signed `repomd.xml`.
