@@ -18,6 +18,7 @@ mod lock;
 mod ospkg;
 mod plan;
 mod report;
+mod repositories;
 mod run;
 mod secrets;
 mod signals;

@@ -215,3 +215,76 @@ pub fn docker_engine() -> bool {
     }
     answers
 }
+
+/// Whether this process may chroot (root) and make a Debian root (mmdebstrap): a test
+/// that installs into a clean root needs both; missing is a failure in CI, a skip elsewhere.
+pub fn can_chroot() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the install tests as root"
+        );
+        eprintln!("skipping: installing into a chroot needs root");
+    }
+    root && require("mmdebstrap")
+}
+
+static DEBIAN_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A clean Debian root with python3 and adduser, as a tarball made once with mmdebstrap
+/// (kept in the target folder between test runs).
+pub fn debian_root_tarball() -> PathBuf {
+    let _one_at_a_time = DEBIAN_ROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let cached = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-root.tar");
+    if !cached.exists() {
+        // mmdebstrap writes a tarball because of the name's `.tar`.
+        let partial = cached.with_extension("partial.tar");
+        let sources = std::fs::File::open("/etc/apt/sources.list.d/debian.sources")
+            .or_else(|_| std::fs::File::open("/etc/apt/sources.list"))
+            .expect("this machine's Debian sources, to make a clean root from");
+        let output = run(Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=minbase",
+                "--include=python3,adduser",
+                "bookworm",
+            ])
+            .arg(&partial)
+            .arg("-")
+            .stdin(sources));
+        assert!(output.status.success(), "mmdebstrap made the Debian root");
+        std::fs::rename(&partial, &cached).unwrap();
+    }
+    cached
+}
+
+/// A fresh copy of the clean Debian root in `dir`.
+pub fn fresh_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let output = run(Command::new("tar")
+        .arg("-xf")
+        .arg(debian_root_tarball())
+        .arg("-C")
+        .arg(&root));
+    assert!(output.status.success());
+    root
+}
+
+/// `chroot ROOT ARGS` with the root's own /proc mounted, as on a booted system (the
+/// loader finds `$ORIGIN` through /proc/self/exe).
+pub fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
+    run(Command::new("unshare")
+        .args(["--mount", "--pid", "--fork"])
+        .arg(format!("--mount-proc={}", root.join("proc").display()))
+        .arg("chroot")
+        .arg(root)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8"))
+}

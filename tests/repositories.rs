@@ -1,0 +1,350 @@
+//! The release step's own destinations, each checked by the tools its users run: the wheel
+//! and sdist uploaded to a real `pypiserver` on 127.0.0.1 and installed from it with pip;
+//! the apt repository verified with gpg and installed from with apt-get in a clean Debian
+//! root; the yum repository read by createrepo_c's own output, gpg and dnf.
+//!
+//! The sample is built once per test run (sdist, wheel, deb, rpm) into one folder the tests
+//! share; each test writes its repositories into a folder of its own.
+
+use crate::util::*;
+use gradient_release::folder::Folder;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The sample's sdist, wheel, deb and rpm, built once per test run (at a fixed source date).
+fn sample_folder() -> &'static Path {
+    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("repositories-sample-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let output = run(gradient()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--to", "sdist,wheel,deb,rpm", "--no-smoke"])
+            .arg(fixture("sampleapp"))
+            .arg("--out")
+            .arg(&out));
+        assert!(output.status.success(), "the sample builds");
+        out
+    })
+}
+
+/// A copy of the sample's folder (the repositories are written into it, as into a user's).
+fn sample_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(sample_folder()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something answers on `port`.
+fn wait_for(port: u16, child: &mut Child) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited before it listened: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child process ended when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A venv with pypiserver (and passlib, bcrypt for its htpasswd file), made once and kept
+/// in the target folder between runs; `None` (a skip, or a failure where tools are
+/// required) when it cannot be installed.
+fn pypiserver_venv() -> Option<PathBuf> {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pypiserver-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import pypiserver, passlib, bcrypt"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&python) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let made = run(Command::new(host_python()).args(["-m", "venv"]).arg(&venv));
+        // passlib 1.7.4 (the last) breaks on bcrypt from 4.1 on.
+        let installed = made.status.success()
+            && run(Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "pypiserver",
+                "passlib",
+                "bcrypt<4.1",
+            ]))
+            .status
+            .success();
+        if !installed || !ready(&python) {
+            assert!(
+                std::env::var_os("CI").is_none()
+                    && std::env::var("GRADIENT_REQUIRE_CHECKERS").map_or(true, |v| v != "1"),
+                "CI (and GRADIENT_REQUIRE_CHECKERS=1) must be able to pip-install pypiserver"
+            );
+            eprintln!("skipping: pypiserver cannot be installed");
+            return None;
+        }
+    }
+    Some(venv)
+}
+
+/// A pypiserver on 127.0.0.1 serving `packages`, uploads allowed to `user`:`password`;
+/// the sample's dependencies (click, msgpack) are put there first, so that pip installs
+/// from this index alone.
+struct Pypiserver {
+    port: u16,
+    packages: PathBuf,
+    _process: Running,
+}
+
+impl Pypiserver {
+    fn start(venv: &Path, dir: &Path, user: &str, password: &str) -> Pypiserver {
+        let packages = dir.join("packages");
+        std::fs::create_dir_all(&packages).unwrap();
+        let wheelhouse = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pypiserver-deps");
+        if !wheelhouse.join("done").exists() {
+            let downloaded = run(Command::new(venv.join("bin/pip"))
+                .args(["download", "--quiet", "--only-binary", ":all:", "-d"])
+                .arg(&wheelhouse)
+                .args(["click>=8.1", "msgpack>=1.0"]));
+            assert!(
+                downloaded.status.success(),
+                "the sample's dependencies download"
+            );
+            std::fs::write(wheelhouse.join("done"), "").unwrap();
+        }
+        for entry in std::fs::read_dir(&wheelhouse).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "whl") {
+                std::fs::copy(&path, packages.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let htpasswd = dir.join("htpasswd");
+        // The password goes in on stdin, not on a command line.
+        let made = Command::new(venv.join("bin/python"))
+            .args([
+                "-c",
+                "import sys\nfrom passlib.apache import HtpasswdFile\nh = HtpasswdFile(sys.argv[1], new=True, default_scheme='bcrypt')\nh.set_password(sys.argv[2], sys.stdin.read())\nh.save()",
+            ])
+            .arg(&htpasswd)
+            .arg(user)
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(password.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(made.status.success(), "the htpasswd file is written");
+        let port = free_port();
+        let mut child = Command::new(venv.join("bin/pypi-server"))
+            .args(["run", "--interface", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--passwords")
+            .arg(&htpasswd)
+            .args(["--authenticate", "update", "--disable-fallback"])
+            .arg(&packages)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("pypiserver.log")).unwrap())
+            .spawn()
+            .expect("pypi-server starts");
+        wait_for(port, &mut child);
+        Pypiserver {
+            port,
+            packages,
+            _process: Running(child),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+#[test]
+fn wheel_and_sdist_upload_to_pypiserver_once_and_pip_installs_the_app_from_it() {
+    let Some(venv) = pypiserver_venv() else {
+        return;
+    };
+    use gradient_release::index::{plan, upload, Credentials, IndexError, IndexOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let password = "correct-horse-battery-staple-7";
+    let server = Pypiserver::start(&venv, dir.path(), "alice", password);
+    let folder = Folder::open(sample_folder()).unwrap();
+    let recorded = |file: &str| {
+        folder
+            .manifest
+            .artifacts
+            .iter()
+            .find(|a| a.file == file)
+            .unwrap()
+            .sha256
+            .clone()
+    };
+    let rt = runtime();
+    let options = |user: &str, password: &str| IndexOptions {
+        credentials: Some(Credentials::new(user, password)),
+        ..IndexOptions::default()
+    };
+
+    // The dry run says what would go where, and sends nothing.
+    let planned = plan(&folder, &server.url(), &options("alice", password)).unwrap();
+    let planned: Vec<String> = planned.iter().map(|p| p.to_string()).collect();
+    assert_eq!(planned.len(), 2, "{planned:#?}");
+    assert!(planned[0].starts_with(&format!(
+        "would upload sampleapp-1.2.3.tar.gz (sdist, sha256 {}) to {}",
+        recorded("sampleapp-1.2.3.tar.gz"),
+        server.url()
+    )));
+    assert!(planned[1].contains("sampleapp-1.2.3-py3-none-any.whl (bdist_wheel"));
+
+    // A wrong password: the server's refusal, and no password anywhere in what is said.
+    let wrong = "not-the-password-9183";
+    let refused = rt
+        .block_on(upload(&folder, &server.url(), &options("alice", wrong)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            IndexError::Refused {
+                status: 401 | 403,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let said = format!(
+        "{refused}\n{refused:?}\n{}",
+        gradient_core::Hint::hint(&refused).unwrap_or_default()
+    );
+    eprintln!("{said}");
+    assert!(said.contains(&server.url()) && said.contains("sampleapp-1.2.3.tar.gz"));
+    assert!(!said.contains(wrong) && !said.contains(password), "{said}");
+    assert!(listing(&server.packages)
+        .iter()
+        .all(|f| !f.starts_with("sampleapp")));
+
+    // A URL carrying credentials is refused before anything is sent, without them.
+    let with_credentials = format!("http://alice:{password}@127.0.0.1:{}/", server.port);
+    let refused = rt
+        .block_on(upload(&folder, &with_credentials, &IndexOptions::default()))
+        .unwrap_err();
+    assert!(matches!(refused, IndexError::Url { .. }), "{refused:?}");
+    assert!(!format!("{refused} {refused:?}").contains(password));
+
+    // Sent, each acknowledged with the sha256 the index lists.
+    let sent = rt
+        .block_on(upload(&folder, &server.url(), &options("alice", password)))
+        .unwrap();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    for record in &sent {
+        assert!(record.sent, "{record:?}");
+        assert_eq!(record.digest, format!("sha256:{}", recorded(&record.what)));
+        assert_eq!(record.to, server.url());
+        assert_eq!(
+            sha256_file(&server.packages.join(&record.what)),
+            recorded(&record.what),
+            "the index holds the very bytes"
+        );
+    }
+
+    // A rerun sends nothing, and says what the index holds.
+    let again = rt
+        .block_on(upload(&folder, &server.url(), &options("alice", password)))
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    for (record, first) in again.iter().zip(&sent) {
+        assert!(!record.sent, "{record:?}");
+        assert_eq!(record.digest, first.digest);
+    }
+
+    // A different file under a name the index holds: refused, the index never replaces one.
+    let changed = sample_copy();
+    let sdist = changed.path().join("sampleapp-1.2.3.tar.gz");
+    let mut manifest = read_json(&changed.path().join("gradient-manifest.json"));
+    let mut bytes = std::fs::read(&sdist).unwrap();
+    // Bytes after the gzip member: the same metadata, another sha256.
+    bytes.extend_from_slice(&[0; 512]);
+    std::fs::write(&sdist, &bytes).unwrap();
+    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
+        if artifact["file"] == "sampleapp-1.2.3.tar.gz" {
+            artifact["sha256"] = sha256_file(&sdist).into();
+            artifact["size"] = bytes.len().into();
+        }
+    }
+    std::fs::write(
+        changed.path().join("gradient-manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let changed_folder = Folder::open(changed.path()).unwrap();
+    let conflict = rt
+        .block_on(upload(
+            &changed_folder,
+            &server.url(),
+            &options("alice", password),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(conflict, IndexError::Conflict { .. }),
+        "{conflict:?}"
+    );
+
+    // pip installs the app from this index alone, into a venv of its own, and it runs.
+    let target = dir.path().join("venv");
+    assert!(run(Command::new(host_python())
+        .args(["-m", "venv"])
+        .arg(&target))
+    .status
+    .success());
+    let installed = run(Command::new(target.join("bin/pip"))
+        .args(["install", "--no-cache-dir", "--isolated", "--index-url"])
+        .arg(format!("{}simple/", server.url()))
+        .arg("sampleapp==1.2.3")
+        .env_remove("PIP_INDEX_URL")
+        .env_remove("PIP_EXTRA_INDEX_URL")
+        .env_remove("PIP_FIND_LINKS"));
+    assert!(installed.status.success(), "pip installs from the index");
+    let ran = run(Command::new(target.join("bin/sampleapp")).args(["greet", "X"]));
+    assert!(ran.status.success());
+    assert_eq!(stdout(&ran).trim(), "Hello, X!");
+}
