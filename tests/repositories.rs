@@ -348,3 +348,225 @@ fn wheel_and_sdist_upload_to_pypiserver_once_and_pip_installs_the_app_from_it() 
     assert!(ran.status.success());
     assert_eq!(stdout(&ran).trim(), "Hello, X!");
 }
+
+/// A signing key made for the test with gpg in a GNUPGHOME of its own: the armoured secret
+/// key (what `--key` takes) and the armoured public key, as files in `dir`.
+fn test_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let home = dir.join("gnupg-maker");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let output = run(Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args));
+        assert!(output.status.success(), "gpg {args:?}");
+        output.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Gradient Test Release <release@gradient.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let secret = dir.join("release-key.asc");
+    let public = dir.join("release-key.pub.asc");
+    std::fs::write(
+        &secret,
+        gpg(&[
+            "--armor",
+            "--export-secret-keys",
+            "release@gradient.invalid",
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        &public,
+        gpg(&["--armor", "--export", "release@gradient.invalid"]),
+    )
+    .unwrap();
+    (secret, public)
+}
+
+/// `gpg --verify ARGS` against `public` alone (a GNUPGHOME that holds nothing else).
+fn gpg_verifies(dir: &Path, public: &Path, args: &[&Path]) -> bool {
+    let home = tempfile::tempdir_in(dir).unwrap();
+    let gpg = || {
+        let mut command = Command::new("gpg");
+        command.env("GNUPGHOME", home.path()).arg("--batch");
+        command
+    };
+    assert!(run(gpg().arg("--import").arg(public)).status.success());
+    let verified = run(gpg().arg("--verify").args(args));
+    verified.status.success() && stderr(&verified).contains("Good signature")
+}
+
+#[test]
+fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debian_root() {
+    if !require("gpg") {
+        return;
+    }
+    use gradient_release::{apt, keys::SigningKeys};
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = test_key(dir.path());
+    let keys = SigningKeys::load(&[secret]).unwrap();
+    let out = sample_copy();
+    let folder = Folder::open(out.path()).unwrap();
+
+    let repository = apt::write(&folder, out.path(), keys.pgp.as_ref()).unwrap();
+    let repo = out.path().join("apt");
+    assert_eq!(repository.dir, repo);
+    assert_eq!(
+        repository.files,
+        [
+            "InRelease",
+            "Packages",
+            "Packages.gz",
+            "Release",
+            "Release.gpg",
+            "sampleapp-archive-keyring.asc",
+            "sampleapp_1.2.3-1_amd64.deb",
+        ]
+    );
+    assert_eq!(
+        repository.signed_by,
+        keys.pgp.as_ref().map(|k| k.fingerprint())
+    );
+    assert!(repository.sent.iter().all(|s| s.sent));
+    let packages = std::fs::read_to_string(repo.join("Packages")).unwrap();
+    let deb = repo.join("sampleapp_1.2.3-1_amd64.deb");
+    for line in [
+        "Package: sampleapp\n".to_string(),
+        "Version: 1.2.3-1\n".into(),
+        "Filename: sampleapp_1.2.3-1_amd64.deb\n".into(),
+        format!("SHA256: {}\n", sha256_file(&deb)),
+        format!("Size: {}\n", std::fs::metadata(&deb).unwrap().len()),
+    ] {
+        assert!(packages.contains(&line), "{line} in:\n{packages}");
+    }
+    let release = std::fs::read_to_string(repo.join("Release")).unwrap();
+    assert!(
+        release.contains("Date: Tue, 14 Nov 2023 22:13:20 UTC\n"),
+        "{release}"
+    );
+    assert!(release.contains(&format!(
+        " {} {} Packages\n",
+        sha256_file(&repo.join("Packages")),
+        packages.len()
+    )));
+
+    // gpg, with only the published key, holds both signatures.
+    let keyring = repo.join("sampleapp-archive-keyring.asc");
+    assert!(gpg_verifies(
+        dir.path(),
+        &keyring,
+        &[&repo.join("InRelease")]
+    ));
+    assert!(gpg_verifies(
+        dir.path(),
+        &keyring,
+        &[&repo.join("Release.gpg"), &repo.join("Release")]
+    ));
+    assert!(gpg_verifies(
+        dir.path(),
+        &public,
+        &[&repo.join("InRelease")]
+    ));
+
+    // A rerun of the same folder leaves the repository as it is.
+    let again = apt::write(&folder, out.path(), keys.pgp.as_ref()).unwrap();
+    assert!(again.sent.iter().all(|s| !s.sent));
+    assert_eq!(
+        std::fs::read(repo.join("InRelease")).unwrap(),
+        std::fs::read(repository.dir.join("InRelease")).unwrap()
+    );
+
+    // Without a key: unsigned, and it says so.
+    let unsigned_out = sample_copy();
+    let unsigned = apt::write(
+        &Folder::open(unsigned_out.path()).unwrap(),
+        unsigned_out.path(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(unsigned.signed_by, None);
+    assert!(!unsigned
+        .files
+        .iter()
+        .any(|f| f == "InRelease" || f.ends_with(".asc")));
+    assert!(unsigned.notes.iter().any(|n| n.contains("unsigned")));
+
+    if !can_chroot() {
+        return;
+    }
+    let root = fresh_root(dir.path());
+    let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
+    let _ = std::fs::remove_dir_all(root.join("etc/apt/sources.list.d"));
+    std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).unwrap();
+    std::fs::create_dir_all(root.join("etc/apt/keyrings")).unwrap();
+    std::fs::copy(
+        &keyring,
+        root.join("etc/apt/keyrings/sampleapp-archive-keyring.asc"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/apt/sources.list.d/sampleapp.list"),
+        "deb [signed-by=/etc/apt/keyrings/sampleapp-archive-keyring.asc] file:/srv/repo ./\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    assert!(run(Command::new("cp")
+        .arg("-a")
+        .arg(&repo)
+        .arg(root.join("srv/repo")))
+    .status
+    .success());
+    let updated = chroot(&root, &["apt-get", "update"]);
+    assert!(
+        updated.status.success(),
+        "apt-get update reads the repository"
+    );
+    let said = format!("{}{}", stdout(&updated), stderr(&updated));
+    assert!(!said.contains("W:") && !said.contains("E:"), "{said}");
+    let installed = chroot(&root, &["apt-get", "install", "-y", "sampleapp"]);
+    assert!(
+        installed.status.success(),
+        "apt-get install from the repository"
+    );
+    let ran = chroot(&root, &["sampleapp", "greet", "X"]);
+    assert!(ran.status.success());
+    assert_eq!(stdout(&ran).trim(), "Hello, X!");
+
+    // A Packages index changed after signing: apt refuses it (the hashes the signed
+    // Release holds no longer match), so the signature covers the packages.
+    let served = root.join("srv/repo");
+    let mut tampered = std::fs::read_to_string(served.join("Packages")).unwrap();
+    tampered = tampered.replace(
+        "Package: sampleapp\n",
+        "Package: sampleapp\nEssential: yes\n",
+    );
+    std::fs::write(served.join("Packages"), &tampered).unwrap();
+    std::fs::write(served.join("Packages.gz"), {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(tampered.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    })
+    .unwrap();
+    assert!(run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("rm -rf {}/var/lib/apt/lists/*", root.display())))
+    .status
+    .success());
+    let refused = chroot(&root, &["apt-get", "update"]);
+    let said = format!("{}{}", stdout(&refused), stderr(&refused));
+    assert!(
+        !refused.status.success(),
+        "apt-get update refuses a tampered index:\n{said}"
+    );
+    assert!(
+        said.contains("Hash Sum mismatch") || said.contains("hash"),
+        "{said}"
+    );
+}

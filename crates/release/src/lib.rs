@@ -12,6 +12,7 @@ pub mod folder;
 pub mod index;
 pub mod keys;
 pub mod registry;
+pub mod repo;
 pub mod yum;
 
 /// What a destination did with one thing it was given: sent it, or found it already there.
