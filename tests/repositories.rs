@@ -570,3 +570,181 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
         "{said}"
     );
 }
+
+/// The package fields of a repodata file (primary, filelists or other), parsed with
+/// Python's XML parser into JSON: each package's elements and attributes, but the file's
+/// time stamp (createrepo_c takes the file's mtime, gradient the source date).
+fn repodata_fields(file: &Path) -> serde_json::Value {
+    let script = r#"
+import gzip, json, sys, xml.etree.ElementTree as ET
+def strip(tag): return tag.split('}')[-1]
+def walk(e):
+    attrs = {k: v for k, v in e.attrib.items() if not (strip(e.tag) == 'time' and k == 'file')}
+    return [strip(e.tag), attrs, (e.text or '').strip(), [walk(c) for c in e]]
+root = ET.fromstring(gzip.open(sys.argv[1]).read())
+json.dump([walk(p) for p in root], sys.stdout)
+"#;
+    let output = run(Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(file));
+    assert!(output.status.success(), "{} parses as XML", file.display());
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The file `repomd.xml` names for `kind`.
+fn repomd_location(repo: &Path, kind: &str) -> PathBuf {
+    let repomd = std::fs::read_to_string(repo.join("repodata/repomd.xml")).unwrap();
+    let at = repomd.find(&format!("<data type=\"{kind}\">")).unwrap();
+    let href = &repomd[at..];
+    let start = href.find("href=\"").unwrap() + 6;
+    let end = start + href[start..].find('"').unwrap();
+    repo.join(&href[start..end])
+}
+
+#[test]
+fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
+    if !require("gpg") || !require("createrepo_c") {
+        return;
+    }
+    use gradient_release::{keys::SigningKeys, yum};
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = test_key(dir.path());
+    let keys = SigningKeys::load(&[secret]).unwrap();
+    let out = sample_copy();
+    let folder = Folder::open(out.path()).unwrap();
+
+    let repository = yum::write(&folder, out.path(), keys.pgp.as_ref()).unwrap();
+    let repo = out.path().join("yum");
+    assert_eq!(
+        repository.files,
+        [
+            "RPM-GPG-KEY-sampleapp",
+            "repodata/filelists.xml.gz",
+            "repodata/other.xml.gz",
+            "repodata/primary.xml.gz",
+            "repodata/repomd.xml",
+            "repodata/repomd.xml.asc",
+            "sampleapp-1.2.3-1.x86_64.rpm",
+        ]
+    );
+    let key = repo.join("RPM-GPG-KEY-sampleapp");
+    assert!(gpg_verifies(
+        dir.path(),
+        &key,
+        &[
+            &repo.join("repodata/repomd.xml.asc"),
+            &repo.join("repodata/repomd.xml")
+        ]
+    ));
+    let repomd = std::fs::read_to_string(repo.join("repodata/repomd.xml")).unwrap();
+    assert!(
+        repomd.contains("<revision>1700000000</revision>"),
+        "{repomd}"
+    );
+    for kind in ["primary", "filelists", "other"] {
+        let file = repomd_location(&repo, kind);
+        assert!(repomd.contains(&format!(
+            "<checksum type=\"sha256\">{}</checksum>",
+            sha256_file(&file)
+        )));
+    }
+
+    // createrepo_c, on the same rpm, describes the package the same way.
+    let theirs = dir.path().join("createrepo");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::copy(
+        repo.join("sampleapp-1.2.3-1.x86_64.rpm"),
+        theirs.join("sampleapp-1.2.3-1.x86_64.rpm"),
+    )
+    .unwrap();
+    let made = run(Command::new("createrepo_c")
+        .args(["--no-database", "--quiet"])
+        .arg(&theirs));
+    assert!(made.status.success());
+    for kind in ["primary", "filelists", "other"] {
+        assert_eq!(
+            repodata_fields(&repomd_location(&repo, kind)),
+            repodata_fields(&repomd_location(&theirs, kind)),
+            "{kind}.xml as createrepo_c writes it"
+        );
+    }
+
+    // A rerun leaves it as it is.
+    let again = yum::write(&folder, out.path(), keys.pgp.as_ref()).unwrap();
+    assert!(again.sent.iter().all(|s| !s.sent));
+
+    if !require("dnf") {
+        return;
+    }
+    // dnf, checking repomd.xml's signature with the published key, finds the package and
+    // downloads it through the repository's checksums.
+    let dnf = |repo: &Path, args: &[&str]| {
+        let root = tempfile::tempdir_in(dir.path()).unwrap();
+        run(Command::new("dnf")
+            .arg(format!("--installroot={}", root.path().display()))
+            .arg(format!("--setopt=cachedir={}/cache", root.path().display()))
+            .args([
+                "--releasever=12",
+                "--assumeyes",
+                "--setopt=reposdir=/dev/null",
+                "--setopt=gradient.gpgcheck=0",
+                "--setopt=gradient.repo_gpgcheck=1",
+            ])
+            .arg(format!("--repofrompath=gradient,file://{}", repo.display()))
+            .arg(format!(
+                "--setopt=gradient.gpgkey=file://{}",
+                repo.join("RPM-GPG-KEY-sampleapp").display()
+            ))
+            .args(["--repo=gradient"])
+            .args(args))
+    };
+    let query = dnf(
+        &repo,
+        &["repoquery", "--qf", "%{name} %{evr} %{arch}", "sampleapp"],
+    );
+    assert!(query.status.success());
+    assert!(
+        stdout(&query).contains("sampleapp 1.2.3-1 x86_64"),
+        "{}",
+        stdout(&query)
+    );
+    let downloads = dir.path().join("downloads");
+    let downloaded = dnf(
+        &repo,
+        &[
+            "download",
+            &format!("--destdir={}", downloads.display()),
+            "sampleapp",
+        ],
+    );
+    assert!(downloaded.status.success());
+    assert_eq!(
+        sha256_file(&downloads.join("sampleapp-1.2.3-1.x86_64.rpm")),
+        sha256_file(&repo.join("sampleapp-1.2.3-1.x86_64.rpm"))
+    );
+
+    // An install into an empty root gets as far as the dependencies the repository lists:
+    // there is no glibc to be had there (an rpm distribution's repository would have it).
+    let install = dnf(&repo, &["install", "sampleapp"]);
+    let said = format!("{}{}", stdout(&install), stderr(&install));
+    assert!(!install.status.success());
+    assert!(
+        said.contains("nothing provides glibc >= 2.36 needed by sampleapp-1.2.3-1.x86_64"),
+        "{said}"
+    );
+
+    // repomd.xml changed after signing: dnf refuses the repository.
+    let tampered = dir.path().join("tampered");
+    assert!(run(Command::new("cp").arg("-a").arg(&repo).arg(&tampered))
+        .status
+        .success());
+    let repomd_path = tampered.join("repodata/repomd.xml");
+    let text = std::fs::read_to_string(&repomd_path).unwrap();
+    std::fs::write(&repomd_path, text.replace("<revision>", "<revision>1")).unwrap();
+    let refused = dnf(&tampered, &["repoquery", "sampleapp"]);
+    assert!(
+        !stdout(&refused).contains("sampleapp"),
+        "dnf refuses a repomd.xml whose signature does not hold"
+    );
+    assert!(stderr(&refused).contains("repomd.xml GPG signature verification error"));
+}
