@@ -401,6 +401,10 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         cache_dir: None,
         entry: args.entry.clone(),
         lock: args.lock.options(),
+        // The program as `gradient`, not the path it was started from.
+        command: std::iter::once("gradient".to_string())
+            .chain(std::env::args().skip(1))
+            .collect(),
     }
 }
 
