@@ -197,6 +197,10 @@ impl SigningKeys {
                 reason: "no OpenPGP secret key and no ECDSA P-256 private key in it".into(),
             });
         }
+        // A wrong passphrase is found now, before anything is signed or sent.
+        if let Some(pgp) = &keys.pgp {
+            pgp.detached(b"")?;
+        }
         Ok(keys)
     }
 
