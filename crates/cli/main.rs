@@ -260,6 +260,10 @@ struct PublishArgs {
     /// The output folder of a build, with its gradient-manifest.json.
     #[arg(default_value = "dist")]
     dir: PathBuf,
+    /// The project whose `[tool.gradient.publish]` names the destinations and keys
+    /// [default: the folder's parent, when it is the project the manifest names].
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
     #[command(flatten)]
     release: ReleaseArgs,
     /// Print what was sent as JSON instead of the table.
@@ -432,7 +436,20 @@ async fn stop_signal() -> (&'static str, u8) {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet).await,
-        Command::Publish(args) => publish(&args.dir, &args.release, args.json, cli.quiet).await,
+        Command::Publish(args) => {
+            let project = args
+                .project
+                .clone()
+                .or_else(|| args.dir.parent().map(PathBuf::from));
+            publish(
+                &args.dir,
+                project.as_deref(),
+                &args.release,
+                args.json,
+                cli.quiet,
+            )
+            .await
+        }
         Command::Verify(args) => verify(args),
         Command::Compare(args) => compare(args, cli.quiet).await,
         Command::Report(args) => merge_reports(args),
@@ -606,11 +623,24 @@ async fn build(command: BuildCommandArgs, quiet: bool) -> ExitCode {
     if !command.publish || built != ExitCode::SUCCESS {
         return built;
     }
-    publish(&outcome.out_dir, &command.release, false, quiet).await
+    publish(
+        &outcome.out_dir,
+        Some(&args.project),
+        &command.release,
+        false,
+        quiet,
+    )
+    .await
 }
 
 /// `gradient publish`, and `build --publish` once the build is done.
-async fn publish(dir: &std::path::Path, args: &ReleaseArgs, json: bool, quiet: bool) -> ExitCode {
+async fn publish(
+    dir: &std::path::Path,
+    project: Option<&std::path::Path>,
+    args: &ReleaseArgs,
+    json: bool,
+    quiet: bool,
+) -> ExitCode {
     use gradient_release::{folder::Folder, keys::SigningKeys, publish};
     let folder = match Folder::open(dir) {
         Ok(folder) => folder,
@@ -619,7 +649,29 @@ async fn publish(dir: &std::path::Path, args: &ReleaseArgs, json: bool, quiet: b
             return ExitCode::from(2);
         }
     };
-    let keys = match SigningKeys::load(&args.key) {
+    // `[tool.gradient.publish]` of the folder's project, under the flags.
+    let (config, project_dir) = match project
+        .filter(|p| p.join(gradient_core::PYPROJECT).is_file())
+        .map(|p| (gradient_core::Project::load(p), p))
+    {
+        Some((Ok(loaded), dir))
+            if loaded.name.as_deref().map(gradient_core::normalize_name)
+                == Some(gradient_core::normalize_name(&folder.manifest.project.name)) =>
+        {
+            (loaded.config.publish, dir.to_path_buf())
+        }
+        Some((Err(err), _)) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+        _ => (Default::default(), PathBuf::new()),
+    };
+    let key_files: Vec<PathBuf> = if args.key.is_empty() {
+        config.key.iter().map(|k| project_dir.join(k)).collect()
+    } else {
+        args.key.clone()
+    };
+    let keys = match SigningKeys::load(&key_files) {
         Ok(keys) => keys,
         Err(err) => {
             print_error(&err);
@@ -627,9 +679,9 @@ async fn publish(dir: &std::path::Path, args: &ReleaseArgs, json: bool, quiet: b
         }
     };
     let options = publish::PublishOptions {
-        image: args.image.clone(),
-        index: args.index.clone(),
-        repositories: !args.no_repositories,
+        image: args.image.clone().or(config.image),
+        index: args.index.clone().or(config.index),
+        repositories: !args.no_repositories && config.repositories.unwrap_or(true),
         keys,
         dry_run: args.dry_run,
         insecure: args.insecure,
