@@ -14,6 +14,7 @@ pub mod keys;
 pub mod provenance;
 pub mod publish;
 pub mod registry;
+pub mod rpmsign;
 pub mod sign;
 pub mod verify;
 pub mod yum;
@@ -38,6 +39,11 @@ pub enum ReleaseError {
     Folder(#[from] folder::FolderError),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
+    #[error("`{}` is not an rpm gradient can sign ({reason})", path.display())]
+    Rpm {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,
@@ -67,7 +73,7 @@ impl gradient_core::Hint for ReleaseError {
         match self {
             ReleaseError::Folder(e) => e.hint(),
             ReleaseError::Key(e) => e.hint(),
-            ReleaseError::Io { .. } => None,
+            ReleaseError::Io { .. } | ReleaseError::Rpm { .. } => None,
         }
     }
 }
