@@ -584,7 +584,7 @@ def walk(e):
 root = ET.fromstring(gzip.open(sys.argv[1]).read())
 json.dump([walk(p) for p in root], sys.stdout)
 "#;
-    let output = run(Command::new("/usr/bin/python3")
+    let output = run(Command::new(host_python())
         .args(["-c", script])
         .arg(file));
     assert!(output.status.success(), "{} parses as XML", file.display());
