@@ -386,6 +386,11 @@ fn test_key(dir: &Path) -> (PathBuf, PathBuf) {
         gpg(&["--armor", "--export", "release@gradient.invalid"]),
     )
     .unwrap();
+    // The agent gpg started for this home is not left running.
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", &home)
+        .args(["--kill", "gpg-agent"])
+        .output();
     (secret, public)
 }
 
@@ -399,6 +404,10 @@ fn gpg_verifies(dir: &Path, public: &Path, args: &[&Path]) -> bool {
     };
     assert!(run(gpg().arg("--import").arg(public)).status.success());
     let verified = run(gpg().arg("--verify").args(args));
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", home.path())
+        .args(["--kill", "all"])
+        .output();
     verified.status.success() && stderr(&verified).contains("Good signature")
 }
 
@@ -584,9 +593,7 @@ def walk(e):
 root = ET.fromstring(gzip.open(sys.argv[1]).read())
 json.dump([walk(p) for p in root], sys.stdout)
 "#;
-    let output = run(Command::new(host_python())
-        .args(["-c", script])
-        .arg(file));
+    let output = run(Command::new(host_python()).args(["-c", script]).arg(file));
     assert!(output.status.success(), "{} parses as XML", file.display());
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -649,6 +656,35 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
         )));
     }
 
+    // The rpm served carries its own header signature, by the same key (rpm checks it);
+    // the folder's rpm stays as built.
+    let served = repo.join("sampleapp-1.2.3-1.x86_64.rpm");
+    assert_ne!(
+        sha256_file(&served),
+        sha256_file(&out.path().join("sampleapp-1.2.3-1.x86_64.rpm"))
+    );
+    assert_eq!(
+        repository.sent[0].digest,
+        format!("sha256:{}", sha256_file(&served))
+    );
+    if require("rpmkeys") {
+        let db = dir.path().join("rpmdb");
+        std::fs::create_dir_all(&db).unwrap();
+        let rpmkeys = |args: &[&std::ffi::OsStr]| {
+            run(Command::new("rpmkeys").arg("--dbpath").arg(&db).args(args))
+        };
+        assert!(rpmkeys(&["--import".as_ref(), key.as_os_str()])
+            .status
+            .success());
+        let checked = rpmkeys(&["-K".as_ref(), served.as_os_str()]);
+        assert!(checked.status.success());
+        assert!(
+            stdout(&checked).contains("signatures OK"),
+            "{}",
+            stdout(&checked)
+        );
+    }
+
     // createrepo_c, on the same rpm, describes the package the same way.
     let theirs = dir.path().join("createrepo");
     std::fs::create_dir_all(&theirs).unwrap();
@@ -676,8 +712,8 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
     if !require("dnf") {
         return;
     }
-    // dnf, checking repomd.xml's signature with the published key, finds the package and
-    // downloads it through the repository's checksums.
+    // dnf, checking repomd.xml's and the packages' signatures with the published key, finds
+    // the package and downloads it through the repository's checksums.
     let dnf = |repo: &Path, args: &[&str]| {
         let root = tempfile::tempdir_in(dir.path()).unwrap();
         run(Command::new("dnf")
@@ -687,7 +723,7 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
                 "--releasever=12",
                 "--assumeyes",
                 "--setopt=reposdir=/dev/null",
-                "--setopt=gradient.gpgcheck=0",
+                "--setopt=gradient.gpgcheck=1",
                 "--setopt=gradient.repo_gpgcheck=1",
             ])
             .arg(format!("--repofrompath=gradient,file://{}", repo.display()))

@@ -4,8 +4,10 @@
 //! their checksums and sizes; with an OpenPGP key, `repomd.xml.asc` (detached, what dnf's
 //! `repo_gpgcheck` checks) and the public key beside (`RPM-GPG-KEY-NAME`).
 //!
-//! Every field is read from the rpm's own header with the `rpm` crate, in the forms
-//! createrepo_c writes them; every time stamp is the folder's source date, so the same
+//! With a key, the rpms served are copies carrying their own header signature (the folder's
+//! files stay as built, as their manifest and provenance describe them). Every field is
+//! read from the served rpm's header with the `rpm` crate, in the forms createrepo_c writes
+//! them; every time stamp is the folder's source date, so the same
 //! folder gives the same repository, but for the signature. Staged beside and swapped in
 //! whole.
 
@@ -36,6 +38,12 @@ pub enum YumError {
     },
     #[error("cannot sign the yum repository's repomd.xml")]
     Sign(#[source] KeyError),
+    #[error("cannot sign the copy of `{}` the yum repository serves", path.display())]
+    SignRpm {
+        path: PathBuf,
+        #[source]
+        source: crate::ReleaseError,
+    },
 }
 
 impl gradient_core::Hint for YumError {
@@ -45,6 +53,7 @@ impl gradient_core::Hint for YumError {
             YumError::Rpm { .. } => "rebuild it: `gradient build --to rpm`".into(),
             YumError::Write { .. } => "check the output folder is writable, with room".into(),
             YumError::Sign(e) => return gradient_core::Hint::hint(e),
+            YumError::SignRpm { source, .. } => return gradient_core::Hint::hint(source),
         })
     }
 }
@@ -307,13 +316,32 @@ pub fn write(
         if sha256 != record.sha256 {
             return Err(bad("it changed since its folder was checked".into()));
         }
+        PackageMetadata::parse(&mut std::io::Cursor::new(&bytes))
+            .and_then(|m| m.get_name().map(drop))
+            .map_err(|e| bad(e.to_string()))?;
+        // What the repository serves: with a key, a copy with the rpm's own header
+        // signature (what dnf's gpgcheck checks); the folder's file stays as built.
+        // (Signed into a folder of its own: the stage is locked while it is written.)
+        let bytes = match signer {
+            Some(signer) => {
+                let scratch = tempfile::tempdir().map_err(write_error)?;
+                let signed = scratch.path().join(&record.file);
+                crate::rpmsign::sign_rpm(&path, &signed, signer, date).map_err(|source| {
+                    YumError::SignRpm {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                std::fs::read(&signed).map_err(write_error)?
+            }
+            None => bytes,
+        };
+        stage.write(&record.file, &bytes).map_err(write_error)?;
         let metadata = PackageMetadata::parse(&mut std::io::Cursor::new(&bytes))
             .map_err(|e| bad(e.to_string()))?;
-        metadata.get_name().map_err(|e| bad(e.to_string()))?;
-        stage.write(&record.file, &bytes).map_err(write_error)?;
         packages.push(Package {
             file: record.file.clone(),
-            sha256,
+            sha256: hex::encode(Sha256::digest(&bytes)),
             size: bytes.len() as u64,
             metadata,
         });
@@ -366,7 +394,7 @@ pub fn write(
             .write(&key, signer.public_armored().as_bytes())
             .map_err(write_error)?;
         notes.push(format!(
-            "use it with a .repo file: `baseurl=URI`, `repo_gpgcheck=1`, `gpgkey=URI/{key}` (fingerprint {})",
+            "use it with a .repo file: `baseurl=URI`, `gpgcheck=1`, `repo_gpgcheck=1`, `gpgkey=URI/{key}` (fingerprint {})",
             signer.fingerprint()
         ));
     } else {
@@ -379,12 +407,12 @@ pub fn write(
         .settle(&target, &["repodata/repomd.xml.asc"])
         .map_err(write_error)?;
     Ok(Repository {
-        sent: records
+        sent: packages
             .iter()
-            .map(|r| Sent {
-                what: r.file.clone(),
+            .map(|p| Sent {
+                what: p.file.clone(),
                 to: target.display().to_string(),
-                digest: format!("sha256:{}", r.sha256),
+                digest: format!("sha256:{}", p.sha256),
                 sent: written,
             })
             .collect(),
