@@ -31,6 +31,9 @@ const REPOSITORY_FIELDS: &[&str] = &[
     "Description-md5",
 ];
 
+/// The repository's folder in the output folder.
+pub const DIR: &str = "apt";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AptError {
     #[error("the folder `{}` holds no deb to put in an apt repository", dir.display())]
@@ -76,7 +79,7 @@ pub fn write(
             dir: folder.dir.clone(),
         });
     }
-    let target = out.join("apt");
+    let target = out.join(DIR);
     let write_error = |source| AptError::Write {
         path: target.clone(),
         source,

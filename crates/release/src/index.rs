@@ -69,6 +69,8 @@ pub enum IndexError {
     },
     #[error("the folder `{}` holds no wheel and no sdist to upload", dir.display())]
     Nothing { dir: PathBuf },
+    #[error("cannot use `{}` as a CA certificate ({reason})", path.display())]
+    Ca { path: PathBuf, reason: String },
 }
 
 impl gradient_core::Hint for IndexError {
@@ -97,6 +99,7 @@ impl gradient_core::Hint for IndexError {
                 "check the index lists uploads on its simple page; the upload itself was accepted".into()
             }
             IndexError::Nothing { .. } => "build them first: `gradient build --to sdist,wheel`".into(),
+            IndexError::Ca { .. } => "give a readable PEM file of one or more certificates".into(),
         })
     }
 }
@@ -199,6 +202,9 @@ pub struct IndexOptions {
     /// The index's simple page root, when it is not the one the upload URL implies
     /// (`pypi.org/simple/` for PyPI's `upload.pypi.org/legacy/`, else `URL/simple/`).
     pub simple_url: Option<String>,
+    /// A PEM file of CA certificates to trust besides the usual roots (an index behind a
+    /// private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One file an upload would send, and where (what `--dry-run` shows).
@@ -799,7 +805,23 @@ pub async fn upload(
         .credentials
         .clone()
         .or_else(|| Credentials::find(index_url));
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if let Some(path) = &options.ca_file {
+        let ca_error = |reason: String| IndexError::Ca {
+            path: path.clone(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(ca_error("no certificate in it".into()));
+        }
+        for certificate in certificates {
+            client = client.add_root_certificate(certificate);
+        }
+    }
+    let client = client
         .user_agent(concat!("gradient/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(600))

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 /// How many changelog entries `other.xml` keeps per package (createrepo_c's default).
 const CHANGELOG_LIMIT: usize = 10;
 
+/// The repository's folder in the output folder.
+pub const DIR: &str = "yum";
+
 #[derive(Debug, thiserror::Error)]
 pub enum YumError {
     #[error("the folder `{}` holds no rpm to put in a yum repository", dir.display())]
@@ -294,7 +297,7 @@ pub fn write(
         });
     }
     records.sort_by(|a, b| a.file.cmp(&b.file));
-    let target = out.join("yum");
+    let target = out.join(DIR);
     let write_error = |source| YumError::Write {
         path: target.clone(),
         source,
