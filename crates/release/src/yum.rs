@@ -45,7 +45,7 @@ pub enum YumError {
     SignRpm {
         path: PathBuf,
         #[source]
-        source: crate::ReleaseError,
+        source: Box<crate::ReleaseError>,
     },
 }
 
@@ -56,7 +56,7 @@ impl gradient_core::Hint for YumError {
             YumError::Rpm { .. } => "rebuild it: `gradient build --to rpm`".into(),
             YumError::Write { .. } => "check the output folder is writable, with room".into(),
             YumError::Sign(e) => return gradient_core::Hint::hint(e),
-            YumError::SignRpm { source, .. } => return gradient_core::Hint::hint(source),
+            YumError::SignRpm { source, .. } => return gradient_core::Hint::hint(source.as_ref()),
         })
     }
 }
@@ -332,7 +332,7 @@ pub fn write(
                 crate::rpmsign::sign_rpm(&path, &signed, signer, date).map_err(|source| {
                     YumError::SignRpm {
                         path: path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 std::fs::read(&signed).map_err(write_error)?
