@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 fn sample_folder() -> &'static Path {
     static FOLDER: OnceLock<PathBuf> = OnceLock::new();
     FOLDER.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("repositories-sample-{}", std::process::id()));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repositories-sample");
         let _ = std::fs::remove_dir_all(&out);
         let output = run(gradient()
             .env("SOURCE_DATE_EPOCH", "1700000000")

@@ -699,7 +699,9 @@ async fn listed(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let body = response.text().await.map_err(|e| connect_error(page, e))?;
+    let body = read_capped(response, 32 << 20)
+        .await
+        .map_err(|e| connect_error(page, e))?;
     if !status.is_success() {
         return Err(IndexError::Refused {
             url: page.to_string(),
@@ -713,6 +715,23 @@ async fn listed(
     } else {
         parse_simple_html(&body)
     })
+}
+
+/// A response body as text, read no further than `cap` bytes (a page is not allowed to
+/// fill the memory).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= cap {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// PEP 691: `{"files": [{"filename": …, "hashes": {"sha256": …}}]}`.
@@ -891,7 +910,7 @@ pub async fn upload(
             .map_err(|e| connect_error(&index.upload, e))?;
         let status = response.status();
         let message = server_message(
-            &response.text().await.unwrap_or_default(),
+            &read_capped(response, 1 << 20).await.unwrap_or_default(),
             credentials.as_ref(),
         );
         if !status.is_success() {
