@@ -573,9 +573,37 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
         !refused.status.success(),
         "apt-get update refuses a tampered index:\n{said}"
     );
+    assert!(said.contains("Hash Sum mismatch"), "{said}");
+
+    // The same repository signed by another key: apt, holding to the key `signed-by` names,
+    // refuses it.
+    let other_keys = tempfile::tempdir().unwrap();
+    let (other_secret, _) = test_key(other_keys.path());
+    let other = SigningKeys::load(&[other_secret]).unwrap();
+    let other_out = sample_copy();
+    apt::write(
+        &Folder::open(other_out.path()).unwrap(),
+        other_out.path(),
+        other.pgp.as_ref(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&served).unwrap();
+    assert!(run(Command::new("cp")
+        .arg("-a")
+        .arg(other_out.path().join("apt"))
+        .arg(&served))
+    .status
+    .success());
+    assert!(run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("rm -rf {}/var/lib/apt/lists/*", root.display())))
+    .status
+    .success());
+    let refused = chroot(&root, &["apt-get", "update"]);
+    let said = format!("{}{}", stdout(&refused), stderr(&refused));
     assert!(
-        said.contains("Hash Sum mismatch") || said.contains("hash"),
-        "{said}"
+        said.contains("NO_PUBKEY") && said.contains("is not signed"),
+        "apt-get update refuses a repository signed by another key:\n{said}"
     );
 }
 
