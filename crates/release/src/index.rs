@@ -287,7 +287,7 @@ fn checked_url(url: &str, insecure: bool) -> Result<Url, IndexError> {
 impl Index {
     fn new(index_url: &str, options: &IndexOptions) -> Result<Index, IndexError> {
         let mut upload = checked_url(index_url, options.insecure)?;
-        // twine's URLs have no trailing slash on purpose for some indexes; keep the one given.
+        // The upload URL is used as given: PyPI's ends in a slash (`/legacy/`), others not.
         if !index_url.ends_with('/') {
             let path = upload.path().trim_end_matches('/').to_string();
             upload.set_path(&path);
@@ -402,6 +402,20 @@ fn uploads(folder: &Folder) -> Result<Vec<Upload>, IndexError> {
                         reason: format!("no {required}"),
                     });
                 }
+            }
+            // The name becomes a path on the index (its project page): PEP 508's form only.
+            let name = upload.field("Name").unwrap_or_default();
+            let valid = !name.is_empty()
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !valid {
+                return Err(IndexError::Metadata {
+                    path: upload.path.clone(),
+                    reason: format!("its Name `{}` is not a project name", name.escape_debug()),
+                });
             }
             found.push(upload);
         }
