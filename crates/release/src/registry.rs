@@ -57,6 +57,8 @@ pub enum RegistryError {
     BadTag { reason: String },
     #[error("the image tarball `{}` cannot be pushed: {reason}", path.display())]
     Tarball { path: PathBuf, reason: String },
+    #[error("the content to send is not what its descriptor says: {reason}")]
+    BadContent { reason: String },
     #[error("the CA file `{}` cannot be used: {reason}", path.display())]
     Tls { path: PathBuf, reason: String },
     #[error("the registry credentials from {origin} cannot be used: {reason}")]
@@ -74,7 +76,9 @@ pub enum RegistryError {
         status: u16,
         message: String,
     },
-    #[error("the registry {registry} refused access ({status}) at `{url}` with {origin}: {message}")]
+    #[error(
+        "the registry {registry} refused access ({status}) at `{url}` with {origin}: {message}"
+    )]
     Auth {
         registry: String,
         url: String,
@@ -106,6 +110,9 @@ impl gradient_core::Hint for RegistryError {
             }
             RegistryError::Tarball { .. } => {
                 "push the image tarball `gradient build` wrote (the oci tier); build it again if it was changed".into()
+            }
+            RegistryError::BadContent { .. } => {
+                "build the image again: its tarball was changed after it was written".into()
             }
             RegistryError::Tls { .. } => "give a readable PEM file of CA certificates".into(),
             RegistryError::Credentials { .. } => format!(

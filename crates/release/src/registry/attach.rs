@@ -219,7 +219,14 @@ pub async fn attach(
             "layers": layers,
         }));
         ensure_blob(&session, &config, &mut items, &name, "config").await?;
-        ensure_manifest(&session, &manifest, &mut items, &name, &format!("{suffix} manifest")).await?;
+        ensure_manifest(
+            &session,
+            &manifest,
+            &mut items,
+            &name,
+            &format!("{suffix} manifest"),
+        )
+        .await?;
         let current = session.manifest_digest(&tag).await?;
         let manifest_digest = sha(&manifest);
         let same = current.as_deref() == Some(manifest_digest.as_str());
@@ -271,10 +278,7 @@ pub async fn attach(
             referrers.push(descriptor);
         }
     }
-    if !referrers.is_empty()
-        && !indexed_by_registry
-        && session.referrers(digest).await?.is_none()
-    {
+    if !referrers.is_empty() && !indexed_by_registry && session.referrers(digest).await?.is_none() {
         // The fallback: the index under `sha256-HEX`, with what it listed kept.
         let tag = digest_tag(digest);
         let mut listed: Vec<Value> = match session.get_manifest(&tag).await? {
@@ -332,7 +336,12 @@ async fn ensure_blob(
             Ok(bytes[start..end].to_vec())
         };
         session
-            .upload_blob(&digest, bytes.len() as u64, bytes.len().max(1) as u64, &read)
+            .upload_blob(
+                &digest,
+                bytes.len() as u64,
+                bytes.len().max(1) as u64,
+                &read,
+            )
             .await?;
     }
     items.push(Sent {
@@ -512,8 +521,14 @@ mod tests {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let payload = simple_signing_payload(&destination, &digest);
         let parsed: Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(parsed["critical"]["identity"]["docker-reference"], "127.0.0.1:5000/team/app");
-        assert_eq!(parsed["critical"]["image"]["docker-manifest-digest"], digest.as_str());
+        assert_eq!(
+            parsed["critical"]["identity"]["docker-reference"],
+            "127.0.0.1:5000/team/app"
+        );
+        assert_eq!(
+            parsed["critical"]["image"]["docker-manifest-digest"],
+            digest.as_str()
+        );
         assert_eq!(parsed["critical"]["type"], COSIGN_TYPE);
         let found = FetchedSignature {
             payload,

@@ -35,7 +35,10 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, applica
 enum Challenge {
     None,
     Basic,
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 /// A connection to one registry, for one repository.
@@ -45,7 +48,8 @@ pub struct Session {
     base: Url,
     pub destination: Destination,
     credentials: Option<Credentials>,
-    challenge: Challenge,
+    /// What the server last asked for (a 401 may change it).
+    challenge: std::sync::Mutex<Challenge>,
     tokens: Mutex<HashMap<String, String>>,
 }
 
@@ -86,7 +90,20 @@ impl Session {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .timeout(Duration::from_secs(600))
-            .user_agent(concat!("gradient/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("gradient/", env!("CARGO_PKG_VERSION")))
+            // Redirects (a blob served from elsewhere) never step down from https to http;
+            // reqwest drops the credentials when one leaves the registry's host.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let downgrade = attempt.url().scheme() == "http"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    attempt.error("a redirect from https to plain http")
+                } else if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }));
         if let Some(ca) = &options.ca_file {
             let pem = std::fs::read(ca).map_err(|e| RegistryError::Tls {
                 path: ca.clone(),
@@ -122,11 +139,22 @@ impl Session {
             base: Url::parse(&format!("https://{host}/")).expect("a checked host makes a URL"),
             destination: destination.clone(),
             credentials,
-            challenge: Challenge::None,
+            challenge: std::sync::Mutex::new(Challenge::None),
             tokens: Mutex::new(HashMap::new()),
         };
-        let ping = match session.ping().await {
-            Err(RegistryError::Connect { url, attempts, reason }) if plain_allowed => {
+        // Where plain http may follow, https is tried once: a server that speaks only
+        // plain http fails the handshake the same way every time.
+        let first = if plain_allowed {
+            session.ping_once().await
+        } else {
+            session.ping().await
+        };
+        let ping = match first {
+            Err(RegistryError::Connect {
+                url,
+                attempts,
+                reason,
+            }) if plain_allowed => {
                 tracing::debug!("https to {host} failed ({reason}); trying plain http");
                 session.base =
                     Url::parse(&format!("http://{host}/")).expect("a checked host makes a URL");
@@ -141,7 +169,7 @@ impl Session {
             }
             other => other?,
         };
-        session.challenge = match ping.status {
+        let challenge = match ping.status {
             StatusCode::UNAUTHORIZED => parse_challenge(ping.header("www-authenticate"))
                 .ok_or_else(|| RegistryError::Status {
                     action: "authenticate to".into(),
@@ -159,17 +187,31 @@ impl Session {
                 })
             }
         };
-        if !matches!(session.challenge, Challenge::None) && session.credentials.is_none() {
+        if !matches!(challenge, Challenge::None) && session.credentials.is_none() {
             tracing::debug!("{host} asks for credentials and none are configured");
         }
+        *session.challenge.lock().expect("not poisoned") = challenge;
         Ok(session)
+    }
+
+    /// `GET /v2/`, tried once.
+    async fn ping_once(&self) -> Result<Answer, RegistryError> {
+        match self
+            .raw(Method::GET, self.url("v2/"), HeaderMap::new(), None)
+            .await
+        {
+            Ok(answer) => Ok(answer),
+            Err(Try::Again(e) | Try::Stop(e)) => Err(with_attempts(e, 1)),
+        }
     }
 
     /// `GET /v2/`, retried.
     async fn ping(&self) -> Result<Answer, RegistryError> {
         let url = self.url("v2/");
         retry(|| async {
-            let answer = self.raw(Method::GET, url.clone(), HeaderMap::new(), None).await?;
+            let answer = self
+                .raw(Method::GET, url.clone(), HeaderMap::new(), None)
+                .await?;
             retryable_status(answer)
         })
         .await
@@ -202,11 +244,12 @@ impl Session {
         if let Some(body) = body {
             request = request.body(body);
         }
+        // The error is shown without its URL: an upload's carries the upload's state.
         let response = request.send().await.map_err(|e| {
             Try::Again(RegistryError::Connect {
-                url: url.to_string(),
+                url: redacted_url(&url),
                 attempts: ATTEMPTS,
-                reason: error_chain(&e),
+                reason: error_chain(&e.without_url()),
             })
         })?;
         let status = response.status();
@@ -214,9 +257,9 @@ impl Session {
         let url = response.url().clone();
         let body = response.bytes().await.map_err(|e| {
             Try::Again(RegistryError::Connect {
-                url: url.to_string(),
+                url: redacted_url(&url),
                 attempts: ATTEMPTS,
-                reason: error_chain(&e),
+                reason: error_chain(&e.without_url()),
             })
         })?;
         Ok(Answer {
@@ -230,7 +273,8 @@ impl Session {
     /// The `Authorization` header for `scope` (`repository:NAME:pull,push`), when the
     /// server asks for one and credentials or its token service give one.
     async fn authorization(&self, scope: &str) -> Result<Option<HeaderValue>, Try> {
-        let value = match &self.challenge {
+        let challenge = self.challenge.lock().expect("not poisoned").clone();
+        let value = match &challenge {
             Challenge::None => return Ok(None),
             Challenge::Basic => match &self.credentials {
                 None => return Ok(None),
@@ -289,12 +333,13 @@ impl Session {
         }
         let mut headers = HeaderMap::new();
         if let Some(c) = &self.credentials {
-            let mut value = HeaderValue::from_str(&format!("Basic {}", basic(c))).map_err(|_| {
-                Try::Stop(RegistryError::Credentials {
-                    origin: c.origin.clone(),
-                    reason: "the credentials hold characters a header cannot".into(),
-                })
-            })?;
+            let mut value =
+                HeaderValue::from_str(&format!("Basic {}", basic(c))).map_err(|_| {
+                    Try::Stop(RegistryError::Credentials {
+                        origin: c.origin.clone(),
+                        reason: "the credentials hold characters a header cannot".into(),
+                    })
+                })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -360,8 +405,13 @@ impl Session {
                 .raw(method.clone(), url.clone(), headers.clone(), body.clone())
                 .await?;
             if answer.status == StatusCode::UNAUTHORIZED && same_origin {
-                if round == 0 && matches!(self.challenge, Challenge::Bearer { .. }) {
+                // Once more with what this answer asks for: a registry may let anyone
+                // list `/v2/` and ask for credentials only to push, and a token expires.
+                if let (0, Some(asked)) =
+                    (round, parse_challenge(answer.header("www-authenticate")))
+                {
                     self.tokens.lock().await.remove(&scope);
+                    *self.challenge.lock().expect("not poisoned") = asked;
                     continue;
                 }
                 return Err(Try::Stop(RegistryError::Auth {
@@ -396,7 +446,9 @@ impl Session {
                 .await?;
             match answer.status {
                 StatusCode::NOT_FOUND => Ok(None),
-                s if s.is_success() => Ok(answer.header("docker-content-digest").map(str::to_string)),
+                s if s.is_success() => {
+                    Ok(answer.header("docker-content-digest").map(str::to_string))
+                }
                 _ => Err(Try::Stop(status_error("look up", &answer))),
             }
         })
@@ -452,14 +504,19 @@ impl Session {
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|_| RegistryError::Tarball {
-                path: "the image".into(),
+            HeaderValue::from_str(media_type).map_err(|_| RegistryError::BadContent {
                 reason: format!("the media type `{media_type}` cannot be a header"),
             })?,
         );
         let answer = retry(|| async {
             let answer = self
-                .send(Method::PUT, url.clone(), headers.clone(), Some(bytes.to_vec()), true)
+                .send(
+                    Method::PUT,
+                    url.clone(),
+                    headers.clone(),
+                    Some(bytes.to_vec()),
+                    true,
+                )
                 .await?;
             if answer.status.is_success() {
                 Ok(answer)
@@ -531,15 +588,17 @@ impl Session {
             while start < size {
                 let bytes = read(start, chunk)?;
                 if bytes.is_empty() {
-                    return Err(Try::Stop(RegistryError::Tarball {
-                        path: "the image".into(),
+                    return Err(Try::Stop(RegistryError::BadContent {
                         reason: format!("the blob {digest} ends early"),
                     }));
                 }
                 sha2::Digest::update(&mut hasher, &bytes);
                 let end = start + bytes.len() as u64;
                 let mut headers = HeaderMap::new();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 headers.insert(
                     "content-range",
                     HeaderValue::from_str(&format!("{start}-{}", end - 1)).expect("digits"),
@@ -555,14 +614,16 @@ impl Session {
             }
             let actual = format!("sha256:{}", hex::encode(sha2::Digest::finalize(hasher)));
             if actual != digest {
-                return Err(Try::Stop(RegistryError::Tarball {
-                    path: "the image".into(),
+                return Err(Try::Stop(RegistryError::BadContent {
                     reason: format!("the blob {digest} holds content whose digest is {actual}"),
                 }));
             }
             location.query_pairs_mut().append_pair("digest", digest);
             let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             let answer = self
                 .send(Method::PUT, location, headers, Some(Vec::new()), true)
                 .await?;
@@ -602,7 +663,9 @@ impl Session {
         retry(|| async {
             let mut headers = HeaderMap::new();
             headers.insert(ACCEPT, HeaderValue::from_static(OCI_INDEX));
-            let answer = self.send(Method::GET, url.clone(), headers, None, false).await?;
+            let answer = self
+                .send(Method::GET, url.clone(), headers, None, false)
+                .await?;
             match answer.status {
                 StatusCode::NOT_FOUND => Ok(None),
                 s if s.is_success()
@@ -632,7 +695,7 @@ where
         match operation().await {
             Ok(value) => return Ok(value),
             Err(Try::Stop(e)) => return Err(e),
-            Err(Try::Again(e)) if attempt == ATTEMPTS => return Err(with_attempts(e)),
+            Err(Try::Again(e)) if attempt == ATTEMPTS => return Err(with_attempts(e, ATTEMPTS)),
             Err(Try::Again(e)) => {
                 tracing::debug!("attempt {attempt} of {ATTEMPTS} failed: {e}; trying again");
                 tokio::time::sleep(wait.min(LONGEST_WAIT)).await;
@@ -643,11 +706,11 @@ where
     unreachable!("the loop returns")
 }
 
-fn with_attempts(e: RegistryError) -> RegistryError {
+fn with_attempts(e: RegistryError, attempts: u32) -> RegistryError {
     match e {
         RegistryError::Connect { url, reason, .. } => RegistryError::Connect {
             url,
-            attempts: ATTEMPTS,
+            attempts,
             reason,
         },
         RegistryError::Status {
@@ -659,7 +722,7 @@ fn with_attempts(e: RegistryError) -> RegistryError {
             action,
             url,
             status,
-            message: format!("{message} (after {ATTEMPTS} attempts)"),
+            message: format!("{message} (after {attempts} attempts)"),
         },
         other => other,
     }
@@ -713,7 +776,11 @@ fn auth_params(text: &str) -> HashMap<String, String> {
         let Some((key, after)) = rest.split_once('=') else {
             break;
         };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
             let end = quoted.find('"').unwrap_or(quoted.len());
@@ -745,7 +812,12 @@ pub fn server_message(body: &[u8]) -> String {
         .collect();
     let text = if errors.is_empty() {
         let text = String::from_utf8_lossy(body);
-        text.lines().next().unwrap_or_default().chars().take(200).collect()
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect()
     } else {
         errors.join("; ")
     };
@@ -835,7 +907,10 @@ mod tests {
     #[test]
     fn server_messages_come_from_the_errors_list() {
         let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
-        assert_eq!(server_message(body), "UNAUTHORIZED: authentication required");
+        assert_eq!(
+            server_message(body),
+            "UNAUTHORIZED: authentication required"
+        );
         let url = Url::parse("http://h:1/v2/a/blobs/uploads/x?_state=secret").unwrap();
         assert_eq!(redacted_url(&url), "http://h:1/v2/a/blobs/uploads/x");
     }

@@ -155,7 +155,9 @@ fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>, Registr
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
-        return Err(bad("the helper's name holds characters a program name cannot".into()));
+        return Err(bad(
+            "the helper's name holds characters a program name cannot".into(),
+        ));
     }
     use std::io::Write;
     let mut child = std::process::Command::new(&program)
@@ -206,9 +208,16 @@ mod tests {
             "https://other:5000/v1/": {"auth": "eDp5"},
             "http://127.0.0.1:5000": {"auth": "dXNlcjpwOnc="},
         }});
-        let found = from_config(&config, "127.0.0.1:5000", "here").unwrap().unwrap();
-        assert_eq!((found.username.as_str(), found.password.as_str()), ("user", "p:w"));
-        assert!(from_config(&config, "127.0.0.1:5001", "here").unwrap().is_none());
+        let found = from_config(&config, "127.0.0.1:5000", "here")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("user", "p:w")
+        );
+        assert!(from_config(&config, "127.0.0.1:5001", "here")
+            .unwrap()
+            .is_none());
         let broken = json!({"auths": {"h": {"auth": "not base64!"}}});
         let error = from_config(&broken, "h", "here").unwrap_err().to_string();
         assert!(!error.contains("not base64!"), "{error}");

@@ -148,7 +148,13 @@ impl Tarball {
     }
 
     /// A reader over `size` bytes of the blob `digest`, from `start`.
-    pub fn blob_chunk(&self, digest: &str, size: u64, start: u64, len: u64) -> Result<Vec<u8>, RegistryError> {
+    pub fn blob_chunk(
+        &self,
+        digest: &str,
+        size: u64,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
         let (offset, _) = self.locate(digest, size)?;
         self.read_at(offset + start, len.min(size - start))
     }
@@ -188,7 +194,10 @@ impl Tarball {
                     self.visit(d, 1, &mut image)?;
                 }
                 image.manifests.push(Document {
-                    digest: format!("sha256:{}", gradient_driver::publish::sha256_hex(&index_bytes)),
+                    digest: format!(
+                        "sha256:{}",
+                        gradient_driver::publish::sha256_hex(&index_bytes)
+                    ),
                     media_type: OCI_INDEX.into(),
                     bytes: index_bytes,
                 });
@@ -197,7 +206,12 @@ impl Tarball {
         Ok(image)
     }
 
-    fn visit(&self, descriptor: &Value, depth: usize, image: &mut Image) -> Result<(), RegistryError> {
+    fn visit(
+        &self,
+        descriptor: &Value,
+        depth: usize,
+        image: &mut Image,
+    ) -> Result<(), RegistryError> {
         let (digest, size) = descriptor_digest(descriptor).map_err(|r| self.bad(r))?;
         let media_type = descriptor_type(descriptor).to_string();
         if image.manifests.iter().any(|m| m.digest == digest) {

@@ -181,9 +181,11 @@ fn split_host_port(given: &str) -> Result<(String, Option<u16>), String> {
             .map_err(|_| format!("`{address}` is not an IPv6 address"))?;
         let port = match after {
             "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                format!("`{given}`: only `:PORT` may follow the address")
-            })?),
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("`{given}`: only `:PORT` may follow the address"))?,
+            ),
         };
         (format!("[{address}]"), port)
     } else {
@@ -214,7 +216,9 @@ fn check_host(host: &str) -> Result<(), String> {
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -293,7 +297,10 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
 /// `sha256:` and 64 lower-case hex digits, the only digests gradient writes or reads.
 pub(crate) fn check_digest(digest: &str) -> Result<(), String> {
     let ok = digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
     if ok {
         Ok(())

@@ -3,7 +3,7 @@
 //! each tag only when it points elsewhere, so a rerun sends nothing.
 
 use super::client::{Session, DEFAULT_CHUNK};
-use super::layout::{Tarball, OCI_INDEX, DOCKER_LIST};
+use super::layout::{Tarball, DOCKER_LIST, OCI_INDEX};
 use super::{Destination, RegistryError, RegistryOptions};
 use crate::Sent;
 use std::path::Path;
@@ -96,7 +96,8 @@ pub async fn push(
     for blob in &image.blobs {
         let present = session.has_blob(&blob.digest).await?;
         if !present {
-            let read = |start: u64, len: u64| archive.blob_chunk(&blob.digest, blob.size, start, len);
+            let read =
+                |start: u64, len: u64| archive.blob_chunk(&blob.digest, blob.size, start, len);
             session
                 .upload_blob(&blob.digest, blob.size, chunk, &read)
                 .await?;
@@ -108,7 +109,10 @@ pub async fn push(
             blob.size
         );
         items.push(Sent {
-            what: format!("blob {} ({}, {} bytes)", blob.digest, blob.media_type, blob.size),
+            what: format!(
+                "blob {} ({}, {} bytes)",
+                blob.digest, blob.media_type, blob.size
+            ),
             to: format!("{name}@{}", blob.digest),
             digest: blob.digest.clone(),
             sent: !present,
