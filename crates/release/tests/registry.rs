@@ -70,19 +70,29 @@ struct Registry {
 }
 
 impl Registry {
+    /// A registry behind htpasswd basic auth.
     fn start() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let line = Command::new("htpasswd")
             .args(["-Bbn", USER, PASSWORD])
             .output()
             .unwrap();
         assert!(line.status.success());
-        std::fs::write(dir.path().join("htpasswd"), &line.stdout).unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, &line.stdout).unwrap();
+        let auth = format!(
+            "  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+            htpasswd.display()
+        );
+        Registry::start_with(dir, &auth)
+    }
+
+    /// A registry in `dir` with the `auth:` section `auth`.
+    fn start_with(dir: tempfile::TempDir, auth: &str) -> Registry {
+        let port = free_port();
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: basic-realm\n    path: {htpasswd}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth}",
             root = dir.path().join("data").display(),
-            htpasswd = dir.path().join("htpasswd").display(),
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -883,4 +893,198 @@ async fn bad_names_are_refused_before_any_request() {
         listener.accept().is_err(),
         "a request was made for a refused destination"
     );
+}
+
+/// A token service as registries use them: it checks the basic credentials and answers
+/// with a JWT (ES256, its certificate in `x5c`) granting the scope asked for. It keeps
+/// the scopes it was asked for.
+struct TokenService {
+    port: u16,
+    scopes: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn token_service(key_pem: String, certificate_der: Vec<u8>) -> TokenService {
+    use p256::ecdsa::signature::Signer;
+    let key: p256::ecdsa::SigningKey =
+        p256::pkcs8::DecodePrivateKey::from_pkcs8_pem(&key_pem).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let scopes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = scopes.clone();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buffer = [0; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request).to_string();
+            let target = request.split(' ').nth(1).unwrap_or_default().to_string();
+            let url = reqwest::Url::parse(&format!("http://token{target}")).unwrap();
+            let scope = url
+                .query_pairs()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            let authorized = request.lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("authorization:") && l[14..].trim() == expected
+            });
+            let (status, body) = if authorized {
+                seen.lock().unwrap().push(scope.clone());
+                let mut parts = scope.splitn(3, ':');
+                let (kind, name, actions) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = json!({
+                    "alg": "ES256",
+                    "typ": "JWT",
+                    "x5c": [base64::engine::general_purpose::STANDARD.encode(&certificate_der)],
+                });
+                let claims = json!({
+                    "iss": "gradient-test-issuer",
+                    "sub": USER,
+                    "aud": "gradient-test",
+                    "exp": now + 300,
+                    "nbf": now - 10,
+                    "iat": now - 10,
+                    "jti": format!("{now}-{scope}"),
+                    "access": [{"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}],
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    base64url(header.to_string().as_bytes()),
+                    base64url(claims.to_string().as_bytes())
+                );
+                let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+                let token = format!("{signing_input}.{}", base64url(&signature.to_bytes()));
+                ("200 OK", json!({"token": token}).to_string())
+            } else {
+                (
+                    "401 Unauthorized",
+                    json!({"details": "wrong credentials"}).to_string(),
+                )
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    TokenService { port, scopes }
+}
+
+/// A registry that answers with a Bearer challenge: a token per scope, from its realm,
+/// asked with the basic credentials; a wrong password is the token service's 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_from_the_realm() {
+    if !require_registry() {
+        return;
+    }
+    if !has("openssl") {
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var("GRADIENT_REQUIRE_CHECKERS").map_or(true, |v| v != "1"),
+            "CI (and GRADIENT_REQUIRE_CHECKERS=1) must provide `openssl`"
+        );
+        eprintln!("skipping: `openssl` is not installed");
+        return;
+    }
+    let _env = ENV.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    let certificate = dir.path().join("token.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gradient-test-token",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let certificate_pem = std::fs::read_to_string(&certificate).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            certificate_pem
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let service = token_service(std::fs::read_to_string(&key).unwrap(), der).await;
+    let auth = format!(
+        "  token:\n    realm: http://127.0.0.1:{}/token\n    service: gradient-test\n    issuer: gradient-test-issuer\n    rootcertbundle: {}\n",
+        service.port,
+        certificate.display()
+    );
+    let registry = Registry::start_with(dir, &auth);
+    let scratch = tempfile::tempdir().unwrap();
+    let destination = Destination::parse(&format!("{}/bearer", registry.host())).unwrap();
+    let (tarball, digest, _) = small_image(scratch.path(), "bearer");
+
+    let wrong = "bearer-wrong-password";
+    set_env(Some((USER, wrong)), scratch.path(), None);
+    let error = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, RegistryError::Auth { status: 401, .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{}/token", service.port)),
+        "{text}"
+    );
+    assert!(!text.contains(wrong), "{text}");
+
+    set_env(Some((USER, PASSWORD)), scratch.path(), None);
+    let pushed = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, digest);
+    let scopes = service.scopes.lock().unwrap().clone();
+    assert!(
+        scopes.contains(&"repository:bearer:pull,push".to_string()),
+        "{scopes:?}"
+    );
+    // One token per scope, kept: not one per request.
+    assert!(scopes.len() <= 3, "{scopes:?}");
 }
