@@ -47,6 +47,10 @@ pub struct RegistryOptions {
     pub ca_file: Option<PathBuf>,
     /// The size of upload chunks (8 MiB when unset).
     pub chunk_size: Option<u64>,
+    /// Repositories of the same registry that may hold the image's blobs (another
+    /// variant of the app, the previous repository name): a blob missing in the
+    /// destination is mounted from them, without sending its bytes, when the registry can.
+    pub mount_from: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

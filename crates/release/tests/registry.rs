@@ -515,6 +515,32 @@ async fn an_index_goes_with_its_manifests() {
         assert_eq!(status, 200);
         assert_eq!(&body, child);
     }
+
+    // The same image to another repository: its blobs mounted, not sent again.
+    let copy = Destination::parse(&format!("{}/copy", registry.host())).unwrap();
+    let mounting = RegistryOptions {
+        mount_from: vec!["multi".into()],
+        ..options(1024)
+    };
+    let pushed = registry::push(&tarball, &copy, &tags(&["2.0"]), &mounting)
+        .await
+        .unwrap();
+    let blobs: Vec<_> = pushed
+        .items
+        .iter()
+        .filter(|i| i.what.starts_with("blob"))
+        .collect();
+    assert_eq!(blobs.len(), 3);
+    assert!(
+        blobs
+            .iter()
+            .all(|b| !b.sent && b.what.ends_with("mounted from multi)")),
+        "{blobs:#?}"
+    );
+    let (status, body, _) = registry
+        .get(reqwest::Method::GET, &format!("copy/blobs/{}", sha(&blob)))
+        .await;
+    assert_eq!((status, body), (200, blob));
 }
 
 /// A wrong password: the server's status, the host, and not the password.
@@ -833,6 +859,8 @@ async fn attachments_go_beside_the_image_and_come_back() {
     let signature = &fetched.signatures[0];
     assert!(public.ecdsa_holds(&signature.payload, &signature.signature));
     assert_eq!(signature.signed_digest().as_deref(), Some(digest.as_str()));
+    assert!(signature.holds_for(&public, &digest));
+    assert!(!signature.holds_for(&public, &sha(b"another image")));
     let mut flipped = signature.payload.clone();
     flipped[10] ^= 1;
     assert!(!public.ecdsa_holds(&flipped, &signature.signature));

@@ -18,7 +18,7 @@
 use super::client::Session;
 use super::layout::{descriptor_digest, OCI_INDEX, OCI_MANIFEST};
 use super::{Destination, ImageReference, RegistryError, RegistryOptions};
-use crate::keys::EcdsaSigner;
+use crate::keys::{EcdsaSigner, VerifyingKeys};
 use crate::Sent;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -340,6 +340,7 @@ async fn ensure_blob(
                 &digest,
                 bytes.len() as u64,
                 bytes.len().max(1) as u64,
+                &[],
                 &read,
             )
             .await?;
@@ -398,6 +399,15 @@ impl FetchedSignature {
         payload["critical"]["image"]["docker-manifest-digest"]
             .as_str()
             .map(str::to_string)
+    }
+}
+
+impl FetchedSignature {
+    /// Whether one of `keys` signed this payload and the payload names the image `digest`:
+    /// a signature over another image's payload, copied beside this one, does not hold.
+    pub fn holds_for(&self, keys: &VerifyingKeys, digest: &str) -> bool {
+        self.signed_digest().as_deref() == Some(digest)
+            && keys.ecdsa_holds(&self.payload, &self.signature)
     }
 }
 

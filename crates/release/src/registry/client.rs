@@ -150,16 +150,16 @@ impl Session {
             session.ping().await
         };
         let ping = match first {
-            Err(RegistryError::Connect {
-                url,
-                attempts,
-                reason,
-            }) if plain_allowed => {
+            Err(RegistryError::Connect { url, reason, .. }) if plain_allowed => {
                 tracing::debug!("https to {host} failed ({reason}); trying plain http");
                 session.base =
                     Url::parse(&format!("http://{host}/")).expect("a checked host makes a URL");
                 session.ping().await.map_err(|e| match e {
-                    RegistryError::Connect { reason: plain, .. } => RegistryError::Connect {
+                    RegistryError::Connect {
+                        reason: plain,
+                        attempts,
+                        ..
+                    } => RegistryError::Connect {
                         url,
                         attempts,
                         reason: format!("{reason}; over plain http: {plain}"),
@@ -329,7 +329,9 @@ impl Session {
             if let Some(service) = service {
                 query.append_pair("service", service);
             }
-            query.append_pair("scope", scope);
+            for scope in scope.split(' ') {
+                query.append_pair("scope", scope);
+            }
         }
         let mut headers = HeaderMap::new();
         if let Some(c) = &self.credentials {
@@ -378,7 +380,7 @@ impl Session {
         &self,
         method: Method,
         url: Url,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: Option<Vec<u8>>,
         push: bool,
     ) -> Result<Answer, Try> {
@@ -387,6 +389,19 @@ impl Session {
             self.destination.repository,
             if push { "pull,push" } else { "pull" }
         );
+        self.send_scoped(method, url, headers, body, &scope).await
+    }
+
+    /// [`Session::send`] with a token scope of its own (scopes separated by spaces).
+    async fn send_scoped(
+        &self,
+        method: Method,
+        url: Url,
+        mut headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        scope: &str,
+    ) -> Result<Answer, Try> {
+        let scope = scope.to_string();
         // Credentials go only to the registry itself (an upload location may be elsewhere).
         let same_origin = url.origin() == self.base.origin();
         if url.scheme() == "http" && self.base.scheme() == "https" {
@@ -567,18 +582,49 @@ impl Session {
     /// `Content-Range`, then PUT `?digest=`; each chunk's bytes come from `read(start, len)`
     /// and are hashed on the way, so a blob that is not what its digest says is never
     /// committed. Retried as a whole.
+    ///
+    /// First, for each repository of `mount_from` (on the same registry), the blob is
+    /// asked to be mounted from there; a mount sends no bytes, and gives the repository.
     pub async fn upload_blob(
         &self,
         digest: &str,
         size: u64,
         chunk: u64,
+        mount_from: &[String],
         read: &(dyn Fn(u64, u64) -> Result<Vec<u8>, RegistryError> + Sync),
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<String>, RegistryError> {
         retry(|| async {
-            let start_url = self.repo_url("blobs/uploads/");
-            let answer = self
-                .send(Method::POST, start_url, HeaderMap::new(), None, true)
-                .await?;
+            let mut started = None;
+            for from in mount_from {
+                let mut url = self.repo_url("blobs/uploads/");
+                url.query_pairs_mut()
+                    .append_pair("mount", digest)
+                    .append_pair("from", from);
+                let scope = format!(
+                    "repository:{}:pull,push repository:{from}:pull",
+                    self.destination.repository
+                );
+                let answer = self
+                    .send_scoped(Method::POST, url, HeaderMap::new(), None, &scope)
+                    .await?;
+                match answer.status {
+                    StatusCode::CREATED => return Ok(Some(from.clone())),
+                    // Not mounted, but an upload started: use it.
+                    StatusCode::ACCEPTED => {
+                        started = Some(answer);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let answer = match started {
+                Some(answer) => answer,
+                None => {
+                    let start_url = self.repo_url("blobs/uploads/");
+                    self.send(Method::POST, start_url, HeaderMap::new(), None, true)
+                        .await?
+                }
+            };
             if answer.status != StatusCode::ACCEPTED {
                 return Err(Try::Stop(status_error("start an upload at", &answer)));
             }
@@ -631,7 +677,7 @@ impl Session {
                 return Err(Try::Stop(status_error("finish an upload at", &answer)));
             }
             acknowledged(&answer, digest)?;
-            Ok(())
+            Ok(None)
         })
         .await
     }

@@ -232,7 +232,7 @@ fn check_host(host: &str) -> Result<(), String> {
 
 /// Repository path components: lower-case letters and digits, separated inside a component
 /// by one `.`, one or two `_`, or any number of `-`.
-fn check_repository(path: &str) -> Result<(), String> {
+pub(crate) fn check_repository(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("the repository is empty: give HOST[:PORT]/REPOSITORY".into());
     }

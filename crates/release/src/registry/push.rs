@@ -86,6 +86,12 @@ pub async fn push(
     options: &RegistryOptions,
 ) -> Result<PushedImage, RegistryError> {
     check_tags(tags)?;
+    for from in &options.mount_from {
+        super::name::check_repository(from).map_err(|reason| RegistryError::BadDestination {
+            given: from.clone(),
+            reason,
+        })?;
+    }
     let archive = Tarball::open(tarball)?;
     let image = archive.image()?;
     let session = Session::open(destination, options).await?;
@@ -95,27 +101,29 @@ pub async fn push(
     let mut items = Vec::new();
     for blob in &image.blobs {
         let present = session.has_blob(&blob.digest).await?;
+        let mut mounted = None;
         if !present {
             let read =
                 |start: u64, len: u64| archive.blob_chunk(&blob.digest, blob.size, start, len);
-            session
-                .upload_blob(&blob.digest, blob.size, chunk, &read)
+            mounted = session
+                .upload_blob(&blob.digest, blob.size, chunk, &options.mount_from, &read)
                 .await?;
         }
-        tracing::info!(
-            "{} blob {} ({} bytes)",
-            if present { "kept" } else { "sent" },
-            blob.digest,
-            blob.size
-        );
+        let how = match (&mounted, present) {
+            (Some(from), _) => format!(", mounted from {from}"),
+            (None, true) => ", already there".to_string(),
+            (None, false) => String::new(),
+        };
+        tracing::info!("blob {} ({} bytes{how})", blob.digest, blob.size);
         items.push(Sent {
             what: format!(
-                "blob {} ({}, {} bytes)",
+                "blob {} ({}, {} bytes{how})",
                 blob.digest, blob.media_type, blob.size
             ),
             to: format!("{name}@{}", blob.digest),
             digest: blob.digest.clone(),
-            sent: !present,
+            // A mount sends no bytes.
+            sent: !present && mounted.is_none(),
         });
     }
     for manifest in &image.manifests {
