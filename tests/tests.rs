@@ -17,6 +17,7 @@ mod hostile;
 mod lock;
 mod ospkg;
 mod plan;
+mod release;
 mod report;
 mod run;
 mod secrets;

@@ -48,7 +48,7 @@ enum Command {
     /// `gradient-manifest.json` and `SHA256SUMS` beside them.
     ///
     /// Example: `gradient build --to sdist,wheel fixtures/sampleapp`
-    Build(BuildArgs),
+    Build(BuildCommandArgs),
     /// List every tier along the gradient with what its target machine must provide.
     Tiers {
         /// Print JSON instead of a table.
@@ -79,6 +79,21 @@ enum Command {
     ///
     /// Example: `gradient report --merge dist-wheel/ dist-docker/ --out dist/`
     Report(ReportArgs),
+    /// Publish an output folder where its users fetch it: sign it (`SHA256SUMS.asc`,
+    /// provenance), write apt and yum repositories into it, upload the wheel and sdist to a
+    /// package index, push the image to a registry with its signature, provenance and SBOM.
+    /// Every file is checked against the manifest first; a rerun sends nothing that is
+    /// already there.
+    ///
+    /// Example: `gradient publish dist/ --key release.asc --key cosign.key --image
+    /// registry.example/team/app --index https://upload.example/legacy/`
+    Publish(PublishArgs),
+    /// Check a published folder offline against public keys: every file's digest, the
+    /// signature of SHA256SUMS, the provenance's signature and subjects, the repositories'
+    /// signatures and indexes. Says per file what holds; exits 1 when anything does not.
+    ///
+    /// Example: `gradient verify dist/ --key release.pub.asc --key cosign.pub`
+    Verify(VerifyArgs),
     /// Say which tiers this host can build, and why not.
     Doctor {
         /// The build interpreter to check: a version (`3.11`) or a path.
@@ -193,6 +208,81 @@ struct CompareArgs {
     /// from [default: python:X.Y-slim or python:X.Y, when the engine has one].
     #[arg(long, value_name = "IMAGE")]
     peer_base: Option<String>,
+}
+
+#[derive(Args)]
+struct BuildCommandArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// When every tier built and passed, publish the output folder as `gradient publish`
+    /// does, with the options below.
+    #[arg(long)]
+    publish: bool,
+    #[command(flatten)]
+    release: ReleaseArgs,
+}
+
+/// Where a release goes and what signs it.
+#[derive(Args)]
+struct ReleaseArgs {
+    /// Push the image to this registry repository (`HOST[:PORT]/PATH`), under the tags it
+    /// was built with. Credentials: GRADIENT_REGISTRY_USERNAME and _PASSWORD, else the
+    /// Docker config (`docker login`, credential helpers).
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    image: Option<String>,
+    /// Upload the wheel and sdist to this package index's upload URL (twine's
+    /// --repository-url). Credentials: GRADIENT_INDEX_TOKEN, or GRADIENT_INDEX_USERNAME and
+    /// _PASSWORD, else ~/.pypirc.
+    #[arg(long, value_name = "URL")]
+    index: Option<String>,
+    /// Sign with this private key, repeatable: an armoured OpenPGP secret key (packages,
+    /// repositories, SHA256SUMS.asc) and/or a PEM ECDSA P-256 key (image signature,
+    /// provenance). Default: the key text in GRADIENT_SIGNING_KEY; a protected OpenPGP key
+    /// takes its passphrase from GRADIENT_KEY_PASSPHRASE.
+    #[arg(long, value_name = "FILE")]
+    key: Vec<PathBuf>,
+    /// Do not write the apt and yum repositories into the folder.
+    #[arg(long)]
+    no_repositories: bool,
+    /// Say what would be sent where, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow plain HTTP to a registry or index that is not on this machine.
+    #[arg(long)]
+    insecure: bool,
+    /// Trust this certificate authority (PEM) for the registry's and the index's TLS.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// The output folder of a build, with its gradient-manifest.json.
+    #[arg(default_value = "dist")]
+    dir: PathBuf,
+    /// The project whose `[tool.gradient.publish]` names the destinations and keys
+    /// [default: the folder's parent, when it is the project the manifest names].
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+    #[command(flatten)]
+    release: ReleaseArgs,
+    /// Print what was sent as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The published folder.
+    #[arg(default_value = "dist")]
+    dir: PathBuf,
+    /// A public key to check against, repeatable: an armoured OpenPGP public key and/or a
+    /// PEM ECDSA P-256 public key.
+    #[arg(long, value_name = "FILE", required = true)]
+    key: Vec<PathBuf>,
+    /// Print every check as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -346,6 +436,21 @@ async fn stop_signal() -> (&'static str, u8) {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet).await,
+        Command::Publish(args) => {
+            let project = args
+                .project
+                .clone()
+                .or_else(|| args.dir.parent().map(PathBuf::from));
+            publish(
+                &args.dir,
+                project.as_deref(),
+                &args.release,
+                args.json,
+                cli.quiet,
+            )
+            .await
+        }
+        Command::Verify(args) => verify(args),
         Command::Compare(args) => compare(args, cli.quiet).await,
         Command::Report(args) => merge_reports(args),
         Command::Tiers { json } => tiers(json),
@@ -401,6 +506,10 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         cache_dir: None,
         entry: args.entry.clone(),
         lock: args.lock.options(),
+        // The program as `gradient`, not the path it was started from.
+        command: std::iter::once("gradient".to_string())
+            .chain(std::env::args().skip(1))
+            .collect(),
     }
 }
 
@@ -478,7 +587,8 @@ async fn compare(args: CompareArgs, quiet: bool) -> ExitCode {
     tier_failures(&outcome.run)
 }
 
-async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
+async fn build(command: BuildCommandArgs, quiet: bool) -> ExitCode {
+    let args = command.build;
     let options = build_options(&args, false);
     let reporter = progress::stderr_reporter(quiet);
     warn_of_idle_options(&options, reporter.as_ref());
@@ -509,7 +619,164 @@ async fn build(args: BuildArgs, quiet: bool) -> ExitCode {
         }
         let _ = writeln!(stdout, "{}", report::wrote_line(&outcome));
     }
-    tier_failures(&outcome)
+    let built = tier_failures(&outcome);
+    if !command.publish || built != ExitCode::SUCCESS {
+        return built;
+    }
+    publish(
+        &outcome.out_dir,
+        Some(&args.project),
+        &command.release,
+        false,
+        quiet,
+    )
+    .await
+}
+
+/// `gradient publish`, and `build --publish` once the build is done.
+async fn publish(
+    dir: &std::path::Path,
+    project: Option<&std::path::Path>,
+    args: &ReleaseArgs,
+    json: bool,
+    quiet: bool,
+) -> ExitCode {
+    use gradient_release::{folder::Folder, keys::SigningKeys, publish};
+    let folder = match Folder::open(dir) {
+        Ok(folder) => folder,
+        Err(err) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+    };
+    // `[tool.gradient.publish]` of the folder's project, under the flags.
+    let (config, project_dir) = match project
+        .filter(|p| p.join(gradient_core::PYPROJECT).is_file())
+        .map(|p| (gradient_core::Project::load(p), p))
+    {
+        Some((Ok(loaded), dir))
+            if loaded.name.as_deref().map(gradient_core::normalize_name)
+                == Some(gradient_core::normalize_name(&folder.manifest.project.name)) =>
+        {
+            (loaded.config.publish, dir.to_path_buf())
+        }
+        Some((Err(err), _)) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+        _ => (Default::default(), PathBuf::new()),
+    };
+    let key_files: Vec<PathBuf> = if args.key.is_empty() {
+        config.key.iter().map(|k| project_dir.join(k)).collect()
+    } else {
+        args.key.clone()
+    };
+    let keys = match SigningKeys::load(&key_files) {
+        Ok(keys) => keys,
+        Err(err) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+    };
+    let options = publish::PublishOptions {
+        image: args.image.clone().or(config.image),
+        index: args.index.clone().or(config.index),
+        repositories: !args.no_repositories && config.repositories.unwrap_or(true),
+        keys,
+        dry_run: args.dry_run,
+        insecure: args.insecure,
+        ca_file: args.ca_file.clone(),
+    };
+    if options.dry_run {
+        let steps = publish::steps(&folder, &options);
+        if json {
+            print_json(&steps);
+        } else {
+            for step in &steps {
+                println!("would send {} to {}", step.what, step.to);
+            }
+            if steps.is_empty() {
+                println!("nothing to publish: give --key, --image or --index");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let say = |what: &str| {
+        if !quiet {
+            let _ = writeln!(std::io::stderr(), "{}", gradient_core::redact(what));
+        }
+    };
+    match publish::publish(&folder, &options, &say).await {
+        Ok(sent) => {
+            if json {
+                print_json(&sent);
+            } else {
+                let mut stdout = std::io::stdout().lock();
+                for item in &sent {
+                    let verb = if item.sent { "sent" } else { "already there" };
+                    let _ = writeln!(
+                        stdout,
+                        "{}",
+                        gradient_core::redact(&format!(
+                            "{verb:<13}  {}  to {}  {}",
+                            item.what, item.to, item.digest
+                        ))
+                    );
+                }
+                if sent.is_empty() {
+                    let _ = writeln!(stdout, "nothing to publish: give --key, --image or --index");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            print_error(&err);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `gradient verify`: every check, then 1 when any fails.
+fn verify(args: VerifyArgs) -> ExitCode {
+    use gradient_release::verify::{verify_folder, Outcome};
+    let keys = match gradient_release::keys::VerifyingKeys::load(&args.key) {
+        Ok(keys) => keys,
+        Err(err) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+    };
+    let checks = match verify_folder(&args.dir, &keys) {
+        Ok(checks) => checks,
+        Err(err) => {
+            print_error(&err);
+            return ExitCode::from(2);
+        }
+    };
+    let failed = checks.iter().filter(|c| c.fails()).count();
+    if args.json {
+        print_json(&checks);
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        for check in &checks {
+            let (word, detail) = match &check.outcome {
+                Outcome::Holds(d) => ("ok", d),
+                Outcome::Fails(d) => ("FAILS", d),
+                Outcome::Unchecked(d) => ("unchecked", d),
+            };
+            let _ = writeln!(
+                stdout,
+                "{word:<9}  {}  {}: {detail}",
+                check.subject, check.property
+            );
+        }
+        let _ = writeln!(stdout, "{} checks, {failed} failing", checks.len());
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn merge_reports(args: ReportArgs) -> ExitCode {

@@ -98,6 +98,25 @@ pub struct Config {
     pub rpm: PackageConfig,
     /// `[tool.gradient.service]`: a systemd service in the OS packages.
     pub service: Option<ServiceConfig>,
+    /// `[tool.gradient.publish]`: where `gradient publish` and `build --publish` send the
+    /// release (their flags win).
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+/// `[tool.gradient.publish]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The registry repository images go to (`HOST[:PORT]/PATH`).
+    pub image: Option<String>,
+    /// The package index's upload URL for the wheel and sdist.
+    pub index: Option<String>,
+    /// Signing key files, relative to the project folder (or absolute).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Whether to write apt and yum repositories into the output folder (default true).
+    pub repositories: Option<bool>,
 }
 
 /// The CPython bundled by the frozen, container and OS tiers.

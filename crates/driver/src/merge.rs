@@ -238,6 +238,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, MergeError> {
 /// Add `other`'s artifacts, inputs and skipped tiers to `into`. A tier built in one folder
 /// and skipped in another counts as built.
 fn join(into: &mut Manifest, other: Manifest) {
+    if into.build.is_none() {
+        into.build = other.build;
+    }
     for artifact in other.artifacts {
         if !into
             .artifacts
@@ -310,6 +313,7 @@ mod tests {
             }],
             skipped: Vec::new(),
             inputs: Vec::new(),
+            build: None,
         };
         serde_json::to_value(&manifest).unwrap()
     }

@@ -62,6 +62,8 @@ pub struct BuildOptions {
     pub entry: Option<String>,
     /// `--lock`, `--locked`, `--no-lock`.
     pub lock: crate::project_lock::LockOptions,
+    /// The command line that started the run, recorded in the manifest (masked).
+    pub command: Vec<String>,
 }
 
 /// How one tier went.
@@ -130,6 +132,7 @@ pub async fn build(
         artifacts: records,
         skipped,
         inputs: shared.records,
+        build: Some(build_record(&plan, &options.command)),
     };
     let earlier = write_run_files(&plan, &mut manifest, reporter)?;
     Ok(RunOutcome {
@@ -140,6 +143,50 @@ pub async fn build(
         installer: plan.installer.name().to_string(),
         earlier,
     })
+}
+
+/// How this run was started and from what: the command (credentials masked), the
+/// project's git commit when it is a checkout, and the lock it took its versions from.
+fn build_record(plan: &Plan, command: &[String]) -> crate::manifest::BuildRecord {
+    let root = &plan.project.root;
+    let git = |args: &[&str]| -> Option<String> {
+        let output = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let revision = git(&["rev-parse", "--verify", "HEAD"])
+        .filter(|rev| rev.len() >= 40 && rev.chars().all(|c| c.is_ascii_hexdigit()));
+    let dirty = revision.is_some()
+        && git(&["status", "--porcelain", "--untracked-files=no", "--", "."])
+            .is_some_and(|changes| !changes.is_empty());
+    let lock = plan.lock.as_ref().map(|lock| crate::manifest::LockRecord {
+        file: lock
+            .file
+            .path
+            .strip_prefix(root)
+            .unwrap_or(&lock.file.path)
+            .display()
+            .to_string(),
+        sha256: lock.sha256.clone(),
+    });
+    crate::manifest::BuildRecord {
+        command: command
+            .iter()
+            .map(|arg| gradient_core::redact::redact(arg).into_owned())
+            .collect(),
+        revision,
+        dirty,
+        lock,
+    }
 }
 
 /// The tiers this host cannot build, said, as the manifest records them.

@@ -72,6 +72,10 @@ pub struct VerifyingKeys {
 pub struct PgpSigner {
     key: SignedSecretKey,
     password: Password,
+    /// The armoured key and its passphrase, for the rpm header's signer, which reads its
+    /// own copy.
+    armored: String,
+    passphrase: Option<String>,
 }
 
 /// An ECDSA P-256 private key, ready to sign.
@@ -156,6 +160,8 @@ impl SigningKeys {
                         keys.pgp = Some(PgpSigner {
                             key,
                             password: password(),
+                            armored: block,
+                            passphrase: std::env::var(PASSPHRASE_VAR).ok(),
                         });
                     }
                     "PRIVATE KEY" | "EC PRIVATE KEY" => {
@@ -196,6 +202,10 @@ impl SigningKeys {
                 origin: "the key given".into(),
                 reason: "no OpenPGP secret key and no ECDSA P-256 private key in it".into(),
             });
+        }
+        // A wrong passphrase is found now, before anything is signed or sent.
+        if let Some(pgp) = &keys.pgp {
+            pgp.detached(b"")?;
         }
         Ok(keys)
     }
@@ -327,9 +337,20 @@ impl PgpSigner {
         hex::encode_upper(self.key.fingerprint().as_bytes())
     }
 
-    /// The secret key and its passphrase, for signers of other formats (the rpm header).
-    pub fn secret(&self) -> (&SignedSecretKey, &Password) {
-        (&self.key, &self.password)
+    /// A signer of rpm headers with this key (its primary key, as for every other
+    /// signature here).
+    pub fn rpm_signer(&self) -> Result<rpm::signature::pgp::Signer, KeyError> {
+        let sign_error = |e: rpm::Error| KeyError::Sign {
+            reason: e.to_string(),
+        };
+        let signer = rpm::signature::pgp::Signer::from_asc(&self.armored)
+            .map_err(sign_error)?
+            .with_signing_key(self.key.fingerprint().as_bytes())
+            .map_err(sign_error)?;
+        Ok(match &self.passphrase {
+            Some(passphrase) => signer.with_key_passphrase(passphrase.clone()),
+            None => signer,
+        })
     }
 }
 

@@ -11,7 +11,12 @@ pub mod apt;
 pub mod folder;
 pub mod index;
 pub mod keys;
+pub mod provenance;
+pub mod publish;
 pub mod registry;
+pub mod rpmsign;
+pub mod sign;
+pub mod verify;
 pub mod yum;
 
 /// What a destination did with one thing it was given: sent it, or found it already there.
@@ -25,4 +30,50 @@ pub struct Sent {
     pub digest: String,
     /// False when the destination already had it and nothing was sent.
     pub sent: bool,
+}
+
+/// Why a release step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(transparent)]
+    Folder(#[from] folder::FolderError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("`{}` is not an rpm gradient can sign ({reason})", path.display())]
+    Rpm {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ReleaseError {
+    /// A mapper of an I/O error on `path` while doing `action`.
+    pub fn io(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> ReleaseError {
+        let path = path.to_path_buf();
+        move |source| ReleaseError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+impl gradient_core::Hint for ReleaseError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ReleaseError::Folder(e) => e.hint(),
+            ReleaseError::Key(e) => e.hint(),
+            ReleaseError::Io { .. } | ReleaseError::Rpm { .. } => None,
+        }
+    }
 }

@@ -23,8 +23,9 @@ pub mod manifest;
 pub mod report;
 
 pub use manifest::{
-    ArtifactRecord, InputRecord, Manifest, ProjectRecord, PythonRecord, ReferenceTally, SbomRecord,
-    SkippedRecord, SmokeRecord, MANIFEST_FILE, SCHEMA_VERSION, SUMS_FILE,
+    ArtifactRecord, BuildRecord, InputRecord, LockRecord, Manifest, ProjectRecord, PythonRecord,
+    ReferenceTally, SbomRecord, SkippedRecord, SmokeRecord, MANIFEST_FILE, SCHEMA_VERSION,
+    SUMS_FILE,
 };
 pub use report::{Comparison, Row, RowArtifact, Status, REPORT_FILES, REPORT_SCHEMA_VERSION};
 

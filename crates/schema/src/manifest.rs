@@ -41,6 +41,33 @@ pub struct Manifest {
     #[serde(default, deserialize_with = "known_inputs")]
     #[schemars(with = "Vec<InputRecord>")]
     pub inputs: Vec<InputRecord>,
+    /// How the artifacts were made: the command, the project's revision and its lock (what
+    /// `gradient publish` states in the provenance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildRecord>,
+}
+
+/// How a run was started and from what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BuildRecord {
+    /// The command line as given (credentials in it masked).
+    pub command: Vec<String>,
+    /// The project's git commit, when the project is a git checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// True when that checkout had changes not committed.
+    #[serde(default)]
+    pub dirty: bool,
+    /// The project's lock file the dependencies were taken from, relative to the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockRecord>,
+}
+
+/// A lock file and its digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LockRecord {
+    pub file: String,
+    pub sha256: String,
 }
 
 /// A shared input published beside the artifacts.

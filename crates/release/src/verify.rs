@@ -1,0 +1,180 @@
+//! `gradient verify DIR`: every check a user of the release can make, offline, against the
+//! public keys they trust — each file against the manifest, `SHA256SUMS` and its signature,
+//! the provenance's signature and subjects, the apt and yum repositories' signatures and
+//! indexes — each said per subject, so a tampered byte is named where it is.
+
+use crate::keys::VerifyingKeys;
+use crate::sign::SUMS_SIGNATURE;
+use crate::{provenance, ReleaseError};
+use gradient_driver::manifest::{Manifest, SUMS_FILE};
+use gradient_driver::merge::read_manifest;
+use gradient_driver::publish::file_digest;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One check of one subject.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    /// What was checked: a file name, `apt/InRelease`, …
+    pub subject: String,
+    /// Which property: `digest`, `signature`, `provenance`, `index`.
+    pub property: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Holds(String),
+    Fails(String),
+    /// Not checked, with why (no key of that kind was given).
+    Unchecked(String),
+}
+
+impl Check {
+    fn new(subject: impl Into<String>, property: &'static str, outcome: Outcome) -> Check {
+        Check {
+            subject: subject.into(),
+            property,
+            outcome,
+        }
+    }
+
+    pub fn fails(&self) -> bool {
+        matches!(self.outcome, Outcome::Fails(_))
+    }
+}
+
+/// Check the folder `dir` against `keys`.
+pub fn verify_folder(dir: &Path, keys: &VerifyingKeys) -> Result<Vec<Check>, ReleaseError> {
+    let manifest = read_manifest(dir).map_err(crate::folder::FolderError::from)?;
+    let mut checks = Vec::new();
+    let actual = check_digests(dir, &manifest, &mut checks);
+    check_sums(dir, &manifest, keys, &mut checks);
+    check_provenance(dir, &manifest, &actual, keys, &mut checks);
+    Ok(checks)
+}
+
+/// Each listed file against its recorded digest; returns the digests found.
+fn check_digests(
+    dir: &Path,
+    manifest: &Manifest,
+    checks: &mut Vec<Check>,
+) -> BTreeMap<String, String> {
+    let mut actual = BTreeMap::new();
+    let listed: BTreeMap<&str, &str> = manifest.listed_files().into_iter().collect();
+    for (file, recorded) in listed {
+        let outcome = match file_digest(&dir.join(file)) {
+            Ok(digest) if digest == recorded => {
+                actual.insert(file.to_string(), digest.clone());
+                Outcome::Holds(format!("sha256 {digest}, as the manifest records"))
+            }
+            Ok(digest) => {
+                actual.insert(file.to_string(), digest.clone());
+                Outcome::Fails(format!("sha256 {digest}, the manifest records {recorded}"))
+            }
+            Err(e) => Outcome::Fails(format!("cannot be read: {e}")),
+        };
+        checks.push(Check::new(file, "digest", outcome));
+    }
+    actual
+}
+
+/// `SHA256SUMS` says what the manifest says, and its signature holds.
+fn check_sums(dir: &Path, manifest: &Manifest, keys: &VerifyingKeys, checks: &mut Vec<Check>) {
+    let sums = std::fs::read(dir.join(SUMS_FILE));
+    let outcome = match &sums {
+        Ok(bytes) if *bytes == manifest.sha256sums().as_bytes() => {
+            Outcome::Holds("lists what the manifest lists".into())
+        }
+        Ok(_) => Outcome::Fails("differs from the manifest's digests".into()),
+        Err(e) => Outcome::Fails(format!("cannot be read: {e}")),
+    };
+    checks.push(Check::new(SUMS_FILE, "digest", outcome));
+    let signature = std::fs::read_to_string(dir.join(SUMS_SIGNATURE));
+    let outcome = match (signature, keys.pgp.is_empty()) {
+        (Err(_), true) => return,
+        (Err(_), false) => Outcome::Fails(format!(
+            "{SUMS_SIGNATURE} is missing: the folder is not signed"
+        )),
+        (Ok(_), true) => Outcome::Unchecked("no OpenPGP public key was given".into()),
+        (Ok(signature), false) => match &sums {
+            Ok(bytes) if keys.pgp_detached_holds(bytes, &signature) => {
+                Outcome::Holds("OpenPGP signature by the given key".into())
+            }
+            _ => Outcome::Fails("the OpenPGP signature does not hold over SHA256SUMS".into()),
+        },
+    };
+    checks.push(Check::new(SUMS_SIGNATURE, "signature", outcome));
+}
+
+/// The provenance's envelopes are signed by the key, and their subjects are exactly the
+/// folder's files with the digests found.
+fn check_provenance(
+    dir: &Path,
+    manifest: &Manifest,
+    actual: &BTreeMap<String, String>,
+    keys: &VerifyingKeys,
+    checks: &mut Vec<Check>,
+) {
+    let name = provenance::file_name(manifest);
+    let text = match std::fs::read_to_string(dir.join(&name)) {
+        Ok(text) => text,
+        Err(_) if keys.ecdsa.is_empty() => return,
+        Err(_) => {
+            checks.push(Check::new(
+                &name,
+                "signature",
+                Outcome::Fails("the provenance is missing: the folder is not attested".into()),
+            ));
+            return;
+        }
+    };
+    if keys.ecdsa.is_empty() {
+        checks.push(Check::new(
+            &name,
+            "signature",
+            Outcome::Unchecked("no ECDSA public key was given".into()),
+        ));
+        return;
+    }
+    let mut covered: BTreeMap<String, String> = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        checks.push(Check::new(
+            &name,
+            "signature",
+            Outcome::Fails("holds no envelope".into()),
+        ));
+    }
+    for (n, line) in lines.iter().enumerate() {
+        let subject = format!("{name}:{}", n + 1);
+        match provenance::open_envelope(line, keys) {
+            Ok(statement) => {
+                checks.push(Check::new(
+                    &subject,
+                    "signature",
+                    Outcome::Holds("DSSE envelope signed by the given key".into()),
+                ));
+                covered.extend(provenance::subjects(&statement));
+            }
+            Err(broken) => checks.push(Check::new(
+                &subject,
+                "signature",
+                Outcome::Fails(broken.to_string()),
+            )),
+        }
+    }
+    for (file, digest) in actual {
+        let outcome = match covered.get(file) {
+            Some(attested) if attested == digest => {
+                Outcome::Holds("the provenance attests this digest".into())
+            }
+            Some(attested) => Outcome::Fails(format!(
+                "the provenance attests sha256 {attested}, the file has {digest}"
+            )),
+            None => Outcome::Fails("the provenance does not name it".into()),
+        };
+        checks.push(Check::new(file, "provenance", outcome));
+    }
+}

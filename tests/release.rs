@@ -1,0 +1,456 @@
+//! `gradient publish` and `gradient verify` on the sample's output folder: the folder signed
+//! with keys the test makes (gpg, openssl), each signature checked by an independent tool
+//! (gpg, Python's `cryptography`), and `verify` failing on a flipped byte in any artifact,
+//! signature or attestation.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Signing keys made once per test run: an OpenPGP key pair (gpg) and an ECDSA P-256 key
+/// pair (openssl), in a folder with its own GNUPGHOME.
+struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    fn pgp_secret(&self) -> PathBuf {
+        self.dir.join("release.asc")
+    }
+    fn pgp_public(&self) -> PathBuf {
+        self.dir.join("release.pub.asc")
+    }
+    fn ec_secret(&self) -> PathBuf {
+        self.dir.join("cosign.key")
+    }
+    fn ec_public(&self) -> PathBuf {
+        self.dir.join("cosign.pub")
+    }
+    fn gnupg_home(&self) -> PathBuf {
+        self.dir.join("gnupg")
+    }
+}
+
+fn tools() -> bool {
+    require("gpg") && require("openssl")
+}
+
+/// Make a fresh pair of each kind in `dir`.
+fn make_keys(dir: &Path) -> Keys {
+    let keys = Keys {
+        dir: dir.to_path_buf(),
+    };
+    let home = keys.gnupg_home();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let output = run(Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args));
+        assert!(output.status.success());
+        output.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Release Test <release@example.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    std::fs::write(keys.pgp_secret(), gpg(&["--armor", "--export-secret-keys"])).unwrap();
+    std::fs::write(keys.pgp_public(), gpg(&["--armor", "--export"])).unwrap();
+    let openssl = |args: &[&str]| {
+        let output = run(Command::new("openssl").args(args));
+        assert!(output.status.success());
+    };
+    let ec = keys.ec_secret();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        ec.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        ec.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        keys.ec_public().to_str().unwrap(),
+    ]);
+    keys
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-keys");
+        let _ = std::fs::remove_dir_all(&dir);
+        make_keys(&dir)
+    })
+}
+
+/// The sample's sdist, wheel and zipapp, built once; each test signs a copy.
+fn built_folder() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-built");
+            let _ = std::fs::remove_dir_all(&out);
+            let output = build(
+                &fixture("sampleapp"),
+                &out,
+                &["--to", "sdist,wheel,zipapp", "--no-smoke"],
+            );
+            assert!(output.status.success());
+            out
+        })
+        .clone()
+}
+
+/// A copy of the built folder, published with both keys.
+fn published() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&built_folder(), dir.path());
+    let keys = keys();
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(keys.pgp_secret())
+        .arg("--key")
+        .arg(keys.ec_secret()));
+    assert!(output.status.success());
+    dir
+}
+
+fn verify(dir: &Path) -> std::process::Output {
+    let keys = keys();
+    run(gradient()
+        .arg("verify")
+        .arg(dir)
+        .arg("--key")
+        .arg(keys.pgp_public())
+        .arg("--key")
+        .arg(keys.ec_public()))
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_published_folder_verifies_and_its_signatures_hold_for_gpg_and_pythons_cryptography() {
+    if !tools() || !require_python_module("cryptography") {
+        return;
+    }
+    let dir = published();
+    let output = verify(dir.path());
+    assert!(output.status.success());
+    assert!(stdout(&output).contains(", 0 failing"));
+
+    // gpg checks SHA256SUMS.asc with the public key alone, in a keyring of its own.
+    let home = tempfile::tempdir().unwrap();
+    let gpg = |args: &[&std::ffi::OsStr]| {
+        run(Command::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .arg("--batch")
+            .args(args))
+    };
+    assert!(gpg(&["--import".as_ref(), keys().pgp_public().as_os_str()])
+        .status
+        .success());
+    let checked = gpg(&[
+        "--verify".as_ref(),
+        dir.path().join("SHA256SUMS.asc").as_os_str(),
+        dir.path().join("SHA256SUMS").as_os_str(),
+    ]);
+    assert!(checked.status.success());
+    assert!(stderr(&checked).contains("Good signature"));
+    // And `sha256sum -c` agrees with the list it signed.
+    let sums = run(Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(dir.path()));
+    assert!(sums.status.success());
+
+    // The DSSE envelope, checked by another implementation: PAE, ECDSA P-256 over SHA-256
+    // with the public key, the in-toto v1 statement, each subject's digest against its file.
+    let script = r#"
+import base64, hashlib, json, os, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+envelope_file, public_key, folder = sys.argv[1:]
+key = serialization.load_pem_public_key(open(public_key, "rb").read())
+lines = [l for l in open(envelope_file) if l.strip()]
+assert len(lines) == 1, lines
+envelope = json.loads(lines[0])
+payload = base64.b64decode(envelope["payload"])
+kind = envelope["payloadType"].encode()
+pae = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+key.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
+statement = json.loads(payload)
+assert statement["_type"] == "https://in-toto.io/Statement/v1"
+assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+build = statement["predicate"]["buildDefinition"]
+assert build["externalParameters"]["command"][:2] == ["gradient", "build"], build
+for subject in statement["subject"]:
+    with open(os.path.join(folder, subject["name"]), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == subject["digest"]["sha256"], subject
+print("verified", len(statement["subject"]), "subjects")
+"#;
+    let python = run(Command::new(host_python())
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("sampleapp-1.2.3.intoto.jsonl"))
+        .arg(keys().ec_public())
+        .arg(dir.path()));
+    assert!(python.status.success());
+    assert!(stdout(&python).contains("verified 8 subjects"));
+}
+
+#[test]
+fn a_rerun_of_publish_writes_nothing_new() {
+    if !tools() {
+        return;
+    }
+    let dir = published();
+    let before: Vec<(String, String)> = listing(dir.path())
+        .into_iter()
+        .map(|f| (sha256_file(&dir.path().join(&f)), f))
+        .collect();
+    let keys = keys();
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(keys.pgp_secret())
+        .arg("--key")
+        .arg(keys.ec_secret()));
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(!text.lines().any(|l| l.starts_with("sent")), "{text}");
+    assert_eq!(text.matches("already there").count(), 2, "{text}");
+    let after: Vec<(String, String)> = listing(dir.path())
+        .into_iter()
+        .map(|f| (sha256_file(&dir.path().join(&f)), f))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn verify_fails_on_a_flipped_byte_in_an_artifact_naming_it() {
+    if !tools() {
+        return;
+    }
+    let dir = published();
+    flip_byte(&dir.path().join("sampleapp-1.2.3.pyz"), 4096);
+    let output = verify(dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let failing: Vec<&str> = text.lines().filter(|l| l.starts_with("FAILS")).collect();
+    assert_eq!(failing.len(), 2, "{text}");
+    assert!(failing.iter().all(|l| l.contains("sampleapp-1.2.3.pyz  ")));
+    assert!(failing.iter().any(|l| l.contains("digest")));
+    assert!(failing.iter().any(|l| l.contains("provenance")));
+}
+
+#[test]
+fn verify_fails_on_a_flipped_byte_in_the_checksums_signature() {
+    if !tools() {
+        return;
+    }
+    let dir = published();
+    let signature = dir.path().join("SHA256SUMS.asc");
+    // A byte of the base64 body, inside the signature packet.
+    let text = std::fs::read_to_string(&signature).unwrap();
+    let body = text.find("\n\n").unwrap() + 20;
+    flip_byte(&signature, body);
+    let output = verify(dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAILS") && l.contains("SHA256SUMS.asc  signature")),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_fails_on_a_flipped_byte_in_the_attestation() {
+    if !tools() {
+        return;
+    }
+    let dir = published();
+    let provenance = dir.path().join("sampleapp-1.2.3.intoto.jsonl");
+    // A byte of the base64 payload: the statement no longer matches its signature.
+    let text = std::fs::read_to_string(&provenance).unwrap();
+    let payload = text.find("\"payload\":\"").unwrap() + 40;
+    flip_byte(&provenance, payload);
+    let output = verify(dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAILS")
+                && l.contains("sampleapp-1.2.3.intoto.jsonl:1  signature")),
+        "{text}"
+    );
+    // Nothing attested any more: every file is named as not covered.
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("FAILS") && l.contains("the provenance does not name it")));
+}
+
+#[test]
+fn verify_with_another_key_fails_and_without_signatures_a_given_key_fails_too() {
+    if !tools() {
+        return;
+    }
+    let dir = published();
+    let other = tempfile::tempdir().unwrap();
+    let stranger = make_keys(other.path());
+    let output = run(gradient()
+        .arg("verify")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(stranger.pgp_public())
+        .arg("--key")
+        .arg(stranger.ec_public()));
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("FAILS      SHA256SUMS.asc  signature"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no signature in it was made by the given key"),
+        "{text}"
+    );
+
+    // An unsigned folder checked with keys: the missing signatures are failures.
+    let unsigned = tempfile::tempdir().unwrap();
+    copy_tree(&built_folder(), unsigned.path());
+    let output = verify(unsigned.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("the folder is not signed"), "{text}");
+    assert!(text.contains("the folder is not attested"), "{text}");
+}
+
+#[test]
+fn publish_refuses_a_damaged_folder_a_public_key_and_a_missing_key_writing_nothing() {
+    if !tools() {
+        return;
+    }
+    let keys = keys();
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&built_folder(), dir.path());
+    let before = listing(dir.path());
+
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(keys.pgp_public()));
+    fails_with(&output, 2, &["it is a public key", "hint:"]);
+
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(dir.path().join("no-such.key")));
+    fails_with(&output, 2, &["cannot read the key file", "no-such.key"]);
+
+    flip_byte(&dir.path().join("sampleapp-1.2.3.tar.gz"), 100);
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(keys.pgp_secret()));
+    fails_with(
+        &output,
+        2,
+        &["sampleapp-1.2.3.tar.gz", "does not match the manifest"],
+    );
+    assert_eq!(listing(dir.path()), before);
+}
+
+#[test]
+fn a_protected_openpgp_key_signs_with_its_passphrase_from_the_environment_never_shown() {
+    if !tools() {
+        return;
+    }
+    let passphrase = "correct-horse-battery-staple-4711";
+    let home = tempfile::tempdir().unwrap();
+    let gnupg = home.path().join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let output = run(Command::new("gpg")
+            .env("GNUPGHOME", &gnupg)
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                passphrase,
+            ])
+            .args(args));
+        assert!(output.status.success());
+        output.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Protected <protected@example.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let secret = home.path().join("protected.asc");
+    std::fs::write(&secret, gpg(&["--armor", "--export-secret-keys"])).unwrap();
+    let public = home.path().join("protected.pub.asc");
+    std::fs::write(&public, gpg(&["--armor", "--export"])).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&built_folder(), dir.path());
+    let wrong = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(&secret)
+        .env("GRADIENT_KEY_PASSPHRASE", "not-the-passphrase-0815"));
+    fails_with(&wrong, 2, &["could not sign", "GRADIENT_KEY_PASSPHRASE"]);
+    assert!(!dir.path().join("SHA256SUMS.asc").exists());
+
+    let output = run(gradient()
+        .arg("publish")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(&secret)
+        .env("GRADIENT_KEY_PASSPHRASE", passphrase));
+    assert!(output.status.success());
+    let verified = run(gradient()
+        .arg("verify")
+        .arg(dir.path())
+        .arg("--key")
+        .arg(&public));
+    assert!(verified.status.success());
+    for output in [&wrong, &output, &verified] {
+        for text in [stdout(output), stderr(output)] {
+            assert!(!text.contains(passphrase) && !text.contains("not-the-passphrase"));
+        }
+    }
+    for file in listing(dir.path()) {
+        let bytes = std::fs::read(dir.path().join(&file)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(passphrase), "{file} holds the passphrase");
+    }
+}
