@@ -1116,3 +1116,42 @@ async fn bearer_tokens_from_the_realm() {
     // One token per scope, kept: not one per request.
     assert!(scopes.len() <= 3, "{scopes:?}");
 }
+
+/// A tarball whose layer is not what its manifest says: the upload is never committed,
+/// and no tag is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_layer_is_never_committed() {
+    if !require_registry() {
+        return;
+    }
+    let _env = ENV.lock().await;
+    let scratch = tempfile::tempdir().unwrap();
+    set_env(Some((USER, PASSWORD)), scratch.path(), None);
+    let registry = Registry::start();
+    let (tarball, _, layer) = small_image(scratch.path(), "changed");
+    // Flip one byte of the layer inside the tar, where its data lies.
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    let at = bytes
+        .windows(layer.len())
+        .position(|w| w == layer.as_slice())
+        .unwrap();
+    bytes[at + layer.len() / 2] ^= 0xff;
+    std::fs::write(&tarball, bytes).unwrap();
+    let destination = Destination::parse(&format!("{}/changed", registry.host())).unwrap();
+    let error = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RegistryError::BadContent { .. }), "{error}");
+    assert!(error.to_string().contains(&sha(&layer)), "{error}");
+    let (status, _, _) = registry
+        .get(
+            reqwest::Method::HEAD,
+            &format!("changed/blobs/{}", sha(&layer)),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = registry
+        .get(reqwest::Method::HEAD, "changed/manifests/1")
+        .await;
+    assert_eq!(status, 404);
+}
