@@ -13,14 +13,17 @@
 //! ```
 //!
 //! The modules, in the order data flows: [`name`] checks names; [`layout`] reads the image
-//! tarball; [`credentials`] finds what to log in with; [`client`] speaks to one registry
-//! (scheme, auth, retries); [`push`] and [`attach`] send; `attach` also fetches back.
+//! tarball; [`credentials`] finds what to log in with; [`client`] opens a session with one
+//! registry (scheme, retries), [`auth`] answers its challenges, [`api`] holds its requests;
+//! [`push`] and [`attach`] send; `attach` also fetches back.
 //!
 //! Nothing is half-tagged: tags are written only after every blob and manifest is in, and
 //! a rerun sends nothing the registry holds (each blob, manifest and tag is looked up
 //! first). No message quotes a password, a token or an `Authorization` header.
 
+pub mod api;
 pub mod attach;
+pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod layout;

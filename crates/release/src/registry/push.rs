@@ -2,7 +2,8 @@
 //! the manifests (per-platform ones before their index) put by digest, then the tags —
 //! each tag only when it points elsewhere, so a rerun sends nothing.
 
-use super::client::{Session, DEFAULT_CHUNK};
+use super::api::DEFAULT_CHUNK;
+use super::client::Session;
 use super::layout::{Tarball, DOCKER_LIST, OCI_INDEX};
 use super::{Destination, RegistryError, RegistryOptions};
 use crate::Sent;
