@@ -15,7 +15,7 @@
 //! The modules, in the order data flows: [`name`] checks names; [`layout`] reads the image
 //! tarball; [`credentials`] finds what to log in with; [`client`] opens a session with one
 //! registry (scheme, retries), [`auth`] answers its challenges, [`api`] holds its requests;
-//! [`push`] and [`attach`] send; `attach` also fetches back.
+//! [`push`] and [`attach`] send; [`fetch`] reads attachments back.
 //!
 //! Nothing is half-tagged: tags are written only after every blob and manifest is in, and
 //! a rerun sends nothing the registry holds (each blob, manifest and tag is looked up
@@ -26,14 +26,13 @@ pub mod attach;
 pub mod auth;
 pub mod client;
 pub mod credentials;
+pub mod fetch;
 pub mod layout;
 pub mod name;
 pub mod push;
 
-pub use attach::{
-    attach, fetch_attachments, Attachments, Attestation, Fetched, FetchedAttestation,
-    FetchedSignature,
-};
+pub use attach::{attach, Attachments, Attestation};
+pub use fetch::{fetch_attachments, Fetched, FetchedAttestation, FetchedSignature};
 pub use name::{Destination, ImageReference};
 pub use push::{plan, push, PushedImage};
 
