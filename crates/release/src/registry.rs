@@ -127,7 +127,7 @@ impl gradient_core::Hint for RegistryError {
                 credentials::PASSWORD_VAR
             ),
             RegistryError::Connect { .. } => {
-                "check that the registry runs and the host and port are right; for a registry without TLS on another host, pass --insecure".into()
+                "check that the registry runs and the host and port are right; for a certificate your own CA signed, give that CA's PEM file; for a registry without TLS on another host, pass --insecure".into()
             }
             RegistryError::Status { status, .. } if *status == 429 || *status >= 500 => {
                 "the registry is failing or busy: try again later".into()

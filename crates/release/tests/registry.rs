@@ -72,6 +72,12 @@ struct Registry {
 impl Registry {
     /// A registry behind htpasswd basic auth.
     fn start() -> Registry {
+        Registry::start_tls(None)
+    }
+
+    /// A registry behind htpasswd basic auth, serving https with `tls` (certificate and key
+    /// files) when given.
+    fn start_tls(tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let line = Command::new("htpasswd")
             .args(["-Bbn", USER, PASSWORD])
@@ -84,14 +90,27 @@ impl Registry {
             "  htpasswd:\n    realm: basic-realm\n    path: {}\n",
             htpasswd.display()
         );
-        Registry::start_with(dir, &auth)
+        let http = match tls {
+            Some((certificate, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
+        Registry::start_configured(dir, &auth, &http)
     }
 
     /// A registry in `dir` with the `auth:` section `auth`.
     fn start_with(dir: tempfile::TempDir, auth: &str) -> Registry {
+        Registry::start_configured(dir, auth, "")
+    }
+
+    /// A registry in `dir` with the `auth:` section `auth` and more of `http:` (TLS).
+    fn start_configured(dir: tempfile::TempDir, auth: &str, http: &str) -> Registry {
         let port = free_port();
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http}auth:\n{auth}",
             root = dir.path().join("data").display(),
         );
         let config_path = dir.path().join("config.yml");
@@ -1154,4 +1173,150 @@ async fn a_changed_layer_is_never_committed() {
         .get(reqwest::Method::HEAD, "changed/manifests/1")
         .await;
     assert_eq!(status, 404);
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A registry serving https with a certificate of a CA of its own: trusted with the CA
+/// file, refused without it (and plain http, tried after on loopback, fails too), taken
+/// without checking with `insecure`.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_custom_ca() {
+    if !require_registry() {
+        return;
+    }
+    if !has("openssl") {
+        assert!(
+            std::env::var_os("CI").is_none()
+                && std::env::var("GRADIENT_REQUIRE_CHECKERS").map_or(true, |v| v != "1"),
+            "CI (and GRADIENT_REQUIRE_CHECKERS=1) must provide `openssl`"
+        );
+        eprintln!("skipping: `openssl` is not installed");
+        return;
+    }
+    let _env = ENV.lock().await;
+    let pki = tempfile::tempdir().unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gradient test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+        pki.path(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+        pki.path(),
+    );
+    std::fs::write(
+        pki.path().join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+        pki.path(),
+    );
+    let registry = Registry::start_tls(Some((
+        &pki.path().join("server.pem"),
+        &pki.path().join("server.key"),
+    )));
+    let scratch = tempfile::tempdir().unwrap();
+    set_env(Some((USER, PASSWORD)), scratch.path(), None);
+    let destination = Destination::parse(&format!("{}/tls", registry.host())).unwrap();
+    let (tarball, digest, _) = small_image(scratch.path(), "tls");
+
+    let error = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, RegistryError::Connect { .. }), "{text}");
+    assert!(
+        text.contains("certificate") && text.contains("plain http"),
+        "{text}"
+    );
+
+    let trusted = RegistryOptions {
+        ca_file: Some(pki.path().join("ca.pem")),
+        ..options(1024)
+    };
+    let pushed = registry::push(&tarball, &destination, &tags(&["1"]), &trusted)
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, digest);
+    assert!(pushed.items.iter().all(|i| i.sent));
+
+    let unchecked = RegistryOptions {
+        insecure: true,
+        ..options(1024)
+    };
+    let again = registry::push(&tarball, &destination, &tags(&["1"]), &unchecked)
+        .await
+        .unwrap();
+    assert!(again.items.iter().all(|i| !i.sent), "{:#?}", again.items);
+
+    let not_a_ca = RegistryOptions {
+        ca_file: Some(pki.path().join("server.ext")),
+        ..options(1024)
+    };
+    let error = registry::push(&tarball, &destination, &tags(&["1"]), &not_a_ca)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RegistryError::Tls { .. }), "{error}");
 }

@@ -137,18 +137,34 @@ impl Session {
                 tracing::debug!("https to {host} failed ({reason}); trying plain http");
                 session.base =
                     Url::parse(&format!("http://{host}/")).expect("a checked host makes a URL");
-                session.ping().await.map_err(|e| match e {
-                    RegistryError::Connect {
+                // When plain http fails too, the https failure is the one to tell.
+                let both = |plain: String, attempts: u32| RegistryError::Connect {
+                    url: url.clone(),
+                    attempts,
+                    reason: format!("{reason}; over plain http: {plain}"),
+                };
+                match session.ping().await {
+                    Err(RegistryError::Connect {
                         reason: plain,
                         attempts,
                         ..
-                    } => RegistryError::Connect {
-                        url,
-                        attempts,
-                        reason: format!("{reason}; over plain http: {plain}"),
-                    },
-                    other => other,
-                })?
+                    }) => return Err(both(plain, attempts)),
+                    Err(other) => return Err(other),
+                    Ok(answer)
+                        if answer.status.is_success()
+                            || answer.status == StatusCode::UNAUTHORIZED =>
+                    {
+                        answer
+                    }
+                    Ok(answer) => {
+                        let said = format!(
+                            "the server answered {}: {}",
+                            answer.status.as_u16(),
+                            server_message(&answer.body)
+                        );
+                        return Err(both(said, 1));
+                    }
+                }
             }
             other => other?,
         };
