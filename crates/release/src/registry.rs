@@ -45,7 +45,7 @@ pub struct RegistryOptions {
     /// (`--insecure`). Without it, only loopback hosts fall back to plain http, after https
     /// failed, as Docker does.
     pub insecure: bool,
-    /// A PEM file of CA certificates trusted besides the built-in roots (`--registry-ca`).
+    /// A PEM file of CA certificates trusted besides the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// The size of upload chunks (8 MiB when unset).
     pub chunk_size: Option<u64>,

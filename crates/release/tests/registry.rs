@@ -662,6 +662,12 @@ struct Proxy {
 }
 
 async fn proxy(target: u16, cuts: usize) -> Proxy {
+    proxy_answering(target, cuts, None).await
+}
+
+/// A proxy that, for the first `cuts` blob PATCHes, cuts the connection or, with
+/// `answer`, answers that status line itself.
+async fn proxy_answering(target: u16, cuts: usize, answer: Option<&'static str>) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let cut = Arc::new(AtomicUsize::new(0));
@@ -676,10 +682,21 @@ async fn proxy(target: u16, cuts: usize) -> Proxy {
             };
             let counter = counter.clone();
             tokio::spawn(async move {
-                let (mut client_read, mut client_write) = client.into_split();
+                let (mut client_read, client_write) = client.into_split();
                 let (mut server_read, mut server_write) = server.into_split();
+                let client_write = Arc::new(tokio::sync::Mutex::new(client_write));
+                let writer = client_write.clone();
                 let down = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    let mut buffer = vec![0; 64 << 10];
+                    loop {
+                        let n = match server_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if writer.lock().await.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
                 });
                 let mut buffer = vec![0; 64 << 10];
                 loop {
@@ -690,6 +707,14 @@ async fn proxy(target: u16, cuts: usize) -> Proxy {
                     let patch = buffer[..n].windows(10).any(|w| w == b"PATCH /v2/");
                     if patch && counter.load(Ordering::SeqCst) < cuts {
                         counter.fetch_add(1, Ordering::SeqCst);
+                        if let Some(status) = answer {
+                            let reply = format!(
+                                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                            down.abort();
+                            let _ = client_write.lock().await.write_all(reply.as_bytes()).await;
+                            break;
+                        }
                         // Half the request goes through, then the line is cut.
                         let _ = server_write.write_all(&buffer[..n / 2]).await;
                         break;
@@ -732,6 +757,24 @@ async fn dropped_uploads_are_retried_and_nothing_is_half_tagged() {
         )
         .await;
     assert_eq!((status, body), (200, layer));
+
+    // A 503 to the first chunk: the upload is tried again.
+    let busy = proxy_answering(registry.port, 1, Some("503 Service Unavailable")).await;
+    let destination = Destination::parse(&format!("127.0.0.1:{}/busy", busy.port)).unwrap();
+    let (tarball, digest, _) = small_image(scratch.path(), "busy");
+    let pushed = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap();
+    assert_eq!(
+        busy.cut.load(Ordering::SeqCst),
+        1,
+        "the proxy answered nothing"
+    );
+    assert_eq!(pushed.digest, digest);
+    let (status, _, _) = registry
+        .get(reqwest::Method::HEAD, "busy/manifests/1")
+        .await;
+    assert_eq!(status, 200);
 
     let always = proxy(registry.port, usize::MAX).await;
     let destination = Destination::parse(&format!("127.0.0.1:{}/broken", always.port)).unwrap();
