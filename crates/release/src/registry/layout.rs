@@ -159,15 +159,42 @@ impl Tarball {
         self.read_at(offset + start, len.min(size - start))
     }
 
-    /// The image: `index.json` followed down to every blob, each document checked.
-    pub fn image(&self) -> Result<Image, RegistryError> {
+    /// `index.json`: its bytes, parsed.
+    fn layout_index(&self) -> Result<(Vec<u8>, Value), RegistryError> {
         let &(offset, size) = self.files.get("index.json").expect("checked at open");
         if size > DOCUMENT_MAX {
             return Err(self.bad("its `index.json` is too large".into()));
         }
-        let index_bytes = self.read_at(offset, size)?;
-        let index: Value = serde_json::from_slice(&index_bytes)
+        let bytes = self.read_at(offset, size)?;
+        let index = serde_json::from_slice(&bytes)
             .map_err(|e| self.bad(format!("its `index.json` is not JSON: {e}")))?;
+        Ok((bytes, index))
+    }
+
+    /// The tags the image was built with: the tag part of each reference `index.json`
+    /// names (`org.opencontainers.image.ref.name`, `sampleapp:1.2.3` → `1.2.3`), in order,
+    /// once each.
+    pub fn tags(&self) -> Result<Vec<String>, RegistryError> {
+        let (_, index) = self.layout_index()?;
+        let mut tags: Vec<String> = Vec::new();
+        for descriptor in index["manifests"].as_array().into_iter().flatten() {
+            let Some(name) =
+                descriptor["annotations"]["org.opencontainers.image.ref.name"].as_str()
+            else {
+                continue;
+            };
+            let last = &name[name.rfind('/').map_or(0, |i| i + 1)..];
+            let tag = last.rsplit_once(':').map_or(name, |(_, tag)| tag);
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_string());
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The image: `index.json` followed down to every blob, each document checked.
+    pub fn image(&self) -> Result<Image, RegistryError> {
+        let (index_bytes, index) = self.layout_index()?;
         let descriptors = index["manifests"]
             .as_array()
             .ok_or_else(|| self.bad("its `index.json` lists no manifests".into()))?;
