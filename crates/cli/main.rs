@@ -273,9 +273,16 @@ struct PublishArgs {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// The published folder.
-    #[arg(default_value = "dist")]
+    /// The published folder, or an image in a registry (`HOST[:PORT]/REPOSITORY[:TAG]` or
+    /// `…@sha256:DIGEST`): its signature, provenance and SBOM are fetched and checked here.
+    #[arg(default_value = "dist", value_name = "DIR|IMAGE")]
     dir: PathBuf,
+    /// Allow plain HTTP to a registry that is not on this machine.
+    #[arg(long)]
+    insecure: bool,
+    /// Trust this certificate authority (PEM) for the registry's TLS.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// A public key to check against, repeatable: an armoured OpenPGP public key and/or a
     /// PEM ECDSA P-256 public key.
     #[arg(long, value_name = "FILE", required = true)]
@@ -450,7 +457,7 @@ async fn run(cli: Cli) -> ExitCode {
             )
             .await
         }
-        Command::Verify(args) => verify(args),
+        Command::Verify(args) => verify(args).await,
         Command::Compare(args) => compare(args, cli.quiet).await,
         Command::Report(args) => merge_reports(args),
         Command::Tiers { json } => tiers(json),
@@ -688,7 +695,13 @@ async fn publish(
         ca_file: args.ca_file.clone(),
     };
     if options.dry_run {
-        let steps = publish::steps(&folder, &options);
+        let steps = match publish::steps(&folder, &options) {
+            Ok(steps) => steps,
+            Err(err) => {
+                print_error(&err);
+                return ExitCode::from(2);
+            }
+        };
         if json {
             print_json(&steps);
         } else {
@@ -714,12 +727,19 @@ async fn publish(
                 let mut stdout = std::io::stdout().lock();
                 for item in &sent {
                     let verb = if item.sent { "sent" } else { "already there" };
+                    // The digest, unless where it went already names it.
+                    let digest =
+                        if item.to.contains(&item.digest) || item.what.contains(&item.digest) {
+                            String::new()
+                        } else {
+                            format!("  {}", item.digest)
+                        };
                     let _ = writeln!(
                         stdout,
                         "{}",
                         gradient_core::redact(&format!(
-                            "{verb:<13}  {}  to {}  {}",
-                            item.what, item.to, item.digest
+                            "{verb:<13}  {}  → {}{digest}",
+                            item.what, item.to
                         ))
                     );
                 }
@@ -737,8 +757,9 @@ async fn publish(
 }
 
 /// `gradient verify`: every check, then 1 when any fails.
-fn verify(args: VerifyArgs) -> ExitCode {
-    use gradient_release::verify::{verify_folder, Outcome};
+async fn verify(args: VerifyArgs) -> ExitCode {
+    use gradient_release::registry::{ImageReference, RegistryOptions};
+    use gradient_release::verify::{verify_folder, verify_image, Outcome};
     let keys = match gradient_release::keys::VerifyingKeys::load(&args.key) {
         Ok(keys) => keys,
         Err(err) => {
@@ -746,7 +767,24 @@ fn verify(args: VerifyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let checks = match verify_folder(&args.dir, &keys) {
+    // A folder when there is one by that name or it cannot be an image, else an image.
+    let given = args.dir.to_string_lossy();
+    let checks = if args.dir.is_dir() || !given.contains('/') {
+        verify_folder(&args.dir, &keys)
+    } else {
+        match ImageReference::parse(&given) {
+            Ok(image) => {
+                let options = RegistryOptions {
+                    insecure: args.insecure,
+                    ca_file: args.ca_file.clone(),
+                    ..RegistryOptions::default()
+                };
+                verify_image(&image, &keys, &options).await
+            }
+            Err(err) => Err(err.into()),
+        }
+    };
+    let checks = match checks {
         Ok(checks) => checks,
         Err(err) => {
             print_error(&err);

@@ -40,6 +40,14 @@ pub enum ReleaseError {
     Folder(#[from] folder::FolderError),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    #[error("{flag} was given, but the folder holds no {what} (build the {tiers} tier first)")]
+    NothingFor {
+        flag: &'static str,
+        what: &'static str,
+        tiers: &'static str,
+    },
     #[error("`{}` is not an rpm gradient can sign ({reason})", path.display())]
     Rpm {
         path: std::path::PathBuf,
@@ -74,6 +82,10 @@ impl gradient_core::Hint for ReleaseError {
         match self {
             ReleaseError::Folder(e) => e.hint(),
             ReleaseError::Key(e) => e.hint(),
+            ReleaseError::Registry(e) => e.hint(),
+            ReleaseError::NothingFor { tiers, .. } => Some(format!(
+                "`gradient build --to {tiers}` into the same folder, or leave the flag out"
+            )),
             ReleaseError::Io { .. } | ReleaseError::Rpm { .. } => None,
         }
     }

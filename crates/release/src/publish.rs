@@ -6,7 +6,10 @@
 
 use crate::folder::Folder;
 use crate::keys::SigningKeys;
-use crate::{sign, ReleaseError, Sent};
+use crate::registry::{self, Destination, RegistryOptions};
+use crate::{provenance, sign, ReleaseError, Sent};
+use gradient_core::Tier;
+use gradient_driver::manifest::ArtifactRecord;
 use std::path::PathBuf;
 
 /// What to publish where.
@@ -34,8 +37,44 @@ pub struct Step {
     pub to: String,
 }
 
-/// What a publish would do, in order, without doing any of it.
-pub fn steps(folder: &Folder, options: &PublishOptions) -> Vec<Step> {
+impl PublishOptions {
+    fn registry(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+/// The folder's image tarball (the oci and docker tiers write the same one).
+fn image_artifact(folder: &Folder) -> Result<&ArtifactRecord, ReleaseError> {
+    folder
+        .artifacts(Tier::Oci)
+        .chain(folder.artifacts(Tier::Docker))
+        .next()
+        .ok_or(ReleaseError::NothingFor {
+            flag: "--image",
+            what: "image",
+            tiers: "oci",
+        })
+}
+
+/// The image's destination, tarball and the tags it was built with.
+fn image_push<'a>(
+    folder: &'a Folder,
+    image: &str,
+) -> Result<(Destination, PathBuf, Vec<String>, &'a ArtifactRecord), ReleaseError> {
+    let destination = Destination::parse(image)?;
+    let artifact = image_artifact(folder)?;
+    let tarball = folder.path(&artifact.file);
+    let tags = registry::layout::Tarball::open(&tarball)?.tags()?;
+    Ok((destination, tarball, tags, artifact))
+}
+
+/// What a publish would do, in order, without doing any of it. Names and the image
+/// tarball are checked; nothing is sent and no destination is asked.
+pub fn steps(folder: &Folder, options: &PublishOptions) -> Result<Vec<Step>, ReleaseError> {
     let dir = folder.dir.display().to_string();
     let mut steps = Vec::new();
     if options.keys.pgp.is_some() {
@@ -53,7 +92,31 @@ pub fn steps(folder: &Folder, options: &PublishOptions) -> Vec<Step> {
             to: dir.clone(),
         });
     }
-    steps
+    if let Some(image) = &options.image {
+        let (destination, tarball, tags, _) = image_push(folder, image)?;
+        let plan = registry::plan(&tarball, &destination, &tags)?;
+        steps.extend(plan.items.into_iter().map(|item| Step {
+            what: item.what,
+            to: item.to,
+        }));
+        let mut attached = vec!["SBOM (cosign .sbom, OCI referrer)"];
+        if options.keys.ecdsa.is_some() {
+            attached.splice(
+                0..0,
+                [
+                    "signature (cosign .sig, OCI referrer)",
+                    "provenance (cosign .att, OCI referrer)",
+                ],
+            );
+        }
+        for what in attached {
+            steps.push(Step {
+                what: what.to_string(),
+                to: format!("{}@{}", destination.name(), plan.digest),
+            });
+        }
+    }
+    Ok(steps)
 }
 
 /// Publish `folder` as `options` say; `say` hears of each step as it starts.
@@ -67,5 +130,62 @@ pub async fn publish(
         say("signing the folder");
         sent.extend(sign::sign_folder(folder, &options.keys)?);
     }
+    if let Some(image) = &options.image {
+        sent.extend(push_image(folder, image, options, say).await?);
+    }
+    Ok(sent)
+}
+
+/// Push the image, then attach its SBOM and, with an ECDSA key, its signature and
+/// provenance (a statement whose subject is the image's digest).
+async fn push_image(
+    folder: &Folder,
+    image: &str,
+    options: &PublishOptions,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<Sent>, ReleaseError> {
+    let (destination, tarball, tags, artifact) = image_push(folder, image)?;
+    let registry_options = options.registry();
+    say(&format!(
+        "pushing {} to {}",
+        artifact.file,
+        destination.name()
+    ));
+    let pushed = registry::push(&tarball, &destination, &tags, &registry_options).await?;
+    let mut sent = pushed.items;
+    let digest_hex = pushed.digest.trim_start_matches("sha256:").to_string();
+    let attestations = match &options.keys.ecdsa {
+        Some(key) => {
+            let statement =
+                provenance::statement(&folder.manifest, &[(destination.name(), digest_hex)]);
+            vec![registry::Attestation {
+                envelope: provenance::envelope(&statement, key).into_bytes(),
+                predicate_type: provenance::PREDICATE_TYPE.to_string(),
+            }]
+        }
+        None => Vec::new(),
+    };
+    let sbom = match &artifact.sbom {
+        Some(sbom) => {
+            let path = folder.path(&sbom.file);
+            Some(std::fs::read(&path).map_err(ReleaseError::io("read", &path))?)
+        }
+        None => None,
+    };
+    say(&format!("attaching to {}", pushed.reference));
+    let attachments = registry::Attachments {
+        signer: options.keys.ecdsa.as_ref(),
+        attestations,
+        sbom,
+    };
+    sent.extend(
+        registry::attach(
+            &destination,
+            &pushed.digest,
+            &attachments,
+            &registry_options,
+        )
+        .await?,
+    );
     Ok(sent)
 }

@@ -178,3 +178,65 @@ fn check_provenance(
         checks.push(Check::new(file, "provenance", outcome));
     }
 }
+
+/// Check an image in a registry against `keys`: its signature names its digest and was
+/// made by the ECDSA key, its provenance is signed and attests that digest, and an SBOM is
+/// attached. Only the fetching goes over the network; every check is made here.
+pub async fn verify_image(
+    image: &crate::registry::ImageReference,
+    keys: &VerifyingKeys,
+    options: &crate::registry::RegistryOptions,
+) -> Result<Vec<Check>, ReleaseError> {
+    let fetched = crate::registry::fetch_attachments(image, options).await?;
+    let subject = format!("{}@{}", image.destination.name(), fetched.digest);
+    let mut checks = Vec::new();
+    if keys.ecdsa.is_empty() {
+        checks.push(Check::new(
+            &subject,
+            "signature",
+            Outcome::Unchecked("no ECDSA public key was given".into()),
+        ));
+    } else {
+        let outcome = if fetched
+            .signatures
+            .iter()
+            .any(|s| s.holds_for(keys, &fetched.digest))
+        {
+            Outcome::Holds("a signature by the given key names this digest".into())
+        } else if fetched.signatures.is_empty() {
+            Outcome::Fails("no signature is attached".into())
+        } else {
+            Outcome::Fails(format!(
+                "none of the {} signatures attached was made by the given key over this digest",
+                fetched.signatures.len()
+            ))
+        };
+        checks.push(Check::new(&subject, "signature", outcome));
+        let hex = fetched.digest.trim_start_matches("sha256:");
+        let attested = fetched.attestations.iter().any(|a| {
+            std::str::from_utf8(&a.envelope)
+                .ok()
+                .and_then(|text| provenance::open_envelope(text.trim(), keys).ok())
+                .is_some_and(|statement| {
+                    provenance::subjects(&statement)
+                        .iter()
+                        .any(|(_, digest)| digest == hex)
+                })
+        });
+        let outcome = if attested {
+            Outcome::Holds("a provenance signed by the given key attests this digest".into())
+        } else {
+            Outcome::Fails(format!(
+                "no attestation among the {} attached is signed by the given key and names this digest",
+                fetched.attestations.len()
+            ))
+        };
+        checks.push(Check::new(&subject, "provenance", outcome));
+    }
+    let outcome = match fetched.sboms.len() {
+        0 => Outcome::Unchecked("no SBOM is attached".into()),
+        n => Outcome::Holds(format!("{n} SBOM attached, matching its digest")),
+    };
+    checks.push(Check::new(&subject, "sbom", outcome));
+    Ok(checks)
+}
