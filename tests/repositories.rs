@@ -410,12 +410,39 @@ fn gpg_verifies(dir: &Path, public: &Path, args: &[&Path]) -> bool {
     verified.status.success() && stderr(&verified).contains("Good signature")
 }
 
+/// The subjects of the checks that fail.
+fn failing(checks: &[gradient_release::verify::Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.fails())
+        .map(|c| format!("{} {}", c.subject, c.property))
+        .collect()
+}
+
+/// A copy of `repo` (a repository folder) into `into/NAME`, for changing a byte of.
+fn copy_repository(repo: &Path, into: &Path) -> PathBuf {
+    let copy = into.join(repo.file_name().unwrap());
+    assert!(run(Command::new("cp").arg("-a").arg(repo).arg(&copy))
+        .status
+        .success());
+    copy
+}
+
+/// `path` with one byte flipped at `at` (from the end when negative).
+fn flip_byte(path: &Path, at: i64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = if at < 0 { bytes.len() as i64 + at } else { at } as usize;
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
 #[test]
 fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debian_root() {
     if !require("gpg") {
         return;
     }
-    use gradient_release::{apt, keys::SigningKeys};
+    use gradient_release::apt;
+    use gradient_release::keys::{SigningKeys, VerifyingKeys};
     let dir = tempfile::tempdir().unwrap();
     let (secret, public) = test_key(dir.path());
     let keys = SigningKeys::load(&[secret]).unwrap();
@@ -481,6 +508,53 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
         &public,
         &[&repo.join("InRelease")]
     ));
+
+    // gradient's own check, offline, with the published key: everything holds; a byte
+    // changed in the deb, in Packages or in InRelease's text is named where it is.
+    let public_keys = VerifyingKeys::load(std::slice::from_ref(&keyring)).unwrap();
+    let checks = apt::verify(out.path(), &public_keys);
+    assert!(failing(&checks).is_empty(), "{checks:#?}");
+    let held: Vec<String> = checks
+        .iter()
+        .map(|c| format!("{} {}", c.subject, c.property))
+        .collect();
+    for expected in [
+        "apt/InRelease signature",
+        "apt/Release.gpg signature",
+        "apt/Packages index",
+        "apt/Packages.gz index",
+        "apt/sampleapp_1.2.3-1_amd64.deb digest",
+    ] {
+        assert!(
+            held.iter().any(|h| h == expected),
+            "{expected} in {held:#?}"
+        );
+    }
+    for (file, at, named) in [
+        (
+            "sampleapp_1.2.3-1_amd64.deb",
+            -100,
+            "apt/sampleapp_1.2.3-1_amd64.deb digest",
+        ),
+        ("Packages", 3, "apt/Packages index"),
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = copy_repository(&repo, scratch.path());
+        flip_byte(&copy.join(file), at);
+        assert_eq!(failing(&apt::verify(scratch.path(), &public_keys)), [named]);
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = copy_repository(&repo, scratch.path());
+    let inrelease = std::fs::read_to_string(copy.join("InRelease")).unwrap();
+    std::fs::write(
+        copy.join("InRelease"),
+        inrelease.replace("Label: sampleapp", "Label: sampleapq"),
+    )
+    .unwrap();
+    assert_eq!(
+        failing(&apt::verify(scratch.path(), &public_keys)),
+        ["apt/InRelease signature"]
+    );
 
     // A rerun of the same folder leaves the repository as it is.
     let again = apt::write(&folder, out.path(), keys.pgp.as_ref()).unwrap();
@@ -587,6 +661,11 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
         other.pgp.as_ref(),
     )
     .unwrap();
+    assert_eq!(
+        failing(&apt::verify(other_out.path(), &public_keys)),
+        ["apt/InRelease signature", "apt/Release.gpg signature"],
+        "gradient's check refuses another key's signatures too"
+    );
     std::fs::remove_dir_all(&served).unwrap();
     assert!(run(Command::new("cp")
         .arg("-a")
@@ -640,7 +719,8 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
     if !require("gpg") || !require("createrepo_c") {
         return;
     }
-    use gradient_release::{keys::SigningKeys, yum};
+    use gradient_release::keys::{SigningKeys, VerifyingKeys};
+    use gradient_release::yum;
     let dir = tempfile::tempdir().unwrap();
     let (secret, _) = test_key(dir.path());
     let keys = SigningKeys::load(&[secret]).unwrap();
@@ -729,6 +809,58 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
             repodata_fields(&repomd_location(&repo, kind)),
             repodata_fields(&repomd_location(&theirs, kind)),
             "{kind}.xml as createrepo_c writes it"
+        );
+    }
+
+    // gradient's own check, offline, with the published key: everything holds; a byte
+    // changed in the rpm, in primary.xml.gz or in repomd.xml is named where it is.
+    let public_keys = VerifyingKeys::load(std::slice::from_ref(&key)).unwrap();
+    let checks = yum::verify(out.path(), &public_keys);
+    assert!(failing(&checks).is_empty(), "{checks:#?}");
+    let held: Vec<String> = checks
+        .iter()
+        .map(|c| format!("{} {}", c.subject, c.property))
+        .collect();
+    for expected in [
+        "yum/repodata/repomd.xml.asc signature",
+        "yum/repodata/primary.xml.gz index",
+        "yum/repodata/filelists.xml.gz index",
+        "yum/repodata/other.xml.gz index",
+        "yum/sampleapp-1.2.3-1.x86_64.rpm digest",
+        "yum/sampleapp-1.2.3-1.x86_64.rpm signature",
+    ] {
+        assert!(
+            held.iter().any(|h| h == expected),
+            "{expected} in {held:#?}"
+        );
+    }
+    for (file, at, named) in [
+        (
+            "sampleapp-1.2.3-1.x86_64.rpm",
+            -100,
+            &[
+                "yum/sampleapp-1.2.3-1.x86_64.rpm digest",
+                "yum/sampleapp-1.2.3-1.x86_64.rpm signature",
+            ][..],
+        ),
+        (
+            "repodata/primary.xml.gz",
+            -3,
+            &["yum/repodata/primary.xml.gz index"][..],
+        ),
+        (
+            "repodata/repomd.xml",
+            200,
+            &["yum/repodata/repomd.xml.asc signature"][..],
+        ),
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = copy_repository(&repo, scratch.path());
+        flip_byte(&copy.join(file), at);
+        assert_eq!(
+            failing(&yum::verify(scratch.path(), &public_keys)),
+            named,
+            "{file} changed"
         );
     }
 

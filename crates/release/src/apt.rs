@@ -11,8 +11,9 @@
 //! beside and swapped in whole.
 
 use crate::folder::Folder;
-use crate::keys::{KeyError, PgpSigner};
-use crate::repo::{plain_name, Repository, Stage};
+use crate::keys::{KeyError, PgpSigner, VerifyingKeys};
+use crate::repo::{held, plain_name, push, Repository, Stage};
+use crate::verify::{Check, Outcome};
 use crate::Sent;
 use gradient_core::Tier;
 use md5::Md5;
@@ -184,6 +185,153 @@ pub fn write(
         signed_by: signer.map(|s| s.fingerprint()),
         notes,
     })
+}
+
+/// Check the apt repository in `out/apt` (nothing when there is none), offline: `InRelease`
+/// and `Release.gpg` signed by one of `keys` over `Release`, each index with the size and
+/// sha256 `Release` gives it, each deb with those its stanza in `Packages` gives it. Each
+/// check names its file (`apt/Packages`), so a changed byte is found where it is.
+pub fn verify(out: &Path, keys: &VerifyingKeys) -> Vec<Check> {
+    let dir = out.join(DIR);
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    let release = match std::fs::read_to_string(dir.join("Release")) {
+        Ok(text) => text,
+        Err(e) => {
+            push(
+                &mut checks,
+                DIR,
+                "Release",
+                "index",
+                Outcome::Fails(format!("cannot be read: {e}")),
+            );
+            return checks;
+        }
+    };
+    // The signatures.
+    let inrelease = std::fs::read_to_string(dir.join("InRelease")).ok();
+    let detached = std::fs::read_to_string(dir.join("Release.gpg")).ok();
+    if inrelease.is_none() && detached.is_none() {
+        let outcome = if keys.pgp.is_empty() {
+            Outcome::Unchecked("the repository is unsigned".into())
+        } else {
+            Outcome::Fails("the repository is unsigned (no InRelease, no Release.gpg)".into())
+        };
+        push(&mut checks, DIR, "Release", "signature", outcome);
+    }
+    if let Some(text) = inrelease {
+        let outcome = if keys.pgp.is_empty() {
+            Outcome::Unchecked("no OpenPGP public key was given".into())
+        } else {
+            match keys.pgp_cleartext_text(&text) {
+                Some(signed) if same_lines(&signed, &release) => {
+                    Outcome::Holds("OpenPGP signature by the given key, over Release".into())
+                }
+                Some(_) => Outcome::Fails("it is signed, but says other than Release".into()),
+                None => Outcome::Fails("the OpenPGP signature does not hold".into()),
+            }
+        };
+        push(&mut checks, DIR, "InRelease", "signature", outcome);
+    }
+    if let Some(signature) = detached {
+        let outcome = if keys.pgp.is_empty() {
+            Outcome::Unchecked("no OpenPGP public key was given".into())
+        } else if keys.pgp_detached_holds(release.as_bytes(), &signature) {
+            Outcome::Holds("OpenPGP signature by the given key, over Release".into())
+        } else {
+            Outcome::Fails("the OpenPGP signature does not hold over Release".into())
+        };
+        push(&mut checks, DIR, "Release.gpg", "signature", outcome);
+    }
+    // The indexes, against Release.
+    let listed = release_sha256(&release);
+    if listed.is_empty() {
+        push(
+            &mut checks,
+            DIR,
+            "Release",
+            "index",
+            Outcome::Fails("it lists no SHA256 hashes".into()),
+        );
+    }
+    for (name, (sha256, size)) in &listed {
+        let outcome = if !plain_name(name) {
+            Outcome::Fails("Release names a file outside the repository".into())
+        } else {
+            held(&dir.join(name), sha256, *size, "Release")
+        };
+        push(&mut checks, DIR, name, "index", outcome);
+    }
+    // The packages, against Packages (when Packages itself holds).
+    let packages_hold = listed.contains_key("Packages")
+        && checks
+            .iter()
+            .any(|c| c.subject == format!("{DIR}/Packages") && !c.fails());
+    if packages_hold {
+        let packages = std::fs::read_to_string(dir.join("Packages")).unwrap_or_default();
+        for stanza in packages.split("\n\n").filter(|s| !s.trim().is_empty()) {
+            let field = |name: &str| {
+                stanza.lines().find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .map(|v| v.trim().to_string())
+                })
+            };
+            let (Some(file), Some(sha256), Some(size)) =
+                (field("Filename"), field("SHA256"), field("Size"))
+            else {
+                push(
+                    &mut checks,
+                    DIR,
+                    "Packages",
+                    "index",
+                    Outcome::Fails("a stanza lacks Filename, Size or SHA256".into()),
+                );
+                continue;
+            };
+            let outcome = match size.parse::<u64>() {
+                Ok(size) if plain_name(&file) => held(&dir.join(&file), &sha256, size, "Packages"),
+                _ => Outcome::Fails("Packages gives it an unusable name or size".into()),
+            };
+            push(&mut checks, DIR, &file, "digest", outcome);
+        }
+    }
+    checks
+}
+
+/// The same text, line ends and trailing spaces aside (a cleartext signature's text is
+/// given back with them normalised).
+fn same_lines(a: &str, b: &str) -> bool {
+    let lines = |t: &str| -> Vec<String> {
+        t.trim_end()
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    };
+    lines(a) == lines(b)
+}
+
+/// `Release`'s SHA256 section: file → (sha256, size).
+fn release_sha256(release: &str) -> std::collections::BTreeMap<String, (String, u64)> {
+    let mut listed = std::collections::BTreeMap::new();
+    let mut in_section = false;
+    for line in release.lines() {
+        if !line.starts_with(' ') {
+            in_section = line.trim_end() == "SHA256:";
+            continue;
+        }
+        if in_section {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let [sha256, size, name] = parts.as_slice() {
+                if let Ok(size) = size.parse() {
+                    listed.insert(name.to_string(), (sha256.to_ascii_lowercase(), size));
+                }
+            }
+        }
+    }
+    listed
 }
 
 /// The `Release` file: what the repository is, its date, and the hashes of its indexes.

@@ -2,8 +2,10 @@
 //! place and swapped in at once (never a half-written repository under the real name), left
 //! as it is when it already says the same, and the record of what was written.
 
+use crate::verify::{Check, Outcome};
 use crate::Sent;
 use gradient_python::staging::Staged;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The prefix of staging entries in the output folder: the driver's sweep knows it.
@@ -157,6 +159,39 @@ pub(crate) fn plain_name(file: &str) -> bool {
         && file
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '~' | ':'))
+}
+
+/// A check of `file` in the repository folder `dir` (`apt`, `yum`), for `gradient verify`.
+pub(crate) fn push(
+    checks: &mut Vec<Check>,
+    dir: &str,
+    file: &str,
+    property: &'static str,
+    outcome: Outcome,
+) {
+    checks.push(Check {
+        subject: format!("{dir}/{file}"),
+        property,
+        outcome,
+    })
+}
+
+/// Whether the file at `path` has `sha256` and `size`, as `by` says it should.
+pub(crate) fn held(path: &Path, sha256: &str, size: u64, by: &str) -> Outcome {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual == sha256 && bytes.len() as u64 == size {
+                Outcome::Holds(format!("sha256 {actual}, as {by} says"))
+            } else {
+                Outcome::Fails(format!(
+                    "sha256 {actual} and {} bytes; {by} says {sha256} and {size}",
+                    bytes.len()
+                ))
+            }
+        }
+        Err(e) => Outcome::Fails(format!("cannot be read: {e}")),
+    }
 }
 
 #[cfg(test)]

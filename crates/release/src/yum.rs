@@ -12,8 +12,9 @@
 //! whole.
 
 use crate::folder::Folder;
-use crate::keys::{KeyError, PgpSigner};
-use crate::repo::{plain_name, Repository, Stage};
+use crate::keys::{KeyError, PgpSigner, VerifyingKeys};
+use crate::repo::{held, plain_name, push, Repository, Stage};
+use crate::verify::{Check, Outcome};
 use crate::Sent;
 use gradient_core::Tier;
 use rpm::{Dependency, DependencyFlags, FileFlags, FileType, IndexSignatureTag, PackageMetadata};
@@ -424,6 +425,155 @@ pub fn write(
         signed_by: signer.map(|s| s.fingerprint()),
         notes,
     })
+}
+
+/// The text between the first `open` and the next `close` in `text`.
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = start + text[start..].find(close)?;
+    Some(&text[start..end])
+}
+
+/// Check the yum repository in `out/yum` (nothing when there is none), offline:
+/// `repomd.xml.asc` signed by one of `keys` over `repomd.xml`, each metadata file with the
+/// sha256 and size `repomd.xml` gives it, each rpm with those `primary.xml` gives it and
+/// its own header signature by one of `keys`. Each check names its file (`yum/…`).
+pub fn verify(out: &Path, keys: &VerifyingKeys) -> Vec<Check> {
+    let dir = out.join(DIR);
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    let repomd_name = "repodata/repomd.xml";
+    let repomd = match std::fs::read_to_string(dir.join(repomd_name)) {
+        Ok(text) => text,
+        Err(e) => {
+            push(
+                &mut checks,
+                DIR,
+                repomd_name,
+                "index",
+                Outcome::Fails(format!("cannot be read: {e}")),
+            );
+            return checks;
+        }
+    };
+    let signature_name = "repodata/repomd.xml.asc";
+    let outcome = match (
+        std::fs::read_to_string(dir.join(signature_name)),
+        keys.pgp.is_empty(),
+    ) {
+        (Err(_), true) => Outcome::Unchecked("the repository is unsigned".into()),
+        (Err(_), false) => Outcome::Fails("the repository is unsigned (no repomd.xml.asc)".into()),
+        (Ok(_), true) => Outcome::Unchecked("no OpenPGP public key was given".into()),
+        (Ok(signature), false) if keys.pgp_detached_holds(repomd.as_bytes(), &signature) => {
+            Outcome::Holds("OpenPGP signature by the given key, over repomd.xml".into())
+        }
+        (Ok(_), false) => {
+            Outcome::Fails("the OpenPGP signature does not hold over repomd.xml".into())
+        }
+    };
+    push(&mut checks, DIR, signature_name, "signature", outcome);
+
+    let mut primary = None;
+    for block in repomd.split("<data ").skip(1) {
+        let kind = between(block, "type=\"", "\"")
+            .unwrap_or_default()
+            .to_string();
+        let (Some(href), Some(sha256), Some(size)) = (
+            between(block, "<location href=\"", "\""),
+            between(block, "<checksum type=\"sha256\">", "</checksum>"),
+            between(block, "<size>", "</size>").and_then(|s| s.trim().parse::<u64>().ok()),
+        ) else {
+            push(
+                &mut checks,
+                DIR,
+                repomd_name,
+                "index",
+                Outcome::Fails(format!(
+                    "its `{kind}` entry lacks a location, sha256 or size"
+                )),
+            );
+            continue;
+        };
+        let inside = href.strip_prefix("repodata/").is_some_and(plain_name);
+        let outcome = if inside {
+            held(&dir.join(href), sha256.trim(), size, "repomd.xml")
+        } else {
+            Outcome::Fails("repomd.xml names a file outside repodata/".into())
+        };
+        if kind == "primary" && !matches!(outcome, Outcome::Fails(_)) {
+            primary = Some(dir.join(href));
+        }
+        push(&mut checks, DIR, href, "index", outcome);
+    }
+    let Some(primary) = primary else {
+        return checks;
+    };
+    let mut text = String::new();
+    let read = std::fs::File::open(&primary).and_then(|file| {
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(flate2::read::GzDecoder::new(file), 256 << 20),
+            &mut text,
+        )
+    });
+    if read.is_err() {
+        push(
+            &mut checks,
+            DIR,
+            "repodata/primary.xml.gz",
+            "index",
+            Outcome::Fails("it does not decompress".into()),
+        );
+        return checks;
+    }
+    for block in text.split("<package ").skip(1) {
+        let (Some(href), Some(sha256), Some(size)) = (
+            between(block, "<location href=\"", "\""),
+            between(block, "pkgid=\"YES\">", "</checksum>"),
+            between(block, "<size package=\"", "\"").and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            push(
+                &mut checks,
+                DIR,
+                "repodata/primary.xml.gz",
+                "index",
+                Outcome::Fails("a package lacks a location, sha256 or size".into()),
+            );
+            continue;
+        };
+        if !plain_name(href) {
+            push(
+                &mut checks,
+                DIR,
+                "repodata/primary.xml.gz",
+                "index",
+                Outcome::Fails(format!(
+                    "it names `{}`, outside the repository",
+                    href.escape_debug()
+                )),
+            );
+            continue;
+        }
+        let path = dir.join(href);
+        push(
+            &mut checks,
+            DIR,
+            href,
+            "digest",
+            held(&path, sha256.trim(), size, "primary.xml"),
+        );
+        let outcome = if keys.pgp.is_empty() {
+            Outcome::Unchecked("no OpenPGP public key was given".into())
+        } else {
+            match crate::rpmsign::rpm_signature_holds(&path, &keys.pgp) {
+                Ok(()) => Outcome::Holds("its header signature is by the given key".into()),
+                Err(why) => Outcome::Fails(why),
+            }
+        };
+        push(&mut checks, DIR, href, "signature", outcome);
+    }
+    checks
 }
 
 #[cfg(test)]
