@@ -716,7 +716,7 @@ fn repomd_location(repo: &Path, kind: &str) -> PathBuf {
 
 #[test]
 fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
-    if !require("gpg") || !require("createrepo_c") {
+    if !require("gpg") {
         return;
     }
     use gradient_release::keys::{SigningKeys, VerifyingKeys};
@@ -792,24 +792,26 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
         );
     }
 
-    // createrepo_c, on the same rpm, describes the package the same way.
-    let theirs = dir.path().join("createrepo");
-    std::fs::create_dir_all(&theirs).unwrap();
-    std::fs::copy(
-        repo.join("sampleapp-1.2.3-1.x86_64.rpm"),
-        theirs.join("sampleapp-1.2.3-1.x86_64.rpm"),
-    )
-    .unwrap();
-    let made = run(Command::new("createrepo_c")
-        .args(["--no-database", "--quiet"])
-        .arg(&theirs));
-    assert!(made.status.success());
-    for kind in ["primary", "filelists", "other"] {
-        assert_eq!(
-            repodata_fields(&repomd_location(&repo, kind)),
-            repodata_fields(&repomd_location(&theirs, kind)),
-            "{kind}.xml as createrepo_c writes it"
-        );
+    if require("createrepo_c") {
+        // createrepo_c, on the same rpm, describes the package the same way.
+        let theirs = dir.path().join("createrepo");
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::copy(
+            repo.join("sampleapp-1.2.3-1.x86_64.rpm"),
+            theirs.join("sampleapp-1.2.3-1.x86_64.rpm"),
+        )
+        .unwrap();
+        let made = run(Command::new("createrepo_c")
+            .args(["--no-database", "--quiet"])
+            .arg(&theirs));
+        assert!(made.status.success());
+        for kind in ["primary", "filelists", "other"] {
+            assert_eq!(
+                repodata_fields(&repomd_location(&repo, kind)),
+                repodata_fields(&repomd_location(&theirs, kind)),
+                "{kind}.xml as createrepo_c writes it"
+            );
+        }
     }
 
     // gradient's own check, offline, with the published key: everything holds; a byte
