@@ -42,6 +42,12 @@ pub enum ReleaseError {
     Key(#[from] keys::KeyError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error(transparent)]
+    Apt(#[from] apt::AptError),
+    #[error(transparent)]
+    Yum(#[from] yum::YumError),
     #[error("{flag} was given, but the folder holds no {what} (build the {tiers} tier first)")]
     NothingFor {
         flag: &'static str,
@@ -83,6 +89,9 @@ impl gradient_core::Hint for ReleaseError {
             ReleaseError::Folder(e) => e.hint(),
             ReleaseError::Key(e) => e.hint(),
             ReleaseError::Registry(e) => e.hint(),
+            ReleaseError::Index(e) => e.hint(),
+            ReleaseError::Apt(e) => e.hint(),
+            ReleaseError::Yum(e) => e.hint(),
             ReleaseError::NothingFor { tiers, .. } => Some(format!(
                 "`gradient build --to {tiers}` into the same folder, or leave the flag out"
             )),

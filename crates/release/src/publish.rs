@@ -5,8 +5,10 @@
 //! nothing that is already there.
 
 use crate::folder::Folder;
+use crate::index::{self, IndexOptions};
 use crate::keys::SigningKeys;
 use crate::registry::{self, Destination, RegistryOptions};
+use crate::{apt, yum};
 use crate::{provenance, sign, ReleaseError, Sent};
 use gradient_core::Tier;
 use gradient_driver::manifest::ArtifactRecord;
@@ -38,6 +40,14 @@ pub struct Step {
 }
 
 impl PublishOptions {
+    fn index(&self) -> IndexOptions {
+        IndexOptions {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+            ..IndexOptions::default()
+        }
+    }
+
     fn registry(&self) -> RegistryOptions {
         RegistryOptions {
             insecure: self.insecure,
@@ -92,6 +102,26 @@ pub fn steps(folder: &Folder, options: &PublishOptions) -> Result<Vec<Step>, Rel
             to: dir.clone(),
         });
     }
+    if options.repositories {
+        for (tier, dir) in [(Tier::Deb, apt::DIR), (Tier::Rpm, yum::DIR)] {
+            for artifact in folder.artifacts(tier) {
+                steps.push(Step {
+                    what: artifact.file.clone(),
+                    to: folder.dir.join(dir).display().to_string(),
+                });
+            }
+        }
+    }
+    if let Some(url) = &options.index {
+        steps.extend(
+            index::plan(folder, url, &options.index())?
+                .into_iter()
+                .map(|planned| Step {
+                    what: format!("{} ({})", planned.file, planned.filetype),
+                    to: planned.to,
+                }),
+        );
+    }
     if let Some(image) = &options.image {
         let (destination, tarball, tags, _) = image_push(folder, image)?;
         let plan = registry::plan(&tarball, &destination, &tags)?;
@@ -129,6 +159,25 @@ pub async fn publish(
     if options.keys.pgp.is_some() || options.keys.ecdsa.is_some() {
         say("signing the folder");
         sent.extend(sign::sign_folder(folder, &options.keys)?);
+    }
+    if options.repositories {
+        let signer = options.keys.pgp.as_ref();
+        if folder.artifacts(Tier::Deb).next().is_some() {
+            say("writing the apt repository");
+            let repository = apt::write(folder, &folder.dir, signer)?;
+            repository.notes.iter().for_each(|note| say(note));
+            sent.extend(repository.sent);
+        }
+        if folder.artifacts(Tier::Rpm).next().is_some() {
+            say("writing the yum repository");
+            let repository = yum::write(folder, &folder.dir, signer)?;
+            repository.notes.iter().for_each(|note| say(note));
+            sent.extend(repository.sent);
+        }
+    }
+    if let Some(url) = &options.index {
+        say(&format!("uploading the wheel and sdist to {url}"));
+        sent.extend(index::upload(folder, url, &options.index()).await?);
     }
     if let Some(image) = &options.image {
         sent.extend(push_image(folder, image, options, say).await?);

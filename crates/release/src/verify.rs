@@ -52,6 +52,8 @@ pub fn verify_folder(dir: &Path, keys: &VerifyingKeys) -> Result<Vec<Check>, Rel
     let actual = check_digests(dir, &manifest, &mut checks);
     check_sums(dir, &manifest, keys, &mut checks);
     check_provenance(dir, &manifest, &actual, keys, &mut checks);
+    checks.extend(crate::apt::verify(dir, keys));
+    checks.extend(crate::yum::verify(dir, keys));
     Ok(checks)
 }
 
