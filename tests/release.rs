@@ -3,97 +3,11 @@
 //! (gpg, Python's `cryptography`), and `verify` failing on a flipped byte in any artifact,
 //! signature or attestation.
 
+use crate::release_support::*;
 use crate::util::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-/// Signing keys made once per test run: an OpenPGP key pair (gpg) and an ECDSA P-256 key
-/// pair (openssl), in a folder with its own GNUPGHOME.
-struct Keys {
-    dir: PathBuf,
-}
-
-impl Keys {
-    fn pgp_secret(&self) -> PathBuf {
-        self.dir.join("release.asc")
-    }
-    fn pgp_public(&self) -> PathBuf {
-        self.dir.join("release.pub.asc")
-    }
-    fn ec_secret(&self) -> PathBuf {
-        self.dir.join("cosign.key")
-    }
-    fn ec_public(&self) -> PathBuf {
-        self.dir.join("cosign.pub")
-    }
-    fn gnupg_home(&self) -> PathBuf {
-        self.dir.join("gnupg")
-    }
-}
-
-fn tools() -> bool {
-    require("gpg") && require("openssl")
-}
-
-/// Make a fresh pair of each kind in `dir`.
-fn make_keys(dir: &Path) -> Keys {
-    let keys = Keys {
-        dir: dir.to_path_buf(),
-    };
-    let home = keys.gnupg_home();
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let output = run(Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(args));
-        assert!(output.status.success());
-        output.stdout
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "Release Test <release@example.invalid>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    std::fs::write(keys.pgp_secret(), gpg(&["--armor", "--export-secret-keys"])).unwrap();
-    std::fs::write(keys.pgp_public(), gpg(&["--armor", "--export"])).unwrap();
-    let openssl = |args: &[&str]| {
-        let output = run(Command::new("openssl").args(args));
-        assert!(output.status.success());
-    };
-    let ec = keys.ec_secret();
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        ec.to_str().unwrap(),
-    ]);
-    openssl(&[
-        "pkey",
-        "-in",
-        ec.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        keys.ec_public().to_str().unwrap(),
-    ]);
-    keys
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release-keys");
-        let _ = std::fs::remove_dir_all(&dir);
-        make_keys(&dir)
-    })
-}
 
 /// The sample's sdist, wheel and zipapp, built once; each test signs a copy.
 fn built_folder() -> PathBuf {
@@ -138,13 +52,6 @@ fn verify(dir: &Path) -> std::process::Output {
         .arg(keys.pgp_public())
         .arg("--key")
         .arg(keys.ec_public()))
-}
-
-fn flip_byte(path: &Path, at: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = at.min(bytes.len() - 1);
-    bytes[at] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -272,7 +179,7 @@ fn verify_fails_on_a_flipped_byte_in_the_checksums_signature() {
     // A byte of the base64 body, inside the signature packet.
     let text = std::fs::read_to_string(&signature).unwrap();
     let body = text.find("\n\n").unwrap() + 20;
-    flip_byte(&signature, body);
+    flip_byte(&signature, body as i64);
     let output = verify(dir.path());
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
@@ -293,7 +200,7 @@ fn verify_fails_on_a_flipped_byte_in_the_attestation() {
     // A byte of the base64 payload: the statement no longer matches its signature.
     let text = std::fs::read_to_string(&provenance).unwrap();
     let payload = text.find("\"payload\":\"").unwrap() + 40;
-    flip_byte(&provenance, payload);
+    flip_byte(&provenance, payload as i64);
     let output = verify(dir.path());
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
@@ -452,5 +359,173 @@ fn a_protected_openpgp_key_signs_with_its_passphrase_from_the_environment_never_
         let bytes = std::fs::read(dir.path().join(&file)).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(passphrase), "{file} holds the passphrase");
+    }
+}
+
+/// The issue's acceptance, end to end on 127.0.0.1: `build --all --publish` pushes the
+/// image to a registry, uploads the wheel and sdist to an index and writes signed apt and
+/// yum repositories; then `docker pull` + `docker run`, `pip install --index-url` and
+/// `apt-get install` in a clean Debian root each run the sample, `gradient verify` holds
+/// for the folder and the image, and no credential shows anywhere.
+#[test]
+fn build_all_publish_then_docker_pip_and_apt_each_run_the_sample() {
+    if !tools() || !require_registry() || !can_chroot() || !docker_engine() {
+        return;
+    }
+    let Some(venv) = pypiserver_venv() else {
+        return;
+    };
+    const INDEX_USER: &str = "uploader";
+    const INDEX_PASSWORD: &str = "index-secret-5b2e91";
+    const PASSPHRASE_IN_ENV: &str = "unused-passphrase-7c41d0";
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let index = Pypiserver::start(&venv, work.path(), INDEX_USER, INDEX_PASSWORD);
+    let keys = keys();
+    let out = work.path().join("dist");
+    let image = format!("{}/team/sampleapp", registry.host());
+    let published = run(gradient()
+        .args(["build", "--all", "--publish"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--image", &image, "--index", &index.url()])
+        .arg("--key")
+        .arg(keys.pgp_secret())
+        .arg("--key")
+        .arg(keys.ec_secret())
+        .env("GRADIENT_REGISTRY_USERNAME", REGISTRY_USER)
+        .env("GRADIENT_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+        .env("GRADIENT_INDEX_USERNAME", INDEX_USER)
+        .env("GRADIENT_INDEX_PASSWORD", INDEX_PASSWORD)
+        .env("GRADIENT_KEY_PASSPHRASE", PASSPHRASE_IN_ENV));
+    assert!(published.status.success());
+    let said = stdout(&published);
+    for sent in [
+        "tag 1.2.3",
+        "tag latest",
+        "sampleapp-1.2.3-py3-none-any.whl",
+        "sampleapp-1.2.3.tar.gz",
+        "sampleapp_1.2.3-1_amd64.deb",
+        "sampleapp-1.2.3-1.x86_64.rpm",
+        "SHA256SUMS.asc",
+        "sampleapp-1.2.3.intoto.jsonl",
+    ] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with("sent") && l.contains(sent)),
+            "{sent} in:\n{said}"
+        );
+    }
+
+    // Offline, with the public keys: the folder and its repositories, then the image.
+    let verified = verify(&out);
+    assert!(verified.status.success());
+    let checks = stdout(&verified);
+    assert!(
+        checks.contains("apt/InRelease") && checks.contains("yum/repodata/repomd.xml"),
+        "{checks}"
+    );
+    let image_verified = run(gradient()
+        .arg("verify")
+        .arg(format!("{image}:1.2.3"))
+        .arg("--key")
+        .arg(keys.ec_public())
+        .env("GRADIENT_REGISTRY_USERNAME", REGISTRY_USER)
+        .env("GRADIENT_REGISTRY_PASSWORD", REGISTRY_PASSWORD));
+    assert!(image_verified.status.success());
+    assert!(stdout(&image_verified).contains("3 checks, 0 failing"));
+
+    // docker pull and run of what was pushed, logged in with a configuration of its own.
+    let docker_config = work.path().join("docker-config");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let docker = |args: &[&str], stdin: Option<&str>| {
+        let mut command = Command::new("docker");
+        command.env("DOCKER_CONFIG", &docker_config).args(args);
+        if let Some(text) = stdin {
+            use std::io::Write;
+            command.stdin(std::process::Stdio::piped());
+            let mut child = command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            return child.wait_with_output().unwrap();
+        }
+        run(&mut command)
+    };
+    let login = docker(
+        &[
+            "login",
+            "--username",
+            REGISTRY_USER,
+            "--password-stdin",
+            &registry.host(),
+        ],
+        Some(REGISTRY_PASSWORD),
+    );
+    assert!(login.status.success(), "{}", stderr(&login));
+    let reference = format!("{image}:1.2.3");
+    assert!(docker(&["pull", &reference], None).status.success());
+    let ran = docker(&["run", "--rm", &reference, "greet", "Ada"], None);
+    let _ = docker(&["rmi", &reference], None);
+    assert!(ran.status.success());
+    assert_eq!(stdout(&ran).trim(), "Hello, Ada!");
+
+    // pip install from the index alone, into a fresh venv that sees nothing of the host's.
+    let env = work.path().join("venv");
+    assert!(
+        run(Command::new(host_python()).args(["-m", "venv"]).arg(&env))
+            .status
+            .success()
+    );
+    let installed = run(Command::new(env.join("bin/pip"))
+        .args(["install", "--isolated", "--quiet", "--index-url"])
+        .arg(format!("{}simple/", index.url()))
+        .arg("sampleapp==1.2.3"));
+    assert!(installed.status.success());
+    let ran = run(Command::new(env.join("bin/sampleapp")).args(["greet", "Ada"]));
+    assert_eq!(stdout(&ran).trim(), "Hello, Ada!");
+
+    // apt-get install in a clean Debian root, from the repository the publish wrote.
+    let root = debian_root_with_repository(
+        work.path(),
+        &out.join("apt"),
+        &out.join("apt/sampleapp-archive-keyring.asc"),
+    );
+    assert!(chroot(&root, &["apt-get", "install", "-y", "sampleapp"])
+        .status
+        .success());
+    let ran = chroot(&root, &["sampleapp", "greet", "Ada"]);
+    assert_eq!(stdout(&ran).trim(), "Hello, Ada!");
+
+    // No credential in what gradient printed or wrote.
+    let secrets = [REGISTRY_PASSWORD, INDEX_PASSWORD, PASSPHRASE_IN_ENV];
+    for output in [&published, &verified, &image_verified] {
+        for text in [stdout(output), stderr(output)] {
+            for secret in secrets {
+                assert!(!text.contains(secret), "a secret in:\n{text}");
+            }
+        }
+    }
+    for entry in walkdir::WalkDir::new(&out) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret),
+                    "{} holds a secret",
+                    entry.path().display()
+                );
+            }
+        }
     }
 }

@@ -6,13 +6,12 @@
 //! The sample is built once per test run (sdist, wheel, deb, rpm) into one folder the tests
 //! share; each test writes its repositories into a folder of its own.
 
+use crate::release_support::*;
 use crate::util::*;
 use gradient_release::folder::Folder;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// The sample's sdist, wheel, deb and rpm, built once per test run (at a fixed source date).
 fn sample_folder() -> &'static Path {
@@ -48,155 +47,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait until something answers on `port`.
-fn wait_for(port: u16, child: &mut Child) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the server exited before it listened: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nothing listens on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A child process ended when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A venv with pypiserver (and passlib, bcrypt for its htpasswd file), made once and kept
-/// in the target folder between runs; `None` (a skip, or a failure where tools are
-/// required) when it cannot be installed.
-fn pypiserver_venv() -> Option<PathBuf> {
-    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pypiserver-venv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import pypiserver, passlib, bcrypt"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ready(&python) {
-        let _ = std::fs::remove_dir_all(&venv);
-        let made = run(Command::new(host_python()).args(["-m", "venv"]).arg(&venv));
-        // passlib 1.7.4 (the last) breaks on bcrypt from 4.1 on.
-        let installed = made.status.success()
-            && run(Command::new(venv.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                "pypiserver",
-                "passlib",
-                "bcrypt<4.1",
-            ]))
-            .status
-            .success();
-        if !installed || !ready(&python) {
-            assert!(
-                std::env::var_os("CI").is_none()
-                    && std::env::var("GRADIENT_REQUIRE_CHECKERS").map_or(true, |v| v != "1"),
-                "CI (and GRADIENT_REQUIRE_CHECKERS=1) must be able to pip-install pypiserver"
-            );
-            eprintln!("skipping: pypiserver cannot be installed");
-            return None;
-        }
-    }
-    Some(venv)
-}
-
-/// A pypiserver on 127.0.0.1 serving `packages`, uploads allowed to `user`:`password`;
-/// the sample's dependencies (click, msgpack) are put there first, so that pip installs
-/// from this index alone.
-struct Pypiserver {
-    port: u16,
-    packages: PathBuf,
-    _process: Running,
-}
-
-impl Pypiserver {
-    fn start(venv: &Path, dir: &Path, user: &str, password: &str) -> Pypiserver {
-        let packages = dir.join("packages");
-        std::fs::create_dir_all(&packages).unwrap();
-        let wheelhouse = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pypiserver-deps");
-        if !wheelhouse.join("done").exists() {
-            let downloaded = run(Command::new(venv.join("bin/pip"))
-                .args(["download", "--quiet", "--only-binary", ":all:", "-d"])
-                .arg(&wheelhouse)
-                .args(["click>=8.1", "msgpack>=1.0"]));
-            assert!(
-                downloaded.status.success(),
-                "the sample's dependencies download"
-            );
-            std::fs::write(wheelhouse.join("done"), "").unwrap();
-        }
-        for entry in std::fs::read_dir(&wheelhouse).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "whl") {
-                std::fs::copy(&path, packages.join(path.file_name().unwrap())).unwrap();
-            }
-        }
-        let htpasswd = dir.join("htpasswd");
-        // The password goes in on stdin, not on a command line.
-        let made = Command::new(venv.join("bin/python"))
-            .args([
-                "-c",
-                "import sys\nfrom passlib.apache import HtpasswdFile\nh = HtpasswdFile(sys.argv[1], new=True, default_scheme='bcrypt')\nh.set_password(sys.argv[2], sys.stdin.read())\nh.save()",
-            ])
-            .arg(&htpasswd)
-            .arg(user)
-            .stdin(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(password.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        assert!(made.status.success(), "the htpasswd file is written");
-        let port = free_port();
-        let mut child = Command::new(venv.join("bin/pypi-server"))
-            .args(["run", "--interface", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .arg("--passwords")
-            .arg(&htpasswd)
-            .args(["--authenticate", "update", "--disable-fallback"])
-            .arg(&packages)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("pypiserver.log")).unwrap())
-            .spawn()
-            .expect("pypi-server starts");
-        wait_for(port, &mut child);
-        Pypiserver {
-            port,
-            packages,
-            _process: Running(child),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
 }
 
 #[test]
@@ -350,66 +200,6 @@ fn wheel_and_sdist_upload_to_pypiserver_once_and_pip_installs_the_app_from_it() 
 
 /// A signing key made for the test with gpg in a GNUPGHOME of its own: the armoured secret
 /// key (what `--key` takes) and the armoured public key, as files in `dir`.
-fn test_key(dir: &Path) -> (PathBuf, PathBuf) {
-    let home = dir.join("gnupg-maker");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let output = run(Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(args));
-        assert!(output.status.success(), "gpg {args:?}");
-        output.stdout
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "Gradient Test Release <release@gradient.invalid>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let secret = dir.join("release-key.asc");
-    let public = dir.join("release-key.pub.asc");
-    std::fs::write(
-        &secret,
-        gpg(&[
-            "--armor",
-            "--export-secret-keys",
-            "release@gradient.invalid",
-        ]),
-    )
-    .unwrap();
-    std::fs::write(
-        &public,
-        gpg(&["--armor", "--export", "release@gradient.invalid"]),
-    )
-    .unwrap();
-    // The agent gpg started for this home is not left running.
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", &home)
-        .args(["--kill", "gpg-agent"])
-        .output();
-    (secret, public)
-}
-
-/// `gpg --verify ARGS` against `public` alone (a GNUPGHOME that holds nothing else).
-fn gpg_verifies(dir: &Path, public: &Path, args: &[&Path]) -> bool {
-    let home = tempfile::tempdir_in(dir).unwrap();
-    let gpg = || {
-        let mut command = Command::new("gpg");
-        command.env("GNUPGHOME", home.path()).arg("--batch");
-        command
-    };
-    assert!(run(gpg().arg("--import").arg(public)).status.success());
-    let verified = run(gpg().arg("--verify").args(args));
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", home.path())
-        .args(["--kill", "all"])
-        .output();
-    verified.status.success() && stderr(&verified).contains("Good signature")
-}
-
 /// The subjects of the checks that fail.
 fn failing(checks: &[gradient_release::verify::Check]) -> Vec<String> {
     checks
@@ -428,14 +218,6 @@ fn copy_repository(repo: &Path, into: &Path) -> PathBuf {
     copy
 }
 
-/// `path` with one byte flipped at `at` (from the end when negative).
-fn flip_byte(path: &Path, at: i64) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = if at < 0 { bytes.len() as i64 + at } else { at } as usize;
-    bytes[at] ^= 0x01;
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debian_root() {
     if !require("gpg") {
@@ -444,7 +226,8 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
     use gradient_release::apt;
     use gradient_release::keys::{SigningKeys, VerifyingKeys};
     let dir = tempfile::tempdir().unwrap();
-    let (secret, public) = test_key(dir.path());
+    let keys = make_keys(dir.path());
+    let (secret, public) = (keys.pgp_secret(), keys.pgp_public());
     let keys = SigningKeys::load(&[secret]).unwrap();
     let out = sample_copy();
     let folder = Folder::open(out.path()).unwrap();
@@ -582,35 +365,7 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
     if !can_chroot() {
         return;
     }
-    let root = fresh_root(dir.path());
-    let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
-    let _ = std::fs::remove_dir_all(root.join("etc/apt/sources.list.d"));
-    std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).unwrap();
-    std::fs::create_dir_all(root.join("etc/apt/keyrings")).unwrap();
-    std::fs::copy(
-        &keyring,
-        root.join("etc/apt/keyrings/sampleapp-archive-keyring.asc"),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("etc/apt/sources.list.d/sampleapp.list"),
-        "deb [signed-by=/etc/apt/keyrings/sampleapp-archive-keyring.asc] file:/srv/repo ./\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.join("srv")).unwrap();
-    assert!(run(Command::new("cp")
-        .arg("-a")
-        .arg(&repo)
-        .arg(root.join("srv/repo")))
-    .status
-    .success());
-    let updated = chroot(&root, &["apt-get", "update"]);
-    assert!(
-        updated.status.success(),
-        "apt-get update reads the repository"
-    );
-    let said = format!("{}{}", stdout(&updated), stderr(&updated));
-    assert!(!said.contains("W:") && !said.contains("E:"), "{said}");
+    let root = debian_root_with_repository(dir.path(), &repo, &keyring);
     let installed = chroot(&root, &["apt-get", "install", "-y", "sampleapp"]);
     assert!(
         installed.status.success(),
@@ -652,7 +407,7 @@ fn the_apt_repository_is_signed_and_apt_installs_the_app_from_it_in_a_clean_debi
     // The same repository signed by another key: apt, holding to the key `signed-by` names,
     // refuses it.
     let other_keys = tempfile::tempdir().unwrap();
-    let (other_secret, _) = test_key(other_keys.path());
+    let other_secret = make_keys(other_keys.path()).pgp_secret();
     let other = SigningKeys::load(&[other_secret]).unwrap();
     let other_out = sample_copy();
     apt::write(
@@ -722,7 +477,7 @@ fn the_yum_repository_matches_createrepo_c_is_signed_and_dnf_reads_it() {
     use gradient_release::keys::{SigningKeys, VerifyingKeys};
     use gradient_release::yum;
     let dir = tempfile::tempdir().unwrap();
-    let (secret, _) = test_key(dir.path());
+    let secret = make_keys(dir.path()).pgp_secret();
     let keys = SigningKeys::load(&[secret]).unwrap();
     let out = sample_copy();
     let folder = Folder::open(out.path()).unwrap();

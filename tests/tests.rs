@@ -18,6 +18,7 @@ mod lock;
 mod ospkg;
 mod plan;
 mod release;
+mod release_support;
 mod report;
 mod repositories;
 mod run;
