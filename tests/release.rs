@@ -216,6 +216,84 @@ fn verify_fails_on_a_flipped_byte_in_the_attestation() {
         .any(|l| l.starts_with("FAILS") && l.contains("the provenance does not name it")));
 }
 
+/// The sha256 of `path`, as the manifest writes it.
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn verify_refuses_an_older_envelope_appended_and_a_file_removed_with_its_record() {
+    if !tools() {
+        return;
+    }
+    let keys = keys();
+    let verify_ec = |dir: &Path| {
+        run(gradient()
+            .arg("verify")
+            .arg(dir)
+            .arg("--key")
+            .arg(keys.ec_public()))
+    };
+    let provenance = "sampleapp-1.2.3.intoto.jsonl";
+    let sdist = "sampleapp-1.2.3.tar.gz";
+
+    // Another folder of the same release whose sdist differs, validly attested by the key:
+    // its envelope, appended to the first folder's, disagrees with the first on the sdist.
+    let other = tempfile::tempdir().unwrap();
+    copy_tree(&built_folder(), other.path());
+    let old = sha256_hex(&other.path().join(sdist));
+    let mut bytes = std::fs::read(other.path().join(sdist)).unwrap();
+    bytes.push(0);
+    std::fs::write(other.path().join(sdist), bytes).unwrap();
+    let new = sha256_hex(&other.path().join(sdist));
+    let manifest = other.path().join("gradient-manifest.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace(&old, &new);
+    std::fs::write(&manifest, text).unwrap();
+    let output = run(gradient()
+        .arg("publish")
+        .arg(other.path())
+        .arg("--key")
+        .arg(keys.ec_secret()));
+    assert!(output.status.success());
+    let dir = published();
+    let mut lines = std::fs::read_to_string(dir.path().join(provenance)).unwrap();
+    lines.push_str(&std::fs::read_to_string(other.path().join(provenance)).unwrap());
+    std::fs::write(dir.path().join(provenance), lines).unwrap();
+    let output = verify_ec(dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.lines().any(|l| l.starts_with("FAILS")
+            && l.contains(&format!("{sdist}  provenance"))
+            && l.contains("disagree")),
+        "{text}"
+    );
+
+    // The zipapp and its record removed: the provenance still names it.
+    let dir = published();
+    let manifest = dir.path().join("gradient-manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json["artifacts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["tier"] != "zipapp");
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    std::fs::remove_file(dir.path().join("sampleapp-1.2.3.pyz")).unwrap();
+    let output = verify_ec(dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.lines().any(|l| l.starts_with("FAILS")
+            && l.contains("sampleapp-1.2.3.pyz  provenance")
+            && l.contains("does not list it")),
+        "{text}"
+    );
+}
+
 #[test]
 fn verify_with_another_key_fails_and_without_signatures_a_given_key_fails_too() {
     if !tools() {
@@ -288,6 +366,48 @@ fn publish_refuses_a_damaged_folder_a_public_key_and_a_missing_key_writing_nothi
         &["sampleapp-1.2.3.tar.gz", "does not match the manifest"],
     );
     assert_eq!(listing(dir.path()), before);
+}
+
+#[test]
+fn publish_refuses_a_manifest_whose_project_name_or_version_would_lead_out_of_the_folder() {
+    if !tools() {
+        return;
+    }
+    let keys = keys();
+    let outside = tempfile::tempdir().unwrap();
+    for (field, value) in [
+        ("name", outside.path().join("pwn").display().to_string()),
+        ("name", "x/../../../../pwn".to_string()),
+        ("name", "sampleapp\nOrigin: forged".to_string()),
+        ("version", "1/../../pwn".to_string()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&built_folder(), dir.path());
+        let manifest = dir.path().join("gradient-manifest.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        json["project"][field] = serde_json::Value::String(value.clone());
+        std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        let before = listing(dir.path());
+        let output = run(gradient()
+            .arg("publish")
+            .arg(dir.path())
+            .arg("--key")
+            .arg(keys.pgp_secret())
+            .arg("--key")
+            .arg(keys.ec_secret()));
+        fails_with(
+            &output,
+            2,
+            &[&format!("the manifest's project {field}"), "is not valid"],
+        );
+        assert_eq!(listing(dir.path()), before, "{field} {value:?}");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing written outside for {field} {value:?}"
+        );
+    }
 }
 
 #[test]

@@ -45,7 +45,19 @@ impl Stage {
 
     /// Write `bytes` to `name` (a path relative to the stage, made by gradient).
     pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path().join(name);
+        // Names come from the manifest and the packages: only plain names below the stage.
+        let relative = Path::new(name);
+        if name.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a plain relative path inside the repository"),
+            ));
+        }
+        let path = self.path().join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
