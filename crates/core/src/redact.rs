@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 /// What replaces a secret.
 pub const MASK: &str = "***";
@@ -48,10 +48,30 @@ fn is_secret_name(name: &str) -> bool {
         .any(|word| upper.ends_with(word) || upper.split('_').any(|part| part == *word))
 }
 
+/// Secrets found while running, not in the environment: a password from a configuration
+/// file or a credential helper, its `Authorization` form, a token a server handed out.
+static FOUND_SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Values shorter than this are not registered by [`add_secret`].
+const MIN_FOUND_SECRET_LEN: usize = 4;
+
+/// Mask `secret` in every text [`redact`] sees from now on, as an environment secret is.
+pub fn add_secret(secret: &str) {
+    if secret.len() < MIN_FOUND_SECRET_LEN {
+        return;
+    }
+    let mut found = FOUND_SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !found.iter().any(|s| s == secret) {
+        found.push(secret.to_string());
+        found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+}
+
 /// `text` with every secret masked. Cheap when there is nothing to hide.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let mut out = redact_url_credentials(text);
-    for secret in environment_secrets() {
+    let found = FOUND_SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    for secret in found.iter().chain(environment_secrets()) {
         if out.contains(secret.as_str()) {
             out = Cow::Owned(out.replace(secret.as_str(), MASK));
         }
@@ -186,6 +206,16 @@ fn url_passwords(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_found_while_running_are_masked_from_then_on() {
+        let secret = "hunter2-found-in-a-config";
+        assert_eq!(redact(&format!("a {secret} b")), format!("a {secret} b"));
+        add_secret(secret);
+        add_secret("ab");
+        assert_eq!(redact(&format!("a {secret} b")), "a *** b");
+        assert_eq!(redact("ab cd"), "ab cd", "too short to be told from a word");
+    }
 
     #[test]
     fn url_credentials_are_masked_and_the_rest_kept() {

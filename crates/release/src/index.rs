@@ -294,9 +294,7 @@ fn server_message(body: &str, credentials: Option<&Credentials>) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    if text.chars().count() > 300 {
-        text = text.chars().take(300).collect::<String>() + "…";
-    }
+    // Masked before it is cut short: a secret cut in two would escape the mask.
     if let Some(credentials) = credentials {
         let header = credentials.header();
         for secret in [
@@ -308,7 +306,11 @@ fn server_message(body: &str, credentials: Option<&Credentials>) -> String {
             }
         }
     }
-    gradient_core::redact(&text).into_owned()
+    let mut text = gradient_core::redact(&text).into_owned();
+    if text.chars().count() > 300 {
+        text = text.chars().take(300).collect::<String>() + "…";
+    }
+    text
 }
 
 /// A request error, named by the URL (which carries no credentials) and its cause chain.

@@ -1037,6 +1037,22 @@ async fn bearer_tokens_from_the_realm() {
     );
     // One token per scope, kept: not one per request.
     assert!(scopes.len() <= 3, "{scopes:?}");
+
+    // A plain-http registry naming a plain-http realm on another host (a port forward to
+    // a registry that is not ours): the credentials are not sent there in clear.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let auth = format!(
+        "  token:\n    realm: http://token.invalid:{}/token\n    service: gradient-test\n    issuer: gradient-test-issuer\n    rootcertbundle: {}\n",
+        service.port,
+        certificate.display()
+    );
+    let forwarded = Registry::start_with(elsewhere, &auth);
+    let destination = Destination::parse(&format!("{}/bearer", forwarded.host())).unwrap();
+    let error = registry::push(&tarball, &destination, &tags(&["1"]), &options(1024))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RegistryError::Insecure { .. }), "{error}");
+    assert!(error.to_string().contains("token.invalid"), "{error}");
 }
 
 /// A tarball whose layer is not what its manifest says: the upload is never committed,

@@ -45,11 +45,17 @@ impl Credentials {
 
     /// The credentials for `index_url`: from the environment, else from `~/.pypirc`.
     pub fn find(index_url: &str) -> Option<Credentials> {
-        Credentials::from_vars(|name| std::env::var(name).ok()).or_else(|| {
+        let found = Credentials::from_vars(|name| std::env::var(name).ok()).or_else(|| {
             let home = std::env::var_os("HOME")?;
             let text = std::fs::read_to_string(Path::new(&home).join(".pypirc")).ok()?;
             Credentials::from_pypirc(&text, index_url)
-        })
+        });
+        if let Some(c) = &found {
+            // Masked wherever it might be echoed, as given and in its header form.
+            gradient_core::redact::add_secret(&c.password);
+            gradient_core::redact::add_secret(c.header().trim_start_matches("Basic "));
+        }
+        found
     }
 
     /// [`TOKEN_VAR`], else [`USERNAME_VAR`] and [`PASSWORD_VAR`], looked up with `var`.

@@ -136,12 +136,25 @@ fn wheel_metadata(path: &Path) -> Result<Vec<(String, String)>, IndexError> {
     };
     let mut text = String::new();
     std::io::Read::read_to_string(
-        &mut archive.by_name(name).map_err(|e| bad(e.to_string()))?,
+        &mut std::io::Read::take(
+            archive.by_name(name).map_err(|e| bad(e.to_string()))?,
+            METADATA_CAP + 1,
+        ),
         &mut text,
     )
     .map_err(|e| bad(format!("{name}: {e}")))?;
+    if text.len() as u64 > METADATA_CAP {
+        return Err(bad(format!(
+            "{name} is larger than {} MiB",
+            METADATA_CAP >> 20
+        )));
+    }
     Ok(parse_metadata(&text))
 }
+
+/// The most of a METADATA or PKG-INFO file read (a long description included): a
+/// compressed file that inflates past it is refused, not read into memory.
+const METADATA_CAP: u64 = 16 << 20;
 
 /// The sdist's top-level `NAME-VERSION/PKG-INFO`, parsed.
 fn sdist_metadata(path: &Path) -> Result<Vec<(String, String)>, IndexError> {
@@ -157,8 +170,17 @@ fn sdist_metadata(path: &Path) -> Result<Vec<(String, String)>, IndexError> {
         let parts: Vec<_> = entry_path.components().collect();
         if parts.len() == 2 && parts[1].as_os_str() == "PKG-INFO" {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text)
-                .map_err(|e| bad(format!("PKG-INFO: {e}")))?;
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(&mut entry, METADATA_CAP + 1),
+                &mut text,
+            )
+            .map_err(|e| bad(format!("PKG-INFO: {e}")))?;
+            if text.len() as u64 > METADATA_CAP {
+                return Err(bad(format!(
+                    "PKG-INFO is larger than {} MiB",
+                    METADATA_CAP >> 20
+                )));
+            }
             return Ok(parse_metadata(&text));
         }
     }

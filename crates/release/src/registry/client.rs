@@ -23,6 +23,9 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(400);
 /// The longest wait between attempts.
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// The largest answer read from a registry: manifests, tokens and the attachments verify
+/// fetches are far smaller (the client never downloads an image's layers).
+const MAX_ANSWER: usize = 64 << 20;
 
 /// A connection to one registry, for one repository.
 pub struct Session {
@@ -254,17 +257,32 @@ impl Session {
         let status = response.status();
         let headers = response.headers().clone();
         let url = response.url().clone();
-        let body = response.bytes().await.map_err(|e| {
-            Try::Again(RegistryError::Connect {
-                url: redacted_url(&url),
-                attempts: ATTEMPTS,
-                reason: error_chain(&e.without_url()),
-            })
-        })?;
+        // Read up to a cap: a registry cannot fill the memory with an endless answer.
+        let mut response = response;
+        let mut body = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                Try::Again(RegistryError::Connect {
+                    url: redacted_url(&url),
+                    attempts: ATTEMPTS,
+                    reason: error_chain(&e.without_url()),
+                })
+            })?;
+            let Some(chunk) = chunk else { break };
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(Try::Stop(RegistryError::Status {
+                    action: "read the answer of".into(),
+                    url: redacted_url(&url),
+                    status: status.as_u16(),
+                    message: format!("it is larger than {} MiB", MAX_ANSWER >> 20),
+                }));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Answer {
             status,
             headers,
-            body: body.to_vec(),
+            body,
             url,
         })
     }
@@ -301,7 +319,7 @@ impl Session {
         let same_origin = url.origin() == self.base.origin();
         if url.scheme() == "http" && self.base.scheme() == "https" {
             return Err(Try::Stop(RegistryError::Insecure {
-                url: url.to_string(),
+                url: redacted_url(&url),
             }));
         }
         for round in 0..2 {
@@ -314,7 +332,10 @@ impl Session {
             let answer = self
                 .raw(method.clone(), url.clone(), headers.clone(), body.clone())
                 .await?;
-            if answer.status == StatusCode::UNAUTHORIZED && same_origin {
+            // A redirect may have led elsewhere: only the registry's own answer sets
+            // what is asked of the credentials.
+            let answered_by_registry = answer.url.origin() == self.base.origin();
+            if answer.status == StatusCode::UNAUTHORIZED && same_origin && answered_by_registry {
                 // Once more with what this answer asks for: a registry may let anyone
                 // list `/v2/` and ask for credentials only to push, and a token expires.
                 if let (0, Some(asked)) =

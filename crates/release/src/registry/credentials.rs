@@ -32,6 +32,17 @@ impl std::fmt::Debug for Credentials {
 
 /// The credentials for `registry` (`HOST[:PORT]`), or none when nothing is configured.
 pub fn find(registry: &str) -> Result<Option<Credentials>, RegistryError> {
+    let found = find_anywhere(registry)?;
+    if let Some(c) = &found {
+        // Masked wherever it might be echoed (a server's message): as given, and as the
+        // `Authorization` header carries it.
+        gradient_core::redact::add_secret(&c.password);
+        gradient_core::redact::add_secret(&super::auth::basic(c));
+    }
+    Ok(found)
+}
+
+fn find_anywhere(registry: &str) -> Result<Option<Credentials>, RegistryError> {
     let username = std::env::var(USERNAME_VAR).ok().filter(|v| !v.is_empty());
     let password = std::env::var(PASSWORD_VAR).ok().filter(|v| !v.is_empty());
     match (username, password) {
@@ -160,7 +171,13 @@ fn run_helper(name: &str, registry: &str) -> Result<Option<Credentials>, Registr
         ));
     }
     use std::io::Write;
+    // The helper needs none of gradient's own secrets.
     let mut child = std::process::Command::new(&program)
+        .env_remove(PASSWORD_VAR)
+        .env_remove(crate::keys::KEY_VAR)
+        .env_remove(crate::keys::PASSPHRASE_VAR)
+        .env_remove(crate::index::TOKEN_VAR)
+        .env_remove(crate::index::PASSWORD_VAR)
         .arg("get")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -63,6 +63,11 @@ pub struct Fetched {
     pub sboms: Vec<Vec<u8>>,
 }
 
+/// The most referrers of one image read: a registry cannot keep verify fetching forever.
+const MAX_REFERRERS: usize = 64;
+/// The most payloads read from one attachment manifest.
+const MAX_LAYERS: usize = 16;
+
 /// The digest of `image` and every signature, attestation and SBOM attached to it, from
 /// cosign's tags and from the referrers (the API, else the `sha256-HEX` index), each once.
 /// Nothing is checked against a key here: `gradient verify` does that, offline.
@@ -78,6 +83,8 @@ pub async fn fetch_attachments(
             reference: image.to_string(),
         })?;
     let digest = sha(&bytes);
+    // Cosign's tags name the image by their own name; a referrer must name it as its
+    // subject, or it is another image's and is left out.
     let mut manifests: Vec<Vec<u8>> = Vec::new();
     for suffix in ["sig", "att", "sbom"] {
         if let Some((bytes, _)) = session
@@ -96,12 +103,16 @@ pub async fn fetch_attachments(
     };
     if let Some(listing) = listing {
         let listing: Value = serde_json::from_slice(&listing).unwrap_or_default();
-        for descriptor in listing["manifests"].as_array().into_iter().flatten() {
+        let descriptors = listing["manifests"].as_array().into_iter().flatten();
+        for descriptor in descriptors.take(MAX_REFERRERS) {
             let Ok((referrer, _)) = descriptor_digest(descriptor) else {
                 continue;
             };
             if let Some((bytes, _)) = session.get_manifest(&referrer).await? {
-                manifests.push(bytes);
+                let parsed: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                if parsed["subject"]["digest"].as_str() == Some(digest.as_str()) {
+                    manifests.push(bytes);
+                }
             }
         }
     }
@@ -111,7 +122,8 @@ pub async fn fetch_attachments(
     };
     for manifest in manifests {
         let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_default();
-        for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let layers = manifest["layers"].as_array().into_iter().flatten();
+        for layer in layers.take(MAX_LAYERS) {
             let Ok((layer_digest, _)) = descriptor_digest(layer) else {
                 continue;
             };
