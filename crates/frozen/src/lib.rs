@@ -19,8 +19,34 @@ pub use tier::FrozenTier;
 
 use std::path::{Path, PathBuf};
 
-/// The launcher binary every frozen executable starts with.
+/// The launcher for the machine gradient was built on ([`HOST_MACHINE`]): what every frozen
+/// executable for that machine starts with.
 pub const LAUNCHER: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER"));
+
+/// The machine (`uname -m`: `x86_64`, `aarch64`) [`LAUNCHER`] runs on.
+pub const HOST_MACHINE: &str = env!("GRADIENT_LAUNCHER_MACHINE");
+
+/// The machines gradient knows a launcher for, built or not (see [`launcher`]).
+pub const MACHINES: [&str; 2] = ["x86_64", "aarch64"];
+
+// Every machine but the host's, from the same sources, when gradient was built where it
+// could link them (`build.rs`); an empty file otherwise, and for the host's (`LAUNCHER`).
+const X86_64_CROSS: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER_X86_64"));
+const AARCH64_CROSS: &[u8] = include_bytes!(env!("GRADIENT_LAUNCHER_AARCH64"));
+
+/// The launcher for `machine` (as `uname -m` names it), or None when this gradient was built
+/// without one: `build.rs` then said what to install.
+pub fn launcher(machine: &str) -> Option<&'static [u8]> {
+    if machine == HOST_MACHINE {
+        return Some(LAUNCHER);
+    }
+    let cross = match machine {
+        "x86_64" => X86_64_CROSS,
+        "aarch64" => AARCH64_CROSS,
+        _ => return None,
+    };
+    (!cross.is_empty()).then_some(cross)
+}
 
 /// Why a frozen executable could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +101,8 @@ pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Erro
 
 #[cfg(test)]
 mod tests {
+    use super::{launcher, HOST_MACHINE, LAUNCHER, MACHINES};
+
     /// Whether `needle` occurs in `haystack`.
     fn holds(haystack: &[u8], needle: &str) -> bool {
         haystack
@@ -82,8 +110,44 @@ mod tests {
             .any(|w| w == needle.as_bytes())
     }
 
+    /// Whether a missing cross launcher or emulator fails the test rather than skipping it,
+    /// as `build.rs` fails without the cross toolchain.
+    fn cross_required() -> bool {
+        std::env::var_os("GRADIENT_REQUIRE_CROSS").is_some_and(|v| v == "1")
+    }
+
+    /// Skip (say so) or, under `GRADIENT_REQUIRE_CROSS=1`, fail.
+    fn skip(why: &str) {
+        assert!(!cross_required(), "{why} (GRADIENT_REQUIRE_CROSS=1)");
+        eprintln!("skipped: {why}");
+    }
+
+    /// Every launcher this gradient carries, by machine; the missing ones are skipped.
+    fn launchers() -> Vec<(&'static str, &'static [u8])> {
+        MACHINES
+            .into_iter()
+            .filter_map(|machine| match launcher(machine) {
+                Some(bytes) => Some((machine, bytes)),
+                None => {
+                    skip(&format!(
+                        "gradient was built without a launcher for {machine}"
+                    ));
+                    None
+                }
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_embedded_launcher_names_no_path_of_the_machine_that_built_it() {
+    fn the_host_launcher_is_the_one_for_the_host_machine() {
+        assert!(MACHINES.contains(&HOST_MACHINE));
+        assert_eq!(launcher(HOST_MACHINE), Some(LAUNCHER));
+        assert_eq!(launcher(std::env::consts::ARCH), Some(LAUNCHER));
+        assert_eq!(launcher("riscv64"), None);
+    }
+
+    #[test]
+    fn the_embedded_launchers_name_no_path_of_the_machine_that_built_them() {
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .canonicalize()
@@ -93,17 +157,19 @@ mod tests {
             .unwrap_or_else(|| {
                 std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
             });
-        for path in [workspace, cargo_home.join("registry")] {
-            let path = path.to_string_lossy();
+        for (machine, bytes) in launchers() {
+            for path in [&workspace, &cargo_home.join("registry")] {
+                let path = path.to_string_lossy();
+                assert!(
+                    !holds(bytes, &path),
+                    "the launcher for {machine} holds `{path}`"
+                );
+            }
             assert!(
-                !holds(super::LAUNCHER, &path),
-                "the launcher holds `{path}`"
+                holds(bytes, "GRADIENT_FROZEN_CACHE"),
+                "the launcher for {machine} is searched"
             );
         }
-        assert!(
-            holds(super::LAUNCHER, "GRADIENT_FROZEN_CACHE"),
-            "the launcher is searched"
-        );
     }
 
     #[test]
@@ -117,5 +183,80 @@ mod tests {
             .unwrap()
             .expect("an ELF file");
         assert_eq!(facts.needed, Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_launcher_is_a_static_stripped_executable_for_its_machine() {
+        use goblin::elf::{header, program_header::PT_INTERP, section_header::SHT_SYMTAB};
+        for (machine, bytes) in launchers() {
+            let elf = goblin::elf::Elf::parse(bytes).expect("an ELF file");
+            let expected = match machine {
+                "x86_64" => header::EM_X86_64,
+                "aarch64" => header::EM_AARCH64,
+                other => panic!("no ELF machine known for {other}"),
+            };
+            assert_eq!(elf.header.e_machine, expected, "{machine}");
+            assert!(elf.is_64 && elf.little_endian, "{machine}");
+            // No program interpreter and no library to load: nothing of the target's.
+            assert!(
+                elf.program_headers.iter().all(|h| h.p_type != PT_INTERP),
+                "the launcher for {machine} asks for a program interpreter"
+            );
+            assert_eq!(elf.libraries, Vec::<&str>::new(), "{machine}");
+            // Stripped: no symbol table and no debugging information.
+            for section in &elf.section_headers {
+                let name = elf.shdr_strtab.get_at(section.sh_name).unwrap_or("");
+                assert!(
+                    section.sh_type != SHT_SYMTAB && !name.starts_with(".debug"),
+                    "the launcher for {machine} keeps `{name}`"
+                );
+            }
+        }
+    }
+
+    /// What running `bytes` with no payload does: exit status and standard error, with its
+    /// own path written `APP`; None when this machine cannot run it (no emulator).
+    fn run_bare(bytes: &[u8]) -> Option<(Option<i32>, String)> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app");
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut tries = 0;
+        let output = loop {
+            match std::process::Command::new(&path).output() {
+                Ok(output) => break output,
+                // Exec format error: no binfmt_misc entry runs this machine's programs.
+                Err(e) if e.raw_os_error() == Some(8) => return None,
+                // Text file busy: a process started by another test at the moment the file
+                // was open for writing still holds it.
+                Err(e) if e.raw_os_error() == Some(26) && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("running `{}`: {e}", path.display()),
+            }
+        };
+        let stderr =
+            String::from_utf8_lossy(&output.stderr).replace(&*path.to_string_lossy(), "APP");
+        Some((output.status.code(), stderr))
+    }
+
+    #[test]
+    fn every_launcher_run_without_a_payload_says_so_as_the_host_one_does() {
+        let host = run_bare(LAUNCHER).expect("the host runs its own launcher");
+        assert_eq!(host.0, Some(1));
+        assert!(
+            host.1
+                .starts_with("APP: this executable carries no app payload"),
+            "{}",
+            host.1
+        );
+        for (machine, bytes) in launchers() {
+            match run_bare(bytes) {
+                Some(run) => assert_eq!(run, host, "the launcher for {machine}"),
+                None => skip(&format!("no emulator for linux/{machine}")),
+            }
+        }
     }
 }
