@@ -194,7 +194,10 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
     let matrix: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(
         matrix,
-        serde_json::json!({"include": [{"tier": "wheel"}, {"tier": "zipapp"}]}),
+        serde_json::json!({"include": [
+            {"tier": "wheel", "platform": "linux/amd64"},
+            {"tier": "zipapp", "platform": "linux/amd64"}
+        ]}),
         "one job per tier, along the gradient"
     );
     // A SOURCE_DATE_EPOCH that build refuses, plan refuses too.
@@ -290,4 +293,124 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
         serde_json::json!(["wheelhouse", "wheel"]),
         "no runtime yet"
     );
+}
+
+#[test]
+fn platforms_are_read_checked_and_planned_and_a_foreign_one_is_refused_before_any_work() {
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "this test names linux/arm64 as the foreign platform"
+    );
+    // Each tier once per platform; the foreign platform's with its reason.
+    let output = run(gradient()
+        .args([
+            "plan",
+            "--to",
+            "zipapp",
+            "--platform",
+            "arm64,linux/amd64",
+            "--json",
+        ])
+        .arg(fixture("sampleapp")));
+    assert!(output.status.success());
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let entries: Vec<(&str, &str, bool)> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["tier"].as_str().unwrap(),
+                e["platform"].as_str().unwrap(),
+                e["unavailable"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("zipapp", "linux/amd64", true),
+            ("zipapp", "linux/arm64", false)
+        ]
+    );
+    let reason = plan[1]["unavailable"]["reason"].as_str().unwrap();
+    assert!(reason.contains("not for linux/arm64"), "{reason}");
+    // The matrix holds what this host builds, each with its platform.
+    let output = run(gradient()
+        .args([
+            "plan",
+            "--to",
+            "wheel",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ])
+        .args(["--format", "github-matrix"])
+        .arg(fixture("sampleapp")));
+    assert!(output.status.success());
+    let matrix: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        matrix,
+        serde_json::json!({"include": [{"tier": "wheel", "platform": "linux/amd64"}]})
+    );
+
+    // A build for a platform this version does not build refuses before any work.
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--to", "wheel", "--platform", "linux/amd64,linux/arm64"],
+    );
+    fails_with(
+        &output,
+        2,
+        &[
+            "builds for the host's platform (linux/amd64) only, not for linux/arm64",
+            "hint:",
+        ],
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    // An unknown one, with the list of known ones.
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--to", "wheel", "--platform", "linux/riscv64"],
+    );
+    fails_with(
+        &output,
+        2,
+        &["unknown platform `linux/riscv64`: gradient knows linux/amd64, linux/arm64"],
+    );
+
+    // `[tool.gradient] platforms`: read as the flag is, refused with its line when wrong.
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("sampleapp"), project.path());
+    let pyproject = project.path().join("pyproject.toml");
+    let original = std::fs::read_to_string(&pyproject).unwrap();
+    let with = |line: &str| {
+        let text = original.replacen("[tool.gradient]", &format!("[tool.gradient]\n{line}"), 1);
+        assert_ne!(text, original, "the fixture has a [tool.gradient] table");
+        std::fs::write(&pyproject, text).unwrap();
+    };
+    with("platforms = [\"linux/arm64\"]");
+    let output = run(gradient()
+        .args(["plan", "--to", "wheel", "--json"])
+        .arg(project.path()));
+    assert!(output.status.success());
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(plan[0]["platform"], "linux/arm64");
+    with("platforms = [\"linux/sparc\"]");
+    let output = run(gradient()
+        .args(["plan", "--to", "wheel"])
+        .arg(project.path()));
+    fails_with(
+        &output,
+        2,
+        &["pyproject.toml", "linux/sparc", "linux/amd64"],
+    );
+    with("platforms = []");
+    let output = run(gradient()
+        .args(["plan", "--to", "wheel"])
+        .arg(project.path()));
+    fails_with(&output, 2, &["`platforms` in [tool.gradient] is empty"]);
 }

@@ -121,6 +121,12 @@ struct BuildArgs {
     /// Default: `[tool.gradient] python`, else `python3` on PATH.
     #[arg(long, value_name = "PATH|X.Y")]
     python: Option<String>,
+    /// Platforms to build for, comma separated: `linux/amd64`, `linux/arm64` (or `amd64`,
+    /// `arm64`, `x86_64`, `aarch64`). Default: `[tool.gradient] platforms`, else the host's.
+    /// This version builds for the host's platform only and refuses another; `gradient
+    /// plan --platform` lists what each tier would need.
+    #[arg(long, value_delimiter = ',', value_name = "OS/ARCH,...", value_parser = parse_platform)]
+    platform: Vec<gradient_core::Platform>,
     /// Build the wheel straight from the source tree instead of from the unpacked sdist
     /// (the backend may then write into the tree, as setuptools' build/ does).
     #[arg(long)]
@@ -322,8 +328,12 @@ struct PlanArgs {
     /// Build interpreter: a version or a path (as for `build`).
     #[arg(long, value_name = "PATH|X.Y")]
     python: Option<String>,
-    /// `text` (a table), `json`, or `github-matrix` (`{"include": [{"tier": ...}]}` of the
-    /// tiers this host can build).
+    /// Platforms to plan for, comma separated, as for `build` [default: `[tool.gradient]
+    /// platforms`, else the host's]. Each tier is listed once per platform.
+    #[arg(long, value_delimiter = ',', value_name = "OS/ARCH,...", value_parser = parse_platform)]
+    platform: Vec<gradient_core::Platform>,
+    /// `text` (a table), `json`, or `github-matrix` (`{"include": [{"tier": ...,
+    /// "platform": ...}]}` of the tiers this host can build).
     #[arg(long, default_value = "text", value_parser = ["text", "json", "github-matrix"])]
     format: String,
     /// The same as `--format json`, as for `build` and `advise`.
@@ -365,6 +375,11 @@ fn parse_tag(text: &str) -> Result<String, String> {
 
 fn parse_tier(text: &str) -> Result<Tier, String> {
     Tier::parse(text).map_err(|e| gradient_core::render(&e.to_string(), e.hint().as_deref()))
+}
+
+fn parse_platform(text: &str) -> Result<gradient_core::Platform, String> {
+    gradient_core::Platform::parse(text)
+        .map_err(|e| gradient_core::render(&e.to_string(), e.hint().as_deref()))
 }
 
 fn main() -> ExitCode {
@@ -513,6 +528,8 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         cache_dir: None,
         entry: args.entry.clone(),
         lock: args.lock.options(),
+        platforms: gradient_core::parse_platforms(args.platform.iter().map(|p| p.oci()))
+            .expect("parsed by clap"),
         // The program as `gradient`, not the path it was started from.
         command: std::iter::once("gradient".to_string())
             .chain(std::env::args().skip(1))
@@ -893,6 +910,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
         args.out.as_deref(),
         args.python.as_deref(),
         &tiers,
+        &gradient_core::parse_platforms(args.platform.iter().map(|p| p.oci())).expect("parsed"),
         &args.lock.options(),
     )
     .await
@@ -925,6 +943,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
         _ => {
             let mut rows = vec![[
                 "TIER".to_string(),
+                "PLATFORM".to_string(),
                 "STATUS".to_string(),
                 "INPUTS".to_string(),
                 "WRITES".to_string(),
@@ -941,6 +960,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
                     .collect();
                 rows.push([
                     planned.tier.to_string(),
+                    planned.platform.to_string(),
                     match &planned.unavailable {
                         None => "would build".to_string(),
                         Some(why) => format!("skipped: {}", why.reason),

@@ -78,6 +78,9 @@ pub struct Config {
     /// The lock to take versions from, relative to the project folder (default: the first
     /// of `pylock.toml`, `uv.lock`, a hashed `requirements.txt`).
     pub lock: Option<String>,
+    /// The platforms to build for (`["linux/amd64", "linux/arm64"]`); `--platform` wins.
+    /// Default: the host's.
+    pub platforms: Option<Vec<crate::Platform>>,
     /// `[tool.gradient.zipapp]`.
     #[serde(default)]
     pub zipapp: ZipappConfig,
@@ -427,6 +430,13 @@ impl Project {
             },
         };
         let config = raw.tool.and_then(|t| t.gradient).unwrap_or_default();
+        if config.platforms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                find(text, "platforms"),
+                "`platforms` in [tool.gradient] is empty".into(),
+                Some("name at least one, e.g. platforms = [\"linux/amd64\", \"linux/arm64\"], or leave it out for the host's"),
+            ));
+        }
         if let Some(smoke) = &config.smoke {
             if smoke.command.is_empty() {
                 return Err(invalid(

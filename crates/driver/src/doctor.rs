@@ -36,16 +36,13 @@ pub struct PlatformStatus {
     pub runs: Result<String, String>,
 }
 
-/// The platforms gradient knows, with the machine name the kernel's emulators use.
-const PLATFORMS: [(&str, &str); 2] = [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")];
-
 /// Each known platform: built here or not, and whether its programs run here.
 fn platforms() -> Vec<PlatformStatus> {
-    let host = crate::plan::host_platform();
-    PLATFORMS
+    gradient_core::Platform::ALL
         .iter()
-        .map(|(platform, machine)| {
-            let native = *platform == host;
+        .map(|platform| {
+            let machine = platform.machine();
+            let native = platform.is_host();
             let runs = if native {
                 Ok("natively".to_string())
             } else {

@@ -153,6 +153,14 @@ pub enum DriverError {
     Image(#[from] gradient_oci::OciError),
     #[error("no tiers requested")]
     NothingRequested,
+    #[error(
+        "this version of gradient builds for the host's platform ({}) only, not for {platform}",
+        host.map_or("unknown", gradient_core::Platform::oci)
+    )]
+    Platform {
+        platform: gradient_core::Platform,
+        host: Option<gradient_core::Platform>,
+    },
     #[error("cannot write to the output folder `{}`: {reason}", path.display())]
     Output { path: PathBuf, reason: String },
     #[error("SOURCE_DATE_EPOCH=`{value}` is {why}")]
@@ -204,6 +212,9 @@ impl gradient_core::Hint for DriverError {
                 "available tiers are {available}; `gradient tiers` shows the whole gradient"
             ),
             DriverError::NothingRequested => "pass --to sdist,wheel or --all".into(),
+            DriverError::Platform { platform, .. } => format!(
+                "build on a {platform} machine, or leave {platform} out of --platform and `[tool.gradient] platforms`; `gradient plan --platform {platform}` shows what each tier needs"
+            ),
             DriverError::Output { .. } => "choose another one with --out DIR".into(),
             DriverError::SourceDate { .. } => {
                 "unset it, or set it to e.g. `$(git log -1 --format=%ct)`".into()

@@ -6,13 +6,15 @@
 //! one (`--format github-matrix` turns its buildable tiers into a CI job matrix); `doctor`
 //! reads the host part ([`survey_host`]); `advise` reads the tiers' target needs.
 //!
-//! A plan entry is a tier built for a platform: today always the host's.
+//! A plan entry is a tier built for a platform. This version builds for the host's platform
+//! only: a build asked for another is refused before any work, and a preview lists that
+//! platform's tiers with the reason.
 
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::{registry, resolve_source_date, BuildOptions, DriverError, Reporter};
 use gradient_core::{
-    python_satisfies, AppIdentity, Backend, Host, Input, InterpreterFacts, PlannedFile, Project,
-    SourceDate, Tier, Unavailable,
+    python_satisfies, AppIdentity, Backend, Host, Input, InterpreterFacts, PlannedFile, Platform,
+    Project, SourceDate, Tier, Unavailable,
 };
 use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
 use serde::Serialize;
@@ -37,8 +39,8 @@ pub enum Purpose {
 #[derive(Clone)]
 pub struct PlanEntry {
     pub tier: Tier,
-    /// `linux/amd64`: the platform the artifacts run on (the host's).
-    pub platform: String,
+    /// The platform the artifacts run on.
+    pub platform: Platform,
     pub backend: Arc<dyn Backend>,
     /// The backend whose `build` makes this tier's files: itself, or the tier it delivers
     /// (docker delivers the oci tier's tarball).
@@ -94,6 +96,27 @@ impl Plan {
                 return Err(DriverError::Planned {
                     tier: *tier,
                     available: registry::available_names(),
+                });
+            }
+        }
+        // `--platform`, else `[tool.gradient] platforms`, else the host's. A build refuses
+        // a platform this version does not build for, before any work.
+        let platforms = if purpose == Purpose::Advice {
+            // Advice is about the artifacts as this host builds them.
+            Platform::host().into_iter().collect()
+        } else if !options.platforms.is_empty() {
+            options.platforms.clone()
+        } else if let Some(configured) = &project.config.platforms {
+            gradient_core::parse_platforms(configured.iter().map(|p| p.oci()))
+                .expect("configured platforms are known")
+        } else {
+            Platform::host().into_iter().collect()
+        };
+        if building {
+            if let Some(foreign) = platforms.iter().find(|p| !p.is_host()) {
+                return Err(DriverError::Platform {
+                    platform: *foreign,
+                    host: Platform::host(),
                 });
             }
         }
@@ -181,29 +204,30 @@ impl Plan {
         };
         let backends = registry::backends(&survey.installer);
         let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
-        let entries = backends
-            .iter()
-            .filter(|backend| requested.contains(&backend.tier()))
-            .map(|backend| {
+        let mut entries = Vec::new();
+        for platform in &platforms {
+            let foreign = foreign_reason(*platform);
+            for backend in backends.iter().filter(|b| requested.contains(&b.tier())) {
                 let builder = backend
                     .delivers()
                     .and_then(|tier| backends.iter().find(|b| b.tier() == tier))
                     .unwrap_or(backend)
                     .clone();
-                let unavailable = match &refusal {
-                    Some(refused) => Some(Unavailable::from_error(refused)),
-                    None => backend.preflight(&host).err(),
+                let unavailable = match (&refusal, &foreign) {
+                    (Some(refused), _) => Some(Unavailable::from_error(refused)),
+                    (None, Some(foreign)) => Some(foreign.clone()),
+                    (None, None) => backend.preflight(&host).err(),
                 };
-                PlanEntry {
+                entries.push(PlanEntry {
                     tier: backend.tier(),
-                    platform: host_platform(),
+                    platform: *platform,
                     backend: backend.clone(),
                     builder,
                     unavailable,
                     files: Vec::new(),
-                }
-            })
-            .collect();
+                });
+            }
+        }
         let mut plan = Plan {
             project,
             out_dir,
@@ -297,14 +321,17 @@ impl Plan {
     }
 }
 
-/// `linux/amd64`, `linux/arm64`: the host's platform in the OCI notation.
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    format!("{}/{arch}", std::env::consts::OS)
+/// Why this version builds no tier for `platform`: `None` for the host's.
+fn foreign_reason(platform: Platform) -> Option<Unavailable> {
+    (!platform.is_host()).then(|| Unavailable {
+        reason: format!(
+            "this version builds for the host's platform ({}) only, not for {platform}",
+            Platform::host().map_or("unknown", Platform::oci)
+        ),
+        hint: Some(format!(
+            "build on a {platform} machine, or leave {platform} out of --platform"
+        )),
+    })
 }
 
 /// What the host offers a build: the interpreter, the installer, a container engine (when
@@ -382,7 +409,7 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedTier {
     pub tier: Tier,
-    pub platform: String,
+    pub platform: Platform,
     /// `None` when this host can build it; else why not (`reason`, `hint`).
     pub unavailable: Option<Unavailable>,
     pub inputs: Vec<Input>,
@@ -480,13 +507,15 @@ pub const RUN_FILES: [&str; 5] = [
     crate::comparison::REPORT_FILES[2],
 ];
 
-/// `gradient plan`: the plan for `tiers` of the project in `project_dir`, whose output
-/// folder is `out_dir`, with what the cache already holds.
+/// `gradient plan`: the plan for `tiers` on `platforms` (empty: the project's, else the
+/// host's) of the project in `project_dir`, whose output folder is `out_dir`, with what the
+/// cache already holds.
 pub async fn plan(
     project_dir: &Path,
     out_dir: Option<&Path>,
     python: Option<&str>,
     tiers: &[Tier],
+    platforms: &[Platform],
     lock: &crate::project_lock::LockOptions,
 ) -> Result<Vec<PlannedTier>, DriverError> {
     let options = BuildOptions {
@@ -494,6 +523,7 @@ pub async fn plan(
         out_dir: out_dir.map(Path::to_path_buf),
         python: python.map(str::to_string),
         tiers: tiers.to_vec(),
+        platforms: platforms.to_vec(),
         lock: lock.clone(),
         ..BuildOptions::default()
     };
@@ -529,7 +559,7 @@ pub async fn plan(
         }
         planned.push(PlannedTier {
             tier: entry.tier,
-            platform: entry.platform.clone(),
+            platform: entry.platform,
             unavailable: entry.unavailable.clone(),
             inputs: inputs.to_vec(),
             cached_inputs: inputs
@@ -621,7 +651,7 @@ pub fn github_matrix(plan: &[PlannedTier]) -> serde_json::Value {
     let include: Vec<serde_json::Value> = plan
         .iter()
         .filter(|p| p.unavailable.is_none())
-        .map(|p| serde_json::json!({ "tier": p.tier }))
+        .map(|p| serde_json::json!({ "tier": p.tier, "platform": p.platform }))
         .collect();
     serde_json::json!({ "include": include })
 }

@@ -62,6 +62,9 @@ pub struct BuildOptions {
     pub entry: Option<String>,
     /// `--lock`, `--locked`, `--no-lock`.
     pub lock: crate::project_lock::LockOptions,
+    /// `--platform`: the platforms to build for, over `[tool.gradient] platforms`; empty
+    /// means those, else the host's.
+    pub platforms: Vec<gradient_core::Platform>,
     /// The command line that started the run, recorded in the manifest (masked).
     pub command: Vec<String>,
 }

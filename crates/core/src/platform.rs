@@ -1,0 +1,220 @@
+//! The platforms an artifact is built for, and each one's name in every format that names
+//! it: the OCI notation users type (`linux/arm64`), the kernel's machine (`aarch64`), Debian's
+//! and RPM's architectures, the wheel tag's suffix. One table, so that no tier spells a
+//! platform its own way.
+
+use serde::{Deserialize, Serialize};
+
+/// A platform gradient knows how to name (whether this version builds for it is the plan's
+/// question, not this type's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Platform {
+    #[serde(rename = "linux/amd64", alias = "amd64", alias = "x86_64")]
+    LinuxAmd64,
+    #[serde(rename = "linux/arm64", alias = "arm64", alias = "aarch64")]
+    LinuxArm64,
+}
+
+/// Why a platform name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown platform `{given}`: gradient knows {}", Platform::names())]
+pub struct UnknownPlatform {
+    pub given: String,
+}
+
+impl crate::Hint for UnknownPlatform {
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "name platforms as OCI does, comma separated: --platform {}",
+            Platform::names()
+        ))
+    }
+}
+
+impl Platform {
+    /// Every platform, in the order reports list them.
+    pub const ALL: [Platform; 2] = [Platform::LinuxAmd64, Platform::LinuxArm64];
+
+    /// The platform of the machine running gradient, when it is one gradient knows.
+    pub fn host() -> Option<Platform> {
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.machine() == std::env::consts::ARCH && std::env::consts::OS == "linux")
+    }
+
+    /// `linux/amd64, linux/arm64`: the names users type, for messages.
+    pub fn names() -> String {
+        Platform::ALL
+            .iter()
+            .map(|p| p.oci())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Read a platform as users write it: the OCI form (`linux/arm64`, `linux/arm64/v8`), or
+    /// the bare architecture in Docker's, the kernel's or Debian's spelling (`arm64`,
+    /// `aarch64`, `amd64`, `x86_64`).
+    pub fn parse(given: &str) -> Result<Platform, UnknownPlatform> {
+        let unknown = || UnknownPlatform {
+            given: given.to_string(),
+        };
+        let lower = given.trim().to_ascii_lowercase();
+        let arch = match lower.split('/').collect::<Vec<_>>().as_slice() {
+            [arch] => *arch,
+            ["linux", arch] => *arch,
+            ["linux", "arm64", "v8"] => "arm64",
+            _ => return Err(unknown()),
+        };
+        Platform::ALL
+            .into_iter()
+            .find(|p| [p.oci_arch(), p.machine()].contains(&arch))
+            .ok_or_else(unknown)
+    }
+
+    /// `linux/arm64`: as OCI image indexes, Docker and the user name it.
+    pub fn oci(self) -> &'static str {
+        match self {
+            Platform::LinuxAmd64 => "linux/amd64",
+            Platform::LinuxArm64 => "linux/arm64",
+        }
+    }
+
+    /// `arm64`: the OCI `architecture` field.
+    pub fn oci_arch(self) -> &'static str {
+        match self {
+            Platform::LinuxAmd64 => "amd64",
+            Platform::LinuxArm64 => "arm64",
+        }
+    }
+
+    /// `aarch64`: the kernel's machine (`uname -m`), as ELF files, wheel tags, RPM and the
+    /// frozen executable's name spell it.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Platform::LinuxAmd64 => "x86_64",
+            Platform::LinuxArm64 => "aarch64",
+        }
+    }
+
+    /// `arm64`: Debian's architecture, as in `Architecture:` and `_arm64.deb`.
+    pub fn deb_arch(self) -> &'static str {
+        self.oci_arch()
+    }
+
+    /// `aarch64`: RPM's architecture, as in `.aarch64.rpm`.
+    pub fn rpm_arch(self) -> &'static str {
+        self.machine()
+    }
+
+    /// Whether this platform's programs run natively here.
+    pub fn is_host(self) -> bool {
+        Platform::host() == Some(self)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.oci())
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = UnknownPlatform;
+    fn from_str(s: &str) -> Result<Platform, UnknownPlatform> {
+        Platform::parse(s)
+    }
+}
+
+/// Parse a comma-separated list (`linux/amd64,linux/arm64`), several times given or not:
+/// each platform once, in the order of [`Platform::ALL`].
+pub fn parse_platforms<'a>(
+    lists: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Platform>, UnknownPlatform> {
+    let mut platforms = std::collections::BTreeSet::new();
+    for list in lists {
+        for name in list.split(',').filter(|n| !n.trim().is_empty()) {
+            platforms.insert(Platform::parse(name)?);
+        }
+    }
+    Ok(platforms.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_platform_reads_as_it() {
+        for given in [
+            "linux/arm64",
+            "arm64",
+            "aarch64",
+            "linux/arm64/v8",
+            "Linux/ARM64",
+        ] {
+            assert_eq!(Platform::parse(given), Ok(Platform::LinuxArm64), "{given}");
+        }
+        for given in ["linux/amd64", "amd64", "x86_64", " linux/amd64 "] {
+            assert_eq!(Platform::parse(given), Ok(Platform::LinuxAmd64), "{given}");
+        }
+    }
+
+    #[test]
+    fn unknown_platforms_are_refused_with_the_known_ones() {
+        for given in [
+            "linux/riscv64",
+            "windows/amd64",
+            "linux/arm/v7",
+            "",
+            "linux/",
+        ] {
+            let error = Platform::parse(given).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("unknown platform `{given}`: gradient knows linux/amd64, linux/arm64")
+            );
+        }
+    }
+
+    #[test]
+    fn lists_are_read_once_each_in_a_fixed_order() {
+        assert_eq!(
+            parse_platforms(["linux/arm64,linux/amd64", "arm64"]),
+            Ok(vec![Platform::LinuxAmd64, Platform::LinuxArm64])
+        );
+        assert_eq!(parse_platforms(["amd64,"]), Ok(vec![Platform::LinuxAmd64]));
+        assert!(parse_platforms(["amd64,sparc"]).is_err());
+    }
+
+    #[test]
+    fn each_format_has_its_own_name() {
+        let arm = Platform::LinuxArm64;
+        assert_eq!(
+            (
+                arm.oci(),
+                arm.oci_arch(),
+                arm.machine(),
+                arm.deb_arch(),
+                arm.rpm_arch()
+            ),
+            ("linux/arm64", "arm64", "aarch64", "arm64", "aarch64")
+        );
+        let amd = Platform::LinuxAmd64;
+        assert_eq!(
+            (amd.oci(), amd.machine(), amd.deb_arch(), amd.rpm_arch()),
+            ("linux/amd64", "x86_64", "amd64", "x86_64")
+        );
+        assert_eq!(
+            serde_json::to_string(&arm).unwrap(),
+            "\"linux/arm64\"",
+            "as the manifest writes it"
+        );
+    }
+
+    #[test]
+    fn the_host_is_known_here() {
+        let host = Platform::host().expect("tests run on linux/amd64 or linux/arm64");
+        assert_eq!(host.machine(), std::env::consts::ARCH);
+        assert!(host.is_host());
+    }
+}
