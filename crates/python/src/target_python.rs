@@ -14,6 +14,13 @@
 //! that delete `/var/cache/apt` included) is not read; the host's sources are copied, its
 //! keyrings read where they are. No root is needed. The closure is kept whole (glibc
 //! included): the caller decides what to bundle.
+//!
+//! Running it on another machine ([`DebianPython::command`]): qemu-user needs
+//! `QEMU_LD_PREFIX=<root>` (or `-L <root>`) to find the loader the executables name
+//! (`/lib/ld-linux-aarch64.so.1`); without it they do not start. The interpreter finds its
+//! standard library from its own path (`sys.prefix` is `<root>/usr`). qemu tries an
+//! absolute path in the root first and falls back to the host's, so what the root lacks
+//! (CA certificates, `/etc/ld.so.cache`) is read from the host.
 
 use crate::integrity::{self, State};
 use crate::staging::Staged;
