@@ -155,6 +155,12 @@ pub fn settle(mut staged: Staged, entry: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Forget that `entry` was found intact or sealed by this process, so that the next
+/// [`check`] looks at it again, as a later run would.
+pub fn forget(entry: &Path) {
+    known_good().lock().expect("not poisoned").remove(entry);
+}
+
 /// Whether `entry` is still what [`seal`] recorded (only files, links and folders listed
 /// in its manifest are looked at: what a tier reads).
 pub fn check(entry: &Path) -> State {

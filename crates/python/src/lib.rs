@@ -12,6 +12,9 @@
 //! - [`staging`]: staging folders and files held under a lock while in use, and the sweep
 //!   that removes those a killed run left.
 //!
+//! - [`target_python`]: Debian's CPython for another Debian architecture (arm64), assembled
+//!   with a private apt into a root folder of the cache, runnable under qemu-user.
+//!
 //! Nothing here prints: progress and backend output go to `tracing`.
 
 pub mod build_env;
@@ -25,6 +28,7 @@ pub mod reference;
 pub mod runtime;
 pub mod smoke;
 pub mod staging;
+pub mod target_python;
 pub mod wheelhouse;
 
 pub use build_env::BuildEnv;
@@ -44,6 +48,7 @@ pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
         (cache.join("runtimes"), "."),
         (cache.join("runtime-archives"), "."),
         (cache.join("wheelhouses"), "."),
+        (cache.join("debian-python"), "."),
         (cache.join("interpreters"), ".tmp"),
         (pep517::logs_folder(cache), pep517::LOG_STAGING_PREFIX),
     ]
