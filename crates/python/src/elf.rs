@@ -167,6 +167,13 @@ pub fn set_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::Resul
     }
 }
 
+/// Whether [`set_search_path`] can give the object in `bytes` a search path, without
+/// writing anything: the reason when it cannot.
+pub fn search_path_settable(bytes: &[u8]) -> Result<(), String> {
+    let object = insert::Object::parse(bytes)?;
+    object.with_search_path("$ORIGIN/../lib", true).map(drop)
+}
+
 /// Whether two ELF objects load the same bytes: every allocated section (code, data, the
 /// dynamic tables) is the same, and only what is never loaded may differ (debug info, which
 /// names the folder a build ran in, the symbol table, and the build ID note, a hash over the
