@@ -131,7 +131,7 @@ fn size(path: &Path) -> u64 {
 }
 
 /// bin/prog linked against lib/libgreet.so, neither with a search path.
-fn program_without_search_path(tc: &Toolchain, dir: &Path) -> (PathBuf, PathBuf) {
+fn program_without_search_path(tc: &Toolchain, dir: &Path, pie: bool) -> (PathBuf, PathBuf) {
     write(dir, "greet.c", GREET_SELF_C);
     write(dir, "main.c", MAIN_C);
     cc(
@@ -139,7 +139,8 @@ fn program_without_search_path(tc: &Toolchain, dir: &Path) -> (PathBuf, PathBuf)
         dir,
         &["-shared", "-fPIC", "-o", "libgreet.so", "greet.c"],
     );
-    cc(tc, dir, &["-o", "prog", "main.c", "-L.", "-lgreet"]);
+    let pie = if pie { "-pie" } else { "-no-pie" };
+    cc(tc, dir, &[pie, "-o", "prog", "main.c", "-L.", "-lgreet"]);
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     std::fs::rename(dir.join("prog"), dir.join("bin/prog")).unwrap();
@@ -147,9 +148,12 @@ fn program_without_search_path(tc: &Toolchain, dir: &Path) -> (PathBuf, PathBuf)
     (dir.join("bin/prog"), dir.join("lib/libgreet.so"))
 }
 
-fn program_gains_rpath(tc: &Toolchain) {
+/// A PIE (ET_DYN) or position-dependent (ET_EXEC) program.
+fn program_gains_rpath(tc: &Toolchain, pie: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (prog, _) = program_without_search_path(tc, dir.path());
+    let (prog, _) = program_without_search_path(tc, dir.path(), pie);
+    let kind = if pie { "DYN" } else { "EXEC" };
+    assert!(readelf("-h", &prog).contains(&format!("Type:                              {kind}")));
     assert!(read(&prog).unwrap().unwrap().search_path.is_empty());
     let before = run(tc, &prog);
     assert!(!before.status.success(), "ran without a search path");
@@ -172,7 +176,11 @@ fn program_gains_rpath(tc: &Toolchain) {
         read(&prog).unwrap().unwrap().search_path,
         ["$ORIGIN/../lib"]
     );
-    eprintln!("{}: bin/prog {original} -> {} bytes", tc.cc, size(&prog));
+    eprintln!(
+        "{} {kind}: bin/prog {original} -> {} bytes",
+        tc.cc,
+        size(&prog)
+    );
 
     // Set again, longer (inserts a second region), then back (in place): still runs.
     set_search_path(&prog, "$ORIGIN/../lib:$ORIGIN/../lib/extra", false).unwrap();
@@ -263,7 +271,7 @@ fn library_chain_runpath(tc: &Toolchain) {
 /// Same input and path, same bytes; setting the same path again changes nothing.
 fn reproducible(tc: &Toolchain) {
     let dir = tempfile::tempdir().unwrap();
-    let (prog, _) = program_without_search_path(tc, dir.path());
+    let (prog, _) = program_without_search_path(tc, dir.path(), true);
     let copy = dir.path().join("bin/copy");
     std::fs::copy(&prog, &copy).unwrap();
     set_search_path(&prog, "$ORIGIN/../lib", true).unwrap();
@@ -280,7 +288,8 @@ fn reproducible(tc: &Toolchain) {
 
 #[test]
 fn x86_64_program_gains_rpath() {
-    program_gains_rpath(&host());
+    program_gains_rpath(&host(), true);
+    program_gains_rpath(&host(), false);
 }
 
 #[test]
@@ -296,7 +305,8 @@ fn x86_64_reproducible() {
 #[test]
 fn aarch64_program_gains_rpath() {
     if let Some(tc) = aarch64() {
-        program_gains_rpath(&tc);
+        program_gains_rpath(&tc, true);
+        program_gains_rpath(&tc, false);
     }
 }
 
