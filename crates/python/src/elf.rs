@@ -123,6 +123,7 @@ pub fn rewrite_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::R
 /// header table is appended and mapped. The same input and `new` give the same bytes.
 /// 64-bit little-endian x86_64 and aarch64 executables and shared libraries only; anything
 /// else (32-bit, big-endian, static executables, non-ELF files) is refused with the reason.
+/// Strip an object before, not after: binutils misplaces an inserted region.
 pub fn set_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::Result<()> {
     let refuse = |reason: String| {
         std::io::Error::new(

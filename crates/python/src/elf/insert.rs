@@ -13,6 +13,9 @@
 //! segment, because kernels before 5.18 and qemu-user compute AT_PHDR as the first
 //! segment's load address plus `e_phoff`; for a plain shared library the region only needs
 //! its address congruent to its offset modulo the segments' alignment.
+//!
+//! binutils' `strip` and `objcopy` cannot rewrite the result: they move the added segment
+//! down over the zero-filled end of the one before. Strip first, then insert.
 
 /// The biggest gap of zeros this writes between the file's end and the region (needed when
 /// an executable's zero-filled memory reaches far beyond its file).
@@ -261,10 +264,8 @@ impl<'a> Object<'a> {
                 "segment alignment {align:#x} is not a power of two"
             ));
         }
-        let memory_end = self
-            .phdrs
+        let memory_end = loads
             .iter()
-            .filter(|p| p.p_type == PT_LOAD)
             .map(|p| p.p_vaddr.checked_add(p.p_memsz))
             .try_fold(0u64, |end, segment| segment.map(|s| end.max(s)))
             .ok_or("a segment ends beyond the address space")?;
@@ -278,8 +279,7 @@ impl<'a> Object<'a> {
             .copied()
             .filter(|(t, _)| *t != DT_RPATH && *t != DT_RUNPATH)
             .collect();
-        // The program headers come first: binutils (strip, objcopy) expects a segment that
-        // holds them to start with them, and moves them there otherwise.
+        // The program headers come first, as in the first segment of a linked file.
         let phdrs_size = ((self.phdrs.len() + 1) * PHDR_SIZE) as u64;
         let dynamic_at = phdrs_size;
         let dynamic_size = ((kept.len() + 2) * DYN_SIZE) as u64;
@@ -315,7 +315,10 @@ impl<'a> Object<'a> {
                     .ok_or("no address space left above")?,
             )
         } else {
-            (file_end, above + file_end % align)
+            let vaddr = above
+                .checked_add(file_end % align)
+                .ok_or("no address space left above")?;
+            (file_end, vaddr)
         };
         if vaddr.checked_add(region_size).is_none() {
             return Err("no address space left above its segments".into());
