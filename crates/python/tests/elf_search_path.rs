@@ -126,6 +126,43 @@ fn assert_clean(path: &Path, tag: &str, value: &str) {
     readelf("-S", path);
 }
 
+/// `readelf -l`'s segments of one type: (offset, address, file size, memory size, alignment).
+fn segments(path: &Path, kind: &str) -> Vec<[u64; 5]> {
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+    readelf("-l", path)
+        .lines()
+        .map(str::split_whitespace)
+        .filter_map(|mut fields| {
+            (fields.next() == Some(kind)).then(|| {
+                let f: Vec<&str> = fields.collect();
+                [
+                    hex(f[0]),
+                    hex(f[1]),
+                    hex(f[3]),
+                    hex(f[4]),
+                    hex(f[f.len() - 1]),
+                ]
+            })
+        })
+        .collect()
+}
+
+/// The added segment maps above every other on the largest page any of them allows (64 KiB
+/// on aarch64), and the program headers are where a kernel that takes them to be at
+/// `e_phoff` from the first segment's load address (before Linux 5.18, qemu-user) looks.
+fn assert_placed(path: &Path) {
+    let loads = segments(path, "LOAD");
+    let (added, others) = loads.split_last().unwrap();
+    let [offset, vaddr, _, _, align] = *added;
+    assert_eq!(vaddr % align, offset % align);
+    let end = others.iter().map(|s| s[1] + s[3]).max().unwrap();
+    assert!(vaddr - vaddr % align >= end, "{loads:x?}");
+    if let Some([phdr_offset, phdr_vaddr, ..]) = segments(path, "PHDR").first().copied() {
+        let [first_offset, first_vaddr, ..] = loads[0];
+        assert_eq!(phdr_vaddr - first_vaddr, phdr_offset - first_offset);
+    }
+}
+
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
@@ -172,6 +209,7 @@ fn program_gains_rpath(tc: &Toolchain, pie: bool) {
         String::from_utf8_lossy(&after.stderr)
     );
     assert_clean(&prog, "RPATH", "$ORIGIN/../lib");
+    assert_placed(&prog);
     assert_eq!(
         read(&prog).unwrap().unwrap().search_path,
         ["$ORIGIN/../lib"]
@@ -254,6 +292,7 @@ fn library_chain_runpath(tc: &Toolchain) {
     let original = size(&greet);
     set_search_path(&greet, "$ORIGIN", false).unwrap();
     assert_clean(&greet, "RUNPATH", "$ORIGIN");
+    assert_placed(&greet);
     let out = run(tc, &prog);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
