@@ -10,9 +10,9 @@
 //! loader cache, the default folders). The glibc family stays out: the target's glibc must
 //! be at least the highest `GLIBC_x.y` any bundled object references. The interpreter's
 //! search path becomes a DT_RPATH of `$ORIGIN/../lib` (inserted when it has none, as
-//! Debian's python3.X), which also serves bundled libraries that have none of their own;
-//! bundled objects that had one or need more than glibc get an `$ORIGIN`-relative
-//! RUNPATH ([`elf::set_search_path`]). So nothing is loaded from a host path and no
+//! Debian's python3.X has none: [`elf::set_search_path`]), which also serves bundled
+//! libraries and modules that have none of their own; those that have one get an
+//! `$ORIGIN`-relative one instead. So nothing is loaded from a host path and no
 //! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
 //! settings, made in a staging folder, sealed with the digest of every file
 //! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
@@ -560,6 +560,7 @@ fn assemble(
     let mut missing = Vec::new();
     let mut glibc: Option<(u32, u32)> = None;
     let mut search_paths_fixed = Vec::new();
+    let interpreter = bin.join(&exe_name);
     while let Some((original, copy)) = queue.pop_front() {
         let Some(facts) = elf::read(&copy).map_err(io("read", &copy))? else {
             continue;
@@ -599,13 +600,11 @@ fn assemble(
                 )),
             }
         }
-        // An object gets a search path when it has one (a host path, replaced) or needs
-        // something beyond glibc; one that needs only glibc is left as it is.
-        let needs_bundled = facts
-            .needed
-            .iter()
-            .any(|n| !GLIBC_FAMILY.contains(&n.as_str()));
-        if !facts.search_path.is_empty() || needs_bundled {
+        // The interpreter always gets a search path (inserted when it has none); another
+        // object only when it has one (a host path, replaced): without one, the
+        // interpreter's DT_RPATH serves it, and an inserted one would keep `strip`
+        // (the OS-package tiers') off it.
+        if copy == interpreter || !facts.search_path.is_empty() {
             search_paths_fixed.push(copy);
         }
     }
@@ -615,7 +614,6 @@ fn assemble(
     strip_debug_info(&elf_objects(bundle));
     // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/, rewritten in
     // place or inserted (elf::set_search_path).
-    let interpreter = bin.join(&exe_name);
     for object in search_paths_fixed {
         let (new, as_rpath) = if object == interpreter {
             ("$ORIGIN/../lib", true)
