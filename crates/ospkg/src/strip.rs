@@ -129,7 +129,8 @@ const PAGE: u64 = 4096;
 
 /// Whether the dynamic loader can map every loadable segment (`PT_LOAD`) of the ELF file at
 /// `path`: its address and file offset equal modulo the page size and the segment's
-/// alignment. A file that cannot be read as ELF is not.
+/// alignment, and no segment mapped over the memory of another. A file that cannot be read
+/// as ELF is not.
 pub(crate) fn loadable(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| segments_aligned(&bytes) == Some(true))
 }
@@ -164,6 +165,7 @@ fn segments_aligned(elf: &[u8]) -> Option<bool> {
     } else {
         (read(0x1c, 4)?, read(0x2a, 2)?, read(0x2c, 2)?)
     };
+    let mut loads = Vec::new();
     for index in 0..phnum {
         let at = usize::try_from(phoff.checked_add(index.checked_mul(phentsize)?)?).ok()?;
         if read(at, 4)? != 1 {
@@ -178,6 +180,26 @@ fn segments_aligned(elf: &[u8]) -> Option<bool> {
         };
         let shift = vaddr.wrapping_sub(offset);
         if shift % PAGE != 0 || (align > 1 && shift % align != 0) {
+            return Some(false);
+        }
+        let (filesz, memsz) = if wide {
+            (read(at + 32, 8)?, read(at + 40, 8)?)
+        } else {
+            (read(at + 16, 4)?, read(at + 20, 4)?)
+        };
+        loads.push((vaddr, filesz, memsz));
+    }
+    // A segment whose first page holds the end of the one before, where that one's memory
+    // overlaps it or is zero-filled past its file bytes, overwrites it when mapped: `strip`
+    // leaves such a layout from an object given a search path by insertion (its added
+    // segment moved down against the previous one).
+    loads.sort_unstable();
+    for pair in loads.windows(2) {
+        let ((before, before_filesz, before_memsz), (next, _, _)) = (pair[0], pair[1]);
+        let end = before.saturating_add(before_memsz);
+        let overlaps = next < end;
+        let shares_zeroed_page = before_memsz > before_filesz && next - next % PAGE < end;
+        if overlaps || shares_zeroed_page {
             return Some(false);
         }
     }
@@ -298,6 +320,66 @@ mod tests {
             segments_aligned(&elf(true, &[(1, 0x1000, 0x201000 + 0x1000, 0x200000)])),
             Some(false)
         );
+    }
+
+    /// A library given a search path by insertion is one `strip` would break (it moves the
+    /// added segment over the zero-filled end of the one before): it is kept unstripped,
+    /// and still loads.
+    #[tokio::test]
+    async fn a_library_with_an_inserted_search_path_is_kept_unstripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("greet.c");
+        std::fs::write(
+            &source,
+            "int counter; int greet(void) { return ++counter; }\n",
+        )
+        .unwrap();
+        let library = dir.path().join("libgreet.so");
+        let built = std::process::Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status();
+        if !built.is_ok_and(|s| s.success()) || !super::on_path("strip") {
+            eprintln!("skipped: gcc or strip is missing");
+            return;
+        }
+        gradient_python::elf::set_search_path(&library, "$ORIGIN", false).unwrap();
+        let before = std::fs::read(&library).unwrap();
+        assert_eq!(segments_aligned(&before), Some(true));
+        // What strip makes of it, checked directly.
+        let stripped = dir.path().join("stripped.so");
+        let status = std::process::Command::new("strip")
+            .args(["--strip-unneeded", "-o"])
+            .arg(&stripped)
+            .arg(&library)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            segments_aligned(&std::fs::read(&stripped).unwrap()),
+            Some(false)
+        );
+        super::strip_files(std::slice::from_ref(&library))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&library).unwrap(), before);
+    }
+
+    #[test]
+    fn segments_that_overwrite_each_other_are_not_loadable() {
+        let mut bytes = elf(
+            true,
+            &[(1, 0x2df8, 0x3df8, 0x1000), (1, 0x3010, 0x4010, 0x1000)],
+        );
+        // filesz 0x218 and memsz 0x220 for the first: its zero-filled end is at 0x4018.
+        bytes[64 + 32..64 + 40].copy_from_slice(&0x218u64.to_le_bytes());
+        bytes[64 + 40..64 + 48].copy_from_slice(&0x220u64.to_le_bytes());
+        assert_eq!(segments_aligned(&bytes), Some(false));
+        // Starting on the next page instead, it is fine.
+        bytes[64 + 56 + 8..64 + 56 + 16].copy_from_slice(&0x4000u64.to_le_bytes());
+        bytes[64 + 56 + 16..64 + 56 + 24].copy_from_slice(&0x5000u64.to_le_bytes());
+        assert_eq!(segments_aligned(&bytes), Some(true));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Just enough ELF for a relocatable runtime: what an object needs (DT_NEEDED), where it
-//! looks (DT_RUNPATH / DT_RPATH), which glibc symbol versions it asks for, and an in-place
-//! rewrite of its search path to an `$ORIGIN`-relative one.
+//! looks (DT_RUNPATH / DT_RPATH), which glibc symbol versions it asks for, and setting its
+//! search path to an `$ORIGIN`-relative one: rewritten in place when the old string has
+//! room, else inserted ([`insert`] appends a region with new dynamic tables).
+
+mod insert;
 
 use goblin::elf::dynamic::{DT_RPATH, DT_RUNPATH, DT_STRTAB};
 use goblin::elf::program_header::{PT_DYNAMIC, PT_LOAD};
@@ -110,6 +113,66 @@ pub fn rewrite_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::R
     }
     std::fs::write(path, bytes)?;
     Ok(true)
+}
+
+/// Give the object at `path` a search path of `new` (e.g. `$ORIGIN/../lib`): a DT_RPATH
+/// when `as_rpath`, else a DT_RUNPATH, whether or not it had one. When it has exactly one
+/// search path entry whose string is at least as long, that string is rewritten in place
+/// ([`rewrite_search_path`]) and the file keeps its size; otherwise a region holding a
+/// copy of the dynamic string table with `new`, a new dynamic array and a new program
+/// header table is appended and mapped. The same input and `new` give the same bytes.
+/// 64-bit little-endian x86_64 and aarch64 executables and shared libraries only; anything
+/// else (32-bit, big-endian, static executables, non-ELF files) is refused with the reason.
+/// Strip an object before, not after: binutils misplaces an inserted region.
+pub fn set_search_path(path: &Path, new: &str, as_rpath: bool) -> std::io::Result<()> {
+    let refuse = |reason: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "cannot set the search path of `{}`: {reason}",
+                path.display()
+            ),
+        )
+    };
+    if new.contains('\0') {
+        return Err(refuse("the new search path contains a NUL byte".into()));
+    }
+    let bytes = std::fs::read(path)?;
+    let object = insert::Object::parse(&bytes).map_err(refuse)?;
+    let wanted = if as_rpath {
+        insert::DT_RPATH
+    } else {
+        insert::DT_RUNPATH
+    };
+    match object.search_entries.as_slice() {
+        [entry] if entry.len >= new.len() => {
+            let entry = *entry;
+            drop(object);
+            if !rewrite_search_path(path, new, as_rpath)? {
+                return Err(refuse(
+                    "its search path entry vanished while rewriting".into(),
+                ));
+            }
+            if entry.tag != wanted {
+                // rewrite_search_path only ever turns a RUNPATH into an RPATH.
+                let mut bytes = std::fs::read(path)?;
+                insert::put_u64(&mut bytes, entry.entry_at, wanted);
+                std::fs::write(path, bytes)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let grown = object.with_search_path(new, as_rpath).map_err(refuse)?;
+            std::fs::write(path, grown)
+        }
+    }
+}
+
+/// Whether [`set_search_path`] can give the object in `bytes` a search path, without
+/// writing anything: the reason when it cannot.
+pub fn search_path_settable(bytes: &[u8]) -> Result<(), String> {
+    let object = insert::Object::parse(bytes)?;
+    object.with_search_path("$ORIGIN/../lib", true).map(drop)
 }
 
 /// Whether two ELF objects load the same bytes: every allocated section (code, data, the

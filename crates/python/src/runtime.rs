@@ -9,8 +9,10 @@
 //! Libraries are resolved as the dynamic loader would (the object's own search path, the
 //! loader cache, the default folders). The glibc family stays out: the target's glibc must
 //! be at least the highest `GLIBC_x.y` any bundled object references. The interpreter's
-//! search path becomes a DT_RPATH of `$ORIGIN/../lib`, which also serves bundled libraries
-//! that have none of their own, so nothing is loaded from a host path and no
+//! search path becomes a DT_RPATH of `$ORIGIN/../lib` (inserted when it has none, as
+//! Debian's python3.X has none: [`elf::set_search_path`]), which also serves bundled
+//! libraries and modules that have none of their own; those that have one get an
+//! `$ORIGIN`-relative one instead. So nothing is loaded from a host path and no
 //! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
 //! settings, made in a staging folder, sealed with the digest of every file
 //! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
@@ -189,7 +191,7 @@ impl gradient_core::Hint for RuntimeError {
             RuntimeError::ArchiveCorrupt { .. } => "it must be a .tar.gz of a relocatable CPython (with bin/pythonX.Y inside); download it again".into(),
             RuntimeError::ArchiveOtherPlatform { wanted, .. } => format!("use an archive built for {wanted}"),
             RuntimeError::ArchiveOtherVersion { found, wanted, .. } => format!("build with --python {found}, or use an archive of CPython {wanted}"),
-            RuntimeError::Unsupported { .. } => "use a CPython built with a shared libpython and a RUNPATH (pyenv's, or a relocatable build)".into(),
+            RuntimeError::Unsupported { .. } => "use a 64-bit little-endian x86_64 or aarch64 CPython (pyenv's, Debian's, or a relocatable build)".into(),
             RuntimeError::MissingLibrary { .. } => "install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude".into(),
             RuntimeError::Io { .. } => return None,
             RuntimeError::Python(error) => return error.hint(),
@@ -558,6 +560,7 @@ fn assemble(
     let mut missing = Vec::new();
     let mut glibc: Option<(u32, u32)> = None;
     let mut search_paths_fixed = Vec::new();
+    let interpreter = bin.join(&exe_name);
     while let Some((original, copy)) = queue.pop_front() {
         let Some(facts) = elf::read(&copy).map_err(io("read", &copy))? else {
             continue;
@@ -597,32 +600,38 @@ fn assemble(
                 )),
             }
         }
-        search_paths_fixed.push((copy, !facts.search_path.is_empty()));
+        // The interpreter always gets a search path (inserted when it has none); another
+        // object only when it has one (a host path, replaced): without one, the
+        // interpreter's DT_RPATH serves it, and an inserted one would keep `strip`
+        // (the OS-package tiers') off it.
+        if copy == interpreter || !facts.search_path.is_empty() {
+            search_paths_fixed.push(copy);
+        }
     }
 
-    // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/.
-    for (object, has_search_path) in search_paths_fixed {
-        if !has_search_path {
-            continue;
-        }
-        let (new, as_rpath) = if object.parent() == Some(bin.as_path()) {
+    // Debug info goes first: binutils cannot rewrite an object that has a search path
+    // inserted (it moves the added segment over the one before), so nothing strips after.
+    strip_debug_info(&elf_objects(bundle));
+    // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/, rewritten in
+    // place or inserted (elf::set_search_path).
+    for object in search_paths_fixed {
+        let (new, as_rpath) = if object == interpreter {
             ("$ORIGIN/../lib", true)
         } else if object.parent() == Some(dynload.as_path()) {
             ("$ORIGIN/../..", false)
         } else {
             ("$ORIGIN", false)
         };
-        elf::rewrite_search_path(&object, new, as_rpath)
-            .map_err(io("rewrite the search path of", &object))?;
+        elf::set_search_path(&object, new, as_rpath)
+            .map_err(io("set the search path of", &object))?;
     }
-    strip_debug_info(&elf_objects(bundle));
-    let points_at_bundle = elf::read(&bin.join(&exe_name))
-        .map_err(io("read", &bin))?
+    let points_at_bundle = elf::read(&interpreter)
+        .map_err(io("read", &interpreter))?
         .is_some_and(|f| f.search_path == ["$ORIGIN/../lib"]);
     if !points_at_bundle && !bundled.is_empty() {
         return Err(RuntimeError::Unsupported {
             python: python.executable.clone(),
-            reason: "the interpreter has no RUNPATH or RPATH to point at the bundled libraries"
+            reason: "the interpreter's search path could not be set to the bundled libraries"
                 .into(),
         });
     }
@@ -645,13 +654,15 @@ pub fn require_bundleable(python: &InterpreterFacts) -> Result<(), gradient_core
         None => Ok(()),
         Some(reason) => Err(gradient_core::Unavailable {
             reason,
-            hint: Some("build with a CPython that links libpython as a shared library, e.g. pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
+            hint: Some("build with a 64-bit x86_64 or aarch64 CPython, e.g. Debian's or pyenv's: --python ~/.pyenv/versions/X.Y.Z/bin/python3".into()),
         }),
     }
 }
 
 /// Why `python` cannot be made relocatable, if it cannot: it needs libraries beyond glibc
-/// but has no search path to point at the bundled copies.
+/// and is an ELF object whose search path cannot be set ([`elf::set_search_path`] refuses
+/// 32-bit, big-endian and other-machine objects). One without a search path is fine: one
+/// is inserted.
 pub fn unsupported_reason(python: &InterpreterFacts) -> Option<String> {
     let facts = elf::read(&python.executable).ok()??;
     let outside: Vec<&str> = facts
@@ -660,11 +671,13 @@ pub fn unsupported_reason(python: &InterpreterFacts) -> Option<String> {
         .map(String::as_str)
         .filter(|n| !GLIBC_FAMILY.contains(n))
         .collect();
-    if outside.is_empty() || !facts.search_path.is_empty() {
+    if outside.is_empty() {
         return None;
     }
+    let bytes = std::fs::read(&python.executable).ok()?;
+    let reason = elf::search_path_settable(&bytes).err()?;
     Some(format!(
-        "`{}` needs {} but has no RUNPATH that could point at bundled copies",
+        "`{}` needs {} but its search path cannot be pointed at bundled copies: {reason}",
         python.executable.display(),
         outside.join(", ")
     ))
@@ -1182,10 +1195,40 @@ mod tests {
         let python = crate::find_interpreter(&crate::PythonRequest::Default, cache.path())
             .await
             .unwrap();
-        let stdlib = StdlibChoice::of(&gradient_core::RuntimeConfig::default());
-        let runtime = build_runtime(&python, &stdlib, false, cache.path())
-            .await
+        bundle_runs_from_anywhere(&python, cache.path()).await;
+    }
+
+    /// Debian's own interpreter has no RUNPATH or RPATH (nor do its extension modules): one
+    /// is inserted, and the bundle loads libz and libexpat from its lib/.
+    #[tokio::test]
+    async fn an_interpreter_without_a_search_path_is_bundled() {
+        let debian = Path::new("/usr/bin/python3.11");
+        let has_none = elf::read(debian)
+            .ok()
+            .flatten()
+            .is_some_and(|f| f.search_path.is_empty() && f.needed.iter().any(|n| n == "libz.so.1"));
+        if !has_none {
+            eprintln!("skipped: no /usr/bin/python3.11 without a search path that links libz");
+            return;
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let python =
+            crate::find_interpreter(&crate::PythonRequest::Path(debian.into()), cache.path())
+                .await
+                .unwrap();
+        assert_eq!(unsupported_reason(&python), None);
+        let runtime = bundle_runs_from_anywhere(&python, cache.path()).await;
+        assert!(runtime.libraries.iter().any(|l| l == "libz.so.1"));
+        let facts = elf::read(&runtime.dir.join(&runtime.python))
+            .unwrap()
             .unwrap();
+        assert_eq!(facts.search_path, ["$ORIGIN/../lib"]);
+    }
+
+    async fn bundle_runs_from_anywhere(python: &InterpreterFacts, cache: &Path) -> Runtime {
+        let python = python.clone();
+        let stdlib = StdlibChoice::of(&gradient_core::RuntimeConfig::default());
+        let runtime = build_runtime(&python, &stdlib, false, cache).await.unwrap();
         assert!(runtime.missing.is_empty(), "{:?}", runtime.missing);
         assert!(runtime.glibc.is_some());
         assert!(
@@ -1251,5 +1294,6 @@ mod tests {
                 "loaded from outside the bundle: {library}"
             );
         }
+        runtime
     }
 }
