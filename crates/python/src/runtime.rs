@@ -97,7 +97,7 @@ const GLIBC_FAMILY: &[&str] = &[
 ];
 
 /// Bumped whenever what goes into a bundle changes.
-const FORMAT: &str = "runtime-8";
+const FORMAT: &str = "runtime-9";
 const MARKER: &str = "gradient-runtime.json";
 
 /// A ready runtime bundle.
@@ -243,6 +243,9 @@ pub async fn build_runtime(
             });
         }
     }
+    runtime.site_packages = site_packages_of(&bundle, &runtime.python).await?;
+    let site = bundle.join(&runtime.site_packages);
+    std::fs::create_dir_all(&site).map_err(io("create", &site))?;
     compile_stdlib(&bundle.join(&runtime.python), &bundle, python).await?;
     zip_stdlib(&bundle, python, stdlib.sources)?;
     std::fs::write(
@@ -502,6 +505,7 @@ fn assemble(
         let module = top.split('.').next().unwrap_or_default();
         // The host's own packages never belong in a bundle, whatever the exclude list says.
         top == "site-packages"
+            || top == "dist-packages"
             || excluded.contains(top.as_ref())
             || excluded
                 .iter()
@@ -534,9 +538,6 @@ fn assemble(
             copy_file(entry.path(), &target)?;
         }
     }
-    let site_packages = bundled_stdlib.join("site-packages");
-    std::fs::create_dir_all(&site_packages).map_err(io("create", &site_packages))?;
-
     // The closure of shared libraries, resolved as the loader would from the originals.
     let cache = loader_cache();
     let mut queue: VecDeque<(PathBuf, PathBuf)> = VecDeque::new(); // (original, bundled)
@@ -638,7 +639,8 @@ fn assemble(
     Ok(Runtime {
         dir: bundle.to_path_buf(),
         python: format!("bin/{exe_name}"),
-        site_packages: format!("lib/python{version}/site-packages"),
+        // Set once the bundled interpreter can say where it looks ([`site_packages_of`]).
+        site_packages: String::new(),
         glibc: glibc.map(|(major, minor)| format!("{major}.{minor}")),
         libraries: bundled.into_keys().collect(),
         missing,
@@ -704,7 +706,9 @@ fn zip_stdlib(
         .into_iter()
         .filter_entry(|e| {
             !(e.depth() == 1
-                && (e.file_name() == "lib-dynload" || e.file_name() == "site-packages"))
+                && (e.file_name() == "lib-dynload"
+                    || e.file_name() == "site-packages"
+                    || e.file_name() == "dist-packages"))
         })
     {
         let entry = entry.map_err(|e| RuntimeError::Io {
@@ -773,7 +777,8 @@ fn zip_stdlib(
             .components()
             .any(|c| c.as_os_str() == "__pycache__");
         let keep = entry.path().starts_with(stdlib.join("lib-dynload"))
-            || entry.path().starts_with(stdlib.join("site-packages"));
+            || entry.path().starts_with(stdlib.join("site-packages"))
+            || entry.path().starts_with(stdlib.join("dist-packages"));
         if is_cache && !keep {
             if entry.file_type().is_dir() {
                 let _ = std::fs::remove_dir(entry.path());
@@ -983,8 +988,50 @@ async fn compile_stdlib(
         "badsyntax",
         "lib2to3/tests/data",
         "site-packages",
+        "dist-packages",
     ];
     compile_tree(interpreter, &stdlib, bundle, &skip).await
+}
+
+/// Where the bundled interpreter's `site` module looks for packages, relative to the
+/// bundle: `lib/pythonX.Y/site-packages` for CPython as built upstream (pyenv's),
+/// `lib/pythonX.Y/dist-packages` for Debian's, whose `site` is patched to look there (and
+/// never in `site-packages`). Asked of the interpreter itself, from its new place, so the
+/// app's packages go where it will find them.
+async fn site_packages_of(bundle: &Path, python: &str) -> Result<String, RuntimeError> {
+    let interpreter = bundle.join(python);
+    let output = compiler(&interpreter)
+        .args([
+            "-c",
+            "import site; print('\\n'.join(site.getsitepackages()))",
+        ])
+        .output()
+        .await
+        .map_err(io("run", &interpreter))?;
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let relative: Vec<PathBuf> = listed
+        .lines()
+        .filter_map(|line| Path::new(line).strip_prefix(bundle).ok())
+        .map(Path::to_path_buf)
+        .collect();
+    let version_dir = Path::new("lib").join(Path::new(python).file_name().unwrap_or_default());
+    relative
+        .iter()
+        .find(|p| p.starts_with(&version_dir))
+        .or_else(|| relative.iter().find(|p| p.starts_with("lib")))
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| RuntimeError::Unsupported {
+            python: interpreter.clone(),
+            reason: format!(
+                "its site module names no package folder under the bundle's lib/ (it named: {}{})",
+                listed.trim(),
+                if output.status.success() {
+                    String::new()
+                } else {
+                    format!("; it exited with {}", output.status)
+                }
+            ),
+        })
 }
 
 /// Byte-compile `tree` so that the bytes depend on the sources alone: unchecked-hash
