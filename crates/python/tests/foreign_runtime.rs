@@ -7,7 +7,9 @@
 //! `GRADIENT_TEST_DEBIAN_CACHE` may name a cache folder that keeps the Debian root between
 //! runs (the bundles are always made in a fresh one).
 
-use gradient_python::runtime::{build_foreign_runtime, build_runtime, StdlibChoice};
+use gradient_python::runtime::{
+    build_foreign_runtime, build_runtime, build_runtime_in, RuntimeError, StdlibChoice, Sysroot,
+};
 use gradient_python::target_python::debian_python_root;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -269,4 +271,96 @@ async fn an_arm64_bundle_is_made_from_debian_runs_with_only_glibc_beside_it_and_
         size_of(&runtime.dir.parent().unwrap().join("bundle")) as f64 / 1e6,
         runtime.libraries.len(),
     );
+}
+
+/// A root that lacks a library the host has: the name stays missing (never taken from the
+/// host). An x86_64 module in the arm64 root: refused, by its path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_bundle_takes_nothing_from_the_host_and_refuses_another_machines_object() {
+    if !can_run() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let debian_cache = std::env::var_os("GRADIENT_TEST_DEBIAN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| scratch.path().join("debian"));
+    let target = debian_python_root("arm64", "3.11", &debian_cache, &|_| {}).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let facts = gradient_python::interpreter::foreign_interpreter(&target, cache.path())
+        .await
+        .unwrap();
+    assert_eq!(facts.executable, target.executable);
+    assert_eq!(facts.base_prefix, target.root.join("usr"));
+    assert_eq!(facts.platform_tag, "linux_aarch64");
+    assert_eq!((facts.version.0, facts.version.1), (3, 11));
+
+    // A root with the interpreter and a landmark only: no libz, no libexpat in it.
+    let root = tempfile::tempdir().unwrap();
+    let stdlib = root.path().join("usr/lib/python3.11");
+    let dynload = stdlib.join("lib-dynload");
+    std::fs::create_dir_all(&dynload).unwrap();
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::write(stdlib.join("os.py"), "").unwrap();
+    let executable = root.path().join("usr/bin/python3.11");
+    std::fs::copy(&target.executable, &executable).unwrap();
+    let bare = gradient_python::target_python::DebianPython {
+        root: root.path().to_path_buf(),
+        executable: executable.clone(),
+        ..target.clone()
+    };
+    let fake = gradient_core::InterpreterFacts {
+        executable,
+        base_prefix: root.path().join("usr"),
+        ..facts
+    };
+    let choice = StdlibChoice {
+        exclude: Vec::new(),
+        sources: false,
+    };
+    let sysroot = Sysroot::of(&bare);
+    let error = build_runtime_in(&fake, &sysroot, &choice, true, cache.path())
+        .await
+        .unwrap_err();
+    let host_has = Path::new("/usr/lib/x86_64-linux-gnu/libz.so.1").exists()
+        || Path::new("/lib/x86_64-linux-gnu/libz.so.1").exists();
+    assert!(
+        host_has,
+        "the host has libz, so a host lookup would find it"
+    );
+    match &error {
+        RuntimeError::MissingLibrary { library, module } => {
+            assert!(
+                library == "libz.so.1" || library == "libexpat.so.1",
+                "{error}"
+            );
+            assert_eq!(module, "python3.11");
+        }
+        other => panic!("expected a missing library, got {other}"),
+    }
+
+    // An x86_64 extension module (the host's) among the arm64 root's.
+    let host_module = std::fs::read_dir("/usr/lib/python3.11/lib-dynload")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "so"))
+        .expect("the host's Python has an extension module");
+    let stray = dynload.join(host_module.file_name().unwrap());
+    std::fs::copy(&host_module, &stray).unwrap();
+    let error = build_runtime_in(&fake, &sysroot, &choice, false, cache.path())
+        .await
+        .unwrap_err();
+    match &error {
+        RuntimeError::OtherMachine {
+            path,
+            found,
+            wanted,
+        } => {
+            assert_eq!(path, &stray);
+            assert_eq!((found.as_str(), wanted.as_str()), ("x86_64", "aarch64"));
+        }
+        other => panic!("expected another machine's object refused, got {other}"),
+    }
+    assert!(error.to_string().contains(&*stray.to_string_lossy()));
+    assert!(gradient_core::Hint::hint(&error).is_some());
 }
