@@ -16,6 +16,14 @@
 //! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
 //! settings, made in a staging folder, sealed with the digest of every file
 //! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
+//!
+//! Another machine's bundle ([`build_foreign_runtime`]: Debian's arm64 CPython, from
+//! [`crate::target_python`]) goes the same way with another [`Sysroot`]: names are resolved
+//! only inside the target's root, every object must be for the target's machine, and the
+//! bundled interpreter byte-compiles under qemu-user (`QEMU_LD_PREFIX` at the root). That
+//! costs ~12 s more than a host interpreter of the same X.Y would (whose `.pyc` files are
+//! byte-identical here), and keeps the bytes exactly what the target's own interpreter
+//! makes, whatever patch release the host has.
 
 use crate::elf;
 use crate::integrity::{self, State};
