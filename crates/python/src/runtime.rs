@@ -746,7 +746,7 @@ fn assemble(
 
     // Debug info goes first: binutils cannot rewrite an object that has a search path
     // inserted (it moves the added segment over the one before), so nothing strips after.
-    strip_debug_info(&elf_objects(bundle));
+    strip_debug_info(&elf_objects(bundle), sysroot);
     // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/, rewritten in
     // place or inserted (elf::set_search_path).
     for object in search_paths_fixed {
@@ -942,22 +942,38 @@ fn elf_objects(bundle: &Path) -> Vec<PathBuf> {
 /// Build interpreters often keep their debug info (pyenv's libpython is 23 MB with it, 6 MB
 /// without). binutils' `strip --strip-debug` removes it and nothing a program runs with;
 /// where `strip` is missing the bundle is only larger, and that is said.
-fn strip_debug_info(objects: &[PathBuf]) {
+/// For another machine's objects the host's `strip` does not know the format: that
+/// machine's binutils (`aarch64-linux-gnu-strip`) are used when installed, and otherwise
+/// nothing is stripped (Debian's objects come without debug info).
+fn strip_debug_info(objects: &[PathBuf], sysroot: &Sysroot) {
     if objects.is_empty() {
         return;
     }
-    match std::process::Command::new("strip")
+    let strip = if sysroot.machine == std::env::consts::ARCH {
+        "strip".to_string()
+    } else {
+        let cross = format!("{}-strip", sysroot.triplet);
+        if crate::interpreter::which(&cross).is_none() {
+            tracing::debug!(
+                "`{cross}` is not installed: the {} runtime is not stripped",
+                sysroot.machine
+            );
+            return;
+        }
+        cross
+    };
+    match std::process::Command::new(&strip)
         .arg("--strip-debug")
         .args(objects)
         .output()
     {
         Ok(output) if output.status.success() => {}
         Ok(output) => tracing::warn!(
-            "strip --strip-debug failed, the runtime keeps its debug info: {}",
+            "{strip} --strip-debug failed, the runtime keeps its debug info: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ),
         Err(_) => tracing::warn!(
-            "`strip` (binutils) is not installed: the runtime keeps its debug info and is larger"
+            "`{strip}` (binutils) is not installed: the runtime keeps its debug info and is larger"
         ),
     }
 }
