@@ -4,6 +4,10 @@
 //! patch first) then `pythonX.Y` on PATH (pyenv shims skipped: they answer for whichever
 //! version is selected); else `python3` on PATH. Facts are cached under `cache_root()/interpreters`, keyed by the real
 //! executable and invalidated when its size or modification time changes.
+//!
+//! Another machine's interpreter (Debian's arm64 CPython in a root folder,
+//! [`crate::target_python`]) is probed the same way under qemu-user ([`foreign_interpreter`]):
+//! it runs from its host path, so the paths it reports are the root's paths on this host.
 
 use crate::PythonError;
 use gradient_core::InterpreterFacts;
@@ -186,6 +190,36 @@ fn stamp(path: &Path) -> Option<(u64, u64)> {
 /// Probe `path`, reading and writing the facts cache. A shim is probed every time (what it
 /// runs depends on the shell's state) but the real executable it reports is cached.
 async fn probe_cached(path: &Path, cache_root: &Path) -> Result<InterpreterFacts, PythonError> {
+    probe_cached_in(path, None, cache_root).await
+}
+
+/// The facts of the foreign interpreter of `target`, probed under qemu-user with
+/// `QEMU_LD_PREFIX` at its root (the same probe as the host's, so the same facts: its
+/// `executable` and `base_prefix` are paths inside the root), cached like the host's.
+pub async fn foreign_interpreter(
+    target: &crate::target_python::DebianPython,
+    cache_root: &Path,
+) -> Result<InterpreterFacts, PythonError> {
+    let facts = probe_cached_in(&target.executable, Some(&target.root), cache_root).await?;
+    if !facts.base_prefix.starts_with(&target.root) {
+        return Err(PythonError::Unusable {
+            path: target.executable.clone(),
+            reason: format!(
+                "it reports its prefix at `{}`, outside its root `{}`",
+                facts.base_prefix.display(),
+                target.root.display()
+            ),
+        });
+    }
+    Ok(facts)
+}
+
+/// [`probe_cached`], run under qemu-user with `QEMU_LD_PREFIX=loader_prefix` when given.
+async fn probe_cached_in(
+    path: &Path,
+    loader_prefix: Option<&Path>,
+    cache_root: &Path,
+) -> Result<InterpreterFacts, PythonError> {
     let cacheable = !path.parent().is_some_and(is_shim_dir);
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let cache_file = cache_root.join("interpreters").join(format!(
@@ -203,7 +237,7 @@ async fn probe_cached(path: &Path, cache_root: &Path) -> Result<InterpreterFacts
             }
         }
     }
-    let facts = probe(path).await?;
+    let facts = probe(path, loader_prefix).await?;
     if let Some(stamp) = stamp(&facts.executable) {
         let real_cache = cache_root.join("interpreters").join(format!(
             "{}.json",
@@ -255,15 +289,21 @@ print(json.dumps({
 }))
 "#;
 
-async fn probe(path: &Path) -> Result<InterpreterFacts, PythonError> {
+async fn probe(path: &Path, loader_prefix: Option<&Path>) -> Result<InterpreterFacts, PythonError> {
     let unusable = |reason: String| PythonError::Unusable {
         path: path.to_path_buf(),
         reason,
     };
-    let output = Command::new(path)
-        .args(["-I", "-S", "-c", PROBE])
+    let mut command = Command::new(path);
+    command
+        .args(["-I", "-S", "-B", "-c", PROBE])
         .env_clear()
-        .envs(crate::isolated_env())
+        .envs(crate::isolated_env());
+    if let Some(prefix) = loader_prefix {
+        // qemu-user takes the loader and the C library from there.
+        command.env("QEMU_LD_PREFIX", prefix);
+    }
+    let output = command
         .kill_on_drop(true)
         .output()
         .await

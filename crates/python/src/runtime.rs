@@ -16,6 +16,14 @@
 //! LD_LIBRARY_PATH is set for the app's children to inherit. Cached per interpreter and
 //! settings, made in a staging folder, sealed with the digest of every file
 //! ([`crate::integrity`]) and renamed into place; checked against those digests when reused.
+//!
+//! Another machine's bundle ([`build_foreign_runtime`]: Debian's arm64 CPython, from
+//! [`crate::target_python`]) goes the same way with another [`Sysroot`]: names are resolved
+//! only inside the target's root, every object must be for the target's machine, and the
+//! bundled interpreter byte-compiles under qemu-user (`QEMU_LD_PREFIX` at the root). That
+//! costs ~12 s more than a host interpreter of the same X.Y would (whose `.pyc` files are
+//! byte-identical here), and keeps the bytes exactly what the target's own interpreter
+//! makes, whatever patch release the host has.
 
 use crate::elf;
 use crate::integrity::{self, State};
@@ -91,10 +99,94 @@ const GLIBC_FAMILY: &[&str] = &[
     "librt.so.1",
     "libutil.so.1",
     "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
     "libresolv.so.2",
     "libnsl.so.1",
     "libanl.so.1",
 ];
+
+/// Where a bundle's objects come from and which machine they must be for: the host as its
+/// own loader sees it (the loader cache, then the default folders), or another machine's
+/// root folder (Debian's arm64 CPython, [`crate::target_python`]), where a name is looked
+/// up only inside the root, never on the host. Bundling is one path for both; this value
+/// is what differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sysroot {
+    /// `/` for the host; absolute search paths and default folders are taken inside it.
+    root: PathBuf,
+    /// `platform.machine()` there (`aarch64`): every bundled object must be built for it.
+    machine: &'static str,
+    /// The multiarch folder of the default search (`aarch64-linux-gnu`).
+    triplet: &'static str,
+    /// Set as `QEMU_LD_PREFIX` when the bundled interpreter runs (to byte-compile): where
+    /// qemu-user finds the loader and the C library. `None` on the host.
+    loader_prefix: Option<PathBuf>,
+}
+
+impl Sysroot {
+    /// The host, as today: its loader cache and default folders.
+    pub fn host() -> Sysroot {
+        let machine = std::env::consts::ARCH;
+        let arch = crate::target_python::DEBIAN_ARCHES
+            .iter()
+            .find(|a| a.machine == machine);
+        Sysroot {
+            root: PathBuf::from("/"),
+            machine: arch.map_or(machine, |a| a.machine),
+            triplet: arch.map_or("x86_64-linux-gnu", |a| a.triplet),
+            loader_prefix: None,
+        }
+    }
+
+    /// The root of Debian's CPython for another architecture.
+    pub fn of(target: &crate::target_python::DebianPython) -> Sysroot {
+        Sysroot {
+            root: target.root.clone(),
+            machine: target.arch.machine,
+            triplet: target.arch.triplet,
+            loader_prefix: Some(target.root.clone()),
+        }
+    }
+
+    fn is_host(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Where the loader would find `name` for an object in `origin` (a path on this host)
+    /// with `search_path`: that path (`$ORIGIN` is `origin`, an absolute folder is taken
+    /// inside the root), the host's loader cache (host only: a root has none), then the
+    /// default folders inside the root.
+    fn resolve(&self, name: &str, search_path: &[String], origin: &Path) -> Option<PathBuf> {
+        let inside = |dir: &str| self.root.join(dir.trim_start_matches('/'));
+        let from_search_path = search_path.iter().map(|dir| {
+            if dir.starts_with("$ORIGIN") || dir.starts_with("${ORIGIN}") {
+                PathBuf::from(
+                    dir.replace("$ORIGIN", &origin.to_string_lossy())
+                        .replace("${ORIGIN}", &origin.to_string_lossy()),
+                )
+            } else {
+                inside(dir)
+            }
+        });
+        let cached = self
+            .is_host()
+            .then(|| loader_cache().get(name).cloned())
+            .flatten();
+        let defaults = [
+            format!("/lib/{}", self.triplet),
+            format!("/usr/lib/{}", self.triplet),
+            "/lib64".into(),
+            "/usr/lib64".into(),
+            "/lib".into(),
+            "/usr/lib".into(),
+        ];
+        from_search_path
+            .map(|dir| dir.join(name))
+            .chain(cached)
+            .chain(defaults.iter().map(|dir| inside(dir).join(name)))
+            .find(|p| p.is_file())
+    }
+}
 
 /// Bumped whenever what goes into a bundle changes.
 const FORMAT: &str = "runtime-9";
@@ -173,6 +265,12 @@ pub enum RuntimeError {
     Unsupported { python: PathBuf, reason: String },
     #[error("{module} needs {library}, which is not on this machine")]
     MissingLibrary { library: String, module: String },
+    #[error("`{}` is built for {found}, and this bundle is for {wanted}", path.display())]
+    OtherMachine {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,
@@ -193,6 +291,7 @@ impl gradient_core::Hint for RuntimeError {
             RuntimeError::ArchiveOtherVersion { found, wanted, .. } => format!("build with --python {found}, or use an archive of CPython {wanted}"),
             RuntimeError::Unsupported { .. } => "use a 64-bit little-endian x86_64 or aarch64 CPython (pyenv's, Debian's, or a relocatable build)".into(),
             RuntimeError::MissingLibrary { .. } => "install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude".into(),
+            RuntimeError::OtherMachine { wanted, .. } => format!("every object of a bundle for {wanted} must be built for {wanted}: remove the stray file, or make the target's root again"),
             RuntimeError::Io { .. } => return None,
             RuntimeError::Python(error) => return error.hint(),
         })
@@ -216,7 +315,33 @@ pub async fn build_runtime(
     strict: bool,
     cache_root: &Path,
 ) -> Result<Runtime, RuntimeError> {
-    let key = &runtime_key(python, stdlib);
+    build_runtime_in(python, &Sysroot::host(), stdlib, strict, cache_root).await
+}
+
+/// The bundle of Debian's CPython for another machine (`target`, from
+/// [`crate::target_python::debian_python_root`]), made first if needed: probed, bundled
+/// and byte-compiled under qemu-user, its libraries taken from the root alone, cached
+/// under its own key and sealed as the host's is. The target's glibc is left out, as the
+/// host's is from a host bundle.
+pub async fn build_foreign_runtime(
+    target: &crate::target_python::DebianPython,
+    stdlib: &StdlibChoice,
+    strict: bool,
+    cache_root: &Path,
+) -> Result<Runtime, RuntimeError> {
+    let python = crate::interpreter::foreign_interpreter(target, cache_root).await?;
+    build_runtime_in(&python, &Sysroot::of(target), stdlib, strict, cache_root).await
+}
+
+/// The bundle of `python`, whose objects come from `sysroot`, made first if needed.
+pub async fn build_runtime_in(
+    python: &InterpreterFacts,
+    sysroot: &Sysroot,
+    stdlib: &StdlibChoice,
+    strict: bool,
+    cache_root: &Path,
+) -> Result<Runtime, RuntimeError> {
+    let key = &runtime_key(python, sysroot, stdlib);
     let parent = cache_root.join("runtimes");
     let dir = parent.join(key);
     // Hashing the bundle (some 30 MB) leaves the async thread, where the wheel's build and
@@ -234,7 +359,7 @@ pub async fn build_runtime(
     std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     let staging = Staged::dir_in(&parent, &format!(".{key}-")).map_err(io("create", &parent))?;
     let bundle = staging.path().join("bundle");
-    let mut runtime = assemble(python, &stdlib.exclude, &bundle)?;
+    let mut runtime = assemble(python, sysroot, &stdlib.exclude, &bundle)?;
     if strict {
         if let Some((library, module)) = runtime.missing.first() {
             return Err(RuntimeError::MissingLibrary {
@@ -243,10 +368,10 @@ pub async fn build_runtime(
             });
         }
     }
-    runtime.site_packages = site_packages_of(&bundle, &runtime.python).await?;
+    runtime.site_packages = site_packages_of(&bundle, &runtime.python, sysroot).await?;
     let site = bundle.join(&runtime.site_packages);
     std::fs::create_dir_all(&site).map_err(io("create", &site))?;
-    compile_stdlib(&bundle.join(&runtime.python), &bundle, python).await?;
+    compile_stdlib(&bundle.join(&runtime.python), &bundle, python, sysroot).await?;
     zip_stdlib(&bundle, python, stdlib.sources)?;
     std::fs::write(
         staging.path().join(MARKER),
@@ -290,12 +415,14 @@ fn cached_runtime(dir: &Path) -> Option<Runtime> {
     }
 }
 
-/// The cache key of the bundle of `python` with `stdlib`: its format, the interpreter
-/// (path, version, size and time), the excluded names and whether sources are kept.
-fn runtime_key(python: &InterpreterFacts, stdlib: &StdlibChoice) -> String {
+/// The cache key of the bundle of `python` with `stdlib`: its format, the machine, the
+/// interpreter (path, version, size and time), the excluded names and whether sources are
+/// kept.
+fn runtime_key(python: &InterpreterFacts, sysroot: &Sysroot, stdlib: &StdlibChoice) -> String {
     let mut hasher = Sha256::new();
     for part in [
         FORMAT,
+        sysroot.machine,
         &python.executable.to_string_lossy(),
         &python.full_version(),
     ] {
@@ -322,7 +449,7 @@ fn runtime_key(python: &InterpreterFacts, stdlib: &StdlibChoice) -> String {
 pub fn runtime_cached(python: &InterpreterFacts, stdlib: &StdlibChoice, cache_root: &Path) -> bool {
     let dir = cache_root
         .join("runtimes")
-        .join(runtime_key(python, stdlib));
+        .join(runtime_key(python, &Sysroot::host(), stdlib));
     integrity::is_sealed(&dir)
         && std::fs::read(dir.join(MARKER))
             .ok()
@@ -470,6 +597,7 @@ fn settle(mut staged: Staged, dir: &Path, marker: &str) -> Result<(), RuntimeErr
 /// Copy the interpreter, its standard library and its library closure into `bundle`.
 fn assemble(
     python: &InterpreterFacts,
+    sysroot: &Sysroot,
     exclude: &[String],
     bundle: &Path,
 ) -> Result<Runtime, RuntimeError> {
@@ -539,7 +667,6 @@ fn assemble(
         }
     }
     // The closure of shared libraries, resolved as the loader would from the originals.
-    let cache = loader_cache();
     let mut queue: VecDeque<(PathBuf, PathBuf)> = VecDeque::new(); // (original, bundled)
     queue.push_back((python.executable.clone(), bin.join(&exe_name)));
     let dynload = bundled_stdlib.join("lib-dynload");
@@ -566,6 +693,14 @@ fn assemble(
         let Some(facts) = elf::read(&copy).map_err(io("read", &copy))? else {
             continue;
         };
+        let machine = elf_machine(&copy).map_err(io("read", &copy))?;
+        if machine != sysroot.machine {
+            return Err(RuntimeError::OtherMachine {
+                path: original,
+                found: machine,
+                wanted: sysroot.machine.to_string(),
+            });
+        }
         glibc = glibc.max(facts.glibc);
         let origin = original.parent().unwrap_or(Path::new("/")).to_path_buf();
         for needed in &facts.needed {
@@ -584,7 +719,7 @@ fn assemble(
                 ));
                 continue;
             }
-            match resolve(needed, &facts.search_path, &origin, cache) {
+            match sysroot.resolve(needed, &facts.search_path, &origin) {
                 Some(found) => {
                     let target = lib.join(needed);
                     copy_file(&found, &target)?;
@@ -612,7 +747,7 @@ fn assemble(
 
     // Debug info goes first: binutils cannot rewrite an object that has a search path
     // inserted (it moves the added segment over the one before), so nothing strips after.
-    strip_debug_info(&elf_objects(bundle));
+    strip_debug_info(&elf_objects(bundle), sysroot);
     // Search paths: only $ORIGIN-relative ones, pointing at the bundle's lib/, rewritten in
     // place or inserted (elf::set_search_path).
     for object in search_paths_fixed {
@@ -812,67 +947,53 @@ fn elf_objects(bundle: &Path) -> Vec<PathBuf> {
 /// Build interpreters often keep their debug info (pyenv's libpython is 23 MB with it, 6 MB
 /// without). binutils' `strip --strip-debug` removes it and nothing a program runs with;
 /// where `strip` is missing the bundle is only larger, and that is said.
-fn strip_debug_info(objects: &[PathBuf]) {
+/// For another machine's objects the host's `strip` does not know the format: that
+/// machine's binutils (`aarch64-linux-gnu-strip`) are used when installed, and otherwise
+/// nothing is stripped (Debian's objects come without debug info).
+fn strip_debug_info(objects: &[PathBuf], sysroot: &Sysroot) {
     if objects.is_empty() {
         return;
     }
-    match std::process::Command::new("strip")
+    let strip = if sysroot.machine == std::env::consts::ARCH {
+        "strip".to_string()
+    } else {
+        let cross = format!("{}-strip", sysroot.triplet);
+        if crate::interpreter::which(&cross).is_none() {
+            tracing::debug!(
+                "`{cross}` is not installed: the {} runtime is not stripped",
+                sysroot.machine
+            );
+            return;
+        }
+        cross
+    };
+    match std::process::Command::new(&strip)
         .arg("--strip-debug")
         .args(objects)
         .output()
     {
         Ok(output) if output.status.success() => {}
         Ok(output) => tracing::warn!(
-            "strip --strip-debug failed, the runtime keeps its debug info: {}",
+            "{strip} --strip-debug failed, the runtime keeps its debug info: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ),
         Err(_) => tracing::warn!(
-            "`strip` (binutils) is not installed: the runtime keeps its debug info and is larger"
+            "`{strip}` (binutils) is not installed: the runtime keeps its debug info and is larger"
         ),
     }
-}
-
-/// Where the loader would find `name` for an object in `origin` with `search_path`.
-fn resolve(
-    name: &str,
-    search_path: &[String],
-    origin: &Path,
-    cache: &BTreeMap<String, PathBuf>,
-) -> Option<PathBuf> {
-    let from_search_path = search_path.iter().map(|dir| {
-        PathBuf::from(
-            dir.replace("$ORIGIN", &origin.to_string_lossy())
-                .replace("${ORIGIN}", &origin.to_string_lossy()),
-        )
-    });
-    let defaults = [
-        "/lib/x86_64-linux-gnu",
-        "/usr/lib/x86_64-linux-gnu",
-        "/lib64",
-        "/usr/lib64",
-        "/lib",
-        "/usr/lib",
-    ]
-    .into_iter()
-    .map(PathBuf::from);
-    from_search_path
-        .map(|dir| dir.join(name))
-        .chain(cache.get(name).cloned())
-        .chain(defaults.map(|dir| dir.join(name)))
-        .find(|p| p.is_file())
 }
 
 /// The host's C library family, resolved as its loader would (`soname` → real file): what
 /// a bundle leaves out and an image without a base must bring. The loader itself is
 /// listed under its soname too (`ld-linux-x86-64.so.2`), with the name-service modules.
 pub fn glibc_files() -> Vec<(String, PathBuf)> {
-    let cache = loader_cache();
+    let host = Sysroot::host();
     let mut names: Vec<&str> = GLIBC_FAMILY.to_vec();
     names.extend(["libnss_files.so.2", "libnss_dns.so.2"]);
     names
         .into_iter()
         .filter_map(|name| {
-            let found = resolve(name, &[], Path::new("/"), cache)?;
+            let found = host.resolve(name, &[], Path::new("/"))?;
             Some((name.to_string(), std::fs::canonicalize(found).ok()?))
         })
         .collect()
@@ -885,7 +1006,7 @@ pub fn glibc_files() -> Vec<(String, PathBuf)> {
 /// `bundle_lib` (the runtime bundle's `lib/`) is not listed; nor is what the host lacks
 /// (the smoke test shows that).
 pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, PathBuf)> {
-    let cache = loader_cache();
+    let host = Sysroot::host();
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut queue: VecDeque<PathBuf> = elf_objects(site).into();
     while let Some(object) = queue.pop_front() {
@@ -907,13 +1028,14 @@ pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, 
             {
                 continue;
             }
-            let Some(host) = resolve(needed, &[], Path::new("/"), cache)
+            let Some(file) = host
+                .resolve(needed, &[], Path::new("/"))
                 .and_then(|p| std::fs::canonicalize(p).ok())
             else {
                 continue;
             };
-            found.insert(needed.clone(), host.clone());
-            queue.push_back(host);
+            found.insert(needed.clone(), file.clone());
+            queue.push_back(file);
         }
     }
     found.into_iter().collect()
@@ -921,11 +1043,11 @@ pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, 
 
 /// The host's file for each of `sonames` it has, resolved as its loader would.
 pub fn host_libraries(sonames: &[String]) -> Vec<(String, PathBuf)> {
-    let cache = loader_cache();
+    let host = Sysroot::host();
     sonames
         .iter()
         .filter_map(|name| {
-            let found = resolve(name, &[], Path::new("/"), cache)?;
+            let found = host.resolve(name, &[], Path::new("/"))?;
             Some((name.clone(), std::fs::canonicalize(found).ok()?))
         })
         .collect()
@@ -978,6 +1100,7 @@ async fn compile_stdlib(
     interpreter: &Path,
     bundle: &Path,
     python: &InterpreterFacts,
+    sysroot: &Sysroot,
 ) -> Result<(), PythonError> {
     let stdlib = bundle
         .join("lib")
@@ -990,7 +1113,14 @@ async fn compile_stdlib(
         "site-packages",
         "dist-packages",
     ];
-    compile_tree(interpreter, &stdlib, bundle, &skip).await
+    compile_tree_in(
+        interpreter,
+        sysroot.loader_prefix.as_deref(),
+        &stdlib,
+        bundle,
+        &skip,
+    )
+    .await
 }
 
 /// Where the bundled interpreter's `site` module looks for packages, relative to the
@@ -998,9 +1128,17 @@ async fn compile_stdlib(
 /// `lib/pythonX.Y/dist-packages` for Debian's, whose `site` is patched to look there (and
 /// never in `site-packages`). Asked of the interpreter itself, from its new place, so the
 /// app's packages go where it will find them.
-async fn site_packages_of(bundle: &Path, python: &str) -> Result<String, RuntimeError> {
+async fn site_packages_of(
+    bundle: &Path,
+    python: &str,
+    sysroot: &Sysroot,
+) -> Result<String, RuntimeError> {
     let interpreter = bundle.join(python);
-    let output = compiler(&interpreter)
+    let mut command = compiler(&interpreter);
+    if let Some(prefix) = &sysroot.loader_prefix {
+        command.env("QEMU_LD_PREFIX", prefix);
+    }
+    let output = command
         .args([
             "-c",
             "import site; print('\\n'.join(site.getsitepackages()))",
@@ -1048,7 +1186,22 @@ pub async fn compile_tree(
     root: &Path,
     skip: &[&str],
 ) -> Result<(), PythonError> {
+    compile_tree_in(interpreter, None, tree, root, skip).await
+}
+
+/// [`compile_tree`] with a foreign `interpreter` run under qemu-user, which takes the
+/// loader and the C library from `loader_prefix`.
+pub async fn compile_tree_in(
+    interpreter: &Path,
+    loader_prefix: Option<&Path>,
+    tree: &Path,
+    root: &Path,
+    skip: &[&str],
+) -> Result<(), PythonError> {
     let mut command = compiler(interpreter);
+    if let Some(prefix) = loader_prefix {
+        command.env("QEMU_LD_PREFIX", prefix);
+    }
     command.args([
         "-m",
         "compileall",
@@ -1209,7 +1362,8 @@ mod tests {
         };
 
         let bundle = tempfile::tempdir().unwrap();
-        let runtime = assemble(&fake, &[], &bundle.path().join("bundle")).unwrap();
+        let runtime =
+            assemble(&fake, &Sysroot::host(), &[], &bundle.path().join("bundle")).unwrap();
         let module_name = module.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(
             runtime.missing,
