@@ -169,6 +169,7 @@ impl gradient_core::Hint for WheelhouseError {
             WheelhouseError::CredentialsInUrl { .. } => "give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them".into(),
             WheelhouseError::Lock(error) => return gradient_core::Hint::hint(error),
             WheelhouseError::NoLockedFile { .. } => "the lock or the index changed; make the lock again (`pip-compile --generate-hashes`, `uv pip compile --generate-hashes`) if the change is expected".into(),
+            WheelhouseError::NoWheelForPlatform { platform, found, .. } if found.contains("lock's digests") => format!("the lock was made for one platform: make it again with every platform's files (`uv lock`, or `uv pip compile --universal --generate-hashes`), or leave {platform} out of the build's platforms"),
             WheelhouseError::NoWheelForPlatform { platform, .. } => format!("pick a version that publishes manylinux wheels for {}, build on a {platform} machine, or leave {platform} out of the build's platforms", platform.machine()),
             WheelhouseError::AppNotPure { platform, .. } => format!("build the app's wheel on a {platform} machine, or leave {platform} out of the build's platforms"),
             WheelhouseError::PinsDiffer { .. } => "pin the dependency in the project's lock so that every platform resolves to it".into(),
@@ -645,6 +646,34 @@ async fn name_locked_files(
             .filter(|f| locked.contains(&f.sha256.as_str()))
             .cloned()
             .collect();
+        if let Some(foreign) = &request.foreign {
+            // A lock made on one machine may vouch for that machine's wheels alone: say that
+            // the target's wheel exists, but not in the lock.
+            let fits = |f: &gradient_lock::LockedFile| {
+                f.name
+                    .as_deref()
+                    .is_some_and(|n| foreign.target.fits(n, request.python))
+            };
+            let unlocked: Vec<&str> = resolution
+                .packages
+                .iter()
+                .filter(|r| r.name == package.name)
+                .flat_map(|r| r.files.iter())
+                .filter(|f| fits(f) && !locked.contains(&f.sha256.as_str()))
+                .filter_map(|f| f.name.as_deref())
+                .collect();
+            if !served.iter().any(fits) && !unlocked.is_empty() {
+                return Err(WheelhouseError::NoWheelForPlatform {
+                    package: package.name.clone(),
+                    version: package.version.clone(),
+                    platform: foreign.target.platform,
+                    found: format!(
+                        "the lock's digests name none; the index's {} is not among them",
+                        unlocked.join(", ")
+                    ),
+                });
+            }
+        }
         if served.is_empty() {
             return Err(WheelhouseError::NoLockedFile {
                 package: package.name.clone(),
