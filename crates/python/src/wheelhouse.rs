@@ -837,6 +837,11 @@ fn foreign_args(
             args.extend(["--python-version".into(), python.short_version().into()]);
             args.extend(["--abi".into(), python.abi_tag.clone().into()]);
             args.push("--only-binary=:all:".into());
+            if !install {
+                // Some pips take foreign tags only with --target, even for a dry run.
+                args.push("--target".into());
+                args.push(request.work_dir.join("pip-dry-run").into_os_string());
+            }
         }
     }
     if !install {

@@ -413,3 +413,31 @@ async fn a_resolution_for_the_host_serves_arm64_at_the_same_versions() {
         assert_eq!(machine, goblin::elf::header::EM_AARCH64, "{path}");
     }
 }
+
+#[tokio::test]
+async fn pip_installs_the_same_pins_for_arm64() {
+    let Some(mut s) = setup().await else { return };
+    s.installer = Installer::Pip;
+    let requires = vec!["markupsafe>=2.1,<2.2".to_string()];
+    write_app_wheel(&s.app_wheel, &requires);
+    let host = build_wheelhouse(s.request(&s.work.path().join("host"), None, &requires, None))
+        .await
+        .expect("pip resolves and installs for the host");
+    let foreign = build_wheelhouse(s.request(
+        &s.work.path().join("arm64"),
+        None,
+        &requires,
+        Some(Foreign {
+            target: BOOKWORM_ARM64,
+            host: &host,
+        }),
+    ))
+    .await
+    .expect("pip installs the host's pins for linux/arm64");
+    assert_eq!(versions(&foreign), versions(&host));
+    let machines = so_machines(&foreign.site);
+    assert!(!machines.is_empty());
+    for (path, machine) in machines {
+        assert_eq!(machine, goblin::elf::header::EM_AARCH64, "{path}");
+    }
+}
