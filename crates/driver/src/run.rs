@@ -853,6 +853,7 @@ async fn build_distributions_and_wheelhouse(
                 .zip(std::fs::read_to_string(run.out_dir.join(&lock_name)).ok()),
             find_links: run.options.find_links.as_deref(),
             work_dir: &run.work.join("wheelhouse"),
+            foreign: None,
         })
         .await?;
         let seconds = started.elapsed().as_secs_f64();

@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod smoke;
 pub mod staging;
 pub mod target_python;
+pub mod wheel_target;
 pub mod wheelhouse;
 
 pub use build_env::BuildEnv;

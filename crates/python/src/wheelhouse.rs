@@ -13,10 +13,18 @@
 //! reproducible until the user asks to re-resolve. The tree is made in a staging folder,
 //! sealed with the digest of every file ([`crate::integrity`]) and renamed into place;
 //! checked against those digests when reused.
+//!
+//! For a platform other than the build interpreter's ([`Foreign`]), the same code installs
+//! the host wheelhouse's versions with the target's wheels: pinned to the host's versions
+//! (a project lock selected for the target, or a resolution for the target constrained to
+//! the host's pins), each pin keeping only the files that fit the target
+//! ([`WheelTarget::fits`]), installed with `--only-binary :all:` for that platform. A pin
+//! with no such wheel is refused by name: gradient does not cross-compile C extensions.
 
 use crate::installer::Installer;
 use crate::integrity::{self, State};
 use crate::process::run_checked;
+use crate::wheel_target::{compiled_content, wheel_is_pure, WheelTarget};
 use crate::PythonError;
 use gradient_core::{InterpreterFacts, LockedDependency};
 use gradient_lock::{Environment, Lock, LockError, LockFile, LockFormat, Package};
@@ -51,6 +59,16 @@ pub struct WheelhouseRequest<'a> {
     pub find_links: Option<&'a Path>,
     /// A scratch folder.
     pub work_dir: &'a Path,
+    /// Install for another platform than `python`'s, with the host wheelhouse's versions.
+    pub foreign: Option<Foreign<'a>>,
+}
+
+/// A wheelhouse for a platform the build interpreter does not run on.
+#[derive(Clone, Copy)]
+pub struct Foreign<'a> {
+    pub target: WheelTarget,
+    /// The build interpreter's own wheelhouse for the same app: its versions are installed.
+    pub host: &'a Wheelhouse,
 }
 
 /// The project's own lock, already read and selected for the target.
@@ -76,6 +94,16 @@ pub struct Wheelhouse {
     /// Whether the lock came from an earlier run, and the tree from the cache.
     pub lock_reused: bool,
     pub site_reused: bool,
+    /// The platform it was installed for, when not the build interpreter's.
+    pub target: Option<WheelTarget>,
+}
+
+impl Wheelhouse {
+    /// Whether the installed tree holds no compiled code (no ELF file, no shared library,
+    /// every wheel tagged for any platform): then one tree serves every platform.
+    pub fn is_pure(&self) -> bool {
+        compiled_content(&self.site).is_none()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +130,32 @@ pub enum WheelhouseError {
         "the index serves no file of {package} {version} whose SHA-256 the project's lock gives"
     )]
     NoLockedFile { package: String, version: String },
+    #[error("{package} {version} has no wheel for {platform} ({found}): gradient does not cross-compile C extensions")]
+    NoWheelForPlatform {
+        package: String,
+        version: String,
+        platform: gradient_core::Platform,
+        /// What there is instead: `only an sdist`, or the wheels' names.
+        found: String,
+    },
+    #[error("the app's own wheel `{wheel}` holds compiled code for this machine: gradient does not cross-compile it for {platform}")]
+    AppNotPure {
+        wheel: String,
+        platform: gradient_core::Platform,
+    },
+    #[error("{package} would be {target} for {platform} but is {host} for this machine: one resolution must serve every platform")]
+    PinsDiffer {
+        package: String,
+        host: String,
+        target: String,
+        platform: gradient_core::Platform,
+    },
+    #[error("cannot install wheels for {platform} with {python}: {reason}")]
+    ForeignUnsupported {
+        platform: gradient_core::Platform,
+        python: String,
+        reason: String,
+    },
     #[error(transparent)]
     Python(#[from] PythonError),
 }
@@ -115,6 +169,11 @@ impl gradient_core::Hint for WheelhouseError {
             WheelhouseError::CredentialsInUrl { .. } => "give the credentials to the installer instead (a netrc file, a keyring, or the index settings uv and pip read from the environment), and name the dependency without them".into(),
             WheelhouseError::Lock(error) => return gradient_core::Hint::hint(error),
             WheelhouseError::NoLockedFile { .. } => "the lock or the index changed; make the lock again (`pip-compile --generate-hashes`, `uv pip compile --generate-hashes`) if the change is expected".into(),
+            WheelhouseError::NoWheelForPlatform { platform, found, .. } if found.contains("lock's digests") => format!("the lock was made for one platform: make it again with every platform's files (`uv lock`, or `uv pip compile --universal --generate-hashes`), or leave {platform} out of the build's platforms"),
+            WheelhouseError::NoWheelForPlatform { platform, .. } => format!("pick a version that publishes manylinux wheels for {}, build on a {platform} machine, or leave {platform} out of the build's platforms", platform.machine()),
+            WheelhouseError::AppNotPure { platform, .. } => format!("build the app's wheel on a {platform} machine, or leave {platform} out of the build's platforms"),
+            WheelhouseError::PinsDiffer { .. } => "pin the dependency in the project's lock so that every platform resolves to it".into(),
+            WheelhouseError::ForeignUnsupported { .. } => "build on a machine of the target platform".into(),
             WheelhouseError::Python(error) => return error.hint(),
         })
     }
@@ -126,7 +185,32 @@ pub fn target_environment(
     extras: &[String],
     groups: &[String],
 ) -> Environment {
-    let mut env = Environment::linux(&python.implementation, python.version, &python.platform_tag);
+    environment(python, &python.platform_tag, extras, groups)
+}
+
+/// The marker environment of `python`'s version on `platform` with these extras and
+/// groups bundled: what selects a project lock's packages for a foreign wheelhouse.
+pub fn platform_environment(
+    python: &InterpreterFacts,
+    platform: gradient_core::Platform,
+    extras: &[String],
+    groups: &[String],
+) -> Environment {
+    environment(
+        python,
+        &format!("linux_{}", platform.machine()),
+        extras,
+        groups,
+    )
+}
+
+fn environment(
+    python: &InterpreterFacts,
+    platform_tag: &str,
+    extras: &[String],
+    groups: &[String],
+) -> Environment {
+    let mut env = Environment::linux(&python.implementation, python.version, platform_tag);
     env.extras = extras
         .iter()
         .map(|e| gradient_core::normalize_name(e))
@@ -170,15 +254,31 @@ impl WheelhouseRequest<'_> {
         hex::encode(hasher.finalize())
     }
 
-    /// `cpython 3.11 (cp311, linux_x86_64)`.
+    /// `cpython 3.11 (cp311, linux_x86_64)`, or `(cp311, linux/arm64, glibc 2.36)`.
     fn target(&self) -> String {
+        let platform = match &self.foreign {
+            Some(f) => format!(
+                "{}, glibc {}.{}",
+                f.target.platform, f.target.glibc.0, f.target.glibc.1
+            ),
+            None => self.python.platform_tag.clone(),
+        };
         format!(
-            "{} {} ({}, {})",
+            "{} {} ({}, {platform})",
             self.python.implementation,
             self.python.short_version(),
             self.python.abi_tag,
-            self.python.platform_tag
         )
+    }
+
+    /// The marker environment the packages are selected for.
+    fn environment(&self) -> Environment {
+        match &self.foreign {
+            Some(f) => {
+                platform_environment(self.python, f.target.platform, self.extras, self.groups)
+            }
+            None => target_environment(self.python, self.extras, self.groups),
+        }
     }
 }
 
@@ -217,7 +317,10 @@ pub async fn build_wheelhouse(
         });
     }
     std::fs::create_dir_all(request.work_dir).map_err(io("create", request.work_dir))?;
-    let env = target_environment(request.python, request.extras, request.groups);
+    if let Some(foreign) = &request.foreign {
+        check_foreign(&request, foreign)?;
+    }
+    let env = request.environment();
     let select = |lock: &Lock| -> Result<Vec<Package>, LockError> {
         Ok(lock
             .select(Some(request.app_name), &env)?
@@ -231,7 +334,8 @@ pub async fn build_wheelhouse(
     // or that does not serve this target any more, is resolved again.
     let inputs = request.inputs_hash();
     let reusable = match (&request.locked, &request.previous_lock) {
-        (None, Some((pylock, requirements))) => {
+        // The published files are the host's: a foreign wheelhouse follows the host's pins.
+        (None, Some((pylock, requirements))) if request.foreign.is_none() => {
             read_pylock(pylock.clone(), "the published pylock.toml")
                 .ok()
                 .filter(|lock| lock.gradient_inputs.as_deref() == Some(inputs.as_str()))
@@ -267,6 +371,10 @@ pub async fn build_wheelhouse(
             )
         }
     };
+    let packages = match &request.foreign {
+        Some(foreign) => target_files(&request, foreign, packages)?,
+        None => packages,
+    };
     let inputs = request.locked.is_none().then_some(inputs);
     let refs: Vec<&Package> = packages.iter().collect();
     let lock = previous_requirements.unwrap_or_else(|| {
@@ -285,7 +393,11 @@ pub async fn build_wheelhouse(
     });
 
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
-    let key = &site_key(&lock_sha256, request.python);
+    let key = &site_key(
+        &lock_sha256,
+        request.python,
+        request.foreign.map(|f| f.target),
+    );
     let parent = request.cache_root.join("wheelhouses");
     let dir = parent.join(key);
     let site = dir.join("site");
@@ -363,17 +475,117 @@ pub async fn build_wheelhouse(
             .collect(),
         lock_reused,
         site_reused,
+        target: request.foreign.map(|f| f.target),
     })
 }
 
-/// The cache key of the installed tree of a lock (by its digest) for `python`.
-fn site_key(lock_sha256: &str, python: &InterpreterFacts) -> String {
+/// Refuse a foreign wheelhouse that cannot be made without compiling for the target: an
+/// app wheel with compiled code, or an interpreter or glibc no manylinux wheel serves.
+fn check_foreign(
+    request: &WheelhouseRequest<'_>,
+    foreign: &Foreign<'_>,
+) -> Result<(), WheelhouseError> {
+    let platform = foreign.target.platform;
+    let wheel = request
+        .app_wheel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !wheel_is_pure(&wheel) {
+        return Err(WheelhouseError::AppNotPure { wheel, platform });
+    }
+    let reason = if request.python.implementation != "cpython" {
+        Some(format!(
+            "only CPython's wheel tags are known for other platforms, not {}'s",
+            request.python.implementation
+        ))
+    } else {
+        foreign.target.unsupported()
+    };
+    match reason {
+        Some(reason) => Err(WheelhouseError::ForeignUnsupported {
+            platform,
+            python: request.python.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The packages of a foreign wheelhouse, each at the host's version (when the host carries
+/// it) and with only the files that install on the target: its fitting wheels. A package
+/// left with none is refused by name, before anything is installed.
+fn target_files(
+    request: &WheelhouseRequest<'_>,
+    foreign: &Foreign<'_>,
+    packages: Vec<Package>,
+) -> Result<Vec<Package>, WheelhouseError> {
+    let platform = foreign.target.platform;
+    let mut fitting = Vec::with_capacity(packages.len());
+    for package in packages {
+        if let Some(host) = foreign
+            .host
+            .packages
+            .iter()
+            .find(|h| h.name == package.name)
+        {
+            if host.version != package.version {
+                return Err(WheelhouseError::PinsDiffer {
+                    package: package.name,
+                    host: host.version.clone(),
+                    target: package.version,
+                    platform,
+                });
+            }
+        }
+        let (fit, misfit): (Vec<_>, Vec<_>) = package.files.iter().cloned().partition(|f| {
+            f.kind == gradient_lock::FileKind::Wheel
+                && f.name
+                    .as_deref()
+                    .is_some_and(|n| foreign.target.fits(n, request.python))
+        });
+        if fit.is_empty() {
+            let wheels: Vec<&str> = misfit
+                .iter()
+                .filter(|f| f.kind == gradient_lock::FileKind::Wheel)
+                .filter_map(|f| f.name.as_deref())
+                .collect();
+            let found = match (wheels.is_empty(), misfit.is_empty()) {
+                (_, true) => "no file at all".to_string(),
+                (true, false) => "only an sdist".to_string(),
+                (false, false) => format!("only {}", wheels.join(", ")),
+            };
+            return Err(WheelhouseError::NoWheelForPlatform {
+                package: package.name,
+                version: package.version,
+                platform,
+                found,
+            });
+        }
+        fitting.push(Package {
+            files: fit,
+            ..package
+        });
+    }
+    Ok(fitting)
+}
+
+/// The cache key of the installed tree of a lock (by its digest) for `python`, on its own
+/// machine or on `target`.
+fn site_key(lock_sha256: &str, python: &InterpreterFacts, target: Option<WheelTarget>) -> String {
     let mut key = Sha256::new();
     // 2: installed by copy (earlier trees may share inodes with uv's cache).
     key.update("site-2");
     key.update(lock_sha256);
     key.update(python.executable.as_os_str().as_encoded_bytes());
     key.update(python.full_version());
+    // The host's key stays as it was, so that its existing trees are still found.
+    if let Some(target) = target {
+        key.update(format!(
+            "\0{}\0glibc {}.{}",
+            target.platform, target.glibc.0, target.glibc.1
+        ));
+    }
     hex::encode(key.finalize())[..20].to_string()
 }
 
@@ -383,7 +595,7 @@ pub fn site_cached(lock: &str, python: &InterpreterFacts, cache_root: &Path) -> 
     let lock_sha256 = hex::encode(Sha256::digest(lock.as_bytes()));
     let dir = cache_root
         .join("wheelhouses")
-        .join(site_key(&lock_sha256, python));
+        .join(site_key(&lock_sha256, python, None));
     integrity::is_sealed(&dir)
         && std::fs::read(dir.join(MARKER))
             .ok()
@@ -434,6 +646,34 @@ async fn name_locked_files(
             .filter(|f| locked.contains(&f.sha256.as_str()))
             .cloned()
             .collect();
+        if let Some(foreign) = &request.foreign {
+            // A lock made on one machine may vouch for that machine's wheels alone: say that
+            // the target's wheel exists, but not in the lock.
+            let fits = |f: &gradient_lock::LockedFile| {
+                f.name
+                    .as_deref()
+                    .is_some_and(|n| foreign.target.fits(n, request.python))
+            };
+            let unlocked: Vec<&str> = resolution
+                .packages
+                .iter()
+                .filter(|r| r.name == package.name)
+                .flat_map(|r| r.files.iter())
+                .filter(|f| fits(f) && !locked.contains(&f.sha256.as_str()))
+                .filter_map(|f| f.name.as_deref())
+                .collect();
+            if !served.iter().any(fits) && !unlocked.is_empty() {
+                return Err(WheelhouseError::NoWheelForPlatform {
+                    package: package.name.clone(),
+                    version: package.version.clone(),
+                    platform: foreign.target.platform,
+                    found: format!(
+                        "the lock's digests name none; the index's {} is not among them",
+                        unlocked.join(", ")
+                    ),
+                });
+            }
+        }
         if served.is_empty() {
             return Err(WheelhouseError::NoLockedFile {
                 package: package.name.clone(),
@@ -471,6 +711,9 @@ async fn resolve(request: &WheelhouseRequest<'_>, what: &Resolve) -> Result<Lock
         request.requires_dist.join(", ")
     };
     let unresolvable = |err: PythonError| match err {
+        PythonError::Command { tail, .. } if no_wheel_named(request, &tail).is_some() => {
+            no_wheel_named(request, &tail).expect("just matched")
+        }
         PythonError::Command { tail, .. } => WheelhouseError::Unresolvable {
             app: format!("{} {}", request.app_name, request.app_version),
             requirements: requirements.clone(),
@@ -507,6 +750,7 @@ async fn resolve(request: &WheelhouseRequest<'_>, what: &Resolve) -> Result<Lock
             if no_deps {
                 command.arg("--no-deps");
             }
+            command.args(foreign_args(request, false)?);
             if let Some(folder) = request.find_links {
                 command.arg("--no-index").arg("--find-links").arg(folder);
             }
@@ -550,6 +794,7 @@ async fn resolve(request: &WheelhouseRequest<'_>, what: &Resolve) -> Result<Lock
                     command.arg("--no-deps").arg("-r").arg(input);
                 }
             }
+            command.args(foreign_args(request, false)?);
             if let Some(folder) = request.find_links {
                 command.arg("--no-index").arg("--find-links").arg(folder);
             }
@@ -559,6 +804,78 @@ async fn resolve(request: &WheelhouseRequest<'_>, what: &Resolve) -> Result<Lock
             lock_from_pip_report(&report, request.app_name)
         }
     }
+}
+
+/// The arguments that make the installer choose (`install`: and install only) the foreign
+/// target's wheels, and (resolving) hold every package the host carries to its version.
+fn foreign_args(
+    request: &WheelhouseRequest<'_>,
+    install: bool,
+) -> Result<Vec<std::ffi::OsString>, WheelhouseError> {
+    let Some(foreign) = &request.foreign else {
+        return Ok(Vec::new());
+    };
+    let python = request.python;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    match request.installer {
+        Installer::Uv(_) => {
+            args.extend([
+                "--python-platform".into(),
+                foreign.target.uv_platform().into(),
+            ]);
+            args.extend(["--python-version".into(), python.full_version().into()]);
+            if install {
+                args.extend(["--only-binary".into(), ":all:".into()]);
+            }
+        }
+        Installer::Pip => {
+            // pip takes foreign tags only with binaries alone, whether resolving or installing.
+            for tag in foreign.target.platform_tags() {
+                args.extend(["--platform".into(), tag.into()]);
+            }
+            args.extend(["--implementation".into(), "cp".into()]);
+            args.extend(["--python-version".into(), python.short_version().into()]);
+            args.extend(["--abi".into(), python.abi_tag.clone().into()]);
+            args.push("--only-binary=:all:".into());
+            if !install {
+                // Some pips take foreign tags only with --target, even for a dry run.
+                args.push("--target".into());
+                args.push(request.work_dir.join("pip-dry-run").into_os_string());
+            }
+        }
+    }
+    if !install {
+        let pins: String = foreign
+            .host
+            .packages
+            .iter()
+            .map(|p| format!("{}=={}\n", p.name, p.version))
+            .collect();
+        let path = request.work_dir.join("host-pins.txt");
+        std::fs::write(&path, pins).map_err(io("write", &path))?;
+        args.extend(["--constraint".into(), path.into_os_string()]);
+    }
+    Ok(args)
+}
+
+/// pip's refusal to find a distribution for a foreign target, as the error that names the
+/// package: with foreign tags pip considers wheels only, so a pin it cannot find has none.
+fn no_wheel_named(request: &WheelhouseRequest<'_>, tail: &str) -> Option<WheelhouseError> {
+    let foreign = request.foreign.as_ref()?;
+    let rest = tail.split("No matching distribution found for ").nth(1)?;
+    let requirement = rest.split_whitespace().next()?;
+    let name = gradient_core::normalize_name(
+        requirement
+            .split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            .next()?,
+    );
+    let host = foreign.host.packages.iter().find(|p| p.name == name);
+    Some(WheelhouseError::NoWheelForPlatform {
+        version: host.map_or_else(|| requirement.to_string(), |p| p.version.clone()),
+        package: name,
+        platform: foreign.target.platform,
+        found: "pip found no wheel that installs there".into(),
+    })
 }
 
 /// A `file://` URL for an absolute `path`, every byte outside RFC 3986's unreserved set
@@ -673,6 +990,7 @@ async fn install_locked(
         }
     };
     command
+        .args(foreign_args(request, true)?)
         .args(["--no-deps", "--require-hashes", "--target"])
         .arg(target)
         .arg("-r")
