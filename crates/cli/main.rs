@@ -528,8 +528,7 @@ fn build_options(args: &BuildArgs, all_by_default: bool) -> BuildOptions {
         cache_dir: None,
         entry: args.entry.clone(),
         lock: args.lock.options(),
-        platforms: gradient_core::parse_platforms(args.platform.iter().map(|p| p.oci()))
-            .expect("parsed by clap"),
+        platforms: args.platform.clone(),
         // The program as `gradient`, not the path it was started from.
         command: std::iter::once("gradient".to_string())
             .chain(std::env::args().skip(1))
@@ -910,7 +909,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
         args.out.as_deref(),
         args.python.as_deref(),
         &tiers,
-        &gradient_core::parse_platforms(args.platform.iter().map(|p| p.oci())).expect("parsed"),
+        &args.platform,
         &args.lock.options(),
     )
     .await

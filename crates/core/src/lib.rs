@@ -42,7 +42,7 @@ pub use ospackage::{
     check_package_name, check_package_version, maintainer_email, map_version, Layout,
     PackageConfig, PackageFormat, PackageVersion, ServiceConfig,
 };
-pub use platform::{parse_platforms, Platform, UnknownPlatform};
+pub use platform::{unique_platforms, Platform, UnknownPlatform};
 pub use project::{
     is_valid_name, line_column, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine,
     Project, ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,

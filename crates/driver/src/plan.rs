@@ -105,10 +105,9 @@ impl Plan {
             // Advice is about the artifacts as this host builds them.
             Platform::host().into_iter().collect()
         } else if !options.platforms.is_empty() {
-            options.platforms.clone()
+            gradient_core::unique_platforms(options.platforms.iter().copied())
         } else if let Some(configured) = &project.config.platforms {
-            gradient_core::parse_platforms(configured.iter().map(|p| p.oci()))
-                .expect("configured platforms are known")
+            gradient_core::unique_platforms(configured.iter().copied())
         } else {
             Platform::host().into_iter().collect()
         };
@@ -321,16 +320,14 @@ impl Plan {
     }
 }
 
-/// Why this version builds no tier for `platform`: `None` for the host's.
+/// Why this version builds no tier for `platform` (what a build refuses with): `None` for
+/// the host's.
 fn foreign_reason(platform: Platform) -> Option<Unavailable> {
-    (!platform.is_host()).then(|| Unavailable {
-        reason: format!(
-            "this version builds for the host's platform ({}) only, not for {platform}",
-            Platform::host().map_or("unknown", Platform::oci)
-        ),
-        hint: Some(format!(
-            "build on a {platform} machine, or leave {platform} out of --platform"
-        )),
+    (!platform.is_host()).then(|| {
+        Unavailable::from_error(&DriverError::Platform {
+            platform,
+            host: Platform::host(),
+        })
     })
 }
 
