@@ -238,12 +238,18 @@ async fn probe_cached_in(
         }
     }
     let facts = probe(path, loader_prefix).await?;
-    if let Some(stamp) = stamp(&facts.executable) {
+    // What was probed is what the facts describe: the path given, unless it is a shim,
+    // which runs the executable it reports as it is. A wrapper of another kind (a script
+    // that sets the environment, say) may change what the interpreter says of itself, so
+    // its facts are never recorded as the executable's own.
+    let (described, stamped) = match cacheable {
+        true => (real.clone(), current),
+        false => (facts.executable.clone(), stamp(&facts.executable)),
+    };
+    if let Some(stamp) = stamped {
         let real_cache = cache_root.join("interpreters").join(format!(
             "{}.json",
-            &hex::encode(Sha256::digest(
-                facts.executable.as_os_str().as_encoded_bytes()
-            ))[..16]
+            &hex::encode(Sha256::digest(described.as_os_str().as_encoded_bytes()))[..16]
         ));
         let entry = CacheEntry {
             stamp,
@@ -374,6 +380,42 @@ mod tests {
                 .count()
                 >= 1
         );
+    }
+
+    #[tokio::test]
+    async fn a_wrapper_that_changes_what_the_interpreter_says_does_not_speak_for_it() {
+        let cache = tempfile::tempdir().unwrap();
+        let real = find_interpreter(&PythonRequest::Default, cache.path())
+            .await
+            .unwrap();
+        // A script that runs the same interpreter as if it were for another machine.
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("python3-elsewhere");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\n_PYTHON_HOST_PLATFORM=linux-elsewhere exec {} \"$@\"\n",
+                real.executable.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wrapped = find_interpreter(&PythonRequest::Path(wrapper.clone()), cache.path())
+            .await
+            .unwrap();
+        assert_eq!(wrapped.platform_tag, "linux_elsewhere");
+        assert_eq!(wrapped.executable, real.executable);
+        // The executable's own facts are still its own, from the cache or a new probe.
+        let again = find_interpreter(&PythonRequest::Path(real.executable.clone()), cache.path())
+            .await
+            .unwrap();
+        assert_eq!(again.platform_tag, real.platform_tag);
+        // And the wrapper's are remembered as the wrapper's.
+        let wrapped_again = find_interpreter(&PythonRequest::Path(wrapper), cache.path())
+            .await
+            .unwrap();
+        assert_eq!(wrapped_again.platform_tag, "linux_elsewhere");
     }
 
     #[tokio::test]
