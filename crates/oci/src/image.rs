@@ -219,3 +219,66 @@ pub fn write_image(spec: &ImageSpec, mtime: u64, path: &Path) -> Result<ImageDig
         config: config_digest,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::make_layer;
+
+    const MTIME: u64 = 1_700_000_000;
+
+    /// A small gzip layer holding one file, made through the layer cache in `cache`.
+    fn small_layer(cache: &Path, path: &str, text: &str, created_by: &str) -> ImageLayer {
+        let entries = [Entry {
+            path: path.into(),
+            kind: EntryKind::File(text.as_bytes().to_vec()),
+            mode: 0o644,
+        }];
+        ImageLayer {
+            layer: make_layer(&entries, MTIME, &|_| (0, 0), cache).unwrap(),
+            created_by: created_by.into(),
+        }
+    }
+
+    fn spec(layers: Vec<ImageLayer>) -> ImageSpec {
+        ImageSpec {
+            base_config: None,
+            layers,
+            run: RunConfig {
+                entrypoint: vec!["/usr/local/bin/hello".into()],
+                env: vec!["PATH=/usr/local/bin:/usr/bin".into()],
+                user: "1000:1000".into(),
+                workdir: "/home/app".into(),
+                ..RunConfig::default()
+            },
+            created: gradient_archive::rfc3339(MTIME),
+            tags: vec!["hello:1.0".into(), "hello:latest".into()],
+        }
+    }
+
+    fn sha256_of_file(path: &Path) -> String {
+        digest_of(&std::fs::read(path).unwrap())
+    }
+
+    /// The single-platform tarball of a fixed image, pinned by its sha256 as the writer made
+    /// it before it learnt to write several platforms: one image must stay byte for byte.
+    #[test]
+    fn one_image_gives_the_pinned_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let image = spec(vec![
+            small_layer(&cache, "usr/local/bin/python3", "runtime", "runtime"),
+            small_layer(&cache, "usr/local/app.py", "print('hi')", "app"),
+        ]);
+        let path = dir.path().join("hello-1.0.oci.tar");
+        let digests = write_image(&image, MTIME, &path).unwrap();
+        assert_eq!(
+            sha256_of_file(&path),
+            "sha256:8447113dd08ede72a32c80604557be1b5a2897bf25eada17cf190cfc7f1df6c9"
+        );
+        assert_eq!(
+            digests.manifest,
+            "sha256:aaec8a687ec9e99d7d3b0d2f90da23be8f110efb164d91c886a644954ee48313"
+        );
+    }
+}
