@@ -685,4 +685,82 @@ mod tests {
         .contains("base image for architecture `amd64`"));
         assert!(!path.exists(), "nothing written");
     }
+
+    /// `docker load` of a two-platform tarball into the engine at hand, when one answers
+    /// (a failure instead when GRADIENT_REQUIRE_DOCKER=1): an engine before 25 reads
+    /// `manifest.json` and loads the amd64 image under both tags, not the arm64 one (a later
+    /// engine on containerd's image store may load both: only the amd64 one is checked).
+    #[test]
+    fn docker_load_of_two_platforms_loads_the_named_one() {
+        let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output();
+        if !docker(&["version"]).is_ok_and(|out| out.status.success()) {
+            assert!(
+                std::env::var("GRADIENT_REQUIRE_DOCKER").as_deref() != Ok("1"),
+                "no Docker engine answers, and GRADIENT_REQUIRE_DOCKER=1"
+            );
+            eprintln!("skipped: no Docker engine answers");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (amd64, arm64) = two_platforms(dir.path());
+        let name = format!("gradient-oci-index-test-{}", std::process::id());
+        let tags = vec![format!("{name}:1.0"), format!("{name}:latest")];
+        let layout = Layout {
+            images: vec![
+                PlatformImage {
+                    platform: Platform::LinuxAmd64,
+                    spec: &amd64,
+                },
+                PlatformImage {
+                    platform: Platform::LinuxArm64,
+                    spec: &arm64,
+                },
+            ],
+            tags: tags.clone(),
+            docker_load: Platform::LinuxAmd64,
+        };
+        let path = dir.path().join("two.oci.tar");
+        let written = write_layout(&layout, MTIME, &path).unwrap();
+        let load = docker(&["load", "-i", path.to_str().unwrap()]).unwrap();
+        let said = String::from_utf8_lossy(&load.stdout).into_owned();
+        let inspected = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Architecture}} {{.Os}}",
+            &tags[0],
+        ])
+        .unwrap();
+        let arm64_there = docker(&[
+            "image",
+            "inspect",
+            &written.images[&Platform::LinuxArm64].config,
+        ])
+        .unwrap()
+        .status
+        .success();
+        let mut remove = vec!["image", "rm"];
+        remove.extend(tags.iter().map(String::as_str));
+        let _ = docker(&remove);
+
+        assert!(
+            load.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+        for tag in &tags {
+            assert!(said.contains(&format!("Loaded image: {tag}")), "{said}");
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&inspected.stdout).trim(),
+            format!(
+                "{} amd64 linux",
+                written.images[&Platform::LinuxAmd64].config
+            )
+        );
+        assert!(
+            !arm64_there,
+            "an engine before 25 loads only the image manifest.json names"
+        );
+    }
 }
