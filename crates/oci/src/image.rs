@@ -686,6 +686,42 @@ mod tests {
         assert!(!path.exists(), "nothing written");
     }
 
+    /// The crate's own reader of base images follows the index to the amd64 image when the
+    /// tarball is read as an OCI layout only (without `manifest.json`, which it prefers).
+    #[test]
+    fn the_base_image_reader_finds_the_amd64_image_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (amd64, arm64) = two_platforms(dir.path());
+        let layout = Layout {
+            images: vec![
+                PlatformImage {
+                    platform: Platform::LinuxArm64,
+                    spec: &arm64,
+                },
+                PlatformImage {
+                    platform: Platform::LinuxAmd64,
+                    spec: &amd64,
+                },
+            ],
+            tags: tags(),
+            docker_load: Platform::LinuxArm64,
+        };
+        let path = dir.path().join("two.oci.tar");
+        write_layout(&layout, MTIME, &path).unwrap();
+        let unpacked = dir.path().join("unpacked");
+        crate::base::unpack(&path, &unpacked).unwrap();
+        // manifest.json names the arm64 image here: the reader would take that one.
+        let via_manifest = crate::base::read_image(&unpacked, "test").unwrap();
+        assert_eq!(via_manifest.config["architecture"], "arm64");
+        std::fs::remove_file(unpacked.join("manifest.json")).unwrap();
+        let via_index = crate::base::read_image(&unpacked, "test").unwrap();
+        assert_eq!(via_index.config["architecture"], "amd64");
+        let digests =
+            |layers: &[Layer]| layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>();
+        let ours: Vec<Layer> = amd64.layers.iter().map(|l| l.layer.clone()).collect();
+        assert_eq!(digests(&via_index.layers), digests(&ours));
+    }
+
     /// `docker load` of a two-platform tarball into the engine at hand, when one answers
     /// (a failure instead when GRADIENT_REQUIRE_DOCKER=1): an engine before 25 reads
     /// `manifest.json` and loads the amd64 image under both tags, not the arm64 one (a later
