@@ -7,6 +7,7 @@
 //!  wheel ──────────┘   content digest)    ├─ dependencies
 //!                                         └─ app + console scripts
 //!        ─► config + manifest + index ─► NAME-VERSION.oci.tar (OCI layout + docker manifest.json)
+//!            (one image per platform; several are listed by an image index, blobs stored once)
 //!        ─► docker tier: bollard images/load ─► smoke: a container without network
 //! ```
 
@@ -21,7 +22,10 @@ mod tier;
 
 pub use base::{find_python, BasePython};
 pub use engine::{engine_address, Engine, HeldImage};
-pub use image::{ImageDigests, ImageSpec};
+pub use image::{
+    write_layout, ImageDigests, ImageLayer, ImageSpec, Layout, LayoutDigests, PlatformImage,
+    RunConfig,
+};
 pub use layer::{make_layer, staging_areas, Layer};
 pub use reference::{check_reference, default_tags};
 pub use tier::{DockerTier, OciTier};
@@ -55,6 +59,8 @@ pub enum OciError {
         found: String,
         wanted: String,
     },
+    #[error("the image tarball cannot be written: {reason}")]
+    BadLayout { reason: String },
     #[error("`{reference}` is not a valid image reference: {reason}")]
     BadReference { reference: String, reason: String },
     #[error("user `{user}` does not exist in a scratch image")]

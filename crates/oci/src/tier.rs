@@ -4,7 +4,7 @@
 
 use crate::base::{read_image, unpack, Base};
 use crate::content::{self, Placement};
-use crate::image::{write_image, ImageLayer, ImageSpec, RunConfig};
+use crate::image::{write_layout, ImageLayer, ImageSpec, Layout, PlatformImage, RunConfig};
 use crate::layer::{from_recipe, make_layer, recipe_known, remember_recipe, Layer};
 use crate::reference::{check_reference, default_tags};
 use crate::rootfs::{unpack_image, unpacked_image};
@@ -950,10 +950,19 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             labels: labels(&cx.project, app.metadata()),
         },
         created: gradient_archive::rfc3339(mtime),
+    };
+    // One image, for the platform preflight admits: the driver builds for the host only.
+    let platform = gradient_core::Platform::LinuxAmd64;
+    let layout = Layout {
+        images: vec![PlatformImage {
+            platform,
+            spec: &spec,
+        }],
         tags,
+        docker_load: platform,
     };
     let path = cx.work_dir.join(file_name(name, version));
-    tokio::task::block_in_place(|| write_image(&spec, mtime, &path))?;
+    tokio::task::block_in_place(|| write_layout(&layout, mtime, &path))?;
     Ok(path)
 }
 
