@@ -179,6 +179,62 @@ fn the_image_is_reproducible_well_formed_and_an_app_change_rewrites_only_the_app
 }
 
 #[test]
+fn a_new_commit_of_the_same_tree_is_a_new_image_with_its_revision() {
+    // The image's config names the commit the project is at: a cached image of the same
+    // tree at another commit must not be reused with the old revision.
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("sampleapp"), project.path());
+    let git = |args: &[&str]| {
+        let done = Command::new("git")
+            .arg("-C")
+            .arg(project.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&done.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let revision_of = |out: &Path| {
+        let layout = Layout::read(&only_file(out, ".oci.tar"));
+        layout.config["config"]["Labels"]["org.opencontainers.image.revision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let first = build(
+        project.path(),
+        &out.path().join("a"),
+        &["--to", "oci", "--no-smoke"],
+    );
+    assert!(first.status.success());
+    assert_eq!(
+        revision_of(&out.path().join("a")),
+        git(&["rev-parse", "HEAD"])
+    );
+    git(&["commit", "-q", "--allow-empty", "-m", "two"]);
+    let second = build(
+        project.path(),
+        &out.path().join("b"),
+        &["--to", "oci", "--no-smoke"],
+    );
+    assert!(second.status.success());
+    assert!(
+        !stderr(&second).contains("oci: reused"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        revision_of(&out.path().join("b")),
+        git(&["rev-parse", "HEAD"])
+    );
+}
+
+#[test]
 fn docker_tier_loads_the_sample_and_docker_run_works_and_a_fresh_engine_loads_the_tarball() {
     if !docker_engine() {
         return;

@@ -94,15 +94,19 @@ fn shipped_runtime(project: &Project, runtime: &RuntimeFiles) -> Option<(Runtime
 
 /// What an image depends on besides gradient's inputs: the host's glibc files a `scratch`
 /// base carries, or the base tarball; nothing reusable for a base taken from the engine.
+/// And the commit the project is at, which the config's revision label names.
 fn base_fingerprint(project: &Project) -> Option<String> {
-    match project.config.container.base() {
+    let base = match project.config.container.base() {
         BaseImage::Scratch => glibc_stamps(),
         // A folder layout may change inside without its own stamp changing.
         BaseImage::Oci(path) if project.root.join(&path).is_file() => {
             stamp(&project.root.join(path))
         }
         BaseImage::Oci(_) | BaseImage::Docker(_) => None,
-    }
+    }?;
+    // The image's revision label: a new commit of the same tree makes a new config.
+    let revision = git_revision(&project.root).unwrap_or_default();
+    Some(format!("{base}\nrevision {revision}"))
 }
 
 /// The path, size and modification time of each glibc file a scratch base carries.
