@@ -243,23 +243,26 @@ pub fn check_url(url: &str) -> Result<(), (String, &'static str)> {
     }
 }
 
-/// `runtime` is either the archive's path or a table.
+/// `runtime` is either the archive's path or a table. Read through a `toml::Value` rather
+/// than an untagged enum, so that a misspelt key is named ("unknown field `sha265`")
+/// instead of "did not match any variant".
 pub(crate) fn runtime_setting<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<RuntimeConfig, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Setting {
-        Archive(String),
-        Table(RuntimeConfig),
-    }
-    Ok(match Setting::deserialize(deserializer)? {
-        Setting::Archive(archive) => RuntimeConfig {
+    use serde::de::Error;
+    match toml::Value::deserialize(deserializer)? {
+        toml::Value::String(archive) => Ok(RuntimeConfig {
             archive: Some(archive),
             ..RuntimeConfig::default()
-        },
-        Setting::Table(table) => table,
-    })
+        }),
+        table @ toml::Value::Table(_) => table
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message().trim())),
+        other => Err(D::Error::custom(format!(
+            "invalid type: {}, expected the archive's path or a table",
+            other.type_str()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +399,11 @@ mod tests {
         refused(&url("ftp://example.org/a.tar.gz"), 6, "the scheme `ftp`");
         refused(&url("file:///etc/passwd"), 6, "the scheme `file`");
         refused(&url("example.org/a.tar.gz"), 6, "`url` is not a URL");
+        refused(
+            "[tool.gradient.runtime]\nurl = \"https://example.org/a.tar.gz\"\nsha265 = \"x\"\n",
+            4,
+            "unknown field `sha265`, expected one of `archive`, `url`, `sha256`",
+        );
         for loopback in [
             "http://127.0.0.1:1/a",
             "http://[::1]:1/a",
