@@ -333,3 +333,59 @@ async fn an_archive_for_another_machine_or_version_is_refused_naming_both() {
         );
     }
 }
+
+/// The whole host path: a relocatable CPython (the build interpreter's own bundle, packed
+/// as python-build-standalone packs theirs) is served, downloaded, unpacked, run for its
+/// facts and found to be the build interpreter's X.Y.
+#[tokio::test]
+async fn a_downloaded_relocatable_cpython_for_the_host_is_unpacked_and_runs() {
+    let Some(host) = Platform::host() else {
+        eprintln!("skipped: this machine is no platform gradient builds for");
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let build_python =
+        gradient_python::find_interpreter(&gradient_python::PythonRequest::Default, cache.path())
+            .await
+            .unwrap();
+    let stdlib = gradient_python::runtime::StdlibChoice::of(&Default::default());
+    let runtime =
+        gradient_python::runtime::build_runtime(&build_python, &stdlib, false, cache.path())
+            .await
+            .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("cpython-install_only.tar.gz");
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&runtime.dir)
+        .arg("--transform=s,^\\.,python,")
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let body = std::fs::read(&archive).unwrap();
+    let server = Server::start(body.clone());
+
+    let fetched = fetch_runtime_archive(
+        &server.url("/good.tar.gz"),
+        &sha256(&body),
+        cache.path(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let facts = unpack_runtime_archive(&fetched, host, &build_python, cache.path())
+        .await
+        .unwrap();
+    assert_eq!(facts.short_version(), build_python.short_version());
+    assert!(
+        facts
+            .executable
+            .starts_with(cache.path().join("runtime-archives")),
+        "{}",
+        facts.executable.display()
+    );
+    assert_eq!(server.requests(), 1);
+}
