@@ -22,6 +22,8 @@ pub const DOWNLOAD_LIMIT: u64 = 512 * 1024 * 1024;
 /// How long a whole download may take, and a connection to be made.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Release hosts redirect to a storage host once or twice.
+const MAX_REDIRECTS: usize = 5;
 
 /// The cache folder of downloaded runtime archives.
 pub fn downloads_folder(cache_root: &Path) -> PathBuf {
@@ -101,6 +103,16 @@ async fn download(
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(DOWNLOAD_TIMEOUT)
         .user_agent(concat!("gradient/", env!("CARGO_PKG_VERSION")))
+        // A redirect is held to the rules of the URL itself: https, or http on this machine.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match gradient_core::check_url(attempt.url().as_str()) {
+                Ok(()) => attempt.follow(),
+                Err((reason, _)) => attempt.error(format!("refused a redirect: {reason}")),
+            }
+        }))
         .build()
         .map_err(|e| failed(gradient_core::error_chain(&e)))?;
     let mut response = client

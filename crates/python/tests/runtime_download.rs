@@ -52,6 +52,9 @@ impl Server {
                     "/short.tar.gz" => stream
                         .write_all(head("200 OK", body.len()).as_bytes())
                         .and_then(|()| stream.write_all(&body[..body.len() / 2])),
+                    "/elsewhere.tar.gz" => stream.write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: http://example.org/a.tar.gz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
                     _ => stream
                         .write_all(head("404 Not Found", 9).as_bytes())
                         .and_then(|()| stream.write_all(b"not found")),
@@ -250,6 +253,23 @@ async fn a_wrong_digest_a_short_body_and_a_404_keep_nothing() {
     );
     assert_eq!(left_in(cache.path()), Vec::<String>::new());
     assert_eq!(server.requests(), 3);
+
+    // A redirect to plain http elsewhere is refused as the URL itself would be.
+    let err = fetch_runtime_archive(
+        &server.url("/elsewhere.tar.gz"),
+        &digest,
+        cache.path(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("refused a redirect: `url` uses plain http to `example.org`"),
+        "{err}"
+    );
+    assert_eq!(left_in(cache.path()), Vec::<String>::new());
+    assert_eq!(server.requests(), 4);
 
     // Plain http elsewhere is refused before anything is asked.
     let err = fetch_runtime_archive(
