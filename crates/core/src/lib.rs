@@ -24,6 +24,7 @@ mod platform;
 mod project;
 pub mod redact;
 pub mod reference;
+mod runtime;
 mod specifier;
 mod text;
 mod tier;
@@ -45,9 +46,12 @@ pub use ospackage::{
 pub use platform::{unique_platforms, Platform, UnknownPlatform};
 pub use project::{
     is_valid_name, line_column, normalize_name, BuildSystem, Config, FrozenConfig, FrozenEngine,
-    Project, ProjectError, RuntimeConfig, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,
+    Project, ProjectError, SmokeConfig, ZipappConfig, PORT_PLACEHOLDER, PYPROJECT,
 };
 pub use redact::{redact, show_command};
+pub use runtime::{
+    check_url, is_sha256, PlatformRuntime, RuntimeConfig, RuntimeSource, LOOPBACK_HOSTS,
+};
 pub use specifier::{is_pep440_version, python_satisfies};
 pub use text::line_break;
 pub use tier::{Carries, PythonNeed, Rung, TargetNeeds, Tier, UnknownTier};

@@ -7,6 +7,7 @@
 
 use crate::container::ContainerConfig;
 use crate::ospackage::{PackageConfig, PackageFormat, ServiceConfig};
+use crate::runtime::{runtime_setting, RuntimeConfig};
 use crate::text::{one_line, ONE_LINE_HINT};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -120,40 +121,6 @@ pub struct PublishConfig {
     pub key: Vec<String>,
     /// Whether to write apt and yum repositories into the output folder (default true).
     pub repositories: Option<bool>,
-}
-
-/// The CPython bundled by the frozen, container and OS tiers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuntimeConfig {
-    /// A relocatable CPython archive (`.tar.gz`) to bundle instead of the build
-    /// interpreter, relative to the project folder.
-    pub archive: Option<String>,
-    /// Standard-library modules and packages to leave out; replaces the default list.
-    pub exclude: Option<Vec<String>>,
-    /// Whether the bundled standard library carries its sources beside its bytecode
-    /// (default: no, bytecode only).
-    #[serde(rename = "stdlib-sources")]
-    pub stdlib_sources: Option<bool>,
-}
-
-/// `runtime` is either the archive's path or a table.
-fn runtime_setting<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<RuntimeConfig, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Setting {
-        Archive(String),
-        Table(RuntimeConfig),
-    }
-    Ok(match Setting::deserialize(deserializer)? {
-        Setting::Archive(archive) => RuntimeConfig {
-            archive: Some(archive),
-            ..RuntimeConfig::default()
-        },
-        Setting::Table(table) => table,
-    })
 }
 
 /// `[tool.gradient.zipapp]`: settings of the single-file `.pyz`.
@@ -505,6 +472,9 @@ impl Project {
             })?;
         }
 
+        if let Err(bad) = config.runtime.check(&|needle| find(text, needle)) {
+            return Err(invalid(bad.span, bad.message, Some(bad.hint)));
+        }
         if let Err(bad) = config.container.check() {
             return Err(invalid(
                 bad.span.or_else(|| find(text, "[tool.gradient.container")),

@@ -633,7 +633,7 @@ async fn cached_inputs(plan: &Plan, last: Option<&Manifest>) -> (Vec<Input>, Opt
             cached.push(Input::Wheelhouse);
         }
     }
-    if needed.contains(&Input::Runtime) && project.config.runtime.archive.is_none() {
+    if needed.contains(&Input::Runtime) && project.config.runtime.host_source().is_none() {
         let stdlib = gradient_python::runtime::StdlibChoice::of(&project.config.runtime);
         if gradient_python::runtime::runtime_cached(python, &stdlib, &plan.cache) {
             cached.push(Input::Runtime);

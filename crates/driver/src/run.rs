@@ -13,8 +13,8 @@ use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{DriverError, Reporter};
 use gradient_core::{
     render, AppIdentity, Artifact, Backend, BackendError, BuildContext, Input, Inputs,
-    InterpreterFacts, PlannedFile, Project, SmokeCheck, SmokeContext, SmokeReport, SourceDate,
-    Tier, WheelhouseFiles,
+    InterpreterFacts, PlannedFile, Project, RuntimeSource, SmokeCheck, SmokeContext, SmokeReport,
+    SourceDate, Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, ProjectLock, WheelhouseRequest};
 use gradient_python::Installer;
@@ -926,20 +926,40 @@ async fn build_runtime(
         reporter,
         ..
     } = *run;
-    let archive = project
-        .config
-        .runtime
-        .archive
-        .as_ref()
-        .map(|a| project.root.join(a));
-    match &archive {
-        Some(archive) => reporter.step(&format!("bundling the runtime from {}", archive.display())),
+    let source = project.config.runtime.host_source();
+    match &source {
+        Some(RuntimeSource::Archive(archive)) => reporter.step(&format!(
+            "bundling the runtime from {}",
+            project.root.join(archive).display()
+        )),
+        Some(RuntimeSource::Download { url, .. }) => {
+            reporter.step(&format!("bundling the runtime from {url}"))
+        }
         None => reporter.step(&format!("bundling the runtime from {python}")),
     }
     let started = Instant::now();
+    let archive = match &source {
+        Some(RuntimeSource::Archive(archive)) => Some(project.root.join(archive)),
+        // Fetched once into the cache; later builds only hash it again.
+        Some(RuntimeSource::Download { url, sha256 }) => Some(
+            gradient_python::runtime::fetch_runtime_archive(url, sha256, run.cache, &|_, _| {})
+                .await
+                .map_err(DriverError::Runtime)?,
+        ),
+        None => None,
+    };
     let source = match &archive {
         Some(archive) => {
-            gradient_python::runtime::unpack_runtime_archive(archive, python, run.cache)
+            let host = gradient_core::Platform::host().ok_or_else(|| {
+                DriverError::Runtime(gradient_python::runtime::RuntimeError::Unsupported {
+                    python: archive.clone(),
+                    reason: format!(
+                        "this machine ({}) is none of the platforms gradient builds for",
+                        std::env::consts::ARCH
+                    ),
+                })
+            })?;
+            gradient_python::runtime::unpack_runtime_archive(archive, host, python, run.cache)
                 .await
                 .map_err(DriverError::Runtime)?
         }

@@ -26,6 +26,7 @@ pub mod pep517;
 mod process;
 pub mod reference;
 pub mod runtime;
+mod runtime_download;
 pub mod smoke;
 pub mod staging;
 pub mod target_python;
@@ -41,13 +42,15 @@ pub use process::{is_root, isolated_env, ProcessGroup};
 use std::path::{Path, PathBuf};
 
 /// Where this crate stages entries in the cache (folder, name prefix), for
-/// [`staging::sweep`]: build environments, runtime bundles, unpacked runtime archives,
-/// installed wheelhouses (each `.KEY-*`), interpreter facts (`.tmp*`) and hook logs.
+/// [`staging::sweep`]: build environments, runtime bundles, unpacked and downloaded runtime
+/// archives, installed wheelhouses (each `.KEY-*`), interpreter facts (`.tmp*`) and hook
+/// logs.
 pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
     vec![
         (cache.join("build-envs"), "."),
         (cache.join("runtimes"), "."),
         (cache.join("runtime-archives"), "."),
+        (cache.join("runtime-downloads"), "."),
         (cache.join("wheelhouses"), "."),
         (cache.join("debian-python"), "."),
         (cache.join("interpreters"), ".tmp"),

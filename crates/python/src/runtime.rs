@@ -30,7 +30,7 @@ use crate::integrity::{self, State};
 use crate::process::run_checked;
 use crate::staging::Staged;
 use crate::PythonError;
-use gradient_core::InterpreterFacts;
+use gradient_core::{InterpreterFacts, Platform};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -188,6 +188,8 @@ impl Sysroot {
     }
 }
 
+pub use crate::runtime_download::{downloads_folder, fetch_runtime_archive, DOWNLOAD_LIMIT};
+
 /// Bumped whenever what goes into a bundle changes.
 const FORMAT: &str = "runtime-9";
 const MARKER: &str = "gradient-runtime.json";
@@ -261,6 +263,18 @@ pub enum RuntimeError {
         found: String,
         wanted: String,
     },
+    #[error("the runtime archive `{}` is for {platform} and checked, but bundling another platform's archive is not part of the build yet", path.display())]
+    ArchiveForeign { path: PathBuf, platform: Platform },
+    #[error("the runtime archive at {url} was not downloaded: {reason}")]
+    DownloadFailed { url: String, reason: String },
+    #[error("the runtime archive at {url} is not the one named: its sha256 is {actual}, and [tool.gradient.runtime] expects {expected}; nothing was kept")]
+    DigestMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("a runtime archive cannot be downloaded from there: {reason}")]
+    DownloadRefused { reason: String },
     #[error("`{}` cannot be bundled: {reason}", python.display())]
     Unsupported { python: PathBuf, reason: String },
     #[error("{module} needs {library}, which is not on this machine")]
@@ -289,6 +303,10 @@ impl gradient_core::Hint for RuntimeError {
             RuntimeError::ArchiveCorrupt { .. } => "it must be a .tar.gz of a relocatable CPython (with bin/pythonX.Y inside); download it again".into(),
             RuntimeError::ArchiveOtherPlatform { wanted, .. } => format!("use an archive built for {wanted}"),
             RuntimeError::ArchiveOtherVersion { found, wanted, .. } => format!("build with --python {found}, or use an archive of CPython {wanted}"),
+            RuntimeError::ArchiveForeign { .. } => "build for the host's platform, or leave the other platform's entry in [tool.gradient.runtime.platforms] for when it is".into(),
+            RuntimeError::DownloadFailed { .. } => "check the URL and the network, then build again; the download starts over".into(),
+            RuntimeError::DigestMismatch { .. } => "check that `sha256` is the digest published with that archive (the file may have been replaced, or the download tampered with)".into(),
+            RuntimeError::DownloadRefused { .. } => "use an https URL without credentials".into(),
             RuntimeError::Unsupported { .. } => "use a 64-bit little-endian x86_64 or aarch64 CPython (pyenv's, Debian's, or a relocatable build)".into(),
             RuntimeError::MissingLibrary { .. } => "install the package that provides it, or leave the module out with [tool.gradient.runtime] exclude".into(),
             RuntimeError::OtherMachine { wanted, .. } => format!("every object of a bundle for {wanted} must be built for {wanted}: remove the stray file, or make the target's root again"),
@@ -458,13 +476,69 @@ pub fn runtime_cached(python: &InterpreterFacts, stdlib: &StdlibChoice, cache_ro
 }
 
 /// Unpack a user-named relocatable CPython archive (`.tar.gz`, holding `bin/pythonX.Y`
-/// at its top or one folder down) into the cache, check it is for this machine and the
-/// build interpreter's version, and return its facts: the bundle is then made from it.
+/// at its top or one folder down) into the cache, check it is for `target`'s machine and
+/// the build interpreter's X.Y, and return its facts: the bundle is then made from it.
+/// The checks read the archive's files and are the same for every platform; only an
+/// archive for the host is then run (for its facts and C library): another platform's is
+/// refused after its checks with [`RuntimeError::ArchiveForeign`] until the build bundles
+/// foreign archives.
 pub async fn unpack_runtime_archive(
     archive: &Path,
+    target: Platform,
     build_python: &InterpreterFacts,
     cache_root: &Path,
 ) -> Result<InterpreterFacts, RuntimeError> {
+    let interpreter =
+        checked_runtime_archive(archive, target, &build_python.short_version(), cache_root)?;
+    if !target.is_host() {
+        return Err(RuntimeError::ArchiveForeign {
+            path: archive.to_path_buf(),
+            platform: target,
+        });
+    }
+    let corrupt = |reason: String| RuntimeError::ArchiveCorrupt {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let facts = crate::interpreter::find_interpreter(
+        &crate::PythonRequest::Path(interpreter.clone()),
+        cache_root,
+    )
+    .await
+    .map_err(|e| corrupt(format!("its interpreter does not start ({e})")))?;
+    let libc = |f: &InterpreterFacts| f.libc.as_ref().map(|(name, _)| name.clone());
+    if libc(&facts) != libc(build_python) {
+        return Err(RuntimeError::ArchiveOtherPlatform {
+            path: archive.to_path_buf(),
+            found: format!(
+                "{target} with {}",
+                libc(&facts).unwrap_or_else(|| "another C library".into())
+            ),
+            wanted: format!("{target} with {}", libc(build_python).unwrap_or_default()),
+        });
+    }
+    if facts.short_version() != build_python.short_version()
+        || facts.implementation != build_python.implementation
+        || facts.abi_tag != build_python.abi_tag
+    {
+        return Err(RuntimeError::ArchiveOtherVersion {
+            path: archive.to_path_buf(),
+            found: facts.short_version(),
+            wanted: build_python.short_version(),
+        });
+    }
+    Ok(facts)
+}
+
+/// Unpack `archive` into `CACHE/runtime-archives/KEY` (once per archive digest) and return
+/// its `bin/pythonX.Y`, after checking from the files alone that it is built for
+/// `target`'s machine and that its X.Y is `short_version`.
+pub fn checked_runtime_archive(
+    archive: &Path,
+    target: Platform,
+    short_version: &str,
+    cache_root: &Path,
+) -> Result<PathBuf, RuntimeError> {
     if !archive.is_file() {
         return Err(RuntimeError::ArchiveMissing {
             path: archive.to_path_buf(),
@@ -492,45 +566,26 @@ pub async fn unpack_runtime_archive(
         .ok_or_else(|| corrupt("it holds no bin/pythonX.Y".into()))?;
     let machine = elf_machine(&interpreter)
         .map_err(|e| corrupt(format!("its interpreter is not a program ({e})")))?;
-    if machine != "x86_64" || build_python.platform_tag != "linux_x86_64" {
+    if machine != target.machine() {
         return Err(RuntimeError::ArchiveOtherPlatform {
             path: archive.to_path_buf(),
             found: format!("linux {machine}"),
-            wanted: build_python.platform_tag.replacen('_', " ", 1),
+            wanted: format!("{target} ({})", target.machine()),
         });
     }
-    let facts = crate::interpreter::find_interpreter(
-        &crate::PythonRequest::Path(interpreter.clone()),
-        cache_root,
-    )
-    .await
-    .map_err(|e| corrupt(format!("its interpreter does not start ({e})")))?;
-    let libc = |f: &InterpreterFacts| f.libc.as_ref().map(|(name, _)| name.clone());
-    if libc(&facts) != libc(build_python) {
-        return Err(RuntimeError::ArchiveOtherPlatform {
-            path: archive.to_path_buf(),
-            found: format!(
-                "linux {machine} with {}",
-                libc(&facts).unwrap_or_else(|| "another C library".into())
-            ),
-            wanted: format!(
-                "{} with {}",
-                build_python.platform_tag.replacen('_', " ", 1),
-                libc(build_python).unwrap_or_default()
-            ),
-        });
-    }
-    if facts.short_version() != build_python.short_version()
-        || facts.implementation != build_python.implementation
-        || facts.abi_tag != build_python.abi_tag
-    {
+    let found = interpreter
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("python"))
+        .unwrap_or_default();
+    if found != short_version {
         return Err(RuntimeError::ArchiveOtherVersion {
             path: archive.to_path_buf(),
-            found: facts.short_version(),
-            wanted: build_python.short_version(),
+            found: found.to_string(),
+            wanted: short_version.to_string(),
         });
     }
-    Ok(facts)
+    Ok(interpreter)
 }
 
 fn find_archive_interpreter(dir: &Path) -> Option<PathBuf> {
