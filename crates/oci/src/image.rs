@@ -318,7 +318,8 @@ pub fn write_layout(layout: &Layout, mtime: u64, path: &Path) -> Result<LayoutDi
 }
 
 /// Refuse a layout that cannot be written as asked: no image, a platform twice, no image
-/// for `docker load`, or a base image made for another platform than its image.
+/// for `docker load`, or a base image made for another platform (operating system or
+/// architecture) than its image.
 fn check_layout(layout: &Layout) -> Result<(), OciError> {
     let bad = |reason: String| Err(OciError::BadLayout { reason });
     if layout.images.is_empty() {
@@ -343,6 +344,14 @@ fn check_layout(layout: &Layout) -> Result<(), OciError> {
     }
     for image in &layout.images {
         let base = image.spec.base_config.as_ref();
+        if let Some(os) = base.and_then(|b| b["os"].as_str()) {
+            if os != "linux" {
+                return bad(format!(
+                    "its {} image is on a base image for the operating system `{os}`",
+                    image.platform
+                ));
+            }
+        }
         if let Some(arch) = base.and_then(|b| b["architecture"].as_str()) {
             if arch != image.platform.oci_arch() {
                 return bad(format!(
