@@ -345,6 +345,9 @@ fn platforms_are_read_checked_and_planned_and_a_foreign_one_is_refused_before_an
     );
     let reason = plan[1]["unavailable"]["reason"].as_str().unwrap();
     assert!(reason.contains("not for linux/arm64"), "{reason}");
+    // The cache holds the host's inputs, not the other platform's.
+    assert_eq!(plan[1]["cached_inputs"], serde_json::json!([]));
+    assert!(plan[1]["last_build_cached"].is_null());
     // The matrix holds what this host builds, each with its platform.
     let output = run(gradient()
         .args([

@@ -536,7 +536,9 @@ pub async fn plan(
     let mut planned = Vec::new();
     for entry in &plan.entries {
         let inputs = entry.builder.inputs();
-        let last_build_cached = last.as_ref().and_then(|manifest| {
+        // What the cache and the last build hold are the host platform's.
+        let host = entry.platform.is_host();
+        let last_build_cached = last.as_ref().filter(|_| host).and_then(|manifest| {
             let record = manifest.artifacts.iter().find(|a| a.tier == entry.tier)?;
             crate::tier_cache::holds(&plan.cache, entry.tier, &record.file, &record.sha256)
                 .then(|| record.file.clone())
@@ -561,7 +563,7 @@ pub async fn plan(
             inputs: inputs.to_vec(),
             cached_inputs: inputs
                 .iter()
-                .filter(|i| cached_inputs.contains(i))
+                .filter(|i| host && cached_inputs.contains(i))
                 .copied()
                 .collect(),
             artifacts: entry.files.clone(),
