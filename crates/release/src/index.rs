@@ -390,25 +390,10 @@ pub async fn upload(
     for upload in uploads {
         let name = upload.field("Name").unwrap_or_default().to_string();
         let page = index.project_page(&name);
-        let conflict = |theirs: &str| IndexError::Conflict {
-            url: to.clone(),
-            file: upload.file.clone(),
-            theirs: theirs.into(),
-            ours: upload.sha256.clone(),
-        };
         let before = listed(&client, &page, page_credentials).await?;
-        match before.get(&upload.file) {
-            Some(Some(theirs)) if *theirs == upload.sha256 => {
-                sent.push(Sent {
-                    what: upload.file.clone(),
-                    to: to.clone(),
-                    digest: format!("sha256:{theirs}"),
-                    sent: false,
-                });
-                continue;
-            }
-            Some(Some(theirs)) => return Err(conflict(theirs)),
-            _ => {}
+        if let Some(there) = already_there(&before, &upload, &to)? {
+            sent.push(there);
+            continue;
         }
         let content = std::fs::read(&upload.path).map_err(read_error(&upload.path))?;
         if gradient_driver::publish::sha256_hex(&content) != upload.sha256 {
@@ -454,18 +439,9 @@ pub async fn upload(
             // decides whether that is this very file.
             if status.as_u16() == 409 || message.to_ascii_lowercase().contains("already exist") {
                 let after = listed(&client, &page, page_credentials).await?;
-                match after.get(&upload.file) {
-                    Some(Some(theirs)) if *theirs == upload.sha256 => {
-                        sent.push(Sent {
-                            what: upload.file.clone(),
-                            to: to.clone(),
-                            digest: format!("sha256:{theirs}"),
-                            sent: false,
-                        });
-                        continue;
-                    }
-                    Some(Some(theirs)) => return Err(conflict(theirs)),
-                    _ => {}
+                if let Some(there) = already_there(&after, &upload, &to)? {
+                    sent.push(there);
+                    continue;
                 }
             }
             return Err(IndexError::Refused {
@@ -484,6 +460,31 @@ pub async fn upload(
         });
     }
     Ok(sent)
+}
+
+/// What a project page's `listing` says of `upload`: there with the same sha256 (nothing to
+/// send: its record), there with another (an index never replaces a file: an error), or
+/// not there (`None`).
+fn already_there(
+    listing: &std::collections::BTreeMap<String, Option<String>>,
+    upload: &Upload,
+    to: &str,
+) -> Result<Option<Sent>, IndexError> {
+    match listing.get(&upload.file) {
+        Some(Some(theirs)) if *theirs == upload.sha256 => Ok(Some(Sent {
+            what: upload.file.clone(),
+            to: to.to_string(),
+            digest: format!("sha256:{theirs}"),
+            sent: false,
+        })),
+        Some(Some(theirs)) => Err(IndexError::Conflict {
+            url: to.to_string(),
+            file: upload.file.clone(),
+            theirs: theirs.clone(),
+            ours: upload.sha256.clone(),
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// The sha256 the project page lists for the file just uploaded (asked a few times: some
