@@ -26,9 +26,9 @@ const MARKUPSAFE_X86_64: &str = "b91c037585eba9095565a3556f611e3cbfaa42ca1e865f7
 const MARKUPSAFE_AARCH64: &str = "6ec585f69cec0aa07d945b20805be741395e28ac1627333b1c5b0105962ffced";
 const MARKUPSAFE_SDIST: &str = "d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b";
 
-fn cross_required() -> bool {
-    std::env::var_os("GRADIENT_REQUIRE_CROSS").is_some_and(|v| v == "1")
-}
+#[path = "support/cross.rs"]
+mod cross;
+use cross::cross_required;
 
 /// What every case needs: CPython 3.11, uv, a cache and a scratch folder.
 struct Setup {

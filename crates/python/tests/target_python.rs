@@ -8,24 +8,9 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
 
-fn cross_required() -> bool {
-    std::env::var_os("GRADIENT_REQUIRE_CROSS").is_some_and(|v| v == "1")
-}
-
-/// Whether the test can run here; says why not (or fails, when required).
-fn can_run() -> bool {
-    let apt = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("apt-get").is_file());
-    let qemu = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists();
-    let why = match (apt, qemu) {
-        (true, true) => return true,
-        (false, _) => "apt-get is not on PATH (not a Debian-family host)",
-        (true, false) => "qemu-user's aarch64 handler is not registered in binfmt_misc",
-    };
-    assert!(!cross_required(), "{why} (GRADIENT_REQUIRE_CROSS=1)");
-    eprintln!("skipped: {why}");
-    false
-}
+#[path = "support/cross.rs"]
+mod cross;
+use cross::can_run_debian_arm64 as can_run;
 
 fn size_of(root: &Path) -> u64 {
     walkdir::WalkDir::new(root)
