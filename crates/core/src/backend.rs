@@ -4,7 +4,9 @@
 //! [`BuildContext`], publishes the [`Artifact`]s it returns into the output folder, then asks
 //! the same backend to smoke-test them as its target would run them.
 
-use crate::{AppWheel, InterpreterFacts, MissingInput, Project, SourceDate, TargetNeeds, Tier};
+use crate::{
+    AppWheel, InterpreterFacts, MissingInput, Platform, Project, SourceDate, TargetNeeds, Tier,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,9 +118,37 @@ pub struct Inputs {
     /// hashed requirements. The wheel's smoke test installs them first, as a target that
     /// deploys the wheel with its lock does.
     pub pinned: Option<PathBuf>,
+    /// `None` for the host's platform. For another platform, the system its artifacts are
+    /// made from: `wheelhouse` and `runtime` above are then that platform's (the sdist and
+    /// the app's wheel are the host's, shared when pure).
+    pub target: Option<TargetSystem>,
+}
+
+/// The system a foreign platform's artifacts are assembled from and smoke-tested with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetSystem {
+    pub platform: Platform,
+    /// A root of the target's distribution holding its CPython and the libraries that links
+    /// (Debian's, for linux/arm64): where the target's ELF dependencies are looked up.
+    /// Read-only: it is shared.
+    pub root: PathBuf,
+    /// A root holding only the target's C library and dynamic loader: what qemu-user is
+    /// given as `QEMU_LD_PREFIX` when a smoke test runs an artifact of this platform, so
+    /// that the artifact finds nothing but its own files and the libc its target provides.
+    pub loader_prefix: PathBuf,
+    /// The target's glibc version (`2.36`): the oldest its wheels and bundle may need.
+    pub glibc: String,
 }
 
 impl Inputs {
+    /// The platform these inputs are for (`None` only on a host gradient has no name for).
+    pub fn platform(&self) -> Option<Platform> {
+        match &self.target {
+            Some(target) => Some(target.platform),
+            None => Platform::host(),
+        }
+    }
+
     /// The app's wheel, read: what a tier that builds from it needs.
     pub fn app(&self) -> Result<&AppWheel, MissingInput> {
         self.app.as_ref().ok_or(MissingInput { what: "wheel" })
@@ -262,6 +292,24 @@ pub struct BuildContext {
     pub cache_dir: PathBuf,
     /// `--tag`: the image references the user asked for; empty means the tier's default.
     pub image_tags: Vec<String>,
+    /// For a tier of [`PlatformScope::Together`], the inputs of every platform the build
+    /// is for, `inputs` first; for every other tier, `inputs` alone.
+    pub targets: Vec<Arc<Inputs>>,
+}
+
+/// How a tier's artifacts relate to the platforms a run builds for, and so how the plan
+/// lays the tier out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformScope {
+    /// The host's platform only: this version builds the tier for no other.
+    HostOnly,
+    /// The same artifact serves every platform (an sdist, the app's wheel): built once.
+    Any,
+    /// One build per platform, each from that platform's inputs (`BuildContext::inputs`).
+    Each,
+    /// One build for every platform at once (`BuildContext::targets`): an image index
+    /// holding one image per platform, a zipapp shared when it carries no compiled code.
+    Together,
 }
 
 /// Everything a backend needs to smoke-test an artifact.
@@ -298,6 +346,10 @@ pub struct Artifact {
     pub path: PathBuf,
     /// What the target must provide to run it.
     pub needs: TargetNeeds,
+    /// The platform the file runs on, when it is bound to one (`None`: any, like a pure
+    /// wheel, or the several an image index holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
 }
 
 impl Artifact {
@@ -352,6 +404,11 @@ pub trait Backend: Send + Sync {
     /// The tier this backend builds.
     fn tier(&self) -> Tier;
 
+    /// Which platforms the tier builds for, and how (see [`PlatformScope`]).
+    fn platform_scope(&self) -> PlatformScope {
+        PlatformScope::HostOnly
+    }
+
     /// What the target machine must provide, refined with the project's facts.
     fn target_needs(&self, project: &Project, python: &InterpreterFacts) -> TargetNeeds;
 
@@ -365,13 +422,16 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// The files [`Backend::build`] writes for `app`, in its order, named as the build
-    /// names them (both call one function). The plan lists them before anything is built.
+    /// The files [`Backend::build`] writes for `app` on `platforms` (the one it builds for,
+    /// or every one for a tier of [`PlatformScope::Together`] or [`PlatformScope::Any`]), in
+    /// its order, named as the build names them (both call one function). The plan lists
+    /// them before anything is built.
     fn artifact_files(
         &self,
         project: &Project,
         python: &InterpreterFacts,
         app: &AppIdentity,
+        platforms: &[Platform],
     ) -> Vec<PlannedFile>;
 
     /// Whether this host can build the tier, and if not, why.

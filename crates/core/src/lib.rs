@@ -32,8 +32,8 @@ mod tier;
 pub use app::{AppScripts, AppWheel, CoreMetadata, EntryError, MissingInput, Tag, WheelInfo};
 pub use backend::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, Inputs,
-    LockedDependency, PlannedFile, ProbeOutput, RuntimeFiles, SmokeCheck, SmokeContext,
-    SmokeReport, Startup, Unavailable, WheelhouseFiles,
+    LockedDependency, PlannedFile, PlatformScope, ProbeOutput, RuntimeFiles, SmokeCheck,
+    SmokeContext, SmokeReport, Startup, TargetSystem, Unavailable, WheelhouseFiles,
 };
 pub use container::{BaseImage, ContainerConfig, PortSetting, DEFAULT_USER};
 pub use epoch::{SourceDate, SourceDateOrigin, FALLBACK_EPOCH};

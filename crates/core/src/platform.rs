@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A platform gradient knows how to name (whether this version builds for it is the plan's
 /// question, not this type's).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Platform {
     #[serde(rename = "linux/amd64", alias = "amd64", alias = "x86_64")]
@@ -109,6 +110,24 @@ impl Platform {
     /// Whether this platform's programs run natively here.
     pub fn is_host(self) -> bool {
         Platform::host() == Some(self)
+    }
+
+    /// Whether this machine can run the platform's programs: natively, or through qemu-user
+    /// registered with the kernel's binfmt_misc (so that they run as any program does, in a
+    /// chroot or a container too). `Err` says why not, for a smoke test that is skipped.
+    pub fn runnable_here(self) -> Result<(), String> {
+        if self.is_host() {
+            return Ok(());
+        }
+        let entry = format!("/proc/sys/fs/binfmt_misc/qemu-{}", self.machine());
+        match std::fs::read_to_string(&entry) {
+            Ok(text) if text.lines().next() == Some("enabled") => Ok(()),
+            Ok(_) => Err(format!("no emulator for {self}: {entry} is disabled")),
+            Err(_) => Err(format!(
+                "no emulator for {self}: install qemu-user-static and register it with binfmt_misc (update-binfmts --enable qemu-{})",
+                self.machine()
+            )),
+        }
     }
 }
 

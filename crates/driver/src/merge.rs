@@ -305,6 +305,7 @@ mod tests {
                 size: bytes.len() as u64,
                 build_seconds: 0.5,
                 target_needs: Tier::Wheel.generic_needs(),
+                platform: None,
                 smoke: None,
                 delivered: None,
                 reused: false,

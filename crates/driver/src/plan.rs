@@ -311,9 +311,12 @@ impl Plan {
     fn name_files(&mut self) {
         for entry in &mut self.entries {
             entry.files = match &self.python {
-                Some(python) => entry
-                    .builder
-                    .artifact_files(&self.project, python, &self.app),
+                Some(python) => entry.builder.artifact_files(
+                    &self.project,
+                    python,
+                    &self.app,
+                    &[entry.platform],
+                ),
                 None => Vec::new(),
             };
         }

@@ -1144,6 +1144,7 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
         source_date: run.source_date,
         cache_dir: run.cache.to_path_buf(),
         image_tags: run.options.tags.clone(),
+        targets: vec![run.inputs.clone()],
     };
     let slot = Slot::for_tier(
         run.cache,
@@ -1405,6 +1406,7 @@ async fn build_and_publish(
             size: file.size,
             build_seconds,
             target_needs: artifact.needs.clone(),
+            platform: artifact.platform,
             smoke: None,
             delivered: None,
             reused: false,
@@ -1471,6 +1473,7 @@ fn reuse(slot: &Slot, run: &TierRun<'_>, started: Instant) -> Option<PublishedTi
             tier: record.tier,
             path: out,
             needs: record.target_needs.clone(),
+            platform: record.platform,
         };
         published.push((artifact, record));
     }
@@ -1700,6 +1703,7 @@ mod tests {
             size: 1,
             build_seconds: 0.0,
             target_needs: Tier::Zipapp.generic_needs(),
+            platform: None,
             smoke: None,
             delivered: None,
             reused: false,

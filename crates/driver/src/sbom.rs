@@ -413,6 +413,7 @@ mod tests {
             size: 1,
             build_seconds: 0.0,
             target_needs: tier.generic_needs(),
+            platform: None,
             smoke: None,
             delivered: None,
             reused: false,

@@ -51,6 +51,7 @@ impl Backend for FrozenTier {
         _project: &Project,
         python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         let name = gradient_core::normalize_name(&app.name);
         vec![app.planned(crate::assemble::file_name(
@@ -146,6 +147,7 @@ impl Backend for FrozenTier {
             tier: Tier::Frozen,
             path,
             needs,
+            platform: cx.inputs.platform(),
         }])
     }
 

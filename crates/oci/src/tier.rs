@@ -63,6 +63,11 @@ async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, 
         tier,
         path: build_image(cx).await?,
         needs: container_needs(),
+        // One image per platform the build is for: bound to one only when it holds one.
+        platform: match cx.targets.as_slice() {
+            [one] => one.platform(),
+            _ => None,
+        },
     }])
 }
 
@@ -170,6 +175,7 @@ impl Backend for OciTier {
         _project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         planned_image(app)
     }
@@ -302,6 +308,7 @@ impl Backend for DockerTier {
         _project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         planned_image(app)
     }

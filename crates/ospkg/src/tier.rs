@@ -116,6 +116,7 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
         tier: tier_of(format),
         path,
         needs,
+        platform: cx.inputs.platform(),
     }])
 }
 
@@ -138,6 +139,7 @@ impl Backend for PackageTier {
         project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         let format = self.0;
         let config = package_config(project, format);

@@ -91,7 +91,7 @@ impl StdlibChoice {
 pub const STDLIB_SOURCES_BY_DEFAULT: bool = false;
 
 /// The C library family: never bundled, the target's own is used.
-const GLIBC_FAMILY: &[&str] = &[
+pub(crate) const GLIBC_FAMILY: &[&str] = &[
     "libc.so.6",
     "libm.so.6",
     "libpthread.so.0",

@@ -87,6 +87,65 @@ pub struct DebianPython {
 }
 
 impl DebianPython {
+    /// The root's glibc version (`2.36`), from its `libc6` package: the newest a wheel or
+    /// a bundled object for this target may need.
+    pub fn glibc_version(&self) -> Option<String> {
+        let (_, version, _) = self.packages.iter().find(|(name, _, _)| name == "libc6")?;
+        let mut parts = version.split(['.', '-', '+', '~']);
+        let (major, minor) = (parts.next()?, parts.next()?);
+        (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok())
+            .then(|| format!("{major}.{minor}"))
+    }
+
+    /// A root beside this one holding only its C library and loader (`lib/LOADER`,
+    /// `lib/TRIPLET/libc.so.6` …), made once: what an emulated smoke test gives qemu-user as
+    /// `QEMU_LD_PREFIX`, so that the artifact under test finds its own files and the libc
+    /// its target provides, and nothing else of the target's distribution.
+    pub fn loader_prefix(&self) -> std::io::Result<PathBuf> {
+        let name = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = self.root.with_file_name(format!("{name}.libc"));
+        if prefix.join(".complete").exists() {
+            return Ok(prefix);
+        }
+        let parent = self.root.parent().unwrap_or(Path::new("."));
+        let staged = Staged::dir_in(parent, ".libc-")?;
+        let multiarch = Path::new("usr/lib").join(self.arch.triplet);
+        let mut copies = vec![(
+            Path::new("usr").join(self.arch.loader),
+            PathBuf::from(self.arch.loader),
+        )];
+        for soname in crate::runtime::GLIBC_FAMILY
+            .iter()
+            .chain(&["libnss_files.so.2", "libnss_dns.so.2"])
+        {
+            copies.push((
+                multiarch.join(soname),
+                Path::new("lib").join(self.arch.triplet).join(soname),
+            ));
+        }
+        for (from, to) in copies {
+            let from = self.root.join(from);
+            if !from.exists() {
+                continue;
+            }
+            let to = staged.path().join(to);
+            std::fs::create_dir_all(to.parent().unwrap_or(staged.path()))?;
+            std::fs::copy(&from, &to)?;
+        }
+        std::fs::write(staged.path().join(".complete"), b"")?;
+        let mut staged = staged;
+        match staged.persist(&prefix) {
+            Ok(()) => Ok(prefix),
+            // Another run made it first: theirs is as good.
+            Err(_) if prefix.join(".complete").exists() => Ok(prefix),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Whether this host runs the root's executables only through an emulator.
     pub fn is_foreign(&self) -> bool {
         self.arch.machine != std::env::consts::ARCH

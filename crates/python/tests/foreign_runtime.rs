@@ -141,31 +141,13 @@ async fn an_arm64_bundle_is_made_from_debian_runs_with_only_glibc_beside_it_and_
     let moved = tempfile::tempdir().unwrap();
     copy_tree(&runtime.dir, moved.path());
     let bundle = moved.path().join("bundle");
-    let glibc_only = tempfile::tempdir().unwrap();
-    let multiarch = target.root.join("usr/lib/aarch64-linux-gnu");
-    std::fs::create_dir_all(glibc_only.path().join("lib/aarch64-linux-gnu")).unwrap();
-    std::fs::copy(
-        target.root.join("usr/lib/ld-linux-aarch64.so.1"),
-        glibc_only.path().join("lib/ld-linux-aarch64.so.1"),
-    )
-    .unwrap();
-    for name in [
-        "libc.so.6",
-        "libm.so.6",
-        "libpthread.so.0",
-        "libdl.so.2",
-        "librt.so.1",
-        "libutil.so.1",
-        "libresolv.so.2",
-    ] {
-        if multiarch.join(name).exists() {
-            std::fs::copy(
-                multiarch.join(name),
-                glibc_only.path().join("lib/aarch64-linux-gnu").join(name),
-            )
-            .unwrap();
-        }
-    }
+    let glibc_only = target.loader_prefix().unwrap();
+    assert_eq!(
+        target.loader_prefix().unwrap(),
+        glibc_only,
+        "made once, then found"
+    );
+    assert_eq!(target.glibc_version().as_deref(), Some("2.36"));
     let probe = "import sys, platform, ssl, sqlite3, ctypes, json, zlib, _ssl, _sqlite3\n\
                  print(platform.machine())\n\
                  print(sys.prefix)\n\
@@ -179,7 +161,7 @@ async fn an_arm64_bundle_is_made_from_debian_runs_with_only_glibc_beside_it_and_
         .args(["-I", "-c", probe])
         .env_clear()
         .env("PATH", "/nonexistent")
-        .env("QEMU_LD_PREFIX", glibc_only.path())
+        .env("QEMU_LD_PREFIX", glibc_only.as_path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -209,7 +191,7 @@ async fn an_arm64_bundle_is_made_from_debian_runs_with_only_glibc_beside_it_and_
             from_bundle += 1;
         } else {
             assert!(
-                path.starts_with(glibc_only.path()),
+                path.starts_with(glibc_only.as_path()),
                 "loaded from outside the bundle and the glibc folder: {library}"
             );
         }

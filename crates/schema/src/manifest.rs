@@ -5,7 +5,9 @@
 //! JSON Schema is `docs/schema/manifest.schema.json`.
 
 use crate::forward::{known_inputs, known_tiers};
-use gradient_core::{InterpreterFacts, SmokeCheck, SourceDate, Startup, TargetNeeds, Tier};
+use gradient_core::{
+    InterpreterFacts, Platform, SmokeCheck, SourceDate, Startup, TargetNeeds, Tier,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +120,10 @@ pub struct ArtifactRecord {
     pub size: u64,
     pub build_seconds: f64,
     pub target_needs: TargetNeeds,
+    /// The platform the file runs on (`linux/arm64`), when it is bound to one; absent for
+    /// a file that serves any (an sdist, a pure wheel or zipapp, an image index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
     /// `None` when the run was told not to smoke-test.
     pub smoke: Option<SmokeRecord>,
     /// Where the artifact was handed on beyond the output folder (`loaded into Docker …`).

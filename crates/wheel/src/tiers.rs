@@ -41,6 +41,10 @@ fn needs_python(project: &Project, build_backend: bool) -> TargetNeeds {
 
 #[async_trait]
 impl Backend for SdistTier {
+    fn platform_scope(&self) -> gradient_core::PlatformScope {
+        gradient_core::PlatformScope::Any
+    }
+
     fn tier(&self) -> Tier {
         Tier::Sdist
     }
@@ -58,6 +62,7 @@ impl Backend for SdistTier {
         _project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         vec![match &app.sdist_file {
             Some(file) => PlannedFile {
@@ -97,6 +102,7 @@ impl Backend for SdistTier {
             tier: Tier::Sdist,
             path,
             needs,
+            platform: None,
         }])
     }
 
@@ -149,6 +155,10 @@ impl Backend for SdistTier {
 
 #[async_trait]
 impl Backend for WheelTier {
+    fn platform_scope(&self) -> gradient_core::PlatformScope {
+        gradient_core::PlatformScope::Any
+    }
+
     fn tier(&self) -> Tier {
         Tier::Wheel
     }
@@ -166,6 +176,7 @@ impl Backend for WheelTier {
         project: &Project,
         python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         vec![match &app.wheel_file {
             Some(file) => PlannedFile {
@@ -208,14 +219,17 @@ impl Backend for WheelTier {
                 implementation: None,
             });
         }
+        let mut platform = None;
         if !info.is_universal() {
             let platforms: Vec<String> = info.tags.iter().map(|t| t.platform.clone()).collect();
             needs.platform = Some(platforms.join("|"));
+            platform = gradient_core::Platform::host();
         }
         Ok(vec![Artifact {
             tier: Tier::Wheel,
             path: app.path.clone(),
             needs,
+            platform,
         }])
     }
 

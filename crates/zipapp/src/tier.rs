@@ -50,6 +50,7 @@ impl Backend for ZipappTier {
         _project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
+        _platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         let name = gradient_core::normalize_name(&app.name);
         vec![app.planned(crate::assemble::file_name(&name, app.version_in_name()))]
@@ -78,6 +79,10 @@ impl Backend for ZipappTier {
             tier: Tier::Zipapp,
             path: zipapp.path,
             needs,
+            platform: zipapp
+                .has_native_code
+                .then(|| cx.inputs.platform())
+                .flatten(),
         }])
     }
 
