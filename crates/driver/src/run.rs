@@ -304,6 +304,7 @@ async fn run_tiers(
                 python: plan.python(),
                 inputs: &targets[0],
                 targets,
+                host_inputs: &host_inputs,
                 cache: &plan.cache,
                 work: work.path(),
                 out_dir: &plan.out_dir,
@@ -1202,6 +1203,9 @@ struct TierRun<'a> {
     inputs: &'a Arc<Inputs>,
     /// Those of every platform the entry builds for (`inputs` first).
     targets: &'a [Arc<Inputs>],
+    /// The host platform's: the reference venv the smoke tests compare with is made from
+    /// them, whatever the platform of the file under test.
+    host_inputs: &'a Arc<Inputs>,
     work: &'a Path,
     out_dir: &'a Path,
     source_date: SourceDate,
@@ -1772,7 +1776,7 @@ async fn verify_reproducible(
 /// The inputs are those of the artifact's platform (the entry's, for one that serves any).
 async fn smoke_context(tier: Tier, artifact: &Artifact, run: &TierRun<'_>) -> SmokeContext {
     let warn = |text: &str| run.reporter.warn(text);
-    let reference = run.reference.get(run.inputs, &warn).await;
+    let reference = run.reference.get(run.host_inputs, &warn).await;
     let inputs = artifact
         .platform
         .and_then(|platform| {

@@ -149,7 +149,7 @@ impl Backend for ZipappTier {
                     .create_venv(&cx.python.executable, &venv)
                     .await?
             }
-            Some(target) => target_python(target, &venv, &cx.python.short_version())?,
+            Some(target) => target_python(target, cx, &venv, &cx.python.short_version())?,
         };
         let bin = venv.join("bin");
         let root = cx.inputs.target.as_ref().map(|t| t.root.as_path());
@@ -260,8 +260,8 @@ impl Backend for ZipappTier {
             .arg("-c")
             .arg(format!("{setup}{code}"))
             .arg(&artifact.path);
-        let root = cx.inputs.target.as_ref().map(|t| t.root.as_path());
-        isolate(&mut command, &bin, &cx.scratch, "cache-0", root);
+        let root = target_root(cx);
+        isolate(&mut command, &bin, &cx.scratch, "cache-0", root.as_deref());
         let shown = format!(
             "python -I -c PROBE, after {}'s own set-up",
             artifact.file_name()
@@ -293,8 +293,13 @@ impl Backend for ZipappTier {
         let make = || {
             let mut command = Command::new(&link);
             command.args(&argv[1..]);
-            let root = cx.inputs.target.as_ref().map(|t| t.root.as_path());
-            isolate(&mut command, &bin, &cx.scratch, "cache-startup", root);
+            isolate(
+                &mut command,
+                &bin,
+                &cx.scratch,
+                "cache-startup",
+                target_root(cx).as_deref(),
+            );
             command
         };
         Ok(Some(measure_startup(&argv, make, &expect).await?))
@@ -327,17 +332,52 @@ fn platform_file_name(file: &Path, platform: gradient_core::Platform) -> String 
     format!("{stem}-linux-{}.pyz", platform.machine())
 }
 
-/// The target's own Python, as the smoke test's environment: `venv/bin/python` and
-/// `python3` and `pythonX.Y` link to the interpreter of the target system (Debian's, for another platform),
-/// whose site-packages hold nothing of the host's. Returns the `python` link.
+/// The smoke test's copy of the target system, for another platform's archive.
+fn target_root(cx: &SmokeContext) -> Option<std::path::PathBuf> {
+    cx.inputs
+        .target
+        .as_ref()
+        .map(|_| cx.scratch.join("target-root"))
+}
+
+/// The target's own Python, as the smoke test's environment: `venv/bin/python`, `python3`
+/// and `pythonX.Y` link to the interpreter of a copy of the target system (Debian's, for
+/// another platform), whose site-packages hold nothing of the host's. The copy is of links
+/// to the same files (a plain copy where the cache is on another file system): what the
+/// interpreter writes there (the standard library's `__pycache__`) must not change the
+/// shared root, whose seal would break. Returns the `python` link.
 fn target_python(
     target: &gradient_core::TargetSystem,
+    cx: &SmokeContext,
     venv: &Path,
     version: &str,
 ) -> std::io::Result<std::path::PathBuf> {
+    let copy = target_root(cx).expect("a target system");
+    if !copy.exists() {
+        let linked = std::process::Command::new("cp")
+            .arg("-al")
+            .arg(&target.root)
+            .arg(&copy)
+            .status()?;
+        if !linked.success() {
+            let _ = std::fs::remove_dir_all(&copy);
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&target.root)
+                .arg(&copy)
+                .status()?;
+            if !copied.success() {
+                return Err(std::io::Error::other(format!(
+                    "could not copy `{}` to `{}`",
+                    target.root.display(),
+                    copy.display()
+                )));
+            }
+        }
+    }
     let bin = venv.join("bin");
     std::fs::create_dir_all(&bin)?;
-    let interpreter = target.root.join(format!("usr/bin/python{version}"));
+    let interpreter = copy.join(format!("usr/bin/python{version}"));
     for name in [
         "python".to_string(),
         "python3".into(),
