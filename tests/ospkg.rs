@@ -599,3 +599,121 @@ fn a_deb_maintainer_comes_from_the_setting_then_debemail_then_the_first_author_w
         "Env Person <env@gradient.invalid>"
     );
 }
+
+/// The machine of every ELF file under `dir` that is not `wanted` (ELF's `e_machine`).
+fn other_machines(dir: &Path, wanted: u16) -> (usize, Vec<String>) {
+    let mut count = 0;
+    let mut other = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().map(|e| e.unwrap()) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap();
+        if bytes.len() < 20 || !bytes.starts_with(b"\x7fELF") {
+            continue;
+        }
+        count += 1;
+        let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+        if machine != wanted {
+            other.push(format!("{} ({machine})", entry.path().display()));
+        }
+    }
+    (count, other)
+}
+
+/// The sample's deb and rpm for linux/arm64, built on this host from Debian's arm64 CPython
+/// and the arm64 wheelhouse: named and labelled arm64/aarch64, every ELF file in them
+/// aarch64, depending on the arm64 root's glibc, and smoke-tested under qemu-user (the
+/// manifest's record for each says its platform and that its smoke test passed). Skipped
+/// without qemu's aarch64 handler, failed instead under GRADIENT_REQUIRE_CROSS=1.
+#[test]
+fn the_deb_and_the_rpm_are_built_for_arm64_and_run_under_qemu() {
+    if !require("dpkg-deb") || !require("rpm") {
+        return;
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        assert!(
+            std::env::var_os("GRADIENT_REQUIRE_CROSS").is_none_or(|v| v != "1"),
+            "qemu-user's aarch64 handler is not registered (GRADIENT_REQUIRE_CROSS=1)"
+        );
+        eprintln!("skipping: qemu-user's aarch64 handler is not registered");
+        return;
+    }
+    const EM_AARCH64: u16 = 183;
+    let out = tempfile::tempdir().unwrap();
+    let output = run(gradient()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["build", "--to", "deb,rpm", "--platform", "linux/arm64"])
+        .arg(fixture("sampleapp"))
+        .arg("--out")
+        .arg(out.path()));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let deb = out.path().join("sampleapp_1.2.3-1_arm64.deb");
+    let rpm = out.path().join("sampleapp-1.2.3-1.aarch64.rpm");
+    assert!(deb.is_file() && rpm.is_file(), "{:?}", listing(out.path()));
+
+    let info = stdout(&run(Command::new("dpkg-deb").arg("--info").arg(&deb)));
+    assert_eq!(field(&info, "Architecture"), "arm64");
+    let depends = field(&info, "Depends");
+    assert!(depends.starts_with("libc6 (>= 2."), "{depends}");
+    let arch = stdout(&run(Command::new("rpm")
+        .args(["-qp", "--qf", "%{ARCH}"])
+        .arg(&rpm)));
+    assert_eq!(arch.trim(), "aarch64");
+    let requires = stdout(&run(Command::new("rpm")
+        .args(["-qp", "--requires"])
+        .arg(&rpm)));
+    assert!(requires.contains("glibc >= 2."), "{requires}");
+    assert!(
+        !requires.contains("x86-64"),
+        "nothing of the host's machine: {requires}"
+    );
+
+    // Every ELF file in each package is aarch64: the bundle, the extension modules.
+    let unpacked = tempfile::tempdir().unwrap();
+    let deb_root = unpacked.path().join("deb");
+    assert!(
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&deb_root))
+            .status
+            .success()
+    );
+    let (count, other) = other_machines(&deb_root, EM_AARCH64);
+    assert!(
+        count > 5,
+        "the deb holds the arm64 bundle ({count} ELF files)"
+    );
+    assert!(other.is_empty(), "not aarch64: {other:#?}");
+    let rpm_root = unpacked.path().join("rpm");
+    std::fs::create_dir_all(&rpm_root).unwrap();
+    let cpio = run(Command::new("sh")
+        .arg("-c")
+        .arg("rpm2cpio \"$1\" | cpio -idm --quiet")
+        .arg("sh")
+        .arg(&rpm)
+        .current_dir(&rpm_root));
+    assert!(cpio.status.success(), "{}", stderr(&cpio));
+    let (count, other) = other_machines(&rpm_root, EM_AARCH64);
+    assert!(
+        count > 5,
+        "the rpm holds the arm64 bundle ({count} ELF files)"
+    );
+    assert!(other.is_empty(), "not aarch64: {other:#?}");
+
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let records = manifest["artifacts"].as_array().unwrap();
+    for file in [
+        "sampleapp_1.2.3-1_arm64.deb",
+        "sampleapp-1.2.3-1.aarch64.rpm",
+    ] {
+        let record = records
+            .iter()
+            .find(|r| r["file"] == file)
+            .unwrap_or_else(|| panic!("{file} in the manifest: {records:#?}"));
+        assert_eq!(record["platform"], "linux/arm64", "{record}");
+        assert_eq!(record["smoke"]["passed"], true, "{record}");
+        let checks = record["smoke"]["checks"].to_string();
+        assert!(checks.contains("under qemu-user"), "{checks}");
+        assert!(checks.contains("all aarch64"), "{checks}");
+    }
+}

@@ -12,6 +12,7 @@ use crate::{io, OsPkgError};
 use flate2::{Compression, GzBuilder};
 use gradient_archive::{gzip_trailer, End, GZIP_HEADER};
 use gradient_archive::{write_tar, Entry, EntryKind};
+use gradient_core::Platform;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -22,10 +23,14 @@ const PART_FORMAT: u32 = 2;
 /// gzip's level for the data and control tarballs (dpkg-deb's default).
 const LEVEL: u32 = 6;
 
-/// Debian's name for the architecture of the build (`amd64`), or `all`.
-pub fn architecture(native: bool) -> &'static str {
+/// Debian's name for the architecture of `platform` (`arm64`; the machine's own for a
+/// host gradient has no name for), or `all` when the package holds no compiled code.
+pub fn architecture(native: bool, platform: Option<Platform>) -> &'static str {
     if !native {
         return "all";
+    }
+    if let Some(platform) = platform {
+        return platform.deb_arch();
     }
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -42,12 +47,22 @@ pub fn file_name(spec: &PackageSpec) -> String {
         &spec.version.upstream,
         &spec.revision,
         spec.native,
+        spec.platform,
     )
 }
 
 /// [`file_name`] from its parts, as the plan names the package before it is built.
-pub fn package_file_name(name: &str, upstream: &str, revision: &str, native: bool) -> String {
-    format!("{name}_{upstream}-{revision}_{}.deb", architecture(native))
+pub fn package_file_name(
+    name: &str,
+    upstream: &str,
+    revision: &str,
+    native: bool,
+    platform: Option<Platform>,
+) -> String {
+    format!(
+        "{name}_{upstream}-{revision}_{}.deb",
+        architecture(native, platform)
+    )
 }
 
 /// Write the package to `path`; the runtime's part of the data is kept in `cache`.
@@ -141,7 +156,7 @@ fn control(spec: &PackageSpec, files: &[Entry]) -> String {
         "Package: {}\nVersion: {}\nArchitecture: {}\n",
         spec.name,
         spec.full_version(),
-        architecture(spec.native)
+        architecture(spec.native, spec.platform)
     );
     if let Some(maintainer) = &spec.maintainer {
         control.push_str(&format!("Maintainer: {maintainer}\n"));
@@ -423,6 +438,21 @@ fn text(path: &str, content: &str, mode: u32) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_platform_names_its_package_and_the_host_names_stay() {
+        let arm = package_file_name("app", "1.0", "1", true, Some(Platform::LinuxArm64));
+        assert_eq!(arm, "app_1.0-1_arm64.deb");
+        let amd = package_file_name("app", "1.0", "1", true, Some(Platform::LinuxAmd64));
+        assert_eq!(amd, "app_1.0-1_amd64.deb");
+        let pure = package_file_name("app", "1.0", "1", false, Some(Platform::LinuxArm64));
+        assert_eq!(pure, "app_1.0-1_all.deb");
+        assert_eq!(
+            architecture(true, Platform::host()),
+            architecture(true, None),
+            "the host's own platform is named as before"
+        );
+    }
 
     #[test]
     fn a_synopsis_is_one_short_line_without_a_capital_article_or_full_stop() {

@@ -8,7 +8,8 @@
 //!        ─► rpm.rs: the rpm crate, zstd payload, unsigned             ─► NAME-V-1.ARCH.rpm
 //!           (with rpmlint.rs: the filters for what rpmlint flags by design, in the package)
 //!  smoke: dpkg-deb --info/--contents, rpm -qip / -K, then the package laid down in a root
-//!         holding only the host's C library, and its console script run there (chroot)
+//!         holding only the host's C library, and its console script run there (chroot);
+//!         for another platform (arm64), beside its C library, run under qemu-user
 //! ```
 
 mod deb;

@@ -6,14 +6,16 @@
 use crate::spec::PackageSpec;
 use crate::{io, OsPkgError};
 use gradient_archive::EntryKind;
+use gradient_core::Platform;
 use std::path::Path;
 
-/// RPM's name for the architecture of the build (`x86_64`), or `noarch`.
-pub fn architecture(native: bool) -> &'static str {
-    if native {
-        std::env::consts::ARCH
-    } else {
-        "noarch"
+/// RPM's name for the architecture of `platform` (`aarch64`; the machine's own for a host
+/// gradient has no name for), or `noarch` when the package holds no compiled code.
+pub fn architecture(native: bool, platform: Option<Platform>) -> &'static str {
+    match (native, platform) {
+        (false, _) => "noarch",
+        (true, Some(platform)) => platform.rpm_arch(),
+        (true, None) => std::env::consts::ARCH,
     }
 }
 
@@ -24,12 +26,22 @@ pub fn file_name(spec: &PackageSpec) -> String {
         &spec.version.upstream,
         &spec.revision,
         spec.native,
+        spec.platform,
     )
 }
 
 /// [`file_name`] from its parts, as the plan names the package before it is built.
-pub fn package_file_name(name: &str, upstream: &str, revision: &str, native: bool) -> String {
-    format!("{name}-{upstream}-{revision}.{}.rpm", architecture(native))
+pub fn package_file_name(
+    name: &str,
+    upstream: &str,
+    revision: &str,
+    native: bool,
+    platform: Option<Platform>,
+) -> String {
+    format!(
+        "{name}-{upstream}-{revision}.{}.rpm",
+        architecture(native, platform)
+    )
 }
 
 /// Write the package to `path`.
@@ -43,7 +55,7 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
         &spec.name,
         &spec.version.upstream,
         &spec.license,
-        architecture(spec.native),
+        architecture(spec.native, spec.platform),
         &summary,
     );
     builder
@@ -85,7 +97,7 @@ pub fn write_rpm(spec: &PackageSpec, mtime: u64, path: &Path) -> Result<(), OsPk
             Some((_, version)) => ::rpm::Dependency::less(&dependency.name, version),
         });
     }
-    let files = crate::rpmlint::with_rpmlintrc(spec, architecture(spec.native));
+    let files = crate::rpmlint::with_rpmlintrc(spec, architecture(spec.native, spec.platform));
     for entry in &files {
         let dest = format!("/{}", entry.path);
         let mode = (gradient_archive::normal_mode(entry.mode, matches!(entry.kind, EntryKind::Dir))
@@ -151,6 +163,20 @@ fn summary(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_platform_names_its_package_and_the_host_names_stay() {
+        let arm = package_file_name("app", "1.0", "1", true, Some(Platform::LinuxArm64));
+        assert_eq!(arm, "app-1.0-1.aarch64.rpm");
+        let amd = package_file_name("app", "1.0", "1", true, Some(Platform::LinuxAmd64));
+        assert_eq!(amd, "app-1.0-1.x86_64.rpm");
+        let pure = package_file_name("app", "1.0", "1", false, Some(Platform::LinuxArm64));
+        assert_eq!(pure, "app-1.0-1.noarch.rpm");
+        assert_eq!(
+            architecture(true, Platform::host()),
+            architecture(true, None)
+        );
+    }
 
     #[test]
     fn a_summary_is_one_line_of_79_characters_at_most_without_a_full_stop() {

@@ -46,6 +46,9 @@ pub struct PackageSpec {
     pub revision: String,
     /// False for `all`/`noarch`: no ELF file inside.
     pub native: bool,
+    /// The platform its compiled code is for, which names its architecture (`None` only
+    /// on a host gradient has no name for: the machine's own is used).
+    pub platform: Option<gradient_core::Platform>,
     pub summary: String,
     pub description: String,
     pub maintainer: Option<String>,
@@ -326,11 +329,29 @@ pub async fn package_spec(
         Layout::Bundled => cx.inputs.runtime.as_ref().map(|r| r.dir.join("lib")),
         Layout::System => None,
     };
-    let system_libraries: Vec<String> =
-        gradient_python::runtime::system_libraries(&site, bundle_lib.as_deref())
-            .into_iter()
-            .map(|(soname, _)| soname)
-            .collect();
+    // What the extension modules link from the system is looked up where they will run: the
+    // host for its own packages, the target's root for another platform's (its objects would
+    // find nothing, or the wrong machine's files, on the host).
+    let target_system = match &cx.inputs.target {
+        Some(target) => Some(
+            gradient_python::runtime::Sysroot::of_machine(&target.root, target.platform.machine())
+                .ok_or_else(|| OsPkgError::Unmappable {
+                    what: format!("the platform {}", target.platform),
+                    rule: "gradient has no Debian root layout for it".into(),
+                    setting: "--platform to linux/amd64 or linux/arm64".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let system_libraries: Vec<String> = match &target_system {
+        Some(system) => {
+            gradient_python::runtime::system_libraries_in(system, &site, bundle_lib.as_deref())
+        }
+        None => gradient_python::runtime::system_libraries(&site, bundle_lib.as_deref()),
+    }
+    .into_iter()
+    .map(|(soname, _)| soname)
+    .collect();
     let site_native = !objects.is_empty();
     let mut site_rel = site_rel;
     if layout == Layout::System && site_native {
@@ -354,7 +375,13 @@ pub async fn package_spec(
     };
     // Debian compiles on install (its policy: no .pyc in packages), RPM ships them.
     let compile_on_install = format == PackageFormat::Deb;
-    if !compile_on_install && (major, minor) == built_for {
+    // Byte-code is the same on every machine, so the build interpreter compiles another
+    // platform's files too, when its runtime is the same X.Y.
+    let same_python = match (&cx.inputs.target, &cx.inputs.runtime) {
+        (Some(_), Some(runtime)) => runtime.python.ends_with(&format!("python{major}.{minor}")),
+        _ => true,
+    };
+    if !compile_on_install && (major, minor) == built_for && same_python {
         gradient_python::runtime::compile_tree(&cx.python.executable, &site, &staging, &[]).await?;
     }
 
@@ -630,6 +657,7 @@ pub async fn package_spec(
         files,
         runtime_part,
         scripts,
+        platform: cx.inputs.platform(),
         project_version: app.metadata().version.clone(),
         name,
         version,

@@ -1,6 +1,12 @@
 //! Stripped copies of compiled code, as distributions ship it: `strip --strip-unneeded` on
 //! every ELF file (binutils' tool, deterministic for the same input). The runtime bundle's
 //! stripped copy is made once and kept in the cache beside the packages' other state.
+//!
+//! The host's `strip` only understands the host's machine: an object of another (an arm64
+//! package built on amd64) is stripped with binutils' cross tool for that machine
+//! (`aarch64-linux-gnu-strip`, Debian's binutils-aarch64-linux-gnu) when it is installed,
+//! and otherwise kept as it is, with its symbols: a package that is larger, never one that
+//! is broken.
 
 use crate::{io, OsPkgError};
 use gradient_core::RuntimeFiles;
@@ -32,10 +38,15 @@ pub fn staging_areas(cache: &Path) -> Vec<(PathBuf, &'static str)> {
 /// said and made again. Without `strip` on the host, the bundle itself (and a warning).
 pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<PathBuf, OsPkgError> {
     let bundle = &runtime.dir;
-    if !on_path("strip") {
-        tracing::warn!("`strip` (binutils) is not installed: the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)");
+    let machine = elf_machine(&bundle.join(&runtime.python));
+    let Some(tool) = machine.and_then(strip_tool) else {
+        tracing::warn!(
+            "no `strip` for {} objects is installed (binutils, or binutils-aarch64-linux-gnu for arm64 on another host): the package's compiled code keeps its symbols (lintian: unstripped-binary-or-object)",
+            machine.map_or("these", machine_name)
+        );
         return Ok(bundle.to_path_buf());
-    }
+    };
+    tracing::debug!("stripping the runtime with `{tool}`");
     let entry = cache.join("ospkg").join("stripped").join(runtime.key());
     let done = entry.join("bundle");
     match integrity::check(&entry) {
@@ -66,7 +77,8 @@ pub async fn stripped_runtime_to_list(
     cache: &Path,
 ) -> Result<PathBuf, OsPkgError> {
     let entry = cache.join("ospkg").join("stripped").join(runtime.key());
-    if on_path("strip") && integrity::is_sealed(&entry) {
+    let tool = elf_machine(&runtime.dir.join(&runtime.python)).and_then(strip_tool);
+    if tool.is_some() && integrity::is_sealed(&entry) {
         return Ok(entry.join("bundle"));
     }
     stripped_runtime(runtime, cache).await
@@ -77,6 +89,48 @@ pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
     strip_files(&elf_files(dir)?).await
 }
 
+/// ELF's machine numbers (`e_machine`) for the platforms gradient builds for.
+pub const EM_X86_64: u16 = 62;
+pub const EM_AARCH64: u16 = 183;
+
+/// The machine an ELF file is built for (`e_machine`, little-endian as both targets are);
+/// `None` when it is not a readable ELF file.
+pub fn elf_machine(path: &Path) -> Option<u16> {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .ok()?;
+    (header.starts_with(b"\x7fELF") && header[5] == 1)
+        .then(|| u16::from_le_bytes([header[18], header[19]]))
+}
+
+fn machine_name(machine: u16) -> &'static str {
+    match machine {
+        EM_X86_64 => "x86_64",
+        EM_AARCH64 => "aarch64",
+        _ => "foreign",
+    }
+}
+
+/// The binutils `strip` that understands objects of `machine`, when it is installed: the
+/// host's own for its machine, else the cross tool Debian names after the target's triplet
+/// (`aarch64-linux-gnu-strip`). `None`: such objects are not stripped.
+pub fn strip_tool(machine: u16) -> Option<&'static str> {
+    let host = match std::env::consts::ARCH {
+        "x86_64" => EM_X86_64,
+        "aarch64" => EM_AARCH64,
+        _ => 0,
+    };
+    let tool = match machine {
+        m if m == host => "strip",
+        EM_AARCH64 => "aarch64-linux-gnu-strip",
+        EM_X86_64 => "x86_64-linux-gnu-strip",
+        _ => return None,
+    };
+    on_path(tool).then_some(tool)
+}
+
 /// Strip `objects` in place (nothing when `strip` is missing), each into a copy beside it
 /// that replaces it only when the dynamic loader can still map it. `strip` rewrites a
 /// library whose segments were moved by patchelf (as auditwheel leaves the libraries it
@@ -84,13 +138,14 @@ pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
 /// segment off its page alignment, which the loader refuses ("ELF load command
 /// address/offset not page-aligned"): such a file is kept as it was, with its symbols.
 pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
-    if objects.is_empty() || !on_path("strip") {
-        return Ok(());
-    }
     for object in objects {
+        // The host's strip cannot read another machine's objects: its cross tool, or none.
+        let Some(tool) = elf_machine(object).and_then(strip_tool) else {
+            continue;
+        };
         let name = object.file_name().expect("a file").to_string_lossy();
         let copy = object.with_file_name(format!(".{name}.stripped"));
-        let mut command = Command::new("strip");
+        let mut command = Command::new(tool);
         command
             .arg("--strip-unneeded")
             .arg("-o")
@@ -364,6 +419,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(&library).unwrap(), before);
+    }
+
+    /// An aarch64 library, as an arm64 package carries them, built by the cross compiler:
+    /// its machine is read as aarch64 and it is stripped by binutils' aarch64 tool (the
+    /// host's `strip` cannot read it), still an aarch64 object, without its symbol table.
+    #[tokio::test]
+    async fn a_foreign_object_is_stripped_with_the_cross_tool_for_its_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("greet.c");
+        std::fs::write(&source, "int greet(void) { return 42; }\n").unwrap();
+        let library = dir.path().join("libgreet.so");
+        let built = std::process::Command::new("aarch64-linux-gnu-gcc")
+            .args(["-g", "-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: aarch64-linux-gnu-gcc is missing");
+            return;
+        }
+        assert_eq!(super::elf_machine(&library), Some(super::EM_AARCH64));
+        let Some(tool) = super::strip_tool(super::EM_AARCH64) else {
+            eprintln!("skipped: no strip for aarch64 objects");
+            return;
+        };
+        if std::env::consts::ARCH == "x86_64" {
+            assert_eq!(tool, "aarch64-linux-gnu-strip");
+        }
+        let before = std::fs::read(&library).unwrap();
+        super::strip_files(std::slice::from_ref(&library))
+            .await
+            .unwrap();
+        let after = std::fs::read(&library).unwrap();
+        assert!(
+            after.len() < before.len(),
+            "{} !< {}",
+            after.len(),
+            before.len()
+        );
+        assert_eq!(super::elf_machine(&library), Some(super::EM_AARCH64));
+        let elf = goblin::elf::Elf::parse(&after).unwrap();
+        assert!(elf.syms.is_empty(), "the symbol table is gone");
+        assert!(segments_aligned(&after) == Some(true));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The `deb` and `rpm` tiers: one spec, two writers. Smoke tests check the package with the
 //! format's own tools, then lay it down in a root that holds only the host's C library
 //! (and, for the `system` layout, a CPython standing in for the distribution's python3) and
-//! run its console scripts there, in a chroot without network.
+//! run its console scripts there, in a chroot without network. Another platform's package
+//! (one build per platform) is laid down beside that platform's C library instead, and its
+//! scripts run under qemu-user, which binfmt_misc starts for them in the chroot; every ELF
+//! file laid down must be built for the package's machine.
 
 use crate::spec::{
     name_and_version, package_config, package_maintainer, package_name_and_version, package_spec,
@@ -11,8 +14,8 @@ use async_trait::async_trait;
 use gradient_archive::{Entry, EntryKind};
 use gradient_core::{
     AppIdentity, Artifact, Backend, BackendError, BuildContext, Host, Input, InterpreterFacts,
-    Layout, PackageFormat, PlannedFile, ProbeOutput, Project, PythonNeed, RuntimeFiles, SmokeCheck,
-    SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
+    Layout, PackageFormat, PlannedFile, Platform, ProbeOutput, Project, PythonNeed, RuntimeFiles,
+    SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
 };
 use gradient_python::smoke::{
     measure_startup, run_check, run_probe, smoke_commands, startup_command, Expect, SmokeCommand,
@@ -108,6 +111,10 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
         .find(|d| d.name == "libc6" || d.name == "glibc")
         .and_then(|d| d.constraint.as_ref().map(|(_, v)| v.clone()));
     let mut needs = needs(format, &cx.project, &cx.python, glibc);
+    if let Some(target) = &cx.inputs.target {
+        // The build interpreter's tag names the host: the package is the target's.
+        needs.platform = Some(format!("linux_{}", target.platform.machine()));
+    }
     needs.libraries = spec.system_libraries.clone();
     if !spec.native {
         needs.platform = None;
@@ -134,13 +141,21 @@ impl Backend for PackageTier {
         INPUTS
     }
 
+    /// One package per platform (`_arm64.deb`, `.aarch64.rpm`), each from that platform's
+    /// runtime and wheelhouse.
+    fn platform_scope(&self) -> gradient_core::PlatformScope {
+        gradient_core::PlatformScope::Each
+    }
+
     fn artifact_files(
         &self,
         project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
-        _platforms: &[gradient_core::Platform],
+        platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
+        // One build per platform: the one this build is for, else the host's.
+        let platform = platforms.first().copied().or_else(Platform::host);
         let format = self.0;
         let config = package_config(project, format);
         // A name or version the format cannot take: the build refuses it, with the reason.
@@ -161,8 +176,12 @@ impl Backend for PackageTier {
         let bundled = config.layout() == Layout::Bundled;
         let revision = config.revision();
         let name = match format {
-            PackageFormat::Deb => deb::package_file_name(&name, &upstream, &revision, bundled),
-            PackageFormat::Rpm => rpm::package_file_name(&name, &upstream, &revision, bundled),
+            PackageFormat::Deb => {
+                deb::package_file_name(&name, &upstream, &revision, bundled, platform)
+            }
+            PackageFormat::Rpm => {
+                rpm::package_file_name(&name, &upstream, &revision, bundled, platform)
+            }
         };
         vec![PlannedFile {
             name,
@@ -178,8 +197,9 @@ impl Backend for PackageTier {
             PackageFormat::Rpm => None,
         };
         Some(format!(
-            "strip: {}\nmaintainer from the environment: {maintainer:?}",
-            crate::strip::on_path("strip")
+            "strip: {}, for aarch64: {:?}\nmaintainer from the environment: {maintainer:?}",
+            crate::strip::on_path("strip"),
+            crate::strip::strip_tool(crate::strip::EM_AARCH64)
         ))
     }
 
@@ -271,34 +291,55 @@ impl Backend for PackageTier {
     ) -> Result<SmokeReport, BackendError> {
         let file = &artifact.path;
         let root = cx.scratch.join("root");
+        let foreign = cx.inputs.target.as_ref().map(|t| t.platform);
         let (mut checks, lay_down, shown) = match self.0 {
             PackageFormat::Deb => {
                 let hint = "apt-get install dpkg";
-                let checks = vec![
+                let mut checks = vec![
                     tool_check("dpkg-deb", &["--info"], file, hint, Some("Package:")).await,
                     tool_check("dpkg-deb", &["--contents"], file, hint, Some("usr/bin/")).await,
                 ];
+                if let Some(platform) = foreign {
+                    let field = format!("Architecture: {}", platform.deb_arch());
+                    checks
+                        .push(tool_check("dpkg-deb", &["--info"], file, hint, Some(&field)).await);
+                }
                 let mut unpack = Command::new("dpkg-deb");
                 unpack.arg("-x").arg(file).arg(&root);
                 (checks, unpack, "dpkg-deb -x")
             }
             PackageFormat::Rpm => {
                 let hint = "apt-get install rpm, or dnf install rpm";
-                let checks = vec![
+                let mut checks = vec![
                     tool_check("rpm", &["-qip"], file, hint, Some("Name")).await,
                     tool_check("rpm", &["-K"], file, hint, Some("digests")).await,
                 ];
+                if let Some(platform) = foreign {
+                    let args = ["-qp", "--qf", "%{ARCH}\\n"];
+                    checks.push(
+                        tool_check("rpm", &args, file, hint, Some(platform.rpm_arch())).await,
+                    );
+                }
                 // rpm itself lays the files down (scripts left out: the root has no shell).
                 let mut install = Command::new("unshare");
                 if !gradient_python::is_root() {
                     install.args(["--user", "--map-root-user"]);
                 }
-                install
-                    .args(["rpm", "--root"])
-                    .arg(&root)
-                    .args(["--nodeps", "--noscripts", "--nosignature", "-i"])
-                    .arg(file);
-                (checks, install, "rpm --root ROOT --nodeps --noscripts -i")
+                install.args(["rpm", "--root"]).arg(&root).args([
+                    "--nodeps",
+                    "--noscripts",
+                    "--nosignature",
+                ]);
+                // The host's rpm refuses another machine's package unless told.
+                let shown = match foreign {
+                    Some(_) => {
+                        install.arg("--ignorearch");
+                        "rpm --root ROOT --nodeps --noscripts --ignorearch -i"
+                    }
+                    None => "rpm --root ROOT --nodeps --noscripts -i",
+                };
+                install.arg("-i").arg(file);
+                (checks, install, shown)
             }
         };
         checks.extend(
@@ -399,9 +440,15 @@ async fn run_installed(
     libraries: &[String],
 ) -> Result<Vec<SmokeCheck>, OsPkgError> {
     let glibc = gradient_python::runtime::glibc_files();
-    let mut base = gradient_sandbox::scratch_base(&glibc)?;
-    let depended_on = gradient_python::runtime::host_libraries(libraries);
-    base.extend(gradient_sandbox::system_libraries(&glibc, &depended_on)?);
+    let mut base = match &cx.inputs.target {
+        None => {
+            let mut base = gradient_sandbox::scratch_base(&glibc)?;
+            let depended_on = gradient_python::runtime::host_libraries(libraries);
+            base.extend(gradient_sandbox::system_libraries(&glibc, &depended_on)?);
+            base
+        }
+        Some(target) => foreign_base(target, &glibc, libraries)?,
+    };
     let layout = package_config(&cx.project, format).layout();
     if layout == Layout::System {
         // The distribution's python3, played by the build's runtime bundle at /usr.
@@ -419,11 +466,22 @@ async fn run_installed(
     if !unpacked.passed {
         return Ok(vec![unpacked]);
     }
+    let emulated = match &cx.inputs.target {
+        Some(target) if !target.platform.is_host() => {
+            format!(", {} under qemu-user", target.platform)
+        }
+        _ => String::new(),
+    };
+    let mut checks = vec![unpacked];
+    if let Some(platform) = cx.inputs.platform() {
+        checks.push(tokio::task::block_in_place(|| {
+            machine_check(root, platform)
+        }));
+    }
     let proc = root.join("proc");
     std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
     let rootfs = installed_root(root);
     let app_scripts = cx.inputs.app()?.scripts()?;
-    let mut checks = vec![unpacked];
     for SmokeCommand { argv, expect } in smoke_commands(
         &cx.project,
         cx.reference.as_deref(),
@@ -441,7 +499,7 @@ async fn run_installed(
         checks.push(
             run_check(
                 format!(
-                    "{} (installed, chroot with only glibc, {network})",
+                    "{} (installed, chroot with only glibc, {network}{emulated})",
                     argv.join(" ")
                 ),
                 command,
@@ -451,6 +509,99 @@ async fn run_installed(
         );
     }
     Ok(checks)
+}
+
+/// The root another platform's package is laid down in: the scratch base's users, groups
+/// and folders without the host's C library, the target's C library and loader
+/// (`TargetSystem::loader_prefix`) in their place, and the libraries beyond glibc the
+/// package depends on, from the target's root. Its programs run under qemu-user, which
+/// binfmt_misc starts for them even inside the chroot.
+fn foreign_base(
+    target: &gradient_core::TargetSystem,
+    host_glibc: &[(String, std::path::PathBuf)],
+    libraries: &[String],
+) -> Result<Vec<Entry>, OsPkgError> {
+    let is_loader_link = |entry: &Entry| {
+        matches!(entry.kind, EntryKind::Symlink(_))
+            && entry
+                .path
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("ld-linux"))
+    };
+    let mut base: Vec<Entry> = gradient_sandbox::scratch_base(host_glibc)?
+        .into_iter()
+        .filter(|entry| match &entry.kind {
+            EntryKind::File(data) => !data.starts_with(b"\x7fELF"),
+            _ => !is_loader_link(entry),
+        })
+        .collect();
+    // The prefix holds `lib/LOADER` and `lib/TRIPLET/libc.so.6`…; `lib` is `usr/lib` here.
+    base.extend(
+        gradient_archive::tree_entries(&target.loader_prefix, "usr")?
+            .into_iter()
+            .filter(|entry| entry.path != "usr" && entry.path != "usr/.complete"),
+    );
+    let machine = target.platform.machine();
+    let triplet = gradient_python::target_python::DEBIAN_ARCHES
+        .iter()
+        .find(|arch| arch.machine == machine)
+        .map(|arch| arch.triplet);
+    let system = gradient_python::runtime::Sysroot::of_machine(&target.root, machine);
+    if let (Some(triplet), Some(system)) = (triplet, system) {
+        for (soname, file) in gradient_python::runtime::libraries_in(&system, libraries) {
+            let data = std::fs::read(&file).map_err(io("read", &file))?;
+            base.push(Entry {
+                path: format!("usr/lib/{triplet}/{soname}"),
+                kind: EntryKind::File(data),
+                mode: 0o755,
+            });
+        }
+    }
+    Ok(base)
+}
+
+/// Every ELF file laid down in `root` (the package's and the C library's) must be built for
+/// `platform`: a host object in an arm64 package would only fail where it is installed.
+fn machine_check(root: &Path, platform: Platform) -> SmokeCheck {
+    let started = std::time::Instant::now();
+    let wanted = match platform {
+        Platform::LinuxAmd64 => crate::strip::EM_X86_64,
+        Platform::LinuxArm64 => crate::strip::EM_AARCH64,
+    };
+    let mut count = 0;
+    let mut wrong = Vec::new();
+    let objects = crate::strip::elf_files(root);
+    let detail = match objects {
+        Err(error) => Err(error.to_string()),
+        Ok(objects) => {
+            for object in &objects {
+                count += 1;
+                let machine = crate::strip::elf_machine(object);
+                if machine != Some(wanted) {
+                    let shown = object.strip_prefix(root).unwrap_or(object).display();
+                    wrong.push(format!("/{shown} (e_machine {machine:?})"));
+                }
+            }
+            if wrong.is_empty() {
+                Ok(format!("{count} ELF files, all {}", platform.machine()))
+            } else {
+                Err(format!(
+                    "{} of {count} ELF files are not built for {}: {}",
+                    wrong.len(),
+                    platform.machine(),
+                    wrong.join(", ")
+                ))
+            }
+        }
+    };
+    SmokeCheck {
+        command: format!("every ELF file laid down is {}", platform.machine()),
+        passed: detail.is_ok(),
+        exit_code: None,
+        seconds: started.elapsed().as_secs_f64(),
+        detail: detail.unwrap_or_else(|e| e),
+    }
 }
 
 /// How to run the installed package's commands in `root`: as a user, with no network.
@@ -506,4 +657,87 @@ fn write_entries(root: &Path, entries: &[Entry]) -> Result<(), OsPkgError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The root an arm64 package's smoke test runs in, made for real from Debian's arm64
+    /// root: an aarch64 program (built by the cross compiler) runs in the chroot under
+    /// qemu-user, finds the target's loader and C library, and loads a library the package
+    /// depends on from where the base put it. Skipped without apt-get, qemu's binfmt_misc
+    /// handler or the cross compiler (failed instead under GRADIENT_REQUIRE_CROSS=1).
+    /// `GRADIENT_TEST_DEBIAN_CACHE` may name a cache that keeps the Debian root.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_arm64_program_runs_in_the_foreign_base_under_qemu() {
+        let skip = |why: &str| {
+            let required = std::env::var_os("GRADIENT_REQUIRE_CROSS").is_some_and(|v| v == "1");
+            assert!(!required, "{why} (GRADIENT_REQUIRE_CROSS=1)");
+            eprintln!("skipped: {why}");
+        };
+        if Platform::LinuxArm64.runnable_here().is_err() || !crate::strip::on_path("apt-get") {
+            return skip("no qemu-user for aarch64 in binfmt_misc, or no apt-get");
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let source = scratch.path().join("hello.c");
+        std::fs::write(
+            &source,
+            "#include <dlfcn.h>\n#include <stdio.h>\nint main(void) {\n  void *z = dlopen(\"libz.so.1\", RTLD_NOW);\n  printf(\"hello from arm64, zlib %s\\n\", z ? \"loaded\" : dlerror());\n  return z ? 0 : 1;\n}\n",
+        )
+        .unwrap();
+        let program = scratch.path().join("hello");
+        let built = std::process::Command::new("aarch64-linux-gnu-gcc")
+            .arg("-o")
+            .arg(&program)
+            .arg(&source)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            return skip("aarch64-linux-gnu-gcc is missing");
+        }
+        let cache = std::env::var_os("GRADIENT_TEST_DEBIAN_CACHE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| scratch.path().join("debian"));
+        let debian =
+            gradient_python::target_python::debian_python_root("arm64", "3.11", &cache, &|_| {})
+                .unwrap();
+        let target = gradient_core::TargetSystem {
+            platform: Platform::LinuxArm64,
+            root: debian.root.clone(),
+            loader_prefix: debian.loader_prefix().unwrap(),
+            glibc: debian.glibc_version().unwrap(),
+        };
+        let glibc = gradient_python::runtime::glibc_files();
+        let mut base = foreign_base(&target, &glibc, &["libz.so.1".to_string()]).unwrap();
+        base.push(Entry {
+            path: "usr/bin/hello".into(),
+            kind: EntryKind::File(std::fs::read(&program).unwrap()),
+            mode: 0o755,
+        });
+        let root = scratch.path().join("root");
+        write_entries(&root, &base).unwrap();
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+
+        let check = machine_check(&root, Platform::LinuxArm64);
+        assert!(check.passed, "{}", check.detail);
+        assert!(check.detail.contains("all aarch64"), "{}", check.detail);
+        assert!(root.join("usr/lib/aarch64-linux-gnu/libz.so.1").is_file());
+        assert!(
+            !machine_check(&root, Platform::LinuxAmd64).passed,
+            "nothing of the host's machine is laid down"
+        );
+
+        let output = installed_root(&root)
+            .command("/usr/bin/hello", &[])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("hello from arm64, zlib loaded"),
+            "{:?}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

@@ -148,6 +148,21 @@ impl Sysroot {
         }
     }
 
+    /// The root of another system of a Debian architecture gradient knows, named by its
+    /// machine (`aarch64`), as a build for that platform is handed it: its libraries are
+    /// looked up there, never on the host. `None` for a machine gradient has no layout for.
+    pub fn of_machine(root: &Path, machine: &str) -> Option<Sysroot> {
+        let arch = crate::target_python::DEBIAN_ARCHES
+            .iter()
+            .find(|a| a.machine == machine)?;
+        Some(Sysroot {
+            root: root.to_path_buf(),
+            machine: arch.machine,
+            triplet: arch.triplet,
+            loader_prefix: Some(root.to_path_buf()),
+        })
+    }
+
     fn is_host(&self) -> bool {
         self.root == Path::new("/")
     }
@@ -1061,7 +1076,17 @@ pub fn glibc_files() -> Vec<(String, PathBuf)> {
 /// `bundle_lib` (the runtime bundle's `lib/`) is not listed; nor is what the host lacks
 /// (the smoke test shows that).
 pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, PathBuf)> {
-    let host = Sysroot::host();
+    system_libraries_in(&Sysroot::host(), site, bundle_lib)
+}
+
+/// [`system_libraries`] for extension modules that run on `system` (a target's root), whose
+/// files the libraries are then: what the host has does not count.
+pub fn system_libraries_in(
+    system: &Sysroot,
+    site: &Path,
+    bundle_lib: Option<&Path>,
+) -> Vec<(String, PathBuf)> {
+    let host = system;
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut queue: VecDeque<PathBuf> = elf_objects(site).into();
     while let Some(object) = queue.pop_front() {
@@ -1098,7 +1123,12 @@ pub fn system_libraries(site: &Path, bundle_lib: Option<&Path>) -> Vec<(String, 
 
 /// The host's file for each of `sonames` it has, resolved as its loader would.
 pub fn host_libraries(sonames: &[String]) -> Vec<(String, PathBuf)> {
-    let host = Sysroot::host();
+    libraries_in(&Sysroot::host(), sonames)
+}
+
+/// `system`'s file for each of `sonames` it has, resolved as its loader would.
+pub fn libraries_in(system: &Sysroot, sonames: &[String]) -> Vec<(String, PathBuf)> {
+    let host = system;
     sonames
         .iter()
         .filter_map(|name| {
