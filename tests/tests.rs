@@ -17,6 +17,7 @@ mod hostile;
 mod lock;
 mod ospkg;
 mod plan;
+mod platforms;
 mod release;
 mod release_support;
 mod report;

@@ -288,3 +288,31 @@ pub fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LANG", "C.UTF-8"))
 }
+
+/// Whether this machine runs linux/arm64 programs (qemu-user through binfmt_misc) and can
+/// fetch Debian's arm64 packages (apt-get): what a build for linux/arm64 needs here. Missing
+/// is a failure with `GRADIENT_REQUIRE_CROSS=1` (as `.ci/run` sets it), a skip elsewhere.
+pub fn can_build_arm64() -> bool {
+    let emulated = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|text| text.lines().next() == Some("enabled"));
+    let apt = Command::new("sh")
+        .args(["-c", "command -v apt-get"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(emulated && apt) {
+        assert!(
+            std::env::var("GRADIENT_REQUIRE_CROSS").map_or(true, |v| v != "1"),
+            "GRADIENT_REQUIRE_CROSS=1 but qemu-aarch64 is not registered with binfmt_misc or apt-get is missing (see .ci/run)"
+        );
+        eprintln!("skipping: no qemu-aarch64 under binfmt_misc, or no apt-get");
+    }
+    emulated && apt
+}
+
+/// The ELF machine of a file (`e_machine`: 62 for x86_64, 183 for aarch64), or None when it
+/// is no ELF file.
+pub fn elf_machine(path: &Path) -> Option<u16> {
+    let bytes = std::fs::read(path).ok()?;
+    (bytes.len() > 20 && bytes.starts_with(b"\x7fELF"))
+        .then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
+}

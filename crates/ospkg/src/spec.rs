@@ -409,9 +409,9 @@ pub async fn package_spec(
             paths.insert(entry.path.clone());
             files.insert(entry.path.clone(), entry);
         }
-        // The bundle's cache folder is named by its content key.
-        let runtime_key = runtime
-            .dir
+        // The bundle's cache folder is named by its content key, and so is its stripped
+        // copy's (with the format of the stripping).
+        let runtime_key = stripped
             .parent()
             .and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned())

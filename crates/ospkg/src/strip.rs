@@ -47,7 +47,7 @@ pub async fn stripped_runtime(runtime: &RuntimeFiles, cache: &Path) -> Result<Pa
         return Ok(bundle.to_path_buf());
     };
     tracing::debug!("stripping the runtime with `{tool}`");
-    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    let entry = stripped_entry(runtime, cache);
     let done = entry.join("bundle");
     match integrity::check(&entry) {
         State::Intact => return Ok(done),
@@ -76,7 +76,7 @@ pub async fn stripped_runtime_to_list(
     runtime: &RuntimeFiles,
     cache: &Path,
 ) -> Result<PathBuf, OsPkgError> {
-    let entry = cache.join("ospkg").join("stripped").join(runtime.key());
+    let entry = stripped_entry(runtime, cache);
     let tool = elf_machine(&runtime.dir.join(&runtime.python)).and_then(strip_tool);
     if tool.is_some() && integrity::is_sealed(&entry) {
         return Ok(entry.join("bundle"));
@@ -87,6 +87,18 @@ pub async fn stripped_runtime_to_list(
 /// Strip every ELF file under `dir` in place (nothing when `strip` is missing).
 pub async fn strip_tree(dir: &Path) -> Result<(), OsPkgError> {
     strip_files(&elf_files(dir)?).await
+}
+
+/// Bumped whenever a stripped copy of the same bundle would differ (2: objects whose
+/// segments strip would move are kept as they are).
+const STRIPPED_FORMAT: u32 = 2;
+
+/// Where the stripped copy of `runtime` is kept.
+fn stripped_entry(runtime: &RuntimeFiles, cache: &Path) -> PathBuf {
+    cache
+        .join("ospkg")
+        .join("stripped")
+        .join(format!("{}.v{STRIPPED_FORMAT}", runtime.key()))
 }
 
 /// ELF's machine numbers (`e_machine`) for the platforms gradient builds for.
@@ -161,7 +173,7 @@ pub async fn strip_files(objects: &[PathBuf]) -> Result<(), OsPkgError> {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
-        if loadable(&copy) {
+        if loadable(&copy) && same_segments(object, &copy) {
             let mode = std::fs::metadata(object)
                 .map_err(io("read", object))?
                 .permissions();
@@ -190,9 +202,11 @@ pub(crate) fn loadable(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| segments_aligned(&bytes) == Some(true))
 }
 
-/// [`loadable`] on the file's bytes; `None` when they are not a whole ELF header and
-/// program header table.
-fn segments_aligned(elf: &[u8]) -> Option<bool> {
+/// The loadable segments of an ELF file's bytes, as `(address, file size, memory size)`
+/// sorted by address; `None` when they are not a whole ELF header and program header table,
+/// or a segment's address and file offset differ by other than a multiple of the page size
+/// and of its alignment (the loader cannot map it).
+fn load_segments(elf: &[u8]) -> Option<Result<Vec<(u64, u64, u64)>, ()>> {
     if elf.get(..4)? != b"\x7fELF" {
         return None;
     }
@@ -235,7 +249,7 @@ fn segments_aligned(elf: &[u8]) -> Option<bool> {
         };
         let shift = vaddr.wrapping_sub(offset);
         if shift % PAGE != 0 || (align > 1 && shift % align != 0) {
-            return Some(false);
+            return Some(Err(()));
         }
         let (filesz, memsz) = if wide {
             (read(at + 32, 8)?, read(at + 40, 8)?)
@@ -244,11 +258,20 @@ fn segments_aligned(elf: &[u8]) -> Option<bool> {
         };
         loads.push((vaddr, filesz, memsz));
     }
+    loads.sort_unstable();
+    Some(Ok(loads))
+}
+
+/// [`loadable`] on the file's bytes; `None` when they are not a whole ELF header and
+/// program header table.
+fn segments_aligned(elf: &[u8]) -> Option<bool> {
+    let Ok(loads) = load_segments(elf)? else {
+        return Some(false);
+    };
     // A segment whose first page holds the end of the one before, where that one's memory
     // overlaps it or is zero-filled past its file bytes, overwrites it when mapped: `strip`
     // leaves such a layout from an object given a search path by insertion (its added
     // segment moved down against the previous one).
-    loads.sort_unstable();
     for pair in loads.windows(2) {
         let ((before, before_filesz, before_memsz), (next, _, _)) = (pair[0], pair[1]);
         let end = before.saturating_add(before_memsz);
@@ -259,6 +282,24 @@ fn segments_aligned(elf: &[u8]) -> Option<bool> {
         }
     }
     Some(true)
+}
+
+/// Whether a stripped copy maps its segments where the original does: `strip` removes
+/// sections no segment holds and moves nothing that is loaded, except from an object given
+/// a search path by insertion, whose added segment it moves down (on aarch64, with 64 KiB
+/// alignment, into a layout [`loadable`] cannot tell from a good one, but that the loader
+/// refuses).
+fn same_segments(original: &Path, stripped: &Path) -> bool {
+    let addresses = |path: &Path| -> Option<Vec<(u64, u64)>> {
+        let loads = load_segments(&std::fs::read(path).ok()?)?.ok()?;
+        Some(
+            loads
+                .into_iter()
+                .map(|(vaddr, _, memsz)| (vaddr, memsz))
+                .collect(),
+        )
+    };
+    matches!((addresses(original), addresses(stripped)), (Some(a), Some(b)) if a == b)
 }
 
 /// Copy a tree, keeping symlinks as links and permission bits.

@@ -1,0 +1,137 @@
+//! Building for linux/arm64 on an x86_64 host: each tier's files for both platforms from one
+//! run, each arm64 file smoke-tested under qemu-user, both reproducible.
+
+use crate::util::*;
+
+const AARCH64: u16 = 183;
+const X86_64: u16 = 62;
+
+#[test]
+fn the_sample_builds_for_arm64_beside_amd64_each_runs_under_emulation_and_reproduces() {
+    if !can_build_arm64() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &[
+            "--to",
+            "sdist,wheel,zipapp,frozen",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--verify-reproducible",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let records: Vec<(&str, &str, Option<&str>)> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["tier"].as_str().unwrap(),
+                a["file"].as_str().unwrap(),
+                a["platform"].as_str(),
+            )
+        })
+        .collect();
+    // msgpack has compiled code: one zipapp per platform. The sdist and the pure wheel
+    // serve both.
+    for expected in [
+        ("sdist", "sampleapp-1.2.3.tar.gz", None),
+        ("wheel", "sampleapp-1.2.3-py3-none-any.whl", None),
+        ("zipapp", "sampleapp-1.2.3.pyz", Some("linux/amd64")),
+        (
+            "zipapp",
+            "sampleapp-1.2.3-linux-aarch64.pyz",
+            Some("linux/arm64"),
+        ),
+        (
+            "frozen",
+            "sampleapp-1.2.3-linux-x86_64",
+            Some("linux/amd64"),
+        ),
+        (
+            "frozen",
+            "sampleapp-1.2.3-linux-aarch64",
+            Some("linux/arm64"),
+        ),
+    ] {
+        assert!(records.contains(&expected), "{expected:?} in {records:?}");
+    }
+    assert_eq!(records.len(), 6, "{records:?}");
+    for record in manifest["artifacts"].as_array().unwrap() {
+        let file = record["file"].as_str().unwrap();
+        // Every file ran (the arm64 ones under qemu) and did as in the plain venv.
+        let smoke = &record["smoke"];
+        assert_eq!(smoke["passed"], true, "{file}: {smoke}");
+        assert!(
+            !smoke["checks"].as_array().unwrap().is_empty(),
+            "{file} was run"
+        );
+        assert_eq!(record["reproducible"], true, "{file}");
+        if record["platform"] == "linux/arm64" {
+            let reference = &smoke["reference"];
+            assert!(
+                reference["matched"].as_u64().unwrap_or(0) > 0
+                    && reference["matched"] == reference["total"],
+                "{file} behaves as in the venv: {reference}"
+            );
+        }
+    }
+    // The executables are each for their machine.
+    assert_eq!(
+        elf_machine(&out.path().join("sampleapp-1.2.3-linux-aarch64")),
+        Some(AARCH64)
+    );
+    assert_eq!(
+        elf_machine(&out.path().join("sampleapp-1.2.3-linux-x86_64")),
+        Some(X86_64)
+    );
+    // The arm64 archive carries msgpack's aarch64 extension, and says it is for aarch64.
+    let pyz = std::fs::File::open(out.path().join("sampleapp-1.2.3-linux-aarch64.pyz")).unwrap();
+    let mut archive = zip::ZipArchive::new(pyz).unwrap();
+    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let extension = names
+        .iter()
+        .find(|n| n.contains("msgpack") && n.ends_with(".so"))
+        .unwrap_or_else(|| panic!("msgpack's extension in {names:?}"))
+        .clone();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_name(&extension).unwrap(), &mut bytes).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), AARCH64);
+
+    // Run as an arm64 machine with only a C library would: the executable says aarch64.
+    let libc = glibc_only_arm64_root();
+    let probe = std::process::Command::new(out.path().join("sampleapp-1.2.3-linux-aarch64"))
+        .args(["greet", "arm"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", out.path())
+        .env("QEMU_LD_PREFIX", &libc)
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(String::from_utf8_lossy(&probe.stdout).contains("arm"));
+}
+
+/// The libc-only root gradient made beside its Debian arm64 root in the tests' cache.
+fn glibc_only_arm64_root() -> std::path::PathBuf {
+    let cache =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gradient-cache/debian-python");
+    std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with("arm64-python3.11.libc"))
+        })
+        .expect("the arm64 libc root in the cache")
+}
