@@ -202,11 +202,14 @@ pub(crate) fn loadable(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| segments_aligned(&bytes) == Some(true))
 }
 
+/// A loadable segment: its address, file size and memory size.
+type Segment = (u64, u64, u64);
+
 /// The loadable segments of an ELF file's bytes, as `(address, file size, memory size)`
 /// sorted by address; `None` when they are not a whole ELF header and program header table,
 /// or a segment's address and file offset differ by other than a multiple of the page size
 /// and of its alignment (the loader cannot map it).
-fn load_segments(elf: &[u8]) -> Option<Result<Vec<(u64, u64, u64)>, ()>> {
+fn load_segments(elf: &[u8]) -> Option<Result<Vec<Segment>, ()>> {
     if elf.get(..4)? != b"\x7fELF" {
         return None;
     }
