@@ -313,8 +313,12 @@ impl DataPart {
         entries: &[&Entry],
     ) -> Result<DataPart, OsPkgError> {
         let folder = cache.join("ospkg").join("deb-data");
-        let stem = folder.join(format!("{key}-{mtime}-v{PART_FORMAT}"));
-        let (meta_path, data_path) = (stem.with_extension("json"), stem.with_extension("deflate"));
+        // Named whole: a key may hold a dot, which `with_extension` would cut at.
+        let stem = format!("{key}-{mtime}-v{PART_FORMAT}");
+        let (meta_path, data_path) = (
+            folder.join(format!("{stem}.json")),
+            folder.join(format!("{stem}.deflate")),
+        );
         match DataPart::read(&meta_path, &data_path) {
             Some(Ok(part)) => return Ok(part),
             Some(Err(why)) => tracing::warn!(

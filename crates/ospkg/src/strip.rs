@@ -98,7 +98,7 @@ fn stripped_entry(runtime: &RuntimeFiles, cache: &Path) -> PathBuf {
     cache
         .join("ospkg")
         .join("stripped")
-        .join(format!("{}.v{STRIPPED_FORMAT}", runtime.key()))
+        .join(format!("{}-v{STRIPPED_FORMAT}", runtime.key()))
 }
 
 /// ELF's machine numbers (`e_machine`) for the platforms gradient builds for.
