@@ -158,7 +158,7 @@ fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
     assert!(text.contains("the target is offline"), "{text}");
     assert!(text.contains("the target has 3.9"), "{text}");
 
-    // An arm64 target: what this x86_64 host builds for its own machine does not fit.
+    // An arm64 target: the tiers gradient builds for it fit as built with --platform.
     assert_eq!(
         std::env::consts::ARCH,
         "x86_64",
@@ -168,12 +168,19 @@ fn advise_ranks_the_tiers_for_what_the_target_has_and_refuses_unknown_facts() {
     let text = stdout(&output);
     let frozen = text.lines().find(|l| l.contains(" frozen ")).unwrap();
     assert!(
-        frozen.starts_with("no")
-            && frozen.contains("needs an x86_64 machine; the target is aarch64"),
+        !frozen.starts_with("no")
+            && frozen.contains("its aarch64 machine")
+            && frozen.contains("built with --platform linux/arm64"),
         "{text}"
     );
     assert!(
-        text.contains("best fit: gradient build --to wheel"),
+        text.contains("best fit: gradient build --to wheel\n"),
+        "{text}"
+    );
+    let output = advise("arm64,glibc2.99", &[]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("best fit: gradient build --to frozen --platform linux/arm64"),
         "{text}"
     );
 

@@ -123,8 +123,9 @@ struct BuildArgs {
     python: Option<String>,
     /// Platforms to build for, comma separated: `linux/amd64`, `linux/arm64` (or `amd64`,
     /// `arm64`, `x86_64`, `aarch64`). Default: `[tool.gradient] platforms`, else the host's.
-    /// This version builds for the host's platform only and refuses another; `gradient
-    /// plan --platform` lists what each tier would need.
+    /// Another platform is assembled from Debian's packages of that architecture and its
+    /// files are smoke-tested under qemu-user; `gradient plan --platform` shows each tier's
+    /// files per platform, `gradient doctor` what this host can do.
     #[arg(long, value_delimiter = ',', value_name = "OS/ARCH,...", value_parser = parse_platform)]
     platform: Vec<gradient_core::Platform>,
     /// Build the wheel straight from the source tree instead of from the unpacked sdist
@@ -1043,7 +1044,13 @@ async fn advise(args: AdviseArgs) -> ExitCode {
     }
     print!("{}", report::render(&rows));
     match advice.iter().find(|a| a.fits) {
-        Some(best) => println!("\nbest fit: gradient build --to {}", best.tier),
+        Some(best) => println!(
+            "\nbest fit: gradient build --to {}{}",
+            best.tier,
+            best.platform
+                .map(|p| format!(" --platform {p}"))
+                .unwrap_or_default()
+        ),
         None => println!("\nno tier fits this target: it needs at least a libc, a Python, a container engine or a package manager"),
     }
     ExitCode::SUCCESS
@@ -1083,9 +1090,13 @@ async fn doctor(python: Option<String>) -> ExitCode {
     for platform in &diagnosis.platforms {
         rows.push([
             platform.platform.clone(),
-            match platform.builds {
-                true => "yes (the host's)".to_string(),
-                false => "no: this version builds for the host's platform only".to_string(),
+            match (platform.builds, platform.runs.as_deref()) {
+                (true, Ok("natively")) => "yes (the host's)".to_string(),
+                (true, _) => "yes (from Debian's packages, under emulation)".to_string(),
+                (false, Ok(_)) => {
+                    "no: needs apt-get, to fetch Debian's packages for it".to_string()
+                }
+                (false, Err(_)) => "no: needs its programs to run here".to_string(),
             },
             match &platform.runs {
                 Ok(how) => how.clone(),

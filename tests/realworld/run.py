@@ -2,13 +2,16 @@
 matrix (project x tier) to docs/realworld.md.
 
 Usage: python3 tests/realworld/run.py [--only NAME,...] [--matrix docs/realworld.md]
+       [--platform linux/arm64]
 
 Each project of tests/realworld/projects.toml is downloaded once (checked against PyPI's
 sha256, kept in $GRADIENT_REALWORLD_CACHE or ~/.cache/gradient-realworld), unpacked into a
 fresh folder, given its smoke test as [tool.gradient.smoke] (the command, and its `expect`,
 `stdin`, `expect_exit` and `http` when the entry has them), and built with
 `gradient build --all` (plus `--python X.Y` when the entry names a `python`). A cell passes when the tier's artifact was built and its smoke test
-passed; a tier gradient skips is shown with the reason gradient printed. A project whose
+passed; a tier gradient skips is shown with the reason gradient printed. With `--platform`,
+every tier is built for that platform (`gradient build --all --platform P`) and each artifact
+smoke-tested under qemu-user when it is not the host's. A project whose
 entry names a `lock` (the lock its sdist ships) must have been built from it, as the
 published lock file's first line says; else every tier that carries its dependencies fails.
 Exits 1 when a cell fails.
@@ -118,13 +121,15 @@ def judge_skips(cells, expected):
     return cells
 
 
-def build(gradient, project_dir, out, python=None):
-    """`gradient build --all` (with `--python` when the project names one); the cells of this
-    project, tier by tier."""
+def build(gradient, project_dir, out, python=None, platform=None):
+    """`gradient build --all` (with `--python` when the project names one, `--platform` when
+    the run does); the cells of this project, tier by tier."""
     started = time.monotonic()
     command = [gradient, "build", "--all", "--json", "--out", str(out)]
     if python:
         command += ["--python", python]
+    if platform:
+        command += ["--platform", platform]
     result = subprocess.run(command + [str(project_dir)], capture_output=True, text=True)
     seconds = time.monotonic() - started
     cells = {}
@@ -134,6 +139,8 @@ def build(gradient, project_dir, out, python=None):
         tail = " ".join(result.stderr.strip().splitlines()[-3:])
         return {tier: ("FAIL", f"the run stopped: {tail}") for tier in TIERS}, seconds, result.stderr
     for artifact in manifest["artifacts"]:
+        if platform and artifact.get("platform") not in (None, platform):
+            return {tier: ("FAIL", f"{artifact['file']} is for {artifact['platform']}, not {platform}") for tier in TIERS}, seconds, result.stderr
         smoke = artifact.get("smoke") or {}
         if smoke.get("passed"):
             startup = smoke.get("startup") or {}
@@ -179,11 +186,17 @@ def judge_lock(cells, expected, source):
             for tier, (status, detail) in cells.items()}
 
 
-def matrix(projects, results):
-    lines = [
-        "# Real projects",
-        "",
-        "Written by `just test-realworld` (`python3 tests/realworld/run.py`): each application below is",
+def matrix(projects, results, platform=None):
+    if platform:
+        title = [f"# Real projects on {platform}", "",
+                 f"Written by `python3 tests/realworld/run.py --platform {platform} --only ... --matrix THIS_FILE` on an",
+                 "x86_64 machine: the same as [realworld.md](realworld.md), but built with",
+                 f"`gradient build --all --platform {platform}`, every {platform} artifact smoke-tested under qemu-user",
+                 "(the image through the container engine, `docker run --platform`). Each application below is"]
+    else:
+        title = ["# Real projects", "",
+                 "Written by `just test-realworld` (`python3 tests/realworld/run.py`): each application below is"]
+    lines = title + [
         "downloaded from PyPI as its sdist (pinned, checked against PyPI's sha256), given its smoke",
         "command as `[tool.gradient.smoke]`, and built with `gradient build --all`. Every tier's artifact is",
         "smoke-tested the way its target runs it, offline, and compared with the app in a plain venv (every",
@@ -242,6 +255,7 @@ def main():
     parser.add_argument("--only", help="comma-separated project names")
     parser.add_argument("--matrix", default=str(ROOT / "docs" / "realworld.md"))
     parser.add_argument("--gradient", default=str(ROOT / "target" / "release" / "gradient"))
+    parser.add_argument("--platform", help="build every tier for this platform (linux/arm64)")
     args = parser.parse_args()
     projects = tomllib.loads((ROOT / "tests" / "realworld" / "projects.toml").read_text())["project"]
     if args.only:
@@ -262,7 +276,7 @@ def main():
                 continue
             source = unpack(sdist, work / name)
             add_smoke(source, project)
-            cells, seconds, log = build(args.gradient, source, work / "out" / name, project.get("python"))
+            cells, seconds, log = build(args.gradient, source, work / "out" / name, project.get("python"), args.platform)
             source_of_versions = lock_source(work / "out" / name)
             cells = judge_lock(judge_skips(cells, project.get("skips", {})), project.get("lock"), source_of_versions)
             results[name] = (cells, seconds, log, source_of_versions)
@@ -271,7 +285,7 @@ def main():
                 print(f"   {tier:7} {status:4} {detail}", file=sys.stderr, flush=True)
             if any(s == "FAIL" for s, _ in results[name][0].values()):
                 print(results[name][2][-3000:], file=sys.stderr)
-    Path(args.matrix).write_text(matrix(projects, results))
+    Path(args.matrix).write_text(matrix(projects, results, args.platform))
     failed = [n for n, (cells, _, _, _) in results.items() if any(s == "FAIL" for s, _ in cells.values())]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

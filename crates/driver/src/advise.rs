@@ -86,6 +86,8 @@ fn parse_xy(text: &str) -> Option<(u32, u32)> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Advice {
     pub tier: Tier,
+    /// The platform to build it for, when that is not this host's (`--platform`).
+    pub platform: Option<gradient_core::Platform>,
     pub fits: bool,
     /// Why it fits (what it relies on) or why not (what is missing).
     pub reasons: Vec<String>,
@@ -167,7 +169,8 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
         }
     }
     // An artifact bound to a platform runs only on that machine (the image as built for its
-    // platform; gradient builds for the host's).
+    // platform; `advise_project` judges the tiers gradient builds for another machine as
+    // built for the target's).
     if let (Some(platform), Some(machine)) = (&needs.platform, &facts.machine) {
         match machine_of(platform) {
             Some(built) if built != machine => {
@@ -204,6 +207,7 @@ fn judge(facts: &TargetFacts, tier: Tier, needs: &TargetNeeds) -> Advice {
     };
     Advice {
         tier,
+        platform: None,
         fits,
         reasons,
     }
@@ -277,23 +281,59 @@ pub async fn advise_project(
         std::fs::read(plan.out_dir.join(crate::manifest::MANIFEST_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    // A target of another machine than this host's: the tiers gradient builds for it are
+    // judged as built with `--platform` for it (and say so), the others as they are.
+    let foreign = facts
+        .machine
+        .as_deref()
+        .and_then(|machine| {
+            gradient_core::Platform::ALL
+                .into_iter()
+                .find(|p| p.machine() == machine)
+        })
+        .filter(|platform| !platform.is_host());
+    let mut rebuilt = Vec::new();
     let tiers: Vec<(Tier, TargetNeeds)> = plan
         .entries
         .iter()
         .map(|entry| {
             let tier = entry.tier;
+            let for_target = foreign.filter(|_| {
+                matches!(
+                    entry.builder.platform_scope(),
+                    gradient_core::PlatformScope::Each | gradient_core::PlatformScope::Together
+                )
+            });
             let recorded = built.as_ref().and_then(|m| {
                 m.artifacts
                     .iter()
-                    .find(|a| a.tier == tier)
+                    .find(|a| a.tier == tier && (for_target.is_none() || a.platform == for_target))
                     .map(|a| a.target_needs.clone())
             });
-            let needs =
+            let mut needs =
                 recorded.unwrap_or_else(|| entry.backend.target_needs(&plan.project, &interpreter));
+            if let (Some(platform), Some(bound)) = (for_target, &needs.platform) {
+                if machine_of(bound).is_some_and(|m| m != platform.machine()) {
+                    needs.platform = Some(match tier {
+                        Tier::Oci | Tier::Docker => platform.oci().to_string(),
+                        _ => format!("linux_{}", platform.machine()),
+                    });
+                    rebuilt.push((tier, platform));
+                }
+            }
             (tier, needs)
         })
         .collect();
-    Ok(advise(facts, &tiers))
+    let mut advice = advise(facts, &tiers);
+    for entry in &mut advice {
+        if let Some((_, platform)) = rebuilt.iter().find(|(tier, _)| *tier == entry.tier) {
+            entry.platform = Some(*platform);
+            entry
+                .reasons
+                .push(format!("built with --platform {platform}"));
+        }
+    }
+    Ok(advice)
 }
 
 #[cfg(test)]

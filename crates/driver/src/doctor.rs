@@ -29,7 +29,9 @@ pub struct Diagnosis {
 pub struct PlatformStatus {
     /// `linux/amd64`, `linux/arm64`.
     pub platform: String,
-    /// Whether this version of gradient builds its artifacts here: the host's own only.
+    /// Whether this host builds its artifacts: the host's own platform, or another one whose
+    /// programs run here (its interpreter byte-compiles its standard library) and whose
+    /// Debian packages apt-get can fetch.
     pub builds: bool,
     /// How its programs run here (natively, under emulation), or why they cannot: what a
     /// smoke test of its artifacts would need.
@@ -56,9 +58,12 @@ fn platforms() -> Vec<PlatformStatus> {
                     Err(_) => Err("no emulator is registered (apt-get install qemu-user-static; mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable)".to_string()),
                 }
             };
+            let apt = std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join("apt-get").is_file())
+            });
             PlatformStatus {
                 platform: platform.to_string(),
-                builds: native,
+                builds: native || (runs.is_ok() && apt),
                 runs,
             }
         })
