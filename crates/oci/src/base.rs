@@ -43,12 +43,19 @@ pub fn unpack(tarball: &Path, into: &Path) -> Result<(), OciError> {
 /// Read the image in `dir`: a docker-archive (`manifest.json`) or an OCI layout
 /// (`index.json`). `origin` names it in errors.
 pub fn read_image(dir: &Path, origin: &str) -> Result<Base, OciError> {
-    read_image_for(dir, origin, "amd64")
+    read_image_in(dir, origin, None)
 }
 
-/// [`read_image`] for the image of architecture `arch` (`arm64`) when `dir` is an OCI
-/// layout listing one image per platform; a docker-archive holds one, which is taken.
+/// [`read_image`] for the image of architecture `arch` (`arm64`): through the OCI layout's
+/// index when `dir` has one (a docker-archive `manifest.json` beside it names one image,
+/// maybe another platform's), else the docker-archive's one image.
 pub fn read_image_for(dir: &Path, origin: &str, arch: &str) -> Result<Base, OciError> {
+    read_image_in(dir, origin, Some(arch))
+}
+
+fn read_image_in(dir: &Path, origin: &str, wanted: Option<&str>) -> Result<Base, OciError> {
+    let arch = wanted.unwrap_or("amd64");
+    let through_index = wanted.is_some() && dir.join("index.json").is_file();
     let bad = |reason: String| OciError::BadBase {
         base: origin.to_string(),
         reason,
@@ -63,9 +70,8 @@ pub fn read_image_for(dir: &Path, origin: &str, arch: &str) -> Result<Base, OciE
         dir.join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:"))
     };
-    let (config, layer_files): (Value, Vec<(PathBuf, Option<String>)>) = if dir
-        .join("manifest.json")
-        .is_file()
+    let (config, layer_files): (Value, Vec<(PathBuf, Option<String>)>) = if !through_index
+        && dir.join("manifest.json").is_file()
     {
         let manifest = read_json(dir.join("manifest.json"))?;
         let first = &manifest[0];

@@ -28,7 +28,8 @@ pub use image::{
 };
 pub use layer::{make_layer, staging_areas, Layer};
 pub use reference::{check_reference, default_tags};
-pub use tier::{DockerTier, OciTier};
+pub use rootfs::{tarball_images, TarballImage};
+pub use tier::{platform_tag, DockerTier, OciTier};
 
 use std::path::{Path, PathBuf};
 
