@@ -1,7 +1,8 @@
 //! What goes into each layer of an image, as archive entries.
 //!
 //! ```text
-//!  base (scratch only)  gradient-sandbox's scratch base: host glibc + loader, users, /tmp
+//!  base (scratch only)  gradient-sandbox's scratch base: the platform's glibc + loader
+//!                       (the host's, or the target's libc-only root's), users, /tmp
 //!  runtime              the runtime bundle under /usr/local          (changes with Python)
 //!  dependencies         the wheelhouse in site-packages, compiled    (changes with the lock)
 //!  app                  the wheel in site-packages, compiled, and one

@@ -1,6 +1,10 @@
-//! The `oci` and `docker` tiers: one image, written as a tarball by both; the docker tier
-//! then loads it into the engine. Smoke tests: the oci tier runs the image's files in a
-//! chroot without an engine, the docker tier runs containers through the engine.
+//! The `oci` and `docker` tiers: one image per platform the build is for (the host's
+//! first), in one tarball with an image index, written by both; the docker tier then loads
+//! the host's image into the engine, and each other platform's it can run under its own
+//! tag (`NAME:VERSION-linux-arm64`: Docker's classic store holds one image per tag). Smoke
+//! tests: the oci tier runs each image's files in a chroot without an engine, the docker
+//! tier runs containers through the engine (`--platform` for another platform's); a
+//! platform no emulator runs here is left unchecked, and said so in the log.
 
 use crate::base::{read_image, unpack, Base};
 use crate::content::{self, Placement};
@@ -61,15 +65,24 @@ fn planned_image(app: &AppIdentity) -> Vec<PlannedFile> {
 
 /// The image tarball, as `tier`'s artifact.
 async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, BackendError> {
+    // One image per platform the build is for: bound to one only when it holds one; an
+    // index of several runs on each of their machines.
+    let platform = match cx.targets.as_slice() {
+        [] => cx.inputs.platform(),
+        [one] => one.platform(),
+        _ => None,
+    };
+    let mut needs = container_needs();
+    if cx.targets.len() > 1 {
+        needs.platform = None;
+    } else if let Some(platform) = platform {
+        needs.platform = Some(platform.oci().to_string());
+    }
     Ok(vec![Artifact {
         tier,
         path: build_image(cx).await?,
-        needs: container_needs(),
-        // One image per platform the build is for: bound to one only when it holds one.
-        platform: match cx.targets.as_slice() {
-            [one] => one.platform(),
-            _ => None,
-        },
+        needs,
+        platform,
     }])
 }
 
