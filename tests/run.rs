@@ -305,55 +305,70 @@ fn plan_lists_the_tiers_with_their_inputs_and_emits_a_ci_matrix() {
 }
 
 #[test]
-fn platforms_are_read_checked_and_planned_and_a_foreign_one_is_refused_before_any_work() {
+fn platforms_are_read_checked_and_laid_out_as_each_tier_builds_for_them() {
     assert_eq!(
         std::env::consts::ARCH,
         "x86_64",
         "this test names linux/arm64 as the foreign platform"
     );
-    // Each tier once per platform; the foreign platform's with its reason.
+    // A wheel serves every platform, and a zipapp is built once for all (one archive when
+    // pure, one per platform when compiled): one entry each. A frozen executable is built
+    // once per platform.
     let output = run(gradient()
         .args([
             "plan",
             "--to",
-            "zipapp",
+            "wheel,zipapp,frozen",
             "--platform",
             "arm64,linux/amd64",
             "--json",
         ])
         .arg(fixture("sampleapp")));
-    assert!(output.status.success());
+    assert!(output.status.success(), "{}", stderr(&output));
     let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    let entries: Vec<(&str, &str, bool)> = plan
+    let entries: Vec<(&str, Vec<&str>)> = plan
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
             (
                 e["tier"].as_str().unwrap(),
-                e["platform"].as_str().unwrap(),
-                e["unavailable"].is_null(),
+                e["platforms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect(),
             )
         })
         .collect();
+    let both = vec!["linux/amd64", "linux/arm64"];
     assert_eq!(
         entries,
         [
-            ("zipapp", "linux/amd64", true),
-            ("zipapp", "linux/arm64", false)
+            ("wheel", both.clone()),
+            ("zipapp", both.clone()),
+            ("frozen", vec!["linux/amd64"]),
+            ("frozen", vec!["linux/arm64"]),
         ]
     );
-    let reason = plan[1]["unavailable"]["reason"].as_str().unwrap();
-    assert!(reason.contains("not for linux/arm64"), "{reason}");
+    let files: Vec<&str> = plan[3]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["sampleapp-1.2.3-linux-aarch64"]);
     // The cache holds the host's inputs, not the other platform's.
-    assert_eq!(plan[1]["cached_inputs"], serde_json::json!([]));
-    assert!(plan[1]["last_build_cached"].is_null());
-    // The matrix holds what this host builds, each with its platform.
+    assert_eq!(plan[3]["cached_inputs"], serde_json::json!([]));
+    assert!(plan[3]["last_build_cached"].is_null());
+    // The matrix: one job per entry, each with the platforms it builds for, as --platform
+    // takes them.
     let output = run(gradient()
         .args([
             "plan",
             "--to",
-            "wheel",
+            "wheel,frozen",
             "--platform",
             "linux/amd64,linux/arm64",
         ])
@@ -363,25 +378,14 @@ fn platforms_are_read_checked_and_planned_and_a_foreign_one_is_refused_before_an
     let matrix: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(
         matrix,
-        serde_json::json!({"include": [{"tier": "wheel", "platform": "linux/amd64"}]})
+        serde_json::json!({"include": [
+            {"tier": "wheel", "platform": "linux/amd64,linux/arm64"},
+            {"tier": "frozen", "platform": "linux/amd64"},
+            {"tier": "frozen", "platform": "linux/arm64"},
+        ]})
     );
 
-    // A build for a platform this version does not build refuses before any work.
     let out = tempfile::tempdir().unwrap();
-    let output = build(
-        &fixture("sampleapp"),
-        out.path(),
-        &["--to", "wheel", "--platform", "linux/amd64,linux/arm64"],
-    );
-    fails_with(
-        &output,
-        2,
-        &[
-            "builds for the host's platform (linux/amd64) only, not for linux/arm64",
-            "hint:",
-        ],
-    );
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     // An unknown one, with the list of known ones.
     let output = build(
         &fixture("sampleapp"),
@@ -410,7 +414,7 @@ fn platforms_are_read_checked_and_planned_and_a_foreign_one_is_refused_before_an
         .arg(project.path()));
     assert!(output.status.success());
     let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!(plan[0]["platform"], "linux/arm64");
+    assert_eq!(plan[0]["platforms"], serde_json::json!(["linux/arm64"]));
     with("platforms = [\"linux/sparc\"]");
     let output = run(gradient()
         .args(["plan", "--to", "wheel"])

@@ -959,7 +959,7 @@ async fn plan(args: PlanArgs) -> ExitCode {
                     .collect();
                 rows.push([
                     planned.tier.to_string(),
-                    planned.platform.to_string(),
+                    gradient_driver::plan::platform_list(&planned.platforms),
                     match &planned.unavailable {
                         None => "would build".to_string(),
                         Some(why) => format!("skipped: {}", why.reason),

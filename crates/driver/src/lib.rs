@@ -133,6 +133,12 @@ pub enum DriverError {
     },
     #[error("failed to bundle the runtime")]
     Runtime(#[source] gradient_python::runtime::RuntimeError),
+    #[error("failed to assemble the {platform} system the artifacts for it are made from")]
+    Target {
+        platform: gradient_core::Platform,
+        #[source]
+        source: gradient_python::target_python::TargetPythonError,
+    },
     #[error("failed to build the wheelhouse")]
     Wheelhouse(#[from] gradient_python::wheelhouse::WheelhouseError),
     #[error("{project} requires Python {spec} (requires-python in `{}`), but the build interpreter is {found}", pyproject.display())]
@@ -154,10 +160,11 @@ pub enum DriverError {
     #[error("no tiers requested")]
     NothingRequested,
     #[error(
-        "this version of gradient builds for the host's platform ({}) only, not for {platform}",
+        "this version of gradient builds the {tier} tier for the host's platform ({}) only, not for {platform}",
         host.map_or("unknown", gradient_core::Platform::oci)
     )]
     Platform {
+        tier: gradient_core::Tier,
         platform: gradient_core::Platform,
         host: Option<gradient_core::Platform>,
     },
@@ -203,6 +210,7 @@ impl gradient_core::Hint for DriverError {
             DriverError::Tier(error) => return error.hint(),
             DriverError::Input { source, .. } => return source.hint(),
             DriverError::Runtime(error) => return error.hint(),
+            DriverError::Target { source, .. } => return source.hint(),
             DriverError::Wheelhouse(error) => return error.hint(),
             DriverError::Image(error) => return error.hint(),
             DriverError::PythonExcluded { suggestion, .. } => {
@@ -213,7 +221,7 @@ impl gradient_core::Hint for DriverError {
             ),
             DriverError::NothingRequested => "pass --to sdist,wheel or --all".into(),
             DriverError::Platform { platform, .. } => format!(
-                "build on a {platform} machine, or leave {platform} out of --platform and `[tool.gradient] platforms`; `gradient plan --platform {platform}` shows what each tier needs"
+                "build that tier on a {platform} machine, leave {platform} out of --platform and `[tool.gradient] platforms`, or pass --all to skip it; `gradient plan --platform {platform}` shows what each tier builds for"
             ),
             DriverError::Output { .. } => "choose another one with --out DIR".into(),
             DriverError::SourceDate { .. } => {

@@ -6,15 +6,17 @@
 //! one (`--format github-matrix` turns its buildable tiers into a CI job matrix); `doctor`
 //! reads the host part ([`survey_host`]); `advise` reads the tiers' target needs.
 //!
-//! A plan entry is a tier built for a platform. This version builds for the host's platform
-//! only: a build asked for another is refused before any work, and a preview lists that
-//! platform's tiers with the reason.
+//! A plan entry is one build of a tier, for the platforms its files serve, as the tier's
+//! [`PlatformScope`] lays it out: an sdist once for all, a frozen executable once per
+//! platform, an image index once with an image for each. A tier this version builds for the
+//! host only is unavailable for another platform (a build naming it is refused before any
+//! work; `--all` skips it, and a preview gives the reason).
 
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::{registry, resolve_source_date, BuildOptions, DriverError, Reporter};
 use gradient_core::{
     python_satisfies, AppIdentity, Backend, Host, Input, InterpreterFacts, PlannedFile, Platform,
-    Project, SourceDate, Tier, Unavailable,
+    PlatformScope, Project, SourceDate, Tier, Unavailable,
 };
 use gradient_python::{cache_root, find_interpreter, Installer, PythonRequest};
 use serde::Serialize;
@@ -35,12 +37,15 @@ pub enum Purpose {
     Advice,
 }
 
-/// One tier of the plan, for one platform.
+/// One build of a tier, for the platforms its files serve.
 #[derive(Clone)]
 pub struct PlanEntry {
     pub tier: Tier,
-    /// The platform the artifacts run on.
+    /// The platform whose inputs the build takes (the first of `platforms`).
     pub platform: Platform,
+    /// Every platform the build's files serve: `platform` alone for a tier built per
+    /// platform, all of the run's for one built once for all.
+    pub platforms: Vec<Platform>,
     pub backend: Arc<dyn Backend>,
     /// The backend whose `build` makes this tier's files: itself, or the tier it delivers
     /// (docker delivers the oci tier's tarball).
@@ -111,14 +116,6 @@ impl Plan {
         } else {
             Platform::host().into_iter().collect()
         };
-        if building {
-            if let Some(foreign) = platforms.iter().find(|p| !p.is_host()) {
-                return Err(DriverError::Platform {
-                    platform: *foreign,
-                    host: Platform::host(),
-                });
-            }
-        }
         // What a build refuses and a preview shows as every tier's reason.
         let mut refusal: Option<DriverError> = None;
         let mut refuse = |result: Result<(), DriverError>| match result {
@@ -204,14 +201,32 @@ impl Plan {
         let backends = registry::backends(&survey.installer);
         let requested: BTreeSet<Tier> = options.tiers.iter().copied().collect();
         let mut entries = Vec::new();
-        for platform in &platforms {
-            let foreign = foreign_reason(*platform);
-            for backend in backends.iter().filter(|b| requested.contains(&b.tier())) {
-                let builder = backend
-                    .delivers()
-                    .and_then(|tier| backends.iter().find(|b| b.tier() == tier))
-                    .unwrap_or(backend)
-                    .clone();
+        for backend in backends.iter().filter(|b| requested.contains(&b.tier())) {
+            let builder = backend
+                .delivers()
+                .and_then(|tier| backends.iter().find(|b| b.tier() == tier))
+                .unwrap_or(backend)
+                .clone();
+            let scope = builder.platform_scope();
+            let groups: Vec<Vec<Platform>> = match scope {
+                PlatformScope::Any | PlatformScope::Together => vec![platforms.clone()],
+                PlatformScope::Each | PlatformScope::HostOnly => {
+                    platforms.iter().map(|p| vec![*p]).collect()
+                }
+            };
+            for group in groups {
+                let foreign = foreign_reason(backend.tier(), scope, &group);
+                // A tier named with --to that this version cannot build for a platform asked
+                // for: refused before any work (--all skips it).
+                if let (true, false, Some(_)) = (building, options.all, &foreign) {
+                    if scope == PlatformScope::HostOnly {
+                        return Err(DriverError::Platform {
+                            tier: backend.tier(),
+                            platform: group[0],
+                            host: Platform::host(),
+                        });
+                    }
+                }
                 let unavailable = match (&refusal, &foreign) {
                     (Some(refused), _) => Some(Unavailable::from_error(refused)),
                     (None, Some(foreign)) => Some(foreign.clone()),
@@ -219,9 +234,10 @@ impl Plan {
                 };
                 entries.push(PlanEntry {
                     tier: backend.tier(),
-                    platform: *platform,
+                    platform: group[0],
+                    platforms: group,
                     backend: backend.clone(),
-                    builder,
+                    builder: builder.clone(),
                     unavailable,
                     files: Vec::new(),
                 });
@@ -287,6 +303,23 @@ impl Plan {
             .collect()
     }
 
+    /// The platforms other than the host's that a buildable tier builds its own files for.
+    pub fn foreign_platforms(&self) -> BTreeSet<Platform> {
+        self.buildable()
+            .filter(|e| e.builder.platform_scope() != PlatformScope::Any)
+            .flat_map(|e| e.platforms.iter().copied())
+            .filter(|p| !p.is_host())
+            .collect()
+    }
+
+    /// The shared inputs the buildable tiers stand on for `platform`.
+    pub fn needed_inputs_for(&self, platform: Platform) -> BTreeSet<Input> {
+        self.buildable()
+            .filter(|e| e.platforms.contains(&platform))
+            .flat_map(|e| e.builder.inputs().iter().copied())
+            .collect()
+    }
+
     /// The name of the lock file a build publishes when a tier carries the dependencies.
     pub fn lock_file(&self) -> String {
         format!("{}.lock.txt", self.app.stem())
@@ -311,27 +344,40 @@ impl Plan {
     fn name_files(&mut self) {
         for entry in &mut self.entries {
             entry.files = match &self.python {
-                Some(python) => entry.builder.artifact_files(
-                    &self.project,
-                    python,
-                    &self.app,
-                    &[entry.platform],
-                ),
+                Some(python) => {
+                    entry
+                        .builder
+                        .artifact_files(&self.project, python, &self.app, &entry.platforms)
+                }
                 None => Vec::new(),
             };
         }
     }
 }
 
-/// Why this version builds no tier for `platform` (what a build refuses with): `None` for
-/// the host's.
-fn foreign_reason(platform: Platform) -> Option<Unavailable> {
-    (!platform.is_host()).then(|| {
-        Unavailable::from_error(&DriverError::Platform {
-            platform,
+/// Why `tier` cannot be built here for `platforms`, when one of them is foreign: the tier is
+/// built for the host only, or this machine cannot run the platform's programs (the
+/// target's interpreter byte-compiles its own standard library, under emulation). `None`
+/// when every platform is the host's, and for a tier whose one file serves any platform.
+fn foreign_reason(tier: Tier, scope: PlatformScope, platforms: &[Platform]) -> Option<Unavailable> {
+    let foreign = *platforms.iter().find(|p| !p.is_host())?;
+    match scope {
+        PlatformScope::Any => None,
+        PlatformScope::HostOnly => Some(Unavailable::from_error(&DriverError::Platform {
+            tier,
+            platform: foreign,
             host: Platform::host(),
-        })
-    })
+        })),
+        PlatformScope::Each | PlatformScope::Together => {
+            foreign.runnable_here().err().map(|reason| Unavailable {
+                reason: format!("building for {foreign} runs its interpreter here: {reason}"),
+                hint: Some(format!(
+                    "install qemu-user-static and binfmt-support, then `update-binfmts --enable qemu-{}`",
+                    foreign.machine()
+                )),
+            })
+        }
+    }
 }
 
 /// What the host offers a build: the interpreter, the installer, a container engine (when
@@ -409,7 +455,8 @@ fn check_requires_python(project: &Project, python: &InterpreterFacts) -> Result
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedTier {
     pub tier: Tier,
-    pub platform: Platform,
+    /// The platforms the tier's files serve (see [`PlanEntry::platforms`]).
+    pub platforms: Vec<Platform>,
     /// `None` when this host can build it; else why not (`reason`, `hint`).
     pub unavailable: Option<Unavailable>,
     pub inputs: Vec<Input>,
@@ -540,9 +587,12 @@ pub async fn plan(
     for entry in &plan.entries {
         let inputs = entry.builder.inputs();
         // What the cache and the last build hold are the host platform's.
-        let host = entry.platform.is_host();
+        let host = entry.platforms.iter().all(|p| p.is_host());
         let last_build_cached = last.as_ref().filter(|_| host).and_then(|manifest| {
-            let record = manifest.artifacts.iter().find(|a| a.tier == entry.tier)?;
+            let record = manifest
+                .artifacts
+                .iter()
+                .find(|a| a.tier == entry.tier && a.platform.is_none_or(|p| p.is_host()))?;
             crate::tier_cache::holds(&plan.cache, entry.tier, &record.file, &record.sha256)
                 .then(|| record.file.clone())
         });
@@ -561,7 +611,7 @@ pub async fn plan(
         }
         planned.push(PlannedTier {
             tier: entry.tier,
-            platform: entry.platform,
+            platforms: entry.platforms.clone(),
             unavailable: entry.unavailable.clone(),
             inputs: inputs.to_vec(),
             cached_inputs: inputs
@@ -647,13 +697,22 @@ async fn cached_inputs(plan: &Plan, last: Option<&Manifest>) -> (Vec<Input>, Opt
     (cached, built)
 }
 
+/// `linux/amd64,linux/arm64`: platforms as `--platform` takes them.
+pub fn platform_list(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(|p| p.oci())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A GitHub Actions matrix (`strategy.matrix: ${{ fromJSON(...) }}`): one job per tier
 /// this host can build.
 pub fn github_matrix(plan: &[PlannedTier]) -> serde_json::Value {
     let include: Vec<serde_json::Value> = plan
         .iter()
         .filter(|p| p.unavailable.is_none())
-        .map(|p| serde_json::json!({ "tier": p.tier, "platform": p.platform }))
+        .map(|p| serde_json::json!({ "tier": p.tier, "platform": platform_list(&p.platforms) }))
         .collect();
     serde_json::json!({ "include": include })
 }

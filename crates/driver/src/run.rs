@@ -13,8 +13,8 @@ use crate::tier_cache::{self, KeyParts, Lookup, Slot};
 use crate::{DriverError, Reporter};
 use gradient_core::{
     render, AppIdentity, Artifact, Backend, BackendError, BuildContext, Input, Inputs,
-    InterpreterFacts, PlannedFile, Project, RuntimeSource, SmokeCheck, SmokeContext, SmokeReport,
-    SourceDate, Tier, WheelhouseFiles,
+    InterpreterFacts, PlannedFile, Platform, Project, RuntimeSource, SmokeCheck, SmokeContext,
+    SmokeReport, SourceDate, Tier, WheelhouseFiles,
 };
 use gradient_python::wheelhouse::{build_wheelhouse, ProjectLock, WheelhouseRequest};
 use gradient_python::Installer;
@@ -124,7 +124,7 @@ pub async fn build(
         name: plan.app.name.clone(),
         version: plan.app.version.clone().unwrap_or_default(),
     };
-    write_sboms(&plan, &shared.inputs, &project_record, &mut records).await?;
+    write_sboms(&plan, &shared, &project_record, &mut records).await?;
     write_beside(&plan, &records, reporter);
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -275,7 +275,19 @@ async fn run_tiers(
     reporter: &dyn Reporter,
 ) -> Vec<(PlanEntry, Option<TierResult>)> {
     let entries: Vec<PlanEntry> = plan.buildable().cloned().collect();
-    let inputs = Arc::new(shared.inputs.clone());
+    let host_inputs = Arc::new(shared.inputs.clone());
+    let foreign: BTreeMap<Platform, Arc<Inputs>> = shared
+        .targets
+        .iter()
+        .map(|(platform, inputs)| (*platform, Arc::new(inputs.clone())))
+        .collect();
+    // A platform whose own inputs no tier needed (an sdist asked for it alone) takes the
+    // host's: the distributions serve every platform.
+    let inputs_for = |platform: &Platform| foreign.get(platform).unwrap_or(&host_inputs).clone();
+    let entry_targets: Vec<Vec<Arc<Inputs>>> = entries
+        .iter()
+        .map(|entry| entry.platforms.iter().map(inputs_for).collect())
+        .collect();
     let reference = LazyReference::new(
         &plan.installer,
         plan.python(),
@@ -284,13 +296,15 @@ async fn run_tiers(
         options.find_links.clone(),
     );
     let builds = SharedBuilds::default();
-    let runs = entries.iter().map(|entry| {
+    let runs = entries.iter().zip(&entry_targets).map(|(entry, targets)| {
         run_tier(
             entry,
             TierRun {
                 project: &plan.project,
                 python: plan.python(),
-                inputs: &inputs,
+                inputs: &targets[0],
+                targets,
+                host_inputs: &host_inputs,
                 cache: &plan.cache,
                 work: work.path(),
                 out_dir: &plan.out_dir,
@@ -449,9 +463,11 @@ fn check_named_as_planned(plan: &Plan, record: &ArtifactRecord) {
 
 /// Each published file's CycloneDX SBOM beside it. An artifact without its SBOM is not a
 /// finished run: an error stops it.
+/// A file bound to another platform is described from that platform's inputs; one that
+/// serves several, from the host's.
 async fn write_sboms(
     plan: &Plan,
-    inputs: &Inputs,
+    shared: &SharedInputs,
     project_record: &ProjectRecord,
     records: &mut [ArtifactRecord],
 ) -> Result<(), DriverError> {
@@ -463,6 +479,10 @@ async fn write_sboms(
             record.sbom = Some(sbom.clone());
             continue;
         }
+        let inputs = record
+            .platform
+            .and_then(|platform| shared.targets.get(&platform))
+            .unwrap_or(&shared.inputs);
         let backend = plan.entries.iter().find(|e| e.tier == record.tier);
         let shipped = match (backend, &inputs.runtime) {
             (Some(entry), Some(runtime)) => {
@@ -622,7 +642,13 @@ fn tier_error(result: &TierResult) -> Option<(String, Option<String>)> {
 
 /// The shared inputs of a run, built once.
 struct SharedInputs {
+    /// The host platform's (the sdist and the app's wheel serve every platform).
     inputs: Inputs,
+    /// Every other platform's, by platform: the same distributions with that platform's
+    /// system, runtime and wheelhouse.
+    targets: BTreeMap<Platform, Inputs>,
+    /// The host's wheelhouse as built, whose pins a foreign one installs.
+    host_wheelhouse: Option<gradient_python::wheelhouse::Wheelhouse>,
     seconds: BTreeMap<Input, f64>,
     /// The app as the built distributions name it.
     app: Option<AppIdentity>,
@@ -699,10 +725,176 @@ async fn build_inputs(
         shared.seconds.insert(Input::Runtime, seconds);
         shared.inputs.runtime = Some(runtime);
     }
+    shared.targets = build_foreign_inputs(plan, &shared, &run).await?;
     if let Some(app) = shared.app.clone() {
         plan.settle(app);
     }
     Ok(shared)
+}
+
+/// For each platform other than the host's that a buildable tier builds for: the system its
+/// artifacts are made from (Debian's CPython for it, with its libraries), and from it that
+/// platform's runtime bundle and wheelhouse (the host's pins, with the target's wheels).
+async fn build_foreign_inputs(
+    plan: &Plan,
+    shared: &SharedInputs,
+    run: &InputRun<'_>,
+) -> Result<BTreeMap<Platform, Inputs>, DriverError> {
+    let mut targets = BTreeMap::new();
+    for platform in plan.foreign_platforms() {
+        let needed = plan.needed_inputs_for(platform);
+        if !(needed.contains(&Input::Runtime) || needed.contains(&Input::Wheelhouse)) {
+            continue;
+        }
+        let python = run.python;
+        let version = format!("{}.{}", python.version.0, python.version.1);
+        if run.project.config.runtime.source_for(platform).is_some() {
+            run.reporter.warn(&format!(
+                "the runtime archive set for {platform} in [tool.gradient.runtime] is not used yet: the {platform} runtime is assembled from Debian's packages"
+            ));
+        }
+        run.reporter.step(&format!(
+            "assembling Debian's CPython {version} for {platform}"
+        ));
+        let started = Instant::now();
+        let target_error = |source| DriverError::Target { platform, source };
+        let root = tokio::task::block_in_place(|| {
+            gradient_python::target_python::debian_python_root(
+                platform.deb_arch(),
+                &version,
+                run.cache,
+                &|line| tracing::info!("{platform}: {line}"),
+            )
+        })
+        .map_err(target_error)?;
+        let loader_prefix = root.loader_prefix().map_err(|source| DriverError::Io {
+            action: "make the loader prefix beside",
+            path: root.root.clone(),
+            source,
+        })?;
+        let glibc = root.glibc_version().unwrap_or_else(|| "2.17".into());
+        run.reporter.done(
+            &format!(
+                "{platform} system: Debian {} CPython {version}, {} packages, glibc {glibc}{}",
+                root.suite,
+                root.packages.len(),
+                if root.reused { " (cached)" } else { "" }
+            ),
+            started.elapsed().as_secs_f64(),
+        );
+        let mut inputs = Inputs {
+            sdist: shared.inputs.sdist.clone(),
+            app: shared.inputs.app.clone(),
+            sdist_matches_source: shared.inputs.sdist_matches_source.clone(),
+            distributions_cached: shared.inputs.distributions_cached,
+            wheelhouse: None,
+            runtime: None,
+            pinned: None,
+            target: Some(gradient_core::TargetSystem {
+                platform,
+                root: root.root.clone(),
+                loader_prefix,
+                glibc: glibc.clone(),
+            }),
+        };
+        if needed.contains(&Input::Runtime) {
+            run.reporter.step(&format!(
+                "bundling the {platform} runtime from Debian's CPython"
+            ));
+            let started = Instant::now();
+            let stdlib = gradient_python::runtime::StdlibChoice::of(&run.project.config.runtime);
+            let runtime = gradient_python::runtime::build_foreign_runtime(
+                &root,
+                &stdlib,
+                run.options.strict,
+                run.cache,
+            )
+            .await
+            .map_err(DriverError::Runtime)?;
+            run.reporter.done(
+                &format!(
+                    "{platform} runtime: {} shared libraries, glibc >= {}{}",
+                    runtime.libraries.len(),
+                    runtime.glibc.as_deref().unwrap_or("?"),
+                    if runtime.reused { " (cached)" } else { "" }
+                ),
+                started.elapsed().as_secs_f64(),
+            );
+            inputs.runtime = Some(runtime_files(runtime));
+        }
+        if let (true, Some(host), Some(app)) = (
+            needed.contains(&Input::Wheelhouse),
+            &shared.host_wheelhouse,
+            &shared.inputs.app,
+        ) {
+            run.reporter.step(&format!(
+                "installing the same versions with the wheels for {platform}"
+            ));
+            let started = Instant::now();
+            let glibc = glibc
+                .split_once('.')
+                .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)))
+                .unwrap_or((2, 17));
+            let work_dir = run.work.join(format!("wheelhouse-{}", platform.machine()));
+            let name = gradient_core::normalize_name(app.name());
+            let groups = run.lock.map(|l| l.groups.clone()).unwrap_or_default();
+            let lock_file_name = run.lock.map(|l| l.name());
+            let wheelhouse = build_wheelhouse(WheelhouseRequest {
+                python,
+                installer: run.installer,
+                cache_root: run.cache,
+                app_wheel: &app.path,
+                app_name: &name,
+                app_version: app.version(),
+                extras: &run.project.config.extras,
+                groups: &groups,
+                requires_dist: &app.info.metadata.requires_dist,
+                locked: run
+                    .lock
+                    .zip(lock_file_name.as_deref())
+                    .map(|(lock, file_name)| ProjectLock {
+                        file_name,
+                        sha256: &lock.sha256,
+                        packages: &lock.packages,
+                    }),
+                previous_lock: None,
+                find_links: run.options.find_links.as_deref(),
+                work_dir: &work_dir,
+                foreign: Some(gradient_python::wheelhouse::Foreign {
+                    target: gradient_python::wheel_target::WheelTarget { platform, glibc },
+                    host,
+                }),
+            })
+            .await?;
+            // Kept in the work folder: the published lock is the host's, and this one holds
+            // the same versions with the target's hashes.
+            let lock = work_dir.join(format!("{name}-{}.lock.txt", platform.machine()));
+            std::fs::write(&lock, &wheelhouse.lock).map_err(|source| DriverError::Io {
+                action: "write",
+                path: lock.clone(),
+                source,
+            })?;
+            run.reporter.done(
+                &format!(
+                    "{platform} wheelhouse: {} packages ({})",
+                    wheelhouse.packages.len(),
+                    if wheelhouse.site_reused {
+                        "installed tree cached"
+                    } else {
+                        "installed"
+                    }
+                ),
+                started.elapsed().as_secs_f64(),
+            );
+            inputs.wheelhouse = Some(WheelhouseFiles {
+                site: wheelhouse.site,
+                lock,
+                packages: wheelhouse.packages,
+            });
+        }
+        targets.insert(platform, inputs);
+    }
+    Ok(targets)
 }
 
 /// The sdist and the wheel, then the wheelhouse (which resolves the wheel's requirements).
@@ -718,6 +910,8 @@ async fn build_distributions_and_wheelhouse(
     } = run;
     let mut shared = SharedInputs {
         inputs: Inputs::default(),
+        targets: BTreeMap::new(),
+        host_wheelhouse: None,
         seconds: BTreeMap::new(),
         app: None,
         records: Vec::new(),
@@ -904,10 +1098,11 @@ async fn build_distributions_and_wheelhouse(
             published_lock.get_or_insert(published.path);
         }
         shared.inputs.wheelhouse = Some(WheelhouseFiles {
-            site: wheelhouse.site,
+            site: wheelhouse.site.clone(),
             lock: published_lock.expect("the lock was published"),
-            packages: wheelhouse.packages,
+            packages: wheelhouse.packages.clone(),
         });
+        shared.host_wheelhouse = Some(wheelhouse);
     }
     shared.inputs.app = dists
         .wheel
@@ -986,21 +1181,31 @@ async fn build_runtime(
         ),
         seconds,
     );
-    let files = gradient_core::RuntimeFiles {
+    Ok((runtime_files(runtime), seconds))
+}
+
+/// A bundle as the tiers see it.
+fn runtime_files(runtime: gradient_python::runtime::Runtime) -> gradient_core::RuntimeFiles {
+    gradient_core::RuntimeFiles {
         id: runtime.identity(),
         dir: runtime.dir,
         python: runtime.python,
         site_packages: runtime.site_packages,
         glibc: runtime.glibc,
-    };
-    Ok((files, seconds))
+    }
 }
 
 struct TierRun<'a> {
     cache: &'a Path,
     project: &'a Arc<Project>,
     python: &'a Arc<InterpreterFacts>,
+    /// The inputs of the entry's platform.
     inputs: &'a Arc<Inputs>,
+    /// Those of every platform the entry builds for (`inputs` first).
+    targets: &'a [Arc<Inputs>],
+    /// The host platform's: the reference venv the smoke tests compare with is made from
+    /// them, whatever the platform of the file under test.
+    host_inputs: &'a Arc<Inputs>,
     work: &'a Path,
     out_dir: &'a Path,
     source_date: SourceDate,
@@ -1017,10 +1222,20 @@ struct TierRun<'a> {
 /// How a tier's run ended.
 type TierResult = Result<FinishedTier, TierFailure>;
 
-/// The builds of a run, by the tier that builds: a tier the plan delivers from another's
-/// build (docker, from oci's image) awaits that same build rather than making its own.
+/// The builds of a run, by the tier that builds and its platform: a tier the plan delivers
+/// from another's build (docker, from oci's image) awaits that same build rather than making
+/// its own.
 #[derive(Default)]
-struct SharedBuilds(std::sync::Mutex<BTreeMap<Tier, Arc<BuildCell>>>);
+struct SharedBuilds(std::sync::Mutex<BTreeMap<(Tier, Platform), Arc<BuildCell>>>);
+
+/// The name of an entry's folders in the run's work folder (`frozen`, or `frozen-aarch64`
+/// for another platform's build): one per build, so that two never share one.
+fn work_name(tier: Tier, platform: Platform) -> String {
+    match platform.is_host() {
+        true => tier.name().to_string(),
+        false => format!("{}-{}", tier.name(), platform.machine()),
+    }
+}
 
 /// A build's artifacts, or its error (chain and hint, for every tier that awaits it).
 type BuildCell = tokio::sync::OnceCell<Result<Vec<Artifact>, (String, Option<String>)>>;
@@ -1038,13 +1253,15 @@ impl SharedBuilds {
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(builder)
+            .entry((builder, entry.platform))
             .or_default()
             .clone();
         let built = cell
             .get_or_init(|| async {
                 let cx = BuildContext {
-                    work_dir: cx.work_dir.with_file_name(builder.name()),
+                    work_dir: cx
+                        .work_dir
+                        .with_file_name(work_name(builder, entry.platform)),
                     ..cx.clone()
                 };
                 std::fs::create_dir_all(&cx.work_dir).map_err(|e| (e.to_string(), None))?;
@@ -1133,7 +1350,7 @@ impl From<BackendError> for TierFailure {
 async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
     let backend = entry.backend.as_ref();
     let tier = entry.tier;
-    let work_dir = run.work.join(tier.name());
+    let work_dir = run.work.join(work_name(tier, entry.platform));
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
     let started = Instant::now();
     let cx = BuildContext {
@@ -1144,7 +1361,7 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
         source_date: run.source_date,
         cache_dir: run.cache.to_path_buf(),
         image_tags: run.options.tags.clone(),
-        targets: vec![run.inputs.clone()],
+        targets: run.targets.to_vec(),
     };
     let slot = Slot::for_tier(
         run.cache,
@@ -1152,7 +1369,7 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
             backend,
             project: run.project,
             python: run.python,
-            inputs: run.inputs,
+            targets: run.targets,
             source_date: run.source_date,
             tags: &run.options.tags,
             strict: run.options.strict,
@@ -1208,14 +1425,26 @@ async fn run_tier(entry: &PlanEntry, run: TierRun<'_>) -> TierResult {
             }
         }
         let passed_before = record.smoke.as_ref().is_some_and(|s| s.passed);
-        let unchecked = backend.smoke_needs().err().filter(|_| !checkers_required());
+        // A file for another platform is run under emulation: without an emulator it is
+        // published unchecked, like one whose checker is missing.
+        let unchecked = backend
+            .smoke_needs()
+            .err()
+            .or_else(|| {
+                let platform = artifact.platform?;
+                platform
+                    .runnable_here()
+                    .err()
+                    .map(|reason| gradient_core::Unavailable { reason, hint: None })
+            })
+            .filter(|_| !checkers_required());
         if let (Some(missing), true) = (&unchecked, run.options.smoke) {
             run.reporter.tier_warn(tier, &format!("{} is published unchecked: {missing}\n  (set GRADIENT_REQUIRE_CHECKERS=1 to fail instead)",
                 artifact.file_name()
             ));
             record.smoke = None;
         } else if run.options.smoke && !(is_reused && passed_before) {
-            let cx = smoke_context(tier, &run).await;
+            let cx = smoke_context(tier, &artifact, &run).await;
             let smoke = smoke_tier(backend, &artifact, &cx, &run).await;
             if smoke.passed {
                 to_time.push((records.len(), artifact.clone(), cx));
@@ -1492,7 +1721,9 @@ async fn verify_reproducible(
     let started = Instant::now();
     // A cache of its own, empty: what the first build cached (image layers, packed runtime
     // parts, the stripped runtime) is made again, not compared with itself.
-    let work_dir = cx.work_dir.with_file_name(format!("{tier}-again"));
+    let work_dir = cx
+        .work_dir
+        .with_file_name(format!("{}-again", work_name(tier, entry.platform)));
     let again = BuildContext {
         cache_dir: work_dir.join("cache"),
         work_dir,
@@ -1542,15 +1773,29 @@ async fn verify_reproducible(
 
 /// A tier's smoke test context: a scratch folder of its own in the run's work folder, and
 /// the reference venv (made now if no tier has asked for it yet).
-async fn smoke_context(tier: Tier, run: &TierRun<'_>) -> SmokeContext {
+/// The inputs are those of the artifact's platform (the entry's, for one that serves any).
+async fn smoke_context(tier: Tier, artifact: &Artifact, run: &TierRun<'_>) -> SmokeContext {
     let warn = |text: &str| run.reporter.warn(text);
-    let reference = run.reference.get(run.inputs, &warn).await;
+    let reference = run.reference.get(run.host_inputs, &warn).await;
+    let inputs = artifact
+        .platform
+        .and_then(|platform| {
+            run.targets
+                .iter()
+                .find(|inputs| inputs.platform() == Some(platform))
+        })
+        .unwrap_or(run.inputs);
+    let platform = inputs
+        .platform()
+        .unwrap_or(gradient_core::Platform::LinuxAmd64);
     SmokeContext {
         reference,
         project: run.project.clone(),
         python: run.python.clone(),
-        inputs: run.inputs.clone(),
-        scratch: run.work.join(format!("smoke-{tier}")),
+        inputs: inputs.clone(),
+        scratch: run
+            .work
+            .join(format!("smoke-{}", work_name(tier, platform))),
         find_links: run.options.find_links.clone(),
         image_tags: run.options.tags.clone(),
     }

@@ -49,10 +49,39 @@ pub struct KeyParts<'a> {
     pub backend: &'a dyn Backend,
     pub project: &'a Project,
     pub python: &'a InterpreterFacts,
-    pub inputs: &'a Inputs,
+    /// The inputs of every platform the build is for (one, but for a tier built for all
+    /// together).
+    pub targets: &'a [std::sync::Arc<Inputs>],
     pub source_date: SourceDate,
     pub tags: &'a [String],
     pub strict: bool,
+}
+
+/// A build's lines for the shared inputs it takes from one platform's `inputs`; `None` when
+/// one is missing (nothing is reused then).
+fn input_lines(backend: &dyn Backend, inputs: &Inputs) -> Option<String> {
+    let mut text = String::new();
+    for input in backend.inputs() {
+        let line = match input {
+            Input::Sdist => file_digest(inputs.sdist.as_ref()?).ok()?,
+            Input::Wheel => file_digest(inputs.wheel()?).ok()?,
+            Input::Wheelhouse => {
+                let wheelhouse = inputs.wheelhouse.as_ref()?;
+                format!(
+                    "{} {}",
+                    file_digest(&wheelhouse.lock).ok()?,
+                    wheelhouse.site.display()
+                )
+            }
+            // The bundle's folder and what it was made from.
+            Input::Runtime => {
+                let runtime = inputs.runtime.as_ref()?;
+                format!("{} {}", runtime.dir.display(), runtime.key())
+            }
+        };
+        text.push_str(&format!("input {} {line}\n", input.name()));
+    }
+    Some(text)
 }
 
 impl Slot {
@@ -82,26 +111,12 @@ impl Slot {
         if let Some(entry) = &parts.project.config.entry {
             text.push_str(&format!("entry {entry}\n"));
         }
-        let inputs = parts.inputs;
-        for input in parts.backend.inputs() {
-            let line = match input {
-                Input::Sdist => file_digest(inputs.sdist.as_ref()?).ok()?,
-                Input::Wheel => file_digest(inputs.wheel()?).ok()?,
-                Input::Wheelhouse => {
-                    let wheelhouse = inputs.wheelhouse.as_ref()?;
-                    format!(
-                        "{} {}",
-                        file_digest(&wheelhouse.lock).ok()?,
-                        wheelhouse.site.display()
-                    )
-                }
-                // The bundle's folder and what it was made from.
-                Input::Runtime => {
-                    let runtime = inputs.runtime.as_ref()?;
-                    format!("{} {}", runtime.dir.display(), runtime.key())
-                }
-            };
-            text.push_str(&format!("input {} {line}\n", input.name()));
+        for inputs in parts.targets {
+            text.push_str(&format!(
+                "platform {}\n",
+                inputs.platform().map_or("unknown", |p| p.oci())
+            ));
+            text.push_str(&input_lines(parts.backend, inputs)?);
         }
         let key = crate::publish::sha256_hex(text.as_bytes());
         let project = gradient_core::normalize_name(&parts.project.display_name());

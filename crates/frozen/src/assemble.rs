@@ -1,6 +1,6 @@
 //! Writing the executable: launcher, runtime part (cached), app part, trailer.
 
-use crate::{io, FrozenError, LAUNCHER};
+use crate::{io, FrozenError};
 use gradient_archive::{write_tar_gz, Entry, EntryKind};
 use gradient_core::{
     normalize_name, AppScripts, AppWheel, BuildContext, RuntimeFiles, FALLBACK_EPOCH,
@@ -18,9 +18,8 @@ const LEGACY_DIR: &str = "scripts";
 
 /// `NAME-VERSION-PLATFORM` (`sampleapp-1.0-linux-x86_64`: the architecture keeps its own
 /// underscore), from the normalised name: what either engine writes and the plan lists.
-pub fn file_name(name: &str, version: &str, python: &gradient_core::InterpreterFacts) -> String {
-    let platform = python.platform_tag.replacen('_', "-", 1);
-    format!("{name}-{version}-{platform}")
+pub fn file_name(name: &str, version: &str, platform: gradient_core::Platform) -> String {
+    format!("{name}-{version}-linux-{}", platform.machine())
 }
 
 /// A built frozen executable.
@@ -92,8 +91,14 @@ pub async fn assemble(
     write_tar_gz(&app_part, &app_entries, cx.source_date.seconds)?;
 
     let runtime_part = runtime_part(runtime, &cx.cache_dir)?;
-    let path = work_dir.join(file_name(&name, &info.metadata.version, python));
-    write_executable(&path, &name, &[&runtime_part, &app_part])?;
+    let platform = cx.inputs.platform().ok_or(FrozenError::NoLauncher {
+        machine: std::env::consts::ARCH.to_string(),
+    })?;
+    let launcher = crate::launcher(platform.machine()).ok_or(FrozenError::NoLauncher {
+        machine: platform.machine().to_string(),
+    })?;
+    let path = work_dir.join(file_name(&name, &info.metadata.version, platform));
+    write_executable(&path, launcher, &name, &[&runtime_part, &app_part])?;
     Ok(Frozen {
         path,
         default_script,
@@ -157,11 +162,16 @@ pub(crate) fn runtime_part_cached(runtime: &RuntimeFiles, cache: &Path) -> bool 
 
 /// launcher ‖ parts ‖ trailer, executable. The trailer's digest covers every byte of the
 /// file but its own (see [`Trailer`]).
-fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), FrozenError> {
+fn write_executable(
+    path: &Path,
+    launcher: &[u8],
+    name: &str,
+    parts: &[&Path],
+) -> Result<(), FrozenError> {
     let mut file = std::fs::File::create(path).map_err(io("create", path))?;
-    file.write_all(LAUNCHER).map_err(io("write", path))?;
+    file.write_all(launcher).map_err(io("write", path))?;
     let mut hasher = Sha256::new();
-    hasher.update(LAUNCHER);
+    hasher.update(launcher);
     let mut length = 0u64;
     for part in parts {
         let bytes = std::fs::read(part).map_err(io("read", part))?;
@@ -170,7 +180,7 @@ fn write_executable(path: &Path, name: &str, parts: &[&Path]) -> Result<(), Froz
         file.write_all(&bytes).map_err(io("write", path))?;
     }
     let mut trailer = Trailer {
-        offset: LAUNCHER.len() as u64,
+        offset: launcher.len() as u64,
         length,
         sha256: [0; 32],
         name: name.chars().take(64).collect(),

@@ -67,6 +67,10 @@ pub enum FrozenError {
     PyInstallerLegacyScript { script: String },
     #[error("PyInstaller failed:\n{detail}")]
     PyInstaller { detail: String },
+    #[error("this gradient was built without a launcher for {machine}")]
+    NoLauncher { machine: String },
+    #[error("the pyinstaller engine builds for the host's platform only, not for {platform}")]
+    PyInstallerForeign { platform: gradient_core::Platform },
     #[error("failed to {action} `{}`", path.display())]
     Io {
         action: &'static str,
@@ -83,6 +87,8 @@ impl gradient_core::Hint for FrozenError {
             FrozenError::AmbiguousEntry { .. } => Some("choose it with `entry = \"NAME\"` in [tool.gradient], or use the default frozen engine, which runs each".into()),
             FrozenError::Wheel(error) => error.hint(),
             FrozenError::Python(error) => error.hint(),
+            FrozenError::NoLauncher { .. } => Some("build gradient where the cross toolchain is installed (rustup target add aarch64-unknown-linux-gnu; apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross), as .ci/run does".into()),
+            FrozenError::PyInstallerForeign { .. } => Some("use the default frozen engine, which builds for every platform".into()),
             FrozenError::PyInstallerLegacyScript { .. } => Some("use the default frozen engine, or choose a console script with `entry = \"NAME\"` in [tool.gradient]".into()),
             _ => None,
         }

@@ -51,10 +51,13 @@ pub async fn build_with_pyinstaller(
     std::fs::write(&entry, entry_script(&target)).map_err(io("write", &entry))?;
 
     // The same name as gradient's own engine writes.
+    let platform = gradient_core::Platform::host().ok_or(FrozenError::NoLauncher {
+        machine: std::env::consts::ARCH.to_string(),
+    })?;
     let name = crate::assemble::file_name(
         &normalize_name(&info.metadata.name),
         &info.metadata.version,
-        python,
+        platform,
     );
     let mut command = Command::new(pyinstaller.join("bin/python"));
     command

@@ -32,6 +32,11 @@ impl Backend for FrozenTier {
         Tier::Frozen
     }
 
+    /// One executable per platform, each with that platform's launcher and runtime.
+    fn platform_scope(&self) -> gradient_core::PlatformScope {
+        gradient_core::PlatformScope::Each
+    }
+
     fn target_needs(&self, _project: &Project, python: &InterpreterFacts) -> TargetNeeds {
         TargetNeeds {
             platform: Some(python.platform_tag.clone()),
@@ -49,15 +54,22 @@ impl Backend for FrozenTier {
     fn artifact_files(
         &self,
         _project: &Project,
-        python: &InterpreterFacts,
+        _python: &InterpreterFacts,
         app: &AppIdentity,
-        _platforms: &[gradient_core::Platform],
+        platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         let name = gradient_core::normalize_name(&app.name);
+        let Some(platform) = platforms
+            .first()
+            .copied()
+            .or_else(gradient_core::Platform::host)
+        else {
+            return Vec::new();
+        };
         vec![app.planned(crate::assemble::file_name(
             &name,
             app.version_in_name(),
-            python,
+            platform,
         ))]
     }
 
@@ -117,8 +129,15 @@ impl Backend for FrozenTier {
         let app = cx.inputs.app()?;
         let wheelhouse = cx.inputs.wheelhouse()?;
         let runtime = cx.inputs.runtime()?;
+        let foreign = cx.inputs.target.as_ref().map(|t| t.platform);
         let path = match cx.project.config.frozen.engine {
             FrozenEngine::Gradient => assemble(cx, app, &wheelhouse.site, runtime).await?.path,
+            FrozenEngine::Pyinstaller if foreign.is_some() => {
+                return Err(crate::FrozenError::PyInstallerForeign {
+                    platform: foreign.expect("checked"),
+                }
+                .into())
+            }
             FrozenEngine::Pyinstaller => {
                 build_with_pyinstaller(
                     &cx.python,
@@ -133,6 +152,9 @@ impl Backend for FrozenTier {
             }
         };
         let mut needs = self.target_needs(&cx.project, &cx.python);
+        if let Some(platform) = foreign {
+            needs.platform = Some(format!("linux_{}", platform.machine()));
+        }
         needs.glibc = runtime.glibc.clone();
         // What the dependencies' extension modules link from the system: the executable
         // carries its CPython, not the target's libstdc++.so.6.
@@ -157,7 +179,7 @@ impl Backend for FrozenTier {
         cx: &SmokeContext,
     ) -> Result<SmokeReport, BackendError> {
         let AppScripts { scripts, default } = cx.inputs.app()?.scripts()?;
-        let hidden = HiddenPython::for_host(&cx.python);
+        let hidden = HiddenPython::for_host(&cx.python, cx);
         let links = cx.scratch.join("links");
         std::fs::create_dir_all(&links)?;
         let mut checks = vec![hidden.check(&cx.python, &cx.scratch).await];
@@ -239,7 +261,7 @@ impl Backend for FrozenTier {
             .ok_or_else(|| format!("no extraction in `{}`", extractions.display()))?;
         let launch = Launch::parse(&std::fs::read_to_string(extraction.join("launch.txt"))?)
             .map_err(|e| e.to_string())?;
-        let hidden = HiddenPython::for_host(&cx.python);
+        let hidden = HiddenPython::for_host(&cx.python, cx);
         let args = [
             "-I".into(),
             "-c".into(),
@@ -291,9 +313,18 @@ impl Backend for FrozenTier {
                 .env("XDG_CACHE_HOME", dir.join("cache"))
                 .env("LANG", "C.UTF-8")
                 .current_dir(&dir);
+            emulate(&mut command, cx);
             command
         };
         Ok(Some(measure_startup(&argv, make, &expect).await?))
+    }
+}
+
+/// An executable for another platform runs under qemu-user (binfmt_misc), with only the
+/// target's C library to load from: what a bare machine of that platform provides.
+fn emulate(command: &mut Command, cx: &SmokeContext) {
+    if let Some(target) = &cx.inputs.target {
+        command.env("QEMU_LD_PREFIX", &target.loader_prefix);
     }
 }
 
@@ -301,10 +332,12 @@ impl Backend for FrozenTier {
 struct HiddenPython {
     folders: Vec<PathBuf>,
     files: Vec<PathBuf>,
+    /// For another platform's executable: where qemu-user finds its C library.
+    loader_prefix: Option<PathBuf>,
 }
 
 impl HiddenPython {
-    fn for_host(python: &InterpreterFacts) -> HiddenPython {
+    fn for_host(python: &InterpreterFacts, cx: &SmokeContext) -> HiddenPython {
         let mut folders: Vec<PathBuf> = Vec::new();
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let pyenv = std::env::var_os("PYENV_ROOT")
@@ -335,7 +368,11 @@ impl HiddenPython {
                 }
             }
         }
-        HiddenPython { folders, files }
+        HiddenPython {
+            folders,
+            files,
+            loader_prefix: cx.inputs.target.as_ref().map(|t| t.loader_prefix.clone()),
+        }
     }
 
     /// `program args` run in a private mount namespace with every Python hidden.
@@ -374,6 +411,9 @@ impl HiddenPython {
             .env("XDG_CACHE_HOME", scratch.join(cache))
             .env("LANG", "C.UTF-8")
             .current_dir(scratch);
+        if let Some(prefix) = &self.loader_prefix {
+            command.env("QEMU_LD_PREFIX", prefix);
+        }
         command
     }
 

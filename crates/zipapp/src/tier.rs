@@ -30,6 +30,12 @@ impl Backend for ZipappTier {
         Tier::Zipapp
     }
 
+    /// One archive for every platform when nothing in it is compiled; else one per
+    /// platform, each from that platform's wheelhouse.
+    fn platform_scope(&self) -> gradient_core::PlatformScope {
+        gradient_core::PlatformScope::Together
+    }
+
     fn target_needs(&self, _project: &Project, python: &InterpreterFacts) -> TargetNeeds {
         TargetNeeds {
             python: Some(PythonNeed {
@@ -50,40 +56,82 @@ impl Backend for ZipappTier {
         _project: &Project,
         _python: &InterpreterFacts,
         app: &AppIdentity,
-        _platforms: &[gradient_core::Platform],
+        platforms: &[gradient_core::Platform],
     ) -> Vec<PlannedFile> {
         let name = gradient_core::normalize_name(&app.name);
-        vec![app.planned(crate::assemble::file_name(&name, app.version_in_name()))]
+        let file = crate::assemble::file_name(&name, app.version_in_name());
+        // Whether the archive carries compiled code, and so is made once per platform, only
+        // the build knows: the names of the other platforms' archives are predictions.
+        let mut files = vec![app.planned(file.clone())];
+        for foreign in platforms.iter().filter(|p| !p.is_host()) {
+            files.push(PlannedFile {
+                name: platform_file_name(Path::new(&file), *foreign),
+                settled: false,
+            });
+        }
+        files
     }
 
     fn preflight(&self, host: &Host) -> Result<(), Unavailable> {
         host.require_interpreter()
     }
 
+    /// The archive of the first platform; when it carries compiled code, one more for each
+    /// other platform, from its own wheelhouse, named after it (`NAME-VERSION-linux-aarch64.pyz`).
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let wheelhouse = cx.inputs.wheelhouse()?;
-        let zipapp = assemble(
-            &cx.project,
-            &cx.python,
-            cx.inputs.app()?,
-            &wheelhouse.site,
-            &cx.work_dir,
-            cx.source_date,
-        )
-        .await?;
-        let mut needs = self.target_needs(&cx.project, &cx.python);
-        if zipapp.has_native_code {
-            needs.platform = Some(cx.python.platform_tag.clone());
+        let mut artifacts = Vec::new();
+        for (index, inputs) in cx.targets.iter().enumerate() {
+            let work_dir = match inputs.platform() {
+                Some(platform) if index > 0 => cx.work_dir.join(platform.machine()),
+                _ => cx.work_dir.clone(),
+            };
+            std::fs::create_dir_all(&work_dir)?;
+            // The archive records the platform it was made for, and checks it when it runs.
+            let python = match &inputs.target {
+                Some(target) => std::sync::Arc::new(InterpreterFacts {
+                    platform_tag: format!("linux_{}", target.platform.machine()),
+                    ..(*cx.python).clone()
+                }),
+                None => cx.python.clone(),
+            };
+            let zipapp = assemble(
+                &cx.project,
+                &python,
+                inputs.app()?,
+                &inputs.wheelhouse()?.site,
+                &work_dir,
+                cx.source_date,
+            )
+            .await?;
+            let mut needs = self.target_needs(&cx.project, &cx.python);
+            if !zipapp.has_native_code {
+                // Pure: the same archive serves every platform.
+                artifacts.push(Artifact {
+                    tier: Tier::Zipapp,
+                    path: zipapp.path,
+                    needs,
+                    platform: None,
+                });
+                break;
+            }
+            let platform = inputs.platform();
+            let mut path = zipapp.path;
+            if let Some(foreign) = platform.filter(|p| !p.is_host()) {
+                needs.platform = Some(format!("linux_{}", foreign.machine()));
+                let named = path.with_file_name(platform_file_name(&path, foreign));
+                std::fs::rename(&path, &named)?;
+                path = named;
+            } else {
+                needs.platform = Some(cx.python.platform_tag.clone());
+            }
+            artifacts.push(Artifact {
+                tier: Tier::Zipapp,
+                path,
+                needs,
+                platform,
+            });
         }
-        Ok(vec![Artifact {
-            tier: Tier::Zipapp,
-            path: zipapp.path,
-            needs,
-            platform: zipapp
-                .has_native_code
-                .then(|| cx.inputs.platform())
-                .flatten(),
-        }])
+        Ok(artifacts)
     }
 
     async fn smoke(
@@ -95,11 +143,16 @@ impl Backend for ZipappTier {
         let default = &app.scripts()?.default;
         let info = &app.info;
         let venv = cx.scratch.join("venv");
-        let python = self
-            .installer
-            .create_venv(&cx.python.executable, &venv)
-            .await?;
+        let python = match &cx.inputs.target {
+            None => {
+                self.installer
+                    .create_venv(&cx.python.executable, &venv)
+                    .await?
+            }
+            Some(target) => target_python(target, cx, &venv, &cx.python.short_version())?,
+        };
         let bin = venv.join("bin");
+        let root = cx.inputs.target.as_ref().map(|t| t.root.as_path());
         let links = cx.scratch.join("links");
         std::fs::create_dir_all(&links)?;
         let mut checks = Vec::new();
@@ -120,7 +173,13 @@ impl Backend for ZipappTier {
             }
             let mut command = Command::new(&link);
             command.args(&argv[1..]);
-            isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
+            isolate(
+                &mut command,
+                &bin,
+                &cx.scratch,
+                &format!("cache-{index}"),
+                root,
+            );
             checks.push(run_check(argv.join(" "), command, &expect).await);
 
             // The main command once more, run by the interpreter as `python app.pyz`
@@ -135,7 +194,13 @@ impl Backend for ZipappTier {
                 if by_python {
                     let mut command = Command::new(&python);
                     command.arg("-I").arg(&artifact.path).args(&argv[1..]);
-                    isolate(&mut command, &bin, &cx.scratch, &format!("cache-{index}"));
+                    isolate(
+                        &mut command,
+                        &bin,
+                        &cx.scratch,
+                        &format!("cache-{index}"),
+                        root,
+                    );
                     let shown = format!(
                         "python{} -I {} {}",
                         cx.python.short_version(),
@@ -157,7 +222,7 @@ impl Backend for ZipappTier {
                         Command::new(&link)
                     };
                     command.args(&argv[1..]);
-                    isolate(&mut command, &bin, &cx.scratch, "cache-concurrent");
+                    isolate(&mut command, &bin, &cx.scratch, "cache-concurrent", root);
                     command
                 };
                 let extractions = cx.scratch.join("cache-concurrent/gradient/pyz");
@@ -195,7 +260,8 @@ impl Backend for ZipappTier {
             .arg("-c")
             .arg(format!("{setup}{code}"))
             .arg(&artifact.path);
-        isolate(&mut command, &bin, &cx.scratch, "cache-0");
+        let root = target_root(cx);
+        isolate(&mut command, &bin, &cx.scratch, "cache-0", root.as_deref());
         let shown = format!(
             "python -I -c PROBE, after {}'s own set-up",
             artifact.file_name()
@@ -227,7 +293,13 @@ impl Backend for ZipappTier {
         let make = || {
             let mut command = Command::new(&link);
             command.args(&argv[1..]);
-            isolate(&mut command, &bin, &cx.scratch, "cache-startup");
+            isolate(
+                &mut command,
+                &bin,
+                &cx.scratch,
+                "cache-startup",
+                target_root(cx).as_deref(),
+            );
             command
         };
         Ok(Some(measure_startup(&argv, make, &expect).await?))
@@ -236,7 +308,9 @@ impl Backend for ZipappTier {
 
 /// A target's view: only the fresh environment's bin and the system's on PATH, empty HOME
 /// and cache.
-fn isolate(command: &mut Command, bin: &Path, scratch: &Path, cache: &str) {
+/// For another platform's archive, `root` is the target system, whose Python runs under
+/// qemu-user with its libraries found there (`QEMU_LD_PREFIX`).
+fn isolate(command: &mut Command, bin: &Path, scratch: &Path, cache: &str, root: Option<&Path>) {
     command
         .env_clear()
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
@@ -244,4 +318,75 @@ fn isolate(command: &mut Command, bin: &Path, scratch: &Path, cache: &str) {
         .env("XDG_CACHE_HOME", scratch.join(cache))
         .env("LANG", "C.UTF-8")
         .current_dir(scratch);
+    if let Some(root) = root {
+        command.env("QEMU_LD_PREFIX", root);
+    }
+}
+
+/// `NAME-VERSION-linux-aarch64.pyz`: the archive of another platform than the host's.
+fn platform_file_name(file: &Path, platform: gradient_core::Platform) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{stem}-linux-{}.pyz", platform.machine())
+}
+
+/// The smoke test's copy of the target system, for another platform's archive.
+fn target_root(cx: &SmokeContext) -> Option<std::path::PathBuf> {
+    cx.inputs
+        .target
+        .as_ref()
+        .map(|_| cx.scratch.join("target-root"))
+}
+
+/// The target's own Python, as the smoke test's environment: `venv/bin/python`, `python3`
+/// and `pythonX.Y` link to the interpreter of a copy of the target system (Debian's, for
+/// another platform), whose site-packages hold nothing of the host's. The copy is of links
+/// to the same files (a plain copy where the cache is on another file system): what the
+/// interpreter writes there (the standard library's `__pycache__`) must not change the
+/// shared root, whose seal would break. Returns the `python` link.
+fn target_python(
+    target: &gradient_core::TargetSystem,
+    cx: &SmokeContext,
+    venv: &Path,
+    version: &str,
+) -> std::io::Result<std::path::PathBuf> {
+    let copy = target_root(cx).expect("a target system");
+    if !copy.exists() {
+        let linked = std::process::Command::new("cp")
+            .arg("-al")
+            .arg(&target.root)
+            .arg(&copy)
+            .status()?;
+        if !linked.success() {
+            let _ = std::fs::remove_dir_all(&copy);
+            let copied = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&target.root)
+                .arg(&copy)
+                .status()?;
+            if !copied.success() {
+                return Err(std::io::Error::other(format!(
+                    "could not copy `{}` to `{}`",
+                    target.root.display(),
+                    copy.display()
+                )));
+            }
+        }
+    }
+    let bin = venv.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let interpreter = copy.join(format!("usr/bin/python{version}"));
+    for name in [
+        "python".to_string(),
+        "python3".into(),
+        format!("python{version}"),
+    ] {
+        let link = bin.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(&interpreter, &link)?;
+        }
+    }
+    Ok(bin.join("python"))
 }
