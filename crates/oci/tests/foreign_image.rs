@@ -360,4 +360,9 @@ async fn an_amd64_and_arm64_image_share_one_tarball_and_each_runs_as_its_platfor
         .checks
         .iter()
         .any(|c| c.command.contains("--platform linux/arm64") && c.detail.contains("aarch64")));
+    // The engine is shared: the test's images go.
+    let _ = Command::new("docker")
+        .args(["rmi", "machineapp:1.0", "machineapp:latest", &arm_tag])
+        .arg("machineapp:latest-linux-arm64")
+        .output();
 }
