@@ -887,3 +887,166 @@ fn interrupting_a_docker_smoke_test_removes_its_container() {
         .unwrap_or_default();
     assert!(owner.split('/').any(|part| part == pid), "{labels}");
 }
+
+/// Whether this host can build and run linux/arm64 (apt-get for Debian's arm64 CPython,
+/// qemu-user registered in binfmt_misc): a skip elsewhere, a failure under
+/// GRADIENT_REQUIRE_CROSS=1.
+fn can_build_arm64() -> bool {
+    let qemu = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|t| t.starts_with("enabled"));
+    let apt = require("apt-get");
+    if qemu && apt {
+        return true;
+    }
+    let why = "linux/arm64 needs apt-get and qemu-user's aarch64 handler in binfmt_misc";
+    assert!(
+        !std::env::var("GRADIENT_REQUIRE_CROSS").is_ok_and(|v| v == "1"),
+        "{why} (GRADIENT_REQUIRE_CROSS=1)"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// Every ELF file's machine in a layer blob (gzip or plain tar): (path, e_machine).
+fn layer_machines(blob: &Path) -> Vec<(String, u16)> {
+    use std::io::Read;
+    let bytes = std::fs::read(blob).unwrap();
+    let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
+    } else {
+        Box::new(bytes.as_slice())
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut found = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut head = [0u8; 20];
+        if entry.read_exact(&mut head).is_ok() && head.starts_with(b"\x7fELF") {
+            found.push((path, u16::from_le_bytes([head[18], head[19]])));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_sample_for_amd64_and_arm64_is_one_image_index_and_docker_runs_the_arm64_image() {
+    if !can_build_arm64() || !docker_engine() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &[
+            "--to",
+            "oci,docker",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tarball = only_file(out.path(), ".oci.tar");
+    assert_eq!(tarball.file_name().unwrap(), "sampleapp-1.2.3.oci.tar");
+    let manifest: Value = read_json(&out.path().join("gradient-manifest.json"));
+    for record in manifest["artifacts"].as_array().unwrap() {
+        if record["tier"] == "oci" || record["tier"] == "docker" {
+            assert_eq!(record["smoke"]["passed"], true, "{record}");
+        }
+    }
+
+    // index.json → an image index of both platforms' manifests.
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let blob = |digest: &str| {
+        dir.path()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let top = read_json(&dir.path().join("index.json"));
+    let index = read_json(&blob(top["manifests"][0]["digest"].as_str().unwrap()));
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let platforms: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let archs: Vec<&str> = platforms.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for (arch, digest) in &platforms {
+        let image = read_json(&blob(digest));
+        let config = read_json(&blob(image["config"]["digest"].as_str().unwrap()));
+        assert_eq!(config["architecture"], arch.as_str());
+        let machine = if arch == "arm64" { 183 } else { 62 };
+        let mut elves = 0;
+        for layer in image["layers"].as_array().unwrap() {
+            for (path, found) in layer_machines(&blob(layer["digest"].as_str().unwrap())) {
+                assert_eq!(found, machine, "{path} in the {arch} image");
+                elves += 1;
+            }
+        }
+        assert!(
+            elves > 50,
+            "the {arch} image carries its runtime's ELF files"
+        );
+    }
+
+    // The engine has each under its tag; `docker run --platform linux/arm64` runs arm64.
+    let arm = "sampleapp:1.2.3-linux-arm64";
+    let hello = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        "linux/arm64",
+        arm,
+        "greet",
+        "X",
+    ]);
+    assert!(hello.status.success(), "{}", stderr(&hello));
+    assert_eq!(stdout(&hello).trim(), "Hello, X!");
+    let machine = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--platform",
+        "linux/arm64",
+        "--entrypoint",
+        "/usr/local/bin/python3.11",
+        arm,
+        "-c",
+        "import platform; print(platform.machine())",
+    ]);
+    assert_eq!(stdout(&machine).trim(), "aarch64", "{}", stderr(&machine));
+    let host = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "sampleapp:1.2.3",
+        "greet",
+        "Y",
+    ]);
+    assert_eq!(stdout(&host).trim(), "Hello, Y!");
+}

@@ -43,6 +43,19 @@ pub fn unpack(tarball: &Path, into: &Path) -> Result<(), OciError> {
 /// Read the image in `dir`: a docker-archive (`manifest.json`) or an OCI layout
 /// (`index.json`). `origin` names it in errors.
 pub fn read_image(dir: &Path, origin: &str) -> Result<Base, OciError> {
+    read_image_in(dir, origin, None)
+}
+
+/// [`read_image`] for the image of architecture `arch` (`arm64`): through the OCI layout's
+/// index when `dir` has one (a docker-archive `manifest.json` beside it names one image,
+/// maybe another platform's), else the docker-archive's one image.
+pub fn read_image_for(dir: &Path, origin: &str, arch: &str) -> Result<Base, OciError> {
+    read_image_in(dir, origin, Some(arch))
+}
+
+fn read_image_in(dir: &Path, origin: &str, wanted: Option<&str>) -> Result<Base, OciError> {
+    let arch = wanted.unwrap_or("amd64");
+    let through_index = wanted.is_some() && dir.join("index.json").is_file();
     let bad = |reason: String| OciError::BadBase {
         base: origin.to_string(),
         reason,
@@ -57,61 +70,68 @@ pub fn read_image(dir: &Path, origin: &str) -> Result<Base, OciError> {
         dir.join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:"))
     };
-    let (config, layer_files): (Value, Vec<(PathBuf, Option<String>)>) =
-        if dir.join("manifest.json").is_file() {
-            let manifest = read_json(dir.join("manifest.json"))?;
-            let first = &manifest[0];
-            let config_path = first["Config"]
-                .as_str()
-                .ok_or_else(|| bad("manifest.json names no Config".into()))?;
-            let layers = first["Layers"]
-                .as_array()
-                .ok_or_else(|| bad("manifest.json lists no Layers".into()))?
-                .iter()
-                .filter_map(|l| l.as_str().map(|p| (dir.join(p), None)))
-                .collect();
-            (read_json(dir.join(config_path))?, layers)
-        } else if dir.join("index.json").is_file() {
-            let mut descriptor = read_json(dir.join("index.json"))?["manifests"][0].clone();
-            // An index of platforms: take linux/amd64.
-            while descriptor["mediaType"]
-                .as_str()
-                .is_some_and(|t| t.contains("index"))
-            {
-                let index = read_json(blob(descriptor["digest"].as_str().unwrap_or_default()))?;
-                descriptor = index["manifests"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|m| {
-                        m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
-                    })
-                    .cloned()
-                    .ok_or_else(|| bad("it has no linux/amd64 image".into()))?;
-            }
-            let digest = descriptor["digest"]
-                .as_str()
-                .ok_or_else(|| bad("index.json names no manifest".into()))?;
-            let manifest = read_json(blob(digest))?;
-            let layers = manifest["layers"]
+    let (config, layer_files): (Value, Vec<(PathBuf, Option<String>)>) = if !through_index
+        && dir.join("manifest.json").is_file()
+    {
+        let manifest = read_json(dir.join("manifest.json"))?;
+        let first = &manifest[0];
+        let config_path = first["Config"]
+            .as_str()
+            .ok_or_else(|| bad("manifest.json names no Config".into()))?;
+        let layers = first["Layers"]
+            .as_array()
+            .ok_or_else(|| bad("manifest.json lists no Layers".into()))?
+            .iter()
+            .filter_map(|l| l.as_str().map(|p| (dir.join(p), None)))
+            .collect();
+        (read_json(dir.join(config_path))?, layers)
+    } else if dir.join("index.json").is_file() {
+        let top = read_json(dir.join("index.json"))?;
+        // gradient's own layout lists its images, one per platform, in index.json.
+        let mut descriptor = top["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+            .unwrap_or(&top["manifests"][0])
+            .clone();
+        // An index of platforms: take the one asked for.
+        while descriptor["mediaType"]
+            .as_str()
+            .is_some_and(|t| t.contains("index"))
+        {
+            let index = read_json(blob(descriptor["digest"].as_str().unwrap_or_default()))?;
+            descriptor = index["manifests"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|l| {
-                    let digest = l["digest"].as_str()?;
-                    Some((blob(digest), l["mediaType"].as_str().map(str::to_string)))
-                })
-                .collect();
-            let config_digest = manifest["config"]["digest"]
-                .as_str()
-                .ok_or_else(|| bad("its manifest names no config".into()))?;
-            (read_json(blob(config_digest))?, layers)
-        } else {
-            return Err(bad(
-                "it holds neither index.json (an OCI layout) nor manifest.json (a docker archive)"
-                    .into(),
-            ));
-        };
+                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+                .cloned()
+                .ok_or_else(|| bad(format!("it has no linux/{arch} image")))?;
+        }
+        let digest = descriptor["digest"]
+            .as_str()
+            .ok_or_else(|| bad("index.json names no manifest".into()))?;
+        let manifest = read_json(blob(digest))?;
+        let layers = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                let digest = l["digest"].as_str()?;
+                Some((blob(digest), l["mediaType"].as_str().map(str::to_string)))
+            })
+            .collect();
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| bad("its manifest names no config".into()))?;
+        (read_json(blob(config_digest))?, layers)
+    } else {
+        return Err(bad(
+            "it holds neither index.json (an OCI layout) nor manifest.json (a docker archive)"
+                .into(),
+        ));
+    };
     let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
         .into_iter()

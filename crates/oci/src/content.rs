@@ -1,7 +1,8 @@
 //! What goes into each layer of an image, as archive entries.
 //!
 //! ```text
-//!  base (scratch only)  gradient-sandbox's scratch base: host glibc + loader, users, /tmp
+//!  base (scratch only)  gradient-sandbox's scratch base: the platform's glibc + loader
+//!                       (the host's, or the target's libc-only root's), users, /tmp
 //!  runtime              the runtime bundle under /usr/local          (changes with Python)
 //!  dependencies         the wheelhouse in site-packages, compiled    (changes with the lock)
 //!  app                  the wheel in site-packages, compiled, and one
@@ -46,13 +47,22 @@ pub fn runtime(bundle: &Path) -> Result<Vec<Entry>, OciError> {
     Ok(entries)
 }
 
+/// The interpreter that byte-compiles a layer's Python files: the build interpreter, or,
+/// for an image of another platform whose CPython is not the build interpreter's X.Y, that
+/// platform's own, run under qemu-user with its C library from `loader_prefix`.
+#[derive(Clone, Copy, Debug)]
+pub struct Compiler<'a> {
+    pub python: &'a Path,
+    pub loader_prefix: Option<&'a Path>,
+}
+
 /// A site-packages layer: `fill` puts files into a staging copy of `placement.site`, which
-/// is then byte-compiled by `python` for the paths it has in the image. `scripts` (name →
+/// is then byte-compiled by `compiler` for the paths it has in the image. `scripts` (name →
 /// file content) go into `placement.bin`.
 pub async fn site_layer(
     staging: &Path,
     placement: &Placement,
-    python: &Path,
+    compiler: Compiler<'_>,
     fill: impl FnOnce(&Path) -> Result<(), OciError>,
     scripts: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<Entry>, OciError> {
@@ -63,7 +73,14 @@ pub async fn site_layer(
         source,
     })?;
     fill(&site)?;
-    gradient_python::runtime::compile_tree(python, &site, staging, &[]).await?;
+    gradient_python::runtime::compile_tree_in(
+        compiler.python,
+        compiler.loader_prefix,
+        &site,
+        staging,
+        &[],
+    )
+    .await?;
     let mut entries = tree_entries(staging, "")?;
     if !scripts.is_empty() {
         entries.extend(folder_entries(&placement.bin));

@@ -27,6 +27,9 @@ pub fn engine_address() -> String {
 pub struct Engine {
     docker: Docker,
     pub version: String,
+    /// The platform the containers this value creates run as (`linux/arm64`, as
+    /// `docker run --platform` asks): `None` for the engine's own.
+    platform: Option<String>,
 }
 
 /// An image the engine holds.
@@ -227,7 +230,18 @@ impl Engine {
         Ok(Engine {
             docker,
             version: version.version.unwrap_or_else(|| "unknown".into()),
+            platform: None,
         })
+    }
+
+    /// The same engine, creating its containers for `platform` (an image of another
+    /// platform runs under the emulator binfmt_misc registers on the engine's machine).
+    pub fn on_platform(&self, platform: gradient_core::Platform) -> Engine {
+        Engine {
+            docker: self.docker.clone(),
+            version: self.version.clone(),
+            platform: (!platform.is_host()).then(|| platform.oci().to_string()),
+        }
     }
 
     /// The ID and layers of the image the engine holds under `reference`, if any.
@@ -262,6 +276,15 @@ impl Engine {
                 path: tarball.to_path_buf(),
                 source,
             })?;
+        self.load_archive(bytes, held).await
+    }
+
+    /// [`Engine::load`] of a docker-archive already in memory.
+    pub async fn load_archive(
+        &self,
+        bytes: Vec<u8>,
+        held: &[HeldImage],
+    ) -> Result<(String, usize), OciError> {
         let known: Vec<&[String]> = held.iter().map(|image| image.layers.as_slice()).collect();
         let short = if !known.is_empty() && self.classic_image_store().await {
             without_known_layers(&bytes, &known)
@@ -474,7 +497,7 @@ impl Engine {
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name),
-                    ..Default::default()
+                    platform: self.platform.clone().unwrap_or_default(),
                 }),
                 body,
             )

@@ -28,7 +28,8 @@ pub use image::{
 };
 pub use layer::{make_layer, staging_areas, Layer};
 pub use reference::{check_reference, default_tags};
-pub use tier::{DockerTier, OciTier};
+pub use rootfs::{tarball_images, TarballImage};
+pub use tier::{platform_tag, DockerTier, OciTier};
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,8 @@ pub enum OciError {
     BadLayout { reason: String },
     #[error("`{reference}` is not a valid image reference: {reason}")]
     BadReference { reference: String, reason: String },
+    #[error("the base image `{base}` is used for the host's platform only, and this build is also for {platform}")]
+    ForeignBase { base: String, platform: String },
     #[error("user `{user}` does not exist in a scratch image")]
     UnknownUser { user: String },
     #[error(
@@ -97,6 +100,7 @@ impl gradient_core::Hint for OciError {
             OciError::BaseMissing { .. } => "`base = \"oci:PATH\"` takes an OCI layout folder or tarball, relative to the project folder".into(),
             OciError::BasePythonMismatch { found, wanted, .. } => format!("build with --python {found}, or choose a base with CPython {wanted}"),
             OciError::BadReference { .. } => "use NAME[:TAG], e.g. --tag myapp:1.0 (lower-case name; tag of letters, digits, `_`, `.`, `-`)".into(),
+            OciError::ForeignBase { .. } => "build the other platforms' images on the default base (leave [tool.gradient.container] base unset), or build for the host's platform only".into(),
             OciError::UnknownUser { .. } => "use `app` (the default, uid 1000), `nobody`, `root`, or a number UID[:GID] in [tool.gradient.container] user".into(),
             OciError::Python(error) => return error.hint(),
             OciError::Wheel(error) => return error.hint(),

@@ -3,8 +3,9 @@
 //! What the oci tier's smoke test uses, so the tarball itself is checked whether or not an
 //! engine is present.
 
-use crate::base::{read_image, unpack};
+use crate::base::{read_image, read_image_for, unpack};
 use crate::{io, OciError};
+use gradient_core::Platform;
 use gradient_sandbox::Rootfs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,185 @@ pub fn unpack_image(tarball: &Path, scratch: &Path) -> Result<Rootfs, OciError> 
     let layout = scratch.join("layout");
     unpack(tarball, &layout)?;
     let image = read_image(&layout, &tarball.display().to_string())?;
-    let root = scratch.join("rootfs");
+    unpack_layers(&image, scratch.join("rootfs"))
+}
+
+/// Unpack the tarball's image for `platform` into `scratch/rootfs-OS-ARCH`, its layout
+/// into `scratch/layout` (shared by every platform's root).
+pub fn unpack_platform_image(
+    tarball: &Path,
+    scratch: &Path,
+    platform: Platform,
+) -> Result<Rootfs, OciError> {
+    let layout = scratch.join("layout");
+    if !layout.join("index.json").is_file() {
+        unpack(tarball, &layout)?;
+    }
+    let image = read_image_for(&layout, &tarball.display().to_string(), platform.oci_arch())?;
+    unpack_layers(
+        &image,
+        scratch.join(format!("rootfs-{}", platform.oci().replace('/', "-"))),
+    )
+}
+
+/// One platform's image in an image tarball gradient wrote: its config's and its layers'
+/// paths in the tarball (`blobs/sha256/HEX`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TarballImage {
+    pub platform: Platform,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+/// The images an image tarball gradient wrote holds, one per platform, in its index's
+/// order; a tarball of one image gives that one, its platform read from its config.
+pub fn tarball_images(tarball: &Path) -> Result<Vec<TarballImage>, OciError> {
+    let bad = |reason: String| OciError::BadBase {
+        base: tarball.display().to_string(),
+        reason,
+    };
+    // The small files: index.json and the JSON blobs (a layer is never read here).
+    let mut small: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+    let file = std::fs::File::open(tarball).map_err(io("open", tarball))?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries().map_err(io("read", tarball))? {
+        let mut entry = entry.map_err(io("read", tarball))?;
+        let path = entry.path().map_err(io("read", tarball))?;
+        let path = path.to_string_lossy().into_owned();
+        if entry.size() > 1 << 20 || !(path == "index.json" || path.starts_with("blobs/")) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(io("read", tarball))?;
+        small.insert(path, bytes);
+    }
+    let json = |path: &str| -> Result<serde_json::Value, OciError> {
+        let bytes = small
+            .get(path)
+            .ok_or_else(|| bad(format!("it has no `{path}`")))?;
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("`{path}` is not JSON: {e}")))
+    };
+    let blob = |digest: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            digest
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("sha256:")
+        )
+    };
+    let top = json("index.json")?["manifests"][0].clone();
+    let manifests: Vec<(Option<Platform>, serde_json::Value)> = if top["mediaType"]
+        .as_str()
+        .is_some_and(|t| t.contains("index"))
+    {
+        json(&blob(&top["digest"]))?["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let platform = format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or_default(),
+                    m["platform"]["architecture"].as_str().unwrap_or_default()
+                );
+                (Platform::parse(&platform).ok(), m.clone())
+            })
+            .collect()
+    } else {
+        vec![(None, top)]
+    };
+    let mut images = Vec::new();
+    for (platform, descriptor) in manifests {
+        let manifest = json(&blob(&descriptor["digest"]))?;
+        let config = blob(&manifest["config"]["digest"]);
+        let platform = match platform {
+            Some(platform) => platform,
+            None => {
+                let config = json(&config)?;
+                let name = format!(
+                    "{}/{}",
+                    config["os"].as_str().unwrap_or_default(),
+                    config["architecture"].as_str().unwrap_or_default()
+                );
+                Platform::parse(&name).map_err(|_| bad(format!("its image is for {name}")))?
+            }
+        };
+        let layers = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| blob(&l["digest"]))
+            .collect();
+        images.push(TarballImage {
+            platform,
+            config,
+            layers,
+        });
+    }
+    Ok(images)
+}
+
+/// A docker-archive of `image` alone from `tarball`, tagged `tags`: what
+/// an engine that loads one image per archive (Docker before 25, whose `docker load` reads
+/// `manifest.json` only) is given for a platform other than the one `tarball`'s
+/// `manifest.json` names.
+pub fn docker_archive_for(
+    tarball: &Path,
+    image: &TarballImage,
+    tags: &[String],
+) -> Result<Vec<u8>, OciError> {
+    let into = tarball;
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": image.config,
+        "RepoTags": tags,
+        "Layers": image.layers,
+    }]))
+    .expect("JSON serialises");
+    let keep: std::collections::BTreeSet<&str> = image
+        .layers
+        .iter()
+        .chain([&image.config])
+        .map(String::as_str)
+        .collect();
+    let mut builder = tar::Builder::new(Vec::new());
+    let file = std::fs::File::open(tarball).map_err(io("open", tarball))?;
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries().map_err(io("read", tarball))? {
+        let mut entry = entry.map_err(io("read", tarball))?;
+        let path = entry
+            .path()
+            .map_err(io("read", tarball))?
+            .to_string_lossy()
+            .into_owned();
+        let wanted = entry.header().entry_type().is_dir() || keep.contains(path.as_str());
+        if !wanted {
+            continue;
+        }
+        let mut header = entry.header().clone();
+        builder
+            .append_data(&mut header, &path, &mut entry)
+            .map_err(io("write", into))?;
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "manifest.json", manifest.as_slice())
+        .map_err(io("write", into))?;
+    builder.into_inner().map_err(io("write", into))
+}
+
+/// Apply `image`'s layers in order into `root`.
+fn unpack_layers(image: &crate::base::Base, root: PathBuf) -> Result<Rootfs, OciError> {
     std::fs::create_dir_all(&root).map_err(io("create", &root))?;
     for layer in &image.layers {
         apply_layer(&layer.path, &root)?;
     }
     let proc = root.join("proc");
     std::fs::create_dir_all(&proc).map_err(io("create", &proc))?;
-    Ok(rootfs_of(&image, root))
+    Ok(rootfs_of(image, root))
 }
 
 /// The root an earlier [`unpack_image`] of `tarball` left in `scratch`.

@@ -1,20 +1,26 @@
-//! The `oci` and `docker` tiers: one image, written as a tarball by both; the docker tier
-//! then loads it into the engine. Smoke tests: the oci tier runs the image's files in a
-//! chroot without an engine, the docker tier runs containers through the engine.
+//! The `oci` and `docker` tiers: one image per platform the build is for (the host's
+//! first), in one tarball with an image index, written by both; the docker tier then loads
+//! the host's image into the engine, and each other platform's it can run under its own
+//! tag (`NAME:VERSION-linux-arm64`: Docker's classic store holds one image per tag). Smoke
+//! tests: the oci tier runs each image's files in a chroot without an engine, the docker
+//! tier runs containers through the engine (`--platform` for another platform's); a
+//! platform no emulator runs here is left unchecked, and said so in the log.
 
 use crate::base::{read_image, unpack, Base};
 use crate::content::{self, Placement};
 use crate::image::{write_layout, ImageLayer, ImageSpec, Layout, PlatformImage, RunConfig};
 use crate::layer::{from_recipe, make_layer, recipe_known, remember_recipe, Layer};
 use crate::reference::{check_reference, default_tags};
-use crate::rootfs::{unpack_image, unpacked_image};
+use crate::rootfs::{
+    docker_archive_for, tarball_images, unpack_image, unpack_platform_image, unpacked_image,
+};
 use crate::{Engine, OciError};
 use async_trait::async_trait;
 use gradient_core::{
     normalize_name, AppIdentity, AppScripts, AppWheel, Artifact, Backend, BackendError, BaseImage,
-    BuildContext, Host, Input, Inputs, InterpreterFacts, PlannedFile, ProbeOutput, Project,
-    RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier, Unavailable,
-    DEFAULT_USER, FALLBACK_EPOCH,
+    BuildContext, Host, Input, Inputs, InterpreterFacts, PlannedFile, PlatformScope, ProbeOutput,
+    Project, RuntimeFiles, SmokeCheck, SmokeContext, SmokeReport, Startup, TargetNeeds, Tier,
+    Unavailable, DEFAULT_USER, FALLBACK_EPOCH,
 };
 use gradient_python::smoke::{
     ask_until_ended, judge_answer, measure_runs, measure_startup, run_check, run_probe,
@@ -59,15 +65,24 @@ fn planned_image(app: &AppIdentity) -> Vec<PlannedFile> {
 
 /// The image tarball, as `tier`'s artifact.
 async fn image_artifact(cx: &BuildContext, tier: Tier) -> Result<Vec<Artifact>, BackendError> {
+    // One image per platform the build is for: bound to one only when it holds one; an
+    // index of several runs on each of their machines.
+    let platform = match cx.targets.as_slice() {
+        [] => cx.inputs.platform(),
+        [one] => one.platform(),
+        _ => None,
+    };
+    let mut needs = container_needs();
+    if cx.targets.len() > 1 {
+        needs.platform = None;
+    } else if let Some(platform) = platform {
+        needs.platform = Some(platform.oci().to_string());
+    }
     Ok(vec![Artifact {
         tier,
         path: build_image(cx).await?,
-        needs: container_needs(),
-        // One image per platform the build is for: bound to one only when it holds one.
-        platform: match cx.targets.as_slice() {
-            [one] => one.platform(),
-            _ => None,
-        },
+        needs,
+        platform,
     }])
 }
 
@@ -162,6 +177,11 @@ impl Backend for OciTier {
         Tier::Oci
     }
 
+    /// One tarball holds every platform's image, in one image index.
+    fn platform_scope(&self) -> PlatformScope {
+        PlatformScope::Together
+    }
+
     fn target_needs(&self, _project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
         container_needs()
     }
@@ -218,26 +238,30 @@ impl Backend for OciTier {
         let rootfs = tokio::task::block_in_place(|| unpack_image(&artifact.path, &cx.scratch))?;
         let mut checks = custom_entrypoint_check(&cx.project, || Ok(rootfs.starting_program()))?;
         let (_, entry) = app_and_scripts(&cx.inputs)?;
-        for SmokeCommand { argv, expect } in
-            smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
-        {
-            let program = format!("/usr/local/bin/{}", argv[0]);
-            let (command, network) = if expect.http.is_some() {
-                (
-                    rootfs.serving_command(&program, &argv[1..]),
-                    "the host's network",
-                )
-            } else {
-                (rootfs.command(&program, &argv[1..]), "no network")
+        checks.extend(chroot_checks(&rootfs, cx, entry, "").await);
+        // The other platforms' images, each in its own files, under the emulator.
+        for platform in other_platforms(&artifact.path)? {
+            let rootfs = tokio::task::block_in_place(|| {
+                unpack_platform_image(&artifact.path, &cx.scratch, platform)
+            })?;
+            let shown = format!("{}, under qemu-user, ", platform.oci());
+            checks.extend(chroot_checks(&rootfs, cx, entry, &shown).await);
+            let Some(start) = gradient_wheel::installed_script_start(
+                &rootfs.root,
+                "/usr/local/bin",
+                entry.scripts.keys(),
+            ) else {
+                continue;
             };
+            let args = ["-c".to_string(), MACHINE.to_string()];
             checks.push(
                 run_check(
                     format!(
-                        "{} (in the image's files, chroot, {network})",
-                        argv.join(" ")
+                        "{} -c '{MACHINE}' ({shown}in the image's files, chroot, no network)",
+                        start.interpreter[0]
                     ),
-                    command,
-                    &expect,
+                    rootfs.command(&start.interpreter[0], &args),
+                    &Expect::output(Some(platform.machine())),
                 )
                 .await,
             );
@@ -293,6 +317,11 @@ impl Backend for OciTier {
 impl Backend for DockerTier {
     fn tier(&self) -> Tier {
         Tier::Docker
+    }
+
+    /// One tarball holds every platform's image, in one image index.
+    fn platform_scope(&self) -> PlatformScope {
+        PlatformScope::Together
     }
 
     fn target_needs(&self, _project: &Project, _python: &InterpreterFacts) -> TargetNeeds {
@@ -383,11 +412,15 @@ impl Backend for DockerTier {
             && held.len() == tags.len()
             && held.iter().all(|image| Some(&image.id) == id.as_ref())
         {
-            return Ok(Some(format!(
+            let mut said = format!(
                 "already in Docker {} as {}",
                 engine.version,
                 tags.join(", ")
-            )));
+            );
+            for line in deliver_other_platforms(&engine, artifact, &tags).await? {
+                said.push_str(&format!("; {line}"));
+            }
+            return Ok(Some(said));
         }
         let (_, left_out) = engine
             .load(&artifact.path, &held)
@@ -397,11 +430,15 @@ impl Backend for DockerTier {
             0 => String::new(),
             n => format!(" (the engine had {n} of its layers: not sent again)"),
         };
-        Ok(Some(format!(
+        let mut said = format!(
             "loaded into Docker {} as {}{unsent}",
             engine.version,
             tags.join(", ")
-        )))
+        );
+        for line in deliver_other_platforms(&engine, artifact, &tags).await? {
+            said.push_str(&format!("; {line}"));
+        }
+        Ok(Some(said))
     }
 
     async fn smoke(
@@ -420,6 +457,23 @@ impl Backend for DockerTier {
             smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
         {
             checks.push(container_check(&engine, entry, &image, cx, &argv, &expect).await);
+        }
+        // The other platforms' images deliver loaded under their own tags, run as
+        // `docker run --platform` runs them.
+        for platform in other_platforms(&artifact.path)? {
+            let engine = engine.on_platform(platform);
+            let image = platform_tag(&image, platform);
+            let flag = format!("docker run --platform {} ", platform.oci());
+            for SmokeCommand { argv, expect } in
+                smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
+            {
+                let mut check = container_check(&engine, entry, &image, cx, &argv, &expect).await;
+                check.command = check.command.replacen("docker run ", &flag, 1);
+                checks.push(check);
+            }
+            checks.push(
+                machine_check(&engine, &artifact.path, entry, &image, &flag, platform, cx).await?,
+            );
         }
         Ok(SmokeReport { checks })
     }
@@ -488,6 +542,183 @@ impl Backend for DockerTier {
         let run = || container_check(&engine, entry, &image, cx, &argv, &expect);
         Ok(Some(measure_runs(&argv, run).await?))
     }
+}
+
+/// What the emulated platforms' smoke tests run to see which machine they run on.
+const MACHINE: &str = "import platform; print(platform.machine())";
+
+/// The platforms of the image tarball's images other than the host's that this machine
+/// can run (an emulator registered for them); one it cannot is skipped and said so in the
+/// log: the report gets no check for it, so it neither passes nor fails.
+fn other_platforms(tarball: &Path) -> Result<Vec<gradient_core::Platform>, OciError> {
+    let images = tokio::task::block_in_place(|| tarball_images(tarball))?;
+    Ok(images
+        .into_iter()
+        .map(|image| image.platform)
+        .filter(|platform| !platform.is_host())
+        .filter(|platform| match platform.runnable_here() {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!("the {} image is not smoke-tested: {why}", platform.oci());
+                false
+            }
+        })
+        .collect())
+}
+
+/// The smoke commands in an unpacked image's files (chroot, fresh namespaces); `shown`
+/// says which platform's, when not the host's.
+async fn chroot_checks(
+    rootfs: &gradient_sandbox::Rootfs,
+    cx: &SmokeContext,
+    entry: &AppScripts,
+    shown: &str,
+) -> Vec<SmokeCheck> {
+    let mut checks = Vec::new();
+    for SmokeCommand { argv, expect } in
+        smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
+    {
+        let program = format!("/usr/local/bin/{}", argv[0]);
+        let (command, network) = if expect.http.is_some() {
+            (
+                rootfs.serving_command(&program, &argv[1..]),
+                "the host's network",
+            )
+        } else {
+            (rootfs.command(&program, &argv[1..]), "no network")
+        };
+        checks.push(
+            run_check(
+                format!(
+                    "{} ({shown}in the image's files, chroot, {network})",
+                    argv.join(" ")
+                ),
+                command,
+                &expect,
+            )
+            .await,
+        );
+    }
+    checks
+}
+
+/// `tag` for the image of `platform`: its tag with the platform after it
+/// (`app:1.0` → `app:1.0-linux-arm64`). Docker's classic image store holds one image per
+/// tag, so each platform's image gets its own.
+pub fn platform_tag(tag: &str, platform: gradient_core::Platform) -> String {
+    let name_start = tag.rfind('/').map_or(0, |i| i + 1);
+    let (repository, version) = match tag[name_start..].rfind(':') {
+        Some(i) => (&tag[..name_start + i], &tag[name_start + i + 1..]),
+        None => (tag, "latest"),
+    };
+    format!(
+        "{repository}:{version}-{}",
+        platform.oci().replace('/', "-")
+    )
+}
+
+/// Load each image of the tarball for a platform other than the host's that this machine
+/// can run, under its platform's tags ([`platform_tag`]); one it cannot run is left out,
+/// and said so. Returns a line for each.
+async fn deliver_other_platforms(
+    engine: &Engine,
+    artifact: &Artifact,
+    tags: &[String],
+) -> Result<Vec<String>, OciError> {
+    let images = tokio::task::block_in_place(|| tarball_images(&artifact.path))?;
+    let mut said = Vec::new();
+    for image in images.iter().filter(|image| !image.platform.is_host()) {
+        let platform = image.platform;
+        if let Err(why) = platform.runnable_here() {
+            said.push(format!("the {} image not loaded: {why}", platform.oci()));
+            continue;
+        }
+        let tags: Vec<String> = tags.iter().map(|t| platform_tag(t, platform)).collect();
+        let id = format!(
+            "sha256:{}",
+            image.config.rsplit('/').next().unwrap_or_default()
+        );
+        let mut held = Vec::new();
+        for tag in &tags {
+            held.extend(engine.image(tag).await);
+        }
+        if held.len() == tags.len() && held.iter().all(|h| h.id == id) {
+            said.push(format!(
+                "its {} image already as {}",
+                platform.oci(),
+                tags.join(", ")
+            ));
+            continue;
+        }
+        let archive =
+            tokio::task::block_in_place(|| docker_archive_for(&artifact.path, image, &tags))?;
+        engine
+            .load_archive(archive, &held)
+            .await
+            .map_err(|e| not_loaded(e, artifact))?;
+        said.push(format!(
+            "its {} image as {} (run it with `docker run --platform {} {}`)",
+            platform.oci(),
+            tags.join(", "),
+            platform.oci(),
+            tags[0]
+        ));
+    }
+    Ok(said)
+}
+
+/// In a container of another platform's image: its Python says it runs on that
+/// platform's machine (`aarch64`), so the engine ran that image, under the emulator.
+async fn machine_check(
+    engine: &Engine,
+    artifact: &Path,
+    entry: &AppScripts,
+    image: &str,
+    flag: &str,
+    platform: gradient_core::Platform,
+    cx: &SmokeContext,
+) -> Result<SmokeCheck, OciError> {
+    // The image's own Python, as its console scripts name it.
+    let rootfs =
+        tokio::task::block_in_place(|| unpack_platform_image(artifact, &cx.scratch, platform))?;
+    let python = gradient_wheel::installed_script_start(
+        &rootfs.root,
+        "/usr/local/bin",
+        entry.scripts.keys(),
+    )
+    .map(|start| start.interpreter[0].clone())
+    .unwrap_or_else(|| "python3".to_string());
+    let shown = format!("{flag}--network none --entrypoint {python} {image} -c '{MACHINE}'");
+    let args = ["-c".to_string(), MACHINE.to_string()];
+    let check = match engine.run(image, Some(&[python]), &args, None).await {
+        Err(error) => SmokeCheck {
+            command: shown,
+            passed: false,
+            exit_code: None,
+            seconds: 0.0,
+            detail: with_hint(&error),
+        },
+        Ok(run) => {
+            let said = run.stdout.trim().to_string();
+            SmokeCheck {
+                command: shown,
+                passed: run.exit_code == 0 && said == platform.machine(),
+                exit_code: Some(run.exit_code as i32),
+                seconds: run.seconds,
+                detail: if run.exit_code == 0 && said == platform.machine() {
+                    format!("printed `{said}`: the {} image ran", platform.oci())
+                } else {
+                    format!(
+                        "expected `{}`, exited {}\n{}",
+                        platform.machine(),
+                        run.exit_code,
+                        tail(&run.output)
+                    )
+                },
+            }
+        }
+    };
+    Ok(check)
 }
 
 /// The numeric owner of a resolved image user (`root`, `UID` or `UID:GID`).
@@ -704,15 +935,18 @@ fn image_tags(app: &AppWheel, requested: &[String]) -> Result<Vec<String>, OciEr
     requested.iter().map(|t| check_reference(t)).collect()
 }
 
-/// Build the image tarball in `cx.work_dir` and return its path.
+/// Build the image tarball in `cx.work_dir` and return its path: one image per platform
+/// of `cx.targets` (the host's first, the one `docker load` takes), in one layout.
 async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
-    let wheelhouse = cx.inputs.wheelhouse()?;
-    let runtime = cx.inputs.runtime()?;
     let (app, entry) = app_and_scripts(&cx.inputs)?;
     let (name, version) = (&normalize_name(app.name()), app.version());
     let tags = image_tags(app, &cx.image_tags)?;
     let settings = &cx.project.config.container;
     let mtime = cx.source_date.seconds;
+    let targets = match cx.targets.is_empty() {
+        true => vec![cx.inputs.clone()],
+        false => cx.targets.clone(),
+    };
 
     // The base, and where Python things go on it.
     let base_setting = settings.base();
@@ -747,6 +981,16 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             (Some(base), shown)
         }
     };
+    // A base is read for the host's platform: another platform's image would carry the
+    // host's files.
+    if let Some(foreign) = targets.iter().find_map(|t| t.target.as_ref()) {
+        if base.is_some() {
+            return Err(OciError::ForeignBase {
+                base: shown_base,
+                platform: foreign.platform.oci().to_string(),
+            });
+        }
+    }
     let base_python = base.as_ref().and_then(|b: &Base| b.python.clone());
     if let Some(found) = &base_python {
         let (major, minor, _) = cx.python.version;
@@ -759,10 +1003,6 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             });
         }
     }
-    let placement = match &base_python {
-        Some(found) => found.placement.clone(),
-        None => Placement::bundled(&runtime.python, &runtime.site_packages),
-    };
 
     let user = match settings.user() {
         user if user == DEFAULT_USER => format!("{0}:{0}", gradient_sandbox::APP_UID),
@@ -776,36 +1016,249 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         }
         user => user,
     };
+    let shared = Shared {
+        app,
+        entry,
+        base: base.as_ref(),
+        base_python: base_python.as_ref(),
+        user: &user,
+        name,
+        version,
+        mtime,
+    };
+    let mut images = Vec::new();
+    for inputs in &targets {
+        let platform = inputs
+            .platform()
+            .unwrap_or(gradient_core::Platform::LinuxAmd64);
+        images.push((
+            platform,
+            platform_image(cx, inputs, platform, &shared).await?,
+        ));
+    }
+    let layout = Layout {
+        images: images
+            .iter()
+            .map(|(platform, spec)| PlatformImage {
+                platform: *platform,
+                spec,
+            })
+            .collect(),
+        tags,
+        docker_load: images[0].0,
+    };
+    let path = cx.work_dir.join(file_name(name, version));
+    tokio::task::block_in_place(|| write_layout(&layout, mtime, &path))?;
+    Ok(path)
+}
+
+/// What every platform's image of one build has in common.
+struct Shared<'a> {
+    app: &'a AppWheel,
+    entry: &'a AppScripts,
+    base: Option<&'a Base>,
+    base_python: Option<&'a crate::base::BasePython>,
+    /// The image's user, resolved (`UID:GID`, `root`).
+    user: &'a str,
+    name: &'a str,
+    version: &'a str,
+    mtime: u64,
+}
+
+/// The C library a scratch image of `inputs`' platform carries: the host's for the host,
+/// else the target's, from its libc-only root (`lib/TRIPLET/libc.so.6` …), never the host's.
+fn image_glibc(inputs: &Inputs) -> Result<Vec<(String, PathBuf)>, OciError> {
+    let Some(target) = &inputs.target else {
+        return Ok(gradient_python::runtime::glibc_files());
+    };
+    let lib = target.loader_prefix.join("lib");
+    let missing = || OciError::BadBase {
+        base: format!("scratch for {}", target.platform.oci()),
+        reason: format!(
+            "no C library for it in `{}` (expected lib/TRIPLET/libc.so.6)",
+            target.loader_prefix.display()
+        ),
+    };
+    let triplet_dir = std::fs::read_dir(&lib)
+        .map_err(|_| missing())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.to_string_lossy().ends_with("-linux-gnu"))
+        .ok_or_else(missing)?;
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&triplet_dir)
+        .map_err(io_error("read", &triplet_dir))?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    files.sort();
+    if !files.iter().any(|(name, _)| name == "libc.so.6") {
+        return Err(missing());
+    }
+    Ok(files)
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OciError {
+    let path = path.to_path_buf();
+    move |source| OciError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The libraries beyond glibc the extension modules under `site` link, looked up in the
+/// target's root (`usr/lib/TRIPLET`, `usr/lib`) as its loader would, never on the host:
+/// the foreign platform's counterpart of [`gradient_python::runtime::system_libraries`].
+fn target_system_libraries(
+    site: &Path,
+    bundle_lib: &Path,
+    root: &Path,
+    glibc: &[(String, PathBuf)],
+) -> Vec<(String, PathBuf)> {
+    let triplet = glibc
+        .iter()
+        .find(|(name, _)| name == "libc.so.6")
+        .and_then(|(_, path)| path.parent()?.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut queue: Vec<PathBuf> = walkdir(site);
+    while let Some(object) = queue.pop() {
+        let Ok(Some(facts)) = gradient_python::elf::read(&object) else {
+            continue;
+        };
+        let origin = object.parent().unwrap_or(Path::new("/")).to_path_buf();
+        for needed in &facts.needed {
+            let own = facts.search_path.iter().any(|dir| {
+                Path::new(&dir.replace("$ORIGIN", &origin.to_string_lossy()))
+                    .join(needed)
+                    .is_file()
+            });
+            if own
+                || needed.contains('/')
+                || glibc.iter().any(|(name, _)| name == needed)
+                || found.contains_key(needed)
+                || bundle_lib.join(needed).exists()
+            {
+                continue;
+            }
+            let Some(file) = [format!("usr/lib/{triplet}"), "usr/lib".into()]
+                .iter()
+                .map(|dir| root.join(dir).join(needed))
+                .find(|p| p.is_file())
+                .and_then(|p| std::fs::canonicalize(p).ok())
+            else {
+                continue;
+            };
+            found.insert(needed.clone(), file.clone());
+            queue.push(file);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Every file under `dir`, sorted.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => folders.push(path),
+                Ok(kind) if kind.is_file() => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// One platform's image: its base (or scratch root with that platform's C library), its
+/// runtime, dependencies and app layers, and its config.
+async fn platform_image(
+    cx: &BuildContext,
+    inputs: &Inputs,
+    platform: gradient_core::Platform,
+    shared: &Shared<'_>,
+) -> Result<ImageSpec, OciError> {
+    let wheelhouse = inputs.wheelhouse()?;
+    let runtime = inputs.runtime()?;
+    let settings = &cx.project.config.container;
+    let (app, entry, base) = (shared.app, shared.entry, shared.base);
+    let placement = match shared.base_python {
+        Some(found) => found.placement.clone(),
+        None => Placement::bundled(&runtime.python, &runtime.site_packages),
+    };
+    // The host's own layers keep the paths and recipes they always had.
+    let foreign = inputs.target.as_ref();
+    let staging = match foreign {
+        None => cx.work_dir.join("layers"),
+        Some(_) => cx
+            .work_dir
+            .join(format!("layers-{}", platform.oci().replace('/', "-"))),
+    };
+    // Bytecode depends on CPython's X.Y only: the build interpreter compiles for any
+    // platform whose runtime is its X.Y; another runs itself, under qemu-user.
+    let (major, minor, _) = cx.python.version;
+    let foreign_python = runtime.dir.join(&runtime.python);
+    let compiler = match foreign {
+        Some(target) if !runtime.python.ends_with(&format!("python{major}.{minor}")) => {
+            content::Compiler {
+                python: &foreign_python,
+                loader_prefix: Some(&target.loader_prefix),
+            }
+        }
+        _ => content::Compiler {
+            python: &cx.python.executable,
+            loader_prefix: None,
+        },
+    };
 
     let cache = &cx.cache_dir;
     let root = |_: &gradient_archive::Entry| (0, 0);
     let mut layers: Vec<ImageLayer> = Vec::new();
-    if let Some(base) = &base {
+    let glibc = match base {
+        Some(_) => Vec::new(),
+        None => tokio::task::block_in_place(|| image_glibc(inputs))?,
+    };
+    if let Some(base) = base {
         layers.extend(base.layers.iter().map(|layer| ImageLayer {
             layer: layer.clone(),
             created_by: String::new(),
         }));
     } else {
-        let layer = tokio::task::block_in_place(|| scratch_layer(cache))?;
+        let layer = tokio::task::block_in_place(|| scratch_layer(cache, &glibc, foreign))?;
+        let from = match foreign {
+            None => "the build host".to_string(),
+            Some(target) => format!("Debian's {}", target.platform.oci()),
+        };
         layers.push(ImageLayer {
             layer,
             created_by: format!(
-                "gradient: C library from the build host, /etc, user {DEFAULT_USER} ({})",
+                "gradient: C library from {from}, /etc, user {DEFAULT_USER} ({})",
                 gradient_sandbox::APP_UID
             ),
         });
     }
     // What the dependencies' extension modules link from the system (libstdc++.so.6):
     // a base of its own provides it or not, scratch has only glibc and must bring it.
-    let system = match base {
-        None => gradient_python::runtime::system_libraries(
+    let system = match (base, foreign) {
+        (None, None) => gradient_python::runtime::system_libraries(
             &wheelhouse.site,
             Some(&runtime.dir.join("lib")),
         ),
-        Some(_) => Vec::new(),
+        (None, Some(target)) => target_system_libraries(
+            &wheelhouse.site,
+            &runtime.dir.join("lib"),
+            &target.root,
+            &glibc,
+        ),
+        (Some(_), _) => Vec::new(),
     };
     if !system.is_empty() {
-        let glibc = gradient_python::runtime::glibc_files();
         let entries = gradient_sandbox::system_libraries(&glibc, &system)?;
         let layer =
             tokio::task::block_in_place(|| make_layer(&entries, FALLBACK_EPOCH, &root, cache))?;
@@ -818,7 +1271,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             ),
         });
     }
-    if base_python.is_none() {
+    if shared.base_python.is_none() {
         let layer = tokio::task::block_in_place(|| runtime_layer(runtime, cache))?;
         layers.push(ImageLayer {
             layer,
@@ -826,15 +1279,18 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         });
     }
 
-    let staging = cx.work_dir.join("layers");
-    // The installed dependencies, compiled for their place in the image by this interpreter.
+    // The installed dependencies, compiled for their place in the image.
     let recipe = stamp(&wheelhouse.site).map(|site| {
-        format!(
+        let mut recipe = format!(
             "dependencies\n{site}\n{}\n{}\n{}",
-            cx.python.executable.display(),
+            compiler.python.display(),
             cx.python.full_version(),
             placement.site
-        )
+        );
+        if let Some(target) = foreign {
+            recipe.push_str(&format!("\nplatform {}", target.platform.oci()));
+        }
+        recipe
     });
     let layer = match recipe.as_deref().and_then(|r| from_recipe(r, cache)) {
         Some(layer) => layer,
@@ -842,7 +1298,7 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             let deps = content::site_layer(
                 &staging.join("dependencies"),
                 &placement,
-                &cx.python.executable,
+                compiler,
                 |site| {
                     Ok(gradient_python::wheelhouse::copy_site(
                         &wheelhouse.site,
@@ -890,14 +1346,14 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
     let mut app_entries = content::site_layer(
         &staging.join("app"),
         &placement,
-        &cx.python.executable,
+        compiler,
         |site| Ok(gradient_wheel::install_wheel_files(&app.path, site)?),
         &script_files,
     )
     .await?;
     // A working folder of the project's own on scratch is made here, owned by the image's
     // user (the engine would make it owned by root, where the app could not write).
-    let workdir_owner = numeric_owner(&user);
+    let workdir_owner = numeric_owner(shared.user);
     let own_workdir = settings
         .workdir
         .as_ref()
@@ -919,10 +1375,11 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
         Some(dir) if entry.path == *dir => workdir_owner,
         _ => (0, 0),
     };
+    let mtime = shared.mtime;
     let layer = tokio::task::block_in_place(|| make_layer(&app_entries, mtime, &owner, cache))?;
     layers.push(ImageLayer {
         layer,
-        created_by: format!("gradient: {name} {version}"),
+        created_by: format!("gradient: {} {}", shared.name, shared.version),
     });
 
     let mut env = vec![
@@ -940,8 +1397,8 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
             .unwrap_or("/")
             .to_string(),
     };
-    let spec = ImageSpec {
-        base_config: base.as_ref().map(|b| b.config.clone()),
+    Ok(ImageSpec {
+        base_config: base.map(|b| b.config.clone()),
         layers,
         run: RunConfig {
             entrypoint: settings
@@ -955,33 +1412,28 @@ async fn build_image(cx: &BuildContext) -> Result<PathBuf, OciError> {
                 .unwrap_or_default(),
             cmd: settings.cmd().unwrap_or_default(),
             env,
-            user,
+            user: shared.user.to_string(),
             workdir,
             ports: settings.ports(),
             labels: labels(&cx.project, app.metadata()),
         },
         created: gradient_archive::rfc3339(mtime),
-    };
-    // One image, for the platform preflight admits: the driver builds for the host only.
-    let platform = gradient_core::Platform::LinuxAmd64;
-    let layout = Layout {
-        images: vec![PlatformImage {
-            platform,
-            spec: &spec,
-        }],
-        tags,
-        docker_load: platform,
-    };
-    let path = cx.work_dir.join(file_name(name, version));
-    tokio::task::block_in_place(|| write_layout(&layout, mtime, &path))?;
-    Ok(path)
+    })
 }
 
-/// The scratch base's layer (the host's glibc, /etc, the default user), from the cache
-/// when these glibc files made it before.
-fn scratch_layer(cache: &Path) -> Result<Layer, OciError> {
-    layer_by_recipe(scratch_recipe().as_deref(), cache, || {
-        let entries = gradient_sandbox::scratch_base(&gradient_python::runtime::glibc_files())?;
+/// The scratch base's layer (a C library, /etc, the default user), from the cache when
+/// these glibc files made it before. `foreign`: the platform's, when not the host's.
+fn scratch_layer(
+    cache: &Path,
+    glibc: &[(String, PathBuf)],
+    foreign: Option<&gradient_core::TargetSystem>,
+) -> Result<Layer, OciError> {
+    let recipe = match foreign {
+        None => scratch_recipe(),
+        Some(target) => target_scratch_recipe(target, glibc),
+    };
+    layer_by_recipe(recipe.as_deref(), cache, || {
+        let entries = gradient_sandbox::scratch_base(glibc)?;
         make_layer(
             &entries,
             FALLBACK_EPOCH,
@@ -989,6 +1441,24 @@ fn scratch_layer(cache: &Path) -> Result<Layer, OciError> {
             cache,
         )
     })
+}
+
+/// A foreign platform's scratch base recipe: its platform and its own glibc files' stamps,
+/// so that it never shares a cache entry with the host's.
+fn target_scratch_recipe(
+    target: &gradient_core::TargetSystem,
+    glibc: &[(String, PathBuf)],
+) -> Option<String> {
+    let locale = stamp(Path::new(gradient_sandbox::HOST_LOCALE)).unwrap_or_default();
+    let stamps = glibc
+        .iter()
+        .map(|(_, path)| stamp(path))
+        .collect::<Option<Vec<_>>>()?
+        .join("\n");
+    Some(format!(
+        "scratch base 2\nplatform {}\n{stamps}\n{locale}",
+        target.platform.oci()
+    ))
 }
 
 /// The runtime bundle's layer under [`content::RUNTIME_PREFIX`], from the cache when this
@@ -1041,7 +1511,10 @@ async fn prepare_base_layers(
     }
     let (runtime, cache) = (runtime.clone(), cache.to_path_buf());
     let size = tokio::task::spawn_blocking(move || {
-        Ok::<_, OciError>(scratch_layer(&cache)?.size + runtime_layer(&runtime, &cache)?.size)
+        let glibc = gradient_python::runtime::glibc_files();
+        Ok::<_, OciError>(
+            scratch_layer(&cache, &glibc, None)?.size + runtime_layer(&runtime, &cache)?.size,
+        )
     })
     .await
     .ok()?

@@ -75,10 +75,20 @@ pub fn scratch_base(glibc: &[(String, PathBuf)]) -> Result<Vec<Entry>, SandboxEr
         add(entry);
     }
     for (soname, _) in glibc {
-        if soname.starts_with("ld-linux") && lib_dir != "usr/lib64" {
+        // Where executables name their loader: /lib64 on x86_64, /lib on aarch64.
+        let loader_dir = if soname.starts_with("ld-linux-aarch64") {
+            "usr/lib"
+        } else {
+            "usr/lib64"
+        };
+        if soname.starts_with("ld-linux") && lib_dir != loader_dir {
             add(symlink(
-                &format!("usr/lib64/{soname}"),
-                &format!("../{}/{soname}", lib_dir.trim_start_matches("usr/")),
+                &format!("{loader_dir}/{soname}"),
+                &format!(
+                    "{}/{soname}",
+                    relative_from(loader_dir, &lib_dir)
+                        .unwrap_or_else(|| format!("../{}", lib_dir.trim_start_matches("usr/")))
+                ),
             ));
         }
     }
@@ -102,10 +112,25 @@ fn library_dir(glibc: &[(String, PathBuf)]) -> Result<String, SandboxError> {
         return Err(SandboxError::NoGlibc);
     };
     let host_dir = libc.1.parent().unwrap_or(Path::new("/lib"));
+    // A multiarch folder (`…/lib/aarch64-linux-gnu`) goes under usr/lib wherever it is,
+    // so a root other than the host's (another platform's C library) places the same.
+    if let Some(triplet) = host_dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .filter(|n| n.ends_with("-linux-gnu"))
+    {
+        return Ok(format!("usr/lib/{triplet}"));
+    }
     let relative = host_dir
         .strip_prefix("/usr")
         .unwrap_or(host_dir.strip_prefix("/").unwrap_or(host_dir));
     Ok(format!("usr/{}", relative.display()))
+}
+
+/// `to` relative to the folder `from` when `to` lies below it (`usr/lib`,
+/// `usr/lib/aarch64-linux-gnu` → `aarch64-linux-gnu`).
+fn relative_from(from: &str, to: &str) -> Option<String> {
+    to.strip_prefix(from)?.strip_prefix('/').map(str::to_string)
 }
 
 /// `(soname, real file)` pairs as files named by their soname in `lib_dir`.
