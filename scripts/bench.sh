@@ -155,6 +155,46 @@ DOCKERFILE
 else
   echo "bench: no Docker engine answers; the container comparison is left out" >&2
 fi
+echo "== container for linux/arm64: assembled on this x86_64 host, against the amd64 image and against docker build under QEMU" >&2
+if "$docker_cli" version >/dev/null 2>&1 && [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  # Warm inputs for both platforms (Debian's arm64 CPython root, both runtimes, both
+  # wheelhouses, the layer cache); each run then assembles its image again.
+  "$gradient" build -q --no-smoke --to oci --platform linux/amd64,linux/arm64 "$project" --out "$work/a64" >/dev/null
+  base64=gradient-bench-debian-python-arm64:12
+  if ! "$docker_cli" image inspect "$base64" >/dev/null 2>&1; then
+    # Made once from Debian's arm64 packages (their maintainer scripts run under qemu-user)
+    # and kept: no registry is reachable.
+    cached="${XDG_CACHE_HOME_OUTER:-$HOME/.cache}/gradient-bench/debian-python-arm64.tar"
+    if [ ! -f "$cached" ]; then
+      mkdir -p "$(dirname "$cached")"
+      mmdebstrap --quiet --arch=arm64 --format=tar --variant=minbase --include=python3,python3-venv,python3-pip bookworm "$cached.tmp" - \
+        < /etc/apt/sources.list.d/debian.sources
+      mv "$cached.tmp" "$cached"
+    fi
+    # `docker import --platform` is ignored by Docker 20.10 (the image says amd64): the
+    # root is added to an empty arm64 image by BuildKit instead.
+    mkdir -p "$work/base64"
+    ln -f "$cached" "$work/base64/rootfs.tar" 2>/dev/null || cp "$cached" "$work/base64/rootfs.tar"
+    printf 'FROM scratch\nADD rootfs.tar /\nCMD ["/bin/bash"]\n' > "$work/base64/Dockerfile"
+    DOCKER_BUILDKIT=1 "$docker_cli" build -q --platform linux/arm64 -t "$base64" "$work/base64" >/dev/null
+  fi
+  # The conventional route: the same pinned versions as arm64 wheels, installed by pip
+  # running under QEMU in `docker build --platform linux/arm64`, then the app's wheel.
+  ctx64="$work/docker-ctx-arm64"
+  mkdir -p "$ctx64/deps" "$ctx64/app"
+  grep -oE '^[A-Za-z0-9_.-]+==[^ ;\\]+' "$(ls "$work"/a64/*.lock.txt)" > "$ctx64/pins.txt"
+  python3 -m pip download --quiet --no-deps --only-binary :all: --platform manylinux2014_aarch64 \
+    --python-version 3.11 --implementation cp -r "$ctx64/pins.txt" -d "$ctx64/deps"
+  uv build -q --wheel "$project" -o "$ctx64/app"
+  sed "s|^FROM .*|FROM $base64|" "$ctx/Dockerfile" > "$ctx64/Dockerfile"
+  hyperfine --style basic --warmup 1 --runs "$cold_runs" --export-json "$results/arm64-image.json" \
+    --prepare "rm -rf $GRADIENT_CACHE_DIR/tiers" \
+    -n "gradient build --to oci --platform linux/arm64 --no-smoke (warm)" "$gradient build -q --no-smoke --to oci --platform linux/arm64 $project --out $work/a64" \
+    -n "gradient build --to oci --platform linux/amd64 --no-smoke (warm)" "$gradient build -q --no-smoke --to oci --platform linux/amd64 $project --out $work/a64-amd64" \
+    -n "docker build --platform linux/arm64 --no-cache (under QEMU)" "DOCKER_BUILDKIT=1 $docker_cli build -q --platform linux/arm64 --no-cache -t gradient-bench-reference-arm64 $ctx64"
+else
+  echo "bench: no Docker engine or no qemu-aarch64 under binfmt_misc; the arm64 comparison is left out" >&2
+fi
 echo "$image_sizes" > "$results/image-sizes.json"
 # The app-change runs rewrote the greeting; later smoke tests expect the fixture's own.
 cp fixtures/sampleapp/src/sampleapp/data/greeting.txt "$project/src/sampleapp/data/greeting.txt"

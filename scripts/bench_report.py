@@ -30,6 +30,8 @@ SCENARIOS = [
      ["uv build --wheel + docker build --no-cache"]),
     ("docker-change", "container image, rebuild after one app file changed (wheel rebuilt by both; docker reuses its dependency step, gradient its cached layers)",
      ["uv build --wheel + docker build (one app file changed)"]),
+    ("arm64-image", "container image for linux/arm64, assembled on this x86_64 host from a warm cache (`--platform linux/arm64`), against the same image for linux/amd64 and against the conventional route: a Dockerfile installing the same pinned versions' arm64 wheels on an arm64 Debian python base (made with `mmdebstrap --arch=arm64`), `docker build --platform linux/arm64 --no-cache` with every RUN under QEMU",
+     ["gradient build --to oci --platform linux/amd64 --no-smoke (warm)", "docker build --platform linux/arm64 --no-cache (under QEMU)"]),
     ("deb-build", "Debian package of fixtures/sampleapp, warm wheelhouse and runtime, the package written anew (the reference: a venv with the same wheels and `dpkg-deb --build`)",
      ["venv + dpkg-deb --build"]),
     ("all-noop", "every tier (`build --all`, smoke tests included) when nothing changed since the last run", []),

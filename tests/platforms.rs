@@ -81,6 +81,26 @@ fn the_sample_builds_for_arm64_beside_amd64_each_runs_under_emulation_and_reprod
             );
         }
     }
+    // Its bill of materials and its row of the report say the platform too.
+    let sbom = read_json(&out.path().join("sampleapp-1.2.3-linux-aarch64.cdx.json"));
+    let properties = sbom["metadata"]["component"]["properties"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        properties
+            .contains(&serde_json::json!({"name": "gradient:platform", "value": "linux/arm64"})),
+        "{properties:?}"
+    );
+    let report = read_json(&out.path().join("report.json"));
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["artifact"]["file"] == "sampleapp-1.2.3-linux-aarch64")
+        .expect("the arm64 executable's row");
+    assert_eq!(row["artifact"]["platform"], "linux/arm64");
+
     // The executables are each for their machine.
     assert_eq!(
         elf_machine(&out.path().join("sampleapp-1.2.3-linux-aarch64")),

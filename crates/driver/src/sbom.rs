@@ -80,6 +80,12 @@ pub fn sbom(artifact: &ArtifactRecord, sources: &SbomSources) -> Result<Vec<u8>,
             property("gradient:file", &artifact.file),
         ],
     });
+    if let Some(platform) = artifact.platform {
+        app["properties"]
+            .as_array_mut()
+            .expect("a list")
+            .push(property("gradient:platform", platform.oci()));
+    }
     if let Some(licenses) = sources.app.and_then(licenses) {
         app["licenses"] = licenses;
     }

@@ -49,6 +49,9 @@ pub struct Row {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RowArtifact {
     pub file: String,
+    /// The platform the file runs on, when it is bound to one (as in the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<gradient_core::Platform>,
     pub size: u64,
     pub sha256: String,
     pub build_seconds: f64,
@@ -130,6 +133,7 @@ fn row(record: &ArtifactRecord) -> Row {
         status,
         artifact: Some(RowArtifact {
             file: record.file.clone(),
+            platform: record.platform,
             size: record.size,
             sha256: record.sha256.clone(),
             build_seconds: record.build_seconds,
