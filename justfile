@@ -19,6 +19,12 @@ test-realworld:
     cargo build --release
     python3 tests/realworld/run.py
 
+# Five of them built for linux/arm64 on this x86_64 machine, each arm64 artifact run under
+# qemu-user; writes docs/realworld-arm64.md.
+test-realworld-arm64:
+    cargo build --release
+    python3 tests/realworld/run.py --platform linux/arm64 --only docutils,yamllint,pyfiglet,httpie,dunamai --matrix docs/realworld-arm64.md
+
 # Build the sample project into every available tier and print the comparison.
 demo:
     cargo run --release -- build --all fixtures/sampleapp

@@ -189,7 +189,7 @@ def judge_lock(cells, expected, source):
 def matrix(projects, results, platform=None):
     if platform:
         title = [f"# Real projects on {platform}", "",
-                 f"Written by `python3 tests/realworld/run.py --platform {platform} --only ... --matrix THIS_FILE` on an",
+                 f"Written by `just test-realworld-arm64` (`run.py --platform {platform} --only ...`) on an",
                  "x86_64 machine: the same as [realworld.md](realworld.md), but built with",
                  f"`gradient build --all --platform {platform}`, every {platform} artifact smoke-tested under qemu-user",
                  "(the image through the container engine, `docker run --platform`). Each application below is"]
