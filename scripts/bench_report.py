@@ -165,6 +165,12 @@ def main(results_dir):
             "  cache (uv's and pip's download caches warm: every tool downloads nothing), timed whole, then each reference",
             "  tool from the project's source, one after another (see docs/guide.md, Comparing with other tools). gradient",
             "  builds all eight tiers, rpm included, which has no peer.",
+            "- `gradient build --to oci --platform linux/arm64` on this x86_64 host reuses Debian's arm64 CPython root,",
+            "  the arm64 runtime bundle, the arm64 wheelhouse (its resolution kept from the last run) and the layer cache,",
+            "  and writes the arm64 image's tarball; the amd64 row does the same for the host's platform. The reference",
+            "  downloads the same pinned versions' arm64 wheels once, then `docker build --platform linux/arm64 --no-cache`",
+            "  runs the same Dockerfile as the container rows on an arm64 Debian python base (mmdebstrap --arch=arm64,",
+            "  added to an empty arm64 image by BuildKit), its pip and venv steps under QEMU.",
             "- `gradient build --all` with nothing changed reuses every finished tier, with its smoke result, and checks",
             "  that the engine still has the image; it builds and runs nothing.",
             ""]

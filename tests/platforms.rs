@@ -123,6 +123,20 @@ fn the_sample_builds_for_arm64_beside_amd64_each_runs_under_emulation_and_reprod
     std::io::Read::read_to_end(&mut archive.by_name(&extension).unwrap(), &mut bytes).unwrap();
     assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), AARCH64);
 
+    // A second build takes the arm64 resolution it kept, as the host's takes its published
+    // lock: nothing is resolved again while the host's pins hold.
+    let again = build(
+        &fixture("sampleapp"),
+        out.path(),
+        &["--to", "zipapp", "--platform", "linux/arm64", "--no-smoke"],
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("linux/arm64 wheelhouse: 2 packages (lock reused"),
+        "{}",
+        stderr(&again)
+    );
+
     // Run as an arm64 machine with only a C library would: the executable says aarch64.
     let libc = glibc_only_arm64_root();
     let probe = std::process::Command::new(out.path().join("sampleapp-1.2.3-linux-aarch64"))

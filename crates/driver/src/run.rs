@@ -839,6 +839,17 @@ async fn build_foreign_inputs(
             let name = gradient_core::normalize_name(app.name());
             let groups = run.lock.map(|l| l.groups.clone()).unwrap_or_default();
             let lock_file_name = run.lock.map(|l| l.name());
+            // This platform's last resolution, kept in the cache (the published lock is the
+            // host's): reused as it is while its inputs, the host's lock among them, hold.
+            let kept = run
+                .cache
+                .join("foreign-locks")
+                .join(format!("{name}-{}", platform.machine()));
+            let kept_pylock = kept.with_extension("pylock.toml");
+            let kept_lock = kept.with_extension("lock.txt");
+            let previous_lock = std::fs::read_to_string(&kept_pylock)
+                .ok()
+                .zip(std::fs::read_to_string(&kept_lock).ok());
             let wheelhouse = build_wheelhouse(WheelhouseRequest {
                 python,
                 installer: run.installer,
@@ -857,7 +868,7 @@ async fn build_foreign_inputs(
                         sha256: &lock.sha256,
                         packages: &lock.packages,
                     }),
-                previous_lock: None,
+                previous_lock,
                 find_links: run.options.find_links.as_deref(),
                 work_dir: &work_dir,
                 foreign: Some(gradient_python::wheelhouse::Foreign {
@@ -866,6 +877,13 @@ async fn build_foreign_inputs(
                 }),
             })
             .await?;
+            if !wheelhouse.lock_reused {
+                // A cache that cannot keep it costs a resolution next time, nothing more.
+                let kept_dir = kept.parent().expect("in the cache");
+                let _ = std::fs::create_dir_all(kept_dir)
+                    .and_then(|()| write_atomically(&kept_pylock, wheelhouse.pylock.as_bytes()))
+                    .and_then(|()| write_atomically(&kept_lock, wheelhouse.lock.as_bytes()));
+            }
             // Kept in the work folder: the published lock is the host's, and this one holds
             // the same versions with the target's hashes.
             let lock = work_dir.join(format!("{name}-{}.lock.txt", platform.machine()));
@@ -876,8 +894,13 @@ async fn build_foreign_inputs(
             })?;
             run.reporter.done(
                 &format!(
-                    "{platform} wheelhouse: {} packages ({})",
+                    "{platform} wheelhouse: {} packages ({}{})",
                     wheelhouse.packages.len(),
+                    if wheelhouse.lock_reused {
+                        "lock reused, "
+                    } else {
+                        ""
+                    },
                     if wheelhouse.site_reused {
                         "installed tree cached"
                     } else {

@@ -251,6 +251,14 @@ impl WheelhouseRequest<'_> {
         if let Some(folder) = self.find_links {
             hasher.update(folder.as_os_str().as_encoded_bytes());
         }
+        // A foreign resolution follows the host's pins: it stands on the host's lock too.
+        if let Some(foreign) = &self.foreign {
+            hasher.update(format!(
+                "\0{}\0glibc {}.{}\0",
+                foreign.target.platform, foreign.target.glibc.0, foreign.target.glibc.1
+            ));
+            hasher.update(&foreign.host.lock);
+        }
         hex::encode(hasher.finalize())
     }
 
@@ -334,8 +342,9 @@ pub async fn build_wheelhouse(
     // or that does not serve this target any more, is resolved again.
     let inputs = request.inputs_hash();
     let reusable = match (&request.locked, &request.previous_lock) {
-        // The published files are the host's: a foreign wheelhouse follows the host's pins.
-        (None, Some((pylock, requirements))) if request.foreign.is_none() => {
+        // A foreign wheelhouse's earlier files are its own (kept by the driver): its inputs
+        // name the target and the host's lock, so the host's are never taken for them.
+        (None, Some((pylock, requirements))) => {
             read_pylock(pylock.clone(), "the published pylock.toml")
                 .ok()
                 .filter(|lock| lock.gradient_inputs.as_deref() == Some(inputs.as_str()))
