@@ -92,6 +92,19 @@ fn the_sample_builds_for_arm64_beside_amd64_each_runs_under_emulation_and_reprod
             .contains(&serde_json::json!({"name": "gradient:platform", "value": "linux/arm64"})),
         "{properties:?}"
     );
+    // It carries Debian's arm64 CPython, not the build interpreter: its SBOM says which.
+    let cpython = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cpython")
+        .expect("the CPython it carries");
+    let host_version = manifest["python"]["version"].as_str().unwrap();
+    let version = cpython["version"].as_str().unwrap();
+    assert!(version.starts_with("3.11."), "{cpython}");
+    if host_version != "3.11.2" {
+        assert_ne!(version, host_version, "{cpython}");
+    }
     let report = read_json(&out.path().join("report.json"));
     let row = report["rows"]
         .as_array()
@@ -165,7 +178,49 @@ fn glibc_only_arm64_root() -> std::path::PathBuf {
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().ends_with("arm64-python3.11.libc"))
+                .is_some_and(|n| n.to_string_lossy().contains("arm64-python3.11.libc-"))
         })
         .expect("the arm64 libc root in the cache")
+}
+
+#[test]
+fn a_pure_zipapp_is_one_archive_for_both_platforms_and_a_compiled_app_is_refused() {
+    if !can_build_arm64() {
+        return;
+    }
+    // No compiled code anywhere: the two platforms' archives are the same bytes, published
+    // once, bound to neither.
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("hatch-app"),
+        out.path(),
+        &["--to", "zipapp", "--platform", "linux/amd64,linux/arm64"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let zipapps: Vec<&serde_json::Value> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["tier"] == "zipapp")
+        .collect();
+    assert_eq!(zipapps.len(), 1, "{zipapps:?}");
+    assert_eq!(zipapps[0]["file"], "hatch-app-0.1.0.pyz");
+    assert!(zipapps[0].get("platform").is_none(), "{:?}", zipapps[0]);
+
+    // An app with compiled code of its own is not cross-compiled: refused by name, with
+    // nothing written, even for the wheel alone.
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        &fixture("cext-app"),
+        out.path(),
+        &["--to", "wheel", "--platform", "linux/arm64"],
+    );
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("holds compiled code for this machine: gradient does not cross-compile it for linux/arm64"),
+        "{text}"
+    );
+    assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
 }

@@ -138,6 +138,8 @@ pub struct TargetSystem {
     pub loader_prefix: PathBuf,
     /// The target's glibc version (`2.36`): the oldest its wheels and bundle may need.
     pub glibc: String,
+    /// The full version of the target's CPython (`3.11.2`), which its runtime bundle carries.
+    pub python_version: String,
 }
 
 impl Inputs {

@@ -120,8 +120,18 @@ impl Platform {
             return Ok(());
         }
         let entry = format!("/proc/sys/fs/binfmt_misc/qemu-{}", self.machine());
+        // The `F` flag opens the emulator when it is registered: without it, a program in a
+        // chroot or a container would look for the emulator inside.
+        let fixed = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .is_some_and(|flags| flags.contains('F'))
+        };
         match std::fs::read_to_string(&entry) {
-            Ok(text) if text.lines().next() == Some("enabled") => Ok(()),
+            Ok(text) if text.lines().next() == Some("enabled") && fixed(&text) => Ok(()),
+            Ok(text) if text.lines().next() == Some("enabled") => Err(format!(
+                "no emulator for {self} in a chroot or a container: {entry} lacks the F flag (register qemu-user-static's, which has it)"
+            )),
             Ok(_) => Err(format!("no emulator for {self}: {entry} is disabled")),
             Err(_) => Err(format!(
                 "no emulator for {self}: install qemu-user-static and register it with binfmt_misc (update-binfmts --enable qemu-{})",

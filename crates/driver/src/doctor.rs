@@ -45,18 +45,11 @@ fn platforms() -> Vec<PlatformStatus> {
         .map(|platform| {
             let machine = platform.machine();
             let native = platform.is_host();
-            let runs = if native {
-                Ok("natively".to_string())
-            } else {
-                // binfmt_misc's entry for the machine, as Debian's qemu-user-static names it.
-                let entry = format!("/proc/sys/fs/binfmt_misc/qemu-{machine}");
-                match std::fs::read_to_string(&entry) {
-                    Ok(text) if text.lines().next() == Some("enabled") => {
-                        Ok(format!("under emulation (binfmt_misc: qemu-{machine})"))
-                    }
-                    Ok(_) => Err(format!("its emulator is registered but disabled (`update-binfmts --enable qemu-{machine}`)")),
-                    Err(_) => Err("no emulator is registered (apt-get install qemu-user-static; mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable)".to_string()),
-                }
+            // The same question a build asks before it plans a foreign tier.
+            let runs = match platform.runnable_here() {
+                Ok(()) if native => Ok("natively".to_string()),
+                Ok(()) => Ok(format!("under emulation (binfmt_misc: qemu-{machine})")),
+                Err(why) => Err(why),
             };
             let apt = std::env::var_os("PATH").is_some_and(|path| {
                 std::env::split_paths(&path).any(|dir| dir.join("apt-get").is_file())

@@ -312,6 +312,14 @@ impl Plan {
             .collect()
     }
 
+    /// Every platform other than the host's that a buildable entry serves, its files built
+    /// for it or serving any.
+    pub fn foreign_platforms_any(&self) -> impl Iterator<Item = Platform> + '_ {
+        self.buildable()
+            .flat_map(|e| e.platforms.iter().copied())
+            .filter(|p| !p.is_host())
+    }
+
     /// The shared inputs the buildable tiers stand on for `platform`.
     pub fn needed_inputs_for(&self, platform: Platform) -> BTreeSet<Input> {
         self.buildable()

@@ -483,6 +483,15 @@ async fn write_sboms(
             .platform
             .and_then(|platform| shared.targets.get(&platform))
             .unwrap_or(&shared.inputs);
+        // Another platform's file carries that platform's CPython.
+        let python_of_platform = match &inputs.target {
+            Some(target) => PythonRecord {
+                version: target.python_version.clone(),
+                platform_tag: format!("linux_{}", target.platform.machine()),
+                ..python_record.clone()
+            },
+            None => python_record.clone(),
+        };
         let backend = plan.entries.iter().find(|e| e.tier == record.tier);
         let shipped = match (backend, &inputs.runtime) {
             (Some(entry), Some(runtime)) => {
@@ -499,7 +508,7 @@ async fn write_sboms(
             wheelhouse: inputs.wheelhouse.as_ref(),
             runtime: shipped.as_ref().map(|(runtime, _)| runtime),
             runtime_libraries: shipped.as_ref().is_some_and(|(_, libraries)| *libraries),
-            python: &python_record,
+            python: &python_of_platform,
             source_date: plan.source_date,
         };
         let sbom =
@@ -725,6 +734,22 @@ async fn build_inputs(
         shared.seconds.insert(Input::Runtime, seconds);
         shared.inputs.runtime = Some(runtime);
     }
+    // An app with compiled code of its own is not cross-compiled: whatever tiers were asked
+    // for, its wheel (which every tier carries) is the host's only.
+    if let (Some(app), Some(foreign)) = (&shared.inputs.app, plan.foreign_platforms_any().next()) {
+        if !app.info.is_universal() {
+            return Err(DriverError::Wheelhouse(
+                gradient_python::wheelhouse::WheelhouseError::AppNotPure {
+                    wheel: app
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    platform: foreign,
+                },
+            ));
+        }
+    }
     shared.targets = build_foreign_inputs(plan, &shared, &run).await?;
     if let Some(app) = shared.app.clone() {
         plan.settle(app);
@@ -795,6 +820,7 @@ async fn build_foreign_inputs(
                 root: root.root.clone(),
                 loader_prefix,
                 glibc: glibc.clone(),
+                python_version: root.python_version(&version),
             }),
         };
         if needed.contains(&Input::Runtime) {

@@ -158,10 +158,23 @@ impl Backend for FrozenTier {
         needs.glibc = runtime.glibc.clone();
         // What the dependencies' extension modules link from the system: the executable
         // carries its CPython, not the target's libstdc++.so.6.
-        needs.libraries = gradient_python::runtime::system_libraries(
-            &wheelhouse.site,
-            Some(&runtime.dir.join("lib")),
-        )
+        // Looked up where the target's libraries are: the host's, or another platform's root.
+        let system = match &cx.inputs.target {
+            Some(target) => gradient_python::runtime::Sysroot::of_machine(
+                &target.root,
+                target.platform.machine(),
+            ),
+            None => None,
+        };
+        let bundle_lib = runtime.dir.join("lib");
+        needs.libraries = match &system {
+            Some(system) => gradient_python::runtime::system_libraries_in(
+                system,
+                &wheelhouse.site,
+                Some(&bundle_lib),
+            ),
+            None => gradient_python::runtime::system_libraries(&wheelhouse.site, Some(&bundle_lib)),
+        }
         .into_iter()
         .map(|(soname, _)| soname)
         .collect();

@@ -633,7 +633,20 @@ async fn deliver_other_platforms(
             said.push(format!("the {} image not loaded: {why}", platform.oci()));
             continue;
         }
-        let tags: Vec<String> = tags.iter().map(|t| platform_tag(t, platform)).collect();
+        // The suffix can make a tag too long, or one the user gave for something else.
+        let host_tags = tags;
+        let tags: Vec<String> = host_tags
+            .iter()
+            .map(|t| crate::reference::check_reference(&platform_tag(t, platform)))
+            .collect::<Result<_, _>>()?;
+        if let Some(clash) = tags.iter().find(|t| host_tags.contains(t)) {
+            return Err(OciError::BadReference {
+                reference: clash.clone(),
+                reason: format!(
+                    "it is asked for as a tag of the host's image, and is the {platform} image's tag too"
+                ),
+            });
+        }
         let id = format!(
             "sha256:{}",
             image.config.rsplit('/').next().unwrap_or_default()

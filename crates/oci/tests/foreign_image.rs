@@ -169,6 +169,7 @@ async fn an_amd64_and_arm64_image_share_one_tarball_and_each_runs_as_its_platfor
             root: debian.root.clone(),
             loader_prefix: debian.loader_prefix().unwrap(),
             glibc: debian.glibc_version().unwrap(),
+            python_version: debian.python_version("3.11"),
         }),
         ..Inputs::default()
     });

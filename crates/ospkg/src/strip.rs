@@ -479,12 +479,21 @@ mod tests {
             .arg(&library)
             .arg(&source)
             .status();
+        let cross_required = std::env::var("GRADIENT_REQUIRE_CROSS").is_ok_and(|v| v == "1");
         if !built.is_ok_and(|s| s.success()) {
+            assert!(
+                !cross_required,
+                "GRADIENT_REQUIRE_CROSS=1 but aarch64-linux-gnu-gcc failed"
+            );
             eprintln!("skipped: aarch64-linux-gnu-gcc is missing");
             return;
         }
         assert_eq!(super::elf_machine(&library), Some(super::EM_AARCH64));
         let Some(tool) = super::strip_tool(super::EM_AARCH64) else {
+            assert!(
+                !cross_required,
+                "GRADIENT_REQUIRE_CROSS=1 but aarch64-linux-gnu-strip is missing"
+            );
             eprintln!("skipped: no strip for aarch64 objects");
             return;
         };

@@ -706,6 +706,7 @@ mod tests {
             root: debian.root.clone(),
             loader_prefix: debian.loader_prefix().unwrap(),
             glibc: debian.glibc_version().unwrap(),
+            python_version: debian.python_version("3.11"),
         };
         let glibc = gradient_python::runtime::glibc_files();
         let mut base = foreign_base(&target, &glibc, &["libz.so.1".to_string()]).unwrap();

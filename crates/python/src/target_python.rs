@@ -97,6 +97,20 @@ impl DebianPython {
             .then(|| format!("{major}.{minor}"))
     }
 
+    /// The full version of the root's CPython (`3.11.2`), from its `pythonX.Y-minimal`
+    /// package; `version` (`3.11`) when that package is not listed.
+    pub fn python_version(&self, version: &str) -> String {
+        let minimal = format!("python{version}-minimal");
+        self.packages
+            .iter()
+            .find(|(name, _, _)| *name == minimal)
+            .and_then(|(_, full, _)| {
+                let upstream = full.split(['-', '+', '~']).next()?;
+                upstream.starts_with(version).then(|| upstream.to_string())
+            })
+            .unwrap_or_else(|| version.to_string())
+    }
+
     /// A root beside this one holding only its C library and loader (`lib/LOADER`,
     /// `lib/TRIPLET/libc.so.6` …), made once: what an emulated smoke test gives qemu-user as
     /// `QEMU_LD_PREFIX`, so that the artifact under test finds its own files and the libc
@@ -107,9 +121,19 @@ impl DebianPython {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let prefix = self.root.with_file_name(format!("{name}.libc"));
-        if prefix.join(".complete").exists() {
-            return Ok(prefix);
+        // Named after the libc6 package it is taken from, and sealed as the root is: a root
+        // made again from another libc6 gets another one, a damaged one is made again.
+        let libc6 = self
+            .packages
+            .iter()
+            .find(|(package, _, _)| package == "libc6")
+            .map(|(_, _, sha256)| sha256.get(..16).unwrap_or(sha256).to_string())
+            .unwrap_or_default();
+        let prefix = self.root.with_file_name(format!("{name}.libc-{libc6}"));
+        match integrity::check(&prefix) {
+            State::Intact => return Ok(prefix),
+            State::Unsealed if !prefix.exists() => {}
+            _ => std::fs::remove_dir_all(&prefix)?,
         }
         let parent = self.root.parent().unwrap_or(Path::new("."));
         let staged = Staged::dir_in(parent, ".libc-")?;
@@ -136,12 +160,12 @@ impl DebianPython {
             std::fs::create_dir_all(to.parent().unwrap_or(staged.path()))?;
             std::fs::copy(&from, &to)?;
         }
-        std::fs::write(staged.path().join(".complete"), b"")?;
+        integrity::seal(staged.path())?;
         let mut staged = staged;
         match staged.persist(&prefix) {
             Ok(()) => Ok(prefix),
             // Another run made it first: theirs is as good.
-            Err(_) if prefix.join(".complete").exists() => Ok(prefix),
+            Err(_) if integrity::check(&prefix) == State::Intact => Ok(prefix),
             Err(error) => Err(error),
         }
     }

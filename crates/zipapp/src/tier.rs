@@ -76,36 +76,55 @@ impl Backend for ZipappTier {
         host.require_interpreter()
     }
 
-    /// The archive of the first platform; when it carries compiled code, one more for each
-    /// other platform, from its own wheelhouse, named after it (`NAME-VERSION-linux-aarch64.pyz`).
+    /// One archive per platform, each from that platform's wheelhouse; when none carries
+    /// compiled code and all have the same bytes, the one serves every platform. Otherwise
+    /// each other platform's is named after it (`NAME-VERSION-linux-aarch64.pyz`).
     async fn build(&self, cx: &BuildContext) -> Result<Vec<Artifact>, BackendError> {
-        let mut artifacts = Vec::new();
+        let mut built = Vec::new();
         for (index, inputs) in cx.targets.iter().enumerate() {
             let work_dir = match inputs.platform() {
                 Some(platform) if index > 0 => cx.work_dir.join(platform.machine()),
                 _ => cx.work_dir.clone(),
             };
             std::fs::create_dir_all(&work_dir)?;
-            // The archive records the platform it was made for, and checks it when it runs.
-            let python = match &inputs.target {
-                Some(target) => std::sync::Arc::new(InterpreterFacts {
+            let assemble_for = |python: std::sync::Arc<InterpreterFacts>| {
+                let work_dir = work_dir.clone();
+                async move {
+                    let zipapp = assemble(
+                        &cx.project,
+                        &python,
+                        inputs.app()?,
+                        &inputs.wheelhouse()?.site,
+                        &work_dir,
+                        cx.source_date,
+                    )
+                    .await?;
+                    Ok::<_, BackendError>((python, zipapp))
+                }
+            };
+            let (mut python, mut zipapp) = assemble_for(cx.python.clone()).await?;
+            // An archive with compiled code records the platform it was made for, and checks
+            // it when it runs: another platform's is made again with that platform named. A
+            // pure one names the build's, which it never checks, so that pure archives of
+            // two platforms can be the same bytes.
+            if let (true, Some(target)) = (zipapp.has_native_code, &inputs.target) {
+                (python, zipapp) = assemble_for(std::sync::Arc::new(InterpreterFacts {
                     platform_tag: format!("linux_{}", target.platform.machine()),
                     ..(*cx.python).clone()
-                }),
-                None => cx.python.clone(),
-            };
-            let zipapp = assemble(
-                &cx.project,
-                &python,
-                inputs.app()?,
-                &inputs.wheelhouse()?.site,
-                &work_dir,
-                cx.source_date,
-            )
-            .await?;
+                }))
+                .await?;
+            }
+            built.push((inputs.platform(), python.platform_tag.clone(), zipapp));
+        }
+        let first = std::fs::read(&built[0].2.path)?;
+        let mut shared = true;
+        for (_, _, zipapp) in &built {
+            shared &= !zipapp.has_native_code && std::fs::read(&zipapp.path)? == first;
+        }
+        let mut artifacts = Vec::new();
+        for (platform, platform_tag, zipapp) in built {
             let mut needs = self.target_needs(&cx.project, &cx.python);
-            if !zipapp.has_native_code {
-                // Pure: the same archive serves every platform.
+            if shared {
                 artifacts.push(Artifact {
                     tier: Tier::Zipapp,
                     path: zipapp.path,
@@ -114,15 +133,14 @@ impl Backend for ZipappTier {
                 });
                 break;
             }
-            let platform = inputs.platform();
+            if zipapp.has_native_code {
+                needs.platform = Some(platform_tag);
+            }
             let mut path = zipapp.path;
             if let Some(foreign) = platform.filter(|p| !p.is_host()) {
-                needs.platform = Some(format!("linux_{}", foreign.machine()));
                 let named = path.with_file_name(platform_file_name(&path, foreign));
                 std::fs::rename(&path, &named)?;
                 path = named;
-            } else {
-                needs.platform = Some(cx.python.platform_tag.clone());
             }
             artifacts.push(Artifact {
                 tier: Tier::Zipapp,
