@@ -224,3 +224,44 @@ fn a_pure_zipapp_is_one_archive_for_both_platforms_and_a_compiled_app_is_refused
     );
     assert!(listing(out.path()).is_empty(), "{:?}", listing(out.path()));
 }
+
+#[test]
+fn a_package_with_no_compiled_code_is_one_file_for_both_platforms() {
+    if !can_build_arm64() || !require("dpkg-deb") {
+        return;
+    }
+    // The distribution's python3 runs it and nothing in it is compiled: `_all.deb`, built
+    // and smoke-tested for each platform (the arm64 one on the arm64 runtime as python3,
+    // under qemu), listed once, bound to neither.
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&fixture("hatch-app"), project.path());
+    let pyproject = project.path().join("pyproject.toml");
+    let mut text = std::fs::read_to_string(&pyproject).unwrap();
+    text.push_str(
+        "\n[tool.gradient.deb]\nlayout = \"system\"\nmaintainer = \"A <a@example.invalid>\"\n",
+    );
+    std::fs::write(&pyproject, text).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = build(
+        project.path(),
+        out.path(),
+        &["--to", "deb", "--platform", "linux/amd64,linux/arm64"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("smoke `dpkg-deb --info hatch-app_0.1.0-1_all.deb` ok"),
+        "{}",
+        stderr(&output)
+    );
+    let manifest = read_json(&out.path().join("gradient-manifest.json"));
+    let debs: Vec<&serde_json::Value> = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["tier"] == "deb")
+        .collect();
+    assert_eq!(debs.len(), 1, "{debs:?}");
+    assert_eq!(debs[0]["file"], "hatch-app_0.1.0-1_all.deb");
+    assert!(debs[0].get("platform").is_none(), "{:?}", debs[0]);
+    assert_eq!(debs[0]["smoke"]["passed"], true);
+}

@@ -433,10 +433,34 @@ fn tally(
             hint,
         });
     }
+    let records = one_record_per_file(records);
     for record in &records {
         check_named_as_planned(plan, record);
     }
     (outcomes, records)
+}
+
+/// A tier built once per platform can make the same file for each (a package with no
+/// compiled code, `_all.deb`): one record says it, bound to no platform, with a failed
+/// smoke test of any platform rather than a passed one.
+fn one_record_per_file(records: Vec<ArtifactRecord>) -> Vec<ArtifactRecord> {
+    let mut kept: Vec<ArtifactRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        let same = kept
+            .iter_mut()
+            .find(|k| k.tier == record.tier && k.file == record.file && k.sha256 == record.sha256);
+        match same {
+            Some(earlier) => {
+                let failed = |r: &ArtifactRecord| r.smoke.as_ref().is_some_and(|s| !s.passed);
+                if failed(&record) && !failed(earlier) {
+                    *earlier = record;
+                }
+                earlier.platform = None;
+            }
+            None => kept.push(record),
+        }
+    }
+    kept
 }
 
 /// The plan named every file before the build, and named them again from the built

@@ -123,7 +123,8 @@ async fn build(cx: &BuildContext, format: PackageFormat) -> Result<Vec<Artifact>
         tier: tier_of(format),
         path,
         needs,
-        platform: cx.inputs.platform(),
+        // A package with no compiled code (`_all.deb`, `.noarch.rpm`) serves every platform.
+        platform: cx.inputs.platform().filter(|_| spec.native),
     }])
 }
 
@@ -300,7 +301,11 @@ impl Backend for PackageTier {
                     tool_check("dpkg-deb", &["--contents"], file, hint, Some("usr/bin/")).await,
                 ];
                 if let Some(platform) = foreign {
-                    let field = format!("Architecture: {}", platform.deb_arch());
+                    let arch = match artifact.platform {
+                        Some(_) => platform.deb_arch(),
+                        None => "all",
+                    };
+                    let field = format!("Architecture: {arch}");
                     checks
                         .push(tool_check("dpkg-deb", &["--info"], file, hint, Some(&field)).await);
                 }
@@ -315,10 +320,12 @@ impl Backend for PackageTier {
                     tool_check("rpm", &["-K"], file, hint, Some("digests")).await,
                 ];
                 if let Some(platform) = foreign {
-                    let args = ["-qp", "--qf", "%{ARCH}\\n"];
-                    checks.push(
-                        tool_check("rpm", &args, file, hint, Some(platform.rpm_arch())).await,
-                    );
+                    let args = ["-qp", "--qf", "%{ARCH}\n"];
+                    let arch = match artifact.platform {
+                        Some(_) => platform.rpm_arch(),
+                        None => "noarch",
+                    };
+                    checks.push(tool_check("rpm", &args, file, hint, Some(arch)).await);
                 }
                 // rpm itself lays the files down (scripts left out: the root has no shell).
                 let mut install = Command::new("unshare");
