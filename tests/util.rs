@@ -293,8 +293,8 @@ pub fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
 /// fetch Debian's arm64 packages (apt-get): what a build for linux/arm64 needs here. Missing
 /// is a failure with `GRADIENT_REQUIRE_CROSS=1` (as `.ci/run` sets it), a skip elsewhere.
 pub fn can_build_arm64() -> bool {
-    let emulated = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|text| text.lines().next() == Some("enabled"));
+    // The question a build itself asks (registered, enabled, with the F flag).
+    let emulated = gradient_core::Platform::LinuxArm64.runnable_here().is_ok();
     let apt = Command::new("sh")
         .args(["-c", "command -v apt-get"])
         .output()

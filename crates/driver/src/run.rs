@@ -910,14 +910,7 @@ async fn build_foreign_inputs(
                 extras: &run.project.config.extras,
                 groups: &groups,
                 requires_dist: &app.info.metadata.requires_dist,
-                locked: run
-                    .lock
-                    .zip(lock_file_name.as_deref())
-                    .map(|(lock, file_name)| ProjectLock {
-                        file_name,
-                        sha256: &lock.sha256,
-                        packages: &lock.packages,
-                    }),
+                locked: project_lock(run.lock, lock_file_name.as_deref()),
                 previous_lock,
                 find_links: run.options.find_links.as_deref(),
                 work_dir: &work_dir,
@@ -1107,14 +1100,7 @@ async fn build_distributions_and_wheelhouse(
             extras: &project.config.extras,
             groups: &groups,
             requires_dist: &info.metadata.requires_dist,
-            locked: run
-                .lock
-                .zip(lock_file_name.as_deref())
-                .map(|(lock, file_name)| ProjectLock {
-                    file_name,
-                    sha256: &lock.sha256,
-                    packages: &lock.packages,
-                }),
+            locked: project_lock(run.lock, lock_file_name.as_deref()),
             previous_lock: std::fs::read_to_string(run.out_dir.join(&pylock_name))
                 .ok()
                 .zip(std::fs::read_to_string(run.out_dir.join(&lock_name)).ok()),
@@ -1255,6 +1241,18 @@ async fn build_runtime(
         seconds,
     );
     Ok((runtime_files(runtime), seconds))
+}
+
+/// The project's lock as the wheelhouse reads it, when the dependencies come from one.
+fn project_lock<'a>(
+    lock: Option<&'a crate::project_lock::PlannedLock>,
+    file_name: Option<&'a str>,
+) -> Option<ProjectLock<'a>> {
+    lock.zip(file_name).map(|(lock, file_name)| ProjectLock {
+        file_name,
+        sha256: &lock.sha256,
+        packages: &lock.packages,
+    })
 }
 
 /// A bundle as the tiers see it.

@@ -606,14 +606,7 @@ async fn chroot_checks(
         smoke_commands(&cx.project, cx.reference.as_deref(), entry.scripts.keys())
     {
         let program = format!("/usr/local/bin/{}", argv[0]);
-        let (command, network) = if expect.http.is_some() {
-            (
-                rootfs.serving_command(&program, &argv[1..]),
-                "the host's network",
-            )
-        } else {
-            (rootfs.command(&program, &argv[1..]), "no network")
-        };
+        let (command, network) = rootfs.smoke_command(&program, &argv[1..], expect.http.is_some());
         checks.push(
             run_check(
                 format!(
@@ -1147,75 +1140,6 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// The libraries beyond glibc the extension modules under `site` link, looked up in the
-/// target's root (`usr/lib/TRIPLET`, `usr/lib`) as its loader would, never on the host:
-/// the foreign platform's counterpart of [`gradient_python::runtime::system_libraries`].
-fn target_system_libraries(
-    site: &Path,
-    bundle_lib: &Path,
-    root: &Path,
-    glibc: &[(String, PathBuf)],
-) -> Vec<(String, PathBuf)> {
-    let triplet = glibc
-        .iter()
-        .find(|(name, _)| name == "libc.so.6")
-        .and_then(|(_, path)| path.parent()?.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut queue: Vec<PathBuf> = walkdir(site);
-    while let Some(object) = queue.pop() {
-        let Ok(Some(facts)) = gradient_python::elf::read(&object) else {
-            continue;
-        };
-        let origin = object.parent().unwrap_or(Path::new("/")).to_path_buf();
-        for needed in &facts.needed {
-            let own = facts.search_path.iter().any(|dir| {
-                Path::new(&dir.replace("$ORIGIN", &origin.to_string_lossy()))
-                    .join(needed)
-                    .is_file()
-            });
-            if own
-                || needed.contains('/')
-                || glibc.iter().any(|(name, _)| name == needed)
-                || found.contains_key(needed)
-                || bundle_lib.join(needed).exists()
-            {
-                continue;
-            }
-            let Some(file) = [format!("usr/lib/{triplet}"), "usr/lib".into()]
-                .iter()
-                .map(|dir| root.join(dir).join(needed))
-                .find(|p| p.is_file())
-                .and_then(|p| std::fs::canonicalize(p).ok())
-            else {
-                continue;
-            };
-            found.insert(needed.clone(), file.clone());
-            queue.push(file);
-        }
-    }
-    found.into_iter().collect()
-}
-
-/// Every file under `dir`, sorted.
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => folders.push(path),
-                Ok(kind) if kind.is_file() => files.push(path),
-                _ => {}
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 /// One platform's image: its base (or scratch root with that platform's C library), its
 /// runtime, dependencies and app layers, and its config.
 async fn platform_image(
@@ -1290,12 +1214,18 @@ async fn platform_image(
             &wheelhouse.site,
             Some(&runtime.dir.join("lib")),
         ),
-        (None, Some(target)) => target_system_libraries(
-            &wheelhouse.site,
-            &runtime.dir.join("lib"),
-            &target.root,
-            &glibc,
-        ),
+        // Looked up in the target's root as its loader would, never on the host.
+        (None, Some(target)) => {
+            gradient_python::runtime::Sysroot::of_machine(&target.root, target.platform.machine())
+                .map(|system| {
+                    gradient_python::runtime::system_libraries_in(
+                        &system,
+                        &wheelhouse.site,
+                        Some(&runtime.dir.join("lib")),
+                    )
+                })
+                .unwrap_or_default()
+        }
         (Some(_), _) => Vec::new(),
     };
     if !system.is_empty() {

@@ -495,14 +495,7 @@ async fn run_installed(
         app_scripts.scripts.keys(),
     ) {
         let program = format!("/usr/bin/{}", argv[0]);
-        let (command, network) = if expect.http.is_some() {
-            (
-                rootfs.serving_command(&program, &argv[1..]),
-                "the host's network",
-            )
-        } else {
-            (rootfs.command(&program, &argv[1..]), "no network")
-        };
+        let (command, network) = rootfs.smoke_command(&program, &argv[1..], expect.http.is_some());
         checks.push(
             run_check(
                 format!(

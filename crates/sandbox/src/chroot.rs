@@ -107,6 +107,20 @@ impl Rootfs {
         self.command_on(program, args, true)
     }
 
+    /// A smoke command: [`Rootfs::serving_command`] for a server a smoke test asks over
+    /// HTTP, else [`Rootfs::command`]; with the network it has, as the check names it.
+    pub fn smoke_command(
+        &self,
+        program: &str,
+        args: &[String],
+        serving: bool,
+    ) -> (Command, &'static str) {
+        match serving {
+            true => (self.serving_command(program, args), "the host's network"),
+            false => (self.command(program, args), "no network"),
+        }
+    }
+
     fn command_on(&self, program: &str, args: &[String], host_network: bool) -> Command {
         let mut command = Command::new("unshare");
         let root = gradient_python::is_root();
